@@ -1,0 +1,149 @@
+"""The `hwsim` command line: run, schema, list, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from hwsim.config import Scenario, json_schema, load_scenario
+from hwsim.config.load import PRESET_DIR, PROJECT_ROOT, read_yaml
+from hwsim.config.units import format_quantity
+from hwsim.errors import ConfigError
+
+
+class ProgressBar:
+    """A one-line progress bar with ETA on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, label: str, enabled: bool | None = None, stream=sys.stderr):
+        self.label = label
+        self.stream = stream
+        self.enabled = stream.isatty() if enabled is None else enabled
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (done < total and now - self._last < 0.1):
+            return
+        self._last = now
+        elapsed = now - self.start
+        eta = elapsed / done * (total - done) if done else 0.0
+        filled = int(30 * done / total)
+        bar = "#" * filled + "-" * (30 - filled)
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}  {elapsed:5.1f}s elapsed, ETA {eta:5.1f}s{end}")
+        self.stream.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"hwsim: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwsim: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwsim", description="Hardware-in-the-loop simulator for distributed training.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario and write its report")
+    run.add_argument("scenario", help="scenario file (YAML)")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help='dotted overrides, e.g. system.steps=50 hardware.nic.bandwidth="25 Gb/s"')
+    run.add_argument("--out", help="report folder (default: <report.out>/<scenario>/<run-id>/)")
+    run.add_argument("--seed", type=int, help="override the scenario's seed")
+    run.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr (auto: when a terminal)")
+    run.set_defaults(func=_run)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    schema.set_defaults(func=_schema)
+
+    listing = sub.add_parser("list", help="list shipped scenarios, models and hardware presets")
+    listing.set_defaults(func=_list)
+
+    bench = sub.add_parser("bench", help="measure the simulator's own speed and write a table")
+    bench.add_argument("--ops", type=int, default=200_000, help="simulated operations per engine measurement")
+    bench.add_argument("--out", default="reports/bench", help="folder for bench.csv and bench.md")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hwsim.result import run
+
+    scenario = load_scenario(args.scenario, args.overrides, args.seed)
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    result = run(scenario, ProgressBar(scenario.name, enabled))
+    folder = result.write(args.out)
+    print(_describe(result.summary))
+    print(f"report: {folder}/report.html")
+    return 0 if result.status == "ok" else 1
+
+
+def _describe(summary: dict) -> str:
+    s = summary
+    lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else "")]
+    lines.append(
+        f"  simulated {format_quantity(s['sim_time_s'], 'time')} in {s['steps']} steps "
+        f"({format_quantity(s['step_time_s'] or 0, 'time')}/step, {s['samples_per_s']:,.0f} samples/s); "
+        f"wall {s['provenance']['wall_time_s']:.1f} s"
+    )
+    util = ", ".join(f"{name} {u['util']:.0%}" for name, u in s["units"].items() if u["util"] > 0)
+    lines.append(f"  utilization: {util or 'none'}")
+    flops = s["flops"]
+    if flops["fraction_of_peak"] is not None:
+        lines.append(
+            f"  FLOP/s: {format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} achieved of "
+            f"{format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak ({flops['fraction_of_peak']:.0%})"
+        )
+    mem = ", ".join(f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}" for b, m in s["memory"].items())
+    lines.append(f"  peak memory: {mem}")
+    learn = s["learning"]
+    if learn["final_test_accuracy"] is not None:
+        lines.append(f"  final loss {learn['final_loss']:.4f}, test accuracy {learn['final_test_accuracy']:.3f}")
+    return "\n".join(lines)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **json_schema(Scenario)}
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    sections = {
+        "scenarios": sorted((PROJECT_ROOT / "scenarios").glob("*.yaml")),
+        "models": sorted((PROJECT_ROOT / "models").glob("*.yaml")),
+        "hardware presets": sorted(PRESET_DIR.glob("*.yaml")),
+    }
+    for title, files in sections.items():
+        print(f"{title}:")
+        for file in files:
+            data = read_yaml(file)
+            about = data.get("description", "") if isinstance(data, dict) else ""
+            if not about and isinstance(data, dict):
+                about = data.get("kind", "") or data.get("name", "")
+            shown = file.relative_to(PROJECT_ROOT) if file.is_relative_to(PROJECT_ROOT) else file
+            print(f"  {str(shown):40s} {' '.join(str(about).split())[:90]}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from hwsim.bench import run_bench
+
+    table = run_bench(args.ops, Path(args.out), ProgressBar("bench"))
+    print(table)
+    print(f"written: {args.out}/bench.csv, {args.out}/bench.md")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

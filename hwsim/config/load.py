@@ -1,0 +1,152 @@
+"""Loading scenario files: YAML, hardware presets and models by name, dotted overrides.
+
+Order of resolution: read the scenario; apply overrides that replace `hardware` or
+`model` as a whole; resolve those references (a name, a path, or a mapping with a
+`base` to start from); apply the remaining overrides; check everything against the
+schema. Every error names the file (or the override) it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwsim.config.fields import build, to_plain
+from hwsim.config.schema import Scenario
+from hwsim.errors import NOTHING, ConfigError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The checkout the package runs from (an editable install); it holds models/ and scenarios/."""
+
+_REFERENCES = {"hardware": "hardware preset", "model": "model"}
+
+
+def read_yaml(path: Path, what: str = "file") -> Any:
+    """Parse a YAML file with the safe loader; a missing file or bad syntax is a ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", NOTHING, f"an existing {what} (no such file)") from None
+    except OSError as err:
+        raise ConfigError(str(path), "", NOTHING, f"a readable {what} ({err.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(where, "", NOTHING, f"valid YAML ({problem})") from None
+
+
+def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
+    """Load, resolve and check a scenario file; `overrides` are "dotted.key=value" strings."""
+    path = Path(path)
+    raw = read_yaml(path, "scenario file")
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "", raw, "a mapping with keys name, hardware, model, system")
+    parsed = [_parse_override(text) for text in overrides]
+    if seed is not None:
+        parsed.append(("seed", int(seed), f"--seed {seed}"))
+    scenario_keys = copy.deepcopy(raw)
+    whole = [o for o in parsed if len(o[0].split(".")) == 1 and o[0] in _REFERENCES]
+    rest = [o for o in parsed if o not in whole]
+    for key, value, _ in whole:
+        raw[key] = value
+    sources = {}
+    for key, what in _REFERENCES.items():
+        if key in raw:
+            where = next((f"command-line override {t}" for k, _, t in whole if k == key), str(path))
+            raw[key], sources[key] = _resolve(raw[key], what, path.parent, where, key)
+    for key, value, text in rest:
+        _set(raw, key, value, text)
+    try:
+        return build(Scenario, raw, "", str(path))
+    except ConfigError as err:
+        raise ConfigError(_origin(err.key, parsed, scenario_keys, sources, path), err.key, err.got, err.expected) from None
+
+
+def resolved_dict(scenario: Scenario) -> dict:
+    """The fully resolved scenario as plain data (what a run's provenance records)."""
+    return to_plain(scenario)
+
+
+def find_reference(name: str, what: str, base_dir: Path, where: str = "", key: str = "") -> Path:
+    """The file a hardware preset or model name (or path) refers to; `where`/`key` name the reference."""
+    as_path = Path(name)
+    candidates = [base_dir / as_path, Path.cwd() / as_path] if as_path.suffix in (".yaml", ".yml") else []
+    if what == "model":
+        dirs = [base_dir, base_dir.parent / "models", Path.cwd() / "models", PROJECT_ROOT / "models"]
+    else:
+        dirs = [base_dir, PRESET_DIR]
+    candidates += [d / f"{name}.yaml" for d in dirs]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = sorted({p.stem for d in dirs if d.is_dir() and (d.name in ("models", "presets")) for p in d.glob("*.yaml")})
+    raise ConfigError(where or str(base_dir / name), key, name, f"a {what} file path or one of the names: {', '.join(known) or 'none found'}")
+
+
+def _resolve(value: Any, what: str, base_dir: Path, where: str, key: str) -> tuple[Any, Path | None]:
+    """A reference (name, path, or mapping with 'base') turned into a full mapping."""
+    if isinstance(value, str):
+        file = find_reference(value, what, base_dir, where, key)
+        data = read_yaml(file, f"{what} file")
+        if not isinstance(data, dict):
+            raise ConfigError(str(file), "", data, f"a mapping of {what} settings")
+        return data, file
+    if isinstance(value, dict) and "base" in value:
+        base, file = _resolve(value["base"], what, base_dir, where, key + ".base")
+        own = {k: v for k, v in value.items() if k != "base"}
+        return _merge(base, own), file
+    return value, None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(text: str) -> tuple[str, Any, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("command line", text, NOTHING, "an override of the form dotted.key=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed, text
+
+
+def _set(raw: dict, key: str, value: Any, text: str) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ConfigError(f"command-line override {text}", key, NOTHING, f"a key inside a mapping, but {prefix} is {child!r}")
+        node = child
+    node[parts[-1]] = value
+
+
+def _origin(key: str, overrides: list, scenario_raw: dict, sources: dict, path: Path) -> str:
+    for okey, _, text in reversed(overrides):
+        if key == okey or key.startswith((okey + ".", okey + "[")) or okey.startswith(key + "."):
+            return f"command-line override {text}"
+    node: Any = scenario_raw
+    for part in key.split("."):
+        if isinstance(node, dict) and part.split("[")[0] in node:
+            node = node[part.split("[")[0]]
+        else:
+            top = key.split(".")[0]
+            return str(sources[top]) if sources.get(top) else str(path)
+    return str(path)

@@ -1,0 +1,173 @@
+"""The typed, frozen schema of scenario files (hardware, model, system, run, report).
+
+All quantities are SI floats once parsed: seconds, bytes, bytes/s, Hz. `hwsim schema`
+prints this as JSON Schema; `fields.build` checks files against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.config.fields import spec
+
+schema = dataclass(frozen=True, kw_only=True)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
+
+
+# --- hardware -----------------------------------------------------------------------
+
+
+@schema
+class MacsSpec:
+    """Multiply-accumulates one processing element completes per cycle, per operand precision."""
+
+    fp32: int = spec(1, doc="MACs per PE per cycle at fp32", min=1)
+    bf16: int = spec(2, doc="MACs per PE per cycle at bf16", min=1)
+    fp16: int = spec(2, doc="MACs per PE per cycle at fp16", min=1)
+    int8: int = spec(4, doc="MACs per PE per cycle at int8", min=1)
+    int4: int = spec(8, doc="MACs per PE per cycle at int4", min=1)
+
+
+@schema
+class SystolicSpec:
+    """A systolic array of rows x cols processing elements that runs GEMMs."""
+
+    rows: int = spec(doc="rows of processing elements", min=1)
+    cols: int = spec(doc="columns of processing elements", min=1)
+    clock: float = spec(doc="clock of the array", unit="frequency", gt=0)
+    dataflow: str = spec("output_stationary", doc="what stays in place in each PE", choices=DATAFLOWS)
+    macs_per_cycle: MacsSpec = spec(MacsSpec, doc="MACs per PE per cycle at each precision")
+
+
+@schema
+class VectorSpec:
+    """A SIMD vector unit for element-wise work (quantize, dequantize, activations, optimizer)."""
+
+    lanes: int = spec(doc="elements processed per cycle", min=1)
+    clock: float = spec(doc="clock of the vector unit", unit="frequency", gt=0)
+
+
+@schema
+class BankSpec:
+    """A memory bank: what precision it stores, how much, and how fast it moves bytes."""
+
+    precision: str = spec(doc="precision of the numbers this bank stores", choices=PRECISIONS)
+    capacity: float = spec(doc="capacity of the bank", unit="size", gt=0)
+    bandwidth: float = spec(doc="read/write bandwidth of the bank", unit="rate", gt=0)
+    latency: float = spec("0 s", doc="fixed latency of one access", unit="time", min=0)
+
+
+@schema
+class NicSpec:
+    """A network interface and its full-duplex link to the switch."""
+
+    bandwidth: float = spec(doc="line rate of the link", unit="rate", gt=0)
+    latency: float = spec(doc="propagation latency of one hop", unit="time", min=0)
+    overhead: float = spec("0 s", doc="per-message processing time in the NIC", unit="time", min=0)
+
+
+@schema
+class HardwareSpec:
+    """One device: a systolic array, a vector unit, named memory banks and a NIC."""
+
+    name: str = spec("custom", doc="name of this hardware description")
+    systolic: SystolicSpec = spec(doc="the matrix unit")
+    vector: VectorSpec = spec(doc="the element-wise unit")
+    memory: dict[str, BankSpec] = spec(doc="memory banks by name")
+    nic: NicSpec = spec(doc="network interface")
+
+
+# --- models -------------------------------------------------------------------------
+
+
+@schema
+class MlpSpec:
+    """A multi-layer perceptron with ReLU hidden layers and a softmax output: real math."""
+
+    kind: str = spec("mlp", doc="model family", choices=("mlp",))
+    name: str = spec("mlp", doc="model name")
+    inputs: int = spec(doc="input features", min=1)
+    hidden: tuple[int, ...] = spec(doc="widths of the hidden layers", min=1)
+    classes: int = spec(doc="output classes", min=2)
+    dataset: str = spec("digits", doc="training data", choices=("digits",))
+
+
+@schema
+class TransformerSpec:
+    """A decoder-only transformer described by its shapes: timing-only (no math)."""
+
+    kind: str = spec("transformer", doc="model family", choices=("transformer",))
+    name: str = spec("transformer", doc="model name")
+    layers: int = spec(doc="transformer blocks", min=1)
+    d_model: int = spec(doc="hidden width", min=1)
+    heads: int = spec(doc="attention heads (must divide d_model)", min=1)
+    d_ff: int = spec(doc="feed-forward width", min=1)
+    vocab: int = spec(doc="vocabulary size", min=1)
+    seq_len: int = spec(doc="tokens per sequence", min=1)
+
+
+ModelSpec = MlpSpec | TransformerSpec
+
+
+# --- systems ------------------------------------------------------------------------
+
+
+@schema
+class SingleDeviceSpec:
+    """One device trains while its parameters live in a storage bank (mechanism M1 on one device).
+
+    Every step reads the stored parameters, decompresses them into the working bank,
+    runs forward, backward and update, re-compresses and writes them back.
+    """
+
+    kind: str = spec("single_device", doc="system", choices=("single_device",))
+    steps: int = spec(200, doc="training steps", min=1)
+    batch: int = spec(32, doc="samples per step", min=1)
+    lr: float = spec(0.05, doc="learning rate", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum", min=0, max=0.999)
+    block: int = spec(64, doc="quantization block of the stored parameters (elements)", min=1)
+    param_bank: str = spec("params", doc="bank that stores the parameters")
+    work_bank: str = spec("working", doc="bank for decompressed weights, gradients and activations")
+    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
+
+
+SystemSpec = SingleDeviceSpec
+
+
+# --- run and report -----------------------------------------------------------------
+
+
+@schema
+class RunSpec:
+    """How to run: with the real math, or timing only."""
+
+    mode: str = spec("full", doc="'full' runs the math; 'timing-only' only the cycle model", choices=("full", "timing-only"))
+    eval_every: int = spec(20, doc="steps between evaluations of loss and test accuracy", min=1)
+    test_fraction: float = spec(0.25, doc="share of the dataset held out for testing", gt=0, max=0.9)
+
+
+@schema
+class ReportSpec:
+    """What the report folder holds."""
+
+    out: str = spec("reports", doc="root folder of reports; a run writes to <out>/<scenario>/<run-id>/")
+    plots: bool = spec(True, doc="write PNG plots")
+    trace: bool = spec(True, doc="write trace.json (Chrome/Perfetto)")
+    html: bool = spec(True, doc="write a self-contained report.html")
+    zoom_steps: int = spec(2, doc="steps shown in the zoomed timeline", min=1)
+
+
+@schema
+class Scenario:
+    """A scenario file: hardware, a model, a system that trains it, and how to run and report."""
+
+    name: str = spec(doc="scenario name (names the report folder)")
+    description: str = spec("", doc="one line on what this scenario shows")
+    seed: int = spec(0, doc="seed of every random stream in the run", min=0)
+    hardware: HardwareSpec = spec(doc="a preset name, a path, or a mapping (with optional 'base')")
+    model: ModelSpec = spec(doc="a model name from models/, a path, or a mapping (with optional 'base')")
+    system: SystemSpec = spec(doc="the training system and its settings")
+    run: RunSpec = spec(RunSpec, doc="run settings")
+    report: ReportSpec = spec(ReportSpec, doc="report settings")

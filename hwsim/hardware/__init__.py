@@ -1,0 +1,9 @@
+"""SimPy hardware components. They know nothing about training."""
+
+from hwsim.hardware.arithmetic import ArithmeticUnit, VectorUnit, gemm_cycles
+from hwsim.hardware.device import Device, Server
+from hwsim.hardware.memory import MemoryBank
+from hwsim.hardware.network import Link, Message, Nic, Switch
+from hwsim.hardware.unit import Unit
+
+__all__ = ["ArithmeticUnit", "Device", "Link", "MemoryBank", "Message", "Nic", "Server", "Switch", "Unit", "VectorUnit", "gemm_cycles"]

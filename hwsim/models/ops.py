@@ -1,0 +1,44 @@
+"""What a layer costs: its GEMMs, element-wise work, parameters and activations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """`count` independent GEMMs C[m, n] = A[m, k] @ B[k, n]."""
+
+    m: int
+    n: int
+    k: int
+    count: int = 1
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.n * self.k * self.count
+
+    def backward(self) -> tuple[Gemm, Gemm]:
+        """The two GEMMs of its backward pass: dA = dC @ B^T (m, k, n) and dB = A^T @ dC (k, n, m)."""
+        return Gemm(self.m, self.k, self.n, self.count), Gemm(self.k, self.n, self.m, self.count)
+
+
+@dataclass(frozen=True)
+class LayerOps:
+    """One layer for a batch: the units' work in forward and backward, and its memory.
+
+    Vector work is in element-operations (elements x operations per element).
+    Parameters and activations are element counts; bytes depend on the precision.
+    """
+
+    name: str
+    forward: tuple[Gemm, ...]
+    backward: tuple[Gemm, ...]
+    forward_vector_ops: int
+    backward_vector_ops: int
+    params: int
+    activations: int
+
+    @property
+    def flops(self) -> int:
+        return sum(g.flops for g in self.forward + self.backward)

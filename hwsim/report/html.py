@@ -1,0 +1,68 @@
+"""A self-contained report.html: the summary, the tables and the plots embedded as PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import pandas as pd
+
+from hwsim.config.units import format_quantity
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+.fail { background: #fde2e2; border: 1px solid #c44; padding: 0.7em; }
+img { max-width: 100%; }
+"""
+
+
+def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dict[str, bytes]) -> str:
+    """The report page; `images` maps a caption to PNG bytes."""
+    s = summary
+    learning = s["learning"]
+    flops = s["flops"]
+    key_rows = [
+        ("status", s["status"]),
+        ("simulated time", format_quantity(s["sim_time_s"], "time")),
+        ("steps", s["steps"]),
+        ("mean step time", format_quantity(s["step_time_s"], "time") if s["step_time_s"] else "-"),
+        ("throughput", f"{s['samples_per_s']:,.0f} samples/s"),
+        (f"achieved / peak FLOP/s ({flops['compute_precision']})", f"{format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} / {format_quantity(flops['peak_flop_per_s'], 'flop_rate')}"),
+        ("bytes moved (memory ports)", format_quantity(s["bytes_moved"]["memory"], "size")),
+        ("bytes moved (network)", format_quantity(s["bytes_moved"]["network"], "size")),
+        ("final batch loss", _num(learning["final_loss"])),
+        ("final test accuracy", _num(learning["final_test_accuracy"])),
+        ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
+    ]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>hwsim: {html.escape(s['scenario'])}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(s['scenario'])}</h1>",
+        f"<p>{html.escape(s['provenance']['scenario'].get('description', ''))}</p>",
+    ]
+    if s["status"] != "ok":
+        parts.append(f"<p class='fail'><b>{html.escape(s['status'])}</b>: {html.escape(s['diagnosis'])}</p>")
+    parts.append("<h2>Summary</h2>" + _table(pd.DataFrame(key_rows, columns=["", "value"])))
+    parts.append("<h2>Units</h2><p>util = busy time / simulated time; cycles = time x clock (compute units).</p>")
+    parts.append(_table(units))
+    parts.append("<h2>Memory banks</h2>" + _table(memory))
+    for caption, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
+    prov = s["provenance"]
+    parts.append(
+        f"<h2>Provenance</h2><p>hwsim {html.escape(prov['version'])}, seed {prov['seed']}; "
+        "the resolved scenario is in summary.json.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)

@@ -1,0 +1,171 @@
+"""Figures from a run's tables: unit timeline (Gantt), utilization, memory over time, learning.
+
+Figures are built with `matplotlib.figure.Figure` (no pyplot state), so they work
+headless and display in Jupyter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+# Colour per op category; the category is the first word of an op's label.
+CATEGORIES = {
+    "fwd": "#4C72B0",
+    "bwd": "#DD8452",
+    "update": "#55A868",
+    "decompress": "#8172B3",
+    "compress": "#937860",
+    "read": "#64B5CD",
+    "write": "#8C8C8C",
+    "store": "#DA8BC3",
+}
+OTHER = "#CCB974"
+
+
+def time_scale(t_max: float) -> tuple[float, str]:
+    """(factor, unit) that shows times up to `t_max` seconds as numbers below 1000."""
+    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "us"), (1e9, "ns")):
+        if t_max * factor >= 1.0:
+            return factor, unit
+    return 1e9, "ns"
+
+
+def _category(label: str) -> str:
+    word = label.split(" ", 1)[0]
+    return word if word in CATEGORIES else "other"
+
+
+def timeline(busy: pd.DataFrame, units: list[str], ax, window: tuple[float, float] | None = None) -> None:
+    """Draw a Gantt chart on `ax`: one row per unit, one `broken_barh` call per row."""
+    rows = busy if window is None else busy[(busy.end_s > window[0]) & (busy.start_s < window[1])]
+    factor, unit_name = time_scale(window[1] if window else busy.end_s.max())
+    seen = set()
+    for i, unit in enumerate(units):
+        ops = rows[rows.unit == unit]
+        if ops.empty:
+            continue
+        cats = [_category(label) for label in ops.label]
+        seen.update(cats)
+        colors = [CATEGORIES.get(c, OTHER) for c in cats]
+        spans = factor * np.column_stack([ops.start_s.to_numpy(), (ops.end_s - ops.start_s).to_numpy()])
+        ax.broken_barh(spans, (i - 0.4, 0.8), facecolors=colors, linewidth=0)
+    ax.set_yticks(range(len(units)), units)
+    ax.set_ylim(-0.6, len(units) - 0.4)
+    ax.invert_yaxis()
+    if window is not None:
+        ax.set_xlim(window[0] * factor, window[1] * factor)
+    ax.set_xlabel(f"simulated time ({unit_name})")
+    handles = [Patch(color=CATEGORIES.get(c, OTHER), label=c) for c in [*CATEGORIES, "other"] if c in seen]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+
+
+def timeline_figure(busy: pd.DataFrame, units: list[str], zoom: tuple[float, float, int] | None) -> Figure:
+    """The whole run, and (if `zoom` is given) a window of it below; units that never worked are named, not drawn."""
+    idle = [u for u in units if u not in set(busy.unit)]
+    units = [u for u in units if u not in idle]
+    panels = 2 if zoom else 1
+    fig = Figure(figsize=(11, 1.2 + 0.45 * len(units) * panels + 0.8 * (panels - 1)), layout="constrained")
+    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    timeline(busy, units, axes[0])
+    axes[0].set_title("Unit timeline: whole run" + (f" (never busy: {', '.join(idle)})" if idle else ""))
+    if zoom:
+        timeline(busy, units, axes[1], zoom[:2])
+        axes[1].set_title(f"Zoom: the first {zoom[2]} steps")
+    return fig
+
+
+def utilization_figure(units: pd.DataFrame) -> Figure:
+    """Busy and idle share of the run per unit, with idle cycles for compute units."""
+    fig = Figure(figsize=(9, 0.9 + 0.4 * len(units)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(units))
+    ax.barh(y, units.util, color="#4C72B0", label="busy")
+    ax.barh(y, 1 - units.util, left=units.util, color="#E5E5E5", label="idle")
+    for yi, row in zip(y, units.itertuples()):
+        note = f"{row.util:.1%}"
+        if not np.isnan(row.idle_cycles):
+            note += f"  ({int(row.idle_cycles):,} idle cycles)"
+        ax.text(0.01, yi, note, va="center", fontsize="small", color="black")
+    ax.set_yticks(y, units.unit)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of simulated time")
+    ax.set_title("Utilization per unit")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, float, int] | None) -> Figure:
+    """Occupancy of each bank over the whole run (left) and the zoom window (right).
+
+    The capacity is drawn as a dashed line when it is within 1.5x of the peak, and
+    always stated in the panel title.
+    """
+    cols = 2 if zoom else 1
+    fig = Figure(figsize=(11, 0.6 + 2.2 * len(banks)), layout="constrained")
+    axes = fig.subplots(len(banks), cols, squeeze=False)
+    for row, bank in zip(axes, banks.itertuples()):
+        levels = memory[memory.bank == bank.bank]
+        size_factor, size_unit = _size_scale(max(bank.peak_bytes, 1))
+        for ax, window in zip(row, [None, zoom][:cols]):
+            shown = levels if window is None else levels[levels.time_s <= window[1]]
+            t_max = window[1] if window else max(levels.time_s.max(), 1e-12)
+            factor, unit = time_scale(t_max)
+            ax.step(shown.time_s * factor, shown.used_bytes * size_factor, where="post", color="#4C72B0")
+            if bank.capacity_bytes <= 1.5 * bank.peak_bytes:
+                ax.axhline(bank.capacity_bytes * size_factor, color="#C44E52", linestyle="--", label="capacity")
+                ax.legend(loc="lower right", fontsize="small")
+            ax.set_ylim(bottom=0)
+            ax.set_ylabel(size_unit)
+            ax.set_xlabel(f"simulated time ({unit})")
+        row[0].set_title(
+            f"{bank.bank} ({bank.precision}): peak {bank.peak_bytes * size_factor:,.1f} {size_unit} "
+            f"of {bank.capacity_bytes * size_factor:,.1f} {size_unit}"
+        )
+        if zoom:
+            row[1].set_title(f"the first {zoom[2]} steps")
+    return fig
+
+
+def _size_scale(peak: float) -> tuple[float, str]:
+    for factor, unit in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")):
+        if peak * factor >= 1.0:
+            return factor, unit
+    return 1.0, "B"
+
+
+def learning_figure(metrics: pd.DataFrame) -> Figure | None:
+    """Training loss and test accuracy against simulated time (None if nothing was learned)."""
+    loss = metrics[metrics.metric == "loss"]
+    acc = metrics[metrics.metric == "test_accuracy"]
+    if loss.empty and acc.empty:
+        return None
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.subplots()
+    factor, unit = time_scale(metrics.time_s.max())
+    loss, acc = loss.assign(time_s=loss.time_s * factor), acc.assign(time_s=acc.time_s * factor)
+    if not loss.empty:
+        ax.plot(loss.time_s, loss.value, color="#DD8452", alpha=0.3, linewidth=0.8, label="batch loss")
+        smooth = loss.value.rolling(max(1, len(loss) // 30), min_periods=1).mean()
+        ax.plot(loss.time_s, smooth, color="#DD8452", label="batch loss (rolling mean)")
+    test_loss = metrics[metrics.metric == "test_loss"]
+    test_loss = test_loss.assign(time_s=test_loss.time_s * factor)
+    if not test_loss.empty:
+        ax.plot(test_loss.time_s, test_loss.value, "o-", color="#C44E52", markersize=3, label="test loss")
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_ylabel("loss")
+    ax.set_ylim(bottom=0)
+    lines, labels = ax.get_legend_handles_labels()
+    if not acc.empty:
+        ax2 = ax.twinx()
+        ax2.plot(acc.time_s, acc.value, "s-", color="#4C72B0", markersize=3, label="test accuracy")
+        ax2.set_ylabel("test accuracy")
+        ax2.set_ylim(0, 1)
+        more = ax2.get_legend_handles_labels()
+        lines, labels = lines + more[0], labels + more[1]
+    ax.legend(lines, labels, loc="center right", fontsize="small")
+    ax.set_title("Learning over simulated time")
+    return fig

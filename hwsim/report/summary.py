@@ -1,0 +1,114 @@
+"""The numbers of a run: time, throughput, utilization and idle cycles, FLOP/s, memory, bytes, learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hwsim.trace import Trace
+
+COMPUTE_KINDS = ("systolic", "vector")
+
+
+def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
+    """One row per unit: busy and idle time, utilization, idle cycles, work and its rate.
+
+    util = busy_s / sim_time_s. Cycles (busy and idle) are time x clock and are given
+    for compute units only; for memory ports and links `work` is bytes moved and
+    `achieved_per_s` is bytes/s over the whole run, against `peak_per_s` (bandwidth).
+    """
+    busy = trace.busy.assign(dur_s=trace.busy.end_s - trace.busy.start_s)
+    per_unit = busy.groupby("unit").agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"))
+    table = trace.units.set_index("unit")[["kind", "device", "clock_hz", "peak_per_s"]].join(per_unit)
+    table[["busy_s", "work"]] = table[["busy_s", "work"]].fillna(0.0)
+    table["ops"] = table["ops"].fillna(0).astype(int)
+    span = sim_time_s if sim_time_s > 0 else np.nan
+    table["util"] = table.busy_s / span
+    table["idle_s"] = sim_time_s - table.busy_s
+    compute = table.kind.isin(COMPUTE_KINDS)
+    table["busy_cycles"] = np.where(compute, np.round(table.busy_s * table.clock_hz), np.nan)
+    table["idle_cycles"] = np.where(compute, np.round(table.idle_s * table.clock_hz), np.nan)
+    table["achieved_per_s"] = table.work / span
+    table["achieved_fraction"] = table.achieved_per_s / table.peak_per_s
+    return table.reset_index()[
+        ["unit", "kind", "device", "ops", "busy_s", "idle_s", "util", "busy_cycles", "idle_cycles", "work", "achieved_per_s", "peak_per_s", "achieved_fraction"]
+    ]
+
+
+def memory_table(trace: Trace) -> pd.DataFrame:
+    """One row per bank: capacity, peak occupancy and final occupancy."""
+    banks = trace.units[trace.units.kind == "memory"].set_index("unit")
+    levels = trace.memory.groupby("bank").used_bytes
+    out = pd.DataFrame(
+        {
+            "precision": banks.precision,
+            "capacity_bytes": banks.capacity_bytes.astype("int64"),
+            "peak_bytes": levels.max(),
+            "final_bytes": levels.last(),
+        }
+    )
+    out["peak_fraction"] = out.peak_bytes / out.capacity_bytes
+    return out.rename_axis("bank").reset_index()
+
+
+def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> dict:
+    """The run's `summary.json` contents (provenance is added by the caller)."""
+    trace, sim = outcome.trace, outcome.sim_time_s
+    metrics = trace.metrics
+    steps = metrics[metrics.metric == "step_time_s"]
+    samples = len(steps) * getattr(scenario.system, "batch", 0)
+    systolic = units[units.kind == "systolic"]
+    precision = getattr(scenario.system, "compute_precision", "fp32")
+    peak_flops = float(systolic.peak_per_s.sum()) * _macs_ratio(scenario, precision)
+    achieved = float(systolic.work.sum()) / sim if sim > 0 else 0.0
+
+    def last(name: str) -> float | None:
+        rows = metrics[metrics.metric == name]
+        return float(rows.value.iloc[-1]) if len(rows) else None
+
+    return {
+        "scenario": scenario.name,
+        "status": outcome.status,
+        "diagnosis": outcome.diagnosis,
+        "sim_time_s": sim,
+        "steps": int(len(steps)),
+        "samples": int(samples),
+        "samples_per_s": samples / sim if sim > 0 else 0.0,
+        "step_time_s": float(steps.value.mean()) if len(steps) else None,
+        "flops": {
+            "compute_precision": precision,
+            "achieved_flop_per_s": achieved,
+            "peak_flop_per_s": peak_flops,
+            "fraction_of_peak": achieved / peak_flops if peak_flops else None,
+        },
+        "units": {
+            row.unit: {
+                "kind": row.kind,
+                "busy_s": row.busy_s,
+                "util": row.util,
+                "busy_cycles": None if np.isnan(row.busy_cycles) else int(row.busy_cycles),
+                "idle_cycles": None if np.isnan(row.idle_cycles) else int(row.idle_cycles),
+                "work": row.work,
+            }
+            for row in units.itertuples()
+        },
+        "memory": {
+            row.bank: {"precision": row.precision, "capacity_bytes": int(row.capacity_bytes), "peak_bytes": int(row.peak_bytes)}
+            for row in memory.itertuples()
+        },
+        "bytes_moved": {
+            "memory": int(units[units.kind == "memory"].work.sum()),
+            "network": int(trace.messages.bytes.sum()),
+        },
+        "learning": {
+            "final_loss": last("loss"),
+            "final_test_loss": last("test_loss"),
+            "final_test_accuracy": last("test_accuracy"),
+        },
+    }
+
+
+def _macs_ratio(scenario, precision: str) -> float:
+    """Peak at the compute precision relative to the fp32 peak the unit table carries."""
+    macs = scenario.hardware.systolic.macs_per_cycle
+    return getattr(macs, precision) / macs.fp32

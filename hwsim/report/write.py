@@ -1,0 +1,59 @@
+"""Writing a run's report folder: summary.json, CSV tables, PNG plots, trace.json, report.html.
+
+Every file is written to a temporary name and renamed into place, so a folder never
+holds a half-written file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from hwsim.report.html import render
+from hwsim.trace import to_chrome
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def write_report(result, folder: Path) -> Path:
+    """Write everything `result` (a RunResult) holds into `folder`; return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = result.scenario.report
+    trace = result.trace
+    write_atomic(folder / "summary.json", json.dumps(result.summary, indent=2, default=float))
+    tables = {"busy": trace.busy, "memory": trace.memory, "messages": trace.messages, "metrics": trace.metrics}
+    tables |= {"units": result.utilization, "banks": result.banks}
+    for name, frame in tables.items():
+        write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
+    images = {}
+    if spec.plots:
+        figures = {
+            "Unit timeline": result.plot_timeline(),
+            "Utilization": result.plot_utilization(),
+            "Memory over time": result.plot_memory(),
+            "Learning": result.plot_learning(),
+        }
+        for caption, fig in figures.items():
+            if fig is None:
+                continue
+            images[caption] = png(fig)
+            write_atomic(folder / (caption.lower().replace(" ", "_") + ".png"), images[caption])
+    if spec.trace:
+        write_atomic(folder / "trace.json", json.dumps(to_chrome(trace)))
+    if spec.html:
+        write_atomic(folder / "report.html", render(result.summary, result.utilization, result.banks, images))
+    return folder

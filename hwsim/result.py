@@ -1,0 +1,110 @@
+"""Running a scenario from Python, and what a run gives back."""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwsim.build import Outcome, Progress, simulate
+from hwsim.config import Scenario, resolved_dict
+from hwsim.report import memory_table, summarize, unit_table, write_report
+from hwsim.report import plots
+from hwsim.trace import Trace
+
+
+def package_version() -> str:
+    try:
+        return version("hwsim")
+    except PackageNotFoundError:  # running from a checkout that is not installed
+        return "unknown"
+
+
+class RunResult:
+    """A finished run: its scenario, trace tables, summary and plot helpers.
+
+    `trace` holds the raw records (busy, memory, messages, metrics, units);
+    `utilization` and `banks` are the per-unit and per-bank tables; `summary` is
+    what `summary.json` holds. `status` is "ok" or the simulated failure (for
+    example "out_of_memory"), explained by `diagnosis`.
+    """
+
+    def __init__(self, scenario: Scenario, outcome: Outcome):
+        self.scenario = scenario
+        self.outcome = outcome
+        self.trace: Trace = outcome.trace
+        self.status = outcome.status
+        self.diagnosis = outcome.diagnosis
+        self.sim_time_s = outcome.sim_time_s
+        self.wall_time_s = outcome.wall_time_s
+
+    @cached_property
+    def utilization(self) -> pd.DataFrame:
+        return unit_table(self.trace, self.sim_time_s)
+
+    @cached_property
+    def banks(self) -> pd.DataFrame:
+        return memory_table(self.trace)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        return self.trace.metrics
+
+    @cached_property
+    def summary(self) -> dict:
+        out = summarize(self.scenario, self.outcome, self.utilization, self.banks)
+        out["provenance"] = {
+            "version": package_version(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "seed": self.scenario.seed,
+            "scenario": resolved_dict(self.scenario),
+            "wall_time_s": self.wall_time_s,
+        }
+        return out
+
+    # --- plots (matplotlib Figures) ---------------------------------------------
+
+    def zoom_window(self, zoom_steps: int | None = None) -> tuple[float, float, int] | None:
+        """(start_s, end_s, steps) of the first steps, or None if the run is that short."""
+        steps = self.metrics[self.metrics.metric == "step_time_s"]
+        n = zoom_steps or self.scenario.report.zoom_steps
+        return (0.0, float(steps.time_s.iloc[n - 1]), n) if len(steps) > n else None
+
+    def plot_timeline(self, zoom_steps: int | None = None):
+        return plots.timeline_figure(self.trace.busy, list(self.trace.units.unit), self.zoom_window(zoom_steps))
+
+    def plot_utilization(self):
+        return plots.utilization_figure(self.utilization)
+
+    def plot_memory(self):
+        return plots.memory_figure(self.trace.memory, self.banks, self.zoom_window())
+
+    def plot_learning(self):
+        return plots.learning_figure(self.metrics)
+
+    # --- output -------------------------------------------------------------------
+
+    def write(self, out: str | Path | None = None) -> Path:
+        """Write the report folder; by default a new `<report.out>/<scenario>/<run-id>/`."""
+        folder = Path(out) if out is not None else new_run_folder(Path(self.scenario.report.out) / self.scenario.name)
+        return write_report(self, folder)
+
+
+def new_run_folder(parent: Path) -> Path:
+    """`parent/<YYYYmmdd-HHMMSS>`, with a suffix if that name is taken."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder, n = parent / stamp, 1
+    while folder.exists():
+        folder, n = parent / f"{stamp}-{n}", n + 1
+    return folder
+
+
+def run(scenario: Scenario, progress: Progress | None = None) -> RunResult:
+    """Simulate `scenario` and return its result (nothing is written; see `RunResult.write`)."""
+    return RunResult(scenario, simulate(scenario, progress))
