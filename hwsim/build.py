@@ -21,9 +21,10 @@ Progress = Callable[[int, int], None]
 
 
 class Outcome:
-    """What `simulate` returns: the trace, how the run ended, and its clocks."""
+    """What `simulate` returns: the trace, how the run ended, its clocks, and the system (its final state)."""
 
-    def __init__(self, trace: Trace, status: str, diagnosis: str, sim_time_s: float, wall_time_s: float):
+    def __init__(self, trace: Trace, status: str, diagnosis: str, sim_time_s: float, wall_time_s: float, system=None):
+        self.system = system
         self.trace = trace
         self.status = status
         self.diagnosis = diagnosis
@@ -79,4 +80,4 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
         env.run(until=env.process(system.run()))
     except SimulatedFailure as failure:
         status, diagnosis = failure.kind, str(failure)
-    return Outcome(recorder.trace(), status, diagnosis, env.now, time.perf_counter() - wall_start)
+    return Outcome(recorder.trace(), status, diagnosis, env.now, time.perf_counter() - wall_start, system)

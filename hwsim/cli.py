@@ -17,10 +17,10 @@ from hwsim.errors import ConfigError
 class ProgressBar:
     """A one-line progress bar with ETA on stderr (only when stderr is a terminal, or forced)."""
 
-    def __init__(self, label: str, enabled: bool | None = None, stream=sys.stderr):
+    def __init__(self, label: str, enabled: bool | None = None, stream=None):
         self.label = label
-        self.stream = stream
-        self.enabled = stream.isatty() if enabled is None else enabled
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.start = time.perf_counter()
         self._last = 0.0
 

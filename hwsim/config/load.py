@@ -45,6 +45,19 @@ def read_yaml(path: Path, what: str = "file") -> Any:
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
     """Load, resolve and check a scenario file; `overrides` are "dotted.key=value" strings."""
     path = Path(path)
+    raw, parsed, scenario_keys, sources = _resolve_file(path, overrides, seed)
+    try:
+        return build(Scenario, raw, "", str(path))
+    except ConfigError as err:
+        raise ConfigError(_origin(err.key, parsed, scenario_keys, sources, path), err.key, err.got, err.expected) from None
+
+
+def resolve_raw(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The scenario as plain YAML data with presets, models and overrides merged in (not yet checked)."""
+    return _resolve_file(Path(path), overrides, None)[0]
+
+
+def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, dict, dict]:
     raw = read_yaml(path, "scenario file")
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "", raw, "a mapping with keys name, hardware, model, system")
@@ -52,8 +65,7 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if seed is not None:
         parsed.append(("seed", int(seed), f"--seed {seed}"))
     scenario_keys = copy.deepcopy(raw)
-    whole = [o for o in parsed if len(o[0].split(".")) == 1 and o[0] in _REFERENCES]
-    rest = [o for o in parsed if o not in whole]
+    whole = [o for o in parsed if o[0] in _REFERENCES]
     for key, value, _ in whole:
         raw[key] = value
     sources = {}
@@ -61,12 +73,10 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         if key in raw:
             where = next((f"command-line override {t}" for k, _, t in whole if k == key), str(path))
             raw[key], sources[key] = _resolve(raw[key], what, path.parent, where, key)
-    for key, value, text in rest:
-        _set(raw, key, value, text)
-    try:
-        return build(Scenario, raw, "", str(path))
-    except ConfigError as err:
-        raise ConfigError(_origin(err.key, parsed, scenario_keys, sources, path), err.key, err.got, err.expected) from None
+    for key, value, text in parsed:
+        if key not in _REFERENCES:
+            _set(raw, key, value, text)
+    return raw, parsed, scenario_keys, sources
 
 
 def resolved_dict(scenario: Scenario) -> dict:

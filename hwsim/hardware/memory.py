@@ -94,9 +94,9 @@ class MemoryBank(Unit):
         held = ", ".join(f"{n} {format_quantity(s, 'size')}" for n, s in holders[:5])
         more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
         free = self.capacity - self.used + old
+        holding = f"held by {held}{more}" if held else "nothing else is held"
         return (
             f"out of memory in bank '{self.name}' ({self.precision}, capacity "
             f"{format_quantity(self.capacity, 'size')}) at t={self.env.now:.6g} s: "
-            f"'{name}' needs {format_quantity(size, 'size')} but only {format_quantity(free, 'size')} is free; "
-            (f"held by {held}{more}" if held else "nothing else is held")
+            f"'{name}' needs {format_quantity(size, 'size')} but only {format_quantity(free, 'size')} is free; {holding}"
         )

@@ -56,7 +56,8 @@ class Transformer:
             + tokens * f * GELU_OPS
             + 2 * tokens * d * RESIDUAL_OPS
         )
-        block_params = 4 * d * d + 2 * d * f + 4 * d + f + 4 * d  # weights, biases, two LayerNorms
+        # weights; biases of QKV (3d), projection (d), FF up (f), FF down (d); two LayerNorms (4d)
+        block_params = 4 * d * d + 2 * d * f + 5 * d + f + 4 * d
         block_acts = tokens * (7 * d + 2 * f) + 2 * batch * h * seq * seq
         blocks = [
             LayerOps(

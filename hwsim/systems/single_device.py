@@ -172,8 +172,12 @@ class SingleDevice:
             velocity = tuple(np.zeros_like(p) for p in self.params[li]) if self.math else None
             self._hold(self.wbank, f"{name}.velocity", velocity, op.params)
 
+    def stored_params(self) -> list[tuple[np.ndarray, ...]]:
+        """The parameters as the device holds them now, decoded to float32 (full mode)."""
+        return [self._decode(li) for li in range(len(self.ops))]
+
     def _evaluate(self, step: int) -> None:
-        params = [self._decode(li) for li in range(len(self.ops))]
+        params = self.stored_params()
         loss, acc = self.model.evaluate(params, self.data.x_test, self.data.y_test)
         self.metric(self.env.now, step, "test_loss", loss)
         self.metric(self.env.now, step, "test_accuracy", acc)

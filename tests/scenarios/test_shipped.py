@@ -1,0 +1,22 @@
+"""Every shipped scenario runs (with few steps) and writes its report."""
+
+from pathlib import Path
+
+import pytest
+
+import hwsim
+
+SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_runs(path, tmp_path):
+    scenario = hwsim.load_scenario(path, ["system.steps=2", "run.eval_every=1"])
+    result = hwsim.run(scenario)
+    assert result.status == "ok", result.diagnosis
+    assert result.summary["steps"] == 2
+    assert (result.write(tmp_path) / "report.html").is_file()
+
+
+def test_there_are_scenarios():
+    assert any(p.stem == "quickstart" for p in SCENARIOS)

@@ -1,0 +1,66 @@
+import subprocess
+import sys
+
+import pytest
+
+from hwsim.cli import main
+
+MINIMAL = "name: t\nhardware: edge_npu\nmodel: mlp_digits\nsystem: {kind: single_device, steps: 2}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "says"),
+    [
+        (MINIMAL + "bogus: 1\n", [], "bogus"),
+        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25 GB}}"), [], "hardware.nic.bandwidth"),
+        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, memory: {params: {precision: int8, capacity: -1 MiB, bandwidth: 1 GB/s}}}"), [], "capacity"),
+        (MINIMAL.replace("model: mlp_digits", "model: gone.yaml"), [], "model"),
+        (MINIMAL, ["system.nosuch=1"], "system.nosuch"),
+        ("name: t\n  bad: [\n", [], "valid YAML"),
+    ],
+)
+def test_user_mistakes_exit_2_with_a_short_message(write_yaml, capsys, tmp_path, text, overrides, says):
+    code = main(["run", str(write_yaml(text)), *overrides, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err and "scenario.yaml" in err or "override" in err
+    assert len(err.strip().splitlines()) <= 2
+    assert "Traceback" not in err
+
+
+def test_the_installed_command_prints_no_traceback(write_yaml):
+    path = write_yaml(MINIMAL + "bogus: 1\n")
+    done = subprocess.run([sys.executable, "-m", "hwsim.cli", "run", str(path)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("hwsim: error:") and "Traceback" not in done.stderr
+
+
+def test_run_writes_a_report_and_prints_the_summary(capsys, tmp_path, root):
+    code = main(["run", str(root / "scenarios" / "quickstart.yaml"), "system.steps=5", "--out", str(tmp_path / "r"), "--progress", "on"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "quickstart: ok" in out and "report:" in out
+    assert "5/5" in err  # the progress bar reached the end
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_simulated_out_of_memory_exits_1_with_the_diagnosis(capsys, tmp_path, root):
+    code = main(["run", str(root / "scenarios" / "quickstart.yaml"), "hardware.memory.params.capacity=8 KiB", "--out", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "out_of_memory" in out and "dev0.params" in out
+    assert (tmp_path / "r" / "summary.json").is_file()
+
+
+def test_list_shows_shipped_files(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("scenarios/quickstart.yaml", "models/mlp_digits.yaml", "models/gpt2_small.yaml", "edge_npu"):
+        assert name in out
+
+
+def test_bench_writes_its_table(capsys, tmp_path):
+    assert main(["bench", "--ops", "2000", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "bench.csv").read_text()
+    assert "bare SimPy" in table and "engine" in table
+    assert (tmp_path / "bench.md").read_text().startswith("| benchmark")
