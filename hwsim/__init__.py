@@ -1,8 +1,8 @@
 """hwsim: a hardware-in-the-loop simulator and cycle model for distributed training.
 
-    >>> import hwsim
-    >>> r = hwsim.run(hwsim.load_scenario("scenarios/quickstart.yaml"))
-    >>> r.utilization, r.summary["learning"], r.plot_timeline()
+>>> import hwsim
+>>> r = hwsim.run(hwsim.load_scenario("scenarios/quickstart.yaml"))
+>>> r.utilization, r.summary["learning"], r.plot_timeline()
 """
 
 from hwsim.config import Scenario, load_scenario

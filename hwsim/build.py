@@ -52,7 +52,12 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
                 f"one of {', '.join(MATH_PRECISIONS)} in full mode (others run with run.mode: timing-only)",
             )
         if memory[system.work_bank].precision != "fp32":
-            raise ConfigError(where, f"hardware.memory.{system.work_bank}.precision", memory[system.work_bank].precision, "fp32 (full mode computes in fp32)")
+            raise ConfigError(
+                where,
+                f"hardware.memory.{system.work_bank}.precision",
+                memory[system.work_bank].precision,
+                "fp32 (full mode computes in fp32)",
+            )
     if scenario.model.kind == "transformer" and scenario.model.d_model % scenario.model.heads:
         raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
 
@@ -71,7 +76,9 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     if scenario.run.mode == "full":
         data = load_dataset(scenario.model.dataset, scenario.run.test_fraction, np.random.default_rng(data_seed))
         if scenario.system.batch > len(data.y_train):
-            raise ConfigError("scenario", "system.batch", scenario.system.batch, f"at most {len(data.y_train)} (training samples)")
+            raise ConfigError(
+                "scenario", "system.batch", scenario.system.batch, f"at most {len(data.y_train)} (training samples)"
+            )
     system = SYSTEMS[scenario.system.kind](
         scenario, device, model, data, np.random.default_rng(model_seed), recorder.metric, progress
     )

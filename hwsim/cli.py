@@ -57,10 +57,17 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a scenario and write its report")
     run.add_argument("scenario", help="scenario file (YAML)")
-    run.add_argument("overrides", nargs="*", metavar="key=value", help='dotted overrides, e.g. system.steps=50 hardware.nic.bandwidth="25 Gb/s"')
+    run.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help='dotted overrides, e.g. system.steps=50 hardware.nic.bandwidth="25 Gb/s"',
+    )
     run.add_argument("--out", help="report folder (default: <report.out>/<scenario>/<run-id>/)")
     run.add_argument("--seed", type=int, help="override the scenario's seed")
-    run.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr (auto: when a terminal)")
+    run.add_argument(
+        "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr (auto: when a terminal)"
+    )
     run.set_defaults(func=_run)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
@@ -104,7 +111,10 @@ def _describe(summary: dict) -> str:
             f"  FLOP/s: {format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} achieved of "
             f"{format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak ({flops['fraction_of_peak']:.0%})"
         )
-    mem = ", ".join(f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}" for b, m in s["memory"].items())
+    mem = ", ".join(
+        f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}"
+        for b, m in s["memory"].items()
+    )
     lines.append(f"  peak memory: {mem}")
     learn = s["learning"]
     if learn["final_test_accuracy"] is not None:

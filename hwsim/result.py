@@ -13,8 +13,7 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import memory_table, summarize, unit_table, write_report
-from hwsim.report import plots
+from hwsim.report import memory_table, plots, summarize, unit_table, write_report
 from hwsim.trace import Trace
 
 

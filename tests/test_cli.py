@@ -12,8 +12,19 @@ MINIMAL = "name: t\nhardware: edge_npu\nmodel: mlp_digits\nsystem: {kind: single
     ("text", "overrides", "says"),
     [
         (MINIMAL + "bogus: 1\n", [], "bogus"),
-        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25 GB}}"), [], "hardware.nic.bandwidth"),
-        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, memory: {params: {precision: int8, capacity: -1 MiB, bandwidth: 1 GB/s}}}"), [], "capacity"),
+        (
+            MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25 GB}}"),
+            [],
+            "hardware.nic.bandwidth",
+        ),
+        (
+            MINIMAL.replace(
+                "hardware: edge_npu",
+                "hardware: {base: edge_npu, memory: {params: {precision: int8, capacity: -1 MiB, bandwidth: 1 GB/s}}}",
+            ),
+            [],
+            "capacity",
+        ),
         (MINIMAL.replace("model: mlp_digits", "model: gone.yaml"), [], "model"),
         (MINIMAL, ["system.nosuch=1"], "system.nosuch"),
         ("name: t\n  bad: [\n", [], "valid YAML"),
@@ -36,7 +47,9 @@ def test_the_installed_command_prints_no_traceback(write_yaml):
 
 
 def test_run_writes_a_report_and_prints_the_summary(capsys, tmp_path, root):
-    code = main(["run", str(root / "scenarios" / "quickstart.yaml"), "system.steps=5", "--out", str(tmp_path / "r"), "--progress", "on"])
+    code = main(
+        ["run", str(root / "scenarios" / "quickstart.yaml"), "system.steps=5", "--out", str(tmp_path / "r"), "--progress", "on"]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     assert "quickstart: ok" in out and "report:" in out
@@ -45,7 +58,15 @@ def test_run_writes_a_report_and_prints_the_summary(capsys, tmp_path, root):
 
 
 def test_simulated_out_of_memory_exits_1_with_the_diagnosis(capsys, tmp_path, root):
-    code = main(["run", str(root / "scenarios" / "quickstart.yaml"), "hardware.memory.params.capacity=8 KiB", "--out", str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            str(root / "scenarios" / "quickstart.yaml"),
+            "hardware.memory.params.capacity=8 KiB",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "out_of_memory" in out and "dev0.params" in out

@@ -97,7 +97,9 @@ def find_reference(name: str, what: str, base_dir: Path, where: str = "", key: s
         if candidate.is_file():
             return candidate
     known = sorted({p.stem for d in dirs if d.is_dir() and (d.name in ("models", "presets")) for p in d.glob("*.yaml")})
-    raise ConfigError(where or str(base_dir / name), key, name, f"a {what} file path or one of the names: {', '.join(known) or 'none found'}")
+    raise ConfigError(
+        where or str(base_dir / name), key, name, f"a {what} file path or one of the names: {', '.join(known) or 'none found'}"
+    )
 
 
 def _resolve(value: Any, what: str, base_dir: Path, where: str, key: str) -> tuple[Any, Path | None]:

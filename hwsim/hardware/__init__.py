@@ -6,4 +6,16 @@ from hwsim.hardware.memory import MemoryBank
 from hwsim.hardware.network import Link, Message, Nic, Switch
 from hwsim.hardware.unit import Unit
 
-__all__ = ["ArithmeticUnit", "Device", "Link", "MemoryBank", "Message", "Nic", "Server", "Switch", "Unit", "VectorUnit", "gemm_cycles"]
+__all__ = [
+    "ArithmeticUnit",
+    "Device",
+    "Link",
+    "MemoryBank",
+    "Message",
+    "Nic",
+    "Server",
+    "Switch",
+    "Unit",
+    "VectorUnit",
+    "gemm_cycles",
+]

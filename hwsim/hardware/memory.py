@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from typing import Any
 
-import numpy as np
 import simpy
 
 from hwsim.config.schema import BankSpec
@@ -36,14 +36,18 @@ class MemoryBank(Unit):
         self.capacity = int(spec.capacity)
         self.used = 0
         self.peak = 0
-        self._buffers: dict[str, np.ndarray | None] = {}
+        self._buffers: dict[str, Any] = {}
         self._sizes: dict[str, int] = {}
         self.level_observers: list[LevelObserver] = []
 
     # --- bookkeeping (no simulated time) ---------------------------------------
 
-    def allocate(self, name: str, array: np.ndarray | None = None, nbytes: int | None = None) -> None:
-        """Hold `array` (or `nbytes` without data) under `name`, replacing any buffer of that name."""
+    def allocate(self, name: str, array: Any = None, nbytes: int | None = None) -> None:
+        """Hold `array` (or `nbytes` without data) under `name`, replacing any buffer of that name.
+
+        `array` is a numpy array or any buffer object with an `nbytes` attribute; it is
+        charged exactly that many bytes.
+        """
         size = int(array.nbytes if array is not None else nbytes or 0)
         old = self._sizes.get(name, 0)
         if self.used - old + size > self.capacity:
@@ -59,7 +63,7 @@ class MemoryBank(Unit):
         del self._buffers[name]
         self._notify(f"free {name}")
 
-    def get(self, name: str) -> np.ndarray | None:
+    def get(self, name: str) -> Any:
         return self._buffers[name]
 
     def size_of(self, name: str) -> int:

@@ -26,7 +26,7 @@ class Mlp:
     def __init__(self, spec: MlpSpec):
         self.spec = spec
         widths = (spec.inputs, *spec.hidden, spec.classes)
-        self.shapes = list(zip(widths[:-1], widths[1:]))
+        self.shapes = list(zip(widths[:-1], widths[1:], strict=True))
         self.layer_names = [f"dense{i}" for i in range(len(self.shapes))]
 
     @property
@@ -36,8 +36,7 @@ class Mlp:
     def init_params(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
         """He-normal weights, zero biases."""
         return [
-            ((rng.standard_normal((i, o)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32))
-            for i, o in self.shapes
+            ((rng.standard_normal((i, o)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32)) for i, o in self.shapes
         ]
 
     def layer_ops(self, batch: int) -> list[LayerOps]:

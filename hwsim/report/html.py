@@ -30,7 +30,10 @@ def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dic
         ("steps", s["steps"]),
         ("mean step time", format_quantity(s["step_time_s"], "time") if s["step_time_s"] else "-"),
         ("throughput", f"{s['samples_per_s']:,.0f} samples/s"),
-        (f"achieved / peak FLOP/s ({flops['compute_precision']})", f"{format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} / {format_quantity(flops['peak_flop_per_s'], 'flop_rate')}"),
+        (
+            f"achieved / peak FLOP/s ({flops['compute_precision']})",
+            f"{format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} / {format_quantity(flops['peak_flop_per_s'], 'flop_rate')}",
+        ),
         ("bytes moved (memory ports)", format_quantity(s["bytes_moved"]["memory"], "size")),
         ("bytes moved (network)", format_quantity(s["bytes_moved"]["network"], "size")),
         ("final batch loss", _num(learning["final_loss"])),

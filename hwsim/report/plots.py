@@ -84,7 +84,7 @@ def utilization_figure(units: pd.DataFrame) -> Figure:
     y = np.arange(len(units))
     ax.barh(y, units.util, color="#4C72B0", label="busy")
     ax.barh(y, 1 - units.util, left=units.util, color="#E5E5E5", label="idle")
-    for yi, row in zip(y, units.itertuples()):
+    for yi, row in zip(y, units.itertuples(), strict=True):
         note = f"{row.util:.1%}"
         if not np.isnan(row.idle_cycles):
             note += f"  ({int(row.idle_cycles):,} idle cycles)"
@@ -107,10 +107,10 @@ def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, 
     cols = 2 if zoom else 1
     fig = Figure(figsize=(11, 0.6 + 2.2 * len(banks)), layout="constrained")
     axes = fig.subplots(len(banks), cols, squeeze=False)
-    for row, bank in zip(axes, banks.itertuples()):
+    for row, bank in zip(axes, banks.itertuples(), strict=True):
         levels = memory[memory.bank == bank.bank]
         size_factor, size_unit = _size_scale(max(bank.peak_bytes, 1))
-        for ax, window in zip(row, [None, zoom][:cols]):
+        for ax, window in zip(row, [None, zoom][:cols], strict=True):
             shown = levels if window is None else levels[levels.time_s <= window[1]]
             t_max = window[1] if window else max(levels.time_s.max(), 1e-12)
             factor, unit = time_scale(t_max)

@@ -31,7 +31,21 @@ def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
     table["achieved_per_s"] = table.work / span
     table["achieved_fraction"] = table.achieved_per_s / table.peak_per_s
     return table.reset_index()[
-        ["unit", "kind", "device", "ops", "busy_s", "idle_s", "util", "busy_cycles", "idle_cycles", "work", "achieved_per_s", "peak_per_s", "achieved_fraction"]
+        [
+            "unit",
+            "kind",
+            "device",
+            "ops",
+            "busy_s",
+            "idle_s",
+            "util",
+            "busy_cycles",
+            "idle_cycles",
+            "work",
+            "achieved_per_s",
+            "peak_per_s",
+            "achieved_fraction",
+        ]
     ]
 
 

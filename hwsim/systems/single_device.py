@@ -110,10 +110,11 @@ class SingleDevice:
             op = self.ops[li]
             yield from self._gemms(op.backward, f"bwd {names[li]}")
             yield from self.device.vector.elementwise(op.backward_vector_ops, 1, f"bwd {names[li]} act")
-            dw = db = None
+            grads = None
             if self.math:
                 grad, dw, db = self.model.backward_layer(li, acts[li], pre[li], weights[li][0], grad)
-            self._hold(self.wbank, f"{names[li]}.grad", (dw, db) if self.math else None, op.params)
+                grads = (dw, db)
+            self._hold(self.wbank, f"{names[li]}.grad", grads, op.params)
             self.wbank.free(f"{names[li]}.act")
 
         for li, op in enumerate(self.ops):
@@ -142,6 +143,7 @@ class SingleDevice:
 
     def _batch(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         first = self.ops[0]
+        # a layer with no GEMM first (an embedding) takes its output size as the input's
         inputs = first.forward[0].k * self.spec.batch if first.forward else first.activations
         if not self.math:
             self._hold(self.wbank, "batch", None, inputs)

@@ -39,7 +39,9 @@ def to_chrome(trace: Trace) -> dict:
         )
     for row in trace.memory.itertuples(index=False):
         pid, _ = unit_ids[row.bank]
-        events.append({"ph": "C", "name": f"{row.bank} bytes", "pid": pid, "ts": row.time_s * _US, "args": {"used": row.used_bytes}})
+        events.append(
+            {"ph": "C", "name": f"{row.bank} bytes", "pid": pid, "ts": row.time_s * _US, "args": {"used": row.used_bytes}}
+        )
     net = len(devices) + 1
     if len(trace.messages):
         events.append({"ph": "M", "name": "process_name", "pid": net, "args": {"name": "network"}})

@@ -59,16 +59,43 @@ def test_the_schema_object_is_frozen(write_yaml):
     ("text", "overrides", "where", "key", "expected"),
     [
         (MINIMAL + "bogus: 1\n", [], "scenario.yaml", "bogus", "known keys"),
-        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25 GB}}"), [], "scenario.yaml", "hardware.nic.bandwidth", "rate"),
-        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25}}"), [], "scenario.yaml", "hardware.nic.bandwidth", "needs its unit"),
-        (MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, memory: {params: {precision: int8, capacity: -1 MiB, bandwidth: 1 GB/s}}}"), [], "scenario.yaml", "hardware.memory.params.capacity", "greater than 0"),
+        (
+            MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25 GB}}"),
+            [],
+            "scenario.yaml",
+            "hardware.nic.bandwidth",
+            "rate",
+        ),
+        (
+            MINIMAL.replace("hardware: edge_npu", "hardware: {base: edge_npu, nic: {bandwidth: 25}}"),
+            [],
+            "scenario.yaml",
+            "hardware.nic.bandwidth",
+            "needs its unit",
+        ),
+        (
+            MINIMAL.replace(
+                "hardware: edge_npu",
+                "hardware: {base: edge_npu, memory: {params: {precision: int8, capacity: -1 MiB, bandwidth: 1 GB/s}}}",
+            ),
+            [],
+            "scenario.yaml",
+            "hardware.memory.params.capacity",
+            "greater than 0",
+        ),
         (MINIMAL.replace("model: mlp_digits", "model: nothere.yaml"), [], "scenario.yaml", "model", "model file"),
         (MINIMAL, ["system.stepz=5"], "override system.stepz=5", "system.stepz", "known keys"),
         (MINIMAL, ["model.hidden=[0]"], "override model.hidden=[0]", "model.hidden[0]", "at least 1"),
         (MINIMAL, ["system.kind=nope"], "override system.kind=nope", "system.kind", "single_device"),
         (MINIMAL, ["hardware=nope"], "override hardware=nope", "hardware", "edge_npu"),
         (MINIMAL, ["system.steps"], "command line", "system.steps", "dotted.key=value"),
-        (MINIMAL.replace("system: {kind: single_device, steps: 2}", "system: {kind: single_device, steps: 2.5}"), [], "scenario.yaml", "system.steps", "whole number"),
+        (
+            MINIMAL.replace("system: {kind: single_device, steps: 2}", "system: {kind: single_device, steps: 2.5}"),
+            [],
+            "scenario.yaml",
+            "system.steps",
+            "whole number",
+        ),
     ],
 )
 def test_mistakes_name_file_key_and_expectation(write_yaml, text, overrides, where, key, expected):
@@ -96,6 +123,7 @@ def test_missing_scenario_file(tmp_path):
 
 def test_schema_command_prints_a_json_schema_that_accepts_shipped_scenarios(capsys, root):
     import jsonschema  # the test extra has it
+
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["properties"]["hardware"]["properties"]["nic"]["properties"]["bandwidth"]["type"] == "string"

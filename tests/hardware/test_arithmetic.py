@@ -53,9 +53,13 @@ def naive_cycles(m, n, k, rows, cols, dataflow, macs):
 
 
 @given(
-    st.integers(1, 300), st.integers(1, 300), st.integers(1, 300),
-    st.integers(1, 64), st.integers(1, 64),
-    st.sampled_from([OS, WS, IS]), st.sampled_from([1, 2, 4, 8]),
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.integers(1, 300),
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.sampled_from([OS, WS, IS]),
+    st.sampled_from([1, 2, 4, 8]),
 )
 def test_gemm_cycles_equal_a_fold_by_fold_walk(m, n, k, rows, cols, dataflow, macs):
     assert gemm_cycles(m, n, k, rows, cols, dataflow, macs) == naive_cycles(m, n, k, rows, cols, dataflow, macs)

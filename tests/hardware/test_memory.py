@@ -49,6 +49,13 @@ def test_out_of_memory_names_bank_request_and_holders():
     with pytest.raises(OutOfMemory) as caught:
         b.allocate("activations", nbytes=200)
     message = str(caught.value)
-    for part in ("bank 'b'", "capacity 1000 B", "'activations' needs 200 B", "only 100 B is free", "weights 600 B", "grads 300 B"):
+    for part in (
+        "bank 'b'",
+        "capacity 1000 B",
+        "'activations' needs 200 B",
+        "only 100 B is free",
+        "weights 600 B",
+        "grads 300 B",
+    ):
         assert part in message
     assert b.used == 900  # a refused allocation changes nothing

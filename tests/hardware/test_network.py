@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import simpy
 
-from hwsim.config.schema import HardwareSpec, NicSpec
-from hwsim.config.load import PRESET_DIR, read_yaml
 from hwsim.config.fields import build
+from hwsim.config.load import PRESET_DIR, read_yaml
+from hwsim.config.schema import HardwareSpec, NicSpec
 from hwsim.hardware import Nic, Server, Switch
 
 SPEC = NicSpec(bandwidth=1000.0, latency=0.5, overhead=0.1)  # 1000 B/s

@@ -18,7 +18,7 @@ def rand(*shape):
 def test_dense_forward_and_backward_match_float64(batch, fan_in, fan_out):
     x, w, b, dy = rand(batch, fan_in), rand(fan_in, fan_out), rand(fan_out), rand(batch, fan_out)
     np.testing.assert_allclose(kernels.dense_forward(x, w, b), naive.dense_forward(x, w, b), rtol=1e-4, atol=1e-4)
-    for got, want in zip(kernels.dense_backward(x, w, dy), naive.dense_backward(x, w, dy)):
+    for got, want in zip(kernels.dense_backward(x, w, dy), naive.dense_backward(x, w, dy), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

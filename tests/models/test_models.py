@@ -42,6 +42,6 @@ def test_mlp_init_is_seeded():
     model = make_model(MlpSpec(inputs=4, hidden=(3,), classes=2))
     a = model.init_params(np.random.default_rng(5))
     b = model.init_params(np.random.default_rng(5))
-    for (wa, ba), (wb, bb) in zip(a, b):
+    for (wa, ba), (wb, _bb) in zip(a, b, strict=True):
         np.testing.assert_array_equal(wa, wb)
         assert wa.dtype == np.float32 and not ba.any()

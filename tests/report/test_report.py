@@ -14,7 +14,17 @@ def result(request):
 def test_report_folder_holds_everything(result, tmp_path):
     folder = result.write(tmp_path / "r")
     names = {p.name for p in folder.iterdir()}
-    expected = {"summary.json", "busy.csv", "memory.csv", "messages.csv", "metrics.csv", "units.csv", "banks.csv", "trace.json", "report.html"}
+    expected = {
+        "summary.json",
+        "busy.csv",
+        "memory.csv",
+        "messages.csv",
+        "metrics.csv",
+        "units.csv",
+        "banks.csv",
+        "trace.json",
+        "report.html",
+    }
     expected |= {"unit_timeline.png", "utilization.png", "memory_over_time.png", "learning.png"}
     assert expected <= names
     assert not [n for n in names if n.endswith(".tmp")]

@@ -6,8 +6,8 @@ import pytest
 
 import hwsim
 from hwsim.errors import ConfigError
-from hwsim.models.data import BatchStream, load_dataset
 from hwsim.models import make_model
+from hwsim.models.data import BatchStream, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def test_fp32_storage_trains_exactly_like_plain_numpy_sgd(quickstart):
             for pi, g in enumerate((dw, db)):
                 velocity[li][pi] = scenario.system.momentum * velocity[li][pi] + g
                 params[li][pi] = params[li][pi] - scenario.system.lr * velocity[li][pi]
-    for got_layer, want_layer in zip(got, params):
-        for g, w in zip(got_layer, want_layer):
+    for got_layer, want_layer in zip(got, params, strict=True):
+        for g, w in zip(got_layer, want_layer, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
