@@ -49,7 +49,11 @@ def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dic
     if s["status"] != "ok":
         parts.append(f"<p class='fail'><b>{html.escape(s['status'])}</b>: {html.escape(s['diagnosis'])}</p>")
     parts.append("<h2>Summary</h2>" + _table(pd.DataFrame(key_rows, columns=["", "value"])))
-    parts.append("<h2>Units</h2><p>util = busy time / simulated time; cycles = time x clock (compute units).</p>")
+    parts.append(
+        "<h2>Units</h2><p>util = busy time / simulated time; cycles = time x clock (compute units only); "
+        "work = FLOP on the systolic array, element operations on the vector unit, bytes on memory ports and links; "
+        "achieved_per_s = work / simulated time, against peak_per_s.</p>"
+    )
     parts.append(_table(units))
     parts.append("<h2>Memory banks</h2>" + _table(memory))
     for caption, png in images.items():
