@@ -36,6 +36,8 @@ def spec(
     meta = {"doc": doc, "unit": unit, "choices": choices, "min": min, "gt": gt, "max": max}
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple or a factory for mutable defaults")
+    if unit and isinstance(default, str):
+        default = parse_quantity(default, unit)  # written with its unit, held in SI
     if callable(default) and dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=default, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -58,8 +60,6 @@ def build(cls: type, raw: Any, path: str, where: str) -> Any:
             values[name] = _value(hints[name], field.metadata, raw[name], key, where)
         elif field.default is _MISSING and field.default_factory is _MISSING:
             raise ConfigError(where, key, NOTHING, f"this key to be set ({field.metadata['doc']})")
-        elif field.metadata.get("unit"):
-            values[name] = parse_quantity(field.default, field.metadata["unit"])
     return cls(**values)
 
 
