@@ -1,0 +1,12 @@
+"""Codecs: what goes on the wire or into a bank when a tensor is compressed.
+
+Every codec has `encode(x, seed, stream) -> uint8 buffer` (the exact bytes: payload
+plus scales, norms, indices, keys), `decode(buffer) -> float32`, and an exact
+`wire_bytes(n)`. `make_codec(name, **params)` builds one by its scenario-file name.
+Codecs are plain Python over the Numba kernels of `hwsim.kernels`.
+"""
+
+from hwsim.codecs.base import Codec, CodecError, ErrorFeedback
+from hwsim.codecs.registry import CODECS, describe, make_codec, parameters
+
+__all__ = ["CODECS", "Codec", "CodecError", "ErrorFeedback", "describe", "make_codec", "parameters"]
