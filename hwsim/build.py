@@ -14,7 +14,6 @@ from hwsim.hardware import Device
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.systems import SYSTEMS
-from hwsim.systems.storage import MATH_PRECISIONS
 from hwsim.trace import Recorder, Trace
 
 Progress = Callable[[int, int], None]
@@ -42,15 +41,11 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     full = scenario.run.mode == "full"
     if full and scenario.model.kind == "transformer":
         raise ConfigError(where, "run.mode", "full", "'timing-only' for a transformer (it has shapes, not math)")
+    if system.block % 8:
+        raise ConfigError(
+            where, "system.block", system.block, "a multiple of 8 elements (quantized blocks start on byte boundaries)"
+        )
     if full:
-        precision = memory[system.param_bank].precision
-        if precision not in MATH_PRECISIONS:
-            raise ConfigError(
-                where,
-                f"hardware.memory.{system.param_bank}.precision",
-                precision,
-                f"one of {', '.join(MATH_PRECISIONS)} in full mode (others run with run.mode: timing-only)",
-            )
         if memory[system.work_bank].precision != "fp32":
             raise ConfigError(
                 where,

@@ -28,7 +28,7 @@ from hwsim.kernels.rng import hash32, uniform_pair
 
 INT32_MAX = 2147483647
 INT32_MIN = -2147483648
-FINITE_MIN_ORDERED = -2139095041  # ordered integer of -inf is one below this
+FINITE_MIN_ORDERED = -2139095040  # ordered integer of -3.4028235e38 (-inf is one below)
 TASK_ELEMENTS = 16384
 
 

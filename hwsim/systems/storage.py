@@ -1,14 +1,16 @@
 """How a memory bank of a given precision stores a float32 tensor, and how many bytes that takes.
 
-| precision | stored as                                   | bytes for n elements          |
-|-----------|---------------------------------------------|-------------------------------|
-| fp32      | the float32 values                          | 4 n                           |
-| bf16/fp16 | 16-bit floats                               | 2 n                           |
-| int8      | int8 codes + one float32 scale per block    | n + 4 ceil(n / block)         |
-| int4      | packed 4-bit codes + one scale per block    | ceil(n / 2) + 4 ceil(n / block) |
+A bank holds the codec buffer of each tensor (`hwsim.codecs`), so its bytes are the
+codec's exact wire size:
 
-Real math (full mode) supports fp32 and int8 storage here; the other precisions are
-costed by size in timing-only mode until the codec library provides them.
+| precision | codec                                               | bytes for n elements            |
+|-----------|-----------------------------------------------------|---------------------------------|
+| fp32      | fp32                                                | 4 + 4 n                         |
+| bf16/fp16 | bf16 / fp16, round to nearest even                  | 4 + 2 n                         |
+| int8      | int8: symmetric per block, round to nearest         | 4 + 4 ceil(n / block) + n       |
+| int4      | int4: symmetric per block, round to nearest, packed | 4 + 4 ceil(n / block) + ceil(n / 2) |
+
+(the leading 4 bytes count the elements). Every precision runs real math.
 """
 
 from __future__ import annotations
@@ -17,21 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.kernels import dequantize_int8_blocks, quantize_int8_blocks
+from hwsim.codecs import Codec, make_codec
 
-MATH_PRECISIONS = ("fp32", "int8")
+QUANTIZED = ("int8", "int4")
+
+
+def bank_codec(precision: str, block: int) -> Codec:
+    """The codec a bank of `precision` stores tensors with (`block` is for the integer precisions)."""
+    return make_codec(precision, block=block) if precision in QUANTIZED else make_codec(precision)
 
 
 def stored_bytes(n: int, precision: str, block: int) -> int:
     """Bytes a bank of `precision` needs for `n` elements (see the table above)."""
-    blocks = -(-n // block)
-    return {
-        "fp32": 4 * n,
-        "bf16": 2 * n,
-        "fp16": 2 * n,
-        "int8": n + 4 * blocks,
-        "int4": -(-n // 2) + 4 * blocks,
-    }[precision]
+    return bank_codec(precision, block).wire_bytes(n)
 
 
 def element_bytes(precision: str) -> float:
@@ -40,32 +40,23 @@ def element_bytes(precision: str) -> float:
 
 @dataclass(frozen=True)
 class Stored:
-    """A tensor as a bank holds it: the buffers, the shape and the precision."""
+    """A tensor as a bank holds it: the codec buffer and the shape."""
 
-    precision: str
+    codec: Codec
     shape: tuple[int, ...]
-    codes: np.ndarray
-    scales: np.ndarray | None
-    block: int
+    buffer: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return int(self.codes.nbytes + (self.scales.nbytes if self.scales is not None else 0))
+        return int(self.buffer.nbytes)
 
 
 def encode(x: np.ndarray, precision: str, block: int) -> Stored:
-    """Store float32 `x` at `precision` (fp32 copies; int8 quantizes per block)."""
-    flat = np.ascontiguousarray(x, dtype=np.float32).ravel()
-    if precision == "fp32":
-        return Stored(precision, x.shape, flat.copy(), None, block)
-    if precision == "int8":
-        codes, scales = quantize_int8_blocks(flat, block)
-        return Stored(precision, x.shape, codes, scales, block)
-    raise ValueError(f"storage precision {precision!r} has no real math yet (supported: {', '.join(MATH_PRECISIONS)})")
+    """Store float32 `x` at `precision`."""
+    codec = bank_codec(precision, block)
+    return Stored(codec, x.shape, codec.encode(x))
 
 
 def decode(stored: Stored) -> np.ndarray:
     """The float32 tensor that `stored` represents."""
-    if stored.precision == "fp32":
-        return stored.codes.reshape(stored.shape).copy()
-    return dequantize_int8_blocks(stored.codes, stored.scales, stored.block).reshape(stored.shape)
+    return stored.codec.decode(stored.buffer).reshape(stored.shape)

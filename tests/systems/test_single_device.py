@@ -116,7 +116,7 @@ def test_a_working_bank_too_small_fails_mid_step_naming_what_holds_it(quickstart
     [
         (["system.param_bank=sram"], "system.param_bank"),
         (["model=gpt2_small"], "run.mode"),
-        (["hardware.memory.params.precision=int4"], "hardware.memory.params.precision"),
+        (["system.block=12"], "system.block"),
         (["hardware.memory.working.precision=bf16"], "hardware.memory.working.precision"),
         (["system.batch=5000"], "system.batch"),
     ],

@@ -1,0 +1,180 @@
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwsim.codecs import CODECS, CodecError, ErrorFeedback, make_codec
+
+rng = np.random.default_rng()
+
+
+def ceil(a, b):
+    return -(-a // b)
+
+
+def pow2(n):
+    return 0 if n == 0 else 1 << math.ceil(math.log2(n))
+
+
+# the documented wire size of every codec, written out independently of the code
+WIRE = {
+    "fp32": lambda n: 4 + 4 * n,
+    "bf16": lambda n: 4 + 2 * n,
+    "fp16": lambda n: 4 + 2 * n,
+    "int8": lambda n: 4 + 4 * ceil(n, 256) + n,
+    "int4": lambda n: 4 + 4 * ceil(n, 256) + ceil(n, 2),
+    "int2": lambda n: 4 + 4 * ceil(n, 256) + ceil(n, 4),
+    "int1": lambda n: 4 + 4 * ceil(n, 256) + ceil(n, 8),
+    "uniform": lambda n: 4 + 4 * ceil(n, 256) + n,
+    "drive": lambda n: 4 + 8 + 4 + ceil(pow2(n), 8),
+    "eden": lambda n: 4 + 8 + 4 + ceil(2 * pow2(n), 8),
+    "qsgd": lambda n: 4 + 4 * ceil(n, 512) + ceil(4 * n, 8),  # 4 levels: sign + 3 bits
+    "terngrad": lambda n: 4 + 4 * (n > 0) + ceil(2 * n, 8),
+    "sign": lambda n: 4 + 4 * (n > 0) + ceil(n, 8),
+    "topk": lambda n: 8 + 8 * (max(1, round(0.01 * n)) if n else 0),
+    "randk": lambda n: 16 + 4 * (max(1, round(0.01 * n)) if n else 0),
+}
+UNBIASED = {"fp32", "drive", "eden", "qsgd", "terngrad", "randk"}
+
+
+def test_every_registered_codec_has_a_documented_wire_size():
+    assert set(WIRE) == set(CODECS)
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 255, 256, 257, 1000, 4097])
+def test_buffer_length_is_the_documented_size(name, n):
+    codec = make_codec(name)
+    x = rng.standard_normal(n).astype(np.float32)
+    buf = codec.encode(x, seed=1)
+    assert buf.dtype == np.uint8 and len(buf) == codec.wire_bytes(n) == WIRE[name](n)
+    out = codec.decode(buf)
+    assert out.dtype == np.float32 and out.shape == (n,)
+
+
+@pytest.mark.parametrize(
+    "name,params,formula",
+    [
+        ("int4", {"scheme": "minmax", "block": 64}, lambda n: 4 + 8 * ceil(n, 64) + ceil(n, 2)),
+        ("int2", {"block": None}, lambda n: 4 + 4 * (n > 0) + ceil(n, 4)),
+        ("qsgd", {"levels": 1, "bucket": 100}, lambda n: 4 + 4 * ceil(n, 100) + ceil(2 * n, 8)),
+        ("qsgd", {"levels": 127, "bucket": None}, lambda n: 4 + 4 * (n > 0) + n),
+        ("eden", {"bits": 3}, lambda n: 16 + ceil(3 * pow2(n), 8)),
+        ("topk", {"k": 10}, lambda n: 8 + 8 * min(10, n)),
+    ],
+)
+def test_wire_size_follows_the_parameters(name, params, formula):
+    codec = make_codec(name, **params)
+    for n in (0, 1, 9, 100, 1001):
+        assert len(codec.encode(rng.standard_normal(n).astype(np.float32))) == formula(n)
+
+
+def shapes():
+    """Vectors of awkward lengths and contents: empty, one element, zeros, constants, wide magnitudes."""
+    length = st.sampled_from([0, 1, 2, 7, 9, 63, 65, 257, 1000])
+    kind = st.sampled_from(["gauss", "zeros", "constant", "tiny", "large", "mixed"])
+    return st.tuples(length, kind, st.integers(0, 2**31))
+
+
+def make(n, kind, seed):
+    r = np.random.default_rng(seed)
+    x = r.standard_normal(n)
+    x = {
+        "gauss": x,
+        "zeros": np.zeros(n),
+        "constant": np.full(n, -2.5),
+        "tiny": x * 1e-30,
+        "large": x * 1e30,
+        "mixed": x * 10.0 ** r.uniform(-20, 20, n),
+    }[kind]
+    return x.astype(np.float32)
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.sampled_from(sorted(CODECS)), shapes())
+def test_any_shape_decodes_to_finite_values_or_is_refused_clearly(name, case):
+    x = make(*case)
+    codec = make_codec(name)
+    try:
+        out = codec.decode(codec.encode(x, seed=case[2]))
+    except CodecError as err:
+        # only fp16 has a range smaller than the inputs; it names the element
+        assert name == "fp16" and case[1] in ("large", "mixed") and "element" in str(err)
+        return
+    assert out.shape == x.shape and np.all(np.isfinite(out))
+    if case[1] == "zeros":
+        np.testing.assert_array_equal(out, 0)
+    energy = np.sum(x.astype(np.float64) ** 2)
+    if energy > 0 and case[1] != "mixed":
+        # every codec's error is bounded for these inputs (randk: d/k - 1 at most 99 for 1 %)
+        assert np.sum((out - x.astype(np.float64)) ** 2) <= energy * max(2 * len(x), 120)
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinity_are_refused_naming_the_element(name, bad):
+    x = rng.standard_normal(300).astype(np.float32)
+    x[123] = bad
+    with pytest.raises(CodecError, match="element 123"):
+        make_codec(name).encode(x)
+
+
+@pytest.mark.parametrize("name", sorted(UNBIASED))
+def test_unbiased_codecs_average_to_the_input(name):
+    """The mean of many independent decodings converges to x: within 5 standard errors.
+    DRIVE and EDEN are exactly unbiased for a uniformly random rotation; the randomized
+    Hadamard is a small family of rotations, which leaves a per-coordinate bias visible at
+    d = 64 (about 8 standard errors over 3000 draws) and not at d = 1024 (tested here)."""
+    codec = make_codec(name, **({"ratio": 0.25} if name == "randk" else {}))
+    assert codec.unbiased
+    x = rng.standard_normal(1000).astype(np.float32)
+    draws = np.array([codec.decode(codec.encode(x, seed=s, stream=2)) for s in range(3000)], np.float64)
+    spread = draws.std(axis=0)
+    # a coordinate that is rarely kept (TernGrad on a tiny x_i) can show no spread in 3000 draws
+    stderr = np.maximum(spread, 0.1 * spread.mean()) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - x) <= 5 * stderr)
+
+
+def test_a_biased_codec_fails_the_same_check():
+    """The check above can fail: DRIVE's biased scale shrinks the vector."""
+    codec = make_codec("drive", scale="biased")
+    x = rng.standard_normal(48).astype(np.float32)
+    draws = np.array([codec.decode(codec.encode(x, seed=s)) for s in range(3000)], np.float64)
+    stderr = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.any(np.abs(draws.mean(axis=0) - x) > 5 * stderr)
+
+
+def test_error_feedback_loses_nothing_over_time():
+    """With error feedback the decoded outputs sum to the inputs' sum minus the last residual."""
+    ef = ErrorFeedback(make_codec("topk", ratio=0.05))
+    xs = [rng.standard_normal(1000).astype(np.float32) for _ in range(30)]
+    sent = sum(ef.decode(ef.encode(x, seed=t)).astype(np.float64) for t, x in enumerate(xs))
+    np.testing.assert_allclose(sent + ef.residual, np.sum(xs, axis=0, dtype=np.float64), atol=1e-4)
+    # and it sends what plain top-k never would: the small coordinates, eventually
+    assert np.count_nonzero(sent) > 0.5 * 1000
+
+
+def test_unknown_names_and_parameters_are_clear_errors():
+    with pytest.raises(CodecError, match="unknown codec 'int3'.*int8"):
+        make_codec("int3")
+    with pytest.raises(CodecError, match="unknown parameter bitz.*bits \\(default 4\\)"):
+        make_codec("int4", bitz=3)
+    with pytest.raises(CodecError, match="bits must be one of 1, 2, 4, 8; got 3"):
+        make_codec("uniform", bits=3)
+    with pytest.raises(CodecError, match="multiple of 8"):
+        make_codec("int8", block=12)
+    with pytest.raises(CodecError, match="ratio"):
+        make_codec("topk", ratio=1.5)
+
+
+def test_a_cut_or_foreign_buffer_is_refused():
+    codec = make_codec("int8")
+    buf = codec.encode(rng.standard_normal(1000).astype(np.float32))
+    with pytest.raises(CodecError, match="cut short or made by another codec"):
+        codec.decode(buf[:-1])
+    with pytest.raises(CodecError, match="cut short or made by another codec"):
+        make_codec("int4").decode(buf)
+    with pytest.raises(CodecError, match="flat uint8"):
+        codec.decode(np.zeros(10, np.float32))
