@@ -73,11 +73,19 @@ def _parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
-    listing = sub.add_parser("list", help="list shipped scenarios, models and hardware presets")
+    listing = sub.add_parser("list", help="list shipped scenarios, models, hardware presets and codecs")
     listing.set_defaults(func=_list)
 
     bench = sub.add_parser("bench", help="measure the simulator's own speed and write a table")
+    bench.add_argument(
+        "what",
+        nargs="?",
+        choices=("engine", "kernels", "all"),
+        default="all",
+        help="engine vs bare SimPy, kernels vs memory bandwidth, or both",
+    )
     bench.add_argument("--ops", type=int, default=200_000, help="simulated operations per engine measurement")
+    bench.add_argument("--size", default="256 MiB", help='float32 input size of the kernel benchmark (default "256 MiB")')
     bench.add_argument("--out", default="reports/bench", help="folder for bench.csv and bench.md")
     bench.set_defaults(func=_bench)
     return parser
@@ -143,15 +151,30 @@ def _list(args: argparse.Namespace) -> int:
                 about = data.get("kind", "") or data.get("name", "")
             shown = file.relative_to(PROJECT_ROOT) if file.is_relative_to(PROJECT_ROOT) else file
             print(f"  {str(shown):40s} {' '.join(str(about).split())[:90]}")
+    from hwsim.codecs import describe
+
+    print("codecs (wire bits per element at 2^20 elements; parameters with defaults):")
+    for row in describe():
+        flag = "unbiased" if row["unbiased"] else "biased"
+        print(f"  {row['codec']:9s} {row['bits_per_element']:7.3f} b  {flag:8s}  {row['what']}  [{row['parameters']}]")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     from hwsim.bench import run_bench
+    from hwsim.bench_kernels import run_kernel_bench
+    from hwsim.config.units import parse_quantity
 
-    table = run_bench(args.ops, Path(args.out), ProgressBar("bench"))
-    print(table)
-    print(f"written: {args.out}/bench.csv, {args.out}/bench.md")
+    if args.what in ("engine", "all"):
+        print(run_bench(args.ops, Path(args.out), ProgressBar("bench engine")))
+        print(f"written: {args.out}/bench.csv, {args.out}/bench.md")
+    if args.what in ("kernels", "all"):
+        try:
+            nbytes = int(parse_quantity(args.size, "size"))
+        except ValueError as err:
+            raise ConfigError("command line", "--size", args.size, f"a size such as 256 MiB ({err})") from None
+        print(run_kernel_bench(nbytes, Path(args.out), progress=ProgressBar("bench kernels")))
+        print(f"written: {args.out}/kernels.csv, {args.out}/kernels.md")
     return 0
 
 

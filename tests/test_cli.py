@@ -81,7 +81,30 @@ def test_list_shows_shipped_files(capsys):
 
 
 def test_bench_writes_its_table(capsys, tmp_path):
-    assert main(["bench", "--ops", "2000", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "engine", "--ops", "2000", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "bench.csv").read_text()
     assert "bare SimPy" in table and "engine" in table
     assert (tmp_path / "bench.md").read_text().startswith("| benchmark")
+
+
+def test_list_shows_every_codec_with_its_wire_bits(capsys):
+    from hwsim.codecs import CODECS
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in CODECS:
+        assert f"\n  {name} " in out
+    assert "drive       1.000 b  unbiased" in out
+
+
+def test_kernel_bench_writes_its_table(capsys, tmp_path):
+    assert main(["bench", "kernels", "--size", "1 MiB", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "kernels.csv").read_text()
+    for kernel in ("int8 per-block quantize", "int4 stochastic per-block quantize", "eden encode", "topk encode", "adam step"):
+        assert kernel in table
+    assert "copy bandwidth" in (tmp_path / "kernels.md").read_text()
+
+
+def test_kernel_bench_refuses_a_bad_size(capsys):
+    assert main(["bench", "kernels", "--size", "lots"]) == 2
+    assert "--size" in capsys.readouterr().err

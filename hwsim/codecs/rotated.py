@@ -23,7 +23,6 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from scipy.special import ndtr
 
 from hwsim.codecs.base import Codec, CodecError
 from hwsim.kernels.bits import pack, unpack
@@ -41,6 +40,8 @@ def lloyd_max(bits: int) -> tuple[np.ndarray, np.ndarray]:
     Lloyd's iteration: each level is the mean of N(0, 1) between its midpoints, each
     midpoint halfway between its levels, until nothing moves by 1e-13.
     """
+    from scipy.special import ndtr  # imported here: scipy costs import time that most runs never need
+
     count = 1 << bits
     levels = np.linspace(-2.5, 2.5, count) if count > 2 else np.array([-1.0, 1.0])
     for _ in range(200_000):
