@@ -90,7 +90,8 @@ class Rotated(Codec):
         k1, k2 = keys(seed, stream)
         key[:] = (k1, k2)
         y = rotate(flat, d, k1, k2)
-        norm2 = float(np.dot(y.astype(np.float64), y.astype(np.float64)))
+        y64 = y.astype(np.float64)
+        norm2 = float(y64 @ y64)
         levels, mids, normalize = self.levels()
         eta = np.sqrt(d / norm2) if normalize and norm2 > 0 else 1.0
         codes = np.empty(d, dtype=np.uint8)

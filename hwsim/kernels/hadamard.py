@@ -30,18 +30,23 @@ def padded_size(n: int) -> int:
 
 
 @njit(cache=True, error_model="numpy")
+def _stage(y, h):
+    """One radix-2 stage h over the whole vector."""
+    for base in range(0, y.size, 2 * h):
+        part = y[base : base + 2 * h]
+        for j in range(h):
+            a = part[j]
+            b = part[j + h]
+            part[j] = a + b
+            part[j + h] = a - b
+
+
+@njit(cache=True, error_model="numpy")
 def _butterflies(seg, h_end):
     """All stages h = 1, 2, .. h_end / 2 of the transform inside `seg`."""
-    m = seg.size
     h = 1
     while h < h_end:
-        for base in range(0, m, 2 * h):
-            part = seg[base : base + 2 * h]
-            for j in range(h):
-                a = part[j]
-                b = part[j + h]
-                part[j] = a + b
-                part[j + h] = a - b
+        _stage(seg, h)
         h *= 2
 
 
@@ -88,18 +93,6 @@ def fwht(y):
         else:
             _stage(y, h)
             h *= 2
-
-
-@njit(cache=True, error_model="numpy")
-def _stage(y, h):
-    """One radix-2 stage h over the whole vector."""
-    for base in range(0, y.size, 2 * h):
-        part = y[base : base + 2 * h]
-        for j in range(h):
-            a = part[j]
-            b = part[j + h]
-            part[j] = a + b
-            part[j + h] = a - b
 
 
 @njit(inline="always")

@@ -16,6 +16,7 @@ codec's exact wire size:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -24,8 +25,11 @@ from hwsim.codecs import Codec, make_codec
 QUANTIZED = ("int8", "int4")
 
 
+@cache
 def bank_codec(precision: str, block: int) -> Codec:
-    """The codec a bank of `precision` stores tensors with (`block` is for the integer precisions)."""
+    """The codec a bank of `precision` stores tensors with (`block` is for the integer precisions).
+
+    Cached: a codec holds only its parameters, and the step loop asks for it per layer."""
     return make_codec(precision, block=block) if precision in QUANTIZED else make_codec(precision)
 
 
