@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.codecs.base import Codec
-from hwsim.kernels.floats import fix_fp16_subnormals, from_bf16, from_fp16, to_bf16, to_fp16
+from hwsim.kernels.floats import from_bf16, from_fp16, to_bf16, to_fp16
 from hwsim.kernels.gradq import count_nonfinite
 
 FP16_LIMIT = 65520.0  # magnitudes from here round to fp16 infinity
@@ -70,6 +70,5 @@ class Half(Codec):
         if self.name == "bf16":
             from_bf16(halves, out.view(np.uint32))
         else:
-            from_fp16(halves, out.view(np.uint32))
-            fix_fp16_subnormals(halves, out)
+            from_fp16(halves, out)
         return out

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.codecs.base import Codec, CodecError, block_size, blocks
-from hwsim.kernels.bits import pack, unpack
-from hwsim.kernels.gradq import count_nonfinite, levels_decode, scaled_sign, sign_decode, stochastic_levels
+from hwsim.kernels.gradq import levels_decode, scaled_sign, sign_decode, stochastic_levels
 from hwsim.kernels.rng import keys
 
 
@@ -43,20 +42,17 @@ class Bucketed(Codec):
 
     def encode(self, x, seed=0, stream=0):
         flat = self.flat_input(x)
-        if count_nonfinite(flat):
-            self.refuse(flat)
         buf, sections = self.new_buffer(flat.size)
         floats, packed = self._carve(sections, flat.size)
-        codes = np.empty(flat.size, dtype=np.uint8)
-        self._codes(flat, block_size(flat.size, self.bucket), floats, codes, seed, stream)
-        pack(codes, self.width, packed)
+        if not self._codes(flat, block_size(flat.size, self.bucket), floats, packed, seed, stream):
+            self.refuse(flat)
         return buf
 
     def decode(self, buf):
         n, sections = self.open_buffer(buf)
         floats, packed = self._carve(sections, n)
         out = np.empty(n, dtype=np.float32)
-        self._values(unpack(packed, self.width, n), block_size(n, self.bucket), floats, out)
+        self._values(packed, block_size(n, self.bucket), floats, out)
         return out
 
 
@@ -76,12 +72,12 @@ class Qsgd(Bucketed):
     def params(self) -> dict:
         return {"levels": self.levels, "bucket": self.bucket}
 
-    def _codes(self, flat, bucket, floats, codes, seed, stream):
+    def _codes(self, flat, bucket, floats, packed, seed, stream):
         k1, k2 = keys(seed, stream)
-        stochastic_levels(flat, bucket, self.levels, self.use_max, k1, k2, floats, codes)
+        return stochastic_levels(flat, bucket, self.levels, self.use_max, k1, k2, floats, self.width, packed)
 
-    def _values(self, codes, bucket, floats, out):
-        levels_decode(codes, bucket, self.levels, floats, out)
+    def _values(self, packed, bucket, floats, out):
+        levels_decode(packed, self.width, bucket, self.levels, floats, out)
 
 
 class TernGrad(Qsgd):
@@ -105,8 +101,8 @@ class ScaledSign(Bucketed):
     def params(self) -> dict:
         return {"bucket": self.bucket}
 
-    def _codes(self, flat, bucket, floats, codes, seed, stream):
-        scaled_sign(flat, bucket, floats, codes)
+    def _codes(self, flat, bucket, floats, packed, seed, stream):
+        return scaled_sign(flat, bucket, floats, packed)
 
-    def _values(self, codes, bucket, floats, out):
-        sign_decode(codes, bucket, floats, out)
+    def _values(self, packed, bucket, floats, out):
+        sign_decode(packed, bucket, floats, out)

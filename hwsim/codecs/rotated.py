@@ -26,7 +26,7 @@ import numpy as np
 
 from hwsim.codecs.base import Codec, CodecError
 from hwsim.kernels.bits import pack, unpack
-from hwsim.kernels.gradq import count_nonfinite
+from hwsim.kernels.gradq import SQUARES, bucket_stats, count_nonfinite
 from hwsim.kernels.hadamard import levels_times, padded_size, quantize_levels, rotate, unrotate
 from hwsim.kernels.rng import keys
 
@@ -90,8 +90,7 @@ class Rotated(Codec):
         k1, k2 = keys(seed, stream)
         key[:] = (k1, k2)
         y = rotate(flat, d, k1, k2)
-        y64 = y.astype(np.float64)
-        norm2 = float(y64 @ y64)
+        norm2 = float(bucket_stats(y, max(d, 1), SQUARES)[0]) if d else 0.0
         levels, mids, normalize = self.levels()
         eta = np.sqrt(d / norm2) if normalize and norm2 > 0 else 1.0
         codes = np.empty(d, dtype=np.uint8)

@@ -57,15 +57,23 @@ def pack(codes, width, out):
 def unpack(buf, width, n):
     """The `n` codes of `width` bits packed in `buf` (uint8)."""
     codes = np.empty(n, dtype=np.uint8)
+    unpack_into(buf, width, codes)
+    return codes
+
+
+@njit(cache=True)
+def unpack_into(buf, width, codes):
+    """Unpack len(codes) codes of `width` bits from `buf` into uint8 `codes`."""
+    n = codes.size
     if width == 8:
         codes[:] = buf[:n]
-        return codes
+        return
     mask = uint32((1 << width) - 1)
     if 8 % width == 0:
         per = 8 // width
         for i in range(n):
             codes[i] = uint8((uint32(buf[i // per]) >> uint32((i % per) * width)) & mask)
-        return codes
+        return
     for i in range(n):
         bit = i * width
         byte = bit // 8
@@ -73,4 +81,3 @@ def unpack(buf, width, n):
         if byte + 1 < buf.size:
             word |= uint32(buf[byte + 1]) << uint32(8)
         codes[i] = uint8((word >> uint32(bit % 8)) & mask)
-    return codes

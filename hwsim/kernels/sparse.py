@@ -14,7 +14,7 @@ so the indices are distinct, uniformly chosen, and regenerated from the seed alo
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, uint32
+from numba import njit, prange, uint32
 
 from hwsim.kernels.rng import mix32
 
@@ -92,7 +92,7 @@ def _feistel(v, half, mask, k1, k2):
     return (left << uint32(half)) | right
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=True)
 def random_k_indices(n, k, k1, k2):
     """The first k outputs (uint32) of the seeded permutation of [0, n): k distinct indices."""
     idx = np.empty(k, dtype=np.uint32)
@@ -100,7 +100,7 @@ def random_k_indices(n, k, k1, k2):
     while (1 << (2 * half)) < n:
         half += 1
     mask = uint32((1 << half) - 1)
-    for j in range(k):
+    for j in prange(k):
         v = uint32(j)
         v = _feistel(v, half, mask, uint32(k1), uint32(k2))
         while v >= n:
@@ -109,17 +109,17 @@ def random_k_indices(n, k, k1, k2):
     return idx
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=True)
 def gather(x, idx, out):
     """out[j] = x[idx[j]]."""
-    for j in range(idx.size):
+    for j in prange(idx.size):
         out[j] = x[idx[j]]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", parallel=True)
 def scatter(idx, vals, scale, out):
-    """out[idx[j]] = scale * vals[j] (out is otherwise left as it is)."""
-    for j in range(idx.size):
+    """out[idx[j]] = scale * vals[j] (out is otherwise left as it is; indices are distinct)."""
+    for j in prange(idx.size):
         out[idx[j]] = vals[j] * scale
 
 
