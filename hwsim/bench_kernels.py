@@ -327,7 +327,7 @@ def run_kernel_bench(nbytes: int, out: Path, repeats: int = 3, progress: Callabl
     cold = load_time()
     table.attrs["notes"] = [
         f"input: {x.nbytes / 2**20:.0f} MiB float32; copy bandwidth (np.copyto, read + write): {copy_rate / 1e9:.1f} GB/s",
-        f"numba threads: {numba.get_num_threads()} (uniform quantization runs blocks in parallel; the rest single-threaded); torch: {torch.__version__ if torch else 'not installed'}",
+        f"numba threads: {numba.get_num_threads()} (parallel: uniform, bf16/fp16, QSGD/TernGrad/sign, the Hadamard rotation, random-k; single-threaded: top-k, weighted_sum, adam); torch: {torch.__version__ if torch else 'not installed'}",
         f"fresh process: import + every codec once, kernels from the cache: {cold:.2f} s",
     ]
     out.mkdir(parents=True, exist_ok=True)

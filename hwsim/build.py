@@ -8,9 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
+from hwsim.codecs import CodecError, codec_from_setting
+from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError, SimulatedFailure
-from hwsim.hardware import Device
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.systems import SYSTEMS
@@ -55,6 +56,38 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
             )
     if scenario.model.kind == "transformer" and scenario.model.d_model % scenario.model.heads:
         raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
+    if system.kind == "compressed_ps":
+        _check_compressed_ps(system, where)
+
+
+def _check_compressed_ps(system, where: str) -> None:
+    for key in ("uplink", "downlink"):
+        try:
+            codec_from_setting(getattr(system, key))
+        except CodecError as err:
+            raise ConfigError(where, f"system.{key}", to_plain(getattr(system, key)), f"a valid codec: {err}") from None
+    if system.server == "async" and system.update != "delta":
+        raise ConfigError(
+            where,
+            "system.update",
+            system.update,
+            "delta with server: async (an asynchronous server applies each change as it arrives)",
+        )
+    if system.overlap and system.server != "sync":
+        raise ConfigError(where, "system.overlap", True, "false with server: async (async workers never wait for a round)")
+    for key in system.worker_hardware or {}:
+        if not (key.isdigit() and int(key) < system.workers):
+            raise ConfigError(where, f"system.worker_hardware.{key}", key, f"a worker index from 0 to {system.workers - 1}")
+    for name, hardware in [
+        ("server_hardware", system.server_hardware),
+        *((f"worker_hardware.{k}", h) for k, h in (system.worker_hardware or {}).items()),
+    ]:
+        if hardware is None:
+            continue
+        for key in ("param_bank", "work_bank"):
+            bank = getattr(system, key)
+            if bank not in hardware.memory:
+                raise ConfigError(where, f"system.{name}.memory", bank, f"a bank named {bank} (system.{key})")
 
 
 def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
@@ -64,19 +97,16 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     data_seed, model_seed = np.random.SeedSequence(scenario.seed).spawn(2)
     env = simpy.Environment()
     recorder = Recorder()
-    device = Device(env, "dev0", scenario.hardware)
-    recorder.attach_device(device)
     model = make_model(scenario.model)
     data = None
     if scenario.run.mode == "full":
         data = load_dataset(scenario.model.dataset, scenario.run.test_fraction, np.random.default_rng(data_seed))
-        if scenario.system.batch > len(data.y_train):
+        per_device = len(data.y_train) // getattr(scenario.system, "workers", 1)
+        if scenario.system.batch > per_device:
             raise ConfigError(
-                "scenario", "system.batch", scenario.system.batch, f"at most {len(data.y_train)} (training samples)"
+                "scenario", "system.batch", scenario.system.batch, f"at most {per_device} (training samples per device)"
             )
-    system = SYSTEMS[scenario.system.kind](
-        scenario, device, model, data, np.random.default_rng(model_seed), recorder.metric, progress
-    )
+    system = SYSTEMS[scenario.system.kind](scenario, env, model, data, np.random.default_rng(model_seed), recorder, progress)
     status, diagnosis = "ok", ""
     try:
         env.run(until=env.process(system.run()))

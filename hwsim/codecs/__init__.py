@@ -7,6 +7,15 @@ Codecs are plain Python over the Numba kernels of `hwsim.kernels`.
 """
 
 from hwsim.codecs.base import Codec, CodecError, ErrorFeedback
-from hwsim.codecs.registry import CODECS, describe, make_codec, parameters
+from hwsim.codecs.registry import CODECS, codec_from_setting, describe, make_codec, parameters
 
-__all__ = ["CODECS", "Codec", "CodecError", "ErrorFeedback", "describe", "make_codec", "parameters"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "CodecError",
+    "ErrorFeedback",
+    "codec_from_setting",
+    "describe",
+    "make_codec",
+    "parameters",
+]

@@ -63,6 +63,17 @@ def make_codec(name: str, **params) -> Codec:
     return factory(name=name, **params)
 
 
+def codec_from_setting(setting) -> Codec:
+    """The codec a scenario setting names: null (fp32), a name, or a mapping {name: ..., params...}."""
+    if setting is None:
+        return make_codec("fp32")
+    if isinstance(setting, str):
+        return make_codec(setting)
+    if hasattr(setting, "items") and "name" in setting:
+        return make_codec(setting["name"], **{k: v for k, v in setting.items() if k != "name"})
+    raise CodecError(f"a codec name, or a mapping with a 'name' key and its parameters; got {setting!r}")
+
+
 def describe(n: int = 1 << 20) -> list[dict]:
     """One row per codec: name, defaults, wire bits per element at n elements, unbiased or not."""
     rows = []

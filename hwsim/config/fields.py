@@ -64,6 +64,8 @@ def build(cls: type, raw: Any, path: str, where: str) -> Any:
 
 
 def _value(hint: Any, meta: dict, raw: Any, key: str, where: str) -> Any:
+    if hint is typing.Any:  # free-form settings, checked by whoever uses them (a codec's parameters)
+        return _frozen(raw)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -84,6 +86,14 @@ def _value(hint: Any, meta: dict, raw: Any, key: str, where: str) -> Any:
             raise ConfigError(where, key, raw, f"a list ({meta['doc']})")
         return tuple(_value(args[0], meta, v, f"{key}[{i}]", where) for i, v in enumerate(raw))
     return _scalar(hint, meta, raw, key, where)
+
+
+def _frozen(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return types.MappingProxyType({str(k): _frozen(v) for k, v in raw.items()})
+    if isinstance(raw, list):
+        return tuple(_frozen(v) for v in raw)
+    return raw
 
 
 def _scalar(hint: Any, meta: dict, raw: Any, key: str, where: str) -> Any:
@@ -177,6 +187,8 @@ def _schema_of(hint: Any, meta: dict) -> dict:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     doc = {"description": meta["doc"]} if meta.get("doc") else {}
+    if hint is typing.Any:
+        return doc
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         schemas = [_schema_of(a, meta) for a in options]

@@ -76,7 +76,27 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
     for key, value, text in parsed:
         if key not in _REFERENCES:
             _set(raw, key, value, text)
+    _merge_hardware_changes(raw, path.parent, str(path))
     return raw, parsed, scenario_keys, sources
+
+
+def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
+    """Turn system.worker_hardware entries and system.server_hardware (changes to the
+    scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings."""
+    system, hardware = raw.get("system"), raw.get("hardware")
+    if not isinstance(system, dict) or not isinstance(hardware, dict):
+        return
+
+    def full(value: Any, key: str) -> Any:
+        if isinstance(value, str) or (isinstance(value, dict) and "base" in value):
+            return _resolve(value, "hardware preset", base_dir, where, key)[0]
+        return _merge(hardware, value) if isinstance(value, dict) else value
+
+    workers = system.get("worker_hardware")
+    if isinstance(workers, dict):
+        system["worker_hardware"] = {k: full(v, f"system.worker_hardware.{k}") for k, v in workers.items()}
+    if system.get("server_hardware") is not None:
+        system["server_hardware"] = full(system["server_hardware"], "system.server_hardware")
 
 
 def resolved_dict(scenario: Scenario) -> dict:

@@ -7,12 +7,15 @@ prints this as JSON Schema; `fields.build` checks files against it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from hwsim.config.fields import spec
 
 schema = dataclass(frozen=True, kw_only=True)
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+BANK_PRECISIONS = (*PRECISIONS, "int2")
+"""What a memory bank may store: the compute precisions, and 2-bit storage."""
 DATAFLOWS = ("output_stationary", "weight_stationary", "input_stationary")
 
 
@@ -53,7 +56,7 @@ class VectorSpec:
 class BankSpec:
     """A memory bank: what precision it stores, how much, and how fast it moves bytes."""
 
-    precision: str = spec(doc="precision of the numbers this bank stores", choices=PRECISIONS)
+    precision: str = spec(doc="precision of the numbers this bank stores", choices=BANK_PRECISIONS)
     capacity: float = spec(doc="capacity of the bank", unit="size", gt=0)
     bandwidth: float = spec(doc="read/write bandwidth of the bank", unit="rate", gt=0)
     latency: float = spec("0 s", doc="fixed latency of one access", unit="time", min=0)
@@ -133,7 +136,42 @@ class SingleDeviceSpec:
     compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
 
 
-SystemSpec = SingleDeviceSpec
+@schema
+class CompressedPsSpec:
+    """N workers and a parameter server (mechanism M1 across a cluster): each worker keeps
+    the parameters in a low-precision bank, trains on decompressed copies, sends them (or
+    its change) through its NIC with the uplink codec; the server aggregates and sends the
+    model back with the downlink codec, which the worker writes into its bank.
+    """
+
+    kind: str = spec("compressed_ps", doc="system", choices=("compressed_ps",))
+    workers: int = spec(4, doc="number of workers", min=1)
+    steps: int = spec(100, doc="training steps of each worker", min=1)
+    batch: int = spec(32, doc="samples per step on each worker", min=1)
+    lr: float = spec(0.05, doc="learning rate", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum (each worker keeps its own velocity)", min=0, max=0.999)
+    block: int = spec(64, doc="quantization block of the stored parameters (elements)", min=1)
+    param_bank: str = spec("params", doc="bank that stores the parameters on each worker")
+    work_bank: str = spec("working", doc="bank for decompressed weights, gradients and activations (and the server's master)")
+    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
+    uplink: Any = spec(None, doc="codec of what workers send: a name (int8), a mapping {name: qsgd, levels: 8}, or null for fp32")
+    downlink: Any = spec(None, doc="codec of what the server sends back (same forms as uplink)")
+    update: str = spec("params", doc="workers send their parameters, or their change this step", choices=("params", "delta"))
+    error_feedback: bool = spec(False, doc="workers add what the uplink codec lost last step to what they send next")
+    server: str = spec(
+        "sync", doc="sync: average all workers each round; async: apply each update on arrival", choices=("sync", "async")
+    )
+    max_staleness: int = spec(2, doc="async: a worker may run at most this many steps ahead of the slowest", min=0)
+    overlap: bool = spec(False, doc="sync: start the next step on local weights while the exchange is in flight")
+    worker_hardware: dict[str, HardwareSpec] | None = spec(
+        None, doc="per-worker hardware by worker index: changes merged onto hardware (for example a slower NIC)"
+    )
+    server_hardware: HardwareSpec | None = spec(
+        None, doc="the server's hardware: changes merged onto hardware (default: the same)"
+    )
+
+
+SystemSpec = SingleDeviceSpec | CompressedPsSpec
 
 
 # --- run and report -----------------------------------------------------------------
@@ -146,6 +184,9 @@ class RunSpec:
     mode: str = spec("full", doc="'full' runs the math; 'timing-only' only the cycle model", choices=("full", "timing-only"))
     eval_every: int = spec(20, doc="steps between evaluations of loss and test accuracy", min=1)
     test_fraction: float = spec(0.25, doc="share of the dataset held out for testing", gt=0, max=0.9)
+    target_accuracy: float | None = spec(
+        None, doc="test accuracy whose first crossing gives the time-to-accuracy (null: not measured)", gt=0, max=1
+    )
 
 
 @schema

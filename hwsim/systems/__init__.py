@@ -1,8 +1,9 @@
 """The mechanisms as SimPy processes that wire hardware, policies and kernels together."""
 
+from hwsim.systems.compressed_ps import CompressedPs
 from hwsim.systems.single_device import SingleDevice
 
-SYSTEMS = {"single_device": SingleDevice}
+SYSTEMS = {"single_device": SingleDevice, "compressed_ps": CompressedPs}
 """System classes by the `system.kind` that names them in scenario files."""
 
-__all__ = ["SYSTEMS", "SingleDevice"]
+__all__ = ["SYSTEMS", "CompressedPs", "SingleDevice"]

@@ -9,6 +9,7 @@ codec's exact wire size:
 | bf16/fp16 | bf16 / fp16, round to nearest even                  | 4 + 2 n                         |
 | int8      | int8: symmetric per block, round to nearest         | 4 + 4 ceil(n / block) + n       |
 | int4      | int4: symmetric per block, round to nearest, packed | 4 + 4 ceil(n / block) + ceil(n / 2) |
+| int2      | int2: symmetric per block, round to nearest, packed | 4 + 4 ceil(n / block) + ceil(n / 4) |
 
 (the leading 4 bytes count the elements). Every precision runs real math.
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from hwsim.codecs import Codec, make_codec
 
-QUANTIZED = ("int8", "int4")
+QUANTIZED = ("int8", "int4", "int2")
 
 
 @cache
@@ -39,7 +40,7 @@ def stored_bytes(n: int, precision: str, block: int) -> int:
 
 
 def element_bytes(precision: str) -> float:
-    return {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}[precision]
+    return {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5, "int2": 0.25}[precision]
 
 
 @dataclass(frozen=True)

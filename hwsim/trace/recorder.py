@@ -18,6 +18,7 @@ MEMORY_COLUMNS = ["bank", "time_s", "used_bytes", "event"]
 MESSAGE_COLUMNS = ["src", "dst", "tag", "bytes", "sent_s", "delivered_s"]
 METRIC_COLUMNS = ["time_s", "step", "metric", "value"]
 UNIT_COLUMNS = ["unit", "kind", "device", "clock_hz", "peak_per_s", "capacity_bytes", "precision"]
+PHASE_COLUMNS = ["device", "step", "phase", "seconds", "end_s"]
 
 
 @dataclass
@@ -27,7 +28,8 @@ class Trace:
     busy: one row per operation on a unit (`work` is FLOP for compute units and
     bytes for memory ports and links); memory: bank occupancy after each
     allocation or free; messages: one row per delivered message; metrics: learning
-    and step metrics; units: the units that existed and their peaks.
+    and step metrics; units: the units that existed and their peaks; phases: where
+    each step of a device's controller spent its time (systems that split steps).
     """
 
     busy: pd.DataFrame
@@ -35,6 +37,7 @@ class Trace:
     messages: pd.DataFrame
     metrics: pd.DataFrame
     units: pd.DataFrame
+    phases: pd.DataFrame
 
 
 class Recorder:
@@ -46,6 +49,7 @@ class Recorder:
         self.messages: list[tuple] = []
         self.metrics: list[tuple] = []
         self.units: list[tuple] = []
+        self.phases: list[tuple] = []
 
     def attach_device(self, device: Device) -> None:
         for unit in device.units:
@@ -65,6 +69,10 @@ class Recorder:
         """The observer systems call with learning and step metrics."""
         self.metrics.append((time_s, step, name, float(value)))
 
+    def phase(self, device: str, step: int, phase: str, seconds: float, end_s: float) -> None:
+        """The observer systems call with the time one step of `device` spent in `phase`."""
+        self.phases.append((device, step, phase, float(seconds), float(end_s)))
+
     def _on_busy(self, unit: Unit, label: str, start: float, end: float, work: float) -> None:
         self.busy.append((unit.name, unit.kind, label, start, end, work))
 
@@ -81,4 +89,5 @@ class Recorder:
             messages=pd.DataFrame(self.messages, columns=MESSAGE_COLUMNS),
             metrics=pd.DataFrame(self.metrics, columns=METRIC_COLUMNS),
             units=pd.DataFrame(self.units, columns=UNIT_COLUMNS),
+            phases=pd.DataFrame(self.phases, columns=PHASE_COLUMNS),
         )
