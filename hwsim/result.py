@@ -13,7 +13,7 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import memory_table, plots, summarize, unit_table, write_report
+from hwsim.report import memory_table, phase_table, plots, summarize, unit_table, write_report
 from hwsim.trace import Trace
 
 
@@ -55,6 +55,11 @@ class RunResult:
         return self.trace.metrics
 
     @cached_property
+    def phases(self) -> pd.DataFrame:
+        """Mean seconds per step in each phase, per device (systems that split their steps)."""
+        return phase_table(self.trace)
+
+    @cached_property
     def summary(self) -> dict:
         out = summarize(self.scenario, self.outcome, self.utilization, self.banks)
         out["provenance"] = {
@@ -85,7 +90,15 @@ class RunResult:
         return plots.memory_figure(self.trace.memory, self.banks, self.zoom_window())
 
     def plot_learning(self):
-        return plots.learning_figure(self.metrics)
+        learning = self.summary["learning"]
+        target = learning["target_accuracy"]
+        return plots.learning_figure(self.metrics, None if target is None else (target, learning["time_to_target_s"]))
+
+    def plot_phases(self):
+        return plots.phases_figure(self.phases)
+
+    def plot_staleness(self):
+        return plots.staleness_figure(self.metrics)
 
     # --- output -------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ img { max-width: 100%; }
 """
 
 
-def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dict[str, bytes]) -> str:
+def render(
+    summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dict[str, bytes], phases: pd.DataFrame | None = None
+) -> str:
     """The report page; `images` maps a caption to PNG bytes."""
     s = summary
     learning = s["learning"]
@@ -38,6 +40,8 @@ def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dic
         ("bytes moved (network)", format_quantity(s["bytes_moved"]["network"], "size")),
         ("final batch loss", _num(learning["final_loss"])),
         ("final test accuracy", _num(learning["final_test_accuracy"])),
+        *_target_rows(learning),
+        *_network_rows(s.get("network")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -56,6 +60,13 @@ def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dic
     )
     parts.append(_table(units))
     parts.append("<h2>Memory banks</h2>" + _table(memory))
+    if phases is not None and not phases.empty:
+        parts.append(
+            "<h2>Step phases</h2><p>Mean seconds per step of each worker: decompress, compute, compress "
+            "(the upload), send (until delivered), wait (for other workers or the staleness bound), aggregate "
+            "(the server's work for it), receive (the reply's transfer and writing it into the bank).</p>"
+        )
+        parts.append(_table(phases))
     for caption, png in images.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
@@ -65,6 +76,24 @@ def render(summary: dict, units: pd.DataFrame, memory: pd.DataFrame, images: dic
         "the resolved scenario is in summary.json.</p></body></html>"
     )
     return "\n".join(parts)
+
+
+def _target_rows(learning: dict) -> list[tuple[str, str]]:
+    target = learning.get("target_accuracy")
+    if target is None:
+        return []
+    t = learning["time_to_target_s"]
+    reached = format_quantity(t, "time") if t is not None else "not reached"
+    return [(f"time to test accuracy {target:g}", reached)]
+
+
+def _network_rows(network: dict | None) -> list[tuple[str, str]]:
+    if not network:
+        return []
+    return [
+        (f"bytes up ({network['uplink']}) / down ({network['downlink']})", f"{format_quantity(network['up_bytes'], 'size')} / {format_quantity(network['down_bytes'], 'size')}"),
+        ("network bytes vs fp32 messages", f"{network['fraction_of_fp32']:.1%}"),
+    ]
 
 
 def _num(value) -> str:

@@ -137,8 +137,9 @@ def _size_scale(peak: float) -> tuple[float, str]:
     return 1.0, "B"
 
 
-def learning_figure(metrics: pd.DataFrame) -> Figure | None:
-    """Training loss and test accuracy against simulated time (None if nothing was learned)."""
+def learning_figure(metrics: pd.DataFrame, target: tuple[float, float | None] | None = None) -> Figure | None:
+    """Training loss and test accuracy against simulated time (None if nothing was learned);
+    `target` = (accuracy, time it was reached or None) marks the time-to-accuracy."""
     loss = metrics[metrics.metric == "loss"]
     acc = metrics[metrics.metric == "test_accuracy"]
     if loss.empty and acc.empty:
@@ -164,8 +165,64 @@ def learning_figure(metrics: pd.DataFrame) -> Figure | None:
         ax2.plot(acc.time_s, acc.value, "s-", color="#4C72B0", markersize=3, label="test accuracy")
         ax2.set_ylabel("test accuracy")
         ax2.set_ylim(0, 1)
+        if target is not None:
+            ax2.axhline(target[0], color="#4C72B0", linestyle=":", linewidth=1, label=f"target {target[0]:g}")
+            if target[1] is not None:
+                ax2.axvline(target[1] * factor, color="#4C72B0", linestyle=":", linewidth=1)
         more = ax2.get_legend_handles_labels()
         lines, labels = lines + more[0], labels + more[1]
     ax.legend(lines, labels, loc="center right", fontsize="small")
     ax.set_title("Learning over simulated time")
+    return fig
+
+
+PHASE_COLORS = {
+    "decompress": "#8172B3",
+    "compute": "#4C72B0",
+    "compress": "#937860",
+    "send": "#64B5CD",
+    "wait": "#E5E5E5",
+    "aggregate": "#55A868",
+    "receive": "#DA8BC3",
+}
+
+
+def phases_figure(table: pd.DataFrame) -> Figure | None:
+    """Mean step time per device, split into its phases (stacked bars); None without phases."""
+    if table.empty:
+        return None
+    phases = [c[:-2] for c in table.columns if c.endswith("_s") and c != "step_s"]
+    fig = Figure(figsize=(10, 1.2 + 0.45 * len(table)), layout="constrained")
+    ax = fig.subplots()
+    factor, unit = time_scale(table.step_s.max())
+    y = np.arange(len(table))
+    left = np.zeros(len(table))
+    for phase in phases:
+        width = table[f"{phase}_s"].to_numpy() * factor
+        ax.barh(y, width, left=left, color=PHASE_COLORS.get(phase, OTHER), edgecolor="white", linewidth=0.5, label=phase)
+        left += width
+    ax.set_yticks(y, table.device)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"mean time per step ({unit})")
+    ax.set_title("Where each worker's step goes")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+def staleness_figure(metrics: pd.DataFrame) -> Figure | None:
+    """Staleness of each applied update over simulated time, and its distribution (async servers)."""
+    rows = metrics[metrics.metric == "staleness"]
+    if rows.empty:
+        return None
+    fig = Figure(figsize=(10, 3.5), layout="constrained")
+    ax, hist = fig.subplots(1, 2, width_ratios=(3, 1))
+    factor, unit = time_scale(rows.time_s.max())
+    ax.plot(rows.time_s * factor, rows.value, ".", markersize=3, color="#4C72B0")
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_ylabel("versions behind")
+    ax.set_title("Staleness of each update when applied")
+    values = rows.value.astype(int)
+    hist.bar(*np.unique(values, return_counts=True), color="#4C72B0")
+    hist.set_xlabel("versions behind")
+    hist.set_ylabel("updates")
     return fig

@@ -69,7 +69,8 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     """The run's `summary.json` contents (provenance is added by the caller)."""
     trace, sim = outcome.trace, outcome.sim_time_s
     metrics = trace.metrics
-    steps = metrics[metrics.metric == "step_time_s"]
+    steps = metrics[metrics.metric == "step_time_s"]  # one row per step of each training device
+    devices = getattr(scenario.system, "workers", 1)
     samples = len(steps) * getattr(scenario.system, "batch", 0)
     systolic = units[units.kind == "systolic"]
     precision = getattr(scenario.system, "compute_precision", "fp32")
@@ -80,12 +81,12 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         rows = metrics[metrics.metric == name]
         return float(rows.value.iloc[-1]) if len(rows) else None
 
-    return {
+    out = {
         "scenario": scenario.name,
         "status": outcome.status,
         "diagnosis": outcome.diagnosis,
         "sim_time_s": sim,
-        "steps": int(len(steps)),
+        "steps": int(len(steps) // devices),
         "samples": int(samples),
         "samples_per_s": samples / sim if sim > 0 else 0.0,
         "step_time_s": float(steps.value.mean()) if len(steps) else None,
@@ -118,8 +119,42 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
             "final_loss": last("loss"),
             "final_test_loss": last("test_loss"),
             "final_test_accuracy": last("test_accuracy"),
+            **time_to_accuracy(trace, scenario.run.target_accuracy),
         },
     }
+    phases = phase_table(trace)
+    if not phases.empty:
+        out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
+    extra = getattr(outcome.system, "summary", None)
+    if extra is not None:
+        out |= extra(trace)
+    return out
+
+
+def time_to_accuracy(trace: Trace, target: float | None) -> dict:
+    """When test accuracy first reached `target` (simulated seconds), and the network bytes delivered by then."""
+    if target is None:
+        return {"target_accuracy": None, "time_to_target_s": None, "network_bytes_to_target": None}
+    acc = trace.metrics[trace.metrics.metric == "test_accuracy"]
+    hit = acc[acc.value >= target]
+    if hit.empty:
+        return {"target_accuracy": target, "time_to_target_s": None, "network_bytes_to_target": None}
+    t = float(hit.time_s.iloc[0])
+    sent = int(trace.messages.bytes[trace.messages.delivered_s <= t].sum())
+    return {"target_accuracy": target, "time_to_target_s": t, "network_bytes_to_target": sent}
+
+
+def phase_table(trace: Trace) -> pd.DataFrame:
+    """Mean seconds per step in each phase, one row per device (empty if the system records none)."""
+    phases = trace.phases
+    if phases.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(phases.phase))
+    steps = phases.groupby("device").step.nunique()
+    table = phases.pivot_table(index="device", columns="phase", values="seconds", aggfunc="sum")[order]
+    table = table.div(steps, axis=0).add_suffix("_s")
+    table["step_s"] = table.sum(axis=1)
+    return table.rename_axis(None, axis=1).reset_index()
 
 
 def _macs_ratio(scenario, precision: str) -> float:

@@ -37,6 +37,8 @@ def write_report(result, folder: Path) -> Path:
     write_atomic(folder / "summary.json", json.dumps(result.summary, indent=2, default=float))
     tables = {"busy": trace.busy, "memory": trace.memory, "messages": trace.messages, "metrics": trace.metrics}
     tables |= {"units": result.utilization, "banks": result.banks}
+    if not trace.phases.empty:
+        tables |= {"phases": trace.phases, "step_phases": result.phases}
     for name, frame in tables.items():
         write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
@@ -46,6 +48,8 @@ def write_report(result, folder: Path) -> Path:
             "Utilization": result.plot_utilization(),
             "Memory over time": result.plot_memory(),
             "Learning": result.plot_learning(),
+            "Step phases": result.plot_phases(),
+            "Staleness": result.plot_staleness(),
         }
         for caption, fig in figures.items():
             if fig is None:
@@ -55,5 +59,5 @@ def write_report(result, folder: Path) -> Path:
     if spec.trace:
         write_atomic(folder / "trace.json", json.dumps(to_chrome(trace)))
     if spec.html:
-        write_atomic(folder / "report.html", render(result.summary, result.utilization, result.banks, images))
+        write_atomic(folder / "report.html", render(result.summary, result.utilization, result.banks, images, result.phases))
     return folder

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from hwsim.codecs import Codec, ErrorFeedback, codec_from_setting
+from hwsim.codecs import Codec, ErrorFeedback, codec_from_setting, make_codec
 from hwsim.config.schema import Scenario
 from hwsim.hardware import Device, Message, Server, Switch
 from hwsim.kernels.aggregate import weighted_sum
@@ -147,6 +147,27 @@ class CompressedPs:
         workers = [self.env.process(self._worker(i)) for i in range(self.n_workers)]
         yield simpy.AllOf(self.env, workers)
 
+    def summary(self, trace) -> dict:
+        """Bytes up and down (sent, delivered, and what fp32 messages would have been)."""
+        messages = trace.messages
+        fp32 = make_codec("fp32")
+        per_step = sum(fp32.wire_bytes(n) for n in self.sizes)
+        exchanges = self.n_workers * self.spec.steps
+        delivered = {tag: int(messages.bytes[messages.tag == tag].sum()) for tag in ("up", "down")}
+        baseline = 2 * per_step * exchanges
+        return {
+            "network": {
+                "up_bytes": delivered["up"],
+                "down_bytes": delivered["down"],
+                "encoded_up_bytes": self.bytes_encoded["up"],
+                "encoded_down_bytes": self.bytes_encoded["down"],
+                "fp32_bytes": baseline,
+                "fraction_of_fp32": (delivered["up"] + delivered["down"]) / baseline,
+                "uplink": self.up.name,
+                "downlink": self.down.name,
+            }
+        }
+
     def final_params(self) -> list[tuple[np.ndarray, ...]]:
         """The server's master copy as per-layer parameter tuples (full mode)."""
         shapes = self.trainers[0].shapes
@@ -181,7 +202,7 @@ class CompressedPs:
             t = env.now
             reply = yield from self._take_reply(i)
             yield from self._store_reply(tr, reply)
-            self.recorder.phase(name, spec.steps + 1, "receive", env.now - t, env.now)
+            self.recorder.phase(name, spec.steps, "receive", env.now - t, env.now)  # the last round's drain
 
     def _exchange(self, i: int, step: int, weights, start, phases: dict) -> Generator:
         """Steps 4-7 without overlap: send, wait for the server, store the reply."""
