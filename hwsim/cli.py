@@ -1,4 +1,4 @@
-"""The `hwsim` command line: run, schema, list, bench."""
+"""The `hwsim` command line: run, compare, schema, list, bench."""
 
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+    compare = sub.add_parser("compare", help="run several scenarios and compare time-to-accuracy, bytes and step time")
+    compare.add_argument("items", nargs="+", metavar="SCENARIO|key=value", help="scenario files, then overrides applied to all")
+    compare.add_argument("--out", default="reports/compare", help="folder for the reports and comparison.csv/.md/.png")
+    compare.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
+    compare.set_defaults(func=_compare)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -103,6 +109,23 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.status == "ok" else 1
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from hwsim.compare import compare, markdown
+
+    paths = [item for item in args.items if "=" not in item]
+    overrides = [item for item in args.items if "=" in item]
+    if not paths:
+        raise ConfigError("command line", "SCENARIO", " ".join(args.items), "at least one scenario file")
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    try:
+        table = compare(paths, overrides, Path(args.out), lambda name: ProgressBar(name, enabled))
+    except ValueError as err:
+        raise ConfigError("command line", "SCENARIO", " ".join(paths), str(err)) from None
+    print(markdown(table))
+    print(f"written: {args.out}/comparison.csv, comparison.md, comparison.png (reports in {args.out}/<scenario>/)")
+    return 0 if (table.status == "ok").all() else 1
+
+
 def _describe(summary: dict) -> str:
     s = summary
     lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else "")]
@@ -127,6 +150,16 @@ def _describe(summary: dict) -> str:
     learn = s["learning"]
     if learn["final_test_accuracy"] is not None:
         lines.append(f"  final loss {learn['final_loss']:.4f}, test accuracy {learn['final_test_accuracy']:.3f}")
+    if learn["target_accuracy"] is not None:
+        t = learn["time_to_target_s"]
+        reached = f"after {format_quantity(t, 'time')}" if t is not None else "not reached"
+        lines.append(f"  test accuracy {learn['target_accuracy']:g}: {reached}")
+    if "network" in s:
+        net = s["network"]
+        lines.append(
+            f"  network: {format_quantity(net['up_bytes'], 'size')} up ({net['uplink']}), "
+            f"{format_quantity(net['down_bytes'], 'size')} down ({net['downlink']}): {net['fraction_of_fp32']:.1%} of fp32 messages"
+        )
     return "\n".join(lines)
 
 

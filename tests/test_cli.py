@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from hwsim.cli import main
@@ -108,3 +109,23 @@ def test_kernel_bench_writes_its_table(capsys, tmp_path):
 def test_kernel_bench_refuses_a_bad_size(capsys):
     assert main(["bench", "kernels", "--size", "lots"]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+def test_compare_runs_each_scenario_and_writes_the_table_and_plot(capsys, tmp_path, root):
+    files = [str(root / "scenarios" / f"compressed_ps_{n}.yaml") for n in ("fp32", "int8")]
+    assert main(["compare", *files, "system.steps=5", "run.eval_every=1", "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "comparison.csv")
+    assert list(table.scenario) == ["compressed_ps_fp32", "compressed_ps_int8"]
+    assert table.network_bytes.iloc[0] > 3.5 * table.network_bytes.iloc[1]
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "compressed_ps_int8" / "report.html").is_file()
+    assert "| compressed_ps_int8 | ok |" in capsys.readouterr().out
+
+
+def test_compare_checks_every_file_before_running_any(capsys, tmp_path, root):
+    good = str(root / "scenarios" / "compressed_ps_int8.yaml")
+    assert main(["compare", good, good, "--out", str(tmp_path)]) == 2
+    assert "names must differ" in capsys.readouterr().err
+    assert main(["compare", good, "system.uplink=int3", "--out", str(tmp_path)]) == 2
+    assert "unknown codec 'int3'" in capsys.readouterr().err
+    assert not (tmp_path / "compressed_ps_int8").exists()

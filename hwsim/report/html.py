@@ -91,7 +91,10 @@ def _network_rows(network: dict | None) -> list[tuple[str, str]]:
     if not network:
         return []
     return [
-        (f"bytes up ({network['uplink']}) / down ({network['downlink']})", f"{format_quantity(network['up_bytes'], 'size')} / {format_quantity(network['down_bytes'], 'size')}"),
+        (
+            f"bytes up ({network['uplink']}) / down ({network['downlink']})",
+            f"{format_quantity(network['up_bytes'], 'size')} / {format_quantity(network['down_bytes'], 'size')}",
+        ),
         ("network bytes vs fp32 messages", f"{network['fraction_of_fp32']:.1%}"),
     ]
 

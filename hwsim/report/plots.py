@@ -226,3 +226,43 @@ def staleness_figure(metrics: pd.DataFrame) -> Figure | None:
     hist.set_xlabel("versions behind")
     hist.set_ylabel("updates")
     return fig
+
+
+def comparison_figure(table: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> Figure:
+    """Left: test accuracy over simulated time per scenario. Right: time-to-accuracy against
+    network bytes sent until then; a scenario that never reached the target is drawn at
+    its total bytes and run time, hollow."""
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    ax, scatter = fig.subplots(1, 2)
+    t_max = max([c.time_s.max() for c in curves.values() if not c.empty] or [1.0])
+    factor, unit = time_scale(t_max)
+    colors = [f"C{i}" for i in range(len(table))]
+    for color, row in zip(colors, table.itertuples(), strict=True):
+        curve = curves.get(row.scenario)
+        if curve is not None and not curve.empty:
+            ax.plot(curve.time_s * factor, curve.value, "o-", markersize=3, color=color, label=row.scenario)
+        reached = row.time_to_target_s is not None and row.time_to_target_s == row.time_to_target_s
+        x = row.network_bytes_to_target if reached else row.network_bytes
+        y = row.time_to_target_s if reached else row.sim_time_s
+        scatter.plot(x / 2**20, y * factor, "o", markersize=9, color=color, fillstyle="full" if reached else "none")
+        scatter.annotate(
+            row.scenario + ("" if reached else " (not reached)"),
+            (x / 2**20, y * factor),
+            fontsize="small",
+            xytext=(6, 4),
+            textcoords="offset points",
+        )
+    target = table.target_accuracy.dropna()
+    if not target.empty:
+        ax.axhline(float(target.iloc[0]), color="grey", linestyle=":", linewidth=1, label=f"target {float(target.iloc[0]):g}")
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title("Test accuracy over simulated time")
+    scatter.set_xlabel("network bytes sent until the target (MiB)")
+    scatter.set_ylabel(f"time to target accuracy ({unit})")
+    scatter.set_xlim(left=0)
+    scatter.set_ylim(bottom=0)
+    scatter.set_title("Time-to-accuracy against bytes sent")
+    return fig

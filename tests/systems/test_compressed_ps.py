@@ -46,7 +46,7 @@ def numpy_data_parallel_sgd(scenario):
             grads = mlp_gradients(weights, data.x_train[idx], data.y_train[idx])
             local = []
             for li, layer in enumerate(weights):
-                for pi, p in enumerate(layer):
+                for pi in range(len(layer)):
                     velocity[i][li][pi] = spec.momentum * velocity[i][li][pi] + grads[li][pi]
                 local.append([p - spec.lr * velocity[i][li][pi] for pi, p in enumerate(layer)])
             new.append(local)

@@ -1,0 +1,82 @@
+"""Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from hwsim.config import load_scenario
+from hwsim.report import plots
+from hwsim.report.write import png, write_atomic
+from hwsim.result import run
+
+COLUMNS = [
+    "scenario",
+    "status",
+    "step_time_s",
+    "sim_time_s",
+    "final_test_accuracy",
+    "target_accuracy",
+    "time_to_target_s",
+    "network_bytes",
+    "network_bytes_to_target",
+    "fraction_of_fp32",
+    "report",
+]
+
+
+def compare(
+    paths: list[str | Path],
+    overrides: list[str],
+    out: Path,
+    progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None,
+) -> pd.DataFrame:
+    """Run each scenario (with the same `overrides`), write its report under `out/<name>/`,
+    then `out/comparison.csv`, `comparison.md` and `comparison.png`; returns the table."""
+    scenarios = [load_scenario(path, overrides) for path in paths]  # every file checked before any runs
+    names = [s.name for s in scenarios]
+    if len(set(names)) < len(names):
+        raise ValueError(f"scenario names must differ to be compared: {', '.join(names)}")
+    rows, curves = [], {}
+    for scenario in scenarios:
+        result = run(scenario, progress(scenario.name))
+        folder = result.write(out / scenario.name)
+        s = result.summary
+        learning = s["learning"]
+        rows.append(
+            {
+                "scenario": scenario.name,
+                "status": s["status"],
+                "step_time_s": s["step_time_s"],
+                "sim_time_s": s["sim_time_s"],
+                "final_test_accuracy": learning["final_test_accuracy"],
+                "target_accuracy": learning["target_accuracy"],
+                "time_to_target_s": learning["time_to_target_s"],
+                "network_bytes": s["bytes_moved"]["network"],
+                "network_bytes_to_target": learning["network_bytes_to_target"],
+                "fraction_of_fp32": s.get("network", {}).get("fraction_of_fp32"),
+                "report": str(folder / "report.html"),
+            }
+        )
+        curves[scenario.name] = result.metrics[result.metrics.metric == "test_accuracy"][["time_s", "value"]]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "comparison.csv", table.to_csv(index=False))
+    write_atomic(out / "comparison.md", markdown(table))
+    write_atomic(out / "comparison.png", png(plots.comparison_figure(table, curves)))
+    return table
+
+
+def markdown(table: pd.DataFrame) -> str:
+    shown = table.drop(columns=["report"])
+    head = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
+    body = "".join("| " + " | ".join(_cell(v) for v in row) + " |\n" for row in shown.itertuples(index=False))
+    return head + body
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
