@@ -118,7 +118,20 @@ ModelSpec = MlpSpec | TransformerSpec
 
 
 @schema
-class SingleDeviceSpec:
+class LocalTrainingSpec:
+    """Settings of every system whose devices train locally from a parameter bank."""
+
+    batch: int = spec(32, doc="samples per step (on each device)", min=1)
+    lr: float = spec(0.05, doc="learning rate", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum (each device keeps its own velocity)", min=0, max=0.999)
+    block: int = spec(64, doc="quantization block of the stored parameters (elements)", min=1)
+    param_bank: str = spec("params", doc="bank that stores the parameters")
+    work_bank: str = spec("working", doc="bank for decompressed weights, gradients and activations")
+    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
+
+
+@schema
+class SingleDeviceSpec(LocalTrainingSpec):
     """One device trains while its parameters live in a storage bank (mechanism M1 on one device).
 
     Every step reads the stored parameters, decompresses them into the working bank,
@@ -127,33 +140,20 @@ class SingleDeviceSpec:
 
     kind: str = spec("single_device", doc="system", choices=("single_device",))
     steps: int = spec(200, doc="training steps", min=1)
-    batch: int = spec(32, doc="samples per step", min=1)
-    lr: float = spec(0.05, doc="learning rate", gt=0)
-    momentum: float = spec(0.9, doc="SGD momentum", min=0, max=0.999)
-    block: int = spec(64, doc="quantization block of the stored parameters (elements)", min=1)
-    param_bank: str = spec("params", doc="bank that stores the parameters")
-    work_bank: str = spec("working", doc="bank for decompressed weights, gradients and activations")
-    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
 
 
 @schema
-class CompressedPsSpec:
+class CompressedPsSpec(LocalTrainingSpec):
     """N workers and a parameter server (mechanism M1 across a cluster): each worker keeps
     the parameters in a low-precision bank, trains on decompressed copies, sends them (or
     its change) through its NIC with the uplink codec; the server aggregates and sends the
-    model back with the downlink codec, which the worker writes into its bank.
+    model back with the downlink codec, which the worker writes into its bank. The server
+    keeps its master copy in its `work_bank`.
     """
 
     kind: str = spec("compressed_ps", doc="system", choices=("compressed_ps",))
     workers: int = spec(4, doc="number of workers", min=1)
     steps: int = spec(100, doc="training steps of each worker", min=1)
-    batch: int = spec(32, doc="samples per step on each worker", min=1)
-    lr: float = spec(0.05, doc="learning rate", gt=0)
-    momentum: float = spec(0.9, doc="SGD momentum (each worker keeps its own velocity)", min=0, max=0.999)
-    block: int = spec(64, doc="quantization block of the stored parameters (elements)", min=1)
-    param_bank: str = spec("params", doc="bank that stores the parameters on each worker")
-    work_bank: str = spec("working", doc="bank for decompressed weights, gradients and activations (and the server's master)")
-    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
     uplink: Any = spec(None, doc="codec of what workers send: a name (int8), a mapping {name: qsgd, levels: 8}, or null for fp32")
     downlink: Any = spec(None, doc="codec of what the server sends back (same forms as uplink)")
     update: str = spec("params", doc="workers send their parameters, or their change this step", choices=("params", "delta"))

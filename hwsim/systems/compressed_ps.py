@@ -49,9 +49,8 @@ from hwsim.config.schema import Scenario
 from hwsim.hardware import Device, Message, Server, Switch
 from hwsim.kernels.aggregate import weighted_sum
 from hwsim.models.data import Dataset
-from hwsim.systems.single_device import settings_of
 from hwsim.systems.storage import Stored, bank_codec
-from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, LocalTrainer, flatten, unflatten
+from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, LocalTrainer, Settings, flatten, unflatten
 
 Progress = Callable[[int, int], None]
 PHASES = ("decompress", "compute", "compress", "send", "wait", "aggregate", "receive")
@@ -119,7 +118,7 @@ class CompressedPs:
             if self.math:
                 idx = shard(len(data.y_train), i, spec.workers)
                 x, y = data.x_train[idx], data.y_train[idx]
-            self.trainers.append(LocalTrainer(device, model, settings_of(spec), x, y, worker_rngs[i]))
+            self.trainers.append(LocalTrainer(device, model, Settings.of(spec), x, y, worker_rngs[i]))
         self.server = Server(env, SERVER, spec.server_hardware or scenario.hardware, self.switch, self._handle)
         recorder.attach_device(self.server)
         self.sbank = self.server.bank(spec.work_bank)

@@ -21,11 +21,6 @@ from hwsim.systems.training import LocalTrainer, Settings
 Progress = Callable[[int, int], None]
 
 
-def settings_of(spec) -> Settings:
-    """The local-training settings of a system spec."""
-    return Settings(spec.batch, spec.lr, spec.momentum, spec.block, spec.param_bank, spec.work_bank, spec.compute_precision)
-
-
 class SingleDevice:
     """The controller process of one device ("dev0"); `run()` is the SimPy process."""
 
@@ -50,7 +45,7 @@ class SingleDevice:
         self.progress = progress
         params = model.init_params(rng) if data is not None else None
         x, y = (data.x_train, data.y_train) if data is not None else (None, None)
-        self.trainer = LocalTrainer(self.device, model, settings_of(self.spec), x, y, rng)
+        self.trainer = LocalTrainer(self.device, model, Settings.of(self.spec), x, y, rng)
         self.initial = params
 
     def run(self) -> Generator:

@@ -44,6 +44,11 @@ class Settings:
     work_bank: str
     compute_precision: str
 
+    @classmethod
+    def of(cls, spec) -> Settings:
+        """The local-training settings of a system spec (a `LocalTrainingSpec`)."""
+        return cls(spec.batch, spec.lr, spec.momentum, spec.block, spec.param_bank, spec.work_bank, spec.compute_precision)
+
 
 class LocalTrainer:
     """Local training on `device`; `x`, `y` are its training data (None in timing-only mode)."""
