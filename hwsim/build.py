@@ -14,7 +14,10 @@ from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
+from hwsim.policies import ScheduleError, build_schedule, resolve_schedule
 from hwsim.systems import SYSTEMS
+from hwsim.systems.pipeline import pipeline_shape
+from hwsim.systems.stages import split_layers
 from hwsim.trace import Recorder, Trace
 
 Progress = Callable[[int, int], None]
@@ -35,13 +38,16 @@ class Outcome:
 def check(scenario: Scenario, where: str = "scenario") -> None:
     """Cross-field checks the schema cannot express; raises ConfigError."""
     system, memory = scenario.system, scenario.hardware.memory
+    if scenario.model.kind == "transformer" and scenario.model.d_model % scenario.model.heads:
+        raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
+    if system.kind == "pipeline":
+        _check_pipeline(scenario, where)
+        return
     for key in ("param_bank", "work_bank"):
         bank = getattr(system, key)
         if bank not in memory:
             raise ConfigError(where, f"system.{key}", bank, f"a bank of hardware.memory ({', '.join(memory)})")
-    full = scenario.run.mode == "full"
-    if full and scenario.model.kind == "transformer":
-        raise ConfigError(where, "run.mode", "full", "'timing-only' for a transformer (it has shapes, not math)")
+    full = _check_mode(scenario, where)
     if system.block % 8:
         raise ConfigError(
             where, "system.block", system.block, "a multiple of 8 elements (quantized blocks start on byte boundaries)"
@@ -54,10 +60,55 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
                 memory[system.work_bank].precision,
                 "fp32 (full mode computes in fp32)",
             )
-    if scenario.model.kind == "transformer" and scenario.model.d_model % scenario.model.heads:
-        raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
     if system.kind == "compressed_ps":
         _check_compressed_ps(system, where)
+
+
+def _check_mode(scenario: Scenario, where: str) -> bool:
+    """Whether the run computes the math; a transformer has shapes only."""
+    full = scenario.run.mode == "full"
+    if full and scenario.model.kind == "transformer":
+        raise ConfigError(where, "run.mode", "full", "'timing-only' for a transformer (it has shapes, not math)")
+    return full
+
+
+def _check_pipeline(scenario: Scenario, where: str) -> None:
+    system, memory = scenario.system, scenario.hardware.memory
+    full = _check_mode(scenario, where)
+    if system.bank not in memory:
+        raise ConfigError(where, "system.bank", system.bank, f"a bank of hardware.memory ({', '.join(memory)})")
+    if full and memory[system.bank].precision != "fp32":
+        raise ConfigError(
+            where, f"hardware.memory.{system.bank}.precision", memory[system.bank].precision, "fp32 (full mode computes in fp32)"
+        )
+    if full and system.replicas == "one" and system.data_parallel > 1:
+        raise ConfigError(
+            where,
+            "system.replicas",
+            "one",
+            "'all' in full mode (each replica's math needs its own devices), or run.mode: timing-only",
+        )
+    try:
+        resolve_schedule(system.schedule)
+        shape = pipeline_shape(system)
+    except ScheduleError as err:
+        key = "system.placement" if "placement must" in str(err) else "system.schedule"
+        raise ConfigError(where, key, getattr(system, key.split(".")[1]), str(err)) from None
+    try:
+        build_schedule(system.schedule, shape)
+    except ScheduleError as err:
+        raise ConfigError(where, "system.schedule", system.schedule, f"a schedule that fits this pipeline: {err}") from None
+    try:
+        split_layers(make_model(scenario.model), shape.stages, system.layers_per_stage)
+    except ValueError as err:
+        key = "system.layers_per_stage" if system.layers_per_stage else "system.stages_per_device"
+        value = to_plain(system.layers_per_stage) if system.layers_per_stage else system.stages_per_device
+        raise ConfigError(
+            where,
+            key,
+            value,
+            f"stages (devices {shape.devices} x stages_per_device {shape.stages_per_device}) that fit the model: {err}",
+        ) from None
 
 
 def _check_compressed_ps(system, where: str) -> None:
@@ -90,6 +141,23 @@ def _check_compressed_ps(system, where: str) -> None:
                 raise ConfigError(where, f"system.{name}.memory", bank, f"a bank named {bank} (system.{key})")
 
 
+def _check_samples(system, train: int) -> None:
+    """A step's batches must fit in the training set (without repeating a sample within a step)."""
+    if system.kind == "pipeline":
+        need = system.data_parallel * system.microbatches * system.microbatch
+        if need > train:
+            raise ConfigError(
+                "scenario",
+                "system.microbatch",
+                system.microbatch,
+                f"data_parallel x microbatches x microbatch ({need}) at most the {train} training samples",
+            )
+        return
+    per_device = train // getattr(system, "workers", 1)
+    if system.batch > per_device:
+        raise ConfigError("scenario", "system.batch", system.batch, f"at most {per_device} (training samples per device)")
+
+
 def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     """Run `scenario` to its end (or to a simulated failure) and return what was recorded."""
     check(scenario)
@@ -101,11 +169,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     data = None
     if scenario.run.mode == "full":
         data = load_dataset(scenario.model.dataset, scenario.run.test_fraction, np.random.default_rng(data_seed))
-        per_device = len(data.y_train) // getattr(scenario.system, "workers", 1)
-        if scenario.system.batch > per_device:
-            raise ConfigError(
-                "scenario", "system.batch", scenario.system.batch, f"at most {per_device} (training samples per device)"
-            )
+        _check_samples(scenario.system, len(data.y_train))
     system = SYSTEMS[scenario.system.kind](scenario, env, model, data, np.random.default_rng(model_seed), recorder, progress)
     status, diagnosis = "ok", ""
     try:

@@ -1,4 +1,4 @@
-"""The `hwsim` command line: run, compare, schema, list, bench."""
+"""The `hwsim` command line: run, compare, validate, schema, list, bench."""
 
 from __future__ import annotations
 
@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
     compare.set_defaults(func=_compare)
 
+    validate = sub.add_parser("validate", help="check a pipeline scenario's schedule: invariants, closed forms, the math")
+    validate.add_argument("scenario", help="scenario file (YAML) with system.kind: pipeline")
+    validate.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
+    validate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
+    validate.set_defaults(func=_validate)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -126,6 +132,18 @@ def _compare(args: argparse.Namespace) -> int:
     return 0 if (table.status == "ok").all() else 1
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from hwsim.validate import table, validate
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    checks = validate(scenario, lambda what: ProgressBar(f"{scenario.name}: {what}", enabled))
+    print(table(checks))
+    failed = [c for c in checks if c.result == "FAIL"]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks did not fail" + (f"; FAILED: {len(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def _describe(summary: dict) -> str:
     s = summary
     lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else "")]
@@ -159,6 +177,14 @@ def _describe(summary: dict) -> str:
         lines.append(
             f"  network: {format_quantity(net['up_bytes'], 'size')} up ({net['uplink']}), "
             f"{format_quantity(net['down_bytes'], 'size')} down ({net['downlink']}): {net['fraction_of_fp32']:.1%} of fp32 messages"
+        )
+    if "pipeline" in s:
+        pipe = s["pipeline"]
+        lines.append(
+            f"  pipeline {pipe['schedule']} (p={pipe['devices']}, v={pipe['stages_per_device']}, m={pipe['microbatches']}, "
+            f"D={pipe['data_parallel']}): makespan {format_quantity(pipe['makespan_s'], 'time')}, "
+            f"bubble {pipe['bubble_fraction']:.1%} of device time; all-reduce exposed "
+            f"{format_quantity(pipe['exposed_allreduce_s'], 'time')}, overlapped {format_quantity(pipe['overlapped_allreduce_s'], 'time')}"
         )
     return "\n".join(lines)
 

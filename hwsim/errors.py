@@ -41,3 +41,9 @@ class SimulatedFailure(Exception):
 
 class OutOfMemory(SimulatedFailure):
     kind = "out_of_memory"
+
+
+class InvalidSchedule(SimulatedFailure):
+    """A schedule whose ops cannot all run: one missing, repeated or misplaced, or a deadlock."""
+
+    kind = "invalid_schedule"

@@ -13,7 +13,7 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import memory_table, phase_table, plots, summarize, unit_table, write_report
+from hwsim.report import memory_table, phase_table, pipeline, plots, summarize, unit_table, write_report
 from hwsim.trace import Trace
 
 
@@ -99,6 +99,21 @@ class RunResult:
 
     def plot_staleness(self):
         return plots.staleness_figure(self.metrics)
+
+    def plot_gantt(self, steps: int | None = None):
+        """Pipeline runs: per-device Gantt chart of the first steps (None for other systems)."""
+        return pipeline.gantt_figure(self.trace, steps or self.scenario.report.zoom_steps)
+
+    def plot_activations(self):
+        """Pipeline runs: activation bytes held per device over time (None for other systems)."""
+        return pipeline.activation_figure(self.trace.memory) if not self.trace.ops.empty else None
+
+    @cached_property
+    def pipeline_devices(self) -> pd.DataFrame:
+        """Pipeline runs: per device and step, busy/idle, reduction exposed/overlapped, activation peak."""
+        if self.trace.ops.empty or not hasattr(self.outcome.system, "shape"):
+            return pd.DataFrame()
+        return pipeline.device_table(self.trace.ops, self.outcome.system.shape)
 
     # --- output -------------------------------------------------------------------
 

@@ -171,7 +171,46 @@ class CompressedPsSpec(LocalTrainingSpec):
     )
 
 
-SystemSpec = SingleDeviceSpec | CompressedPsSpec
+@schema
+class PipelineSpec:
+    """A model cut into stages over devices and run by a pipeline schedule (mechanism M4), with
+    optional data parallelism: D replicas of the pipeline, each stage's gradient reduced by a
+    ring all-reduce that starts when the stage's last backward ends.
+    """
+
+    kind: str = spec("pipeline", doc="system", choices=("pipeline",))
+    schedule: str = spec(
+        "1f1b",
+        doc="schedule: gpipe, 1f1b, interleaved, breadth_first, hybrid, or a registered / 'file.py:function' builder",
+    )
+    devices: int = spec(4, doc="pipeline devices p", min=1)
+    stages_per_device: int = spec(1, doc="stages per device v (S = p v stages in all)", min=1)
+    placement: str | None = spec(
+        None, doc="stage s on device s // v (contiguous) or s mod p (looping); null: what the schedule needs"
+    )
+    layers_per_stage: tuple[int, ...] | None = spec(
+        None, doc="layers of each stage (S entries); null: the model's layers split evenly", min=1
+    )
+    microbatches: int = spec(8, doc="micro-batches m per step (per replica)", min=1)
+    microbatch: int = spec(8, doc="samples per micro-batch", min=1)
+    group: int = spec(0, doc="hybrid: micro-batches per breadth-first group (0: the devices p)", min=0)
+    data_parallel: int = spec(1, doc="pipeline replicas D; each stage's gradients are all-reduced over them", min=1)
+    replicas: str = spec(
+        "all",
+        doc="all: simulate every replica; one: simulate replica 0, its ring partners mirror it (timing-only)",
+        choices=("all", "one"),
+    )
+    network: str = spec(
+        "nic", doc="nic: activations, gradients and all-reduce cross the NICs; free: they arrive at once", choices=("nic", "free")
+    )
+    steps: int = spec(20, doc="training steps (each: m micro-batches per replica, then the optimizer)", min=1)
+    lr: float = spec(0.05, doc="learning rate", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum", min=0, max=0.999)
+    bank: str = spec("working", doc="bank for weights, gradients and activations")
+    compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
+
+
+SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec
 
 
 # --- run and report -----------------------------------------------------------------

@@ -3,7 +3,7 @@
 from hwsim.hardware.arithmetic import ArithmeticUnit, VectorUnit, gemm_cycles
 from hwsim.hardware.device import Device, Server
 from hwsim.hardware.memory import MemoryBank
-from hwsim.hardware.network import Link, Message, Nic, Switch
+from hwsim.hardware.network import Link, Message, Nic, Placeholder, Switch
 from hwsim.hardware.unit import Unit
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "MemoryBank",
     "Message",
     "Nic",
+    "Placeholder",
     "Server",
     "Switch",
     "Unit",

@@ -24,7 +24,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import simpy
 
 from hwsim.config.schema import NicSpec
@@ -33,20 +32,29 @@ from hwsim.hardware.unit import Unit
 
 @dataclass
 class Message:
-    """What crosses the network: a real buffer; its size on the wire is the buffer's size."""
+    """What crosses the network: a real buffer (or a `Placeholder` of its size); its size on the wire is the buffer's size."""
 
     src: str
     dst: str
     tag: str
-    payload: bytes | np.ndarray
+    payload: Any
     sent_s: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        if isinstance(self.payload, np.ndarray):
-            return int(self.payload.nbytes)
-        return len(self.payload)
+        """Bytes on the wire: the payload's `nbytes` (an array, or `Placeholder` in timing-only runs), else its length."""
+        size = getattr(self.payload, "nbytes", None)
+        return int(size) if size is not None else len(self.payload)
+
+
+class Placeholder:
+    """A payload of `nbytes` bytes whose contents are not simulated (timing-only runs)."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, nbytes: int):
+        self.nbytes = int(nbytes)
 
 
 DeliveryObserver = Callable[[Message, float], None]
@@ -103,7 +111,7 @@ class Switch:
             raise ValueError(f"a NIC named {nic.name!r} is already connected")
         self.ports[nic.name] = nic
 
-    def send(self, src: str, dst: str, payload: bytes | np.ndarray, tag: str = "", **meta: Any) -> Generator:
+    def send(self, src: str, dst: str, payload: Any, tag: str = "", **meta: Any) -> Generator:
         """Process: deliver `payload` from NIC `src` to NIC `dst`'s inbox; returns the Message."""
         sender, receiver = self.ports[src], self.ports[dst]
         message = Message(src, dst, tag, payload, self.env.now, meta)

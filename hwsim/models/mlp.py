@@ -22,6 +22,8 @@ class Mlp:
     """
 
     has_math = True
+    edge_layers = (0, 0)
+    """Leading and trailing layers that stay with the first and last pipeline stage (none: every layer splits)."""
 
     def __init__(self, spec: MlpSpec):
         self.spec = spec
@@ -57,6 +59,7 @@ class Mlp:
                     backward_vector_ops=batch * fan_out * (RELU_BACKWARD_OPS + BIAS_GRAD_OPS),
                     params=fan_in * fan_out + fan_out,
                     activations=batch * fan_out * (1 if li == last else 2),  # z, and a = relu(z) below the top
+                    outputs=batch * fan_out,
                 )
             )
         return ops

@@ -29,6 +29,8 @@ class LayerOps:
 
     Vector work is in element-operations (elements x operations per element).
     Parameters and activations are element counts; bytes depend on the precision.
+    `outputs` is the size of the layer's output (what the next layer, or the next
+    pipeline stage, receives; its gradient has the same size).
     """
 
     name: str
@@ -38,6 +40,7 @@ class LayerOps:
     backward_vector_ops: int
     params: int
     activations: int
+    outputs: int
 
     @property
     def flops(self) -> int:

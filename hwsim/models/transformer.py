@@ -26,6 +26,8 @@ class Transformer:
     """
 
     has_math = False
+    edge_layers = (1, 1)
+    """The embedding rides with the first pipeline stage and the head with the last; the blocks split."""
 
     def __init__(self, spec: TransformerSpec):
         if spec.d_model % spec.heads:
@@ -41,7 +43,7 @@ class Transformer:
         s = self.spec
         d, f, h, seq = s.d_model, s.d_ff, s.heads, s.seq_len
         tokens = batch * seq
-        embed = LayerOps("embed", (), (), tokens * d, tokens * d, s.vocab * d + seq * d, tokens * d)
+        embed = LayerOps("embed", (), (), tokens * d, tokens * d, s.vocab * d + seq * d, tokens * d, tokens * d)
         fwd = (
             Gemm(tokens, 3 * d, d),
             Gemm(seq, seq, d // h, batch * h),
@@ -68,6 +70,7 @@ class Transformer:
                 vector * BACKWARD_VECTOR_FACTOR,
                 block_params,
                 block_acts,
+                tokens * d,
             )
             for i in range(s.layers)
         ]
@@ -80,5 +83,6 @@ class Transformer:
             tokens * s.vocab + tokens * d * LAYERNORM_OPS * BACKWARD_VECTOR_FACTOR,
             2 * d,
             tokens * s.vocab + tokens * d,
+            tokens * s.vocab,
         )
         return [embed, *blocks, head]

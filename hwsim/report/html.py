@@ -42,6 +42,7 @@ def render(
         ("final test accuracy", _num(learning["final_test_accuracy"])),
         *_target_rows(learning),
         *_network_rows(s.get("network")),
+        *_pipeline_rows(s.get("pipeline")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -96,6 +97,26 @@ def _network_rows(network: dict | None) -> list[tuple[str, str]]:
             f"{format_quantity(network['up_bytes'], 'size')} / {format_quantity(network['down_bytes'], 'size')}",
         ),
         ("network bytes vs fp32 messages", f"{network['fraction_of_fp32']:.1%}"),
+    ]
+
+
+def _pipeline_rows(pipe: dict | None) -> list[tuple[str, str]]:
+    if not pipe:
+        return []
+    defs = pipe["definitions"]
+    return [
+        (
+            "pipeline",
+            f"{pipe['schedule']}: p={pipe['devices']}, v={pipe['stages_per_device']} ({pipe['placement']}), "
+            f"m={pipe['microbatches']} x {pipe['microbatch']} samples, D={pipe['data_parallel']}",
+        ),
+        ("pipeline makespan per step", format_quantity(pipe["makespan_s"], "time")),
+        (f"bubble fraction ({defs['bubble_fraction']})", f"{pipe['bubble_fraction']:.1%}"),
+        (f"bubble vs ideal ({defs['bubble_vs_ideal']})", f"{pipe['bubble_vs_ideal']:.1%}"),
+        (
+            "gradient all-reduce per device and step: exposed / overlapped",
+            f"{format_quantity(pipe['exposed_allreduce_s'], 'time')} / {format_quantity(pipe['overlapped_allreduce_s'], 'time')}",
+        ),
     ]
 
 

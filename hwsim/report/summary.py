@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hwsim.report.pipeline import pipeline_summary
 from hwsim.trace import Trace
 
 COMPUTE_KINDS = ("systolic", "vector")
@@ -70,8 +71,9 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     trace, sim = outcome.trace, outcome.sim_time_s
     metrics = trace.metrics
     steps = metrics[metrics.metric == "step_time_s"]  # one row per step of each training device
-    devices = getattr(scenario.system, "workers", 1)
-    samples = len(steps) * getattr(scenario.system, "batch", 0)
+    devices = getattr(scenario.system, "workers", 1)  # step-time rows per step
+    per_row = getattr(outcome.system, "samples_per_step", None) or getattr(scenario.system, "batch", 0)
+    samples = len(steps) * per_row
     systolic = units[units.kind == "systolic"]
     precision = getattr(scenario.system, "compute_precision", "fp32")
     peak_flops = float(systolic.peak_per_s.sum()) * _macs_ratio(scenario, precision)
@@ -125,6 +127,8 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     phases = phase_table(trace)
     if not phases.empty:
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
+    if not trace.ops.empty and hasattr(outcome.system, "shape"):
+        out["pipeline"] = pipeline_summary(trace, outcome.system)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)

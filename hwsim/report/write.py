@@ -39,6 +39,8 @@ def write_report(result, folder: Path) -> Path:
     tables |= {"units": result.utilization, "banks": result.banks}
     if not trace.phases.empty:
         tables |= {"phases": trace.phases, "step_phases": result.phases}
+    if not trace.ops.empty:
+        tables |= {"ops": trace.ops, "pipeline_devices": result.pipeline_devices}
     for name, frame in tables.items():
         write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
@@ -50,6 +52,8 @@ def write_report(result, folder: Path) -> Path:
             "Learning": result.plot_learning(),
             "Step phases": result.plot_phases(),
             "Staleness": result.plot_staleness(),
+            "Pipeline Gantt": result.plot_gantt(),
+            "Activation memory": result.plot_activations(),
         }
         for caption, fig in figures.items():
             if fig is None:

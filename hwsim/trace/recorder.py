@@ -19,6 +19,7 @@ MESSAGE_COLUMNS = ["src", "dst", "tag", "bytes", "sent_s", "delivered_s"]
 METRIC_COLUMNS = ["time_s", "step", "metric", "value"]
 UNIT_COLUMNS = ["unit", "kind", "device", "clock_hz", "peak_per_s", "capacity_bytes", "precision"]
 PHASE_COLUMNS = ["device", "step", "phase", "seconds", "end_s"]
+OP_COLUMNS = ["device", "step", "op", "stage", "microbatch", "start_s", "end_s"]
 
 
 @dataclass
@@ -29,7 +30,9 @@ class Trace:
     bytes for memory ports and links); memory: bank occupancy after each
     allocation or free; messages: one row per delivered message; metrics: learning
     and step metrics; units: the units that existed and their peaks; phases: where
-    each step of a device's controller spent its time (systems that split steps).
+    each step of a device's controller spent its time (systems that split steps);
+    ops: the ops of a schedule as a device ran them (forward / backward of a stage
+    for a micro-batch, a stage's all-reduce and update; microbatch -1 where none).
     """
 
     busy: pd.DataFrame
@@ -38,6 +41,7 @@ class Trace:
     metrics: pd.DataFrame
     units: pd.DataFrame
     phases: pd.DataFrame
+    ops: pd.DataFrame
 
 
 class Recorder:
@@ -50,6 +54,7 @@ class Recorder:
         self.metrics: list[tuple] = []
         self.units: list[tuple] = []
         self.phases: list[tuple] = []
+        self.ops: list[tuple] = []
 
     def attach_device(self, device: Device) -> None:
         for unit in device.units:
@@ -73,6 +78,10 @@ class Recorder:
         """The observer systems call with the time one step of `device` spent in `phase`."""
         self.phases.append((device, step, phase, float(seconds), float(end_s)))
 
+    def op(self, device: str, step: int, op: str, stage: int, microbatch: int, start_s: float, end_s: float) -> None:
+        """The observer systems call when `device` finished one op of a schedule."""
+        self.ops.append((device, step, op, stage, microbatch, float(start_s), float(end_s)))
+
     def _on_busy(self, unit: Unit, label: str, start: float, end: float, work: float) -> None:
         self.busy.append((unit.name, unit.kind, label, start, end, work))
 
@@ -90,4 +99,5 @@ class Recorder:
             metrics=pd.DataFrame(self.metrics, columns=METRIC_COLUMNS),
             units=pd.DataFrame(self.units, columns=UNIT_COLUMNS),
             phases=pd.DataFrame(self.phases, columns=PHASE_COLUMNS),
+            ops=pd.DataFrame(self.ops, columns=OP_COLUMNS),
         )

@@ -1,0 +1,149 @@
+"""Predicted op times of a pipeline schedule, and the structural checks every schedule must pass.
+
+`execute` plays a schedule without a simulator: each device runs its ops in order,
+and an op starts when the device is free and its inputs are there:
+
+- F(s, j) needs F(s - 1, j) (the activations of the stage before);
+- B(s, j) needs F(s, j) and B(s + 1, j) (the gradient of the stage after); the last
+  stage's backward starts from its own loss.
+
+An input made on another device arrives `transfer(src_stage, dst_stage)` after the op
+that made it ended. With deterministic op times this is exactly what the simulated
+pipeline does when nothing else competes for a unit, so it predicts idle windows
+before a run (bubble filling) and gives the makespans the validator compares with
+closed forms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape
+
+
+class Deadlock(ScheduleError):
+    """Every device waits for an op that another device will only run later."""
+
+
+@dataclass(frozen=True)
+class Timed:
+    """When an op ran: its device, start and end."""
+
+    device: int
+    start: float
+    end: float
+
+
+def dependencies(shape: Shape, op: Op) -> list[Op]:
+    """The ops whose outputs `op` needs."""
+    if op.kind == "F":
+        return [Op("F", op.stage - 1, op.mb)] if op.stage > 0 else []
+    deps = [Op("F", op.stage, op.mb)]
+    if op.stage < shape.stages - 1:
+        deps.append(Op("B", op.stage + 1, op.mb))
+    return deps
+
+
+def problems(shape: Shape, schedule: Schedule) -> list[str]:
+    """What is wrong with the op lists themselves: ops missing, repeated, unknown, or on the wrong device."""
+    out = []
+    expected = {Op(k, s, j) for k in "FB" for s in range(shape.stages) for j in range(shape.microbatches)}
+    seen: dict[Op, int] = {}
+    for d, ops in enumerate(schedule):
+        for op in ops:
+            if op not in expected:
+                out.append(f"device {d} runs {op}, which is not an op of this shape")
+            elif op in seen:
+                out.append(f"{op} runs twice (devices {seen[op]} and {d})")
+            elif shape.device(op.stage) != d:
+                out.append(f"{op} runs on device {d}, but stage {op.stage} is placed on device {shape.device(op.stage)}")
+            seen.setdefault(op, d)
+    missing = sorted(expected - set(seen))
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        out.append(f"{len(missing)} ops never run: {shown}")
+    return out
+
+
+def execute(
+    shape: Shape,
+    schedule: Schedule,
+    forward: Callable[[int], float],
+    backward: Callable[[int], float],
+    transfer: Callable[[int, int], float] | None = None,
+) -> dict[Op, Timed]:
+    """Start and end of every op; `forward(stage)` / `backward(stage)` are op durations.
+
+    Raises ScheduleError if the op lists are malformed and Deadlock if they cannot all run.
+    """
+    found = problems(shape, schedule)
+    if found:
+        raise ScheduleError("; ".join(found[:3]))
+    times: dict[Op, Timed] = {}
+    free = [0.0] * shape.devices
+    pos = [0] * shape.devices
+    remaining = sum(len(ops) for ops in schedule)
+    while remaining:
+        progress = False
+        for d, ops in enumerate(schedule):
+            while pos[d] < len(ops):
+                op = ops[pos[d]]
+                deps = dependencies(shape, op)
+                if any(dep not in times for dep in deps):
+                    break
+                ready = free[d]
+                for dep in deps:
+                    arrive = times[dep].end
+                    if transfer is not None and times[dep].device != d:
+                        arrive += transfer(dep.stage, op.stage)
+                    ready = max(ready, arrive)
+                duration = forward(op.stage) if op.kind == "F" else backward(op.stage)
+                times[op] = Timed(d, ready, ready + duration)
+                free[d] = ready + duration
+                pos[d] += 1
+                remaining -= 1
+                progress = True
+        if not progress:
+            waiting = [f"device {d} waits at {ops[pos[d]]}" for d, ops in enumerate(schedule) if pos[d] < len(ops)]
+            raise Deadlock("the schedule deadlocks: " + "; ".join(waiting))
+    return times
+
+
+def makespan(times: dict[Op, Timed]) -> float:
+    return max(t.end for t in times.values()) - min(t.start for t in times.values())
+
+
+def idle_windows(times: dict[Op, Timed], devices: int) -> list[list[tuple[float, float]]]:
+    """Per device, the (start, end) gaps between its ops within [first start, last end] of the whole schedule."""
+    begin, finish = min(t.start for t in times.values()), max(t.end for t in times.values())
+    out = []
+    for d in range(devices):
+        spans = sorted((t.start, t.end) for t in times.values() if t.device == d)
+        gaps, at = [], begin
+        for start, end in spans:
+            if start > at:
+                gaps.append((at, start))
+            at = max(at, end)
+        if finish > at:
+            gaps.append((at, finish))
+        out.append(gaps)
+    return out
+
+
+def peak_activations(shape: Shape, times: dict[Op, Timed]) -> list[float]:
+    """Per device, the most micro-batches of activations held at once (in units of one
+    micro-batch through all v of its stages): a stage holds them from its forward's start
+    to its backward's end."""
+    out = []
+    for d in range(shape.devices):
+        events = []
+        for op, t in times.items():
+            if t.device == d:
+                events.append((t.start, 1) if op.kind == "F" else (t.end, -1))
+        held = peak = 0
+        for _, change in sorted(events, key=lambda e: (e[0], e[1])):  # frees before allocations at one instant
+            held += change
+            peak = max(peak, held)
+        out.append(peak / shape.stages_per_device)
+    return out

@@ -1,0 +1,217 @@
+"""Pipeline figures and numbers from a run's `ops` table: bubbles, reductions, activations, Gantt chart.
+
+Two bubble figures are given, and each says which definition it uses:
+
+- `bubble_fraction` = idle / (devices x makespan): the share of the devices' time,
+  over the pipeline part of a step (first forward start to last backward end), in
+  which a device's arithmetic units run no forward or backward op;
+- `bubble_vs_ideal` = makespan / ideal - 1, where ideal is the busiest device's
+  forward and backward time in the step (what a step would take with no bubble).
+
+Gradient reduction on a device is `exposed` where it runs after the device's last
+backward of the step (nothing left to hide it behind) and `overlapped` otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from hwsim.policies import Op, Shape, Timed, peak_activations
+from hwsim.report.plots import time_scale
+
+BUBBLE_DEFINITIONS = {
+    "bubble_fraction": "idle / (devices x makespan) over the pipeline part of each step (forward/backward ops only)",
+    "bubble_vs_ideal": "makespan / ideal - 1, ideal = the busiest device's forward + backward time in the step",
+}
+COLOURS = {
+    "forward": "#4C72B0",
+    "backward": "#DD8452",
+    "update": "#55A868",
+    "all-reduce": "#C44E52",
+    "send": "#8172B3",
+    "receive": "#64B5CD",
+    "idle": "#E8E8E8",
+}
+
+
+def device_index(name: str) -> tuple[int, int]:
+    """(replica, device) of a pipeline device name: "d3" or "r1.d3"."""
+    if name.startswith("r"):
+        r, d = name.split(".")
+        return int(r[1:]), int(d[1:])
+    return 0, int(name[1:])
+
+
+def op_times(ops: pd.DataFrame, step: int, replica: int = 0) -> dict[Op, Timed]:
+    """The forward and backward ops of one step of one replica, as `policies.timing` writes them."""
+    out = {}
+    rows = ops[(ops.step == step) & ops.op.isin(["forward", "backward"])]
+    for row in rows.itertuples():
+        r, d = device_index(row.device)
+        if r == replica:
+            out[Op("F" if row.op == "forward" else "B", int(row.stage), int(row.microbatch))] = Timed(d, row.start_s, row.end_s)
+    return out
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def device_table(ops: pd.DataFrame, shape: Shape) -> pd.DataFrame:
+    """Per device and step: compute busy and idle time, reduction time exposed and overlapped, activation peak."""
+    rows = []
+    compute = ops[ops.op.isin(["forward", "backward"])]
+    for step, in_step in compute.groupby("step"):
+        begin, finish = in_step.start_s.min(), in_step.end_s.max()
+        reductions = ops[(ops.step == step) & (ops.op == "allreduce")]
+        peaks = {}
+        for replica in {device_index(n)[0] for n in in_step.device}:
+            for d, peak in enumerate(peak_activations(shape, op_times(ops, step, replica))):
+                peaks[replica, d] = peak
+        for device, mine in in_step.groupby("device"):
+            busy = float((mine.end_s - mine.start_s).sum())
+            last_backward = float(mine[mine.op == "backward"].end_s.max())
+            spans = _union(
+                list(
+                    zip(
+                        reductions[reductions.device == device].start_s,
+                        reductions[reductions.device == device].end_s,
+                        strict=True,
+                    )
+                )
+            )
+            reduce_s = sum(b - a for a, b in spans)
+            exposed = sum(max(0.0, b - max(a, last_backward)) for a, b in spans)
+            rows.append(
+                {
+                    "device": device,
+                    "step": step,
+                    "makespan_s": finish - begin,
+                    "busy_s": busy,
+                    "idle_s": (finish - begin) - busy,
+                    "allreduce_s": reduce_s,
+                    "exposed_allreduce_s": exposed,
+                    "overlapped_allreduce_s": reduce_s - exposed,
+                    "peak_activation_microbatches": peaks[device_index(device)],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def pipeline_summary(trace, system) -> dict:
+    """The `pipeline` section of summary.json (`system` is the run's Pipeline)."""
+    table = device_table(trace.ops, system.shape)
+    spec = system.spec
+    per_step = table.groupby("step").agg(makespan_s=("makespan_s", "first"), busy_s=("busy_s", "sum"), ideal_s=("busy_s", "max"))
+    devices = table.device.nunique()
+    bubble = 1.0 - per_step.busy_s / (devices * per_step.makespan_s)
+    steps = trace.metrics[trace.metrics.metric == "step_time_s"]
+    per_device = table.groupby("device").mean(numeric_only=True).drop(columns="step")
+    return {
+        "schedule": spec.schedule,
+        "devices": system.shape.devices,
+        "stages_per_device": system.shape.stages_per_device,
+        "placement": system.shape.placement,
+        "microbatches": system.shape.microbatches,
+        "microbatch": spec.microbatch,
+        "data_parallel": spec.data_parallel,
+        "replicas_simulated": system.replicas,
+        "network": spec.network,
+        "definitions": BUBBLE_DEFINITIONS,
+        "makespan_s": float(per_step.makespan_s.mean()),
+        "bubble_fraction": float(bubble.mean()),
+        "bubble_vs_ideal": float((per_step.makespan_s / per_step.ideal_s - 1.0).mean()),
+        "step_time_s": float(steps.value.mean()) if len(steps) else None,
+        "throughput_samples_per_s": system.samples_per_step / float(steps.value.mean()) if len(steps) else None,
+        "allreduce_s": float(per_device.allreduce_s.mean()),
+        "exposed_allreduce_s": float(per_device.exposed_allreduce_s.mean()),
+        "overlapped_allreduce_s": float(per_device.overlapped_allreduce_s.mean()),
+        "per_device": {
+            name: {key: float(value) for key, value in row.items()} for name, row in per_device.to_dict("index").items()
+        },
+    }
+
+
+def activation_levels(memory: pd.DataFrame) -> pd.DataFrame:
+    """Activation bytes held per bank over time (buffers named 'act ...'), from the memory trace."""
+    out = []
+    for bank, rows in memory.groupby("bank", sort=False):
+        delta = rows.used_bytes.diff().fillna(0.0)
+        mask = rows.event.str.startswith(("alloc act ", "free act "))
+        if mask.any():
+            out.append(pd.DataFrame({"bank": bank, "time_s": rows.time_s[mask], "bytes": delta[mask].cumsum()}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["bank", "time_s", "bytes"])
+
+
+def activation_figure(memory: pd.DataFrame) -> Figure | None:
+    levels = activation_levels(memory)
+    if levels.empty:
+        return None
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax = fig.subplots()
+    factor, unit = time_scale(levels.time_s.max())
+    peak = levels.bytes.max()
+    scale, size_unit = next(
+        ((f, u) for f, u in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")) if peak * f >= 1), (1.0, "B")
+    )
+    for bank, rows in levels.groupby("bank", sort=False):
+        ax.step(rows.time_s * factor, rows.bytes * scale, where="post", label=bank.split(".")[0], linewidth=1)
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_ylabel(f"activations held ({size_unit})")
+    ax.set_title("Activation memory per device")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+def _network_spans(busy: pd.DataFrame, device: str) -> list[tuple[str, float, float]]:
+    links = busy[busy.unit.isin([f"{device}.nic.up", f"{device}.nic.down"])]
+    out = []
+    for row in links.itertuples():
+        kind = "all-reduce" if row.label.startswith("allreduce") else ("send" if row.unit.endswith(".up") else "receive")
+        out.append((kind, row.start_s, row.end_s))
+    return out
+
+
+def gantt_figure(trace, steps: int = 1, max_devices: int = 16) -> Figure | None:
+    """Per device: its compute row (forward, backward, update, idle) and its network row (send,
+    receive, all-reduce), over the first `steps` steps."""
+    ops = trace.ops
+    if ops.empty:
+        return None
+    shown = ops[ops.step <= steps]
+    t0, t1 = 0.0, float(shown.end_s.max())
+    devices = list(dict.fromkeys(ops.device))[:max_devices]
+    factor, unit = time_scale(t1)
+    fig = Figure(figsize=(12, 1.0 + 0.55 * len(devices)), layout="constrained")
+    ax = fig.subplots()
+    for i, device in enumerate(devices):
+        mine = shown[shown.device == device]
+        y = 2 * i
+        ax.broken_barh([(t0 * factor, (t1 - t0) * factor)], (y - 0.4, 0.8), facecolors=COLOURS["idle"])
+        for kind, name in (("forward", "forward"), ("backward", "backward"), ("update", "update")):
+            rows = mine[mine.op == kind]
+            spans = np.column_stack([rows.start_s * factor, (rows.end_s - rows.start_s) * factor])
+            ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLOURS[name], edgecolor="white", linewidth=0.3)
+            if kind != "update" and len(mine) <= 80:
+                for row in rows.itertuples():
+                    ax.text((row.start_s + row.end_s) / 2 * factor, y, str(row.microbatch), ha="center", va="center", fontsize=5)
+        for kind, start, end in _network_spans(trace.busy[trace.busy.end_s <= t1], device):
+            ax.broken_barh([(start * factor, (end - start) * factor)], (y + 0.5, 0.4), facecolors=COLOURS[kind])
+    ax.set_yticks([2 * i for i in range(len(devices))], devices)
+    ax.set_ylim(-0.7, 2 * len(devices) - 0.9)
+    ax.invert_yaxis()
+    ax.set_xlim(t0 * factor, t1 * factor)
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_title(f"Pipeline schedule, first {steps} step(s): compute row (numbers: micro-batch) and network row below it")
+    handles = [Patch(color=c, label=k) for k, c in COLOURS.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    return fig

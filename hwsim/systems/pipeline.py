@@ -1,0 +1,344 @@
+"""Pipeline-parallel training (mechanism M4): a schedule of stage ops on devices, with data parallelism.
+
+The model is cut into S = p v stages (`stages.split_layers`); stage s runs on the
+device the schedule's placement names. Each device's controller runs its ops in
+the schedule's order, every step:
+
+- F(s, j) waits for the activations of stage s - 1 (stage 0 reads its micro-batch),
+  runs the stage's forward GEMMs on the systolic array and its element-wise work on
+  the vector unit, keeps its activations in the bank until B(s, j), and sends its
+  output to the next stage's device through the NICs (same device: handed over);
+- B(s, j) waits for the gradient from stage s + 1 (the last stage starts from the
+  loss), runs the backward and adds the weight gradient into the stage's
+  accumulator, frees the activations and sends the input gradient back.
+
+With D replicas, when a stage's last backward of the step ends its gradient is
+all-reduced over the replicas by a ring (reduce-scatter, then all-gather: 2 (D - 1)
+messages of 1/D of the gradient per device, each reduce step an add on the vector
+unit) while the device goes on with its other ops. The optimizer (SGD + momentum on
+the mean gradient over the D m micro-batches) follows the reductions. With
+`replicas: one` only replica 0 is simulated and its ring partners mirror it: each
+ring message leaves on the device's uplink and the partner's identical message
+arrives on its downlink (exact when the replicas are identical, as in timing-only
+runs).
+
+Real math runs when each op completes (full mode); timing-only runs move
+placeholders of the real sizes. `network: free` hands everything over at once (the
+setting the closed-form makespans assume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+import numpy as np
+import simpy
+
+from hwsim.config.schema import Scenario
+from hwsim.errors import InvalidSchedule
+from hwsim.hardware import Device, Placeholder, Switch
+from hwsim.kernels import sgd_momentum
+from hwsim.models.data import BatchStream, Dataset
+from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
+from hwsim.systems.stages import StageCost, split_layers, stage_costs
+from hwsim.systems.storage import element_bytes
+
+Progress = Callable[[int, int], None]
+UPDATE_OPS = 3  # velocity, scale, subtract (per parameter)
+
+
+def pipeline_shape(spec) -> Shape:
+    """The schedule shape of a `PipelineSpec` (the placement defaults to what the schedule needs)."""
+    placement = spec.placement or resolve_schedule(spec.schedule).placement or "contiguous"
+    return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group)
+
+
+class Pipeline:
+    """Devices "d{i}" (or "r{r}.d{i}" with several simulated replicas) on one switch; `run()` is the SimPy process."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        env: simpy.Environment,
+        model,
+        data: Dataset | None,
+        rng: np.random.Generator,
+        recorder,
+        progress: Progress | None = None,
+    ):
+        spec = self.spec = scenario.system
+        self.env, self.model, self.data, self.recorder, self.progress = env, model, data, recorder, progress
+        self.eval_every = scenario.run.eval_every
+        self.shape = pipeline_shape(spec)
+        self.schedule = build_schedule(spec.schedule, self.shape)
+        self.stage_layers = split_layers(model, self.shape.stages, spec.layers_per_stage)
+        self.layer_ops = model.layer_ops(spec.microbatch)
+        self.costs: list[StageCost] = stage_costs(self.layer_ops, self.stage_layers, scenario.hardware, spec.compute_precision)
+        self.math = data is not None
+        self.replicas = spec.data_parallel if spec.replicas == "all" else 1
+        self.elem = element_bytes(scenario.hardware.memory[spec.bank].precision)
+        self.samples_per_step = spec.data_parallel * spec.microbatches * spec.microbatch
+        self.switch = Switch(env)
+        self.devices: dict[tuple[int, int], Device] = {}
+        for r in range(self.replicas):
+            for d in range(self.shape.devices):
+                name = f"d{d}" if self.replicas == 1 else f"r{r}.d{d}"
+                device = Device(env, name, scenario.hardware)
+                self.switch.connect(device.nic)
+                recorder.attach_device(device)
+                self.devices[r, d] = device
+                env.process(self._dispatch(device))
+        self._mail: dict[tuple, simpy.Event] = {}
+        self.params: dict[tuple[int, int], list] = {}  # (replica, stage) -> [(w, b) per layer]
+        self.velocity: dict[tuple[int, int], list] = {}
+        self.grads: dict[tuple[int, int], list] = {}
+        self.initial = model.init_params(rng) if self.math else None
+        self.batches = BatchStream(len(data.y_train), self.samples_per_step, rng) if self.math else None
+        self.kept: dict[tuple[int, int, int], list] = {}  # (replica, stage, micro-batch) -> (input, z) per layer
+        self.step_samples: list[np.ndarray] = []  # indices of each step: replica r, micro-batch j at (r m + j) * microbatch
+        self.losses: list[float] = []
+
+    # --- processes ------------------------------------------------------------------
+
+    def run(self) -> Generator:
+        try:
+            self.predicted_times()
+        except ScheduleError as err:  # a deadlock or malformed op lists: a result with a diagnosis
+            raise InvalidSchedule(f"schedule {self.spec.schedule!r}: {err}") from None
+        self._hold_state()
+        done = {key: [self.env.event() for _ in range(self.spec.steps)] for key in self.devices}
+        for (r, d), events in done.items():
+            self.env.process(self._controller(r, d, events))
+        for step in range(self.spec.steps):
+            start = self.env.now
+            if self.math:
+                self.step_samples.append(self.batches.next())
+            self._step_ready[step].succeed()
+            yield simpy.AllOf(self.env, [events[step] for events in done.values()])
+            self.recorder.metric(self.env.now, step + 1, "step_time_s", self.env.now - start)
+            if self.math:
+                self.recorder.metric(self.env.now, step + 1, "loss", float(np.mean(self.losses)))
+                self.losses = []
+                if (step + 1) % self.eval_every == 0 or step + 1 == self.spec.steps:
+                    loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
+                    self.recorder.metric(self.env.now, step + 1, "test_loss", loss)
+                    self.recorder.metric(self.env.now, step + 1, "test_accuracy", acc)
+            if self.progress:
+                self.progress(step + 1, self.spec.steps)
+
+    def _controller(self, r: int, d: int, done: list[simpy.Event]) -> Generator:
+        device = self.devices[r, d]
+        mine = self.shape.stages_of(d)
+        m = self.shape.microbatches
+        for step in range(self.spec.steps):
+            yield self._step_ready[step]
+            backwards = dict.fromkeys(mine, 0)
+            reductions = []
+            for op in self.schedule[d]:
+                if op.kind == "F":
+                    yield from self._forward(r, step, op, device)
+                else:
+                    yield from self._backward(r, step, op, device)
+                    backwards[op.stage] += 1
+                    if backwards[op.stage] == m:
+                        reductions.append(self.env.process(self._allreduce(r, d, step, op.stage)))
+            yield simpy.AllOf(self.env, reductions)
+            for s in mine:
+                yield from self._update(r, step, s, device)
+            done[step].succeed()
+
+    def _forward(self, r: int, step: int, op: Op, device: Device) -> Generator:
+        s, j = op.stage, op.mb
+        cost = self.costs[s]
+        bank = device.bank(self.spec.bank)
+        if s == 0:
+            x = self._microbatch(step, r, j)
+            bank.allocate(f"in F0.{j}", nbytes=cost.inputs * self.elem)
+        else:
+            x = yield self._wait(r, step, "F", s - 1, j)
+        start = self.env.now
+        bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
+        yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
+        yield from device.vector.busy(cost.forward_vector_s, f"fwd s{s} mb{j} act", 0.0)
+        out = None
+        if self.math:
+            out, self.kept[r, s, j] = self._forward_math(r, s, x)
+        self.recorder.op(device.name, step + 1, "forward", s, j, start, self.env.now)
+        if s == self.shape.stages - 1:
+            grad = None
+            if self.math:
+                labels = self.data.y_train[self._indices(step, r, j)]
+                loss, grad = self.model.loss(out, labels)
+                self.losses.append(loss)
+            self._deliver(r, step, "B", s + 1, j, grad, cost.outputs, device)
+        else:
+            self._deliver(r, step, "F", s, j, out, cost.outputs, device)
+
+    def _backward(self, r: int, step: int, op: Op, device: Device) -> Generator:
+        s, j = op.stage, op.mb
+        cost = self.costs[s]
+        bank = device.bank(self.spec.bank)
+        grad = yield self._wait(r, step, "B", s + 1, j)
+        start = self.env.now
+        yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
+        yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
+        out = self._backward_math(r, s, self.kept.pop((r, s, j)), grad) if self.math else None
+        for name in (f"act {s}.{j}", f"in F{s}.{j}", f"in B{s + 1}.{j}"):
+            if bank.holds(name):  # inputs handed over on the same device hold no buffer of their own
+                bank.free(name)
+        self.recorder.op(device.name, step + 1, "backward", s, j, start, self.env.now)
+        if s > 0:
+            self._deliver(r, step, "B", s, j, out, cost.inputs, device)
+
+    def _allreduce(self, r: int, d: int, step: int, s: int) -> Generator:
+        """Ring all-reduce of stage `s`'s accumulated gradient over the D replicas."""
+        D = self.spec.data_parallel
+        if D == 1:
+            return
+        device = self.devices[r, d]
+        start = self.env.now
+        flat = np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer]) if self.math else None
+        n = self.costs[s].params
+        bounds = [n * i // D for i in range(D + 1)]
+        nxt = (r + 1) % D if self.replicas > 1 else r
+        for k in range(2 * (D - 1)):
+            reduce = k < D - 1  # reduce-scatter, then all-gather of the reduced chunks
+            send = (r - k) % D if reduce else (r + 1 - (k - D + 1)) % D
+            recv = (send - 1) % D
+            lo, hi = bounds[send], bounds[send + 1]
+            payload = flat[lo:hi].copy() if self.math else Placeholder((hi - lo) * self.elem)
+            dst = self.devices[nxt, d]
+            self.env.process(self._send(device, dst, ("AR", nxt, step, s, k), payload, "allreduce"))
+            chunk = yield self._wait(r, step, "AR", s, k)
+            lo, hi = bounds[recv], bounds[recv + 1]
+            if reduce:
+                yield from device.vector.busy(
+                    device.vector.cycles(hi - lo, 1) / device.vector.clock_hz, f"allreduce add s{s}", float(hi - lo)
+                )
+            if self.math:
+                flat[lo:hi] = flat[lo:hi] + chunk if reduce else chunk
+            device.bank(self.spec.bank).free(f"in AR{s}.{k}")
+        if self.math:
+            at = 0
+            for layer in self.grads[r, s]:
+                for g in layer:
+                    g.ravel()[:] = flat[at : at + g.size]
+                    at += g.size
+        self.recorder.op(device.name, step + 1, "allreduce", s, -1, start, self.env.now)
+
+    def _update(self, r: int, step: int, s: int, device: Device) -> Generator:
+        start = self.env.now
+        params = self.costs[s].params
+        yield from device.vector.busy(
+            device.vector.cycles(params, UPDATE_OPS) / device.vector.clock_hz, f"update s{s}", float(params * UPDATE_OPS)
+        )
+        if self.math:
+            scale = np.float32(1.0 / (self.spec.data_parallel * self.shape.microbatches))
+            for (w, b), (gw, gb), (vw, vb) in zip(self.params[r, s], self.grads[r, s], self.velocity[r, s], strict=True):
+                sgd_momentum(w, gw * scale, vw, self.spec.lr, self.spec.momentum)
+                sgd_momentum(b, gb * scale, vb, self.spec.lr, self.spec.momentum)
+                gw[...] = 0.0
+                gb[...] = 0.0
+        self.recorder.op(device.name, step + 1, "update", s, -1, start, self.env.now)
+
+    # --- messages ---------------------------------------------------------------------
+
+    def _dispatch(self, device: Device) -> Generator:
+        """Hand each message that lands in `device`'s inbox to whoever waits for it."""
+        while True:
+            message = yield device.nic.inbox.get()
+            key = message.meta["key"]
+            self._arrive(device, key, message.payload)
+
+    def _arrive(self, device: Device, key: tuple, payload) -> None:
+        """Land `payload` in `device`'s bank (named for the op that consumes it) and wake that op."""
+        kind, _, _, s, j = key
+        name = f"in F{s + 1}.{j}" if kind == "F" else f"in {kind}{s}.{j}"
+        device.bank(self.spec.bank).allocate(name, nbytes=payload.nbytes)
+        self._event(key).succeed(payload)
+
+    def _deliver(self, r: int, step: int, kind: str, s: int, j: int, payload, elements: int, device: Device) -> None:
+        """Pass the output of stage `s` (F: to stage s + 1; B: the gradient to stage s - 1, keyed by its sender s)."""
+        consumer = s + 1 if kind == "F" else s - 1
+        key = (kind, r, step, s, j)
+        if s == self.shape.stages or self.shape.device(consumer) == self.shape.device(s):
+            self._event(key).succeed(payload)  # the same device (or the loss): the buffer stays where it is
+            return
+        if payload is None:
+            payload = Placeholder(elements * self.elem)
+        dst = self.devices[r, self.shape.device(consumer)]
+        tag = "act" if kind == "F" else "grad"
+        self.env.process(self._send(device, dst, key, payload, tag))
+
+    def _send(self, src: Device, dst: Device, key: tuple, payload, tag: str) -> Generator:
+        if self.spec.network == "free":
+            self._arrive(dst, key, payload)
+            return
+        yield from self.switch.send(src.nic.name, dst.nic.name, payload, tag, key=key)
+
+    def _wait(self, r: int, step: int, kind: str, s: int, j: int) -> simpy.Event:
+        return self._event((kind, r, step, s, j))
+
+    def _event(self, key: tuple) -> simpy.Event:
+        event = self._mail.get(key)
+        if event is None:
+            event = self._mail[key] = self.env.event()
+        return event
+
+    # --- state and math -------------------------------------------------------------
+
+    def _hold_state(self) -> None:
+        """Each stage's weights, velocity and gradient accumulator in its device's bank."""
+        self._step_ready = [self.env.event() for _ in range(self.spec.steps)]
+        for (r, d), device in self.devices.items():
+            bank = device.bank(self.spec.bank)
+            for s in self.shape.stages_of(d):
+                if self.math:
+                    self.params[r, s] = [tuple(a.copy() for a in self.initial[li]) for li in self.stage_layers[s]]
+                    self.velocity[r, s] = [tuple(np.zeros_like(a) for a in layer) for layer in self.params[r, s]]
+                    self.grads[r, s] = [tuple(np.zeros_like(a) for a in layer) for layer in self.params[r, s]]
+                n = self.costs[s].params * self.elem
+                for what in ("weights", "velocity", "grad"):
+                    bank.allocate(f"s{s}.{what}", nbytes=n)
+
+    def _indices(self, step: int, r: int, j: int) -> np.ndarray:
+        mb = self.spec.microbatch
+        at = (r * self.shape.microbatches + j) * mb
+        return self.step_samples[step][at : at + mb]
+
+    def _microbatch(self, step: int, r: int, j: int):
+        return self.data.x_train[self._indices(step, r, j)] if self.math else None
+
+    def _forward_math(self, r: int, s: int, x: np.ndarray):
+        kept = []
+        for (w, b), li in zip(self.params[r, s], self.stage_layers[s], strict=True):
+            z, a = self.model.forward_layer(li, x, w, b)
+            kept.append((x, z))
+            x = a
+        return x, kept
+
+    def _backward_math(self, r: int, s: int, kept: list, grad: np.ndarray) -> np.ndarray:
+        for li, (x, z), (w, _), (gw, gb) in reversed(
+            list(zip(self.stage_layers[s], kept, self.params[r, s], self.grads[r, s], strict=True))
+        ):
+            grad, dw, db = self.model.backward_layer(li, x, z, w, grad)
+            gw += dw
+            gb += db
+        return grad
+
+    def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Replica 0's weights, layer by layer (full mode)."""
+        return [layer for s in range(self.shape.stages) for layer in self.params[0, s]]
+
+    def predicted_times(self, network: bool = False):
+        """Op times of one step from the cycle model (`policies.timing.execute`); with `network`,
+        each transfer adds an unloaded message's time (no contention)."""
+        transfer = None
+        if network and self.spec.network == "nic":
+            nic = self.devices[0, 0].spec.nic
+
+            def transfer(src: int, dst: int) -> float:
+                elements = self.costs[src].outputs if dst > src else self.costs[src].inputs
+                return nic.overhead + 2 * (elements * self.elem / nic.bandwidth + nic.latency)
+
+        return execute(self.shape, self.schedule, lambda s: self.costs[s].forward_s, lambda s: self.costs[s].backward_s, transfer)

@@ -1,0 +1,101 @@
+"""A model cut into pipeline stages: which layers each stage holds, and what one micro-batch costs.
+
+Costs come from the cycle model before anything runs (the systolic array's fold
+model for every GEMM, the vector unit's lanes for element-wise work), so the same
+numbers drive the simulated ops and the schedule predictions of `policies.timing`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.config.schema import HardwareSpec
+from hwsim.hardware import gemm_cycles
+from hwsim.models.ops import LayerOps
+
+ACCUMULATE_OPS = 1  # add a micro-batch's weight gradient into the stage's accumulator
+
+
+def split_layers(model, stages: int, layers_per_stage: tuple[int, ...] | None) -> list[list[int]]:
+    """Layer indices of each stage. The model's `edge_layers` (an embedding, a head) ride with the
+    first and last stage; the others split evenly, or as `layers_per_stage` says. Raises ValueError."""
+    lead, trail = model.edge_layers
+    total = len(model.layer_names)
+    body = total - lead - trail
+    if layers_per_stage is None:
+        if body % stages:
+            raise ValueError(f"{stages} stages do not divide the model's {body} layers evenly")
+        counts = [body // stages] * stages
+    else:
+        counts = list(layers_per_stage)
+        if len(counts) != stages or sum(counts) != body:
+            raise ValueError(f"{len(counts)} entries summing to {sum(counts)}; need {stages} entries summing to {body}")
+    out, at = [], lead
+    for count in counts:
+        out.append(list(range(at, at + count)))
+        at += count
+    out[0] = list(range(lead)) + out[0]
+    out[-1] = out[-1] + list(range(total - trail, total))
+    return out
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage for one micro-batch: unit seconds, FLOP, and sizes in elements."""
+
+    forward_systolic_s: float
+    forward_vector_s: float
+    backward_systolic_s: float
+    backward_vector_s: float
+    forward_flops: float
+    backward_flops: float
+    params: int
+    activations: int  # kept from forward to backward
+    inputs: int  # elements received from the stage before (activations) and sent back as their gradient
+    outputs: int
+
+    @property
+    def forward_s(self) -> float:
+        return self.forward_systolic_s + self.forward_vector_s
+
+    @property
+    def backward_s(self) -> float:
+        return self.backward_systolic_s + self.backward_vector_s
+
+
+def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: HardwareSpec, precision: str) -> list[StageCost]:
+    """The cost of each stage's forward and backward for one micro-batch (`ops` are the model's layers at that batch)."""
+    array, vector = hardware.systolic, hardware.vector
+    macs = getattr(array.macs_per_cycle, precision)
+
+    def systolic_s(gemms) -> float:
+        cycles = sum(g.count * gemm_cycles(g.m, g.n, g.k, array.rows, array.cols, array.dataflow, macs) for g in gemms)
+        return cycles / array.clock
+
+    def vector_s(element_ops: int) -> float:
+        return math.ceil(element_ops / vector.lanes) / vector.clock
+
+    out = []
+    for layers in stages:
+        mine = [ops[li] for li in layers]
+        fwd = [g for op in mine for g in op.forward]
+        bwd = [g for op in mine for g in op.backward]
+        params = sum(op.params for op in mine)
+        first = mine[0]
+        inputs = first.forward[0].m * first.forward[0].k if first.forward else first.outputs
+        out.append(
+            StageCost(
+                forward_systolic_s=systolic_s(fwd),
+                forward_vector_s=vector_s(sum(op.forward_vector_ops for op in mine)),
+                backward_systolic_s=systolic_s(bwd),
+                backward_vector_s=vector_s(sum(op.backward_vector_ops for op in mine) + params * ACCUMULATE_OPS),
+                forward_flops=float(sum(g.flops for g in fwd)),
+                backward_flops=float(sum(g.flops for g in bwd)),
+                params=params,
+                activations=sum(op.activations for op in mine),
+                inputs=inputs,
+                outputs=mine[-1].outputs,
+            )
+        )
+    return out
