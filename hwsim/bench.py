@@ -88,7 +88,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None
     bare_simpy_loop(1000)
     best = _best_of({"engine": lambda: engine_loop(n_ops), "bare": lambda: bare_simpy_loop(n_ops)})
     if progress:
-        progress(1, 3)
+        progress(1, 4)
     rows = [
         {
             "benchmark": "engine: GEMM op on a systolic unit (cycle model + queue + probe)",
@@ -107,12 +107,11 @@ def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None
             "note": "baseline",
         },
     ]
-    rows.append(_scenario_row("quickstart", []))
-    if progress:
-        progress(2, 3)
-    rows.append(_scenario_row("gpt2_timing", []))
-    if progress:
-        progress(3, 3)
+    scenarios = [("quickstart", []), ("gpt2_timing", []), ("gpt3_pipeline_timing", [])]
+    for i, (name, overrides) in enumerate(scenarios, start=2):
+        rows.append(_scenario_row(name, overrides))
+        if progress:
+            progress(i, len(scenarios) + 1)
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "bench.csv", index=False)

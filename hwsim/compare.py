@@ -1,4 +1,5 @@
-"""Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes."""
+"""Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes,
+and for pipelines their Gantt charts side by side with step time split into its parts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from hwsim.config import load_scenario
-from hwsim.report import plots
+from hwsim.report import pipeline, plots
 from hwsim.report.write import png, write_atomic
 from hwsim.result import run
 
@@ -23,8 +24,13 @@ COLUMNS = [
     "network_bytes",
     "network_bytes_to_target",
     "fraction_of_fp32",
+    "schedule",
+    "bubble_fraction",
+    "exposed_allreduce_s",
+    "peak_activation_microbatches",
     "report",
 ]
+PIPELINE = ["schedule", "bubble_fraction", "exposed_allreduce_s", "peak_activation_microbatches"]
 
 
 def compare(
@@ -39,7 +45,7 @@ def compare(
     names = [s.name for s in scenarios]
     if len(set(names)) < len(names):
         raise ValueError(f"scenario names must differ to be compared: {', '.join(names)}")
-    rows, curves = [], {}
+    rows, curves, pipelines = [], {}, {}
     for scenario in scenarios:
         result = run(scenario, progress(scenario.name))
         folder = result.write(out / scenario.name)
@@ -57,16 +63,34 @@ def compare(
                 "network_bytes": s["bytes_moved"]["network"],
                 "network_bytes_to_target": learning["network_bytes_to_target"],
                 "fraction_of_fp32": s.get("network", {}).get("fraction_of_fp32"),
+                **_pipeline_columns(s.get("pipeline")),
                 "report": str(folder / "report.html"),
             }
         )
+        if scenario.system.kind == "pipeline":
+            pipelines[scenario.name] = (result.trace, s)
         curves[scenario.name] = result.metrics[result.metrics.metric == "test_accuracy"][["time_s", "value"]]
     table = pd.DataFrame(rows, columns=COLUMNS)
+    if not pipelines:
+        table = table.drop(columns=PIPELINE)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "comparison.csv", table.to_csv(index=False))
     write_atomic(out / "comparison.md", markdown(table))
     write_atomic(out / "comparison.png", png(plots.comparison_figure(table, curves)))
+    if pipelines:
+        write_atomic(out / "pipelines.png", png(pipeline.comparison_figure(pipelines)))
     return table
+
+
+def _pipeline_columns(pipe: dict | None) -> dict:
+    if not pipe:
+        return dict.fromkeys(PIPELINE)
+    return {
+        "schedule": pipe["schedule"],
+        "bubble_fraction": pipe["bubble_fraction"],
+        "exposed_allreduce_s": pipe["exposed_allreduce_s"],
+        "peak_activation_microbatches": max(d["peak_activation_microbatches"] for d in pipe["per_device"].values()),
+    }
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -181,27 +181,24 @@ def _network_spans(busy: pd.DataFrame, device: str) -> list[tuple[str, float, fl
     return out
 
 
-def gantt_figure(trace, steps: int = 1, max_devices: int = 16) -> Figure | None:
-    """Per device: its compute row (forward, backward, update, idle) and its network row (send,
-    receive, all-reduce), over the first `steps` steps."""
+def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | None = None) -> None:
+    """Per device on `ax`: its compute row (forward, backward, update, idle; numbers: micro-batch)
+    and its network row below it (send, receive, all-reduce), over the first `steps` steps."""
     ops = trace.ops
-    if ops.empty:
-        return None
     shown = ops[ops.step <= steps]
-    t0, t1 = 0.0, float(shown.end_s.max())
-    devices = list(dict.fromkeys(ops.device))[:max_devices]
-    factor, unit = time_scale(t1)
-    fig = Figure(figsize=(12, 1.0 + 0.55 * len(devices)), layout="constrained")
-    ax = fig.subplots()
+    t1 = float(shown.end_s.max()) if not shown.empty else 0.0
+    t_end = t_end or t1 or 1e-9
+    devices = sorted(set(ops.device), key=device_index)[:max_devices]
+    factor, unit = time_scale(t_end)
     for i, device in enumerate(devices):
         mine = shown[shown.device == device]
         y = 2 * i
-        ax.broken_barh([(t0 * factor, (t1 - t0) * factor)], (y - 0.4, 0.8), facecolors=COLOURS["idle"])
-        for kind, name in (("forward", "forward"), ("backward", "backward"), ("update", "update")):
+        ax.broken_barh([(0.0, t1 * factor)], (y - 0.4, 0.8), facecolors=COLOURS["idle"])
+        for kind in ("forward", "backward", "update"):
             rows = mine[mine.op == kind]
             spans = np.column_stack([rows.start_s * factor, (rows.end_s - rows.start_s) * factor])
-            ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLOURS[name], edgecolor="white", linewidth=0.3)
-            if kind != "update" and len(mine) <= 80:
+            ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLOURS[kind], edgecolor="white", linewidth=0.3)
+            if kind != "update" and len(mine) <= 40:
                 for row in rows.itertuples():
                     ax.text((row.start_s + row.end_s) / 2 * factor, y, str(row.microbatch), ha="center", va="center", fontsize=5)
         for kind, start, end in _network_spans(trace.busy[trace.busy.end_s <= t1], device):
@@ -209,9 +206,70 @@ def gantt_figure(trace, steps: int = 1, max_devices: int = 16) -> Figure | None:
     ax.set_yticks([2 * i for i in range(len(devices))], devices)
     ax.set_ylim(-0.7, 2 * len(devices) - 0.9)
     ax.invert_yaxis()
-    ax.set_xlim(t0 * factor, t1 * factor)
+    ax.set_xlim(0.0, t_end * factor)
     ax.set_xlabel(f"simulated time ({unit})")
-    ax.set_title(f"Pipeline schedule, first {steps} step(s): compute row (numbers: micro-batch) and network row below it")
+
+
+def _legend(ax) -> None:
     handles = [Patch(color=c, label=k) for k, c in COLOURS.items()]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+
+
+def gantt_figure(trace, steps: int = 1, max_devices: int = 8) -> Figure | None:
+    """The Gantt chart of one run's first `steps` steps (None if the run has no pipeline ops)."""
+    if trace.ops.empty:
+        return None
+    total = trace.ops.device.nunique()
+    devices = min(total, max_devices)
+    fig = Figure(figsize=(12, 1.0 + 0.55 * devices), layout="constrained")
+    ax = fig.subplots()
+    draw_gantt(ax, trace, steps, max_devices)
+    more = f"; the first {devices} of {total} devices" if total > devices else ""
+    ax.set_title(
+        f"Pipeline schedule, first {steps} step(s){more}: compute row (numbers: micro-batch) and network row below it",
+        fontsize="medium",
+    )
+    _legend(ax)
+    return fig
+
+
+def comparison_figure(runs: dict[str, tuple], max_devices: int = 8) -> Figure:
+    """Side by side (stacked, one time axis): each run's first step as a Gantt chart, and a bar
+    chart of each run's step time: the pipeline, then the exposed all-reduce and optimizer after it.
+    `runs` maps a name to (trace, summary)."""
+    rows = [min(t.ops.device.nunique(), max_devices) if not t.ops.empty else 1 for t, _ in runs.values()]
+    fig = Figure(figsize=(12, 2.2 + sum(0.5 * r + 0.6 for r in rows)), layout="constrained")
+    axes = fig.subplots(len(runs) + 1, 1, height_ratios=[*(0.5 * r + 0.6 for r in rows), 2.2], squeeze=False)[:, 0]
+    first_steps = [float(t.ops[t.ops.step == 1].end_s.max()) for t, _ in runs.values() if not t.ops.empty]
+    t_end = max(first_steps or [1e-9])
+    for ax, (name, (trace, summary)) in zip(axes, runs.items(), strict=False):
+        if trace.ops.empty:
+            ax.set_axis_off()
+            ax.set_title(f"{name}: {summary['status']} before any op ({summary['diagnosis'][:90]})", fontsize="small")
+            continue
+        draw_gantt(ax, trace, 1, max_devices, t_end)
+        status = "" if summary["status"] == "ok" else f" [{summary['status']}]"
+        ax.set_title(f"{name}{status}", fontsize="small", loc="left")
+    _legend(axes[0])
+    bars = axes[-1]
+    names = list(runs)
+    parts = {"pipeline (first forward to last backward)": [], "after it: exposed all-reduce, optimizer": []}
+    for _, summary in runs.values():
+        pipe = summary.get("pipeline") or {}
+        make = pipe.get("makespan_s", 0.0)
+        parts["pipeline (first forward to last backward)"].append(make)
+        parts["after it: exposed all-reduce, optimizer"].append(max(0.0, (pipe.get("step_time_s") or 0.0) - make))
+    factor, unit = time_scale(max(sum(v) for v in zip(*parts.values(), strict=True)) or 1e-9)
+    left = np.zeros(len(names))
+    for (label, values), colour in zip(parts.items(), ("#4C72B0", "#C44E52"), strict=True):
+        widths = np.array(values) * factor
+        bars.barh(names, widths, left=left, color=colour, label=label)
+        left += widths
+    for i, (_, summary) in enumerate(runs.values()):
+        if summary["status"] != "ok":
+            bars.text(0, i, f"  {summary['status']}", va="center", fontsize="small", color="#C44E52")
+    bars.invert_yaxis()
+    bars.set_xlabel(f"step time ({unit})")
+    bars.set_title("Step time: the pipeline, then what follows its last backward", fontsize="small")
+    bars.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     return fig

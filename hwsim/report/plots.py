@@ -101,33 +101,53 @@ def utilization_figure(units: pd.DataFrame) -> Figure:
 def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, float, int] | None) -> Figure:
     """Occupancy of each bank over the whole run (left) and the zoom window (right).
 
-    The capacity is drawn as a dashed line when it is within 1.5x of the peak, and
-    always stated in the panel title.
+    Banks of the same name on several devices ("w0.params", "w1.params") share a panel,
+    one line per device. The capacity is drawn as a dashed line when it is within 1.5x
+    of the peak, and always stated in the panel title; banks that never held anything
+    are named in the figure title instead of drawn.
     """
+    used = banks[banks.peak_bytes > 0]
+    unused = banks.bank[banks.peak_bytes <= 0].tolist()
+    groups = list(dict.fromkeys(_bank_kind(b) for b in used.bank)) or [_bank_kind(b) for b in banks.bank[:1]]
     cols = 2 if zoom else 1
-    fig = Figure(figsize=(11, 0.6 + 2.2 * len(banks)), layout="constrained")
-    axes = fig.subplots(len(banks), cols, squeeze=False)
-    for row, bank in zip(axes, banks.itertuples(), strict=True):
-        levels = memory[memory.bank == bank.bank]
-        size_factor, size_unit = _size_scale(max(bank.peak_bytes, 1))
+    fig = Figure(figsize=(11, 0.8 + 2.2 * len(groups)), layout="constrained")
+    axes = fig.subplots(len(groups), cols, squeeze=False)
+    for row, kind in zip(axes, groups, strict=True):
+        members = used[[_bank_kind(b) == kind for b in used.bank]]
+        peak = max(float(members.peak_bytes.max()) if len(members) else 0.0, 1.0)
+        capacity = float(members.capacity_bytes.max()) if len(members) else 0.0
+        size_factor, size_unit = _size_scale(peak)
         for ax, window in zip(row, [None, zoom][:cols], strict=True):
-            shown = levels if window is None else levels[levels.time_s <= window[1]]
-            t_max = window[1] if window else max(levels.time_s.max(), 1e-12)
-            factor, unit = time_scale(t_max)
-            ax.step(shown.time_s * factor, shown.used_bytes * size_factor, where="post", color="#4C72B0")
-            if bank.capacity_bytes <= 1.5 * bank.peak_bytes:
-                ax.axhline(bank.capacity_bytes * size_factor, color="#C44E52", linestyle="--", label="capacity")
-                ax.legend(loc="lower right", fontsize="small")
+            for bank in members.bank:
+                levels = memory[memory.bank == bank]
+                shown = levels if window is None else levels[levels.time_s <= window[1]]
+                t_max = window[1] if window else max(memory.time_s.max(), 1e-12)
+                factor, unit = time_scale(t_max)
+                label = bank.rsplit(".", 1)[0] if len(members) > 1 else None
+                ax.step(shown.time_s * factor, shown.used_bytes * size_factor, where="post", linewidth=1, label=label)
+            if capacity and capacity <= 1.5 * peak:
+                ax.axhline(capacity * size_factor, color="#C44E52", linestyle="--", label="capacity")
             ax.set_ylim(bottom=0)
             ax.set_ylabel(size_unit)
             ax.set_xlabel(f"simulated time ({unit})")
+        if len(members) > 1 or (capacity and capacity <= 1.5 * peak):
+            row[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small", frameon=False)
+        precision = members.precision.iloc[0] if len(members) else ""
         row[0].set_title(
-            f"{bank.bank} ({bank.precision}): peak {bank.peak_bytes * size_factor:,.1f} {size_unit} "
-            f"of {bank.capacity_bytes * size_factor:,.1f} {size_unit}"
+            f"{kind} ({precision}): peak {peak * size_factor:,.1f} {size_unit} of {capacity * size_factor:,.1f} {size_unit}",
+            fontsize="medium",
         )
         if zoom:
-            row[1].set_title(f"the first {zoom[2]} steps")
+            row[1].set_title(f"the first {zoom[2]} steps", fontsize="medium")
+    if unused:
+        shown = ", ".join(unused[:6]) + (f" and {len(unused) - 6} more" if len(unused) > 6 else "")
+        fig.suptitle(f"Memory over time (never used: {shown})", fontsize="medium")
     return fig
+
+
+def _bank_kind(bank: str) -> str:
+    """The bank's name without its device ("w0.params" -> "params")."""
+    return bank.split(".", 1)[1] if "." in bank else bank
 
 
 def _size_scale(peak: float) -> tuple[float, str]:

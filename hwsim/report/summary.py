@@ -127,7 +127,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     phases = phase_table(trace)
     if not phases.empty:
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
-    if not trace.ops.empty and hasattr(outcome.system, "shape"):
+    if outcome.status == "ok" and not trace.ops.empty and hasattr(outcome.system, "shape"):
         out["pipeline"] = pipeline_summary(trace, outcome.system)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
