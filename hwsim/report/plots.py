@@ -113,16 +113,15 @@ def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, 
     fig = Figure(figsize=(11, 0.8 + 2.2 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), cols, squeeze=False)
     for row, kind in zip(axes, groups, strict=True):
-        members = used[[_bank_kind(b) == kind for b in used.bank]]
+        members = used[used.bank.map(_bank_kind) == kind]
         peak = max(float(members.peak_bytes.max()) if len(members) else 0.0, 1.0)
         capacity = float(members.capacity_bytes.max()) if len(members) else 0.0
         size_factor, size_unit = _size_scale(peak)
         for ax, window in zip(row, [None, zoom][:cols], strict=True):
+            factor, unit = time_scale(window[1] if window else max(memory.time_s.max(), 1e-12))
             for bank in members.bank:
                 levels = memory[memory.bank == bank]
                 shown = levels if window is None else levels[levels.time_s <= window[1]]
-                t_max = window[1] if window else max(memory.time_s.max(), 1e-12)
-                factor, unit = time_scale(t_max)
                 label = bank.rsplit(".", 1)[0] if len(members) > 1 else None
                 ax.step(shown.time_s * factor, shown.used_bytes * size_factor, where="post", linewidth=1, label=label)
             if capacity and capacity <= 1.5 * peak:
