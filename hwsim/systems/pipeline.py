@@ -155,7 +155,7 @@ class Pipeline:
             x = self._microbatch(step, r, j)
             bank.allocate(f"in F0.{j}", nbytes=cost.inputs * self.elem)
         else:
-            x = yield self._wait(r, step, "F", s - 1, j)
+            x = yield from self._take(("F", r, step, s - 1, j))
         start = self.env.now
         bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
         yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
@@ -178,7 +178,7 @@ class Pipeline:
         s, j = op.stage, op.mb
         cost = self.costs[s]
         bank = device.bank(self.spec.bank)
-        grad = yield self._wait(r, step, "B", s + 1, j)
+        grad = yield from self._take(("B", r, step, s + 1, j))
         start = self.env.now
         yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
         yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
@@ -209,7 +209,7 @@ class Pipeline:
             payload = flat[lo:hi].copy() if self.math else Placeholder((hi - lo) * self.elem)
             dst = self.devices[nxt, d]
             self.env.process(self._send(device, dst, ("AR", nxt, step, s, k), payload, "allreduce"))
-            chunk = yield self._wait(r, step, "AR", s, k)
+            chunk = yield from self._take(("AR", r, step, s, k))
             lo, hi = bounds[recv], bounds[recv + 1]
             if reduce:
                 yield from device.vector.busy(
@@ -276,8 +276,11 @@ class Pipeline:
             return
         yield from self.switch.send(src.nic.name, dst.nic.name, payload, tag, key=key)
 
-    def _wait(self, r: int, step: int, kind: str, s: int, j: int) -> simpy.Event:
-        return self._event((kind, r, step, s, j))
+    def _take(self, key: tuple) -> Generator:
+        """Wait for what `key` names, then forget its event (each is consumed once)."""
+        payload = yield self._event(key)
+        del self._mail[key]
+        return payload
 
     def _event(self, key: tuple) -> simpy.Event:
         event = self._mail.get(key)
