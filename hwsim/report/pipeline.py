@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from hwsim.policies import Op, Shape, Timed, peak_activations
-from hwsim.report.plots import time_scale
+from hwsim.report.plots import size_scale, time_scale
 
 BUBBLE_DEFINITIONS = {
     "bubble_fraction": "idle / (devices x makespan) over the pipeline part of each step (forward/backward ops only)",
@@ -160,9 +160,7 @@ def activation_figure(memory: pd.DataFrame) -> Figure | None:
     ax = fig.subplots()
     factor, unit = time_scale(levels.time_s.max())
     peak = levels.bytes.max()
-    scale, size_unit = next(
-        ((f, u) for f, u in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")) if peak * f >= 1), (1.0, "B")
-    )
+    scale, size_unit = size_scale(peak)
     for bank, rows in levels.groupby("bank", sort=False):
         ax.step(rows.time_s * factor, rows.bytes * scale, where="post", label=bank.split(".")[0], linewidth=1)
     ax.set_xlabel(f"simulated time ({unit})")

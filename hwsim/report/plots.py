@@ -116,7 +116,7 @@ def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, 
         members = used[used.bank.map(_bank_kind) == kind]
         peak = max(float(members.peak_bytes.max()) if len(members) else 0.0, 1.0)
         capacity = float(members.capacity_bytes.max()) if len(members) else 0.0
-        size_factor, size_unit = _size_scale(peak)
+        size_factor, size_unit = size_scale(peak)
         for ax, window in zip(row, [None, zoom][:cols], strict=True):
             factor, unit = time_scale(window[1] if window else max(memory.time_s.max(), 1e-12))
             for bank in members.bank:
@@ -149,7 +149,7 @@ def _bank_kind(bank: str) -> str:
     return bank.split(".", 1)[1] if "." in bank else bank
 
 
-def _size_scale(peak: float) -> tuple[float, str]:
+def size_scale(peak: float) -> tuple[float, str]:
     for factor, unit in ((2.0**-30, "GiB"), (2.0**-20, "MiB"), (2.0**-10, "KiB")):
         if peak * factor >= 1.0:
             return factor, unit

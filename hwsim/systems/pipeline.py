@@ -212,9 +212,7 @@ class Pipeline:
             chunk = yield from self._take(("AR", r, step, s, k))
             lo, hi = bounds[recv], bounds[recv + 1]
             if reduce:
-                yield from device.vector.busy(
-                    device.vector.cycles(hi - lo, 1) / device.vector.clock_hz, f"allreduce add s{s}", float(hi - lo)
-                )
+                yield from device.vector.elementwise(hi - lo, 1, f"allreduce add s{s}")
             if self.math:
                 flat[lo:hi] = flat[lo:hi] + chunk if reduce else chunk
             device.bank(self.spec.bank).free(f"in AR{s}.{k}")
@@ -229,9 +227,7 @@ class Pipeline:
     def _update(self, r: int, step: int, s: int, device: Device) -> Generator:
         start = self.env.now
         params = self.costs[s].params
-        yield from device.vector.busy(
-            device.vector.cycles(params, UPDATE_OPS) / device.vector.clock_hz, f"update s{s}", float(params * UPDATE_OPS)
-        )
+        yield from device.vector.elementwise(params, UPDATE_OPS, f"update s{s}")
         if self.math:
             scale = np.float32(1.0 / (self.spec.data_parallel * self.shape.microbatches))
             for (w, b), (gw, gb), (vw, vb) in zip(self.params[r, s], self.grads[r, s], self.velocity[r, s], strict=True):
