@@ -16,11 +16,10 @@ checks where they exist.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+
+from hwsim.policies.plugins import load_module
 
 PLACEMENTS = ("contiguous", "looping")
 
@@ -125,14 +124,7 @@ def resolve_schedule(name: str) -> ScheduleKind:
         raise ScheduleError(f"no schedule named {name!r}; known: {', '.join(SCHEDULES)} (or 'file.py:function')")
     where, function = name.rsplit(":", 1)
     try:
-        if where.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            if spec is None or not Path(where).is_file():
-                raise FileNotFoundError(where)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
+        module = load_module(where)
     except (ImportError, OSError, SyntaxError) as err:
         raise ScheduleError(f"cannot load {where!r} for schedule {name!r}: {err}") from None
     if name in SCHEDULES:  # the module registered itself under this name

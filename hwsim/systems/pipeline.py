@@ -37,10 +37,9 @@ import simpy
 from hwsim.config.schema import Scenario
 from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder, Switch
-from hwsim.kernels import sgd_momentum
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
-from hwsim.systems.stages import StageCost, split_layers, stage_costs
+from hwsim.systems.stages import StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
 
 Progress = Callable[[int, int], None]
@@ -162,7 +161,7 @@ class Pipeline:
         yield from device.vector.busy(cost.forward_vector_s, f"fwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
-            out, self.kept[r, s, j] = self._forward_math(r, s, x)
+            out, self.kept[r, s, j] = stage_forward(self.model, self.stage_layers[s], self.params[r, s], x)
         self.recorder.op(device.name, step + 1, "forward", s, j, start, self.env.now)
         if s == self.shape.stages - 1:
             grad = None
@@ -182,7 +181,10 @@ class Pipeline:
         start = self.env.now
         yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
         yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
-        out = self._backward_math(r, s, self.kept.pop((r, s, j)), grad) if self.math else None
+        out = None
+        if self.math:
+            kept = self.kept.pop((r, s, j))
+            out = stage_backward(self.model, self.stage_layers[s], self.params[r, s], self.grads[r, s], kept, grad)
         for name in (f"act {s}.{j}", f"in F{s}.{j}", f"in B{s + 1}.{j}"):
             if bank.holds(name):  # inputs handed over on the same device hold no buffer of their own
                 bank.free(name)
@@ -229,12 +231,8 @@ class Pipeline:
         params = self.costs[s].params
         yield from device.vector.elementwise(params, UPDATE_OPS, f"update s{s}")
         if self.math:
-            scale = np.float32(1.0 / (self.spec.data_parallel * self.shape.microbatches))
-            for (w, b), (gw, gb), (vw, vb) in zip(self.params[r, s], self.grads[r, s], self.velocity[r, s], strict=True):
-                sgd_momentum(w, gw * scale, vw, self.spec.lr, self.spec.momentum)
-                sgd_momentum(b, gb * scale, vb, self.spec.lr, self.spec.momentum)
-                gw[...] = 0.0
-                gb[...] = 0.0
+            scale = 1.0 / (self.spec.data_parallel * self.shape.microbatches)
+            stage_update(self.params[r, s], self.grads[r, s], self.velocity[r, s], scale, self.spec.lr, self.spec.momentum)
         self.recorder.op(device.name, step + 1, "update", s, -1, start, self.env.now)
 
     # --- messages ---------------------------------------------------------------------
@@ -307,23 +305,6 @@ class Pipeline:
 
     def _microbatch(self, step: int, r: int, j: int):
         return self.data.x_train[self._indices(step, r, j)] if self.math else None
-
-    def _forward_math(self, r: int, s: int, x: np.ndarray):
-        kept = []
-        for (w, b), li in zip(self.params[r, s], self.stage_layers[s], strict=True):
-            z, a = self.model.forward_layer(li, x, w, b)
-            kept.append((x, z))
-            x = a
-        return x, kept
-
-    def _backward_math(self, r: int, s: int, kept: list, grad: np.ndarray) -> np.ndarray:
-        for li, (x, z), (w, _), (gw, gb) in reversed(
-            list(zip(self.stage_layers[s], kept, self.params[r, s], self.grads[r, s], strict=True))
-        ):
-            grad, dw, db = self.model.backward_layer(li, x, z, w, grad)
-            gw += dw
-            gb += db
-        return grad
 
     def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Replica 0's weights, layer by layer (full mode)."""

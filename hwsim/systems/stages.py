@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from hwsim.config.schema import HardwareSpec
 from hwsim.hardware import gemm_cycles
+from hwsim.kernels import sgd_momentum
 from hwsim.models.ops import LayerOps
 
 ACCUMULATE_OPS = 1  # add a micro-batch's weight gradient into the stage's accumulator
@@ -99,3 +102,35 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
             )
         )
     return out
+
+
+# --- the math of one stage ----------------------------------------------------------
+
+
+def stage_forward(model, layers: list[int], params: list, x: np.ndarray) -> tuple[np.ndarray, list]:
+    """The stage's output for input `x`, and the (input, pre-activation) of each layer for its backward."""
+    kept = []
+    for (w, b), li in zip(params, layers, strict=True):
+        z, a = model.forward_layer(li, x, w, b)
+        kept.append((x, z))
+        x = a
+    return x, kept
+
+
+def stage_backward(model, layers: list[int], params: list, grads: list, kept: list, grad: np.ndarray) -> np.ndarray:
+    """Add the stage's weight gradients into `grads` and return the gradient of its input."""
+    for li, (x, z), (w, _), (gw, gb) in reversed(list(zip(layers, kept, params, grads, strict=True))):
+        grad, dw, db = model.backward_layer(li, x, z, w, grad)
+        gw += dw
+        gb += db
+    return grad
+
+
+def stage_update(params: list, grads: list, velocity: list, scale: float, lr: float, momentum: float) -> None:
+    """SGD + momentum on `scale` x the accumulated gradients, which are then cleared."""
+    scale = np.float32(scale)
+    for (w, b), (gw, gb), (vw, vb) in zip(params, grads, velocity, strict=True):
+        sgd_momentum(w, gw * scale, vw, lr, momentum)
+        sgd_momentum(b, gb * scale, vb, lr, momentum)
+        gw[...] = 0.0
+        gb[...] = 0.0
