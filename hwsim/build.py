@@ -15,7 +15,9 @@ from hwsim.errors import ConfigError, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.policies import ScheduleError, build_schedule, resolve_schedule
+from hwsim.policies.filling import FillError, resolve_filler
 from hwsim.systems import SYSTEMS
+from hwsim.systems.filling import fill_stages
 from hwsim.systems.pipeline import pipeline_shape
 from hwsim.systems.stages import split_layers
 from hwsim.trace import Recorder, Trace
@@ -109,6 +111,28 @@ def _check_pipeline(scenario: Scenario, where: str) -> None:
             value,
             f"stages (devices {shape.devices} x stages_per_device {shape.stages_per_device}) that fit the model: {err}",
         ) from None
+    if system.fill is not None:
+        _check_fill(scenario, full, where)
+
+
+def _check_fill(scenario: Scenario, full: bool, where: str) -> None:
+    fill, model = scenario.system.fill, scenario.model
+    try:
+        resolve_filler(fill.policy)
+    except FillError as err:
+        raise ConfigError(where, "system.fill.policy", fill.policy, str(err)) from None
+    if full and fill.model.kind == "transformer":
+        raise ConfigError(where, "system.fill.model", fill.model.name, "an MLP in full mode (a transformer has shapes, not math)")
+    if full and fill.model.dataset != model.dataset:
+        raise ConfigError(where, "system.fill.model", fill.model.name, f"a model of the pipeline's dataset ({model.dataset})")
+    fill_model = make_model(fill.model)
+    stages = fill_stages(fill, fill_model, scenario.system.devices)
+    try:
+        split_layers(fill_model, stages, fill.layers_per_stage)
+    except ValueError as err:
+        key = "system.fill.layers_per_stage" if fill.layers_per_stage else "system.fill.stages"
+        value = to_plain(fill.layers_per_stage) if fill.layers_per_stage else stages
+        raise ConfigError(where, key, value, f"stages that fit the second instance's model: {err}") from None
 
 
 def _check_compressed_ps(system, where: str) -> None:
@@ -151,6 +175,15 @@ def _check_samples(system, train: int) -> None:
                 "system.microbatch",
                 system.microbatch,
                 f"data_parallel x microbatches x microbatch ({need}) at most the {train} training samples",
+            )
+        fill = system.fill
+        if fill is not None and fill.microbatches * fill.microbatch > train:
+            need = fill.microbatches * fill.microbatch
+            raise ConfigError(
+                "scenario",
+                "system.fill.microbatch",
+                fill.microbatch,
+                f"microbatches x microbatch ({need}) at most the {train} training samples",
             )
         return
     per_device = train // getattr(system, "workers", 1)

@@ -82,8 +82,16 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
 
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
     """Turn system.worker_hardware entries and system.server_hardware (changes to the
-    scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings."""
+    scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings,
+    and a bubble filler's model (system.fill.model, null: the scenario's model) into a mapping."""
     system, hardware = raw.get("system"), raw.get("hardware")
+    fill = system.get("fill") if isinstance(system, dict) else None
+    if isinstance(fill, dict):
+        model = fill.get("model")
+        if model is None:
+            fill["model"] = copy.deepcopy(raw.get("model"))
+        else:
+            fill["model"] = _resolve(model, "model", base_dir, where, "system.fill.model")[0]
     if not isinstance(system, dict) or not isinstance(hardware, dict):
         return
 

@@ -172,6 +172,32 @@ class CompressedPsSpec(LocalTrainingSpec):
 
 
 @schema
+class FillSpec:
+    """A second model instance run in the pipeline's predicted idle windows (mechanism M2): the
+    same model or another, with its own stages, data, micro-batches and optimizer."""
+
+    model: ModelSpec | None = spec(None, doc="a model name from models/, a path, or a mapping; null: the pipeline's model")
+    policy: str = spec(
+        "best_mapping", doc="filling policy: first_fit, best_fit, reverse, best_mapping, or a registered / 'file.py:function' one"
+    )
+    stages: int = spec(
+        0, doc="stages of the second instance (0: the most, up to one per device, that split its layers evenly)", min=0
+    )
+    layers_per_stage: tuple[int, ...] | None = spec(
+        None, doc="layers of each of its stages; null: the model's layers split evenly", min=1
+    )
+    microbatches: int = spec(2, doc="micro-batches per step to place; as many as fit run (the summary says how many)", min=1)
+    microbatch: int = spec(8, doc="samples per micro-batch of the second instance", min=1)
+    lr: float = spec(0.05, doc="learning rate of the second instance", gt=0)
+    momentum: float = spec(0.5, doc="SGD momentum of the second instance", min=0, max=0.999)
+    slowdown_budget: float = spec(
+        0.0,
+        doc="largest slowdown of the first instance's step the filling may cause (a fraction); hwsim validate checks it",
+        min=0,
+    )
+
+
+@schema
 class PipelineSpec:
     """A model cut into stages over devices and run by a pipeline schedule (mechanism M4), with
     optional data parallelism: D replicas of the pipeline, each stage's gradient reduced by a
@@ -208,6 +234,7 @@ class PipelineSpec:
     momentum: float = spec(0.9, doc="SGD momentum", min=0, max=0.999)
     bank: str = spec("working", doc="bank for weights, gradients and activations")
     compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
+    fill: FillSpec | None = spec(None, doc="a second model instance placed into the idle windows (bubble filling); null: none")
 
 
 SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec

@@ -39,17 +39,30 @@ from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder, Switch
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
+from hwsim.models import make_model
+from hwsim.systems.filling import SecondInstance
 from hwsim.systems.stages import StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
 
 Progress = Callable[[int, int], None]
 UPDATE_OPS = 3  # velocity, scale, subtract (per parameter)
+FILL_STREAM = 2  # the second instance's random stream: seed children 0 and 1 are the run's data and model
 
 
 def pipeline_shape(spec) -> Shape:
     """The schedule shape of a `PipelineSpec` (the placement defaults to what the schedule needs)."""
     placement = spec.placement or resolve_schedule(spec.schedule).placement or "contiguous"
     return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group)
+
+
+def buffer_name(key: tuple) -> str:
+    """The bank buffer a message keyed (kind, replica, step, stage, micro-batch) lands in, named
+    for the op that consumes it. Kinds: F, B, AR; fF, fB for the second instance of a filled pipeline."""
+    kind, _, _, s, j = key
+    prefix = "fill " if kind.startswith("f") else ""
+    if kind.endswith("F"):
+        return f"{prefix}in F{s + 1}.{j}"
+    return f"{prefix}in {kind.removeprefix('f')}{s}.{j}"
 
 
 class Pipeline:
@@ -96,6 +109,10 @@ class Pipeline:
         self.kept: dict[tuple[int, int, int], list] = {}  # (replica, stage, micro-batch) -> (input, z) per layer
         self.step_samples: list[np.ndarray] = []  # indices of each step: replica r, micro-batch j at (r m + j) * microbatch
         self.losses: list[float] = []
+        self.fill = None
+        if spec.fill is not None:
+            fill_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed, spawn_key=(FILL_STREAM,)))
+            self.fill = SecondInstance(self, scenario, make_model(spec.fill.model), data, fill_rng)
 
     # --- processes ------------------------------------------------------------------
 
@@ -105,25 +122,37 @@ class Pipeline:
         except ScheduleError as err:  # a deadlock or malformed op lists: a result with a diagnosis
             raise InvalidSchedule(f"schedule {self.spec.schedule!r}: {err}") from None
         self._hold_state()
+        if self.fill:
+            self.fill.plan()
         done = {key: [self.env.event() for _ in range(self.spec.steps)] for key in self.devices}
         for (r, d), events in done.items():
             self.env.process(self._controller(r, d, events))
+        fill_done = self.fill.start(self._step_ready) if self.fill else []
         for step in range(self.spec.steps):
             start = self.env.now
             if self.math:
                 self.step_samples.append(self.batches.next())
+            if self.fill:
+                self.fill.next_step()
             self._step_ready[step].succeed()
-            yield simpy.AllOf(self.env, [events[step] for events in done.values()])
+            yield simpy.AllOf(self.env, [events[step] for events in done.values()] + fill_done[step : step + 1])
             self.recorder.metric(self.env.now, step + 1, "step_time_s", self.env.now - start)
             if self.math:
-                self.recorder.metric(self.env.now, step + 1, "loss", float(np.mean(self.losses)))
-                self.losses = []
-                if (step + 1) % self.eval_every == 0 or step + 1 == self.spec.steps:
-                    loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
-                    self.recorder.metric(self.env.now, step + 1, "test_loss", loss)
-                    self.recorder.metric(self.env.now, step + 1, "test_accuracy", acc)
+                evaluate = (step + 1) % self.eval_every == 0 or step + 1 == self.spec.steps
+                self._learning_metrics(step, "", self.losses, evaluate, self.model, self.final_params)
+                if self.fill and self.fill.microbatches:
+                    self._learning_metrics(step, "fill_", self.fill.losses, evaluate, self.fill.model, self.fill.final_params)
             if self.progress:
                 self.progress(step + 1, self.spec.steps)
+
+    def _learning_metrics(self, step: int, prefix: str, losses: list[float], evaluate: bool, model, params) -> None:
+        """Mean training loss of the step (then cleared) and, when `evaluate`, test loss and accuracy."""
+        self.recorder.metric(self.env.now, step + 1, f"{prefix}loss", float(np.mean(losses)))
+        losses.clear()
+        if evaluate:
+            loss, acc = model.evaluate(params(), self.data.x_test, self.data.y_test)
+            self.recorder.metric(self.env.now, step + 1, f"{prefix}test_loss", loss)
+            self.recorder.metric(self.env.now, step + 1, f"{prefix}test_accuracy", acc)
 
     def _controller(self, r: int, d: int, done: list[simpy.Event]) -> Generator:
         device = self.devices[r, d]
@@ -154,7 +183,7 @@ class Pipeline:
             x = self._microbatch(step, r, j)
             bank.allocate(f"in F0.{j}", nbytes=cost.inputs * self.elem)
         else:
-            x = yield from self._take(("F", r, step, s - 1, j))
+            x = yield from self.receive(("F", r, step, s - 1, j))
         start = self.env.now
         bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
         yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
@@ -177,7 +206,7 @@ class Pipeline:
         s, j = op.stage, op.mb
         cost = self.costs[s]
         bank = device.bank(self.spec.bank)
-        grad = yield from self._take(("B", r, step, s + 1, j))
+        grad = yield from self.receive(("B", r, step, s + 1, j))
         start = self.env.now
         yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
         yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
@@ -210,8 +239,8 @@ class Pipeline:
             lo, hi = bounds[send], bounds[send + 1]
             payload = flat[lo:hi].copy() if self.math else Placeholder((hi - lo) * self.elem)
             dst = self.devices[nxt, d]
-            self.env.process(self._send(device, dst, ("AR", nxt, step, s, k), payload, "allreduce"))
-            chunk = yield from self._take(("AR", r, step, s, k))
+            self.env.process(self.post(device, dst, ("AR", nxt, step, s, k), payload, "allreduce"))
+            chunk = yield from self.receive(("AR", r, step, s, k))
             lo, hi = bounds[recv], bounds[recv + 1]
             if reduce:
                 yield from device.vector.elementwise(hi - lo, 1, f"allreduce add s{s}")
@@ -245,38 +274,36 @@ class Pipeline:
             self._arrive(device, key, message.payload)
 
     def _arrive(self, device: Device, key: tuple, payload) -> None:
-        """Land `payload` in `device`'s bank (named for the op that consumes it) and wake that op."""
-        kind, _, _, s, j = key
-        name = f"in F{s + 1}.{j}" if kind == "F" else f"in {kind}{s}.{j}"
-        device.bank(self.spec.bank).allocate(name, nbytes=payload.nbytes)
-        self._event(key).succeed(payload)
+        """Land `payload` in `device`'s bank and wake the op waiting for it."""
+        device.bank(self.spec.bank).allocate(buffer_name(key), nbytes=payload.nbytes)
+        self.mail_event(key).succeed(payload)
 
     def _deliver(self, r: int, step: int, kind: str, s: int, j: int, payload, elements: int, device: Device) -> None:
         """Pass the output of stage `s` (F: to stage s + 1; B: the gradient to stage s - 1, keyed by its sender s)."""
         consumer = s + 1 if kind == "F" else s - 1
         key = (kind, r, step, s, j)
         if s == self.shape.stages or self.shape.device(consumer) == self.shape.device(s):
-            self._event(key).succeed(payload)  # the same device (or the loss): the buffer stays where it is
+            self.mail_event(key).succeed(payload)  # the same device (or the loss): the buffer stays where it is
             return
         if payload is None:
             payload = Placeholder(elements * self.elem)
         dst = self.devices[r, self.shape.device(consumer)]
         tag = "act" if kind == "F" else "grad"
-        self.env.process(self._send(device, dst, key, payload, tag))
+        self.env.process(self.post(device, dst, key, payload, tag))
 
-    def _send(self, src: Device, dst: Device, key: tuple, payload, tag: str) -> Generator:
+    def post(self, src: Device, dst: Device, key: tuple, payload, tag: str) -> Generator:
         if self.spec.network == "free":
             self._arrive(dst, key, payload)
             return
         yield from self.switch.send(src.nic.name, dst.nic.name, payload, tag, key=key)
 
-    def _take(self, key: tuple) -> Generator:
+    def receive(self, key: tuple) -> Generator:
         """Wait for what `key` names, then forget its event (each is consumed once)."""
-        payload = yield self._event(key)
+        payload = yield self.mail_event(key)
         del self._mail[key]
         return payload
 
-    def _event(self, key: tuple) -> simpy.Event:
+    def mail_event(self, key: tuple) -> simpy.Event:
         event = self._mail.get(key)
         if event is None:
             event = self._mail[key] = self.env.event()
@@ -310,15 +337,20 @@ class Pipeline:
         """Replica 0's weights, layer by layer (full mode)."""
         return [layer for s in range(self.shape.stages) for layer in self.params[0, s]]
 
+    def message_time(self, nbytes: float) -> float:
+        """An unloaded message's time from one device to another through the switch (0 with `network: free`)."""
+        if self.spec.network == "free":
+            return 0.0
+        nic = self.devices[0, 0].spec.nic
+        return nic.overhead + 2 * (nbytes / nic.bandwidth + nic.latency)
+
     def predicted_times(self, network: bool = False):
         """Op times of one step from the cycle model (`policies.timing.execute`); with `network`,
         each transfer adds an unloaded message's time (no contention)."""
-        transfer = None
-        if network and self.spec.network == "nic":
-            nic = self.devices[0, 0].spec.nic
 
-            def transfer(src: int, dst: int) -> float:
-                elements = self.costs[src].outputs if dst > src else self.costs[src].inputs
-                return nic.overhead + 2 * (elements * self.elem / nic.bandwidth + nic.latency)
+        def transfer(src: int, dst: int) -> float:
+            elements = self.costs[src].outputs if dst > src else self.costs[src].inputs
+            return self.message_time(elements * self.elem)
 
-        return execute(self.shape, self.schedule, lambda s: self.costs[s].forward_s, lambda s: self.costs[s].backward_s, transfer)
+        forward, backward = (lambda s: self.costs[s].forward_s), (lambda s: self.costs[s].backward_s)
+        return execute(self.shape, self.schedule, forward, backward, transfer if network else None)
