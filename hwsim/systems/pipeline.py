@@ -37,9 +37,9 @@ import simpy
 from hwsim.config.schema import Scenario
 from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder, Switch
+from hwsim.models import make_model
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
-from hwsim.models import make_model
 from hwsim.systems.filling import SecondInstance
 from hwsim.systems.stages import StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
