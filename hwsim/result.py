@@ -13,7 +13,8 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import memory_table, phase_table, pipeline, plots, summarize, unit_table, write_report
+from hwsim.report import filling, memory_table, phase_table, pipeline, plots, summarize, unit_table, write_report
+from hwsim.systems.fill_map import fill_map
 from hwsim.trace import Trace
 
 
@@ -114,6 +115,29 @@ class RunResult:
         if self.trace.ops.empty or not hasattr(self.outcome.system, "shape"):
             return pd.DataFrame()
         return pipeline.device_table(self.trace.ops, self.outcome.system.shape)
+
+    @property
+    def filled(self) -> bool:
+        """Whether this is a pipeline run with a second instance in its idle windows that ran."""
+        return self.status == "ok" and getattr(self.outcome.system, "fill", None) is not None
+
+    @cached_property
+    def fill_devices(self) -> pd.DataFrame:
+        """Filled pipeline runs: per device, utilization before (first instance alone) and after."""
+        return filling.fill_devices(self.trace.ops, self.outcome.system.fill.alone_ops) if self.filled else pd.DataFrame()
+
+    @cached_property
+    def fill_map(self) -> pd.DataFrame:
+        """Filled pipeline runs: predicted utilization before/after over devices x micro-batches."""
+        return fill_map(self.scenario) if self.filled else pd.DataFrame()
+
+    def plot_fill(self):
+        """Filled pipeline runs: utilization per device before/after, both instances' learning."""
+        return filling.fill_figure(self.trace, self.outcome.system) if self.filled else None
+
+    def plot_fill_map(self):
+        """Filled pipeline runs: the heatmap of where filling pays."""
+        return filling.fill_map_figure(self.fill_map, self.scenario.system.fill.policy) if self.filled else None
 
     # --- output -------------------------------------------------------------------
 

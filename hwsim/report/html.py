@@ -43,6 +43,7 @@ def render(
         *_target_rows(learning),
         *_network_rows(s.get("network")),
         *_pipeline_rows(s.get("pipeline")),
+        *_fill_rows(s.get("fill")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -117,6 +118,28 @@ def _pipeline_rows(pipe: dict | None) -> list[tuple[str, str]]:
             "gradient all-reduce per device and step: exposed / overlapped",
             f"{format_quantity(pipe['exposed_allreduce_s'], 'time')} / {format_quantity(pipe['overlapped_allreduce_s'], 'time')}",
         ),
+    ]
+
+
+def _fill_rows(fill: dict | None) -> list[tuple[str, str]]:
+    if not fill:
+        return []
+    placed = f"{fill['microbatches_placed']} of {fill['microbatches_asked']} micro-batches of {fill['microbatch']}"
+    why = f" ({fill['not_placed_because']})" if fill["not_placed_because"] else ""
+    return [
+        ("second instance", f"{fill['model']} in {fill['stages']} stages on devices {fill['mapping']} by {fill['policy']}"),
+        ("second instance placed per step", placed + why),
+        (
+            "utilization before → after (predicted)",
+            f"{fill['utilization_before']:.1%} → {fill['utilization_after']:.1%} "
+            f"({fill['predicted_utilization_before']:.1%} → {fill['predicted_utilization_after']:.1%})",
+        ),
+        (
+            "first instance slowdown (budget)",
+            f"{fill['primary_slowdown']:.3%} ({fill['slowdown_budget']:.1%}){'' if fill['within_budget'] else ' OVER BUDGET'}",
+        ),
+        ("second instance throughput", f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s"),
+        ("second instance loss: first → last step", f"{_num(fill['fill_first_loss'])} → {_num(fill['fill_final_loss'])}"),
     ]
 
 

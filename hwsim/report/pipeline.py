@@ -34,7 +34,11 @@ COLOURS = {
     "send": "#8172B3",
     "receive": "#64B5CD",
     "idle": "#E8E8E8",
+    "fill forward": "#937860",
+    "fill backward": "#DA8BC3",
+    "fill update": "#8C8C8C",
 }
+COMPUTE_OPS = ("forward", "backward", "update", "fill forward", "fill backward", "fill update")
 
 
 def device_index(name: str) -> tuple[int, int]:
@@ -192,11 +196,11 @@ def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | 
         mine = shown[shown.device == device]
         y = 2 * i
         ax.broken_barh([(0.0, t1 * factor)], (y - 0.4, 0.8), facecolors=COLOURS["idle"])
-        for kind in ("forward", "backward", "update"):
+        for kind in COMPUTE_OPS:
             rows = mine[mine.op == kind]
             spans = np.column_stack([rows.start_s * factor, (rows.end_s - rows.start_s) * factor])
             ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLOURS[kind], edgecolor="white", linewidth=0.3)
-            if kind != "update" and len(mine) <= 40:
+            if not kind.endswith("update") and len(mine) <= 40:
                 for row in rows.itertuples():
                     ax.text((row.start_s + row.end_s) / 2 * factor, y, str(row.microbatch), ha="center", va="center", fontsize=5)
         for kind, start, end in _network_spans(trace.busy[trace.busy.end_s <= t1], device):
@@ -208,8 +212,8 @@ def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | 
     ax.set_xlabel(f"simulated time ({unit})")
 
 
-def _legend(ax) -> None:
-    handles = [Patch(color=c, label=k) for k, c in COLOURS.items()]
+def _legend(ax, fill: bool = False) -> None:
+    handles = [Patch(color=c, label=k) for k, c in COLOURS.items() if fill or not k.startswith("fill")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
 
 
@@ -223,11 +227,13 @@ def gantt_figure(trace, steps: int = 1, max_devices: int = 8) -> Figure | None:
     ax = fig.subplots()
     draw_gantt(ax, trace, steps, max_devices)
     more = f"; the first {devices} of {total} devices" if total > devices else ""
+    fill = trace.ops.op.str.startswith("fill").any()
+    both = " (both instances)" if fill else ""
     ax.set_title(
-        f"Pipeline schedule, first {steps} step(s){more}: compute row (numbers: micro-batch) and network row below it",
+        f"Pipeline schedule{both}, first {steps} step(s){more}: compute row (numbers: micro-batch) and network row below it",
         fontsize="medium",
     )
-    _legend(ax)
+    _legend(ax, fill)
     return fig
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hwsim.report.filling import fill_summary
 from hwsim.report.pipeline import pipeline_summary
 from hwsim.trace import Trace
 
@@ -129,6 +130,8 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
     if outcome.status == "ok" and not trace.ops.empty and hasattr(outcome.system, "shape"):
         out["pipeline"] = pipeline_summary(trace, outcome.system)
+        if getattr(outcome.system, "fill", None) is not None:
+            out["fill"] = fill_summary(trace, outcome.system)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)

@@ -41,6 +41,8 @@ def write_report(result, folder: Path) -> Path:
         tables |= {"phases": trace.phases, "step_phases": result.phases}
     if not trace.ops.empty:
         tables |= {"ops": trace.ops, "pipeline_devices": result.pipeline_devices}
+    if result.filled:
+        tables |= {"fill_devices": result.fill_devices, "fill_map": result.fill_map}
     for name, frame in tables.items():
         write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
@@ -54,6 +56,8 @@ def write_report(result, folder: Path) -> Path:
             "Staleness": result.plot_staleness(),
             "Pipeline Gantt": result.plot_gantt(),
             "Activation memory": result.plot_activations(),
+            "Bubble filling": result.plot_fill(),
+            "Fill map": result.plot_fill_map(),
         }
         for caption, fig in figures.items():
             if fig is None:

@@ -23,9 +23,11 @@ A pipeline step ends when both instances have finished their step.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 
 import numpy as np
+import pandas as pd
 import simpy
 
 from hwsim.errors import InvalidSchedule
@@ -34,6 +36,7 @@ from hwsim.models.data import BatchStream
 from hwsim.policies import Op, Timed, idle_windows
 from hwsim.policies.filling import FillError, Job, Placement, check_placement, resolve_filler
 from hwsim.systems.stages import split_layers, stage_backward, stage_costs, stage_forward, stage_update
+from hwsim.trace import Recorder
 
 UPDATE_OPS = 3  # velocity, scale, subtract (per parameter), as the first instance's update
 STATE_COPIES = 3  # weights, velocity, gradient accumulator
@@ -109,6 +112,9 @@ class SecondInstance:
         self.step_samples: list[np.ndarray] = []
         self.losses: list[float] = []
         self.batches = None
+        self.scenario = scenario
+        self.alone_ops = pd.DataFrame()
+        self.alone_step_s = float("nan")
 
     @property
     def microbatches(self) -> int:
@@ -134,8 +140,9 @@ class SecondInstance:
             held_bytes=tuple((c.activations + c.inputs + c.outputs) * elem for c in costs),
         )
 
-    def plan(self) -> None:
-        """Predict the first instance's windows and headroom and run the filling policy; raises InvalidSchedule."""
+    def place(self) -> Placement:
+        """Predict the first instance's windows and headroom, and run the filling policy on them;
+        raises InvalidSchedule if the policy fails or returns a placement that breaks the rules."""
         p = self.pipeline
         self.predicted = p.predicted_times(network=True)
         self.windows = idle_windows(self.predicted, p.shape.devices)
@@ -148,11 +155,32 @@ class SecondInstance:
             raise InvalidSchedule(f"filling policy {self.spec.policy!r} failed: {type(err).__name__}: {err}") from None
         if found:
             raise InvalidSchedule(f"filling policy {self.spec.policy!r}: " + "; ".join(found[:3]))
-        self.placement = placement
+        return placement
+
+    def plan(self) -> None:
+        """Place the second instance, simulate the first alone for reference, and hold the state."""
+        self.placement = self.place()
+        self.alone_ops, self.alone_step_s = self._alone()
         if self.microbatches:
             self._hold_state()
             if self.math:
                 self.batches = BatchStream(len(self.data.y_train), self.samples_per_step, self.rng)
+
+    def _alone(self) -> tuple[pd.DataFrame, float]:
+        """The first instance's ops of one step simulated without the second (timing-only, its own
+        timeline): the reference for utilization before filling and for the slowdown."""
+        scenario = self.scenario
+        alone = dataclasses.replace(
+            scenario,
+            system=dataclasses.replace(scenario.system, fill=None, steps=1),
+            run=dataclasses.replace(scenario.run, mode="timing-only"),
+        )
+        env, recorder = simpy.Environment(), Recorder()
+        pipeline = type(self.pipeline)(alone, env, self.pipeline.model, None, np.random.default_rng(0), recorder)
+        env.run(until=env.process(pipeline.run()))
+        trace = recorder.trace()
+        step = trace.metrics[trace.metrics.metric == "step_time_s"].value
+        return trace.ops, float(step.iloc[0])
 
     def start(self, step_ready: list[simpy.Event]) -> list[simpy.Event]:
         """Start a controller on every device with planned ops; per step, the event of all of them done."""
