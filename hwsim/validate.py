@@ -34,14 +34,17 @@ from hwsim.models import make_model
 from hwsim.policies import (
     Deadlock,
     Op,
+    Timed,
     build_schedule,
     dependencies,
     execute,
+    idle_windows,
     makespan,
     peak_activations,
     problems,
     resolve_schedule,
 )
+from hwsim.policies.filling import dependencies as fill_dependencies
 from hwsim.report.pipeline import device_index, op_times
 from hwsim.systems.pipeline import pipeline_shape
 from hwsim.systems.stages import split_layers, stage_costs
@@ -78,6 +81,8 @@ def validate(scenario: Scenario, progress: Callable[[str], Callable] | None = No
         checks.append(_math_check(step))
     else:
         checks.append(Check("schedule-invariance of the math", "n/a", "timing-only run: no math"))
+    if scenario.system.fill is not None:
+        checks += _fill_checks(scenario, outcome, progress)
     return checks
 
 
@@ -263,6 +268,103 @@ def _predicted_times(outcome) -> Check:
     span = makespan(predicted)
     worst = max(max(abs(simulated[op].start - t.start), abs(simulated[op].end - t.end)) for op, t in predicted.items())
     return _check(name, worst <= TIME_RTOL * span, f"largest difference {worst:.3g} s over a makespan of {span:.6g} s")
+
+
+# --- bubble filling ------------------------------------------------------------------
+
+
+def _fill_checks(scenario: Scenario, outcome, progress) -> list[Check]:
+    """The second instance: windows predicted = simulated alone; its placement; the first
+    instance's op times with and without it; the second's dependencies and planned starts."""
+    if outcome.status != "ok":
+        return [_check("fill: simulation ends ok", False, outcome.diagnosis)]
+    fill = outcome.system.fill
+    out = [_fill_windows(scenario, fill, progress)]
+    placement = fill.placement
+    out.append(
+        _check(
+            "fill: policy placed the second instance in the predicted windows (deps, no overlap, memory headroom)",
+            placement.microbatches > 0,
+            f"{placement.microbatches} of {fill.spec.microbatches} micro-batches by {fill.spec.policy}, "
+            f"stages on devices {list(placement.mapping)}" + (f"; {placement.reason}" if placement.reason else ""),
+        )
+    )
+    steps = min(scenario.system.steps, 2)
+    timing = dataclasses.replace(scenario, run=dataclasses.replace(scenario.run, mode="timing-only"))
+    filled = simulate(_with(timing, steps=steps), progress("filled, timing-only") if progress else None)
+    alone = simulate(_with(timing, steps=steps, fill=None), progress("alone, timing-only") if progress else None)
+    out.append(_fill_unchanged(scenario, alone, filled))
+    out.append(_fill_dependencies(outcome))
+    return out
+
+
+def _fill_windows(scenario: Scenario, fill, progress) -> Check:
+    name = "fill: predicted idle windows = the first instance's simulated windows alone (one step, D=1)"
+    alone = _with(scenario, steps=1, data_parallel=1, fill=None)
+    alone = dataclasses.replace(alone, run=dataclasses.replace(alone.run, mode="timing-only"))
+    run = simulate(alone, progress("alone, one step") if progress else None)
+    if run.status != "ok":
+        return _check(name, False, run.diagnosis)
+    predicted = idle_windows(run.system.predicted_times(network=True), run.system.shape.devices)
+    simulated = idle_windows(op_times(run.trace.ops, 1), run.system.shape.devices)
+    counts = [len(w) for w in predicted] == [len(w) for w in simulated]
+    pairs = [(a, b) for pw, sw in zip(predicted, simulated, strict=True) for a, b in zip(pw, sw, strict=False)]
+    worst = max((max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in pairs), default=0.0)
+    span = makespan(op_times(run.trace.ops, 1))
+    windows = sum(len(w) for w in predicted)
+    return _check(
+        name,
+        counts and worst <= TIME_RTOL * span,
+        f"{windows} windows; largest endpoint difference {worst:.3g} s over a makespan of {span:.6g} s",
+    )
+
+
+def _fill_unchanged(scenario: Scenario, alone, filled) -> Check:
+    name = "fill: first instance's op times unchanged, or its slowdown within the budget"
+    if alone.status != "ok" or filled.status != "ok":
+        return _check(name, False, alone.diagnosis or filled.diagnosis)
+    keys = ["device", "step", "op", "stage", "microbatch"]
+    a = alone.trace.ops[alone.trace.ops.op.isin(["forward", "backward", "allreduce", "update"])]
+    both = a.merge(filled.trace.ops, on=keys, suffixes=("_alone", "_filled"))
+    shift = float(
+        np.maximum((both.start_s_filled - both.start_s_alone).abs(), (both.end_s_filled - both.end_s_alone).abs()).max()
+    )
+    steps = [r.trace.metrics[r.trace.metrics.metric == "step_time_s"].value.sum() for r in (alone, filled)]
+    slowdown = steps[1] / steps[0] - 1.0
+    budget = scenario.system.fill.slowdown_budget
+    same = len(both) == len(a) and shift <= TIME_RTOL * steps[0]
+    return _check(
+        name,
+        same or slowdown <= budget + TIME_RTOL,
+        f"{len(both)} ops compared over {int(a.step.max())} steps; largest shift {shift:.3g} s; "
+        f"slowdown {slowdown:.3%} (budget {budget:.1%})",
+    )
+
+
+def _fill_dependencies(outcome) -> Check:
+    name = "fill: second instance's ops once per step, after their inputs, at their planned starts"
+    fill, ops = outcome.system.fill, outcome.trace.ops
+    kinds = {"fill forward": "F", "fill backward": "B", "fill update": "U"}
+    mine = ops[ops.op.isin(list(kinds)) & (ops.step >= 1)]
+    steps = outcome.trace.metrics[outcome.trace.metrics.metric == "step_time_s"]
+    starts = dict(zip(steps.step, steps.time_s - steps.value, strict=True))
+    problems, late = [], 0.0
+    for step, rows in mine.groupby("step"):
+        times = {Op(kinds[r.op], int(r.stage), int(r.microbatch)): Timed(0, r.start_s, r.end_s) for r in rows.itertuples()}
+        if len(times) != len(rows) or set(times) != set(fill.placement.times):
+            problems.append(f"step {step}: {len(rows)} ops, planned {len(fill.placement.times)}")
+            continue
+        for op, t in times.items():
+            for dep in fill_dependencies(fill.job(), op, fill.microbatches):
+                if times[dep].end > t.start:
+                    problems.append(f"step {step}: {op} started before {dep} ended")
+            late = max(late, t.start - (starts[step] + fill.placement.times[op].start))
+    steps_run = mine.step.nunique()
+    return _check(
+        name,
+        not problems and steps_run == len(steps),
+        "; ".join(problems[:3]) or f"{len(mine)} ops over {steps_run} steps; latest start {late:.3g} s after its plan",
+    )
 
 
 def reference_step(model, params, batches, lr: float, momentum: float) -> list[tuple[np.ndarray, ...]]:

@@ -1,5 +1,6 @@
-"""Pure decisions, no simulator: pipeline schedules (data), their predicted timing and checks."""
+"""Pure decisions, no simulator: pipeline schedules (data), their predicted timing and checks, bubble filling."""
 
+from hwsim.policies.filling import FILLERS, FillError, Job, Placement, register_filler, resolve_filler
 from hwsim.policies.pipeline import (
     PLACEMENTS,
     SCHEDULES,
@@ -15,10 +16,14 @@ from hwsim.policies.pipeline import (
 from hwsim.policies.timing import Deadlock, Timed, dependencies, execute, idle_windows, makespan, peak_activations, problems
 
 __all__ = [
+    "FILLERS",
     "PLACEMENTS",
     "SCHEDULES",
     "Deadlock",
+    "FillError",
+    "Job",
     "Op",
+    "Placement",
     "Schedule",
     "ScheduleError",
     "ScheduleKind",
@@ -31,6 +36,8 @@ __all__ = [
     "makespan",
     "peak_activations",
     "problems",
+    "register_filler",
     "register_schedule",
+    "resolve_filler",
     "resolve_schedule",
 ]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from hwsim.policies.pipeline import Op
 from hwsim.policies.plugins import load_module
-from hwsim.policies.timing import Timed
+from hwsim.policies.timing import ROUNDING, Timed
 
 Windows = list[list[tuple[float, float]]]
 
@@ -238,7 +238,7 @@ def place(windows: Windows, job: Job, headroom: list[float], mapping: tuple[int,
     """
     if len(mapping) != job.stages or any(not 0 <= d < len(windows) for d in mapping):
         raise FillError(f"mapping {mapping} does not put {job.stages} stages on devices 0..{len(windows) - 1}")
-    slack = 1e-12 * max((b for w in windows for _, b in w), default=1.0)
+    slack = ROUNDING * max((b for w in windows for _, b in w), default=1.0)
     free = [list(w) for w in windows]
     times: dict[Op, Timed] = {}
     updates: dict[Op, Timed] = {}
@@ -304,7 +304,7 @@ def check_placement(windows: Windows, job: Job, placement: Placement, headroom: 
     """What is wrong with a placement: ops missing, outside the windows, overlapping or before
     their inputs, or more memory than the headroom."""
     out = []
-    slack = 1e-12 * max((b for w in windows for _, b in w), default=1.0)
+    slack = ROUNDING * max((b for w in windows for _, b in w), default=1.0)
     k = placement.microbatches
     expected = {Op(kind, s, j) for kind in "FB" for s in range(job.stages) for j in range(k)}
     if k:

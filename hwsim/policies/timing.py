@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape
 
+ROUNDING = 1e-12  # relative size of float rounding in sums of op times
+
 
 class Deadlock(ScheduleError):
     """Every device waits for an op that another device will only run later."""
@@ -115,18 +117,18 @@ def makespan(times: dict[Op, Timed]) -> float:
 
 
 def idle_windows(times: dict[Op, Timed], devices: int) -> list[list[tuple[float, float]]]:
-    """Per device, the (start, end) gaps between its ops within [first start, last end] of the whole schedule."""
+    """Per device, the (start, end) gaps between its ops within [first start, last end] of the whole
+    schedule; gaps of float rounding (under 1e-12 of the span) are not windows."""
     begin, finish = min(t.start for t in times.values()), max(t.end for t in times.values())
+    shortest = ROUNDING * (finish - begin)
     out = []
     for d in range(devices):
         spans = sorted((t.start, t.end) for t in times.values() if t.device == d)
         gaps, at = [], begin
-        for start, end in spans:
-            if start > at:
+        for start, end in [*spans, (finish, finish)]:
+            if start - at > shortest:
                 gaps.append((at, start))
             at = max(at, end)
-        if finish > at:
-            gaps.append((at, finish))
         out.append(gaps)
     return out
 
