@@ -195,6 +195,11 @@ class FillSpec:
         doc="largest slowdown of the first instance's step the filling may cause (a fraction); hwsim validate checks it",
         min=0,
     )
+    during_allreduce: bool = spec(
+        False,
+        doc="with data_parallel > 1, also fill a device's windows after its first all-reduce starts "
+        "(not predicted: the reduction's messages and adds can delay the second instance there)",
+    )
 
 
 @schema

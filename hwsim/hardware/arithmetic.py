@@ -106,7 +106,7 @@ class VectorUnit(Unit):
         return math.ceil(elements * ops / self.lanes)
 
     def elementwise(self, elements: int, ops: float, label: str) -> Generator:
-        yield from self.busy(self.cycles(elements, ops) / self.clock_hz, label, float(elements * ops))
+        return (yield from self.busy(self.cycles(elements, ops) / self.clock_hz, label, float(elements * ops)))
 
     @property
     def peak_per_s(self) -> float:

@@ -27,13 +27,14 @@ class Unit:
         self._resource = simpy.Resource(env, capacity=1)
 
     def busy(self, seconds: float, label: str, flops: float = 0.0) -> Generator:
-        """Occupy the unit for `seconds` once it is free (a SimPy process step)."""
+        """Occupy the unit for `seconds` once it is free (a SimPy process step); returns when it started."""
         with self._resource.request() as request:
             yield request
             start = self.env.now
             yield self.env.timeout(seconds)
         for notify in self.observers:
             notify(self, label, start, self.env.now, flops)
+        return start
 
     @property
     def peak_per_s(self) -> float:

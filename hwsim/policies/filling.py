@@ -141,6 +141,11 @@ def resolve_filler(name: str) -> Filler:
     return register_filler(name)(filler)
 
 
+def clip_windows(windows: Windows, until: list[float]) -> Windows:
+    """The windows of each device d cut off at `until[d]` (time reserved for other work after it)."""
+    return [[(a, min(b, t)) for a, b in gaps if min(b, t) > a] for gaps, t in zip(windows, until, strict=True)]
+
+
 # --- mappings and placement -----------------------------------------------------------
 
 

@@ -1,6 +1,9 @@
 """Bubble-filling figures and numbers: utilization before and after, the first instance's slowdown,
 the second instance's throughput and learning, and where filling pays (the fill map).
 
+The second instance's `fill_loss_start` / `fill_loss_end` are its mean training loss
+over the first and the last quarter of the steps.
+
 Utilization of a device in a step = its forward/backward busy time over the step's
 pipeline span (first forward start to the last op end of either instance), as
 `bubble_fraction` counts it (utilization = 1 - bubble). "Before" is the first
@@ -75,7 +78,8 @@ def fill_summary(trace, system) -> dict:
         values = metrics[metrics.metric == name].value
         return float(values.iloc[-1]) if len(values) else None
 
-    first_loss = metrics[metrics.metric == "fill_loss"].value
+    losses = metrics[metrics.metric == "fill_loss"].value.to_numpy()
+    quarter = max(1, len(losses) // 4)
     predicted_busy = sum(t.end - t.start for t in fill.predicted.values())
     span = max(t.end for t in fill.predicted.values()) - min(t.start for t in fill.predicted.values())
     extra = sum(t.end - t.start for t in fill.placement.times.values())
@@ -105,8 +109,8 @@ def fill_summary(trace, system) -> dict:
         "within_budget": bool(slowdown <= spec.slowdown_budget + 1e-9),
         "fill_samples_per_step": fill.samples_per_step,
         "fill_throughput_samples_per_s": fill.samples_per_step / step_s,
-        "fill_first_loss": float(first_loss.iloc[0]) if len(first_loss) else None,
-        "fill_final_loss": last("fill_loss"),
+        "fill_loss_start": float(losses[:quarter].mean()) if len(losses) else None,
+        "fill_loss_end": float(losses[-quarter:].mean()) if len(losses) else None,
         "fill_final_test_accuracy": last("fill_test_accuracy"),
         "per_device": {row.pop("device"): row for row in table.to_dict("records")},
     }

@@ -139,7 +139,10 @@ def _fill_rows(fill: dict | None) -> list[tuple[str, str]]:
             f"{fill['primary_slowdown']:.3%} ({fill['slowdown_budget']:.1%}){'' if fill['within_budget'] else ' OVER BUDGET'}",
         ),
         ("second instance throughput", f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s"),
-        ("second instance loss: first → last step", f"{_num(fill['fill_first_loss'])} → {_num(fill['fill_final_loss'])}"),
+        (
+            "second instance training loss: first → last quarter of the steps",
+            f"{_num(fill['fill_loss_start'])} → {_num(fill['fill_loss_end'])}",
+        ),
     ]
 
 

@@ -18,6 +18,12 @@ several replicas):
   first instance leaves free at its predicted peak (`primary_peaks`) and makes no
   placement that would not fit.
 
+With data parallelism (D > 1) each device's windows end where its first gradient
+all-reduce starts: from there the reduction's messages and adds use the NIC and the
+vector unit, which the schedule's op times do not predict. `during_allreduce: true`
+fills those windows too; second-instance ops there may then start late, and the
+slowdown check says whether the first instance suffers.
+
 A pipeline step ends when both instances have finished their step.
 """
 
@@ -34,7 +40,7 @@ from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder
 from hwsim.models.data import BatchStream
 from hwsim.policies import Op, Timed, idle_windows
-from hwsim.policies.filling import FillError, Job, Placement, check_placement, resolve_filler
+from hwsim.policies.filling import FillError, Job, Placement, check_placement, clip_windows, resolve_filler
 from hwsim.systems.stages import split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.trace import Recorder
 
@@ -84,6 +90,16 @@ def fill_stages(spec, model, devices: int) -> int:
         return len(spec.layers_per_stage)
     body = len(model.layer_names) - sum(model.edge_layers)
     return max(k for k in range(1, devices + 1) if body % k == 0)
+
+
+def reduction_starts(shape, times: dict[Op, Timed]) -> list[float]:
+    """Per device, the predicted end of the first of its stages to finish all its backwards, where
+    that stage's gradient all-reduce starts to use the device's NIC and vector unit."""
+    last = {}
+    for op, t in times.items():
+        if op.kind == "B":
+            last[op.stage] = max(last.get(op.stage, 0.0), t.end)
+    return [min(last[s] for s in shape.stages_of(d)) for d in range(shape.devices)]
 
 
 class SecondInstance:
@@ -146,6 +162,8 @@ class SecondInstance:
         p = self.pipeline
         self.predicted = p.predicted_times(network=True)
         self.windows = idle_windows(self.predicted, p.shape.devices)
+        if p.spec.data_parallel > 1 and not self.spec.during_allreduce:
+            self.windows = clip_windows(self.windows, reduction_starts(p.shape, self.predicted))
         self.headroom = [self.capacity - peak for peak in primary_peaks(p, self.predicted)]
         job = self.job()
         try:
@@ -223,9 +241,8 @@ class SecondInstance:
             bank.allocate(f"fill in F0.{j}", nbytes=cost.inputs * elem)
         else:
             x = yield from self.pipeline.receive(("fF", 0, step, s - 1, j))
-        start = self.env.now
         bank.allocate(f"fill act {s}.{j}", nbytes=cost.activations * elem)
-        yield from device.systolic.busy(cost.forward_systolic_s, f"fill fwd s{s} mb{j}", cost.forward_flops)
+        start = yield from device.systolic.busy(cost.forward_systolic_s, f"fill fwd s{s} mb{j}", cost.forward_flops)
         yield from device.vector.busy(cost.forward_vector_s, f"fill fwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
@@ -244,8 +261,7 @@ class SecondInstance:
         s, j = op.stage, op.mb
         cost, bank = self.costs[s], device.bank(self.pipeline.spec.bank)
         grad = yield from self.pipeline.receive(("fB", 0, step, s + 1, j))
-        start = self.env.now
-        yield from device.systolic.busy(cost.backward_systolic_s, f"fill bwd s{s} mb{j}", cost.backward_flops)
+        start = yield from device.systolic.busy(cost.backward_systolic_s, f"fill bwd s{s} mb{j}", cost.backward_flops)
         yield from device.vector.busy(cost.backward_vector_s, f"fill bwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
@@ -259,8 +275,7 @@ class SecondInstance:
             self._deliver(step, "fB", s, j, out, cost.inputs, device)
 
     def _update(self, step: int, s: int, device: Device) -> Generator:
-        start = self.env.now
-        yield from device.vector.elementwise(self.costs[s].params, UPDATE_OPS, f"fill update s{s}")
+        start = yield from device.vector.elementwise(self.costs[s].params, UPDATE_OPS, f"fill update s{s}")
         if self.math:
             stage_update(
                 self.params[s], self.grads[s], self.velocity[s], 1.0 / self.microbatches, self.spec.lr, self.spec.momentum

@@ -184,9 +184,8 @@ class Pipeline:
             bank.allocate(f"in F0.{j}", nbytes=cost.inputs * self.elem)
         else:
             x = yield from self.receive(("F", r, step, s - 1, j))
-        start = self.env.now
         bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
-        yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
+        start = yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
         yield from device.vector.busy(cost.forward_vector_s, f"fwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
@@ -207,8 +206,7 @@ class Pipeline:
         cost = self.costs[s]
         bank = device.bank(self.spec.bank)
         grad = yield from self.receive(("B", r, step, s + 1, j))
-        start = self.env.now
-        yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
+        start = yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
         yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
@@ -256,9 +254,7 @@ class Pipeline:
         self.recorder.op(device.name, step + 1, "allreduce", s, -1, start, self.env.now)
 
     def _update(self, r: int, step: int, s: int, device: Device) -> Generator:
-        start = self.env.now
-        params = self.costs[s].params
-        yield from device.vector.elementwise(params, UPDATE_OPS, f"update s{s}")
+        start = yield from device.vector.elementwise(self.costs[s].params, UPDATE_OPS, f"update s{s}")
         if self.math:
             scale = 1.0 / (self.spec.data_parallel * self.shape.microbatches)
             stage_update(self.params[r, s], self.grads[r, s], self.velocity[r, s], scale, self.spec.lr, self.spec.momentum)
