@@ -186,6 +186,17 @@ def _describe(summary: dict) -> str:
             f"bubble {pipe['bubble_fraction']:.1%} of device time; all-reduce exposed "
             f"{format_quantity(pipe['exposed_allreduce_s'], 'time')}, overlapped {format_quantity(pipe['overlapped_allreduce_s'], 'time')}"
         )
+    if "fill" in s:
+        fill = s["fill"]
+        loss = (
+            "" if fill["fill_loss_start"] is None else f"; its loss {fill['fill_loss_start']:.3f} -> {fill['fill_loss_end']:.3f}"
+        )
+        lines.append(
+            f"  fill {fill['model']} by {fill['policy']}: {fill['microbatches_placed']} of {fill['microbatches_asked']} "
+            f"micro-batches placed, utilization {fill['utilization_before']:.1%} -> {fill['utilization_after']:.1%}, "
+            f"first instance slowdown {round(fill['primary_slowdown'], 12) + 0.0:.2%} (budget {fill['slowdown_budget']:.1%}), "
+            f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s{loss}"
+        )
     return "\n".join(lines)
 
 
