@@ -41,10 +41,9 @@ from hwsim.hardware import Device, Placeholder
 from hwsim.models.data import BatchStream
 from hwsim.policies import Op, Timed, idle_windows
 from hwsim.policies.filling import FillError, Job, Placement, check_placement, clip_windows, resolve_filler
-from hwsim.systems.stages import split_layers, stage_backward, stage_costs, stage_forward, stage_update
+from hwsim.systems.stages import UPDATE_OPS, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.trace import Recorder
 
-UPDATE_OPS = 3  # velocity, scale, subtract (per parameter), as the first instance's update
 STATE_COPIES = 3  # weights, velocity, gradient accumulator
 
 

@@ -25,6 +25,9 @@ runs).
 Real math runs when each op completes (full mode); timing-only runs move
 placeholders of the real sizes. `network: free` hands everything over at once (the
 setting the closed-form makespans assume).
+
+With `fill`, a second model instance runs in the idle windows predicted for this
+schedule (mechanism M2, `filling.SecondInstance`).
 """
 
 from __future__ import annotations
@@ -41,11 +44,10 @@ from hwsim.models import make_model
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
 from hwsim.systems.filling import SecondInstance
-from hwsim.systems.stages import StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
+from hwsim.systems.stages import UPDATE_OPS, StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
 
 Progress = Callable[[int, int], None]
-UPDATE_OPS = 3  # velocity, scale, subtract (per parameter)
 FILL_STREAM = 2  # the second instance's random stream: seed children 0 and 1 are the run's data and model
 
 

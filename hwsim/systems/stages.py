@@ -18,6 +18,7 @@ from hwsim.kernels import sgd_momentum
 from hwsim.models.ops import LayerOps
 
 ACCUMULATE_OPS = 1  # add a micro-batch's weight gradient into the stage's accumulator
+UPDATE_OPS = 3  # SGD + momentum per parameter: velocity, scale, subtract
 
 
 def split_layers(model, stages: int, layers_per_stage: tuple[int, ...] | None) -> list[list[int]]:
