@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hwsim.policies.pipeline import Op
-from hwsim.policies.plugins import load_module
-from hwsim.policies.timing import ROUNDING, Timed
+from hwsim.policies.plugins import PluginError, load_function
+from hwsim.policies.timing import ROUNDING, Timed, stage_dependencies
 
 Windows = list[list[tuple[float, float]]]
 
@@ -130,14 +130,11 @@ def resolve_filler(name: str) -> Filler:
         return FILLERS[name]
     if ":" not in name:
         raise FillError(f"no filling policy named {name!r}; known: {', '.join(FILLERS)} (or 'file.py:function')")
-    where, function = name.rsplit(":", 1)
     try:
-        module = load_module(where)
-    except (ImportError, OSError, SyntaxError) as err:
-        raise FillError(f"cannot load {where!r} for filling policy {name!r}: {err}") from None
-    filler = FILLERS.get(name) or getattr(module, function, None)
-    if not callable(filler):
-        raise FillError(f"{where!r} has no function {function!r}")
+        filler = load_function(name)
+    except PluginError as err:
+        raise FillError(f"filling policy {name!r}: {err}") from None
+    filler = FILLERS.get(name, filler)  # the module may have registered itself under this name
     return register_filler(name)(filler)
 
 
@@ -162,12 +159,7 @@ def dependencies(job: Job, op: Op, placed: int) -> list[Op]:
     """The ops of the second instance whose outputs `op` needs (`placed`: micro-batches of the step)."""
     if op.kind == "U":
         return [Op("B", op.stage, j) for j in range(placed)]
-    if op.kind == "F":
-        return [Op("F", op.stage - 1, op.mb)] if op.stage > 0 else []
-    deps = [Op("F", op.stage, op.mb)]
-    if op.stage < job.stages - 1:
-        deps.append(Op("B", op.stage + 1, op.mb))
-    return deps
+    return stage_dependencies(job.stages, op)
 
 
 def _ready(job: Job, mapping: tuple[int, ...], times: dict[Op, Timed], op: Op, placed: int) -> float:

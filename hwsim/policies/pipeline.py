@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hwsim.policies.plugins import load_module
+from hwsim.policies.plugins import PluginError, load_function
 
 PLACEMENTS = ("contiguous", "looping")
 
@@ -122,16 +122,12 @@ def resolve_schedule(name: str) -> ScheduleKind:
         return SCHEDULES[name]
     if ":" not in name:
         raise ScheduleError(f"no schedule named {name!r}; known: {', '.join(SCHEDULES)} (or 'file.py:function')")
-    where, function = name.rsplit(":", 1)
     try:
-        module = load_module(where)
-    except (ImportError, OSError, SyntaxError) as err:
-        raise ScheduleError(f"cannot load {where!r} for schedule {name!r}: {err}") from None
+        builder = load_function(name)
+    except PluginError as err:
+        raise ScheduleError(f"schedule {name!r}: {err}") from None
     if name in SCHEDULES:  # the module registered itself under this name
         return SCHEDULES[name]
-    builder = getattr(module, function, None)
-    if not callable(builder):
-        raise ScheduleError(f"{where!r} has no function {function!r}")
     register_schedule(name)(builder)
     return SCHEDULES[name]
 

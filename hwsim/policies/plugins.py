@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+
+
+class PluginError(ValueError):
+    """A policy named `where:function` that cannot be loaded (the message says why)."""
 
 
 def load_module(where: str) -> ModuleType:
@@ -19,3 +24,17 @@ def load_module(where: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_function(name: str) -> Callable:
+    """The function `name` = `module:function` or `path/file.py:function` names; raises PluginError.
+    (Importing may also register it, under `name`, in a policy registry.)"""
+    where, function = name.rsplit(":", 1)
+    try:
+        module = load_module(where)
+    except (ImportError, OSError, SyntaxError) as err:
+        raise PluginError(f"cannot load {where!r}: {err}") from None
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise PluginError(f"{where!r} has no function {function!r}")
+    return found

@@ -39,10 +39,15 @@ class Timed:
 
 def dependencies(shape: Shape, op: Op) -> list[Op]:
     """The ops whose outputs `op` needs."""
+    return stage_dependencies(shape.stages, op)
+
+
+def stage_dependencies(stages: int, op: Op) -> list[Op]:
+    """The ops whose outputs `op` needs, in a model of `stages` stages."""
     if op.kind == "F":
         return [Op("F", op.stage - 1, op.mb)] if op.stage > 0 else []
     deps = [Op("F", op.stage, op.mb)]
-    if op.stage < shape.stages - 1:
+    if op.stage < stages - 1:
         deps.append(Op("B", op.stage + 1, op.mb))
     return deps
 
