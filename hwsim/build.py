@@ -11,15 +11,18 @@ import simpy
 from hwsim.codecs import CodecError, codec_from_setting
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
+from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.policies import ScheduleError, build_schedule, resolve_schedule
 from hwsim.policies.filling import FillError, resolve_filler
+from hwsim.policies.updates import UpdateError, resolve_rule
 from hwsim.systems import SYSTEMS
 from hwsim.systems.filling import fill_stages
 from hwsim.systems.pipeline import pipeline_shape
 from hwsim.systems.stages import split_layers
+from hwsim.systems.stream import read_arrivals
 from hwsim.trace import Recorder, Trace
 
 Progress = Callable[[int, int], None]
@@ -44,6 +47,9 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
         raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
     if system.kind == "pipeline":
         _check_pipeline(scenario, where)
+        return
+    if system.kind == "online":
+        _check_online(scenario, where)
         return
     for key in ("param_bank", "work_bank"):
         bank = getattr(system, key)
@@ -135,6 +141,57 @@ def _check_fill(scenario: Scenario, full: bool, where: str) -> None:
         raise ConfigError(where, key, value, f"stages that fit the second instance's model: {err}") from None
 
 
+def _check_online(scenario: Scenario, where: str) -> None:
+    system, memory = scenario.system, scenario.hardware.memory
+    if scenario.run.mode != "full" or scenario.model.kind != "mlp":
+        raise ConfigError(
+            where, "run.mode", scenario.run.mode, "full, with an MLP (online training is scored by its predictions)"
+        )
+    if system.bank not in memory:
+        raise ConfigError(where, "system.bank", system.bank, f"a bank of hardware.memory ({', '.join(memory)})")
+    if memory[system.bank].precision != "fp32":
+        raise ConfigError(
+            where,
+            f"hardware.memory.{system.bank}.precision",
+            memory[system.bank].precision,
+            "fp32 (online training computes in fp32)",
+        )
+    rt, stream = system.realtime, system.stream
+    if rt is not None and rt.period > system.full.period and not rt.allow_slower:
+        raise ConfigError(
+            where,
+            "system.realtime.period",
+            format_quantity(rt.period, "time"),
+            f"at most the full period ({format_quantity(system.full.period, 'time')}); real-time updates are the frequent "
+            "ones (set system.realtime.allow_slower: true if you mean it)",
+        )
+    for key, setting in [("delta", system.delta), *([("realtime", rt)] if rt else [])]:
+        try:
+            resolve_rule(setting.select)
+        except UpdateError as err:
+            raise ConfigError(where, f"system.{key}.select", setting.select, str(err)) from None
+    for key, setting in [("delta", system.delta), ("realtime", rt), ("full", system.full)]:
+        if setting is None:
+            continue
+        try:
+            codec_from_setting(setting.codec)
+        except CodecError as err:
+            raise ConfigError(where, f"system.{key}.codec", to_plain(setting.codec), f"a valid codec: {err}") from None
+    names = [f"p{i}" for i in range(system.prediction_workers)] + [f"t{i}" for i in range(system.training_workers)]
+    for i, window in enumerate(system.link_down):
+        if window.worker not in names:
+            raise ConfigError(where, f"system.link_down[{i}].worker", window.worker, f"one of the workers {', '.join(names)}")
+        if window.end <= window.start:
+            raise ConfigError(where, f"system.link_down[{i}].end", format_quantity(window.end, "time"), "a time after its start")
+    if stream.arrivals == "trace":
+        if stream.trace is None:
+            raise ConfigError(where, "system.stream.trace", None, "a CSV file of arrival times (arrivals: trace)")
+        try:
+            read_arrivals(stream.trace)
+        except ValueError as err:
+            raise ConfigError(where, "system.stream.trace", stream.trace, str(err)) from None
+
+
 def _check_compressed_ps(system, where: str) -> None:
     for key in ("uplink", "downlink"):
         try:
@@ -185,6 +242,8 @@ def _check_samples(system, train: int) -> None:
                 fill.microbatch,
                 f"microbatches x microbatch ({need}) at most the {train} training samples",
             )
+        return
+    if system.kind == "online":
         return
     per_device = train // getattr(system, "workers", 1)
     if system.batch > per_device:

@@ -128,7 +128,8 @@ def _compare(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError("command line", "SCENARIO", " ".join(paths), str(err)) from None
     print(markdown(table))
-    print(f"written: {args.out}/comparison.csv, comparison.md, comparison.png (reports in {args.out}/<scenario>/)")
+    extra = "".join(f", {name}" for name in ("pipelines.png", "online.png") if (Path(args.out) / name).is_file())
+    print(f"written: {args.out}/comparison.csv, comparison.md, comparison.png{extra} (reports in {args.out}/<scenario>/)")
     return 0 if (table.status == "ok").all() else 1
 
 
@@ -197,7 +198,23 @@ def _describe(summary: dict) -> str:
             f"first instance slowdown {round(fill['primary_slowdown'], 12) + 0.0:.2%} (budget {fill['slowdown_budget']:.1%}), "
             f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s{loss}"
         )
+    if "online" in s:
+        lines.append(_describe_online(s["online"]))
     return "\n".join(lines)
+
+
+def _describe_online(on: dict) -> str:
+    ups = on["updates"]
+    sent = ", ".join(f"{k} {format_quantity(ups[k]['sent_bytes'], 'size')}" for k in ups if ups[k]["sent_messages"])
+    stale = max((v["mean"] or 0.0) for v in on["staleness_s"].values())
+    lat = on["latency_s"]
+    after = on["accuracy_after_drift"]
+    return (
+        f"  online: {on['requests']:,} requests, prequential accuracy {on['prequential_accuracy']:.3f}"
+        + (f" ({after:.3f} in the second after each drift)" if after is not None else "")
+        + f"; staleness mean up to {format_quantity(stale, 'time')}; latency p50 {format_quantity(lat['p50'], 'time')}, "
+        f"p99 {format_quantity(lat['p99'], 'time')}; sent {sent}"
+    )
 
 
 def _schema(args: argparse.Namespace) -> int:

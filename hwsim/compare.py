@@ -1,5 +1,6 @@
 """Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes,
-and for pipelines their Gantt charts side by side with step time split into its parts."""
+for pipelines their Gantt charts side by side with step time split into its parts, and for online
+training prequential accuracy over time on one chart and accuracy against update bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from hwsim.config import load_scenario
-from hwsim.report import pipeline, plots
+from hwsim.report import online, pipeline, plots
 from hwsim.report.write import png, write_atomic
 from hwsim.result import run
 
@@ -28,9 +29,14 @@ COLUMNS = [
     "bubble_fraction",
     "exposed_allreduce_s",
     "peak_activation_microbatches",
+    "prequential_accuracy",
+    "accuracy_after_drift",
+    "server_update_bytes",
+    "mean_staleness_s",
     "report",
 ]
 PIPELINE = ["schedule", "bubble_fraction", "exposed_allreduce_s", "peak_activation_microbatches"]
+ONLINE = ["prequential_accuracy", "accuracy_after_drift", "server_update_bytes", "mean_staleness_s"]
 
 
 def compare(
@@ -45,7 +51,7 @@ def compare(
     names = [s.name for s in scenarios]
     if len(set(names)) < len(names):
         raise ValueError(f"scenario names must differ to be compared: {', '.join(names)}")
-    rows, curves, pipelines = [], {}, {}
+    rows, curves, pipelines, onlines = [], {}, {}, {}
     for scenario in scenarios:
         result = run(scenario, progress(scenario.name))
         folder = result.write(out / scenario.name)
@@ -64,21 +70,28 @@ def compare(
                 "network_bytes_to_target": learning["network_bytes_to_target"],
                 "fraction_of_fp32": s.get("network", {}).get("fraction_of_fp32"),
                 **_pipeline_columns(s.get("pipeline")),
+                **_online_columns(s.get("online")),
                 "report": str(folder / "report.html"),
             }
         )
         if scenario.system.kind == "pipeline":
             pipelines[scenario.name] = (result.trace, s)
+        if result.online:
+            onlines[scenario.name] = (result.outcome.system, s)
         curves[scenario.name] = result.metrics[result.metrics.metric == "test_accuracy"][["time_s", "value"]]
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not pipelines:
         table = table.drop(columns=PIPELINE)
+    if not onlines:
+        table = table.drop(columns=ONLINE)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "comparison.csv", table.to_csv(index=False))
     write_atomic(out / "comparison.md", markdown(table))
     write_atomic(out / "comparison.png", png(plots.comparison_figure(table, curves)))
     if pipelines:
         write_atomic(out / "pipelines.png", png(pipeline.comparison_figure(pipelines)))
+    if onlines:
+        write_atomic(out / "online.png", png(online.comparison_figure(onlines)))
     return table
 
 
@@ -90,6 +103,18 @@ def _pipeline_columns(pipe: dict | None) -> dict:
         "bubble_fraction": pipe["bubble_fraction"],
         "exposed_allreduce_s": pipe["exposed_allreduce_s"],
         "peak_activation_microbatches": max(d["peak_activation_microbatches"] for d in pipe["per_device"].values()),
+    }
+
+
+def _online_columns(on: dict | None) -> dict:
+    if not on:
+        return dict.fromkeys(ONLINE)
+    stale = [v["mean"] for v in on["staleness_s"].values() if v["mean"] is not None]
+    return {
+        "prequential_accuracy": on["prequential_accuracy"],
+        "accuracy_after_drift": on["accuracy_after_drift"],
+        "server_update_bytes": on["server_update_bytes"],
+        "mean_staleness_s": sum(stale) / len(stale) if stale else None,
     }
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import filling, memory_table, phase_table, pipeline, plots, summarize, unit_table, write_report
+from hwsim.report import filling, memory_table, online, phase_table, pipeline, plots, summarize, unit_table, write_report
 from hwsim.systems.fill_map import fill_map
 from hwsim.trace import Trace
 
@@ -138,6 +138,27 @@ class RunResult:
     def plot_fill_map(self):
         """Filled pipeline runs: the heatmap of where filling pays."""
         return filling.fill_map_figure(self.fill_map, self.scenario.system.fill.policy) if self.filled else None
+
+    @property
+    def online(self) -> bool:
+        """Whether this is an online-training run that finished."""
+        return self.status == "ok" and hasattr(self.outcome.system, "predictions")
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """Online runs: one row per answered request (worker, times, latency, staleness, correct)."""
+        return self.outcome.system.predictions if self.online else pd.DataFrame()
+
+    @cached_property
+    def accuracy_over_time(self) -> pd.DataFrame:
+        """Online runs: prequential accuracy per time bin and prediction worker."""
+        if not self.online:
+            return pd.DataFrame()
+        return online.accuracy_over_time(self.predictions, self.scenario.system.duration, by_worker=True)
+
+    def plot_online(self):
+        """Online runs: accuracy over time with drift points, staleness, latency, bytes per update type."""
+        return online.online_figure(self.trace, self.outcome.system) if self.online else None
 
     # --- output -------------------------------------------------------------------
 

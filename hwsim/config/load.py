@@ -77,11 +77,21 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
         if key not in _REFERENCES:
             _set(raw, key, value, text)
     _merge_hardware_changes(raw, path.parent, str(path))
+    _resolve_trace(raw, path.parent)
     return raw, parsed, scenario_keys, sources
 
 
+def _resolve_trace(raw: dict, base_dir: Path) -> None:
+    """An online stream's trace file, relative to the scenario file when it is there."""
+    stream = raw.get("system", {}).get("stream") if isinstance(raw.get("system"), dict) else None
+    trace = stream.get("trace") if isinstance(stream, dict) else None
+    if isinstance(trace, str) and not Path(trace).is_absolute() and (base_dir / trace).is_file():
+        stream["trace"] = str(base_dir / trace)
+
+
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
-    """Turn system.worker_hardware entries and system.server_hardware (changes to the
+    """Turn system.worker_hardware entries and system.server_hardware (and an online system's
+    prediction_hardware and training_hardware: changes to the
     scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings,
     and a bubble filler's model (system.fill.model, null: the scenario's model) into a mapping."""
     system, hardware = raw.get("system"), raw.get("hardware")
@@ -103,8 +113,9 @@ def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
     workers = system.get("worker_hardware")
     if isinstance(workers, dict):
         system["worker_hardware"] = {k: full(v, f"system.worker_hardware.{k}") for k, v in workers.items()}
-    if system.get("server_hardware") is not None:
-        system["server_hardware"] = full(system["server_hardware"], "system.server_hardware")
+    for key in ("server_hardware", "prediction_hardware", "training_hardware"):
+        if system.get(key) is not None:
+            system[key] = full(system[key], f"system.{key}")
 
 
 def resolved_dict(scenario: Scenario) -> dict:

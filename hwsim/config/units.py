@@ -9,6 +9,7 @@ Kinds and the SI value they parse to:
 | time      | seconds   | "1.5 us", "20 ns", "2 ms", "1 s", "1.5 µs"      |
 | frequency | Hz        | "1 GHz", "700 MHz"                              |
 | flop_rate | FLOP/s    | "312 TFLOP/s", "19.5 TFLOPS"                    |
+| event_rate| events/s  | "2000 /s", "2 k/s" (arrivals of a stream)       |
 
 Decimal prefixes (k, M, G, T, P) are powers of 1000, binary ones (Ki, Mi, Gi, Ti, Pi)
 powers of 1024. A lower-case "b" is a bit, an upper-case "B" a byte. A bare number
@@ -41,6 +42,7 @@ _UNITS: dict[str, dict[str, float]] = {
     "time": dict(_TIME),
     "frequency": {p + "Hz": s for p, s in _DECIMAL.items()},
     "flop_rate": {p + base: s for p, s in _DECIMAL.items() for base in ("FLOP/s", "FLOPS")},
+    "event_rate": {p + "/s": s for p, s in _DECIMAL.items()},
 }
 
 EXAMPLES = {
@@ -49,6 +51,7 @@ EXAMPLES = {
     "time": "a time such as '1.5 us' or '20 ns'",
     "frequency": "a frequency such as '1 GHz'",
     "flop_rate": "a FLOP rate such as '312 TFLOP/s'",
+    "event_rate": "events per second such as '2000 /s' or '2 k/s'",
 }
 
 
@@ -79,7 +82,7 @@ def format_quantity(value: float, kind: str) -> str:
     if kind == "rate":
         value, suffix = value * 8, "b/s"
     else:
-        suffix = {"size": "B", "time": "s", "frequency": "Hz", "flop_rate": "FLOP/s"}[kind]
+        suffix = {"size": "B", "time": "s", "frequency": "Hz", "flop_rate": "FLOP/s", "event_rate": "/s"}[kind]
     if kind == "time":
         if value == 0:
             return "0 s"

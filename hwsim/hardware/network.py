@@ -16,6 +16,10 @@ aggregate throughput is the line rate (as under fair sharing), but a message tha
 arrives behind another waits for all of it. Latency does not hold a link, so
 back-to-back messages pipeline. An unloaded message of B bytes takes
 overhead + 2 (B / rate + latency).
+
+Outages: `Switch.link_down(nic, start, end)` takes a NIC's link down for a window. A
+message sent while its sender's link is down, or reaching the switch while its
+receiver's link is down, is lost: never delivered, reported to `loss_observers`.
 """
 
 from __future__ import annotations
@@ -105,6 +109,19 @@ class Switch:
     def __init__(self, env: simpy.Environment):
         self.env = env
         self.ports: dict[str, Nic] = {}
+        self.outages: dict[str, list[tuple[float, float]]] = {}
+        self.loss_observers: list[DeliveryObserver] = []
+        """Called as observer(message, lost_s) when a message is lost to an outage."""
+
+    def link_down(self, nic: str, start: float, end: float) -> None:
+        """Take the link of NIC `nic` down from `start` to `end` (seconds)."""
+        if nic not in self.ports:
+            raise ValueError(f"no NIC named {nic!r} is connected")
+        self.outages.setdefault(nic, []).append((start, end))
+
+    def is_down(self, nic: str) -> bool:
+        """Whether the link of `nic` is down now."""
+        return any(start <= self.env.now < end for start, end in self.outages.get(nic, ()))
 
     def connect(self, nic: Nic) -> None:
         if nic.name in self.ports:
@@ -112,13 +129,21 @@ class Switch:
         self.ports[nic.name] = nic
 
     def send(self, src: str, dst: str, payload: Any, tag: str = "", **meta: Any) -> Generator:
-        """Process: deliver `payload` from NIC `src` to NIC `dst`'s inbox; returns the Message."""
+        """Process: deliver `payload` from NIC `src` to NIC `dst`'s inbox; returns the Message (None if lost)."""
         sender, receiver = self.ports[src], self.ports[dst]
         message = Message(src, dst, tag, payload, self.env.now, meta)
+        if self.is_down(src):
+            return self._lose(message)
         label = f"{tag} -> {dst}" if tag else f"-> {dst}"
         yield from sender.uplink.carry(message.nbytes, label, sender.spec.overhead)
+        if self.is_down(dst):
+            return self._lose(message)
         yield from receiver.downlink.carry(message.nbytes, f"{tag} <- {src}" if tag else f"<- {src}")
         yield receiver.inbox.put(message)
         for notify in sender.delivery_observers:
             notify(message, self.env.now)
         return message
+
+    def _lose(self, message: Message) -> None:
+        for notify in self.loss_observers:
+            notify(message, self.env.now)

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hwsim.policies.pipeline import Op
-from hwsim.policies.plugins import PluginError, load_function
+from hwsim.policies.plugins import resolve
 from hwsim.policies.timing import ROUNDING, Timed, stage_dependencies
 
 Windows = list[list[tuple[float, float]]]
@@ -126,16 +126,7 @@ def register_filler(name: str) -> Callable[[Filler], Filler]:
 
 def resolve_filler(name: str) -> Filler:
     """The registered filler `name`, or one named `module:function` / `path/file.py:function`."""
-    if name in FILLERS:
-        return FILLERS[name]
-    if ":" not in name:
-        raise FillError(f"no filling policy named {name!r}; known: {', '.join(FILLERS)} (or 'file.py:function')")
-    try:
-        filler = load_function(name)
-    except PluginError as err:
-        raise FillError(f"filling policy {name!r}: {err}") from None
-    filler = FILLERS.get(name, filler)  # the module may have registered itself under this name
-    return register_filler(name)(filler)
+    return resolve(name, FILLERS, "filling policy", FillError)
 
 
 def clip_windows(windows: Windows, until: list[float]) -> Windows:

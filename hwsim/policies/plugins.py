@@ -38,3 +38,18 @@ def load_function(name: str) -> Callable:
     if not callable(found):
         raise PluginError(f"{where!r} has no function {function!r}")
     return found
+
+
+def resolve(name: str, registry: dict[str, Callable], what: str, error: type[Exception]) -> Callable:
+    """The function registered in `registry` as `name`, or the one `name` = `file.py:function` names
+    (registered under `name` from then on); raises `error` naming `what` it was looking for."""
+    if name in registry:
+        return registry[name]
+    if ":" not in name:
+        raise error(f"no {what} named {name!r}; known: {', '.join(registry)} (or 'file.py:function')")
+    try:
+        found = load_function(name)
+    except PluginError as err:
+        raise error(f"{what} {name!r}: {err}") from None
+    registry.setdefault(name, found)  # the module may have registered itself under this name
+    return registry[name]

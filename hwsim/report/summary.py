@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.report.filling import fill_summary
+from hwsim.report.online import online_summary
 from hwsim.report.pipeline import pipeline_summary
 from hwsim.trace import Trace
 
@@ -132,6 +133,8 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         out["pipeline"] = pipeline_summary(trace, outcome.system)
         if getattr(outcome.system, "fill", None) is not None:
             out["fill"] = fill_summary(trace, outcome.system)
+    if outcome.status == "ok" and hasattr(outcome.system, "predictions"):
+        out["online"] = online_summary(trace, outcome.system)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)

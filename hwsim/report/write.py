@@ -43,6 +43,8 @@ def write_report(result, folder: Path) -> Path:
         tables |= {"ops": trace.ops, "pipeline_devices": result.pipeline_devices}
     if result.filled:
         tables |= {"fill_devices": result.fill_devices, "fill_map": result.fill_map}
+    if result.online:
+        tables |= {"predictions": result.predictions, "accuracy_over_time": result.accuracy_over_time}
     for name, frame in tables.items():
         write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
@@ -58,6 +60,7 @@ def write_report(result, folder: Path) -> Path:
             "Activation memory": result.plot_activations(),
             "Bubble filling": result.plot_fill(),
             "Fill map": result.plot_fill_map(),
+            "Online training": result.plot_online(),
         }
         for caption, fig in figures.items():
             if fig is None:

@@ -51,7 +51,8 @@ class Settings:
 
 
 class LocalTrainer:
-    """Local training on `device`; `x`, `y` are its training data (None in timing-only mode)."""
+    """Local training on `device`; `x`, `y` are its training data (None in timing-only mode).
+    Without `rng` it draws no batches of its own: each `train` call is given its batch."""
 
     def __init__(self, device: Device, model, settings: Settings, x=None, y=None, rng: np.random.Generator | None = None):
         self.device = device
@@ -65,7 +66,7 @@ class LocalTrainer:
         self.names = model.layer_names
         self.work_elem = element_bytes(self.wbank.precision)
         self.stored_sizes = [stored_bytes(op.params, self.pbank.precision, settings.block) for op in self.ops]
-        self.batches = BatchStream(len(y), settings.batch, rng) if self.math else None
+        self.batches = BatchStream(len(y), settings.batch, rng) if self.math and rng is not None else None
         self.shapes: list[list[tuple[int, ...]]] = []
 
     # --- state ------------------------------------------------------------------
@@ -101,10 +102,11 @@ class LocalTrainer:
             yield from self.wbank.write(int(op.params * self.work_elem), f"write {self.names[li]} weights")
         return weights
 
-    def train(self, weights) -> Generator:
-        """One step on a local batch: forward, backward, update `weights` in place; returns the batch loss."""
+    def train(self, weights, batch: tuple[np.ndarray, np.ndarray] | None = None) -> Generator:
+        """One step on a local batch (or on `batch` = (x, y), for example from a stream): forward,
+        backward, update `weights` in place; returns the batch loss."""
         names = self.names
-        x, y = self._batch()
+        x, y = self._batch(batch)
         acts = [x]  # the input of each layer, then the logits
         pre = []
         for li, op in enumerate(self.ops):
@@ -163,15 +165,17 @@ class LocalTrainer:
         for g in gemms:
             yield from self.device.systolic.gemm(g.m, g.n, g.k, self.settings.compute_precision, label, g.count)
 
-    def _batch(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _batch(self, given=None) -> tuple[np.ndarray | None, np.ndarray | None]:
         first = self.ops[0]
         # a layer with no GEMM first (an embedding) takes its output size as the input's
         inputs = first.forward[0].k * self.settings.batch if first.forward else first.activations
         if not self.math:
             self.hold(self.wbank, "batch", None, inputs)
             return None, None
-        idx = self.batches.next()
-        x, y = self.x[idx], self.y[idx]
+        if given is None:
+            idx = self.batches.next()
+            given = self.x[idx], self.y[idx]
+        x, y = given
         self.wbank.allocate("batch", x)
         return x, y
 
