@@ -100,3 +100,26 @@ def test_server_controller_serves_and_replies():
     env.run()
     # 300 bytes take 0.3 s per hop plus overhead and latency: 1.7 s each way
     assert log == [(b"cba", pytest.approx(3.4))]
+
+
+def test_a_link_down_loses_messages_sent_or_arriving_in_its_window():
+    env = simpy.Environment()
+    switch, nics = network(env, ["a", "b"])
+    switch.link_down("b", 1.0, 2.0)
+    lost, got = [], []
+    switch.loss_observers.append(lambda m, t: lost.append((m.tag, t)))
+
+    def go(tag, at):
+        yield env.timeout(at)
+        message = yield from switch.send("a", "b", b"x" * 100, tag=tag)
+        got.append((tag, message is not None))
+
+    # reaches the switch at 0.2 + 0.5 = 0.7 (up), 1.7 (down: lost), 2.7 (up again)
+    for tag, at in (("early", 0.0), ("during", 1.0), ("after", 2.0)):
+        env.process(go(tag, at))
+    env.run()
+    assert got == [("early", True), ("during", False), ("after", True)]
+    assert lost == [("during", pytest.approx(1.7))]
+    assert [m.tag for m in nics["b"].inbox.items] == ["early", "after"]
+    with pytest.raises(ValueError, match="no NIC named 'c'"):
+        switch.link_down("c", 0.0, 1.0)
