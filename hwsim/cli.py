@@ -104,9 +104,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hwsim.build import check
     from hwsim.result import run
 
     scenario = load_scenario(args.scenario, args.overrides, args.seed)
+    check(scenario, args.scenario)  # cross-field mistakes, named against the file
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     result = run(scenario, ProgressBar(scenario.name, enabled))
     folder = result.write(args.out)
@@ -134,9 +136,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from hwsim.build import check
     from hwsim.validate import table, validate
 
     scenario = load_scenario(args.scenario, args.overrides)
+    check(scenario, args.scenario)
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     checks = validate(scenario, lambda what: ProgressBar(f"{scenario.name}: {what}", enabled))
     print(table(checks))

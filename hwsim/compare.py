@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hwsim.build import check
 from hwsim.config import load_scenario
 from hwsim.report import online, pipeline, plots
 from hwsim.report.write import png, write_atomic
@@ -48,6 +49,8 @@ def compare(
     """Run each scenario (with the same `overrides`), write its report under `out/<name>/`,
     then `out/comparison.csv`, `comparison.md` and `comparison.png`; returns the table."""
     scenarios = [load_scenario(path, overrides) for path in paths]  # every file checked before any runs
+    for path, scenario in zip(paths, scenarios, strict=True):
+        check(scenario, str(path))
     names = [s.name for s in scenarios]
     if len(set(names)) < len(names):
         raise ValueError(f"scenario names must differ to be compared: {', '.join(names)}")

@@ -29,6 +29,7 @@ MINIMAL = "name: t\nhardware: edge_npu\nmodel: mlp_digits\nsystem: {kind: single
         (MINIMAL.replace("model: mlp_digits", "model: gone.yaml"), [], "model"),
         (MINIMAL, ["system.nosuch=1"], "system.nosuch"),
         ("name: t\n  bad: [\n", [], "valid YAML"),
+        (MINIMAL.replace("steps: 2}", "steps: 2, block: 12}"), [], "system.block"),  # a cross-field check names the file too
     ],
 )
 def test_user_mistakes_exit_2_with_a_short_message(write_yaml, capsys, tmp_path, text, overrides, says):

@@ -44,6 +44,7 @@ def render(
         *_network_rows(s.get("network")),
         *_pipeline_rows(s.get("pipeline")),
         *_fill_rows(s.get("fill")),
+        *_online_rows(s.get("online")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -144,6 +145,29 @@ def _fill_rows(fill: dict | None) -> list[tuple[str, str]]:
             f"{_num(fill['fill_loss_start'])} → {_num(fill['fill_loss_end'])}",
         ),
     ]
+
+
+def _online_rows(on: dict | None) -> list[tuple[str, str]]:
+    if not on:
+        return []
+    lat, ups = on["latency_s"], on["updates"]
+    rows = [
+        ("requests answered", f"{on['requests']:,}"),
+        (
+            "prequential accuracy (in the second after each drift)",
+            f"{_num(on['prequential_accuracy'])} ({_num(on['accuracy_after_drift'])})",
+        ),
+        ("accuracy per prediction worker", ", ".join(f"{w} {a:.3f}" for w, a in on["accuracy_per_worker"].items())),
+        (
+            "mean staleness per prediction worker",
+            ", ".join(f"{w} {format_quantity(v['mean'] or 0, 'time')}" for w, v in on["staleness_s"].items()),
+        ),
+        ("latency p50 / p99 / max", " / ".join(format_quantity(lat[k] or 0, "time") for k in ("p50", "p99", "max"))),
+    ]
+    for kind, u in ups.items():
+        lost = f", lost {u['lost_messages']} ({format_quantity(u['lost_bytes'], 'size')})" if u["lost_messages"] else ""
+        rows.append((f"{kind} updates sent", f"{u['sent_messages']} ({format_quantity(u['sent_bytes'], 'size')}){lost}"))
+    return rows
 
 
 def _num(value) -> str:
