@@ -71,34 +71,16 @@ class Online:
         self.switch = Switch(env)
         self.switch.loss_observers.append(self._on_loss)
         settings = Settings(spec.batch, spec.lr, spec.momentum, 64, spec.bank, spec.bank, spec.compute_precision)
+        train_hw = spec.training_hardware or scenario.hardware
+        serve_hw = spec.prediction_hardware or scenario.hardware
+        delta = (spec.window, spec.delta, self.codecs["delta"], self.seed)
         self.trainers = [
-            TrainingWorker(
-                env,
-                self._device(f"t{i}", spec.training_hardware or scenario.hardware),
-                spec.bank,
-                flat,
-                shapes,
-                model,
-                settings,
-                spec.window,
-                spec.delta,
-                self.codecs["delta"],
-                self.seed,
-                i,
-            )  # fmt: skip
+            TrainingWorker(env, self._device(f"t{i}", train_hw), spec.bank, flat, shapes, model, settings, *delta, i)
             for i in range(spec.training_workers)
         ]
+        serving = (model, spec.serve_batch, spec.compute_precision)
         self.predictors = [
-            PredictionWorker(
-                env,
-                self._device(f"p{i}", spec.prediction_hardware or scenario.hardware),
-                spec.bank,
-                flat,
-                shapes,
-                model,
-                spec.serve_batch,
-                spec.compute_precision,
-            )
+            PredictionWorker(env, self._device(f"p{i}", serve_hw), spec.bank, flat, shapes, *serving)
             for i in range(spec.prediction_workers)
         ]
         self.server = Server(env, SERVER, spec.server_hardware or scenario.hardware, self.switch, self._handle)
@@ -140,7 +122,7 @@ class Online:
         serving = [env.process(p.serve(x, self._answered)) for p in self.predictors]
         training = [env.process(t.train(x, self.spec.batch, self._send_delta, self._stepped)) for t in self.trainers]
         for w in self.workers:
-            env.process(w.receive(self.codecs.__getitem__))
+            env.process(w.receive(self.codecs))
         updaters = [env.process(self._full())]
         if self.spec.realtime is not None:
             updaters.append(env.process(self._realtime()))

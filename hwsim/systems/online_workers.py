@@ -57,6 +57,9 @@ class Synced:
 class Worker:
     """A device holding a flat model copy, and the lock its math and its updates share."""
 
+    apply_ops = APPLY_OPS
+    """Vector-unit element operations per weight an update carries."""
+
     def __init__(self, env: simpy.Environment, device: Device, bank: str, initial: np.ndarray, shapes):
         self.env, self.device = env, device
         self.name = device.name
@@ -68,11 +71,11 @@ class Worker:
         self.synced = Synced()
         self.applied = {"realtime": 0, "full": 0}
 
-    def receive(self, codec_of) -> Generator:
-        """Process: apply each update from the server as it arrives."""
+    def receive(self, codecs: dict[str, Codec]) -> Generator:
+        """Process: apply each update from the server as it arrives (`codecs` by message tag)."""
         while True:
             message = yield self.device.nic.inbox.get()
-            _, idx, values = unpack(message.payload, codec_of(message.tag))
+            _, idx, values = unpack(message.payload, codecs[message.tag])
             with self.lock.request() as turn:
                 yield turn
                 yield from self.device.vector.elementwise(idx.size, self.apply_ops, f"apply {message.tag}")
@@ -80,8 +83,6 @@ class Worker:
                 self.apply(idx, values)
             self.synced.receive(message)
             self.applied[message.tag] += 1
-
-    apply_ops = APPLY_OPS
 
     def apply(self, idx: np.ndarray, values: np.ndarray) -> None:
         self.model[idx] = values
