@@ -52,24 +52,25 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
         _check_online(scenario, where)
         return
     for key in ("param_bank", "work_bank"):
-        bank = getattr(system, key)
-        if bank not in memory:
-            raise ConfigError(where, f"system.{key}", bank, f"a bank of hardware.memory ({', '.join(memory)})")
+        _check_bank(memory, key, getattr(system, key), False, where)
     full = _check_mode(scenario, where)
     if system.block % 8:
         raise ConfigError(
             where, "system.block", system.block, "a multiple of 8 elements (quantized blocks start on byte boundaries)"
         )
-    if full:
-        if memory[system.work_bank].precision != "fp32":
-            raise ConfigError(
-                where,
-                f"hardware.memory.{system.work_bank}.precision",
-                memory[system.work_bank].precision,
-                "fp32 (full mode computes in fp32)",
-            )
+    _check_bank(memory, "work_bank", system.work_bank, full, where)
     if system.kind == "compressed_ps":
         _check_compressed_ps(system, where)
+
+
+def _check_bank(memory, key: str, bank: str, fp32: bool, where: str, hardware: str = "hardware") -> None:
+    """`bank` (the setting system.`key`) must be a bank of `hardware`.memory, and store fp32 if `fp32`."""
+    if bank not in memory:
+        raise ConfigError(where, f"system.{key}", bank, f"a bank of {hardware}.memory ({', '.join(memory)})")
+    if fp32 and memory[bank].precision != "fp32":
+        raise ConfigError(
+            where, f"{hardware}.memory.{bank}.precision", memory[bank].precision, "fp32 (full mode computes in fp32)"
+        )
 
 
 def _check_mode(scenario: Scenario, where: str) -> bool:
@@ -83,12 +84,7 @@ def _check_mode(scenario: Scenario, where: str) -> bool:
 def _check_pipeline(scenario: Scenario, where: str) -> None:
     system, memory = scenario.system, scenario.hardware.memory
     full = _check_mode(scenario, where)
-    if system.bank not in memory:
-        raise ConfigError(where, "system.bank", system.bank, f"a bank of hardware.memory ({', '.join(memory)})")
-    if full and memory[system.bank].precision != "fp32":
-        raise ConfigError(
-            where, f"hardware.memory.{system.bank}.precision", memory[system.bank].precision, "fp32 (full mode computes in fp32)"
-        )
+    _check_bank(memory, "bank", system.bank, full, where)
     if full and system.replicas == "one" and system.data_parallel > 1:
         raise ConfigError(
             where,
@@ -142,20 +138,15 @@ def _check_fill(scenario: Scenario, full: bool, where: str) -> None:
 
 
 def _check_online(scenario: Scenario, where: str) -> None:
-    system, memory = scenario.system, scenario.hardware.memory
+    system = scenario.system
     if scenario.run.mode != "full" or scenario.model.kind != "mlp":
         raise ConfigError(
             where, "run.mode", scenario.run.mode, "full, with an MLP (online training is scored by its predictions)"
         )
-    if system.bank not in memory:
-        raise ConfigError(where, "system.bank", system.bank, f"a bank of hardware.memory ({', '.join(memory)})")
-    if memory[system.bank].precision != "fp32":
-        raise ConfigError(
-            where,
-            f"hardware.memory.{system.bank}.precision",
-            memory[system.bank].precision,
-            "fp32 (online training computes in fp32)",
-        )
+    for key in ("hardware", "system.prediction_hardware", "system.training_hardware", "system.server_hardware"):
+        hardware = scenario.hardware if key == "hardware" else getattr(system, key.split(".")[1])
+        if hardware is not None:
+            _check_bank(hardware.memory, "bank", system.bank, True, where, key)
     rt, stream = system.realtime, system.stream
     if rt is not None and rt.period > system.full.period and not rt.allow_slower:
         raise ConfigError(

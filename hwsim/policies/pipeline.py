@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hwsim.policies.plugins import PluginError, load_function
+from hwsim.policies.plugins import resolve
 
 PLACEMENTS = ("contiguous", "looping")
 
@@ -118,18 +118,7 @@ def register_schedule(
 def resolve_schedule(name: str) -> ScheduleKind:
     """The registered schedule `name`, or a builder named `module:function` or `path/file.py:function`
     (relative to the working directory), which is registered under that name on first use."""
-    if name in SCHEDULES:
-        return SCHEDULES[name]
-    if ":" not in name:
-        raise ScheduleError(f"no schedule named {name!r}; known: {', '.join(SCHEDULES)} (or 'file.py:function')")
-    try:
-        builder = load_function(name)
-    except PluginError as err:
-        raise ScheduleError(f"schedule {name!r}: {err}") from None
-    if name in SCHEDULES:  # the module registered itself under this name
-        return SCHEDULES[name]
-    register_schedule(name)(builder)
-    return SCHEDULES[name]
+    return resolve(name, SCHEDULES, "schedule", ScheduleError, lambda name, builder: register_schedule(name)(builder))
 
 
 def build_schedule(name: str, shape: Shape) -> Schedule:

@@ -40,9 +40,11 @@ def load_function(name: str) -> Callable:
     return found
 
 
-def resolve(name: str, registry: dict[str, Callable], what: str, error: type[Exception]) -> Callable:
-    """The function registered in `registry` as `name`, or the one `name` = `file.py:function` names
-    (registered under `name` from then on); raises `error` naming `what` it was looking for."""
+def resolve(
+    name: str, registry: dict, what: str, error: type[Exception], register: Callable[[str, Callable], None] | None = None
+) -> Callable:
+    """What `registry` holds as `name`, or the function `name` = `file.py:function` names, registered
+    under `name` from then on (by `register(name, function)` if given); raises `error` naming `what`."""
     if name in registry:
         return registry[name]
     if ":" not in name:
@@ -51,5 +53,9 @@ def resolve(name: str, registry: dict[str, Callable], what: str, error: type[Exc
         found = load_function(name)
     except PluginError as err:
         raise error(f"{what} {name!r}: {err}") from None
-    registry.setdefault(name, found)  # the module may have registered itself under this name
+    if name not in registry:  # the module may have registered itself under this name
+        if register is None:
+            registry[name] = found
+        else:
+            register(name, found)
     return registry[name]
