@@ -227,6 +227,11 @@ def test_report_files_and_the_comparison(realtime, load, tmp_path):
         ("system.stream.trace=nowhere.csv", "system.stream.trace", None),
         ("run.mode=timing-only", "run.mode", "full, with an MLP"),
         ("system.stream.rate=1000", "system.stream.rate", "events per second"),
+        (
+            "system.prediction_hardware={memory: {working: {precision: int8}}}",
+            "system.prediction_hardware.memory.working.precision",
+            "fp32",
+        ),
     ],
 )
 def test_bad_configuration_gets_a_clear_error(load, override, key, says):
