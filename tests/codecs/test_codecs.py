@@ -123,29 +123,42 @@ def test_nan_and_infinity_are_refused_naming_the_element(name, bad):
         make_codec(name).encode(x)
 
 
+def bias_z(codec, x, n=3000):
+    """Per coordinate, |mean of n independent decodings - x| in standard errors."""
+    draws = np.array([codec.decode(codec.encode(x, seed=s, stream=2)) for s in range(n)], np.float64)
+    spread = draws.std(axis=0)
+    # a coordinate that is rarely kept (QSGD or TernGrad on a tiny x_i) shows little or no
+    # spread in n draws; floor its standard error at a tenth of the mean spread
+    stderr = np.maximum(spread, 0.1 * spread.mean()) / np.sqrt(n)
+    gap = np.abs(draws.mean(axis=0) - x)
+    # an exact codec (fp32) has no spread and no gap
+    return np.divide(gap, stderr, out=np.where(gap > 0, np.inf, 0.0), where=stderr > 0)
+
+
+def looks_unbiased(z):
+    """Unbiased: z is about |N(0, 1)|, so mean z^2 is about 1 (sd 0.05 over 1000 coordinates)
+    and no coordinate is far out. A per-coordinate 5-sigma bound alone fails about one run in
+    forty: a rarely kept coordinate's mean is a small Poisson count, not a normal variable
+    (measured: max z up to 6.2, mean z^2 0.92-1.10 over 40 inputs for each unbiased codec)."""
+    return (z**2).mean() < 1.3 and z.max() < 8
+
+
 @pytest.mark.parametrize("name", sorted(UNBIASED))
 def test_unbiased_codecs_average_to_the_input(name):
-    """The mean of many independent decodings converges to x: within 5 standard errors.
+    """The mean of many independent decodings converges to x.
     DRIVE and EDEN are exactly unbiased for a uniformly random rotation; the randomized
     Hadamard is a small family of rotations, which leaves a per-coordinate bias visible at
     d = 64 (about 8 standard errors over 3000 draws) and not at d = 1024 (tested here)."""
     codec = make_codec(name, **({"ratio": 0.25} if name == "randk" else {}))
     assert codec.unbiased
-    x = rng.standard_normal(1000).astype(np.float32)
-    draws = np.array([codec.decode(codec.encode(x, seed=s, stream=2)) for s in range(3000)], np.float64)
-    spread = draws.std(axis=0)
-    # a coordinate that is rarely kept (TernGrad on a tiny x_i) can show no spread in 3000 draws
-    stderr = np.maximum(spread, 0.1 * spread.mean()) / np.sqrt(len(draws))
-    assert np.all(np.abs(draws.mean(axis=0) - x) <= 5 * stderr)
+    z = bias_z(codec, rng.standard_normal(1000).astype(np.float32))
+    assert looks_unbiased(z), f"mean z^2 {(z**2).mean():.3f}, max z {z.max():.2f}"
 
 
 def test_a_biased_codec_fails_the_same_check():
     """The check above can fail: DRIVE's biased scale shrinks the vector."""
-    codec = make_codec("drive", scale="biased")
-    x = rng.standard_normal(48).astype(np.float32)
-    draws = np.array([codec.decode(codec.encode(x, seed=s)) for s in range(3000)], np.float64)
-    stderr = draws.std(axis=0) / np.sqrt(len(draws))
-    assert np.any(np.abs(draws.mean(axis=0) - x) > 5 * stderr)
+    z = bias_z(make_codec("drive", scale="biased"), rng.standard_normal(1000).astype(np.float32))
+    assert not looks_unbiased(z)
 
 
 def test_error_feedback_loses_nothing_over_time():
