@@ -16,6 +16,7 @@ from hwsim.errors import ConfigError, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.policies import ScheduleError, build_schedule, resolve_schedule
+from hwsim.policies.federated import FederatedError, resolve_policy
 from hwsim.policies.filling import FillError, resolve_filler
 from hwsim.policies.updates import UpdateError, resolve_rule
 from hwsim.systems import SYSTEMS
@@ -50,6 +51,9 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
         return
     if system.kind == "online":
         _check_online(scenario, where)
+        return
+    if system.kind == "federated":
+        _check_federated(scenario, where)
         return
     for key in ("param_bank", "work_bank"):
         _check_bank(memory, key, getattr(system, key), False, where)
@@ -183,6 +187,67 @@ def _check_online(scenario: Scenario, where: str) -> None:
             raise ConfigError(where, "system.stream.trace", stream.trace, str(err)) from None
 
 
+def _check_federated(scenario: Scenario, where: str) -> None:
+    system = scenario.system
+    if scenario.run.mode != "full" or scenario.model.kind != "mlp":
+        raise ConfigError(
+            where, "run.mode", scenario.run.mode, "full, with an MLP (federated runs are scored by the global model's accuracy)"
+        )
+    if system.per_round > system.clients:
+        raise ConfigError(where, "system.per_round", system.per_round, f"at most the {system.clients} clients (system.clients)")
+    client_hw = system.client_hardware.hardware or scenario.hardware
+    hw_key = "system.client_hardware.hardware" if system.client_hardware.hardware else "hardware"
+    _check_bank(client_hw.memory, "param_bank", system.param_bank, False, where, hw_key)
+    _check_bank(client_hw.memory, "work_bank", system.work_bank, True, where, hw_key)
+    server_hw = system.server_hardware or scenario.hardware
+    _check_bank(
+        server_hw.memory,
+        "work_bank",
+        system.work_bank,
+        False,
+        where,
+        "system.server_hardware" if system.server_hardware else "hardware",
+    )
+    try:
+        codec_from_setting(system.reduction.codec)
+    except CodecError as err:
+        raise ConfigError(where, "system.reduction.codec", to_plain(system.reduction.codec), f"a valid codec: {err}") from None
+    for key, kind, name in [
+        ("selection.policy", "selection", system.selection.policy),
+        ("reduction.policy", "reduction", system.reduction.policy),
+        ("aggregation", "aggregation", system.aggregation),
+        ("deadline.policy", "deadline", system.deadline.policy),
+    ]:
+        try:
+            resolve_policy(kind, name)
+        except FederatedError as err:
+            raise ConfigError(where, f"system.{key}", name, str(err)) from None
+    names = make_model(scenario.model).layer_names
+    train = system.reduction.train
+    if train is not None:
+        for i, name in enumerate(train):
+            if name not in names:
+                raise ConfigError(where, f"system.reduction.train[{i}]", name, f"a layer of the model ({', '.join(names)})")
+        if not train:
+            raise ConfigError(where, "system.reduction.train", [], "at least one layer (null: every layer)")
+    if system.reduction.frozen == "seed" and system.reduction.policy != "subset":
+        raise ConfigError(
+            where,
+            "system.reduction.frozen",
+            "seed",
+            "send with a reduction policy other than subset (layers that ever train change, so clients cannot rebuild them)",
+        )
+    ch = system.client_hardware
+    for key, dist in [
+        ("speed", ch.speed),
+        ("memory", ch.memory),
+        ("bandwidth", ch.bandwidth),
+        ("availability.online", ch.availability.online),
+    ]:
+        if dist.dist == "uniform" and dist.low > dist.high:
+            raise ConfigError(where, f"system.client_hardware.{key}.low", dist.low, f"at most high ({dist.high})")
+
+
 def _check_compressed_ps(system, where: str) -> None:
     for key in ("uplink", "downlink"):
         try:
@@ -235,6 +300,16 @@ def _check_samples(system, train: int) -> None:
             )
         return
     if system.kind == "online":
+        return
+    if system.kind == "federated":
+        if system.partition.how == "shards" and system.clients * system.partition.shards > train:
+            need = system.clients * system.partition.shards
+            raise ConfigError(
+                "scenario", "system.partition.shards", system.partition.shards,
+                f"clients x shards ({need}) at most the {train} training samples",
+            )  # fmt: skip
+        if system.clients > train:
+            raise ConfigError("scenario", "system.clients", system.clients, f"at most the {train} training samples (one each)")
         return
     per_device = train // getattr(system, "workers", 1)
     if system.batch > per_device:

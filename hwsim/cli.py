@@ -149,6 +149,14 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+CONSOLE_ITEMS = 10
+"""The most units (busiest) and banks (fullest) the run line lists; summary.json has them all."""
+
+
+def _more(count: int) -> str:
+    return f" and {count - CONSOLE_ITEMS} more" if count > CONSOLE_ITEMS else ""
+
+
 def _describe(summary: dict) -> str:
     s = summary
     lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else "")]
@@ -157,7 +165,8 @@ def _describe(summary: dict) -> str:
         f"({format_quantity(s['step_time_s'] or 0, 'time')}/step, {s['samples_per_s']:,.0f} samples/s); "
         f"wall {s['provenance']['wall_time_s']:.1f} s"
     )
-    util = ", ".join(f"{name} {u['util']:.0%}" for name, u in s["units"].items() if u["util"] > 0)
+    busy = sorted(((u["util"], name) for name, u in s["units"].items() if u["util"] > 0), reverse=True)
+    util = ", ".join(f"{name} {u:.0%}" for u, name in busy[:CONSOLE_ITEMS]) + _more(len(busy))
     lines.append(f"  utilization: {util or 'none'}")
     flops = s["flops"]
     if flops["fraction_of_peak"] is not None:
@@ -165,10 +174,11 @@ def _describe(summary: dict) -> str:
             f"  FLOP/s: {format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} achieved of "
             f"{format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak ({flops['fraction_of_peak']:.0%})"
         )
+    fullest = sorted(s["memory"].items(), key=lambda bm: -bm[1]["peak_bytes"] / bm[1]["capacity_bytes"])
     mem = ", ".join(
         f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}"
-        for b, m in s["memory"].items()
-    )
+        for b, m in fullest[:CONSOLE_ITEMS]
+    ) + _more(len(fullest))
     lines.append(f"  peak memory: {mem}")
     learn = s["learning"]
     if learn["final_test_accuracy"] is not None:
@@ -204,6 +214,8 @@ def _describe(summary: dict) -> str:
         )
     if "online" in s:
         lines.append(_describe_online(s["online"]))
+    if "federated" in s:
+        lines.append(_describe_federated(s["federated"]))
     return "\n".join(lines)
 
 
@@ -218,6 +230,17 @@ def _describe_online(on: dict) -> str:
         + (f" ({after:.3f} in the second after each drift)" if after is not None else "")
         + f"; staleness mean up to {format_quantity(stale, 'time')}; latency p50 {format_quantity(lat['p50'], 'time')}, "
         f"p99 {format_quantity(lat['p99'], 'time')}; sent {sent}"
+    )
+
+
+def _describe_federated(fed: dict) -> str:
+    part, mem, sent = fed["participation"], fed["memory"], fed["bytes"]
+    return (
+        f"  federated: {fed['rounds']} rounds of {fed['per_round']} of {fed['clients']} clients, test accuracy "
+        f"{fed['final_test_accuracy']:.3f} (best {fed['best_test_accuracy']:.3f}); round {format_quantity(fed['round_duration_s']['p50'], 'time')} "
+        f"median; {part['aggregated']} updates aggregated, {part['late']} late, {part['dropped']} dropped, {part['failed']} failed; "
+        f"{format_quantity(sent['sent_down'], 'size')} down, {format_quantity(sent['sent_up'], 'size')} up; client peak memory "
+        f"{format_quantity(mem['client_peak_bytes']['max'] or 0, 'size')} ({mem['decompression']})"
     )
 
 

@@ -13,9 +13,24 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import filling, memory_table, online, phase_table, pipeline, plots, summarize, unit_table, write_report
+from hwsim.report import (
+    federated,
+    filling,
+    memory_table,
+    online,
+    phase_table,
+    pipeline,
+    plots,
+    summarize,
+    unit_table,
+    write_report,
+)
 from hwsim.systems.fill_map import fill_map
 from hwsim.trace import Trace
+
+
+MAX_UNITS_SHOWN = 32
+"""The most units the timeline and utilization plots draw (the busiest); the tables keep them all."""
 
 
 def package_version() -> str:
@@ -81,11 +96,23 @@ class RunResult:
         n = zoom_steps or self.scenario.report.zoom_steps
         return (0.0, float(steps.time_s.iloc[n - 1]), n) if len(steps) > n else None
 
+    def shown_units(self) -> tuple[list[str], str]:
+        """The units the timeline and utilization plots draw: all of them, or (with many devices, as in a
+        federated run) the MAX_UNITS_SHOWN busiest; and a note for the title saying which."""
+        table = self.utilization
+        if len(table) <= MAX_UNITS_SHOWN:
+            return list(table.unit), ""
+        keep = set(table.nlargest(MAX_UNITS_SHOWN, "busy_s").unit)
+        return [u for u in table.unit if u in keep], f" ({MAX_UNITS_SHOWN} busiest of {len(table)} units)"
+
     def plot_timeline(self, zoom_steps: int | None = None):
-        return plots.timeline_figure(self.trace.busy, list(self.trace.units.unit), self.zoom_window(zoom_steps))
+        units, note = self.shown_units()
+        busy = self.trace.busy[self.trace.busy.unit.isin(units)]
+        return plots.timeline_figure(busy, units, self.zoom_window(zoom_steps), note)
 
     def plot_utilization(self):
-        return plots.utilization_figure(self.utilization)
+        units, note = self.shown_units()
+        return plots.utilization_figure(self.utilization[self.utilization.unit.isin(units)], note)
 
     def plot_memory(self):
         return plots.memory_figure(self.trace.memory, self.banks, self.zoom_window())
@@ -159,6 +186,29 @@ class RunResult:
     def plot_online(self):
         """Online runs: accuracy over time with drift points, staleness, latency, bytes per update type."""
         return online.online_figure(self.trace, self.outcome.system) if self.online else None
+
+    @property
+    def federated(self) -> bool:
+        """Whether this is a federated run that finished."""
+        return self.status == "ok" and hasattr(self.outcome.system, "round_table")
+
+    def federated_tables(self) -> dict[str, pd.DataFrame]:
+        """Federated runs: rounds, participations (one row per selected client per round), clients, and
+        each client's memory check (peak against the on-the-fly bound)."""
+        if not self.federated:
+            return {}
+        system = self.outcome.system
+        return {
+            "rounds": system.round_table,
+            "participations": system.participation_table,
+            "clients": federated.client_table(system),
+            "client_memory": federated.memory_check(self.trace, system),
+        }
+
+    def plot_federated(self):
+        """Federated runs: accuracy per round and over time, round durations, participation, bytes per
+        client, the memory trace of the client with the highest peak."""
+        return federated.federated_figure(self.trace, self.outcome.system) if self.federated else None
 
     # --- output -------------------------------------------------------------------
 

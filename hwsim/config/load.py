@@ -91,8 +91,8 @@ def _resolve_trace(raw: dict, base_dir: Path) -> None:
 
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
     """Turn system.worker_hardware entries and system.server_hardware (and an online system's
-    prediction_hardware and training_hardware: changes to the
-    scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings,
+    prediction_hardware and training_hardware, a federated system's client_hardware.hardware:
+    changes to the scenario's hardware, or a preset name / mapping with `base`) into full hardware mappings,
     and a bubble filler's model (system.fill.model, null: the scenario's model) into a mapping."""
     system, hardware = raw.get("system"), raw.get("hardware")
     fill = system.get("fill") if isinstance(system, dict) else None
@@ -116,6 +116,9 @@ def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:
     for key in ("server_hardware", "prediction_hardware", "training_hardware"):
         if system.get(key) is not None:
             system[key] = full(system[key], f"system.{key}")
+    clients = system.get("client_hardware")
+    if isinstance(clients, dict) and clients.get("hardware") is not None:
+        clients["hardware"] = full(clients["hardware"], "system.client_hardware.hardware")
 
 
 def resolved_dict(scenario: Scenario) -> dict:

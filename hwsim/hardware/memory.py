@@ -72,6 +72,9 @@ class MemoryBank(Unit):
     def holds(self, name: str) -> bool:
         return name in self._sizes
 
+    def buffer_names(self) -> list[str]:
+        return list(self._sizes)
+
     # --- data movement (simulated time) ----------------------------------------
 
     def transfer_time(self, nbytes: int) -> float:

@@ -2,7 +2,7 @@
 
 | module    | what                                                                    |
 |-----------|-------------------------------------------------------------------------|
-| dense     | dense layer forward/backward, ReLU                                      |
+| dense     | dense layer forward/backward (and fused with SGD), ReLU                 |
 | loss      | softmax cross-entropy                                                   |
 | optim     | SGD, SGD with momentum, Adam                                            |
 | rng       | the counter-based generator keyed by (seed, stream, index)              |
@@ -15,8 +15,26 @@
 | aggregate | weighted sums of updates (mean, FedAvg)                                 |
 """
 
-from hwsim.kernels.dense import dense_backward, dense_forward, relu_backward, relu_forward
+from hwsim.kernels.dense import (
+    dense_backward,
+    dense_backward_sgd,
+    dense_forward,
+    dense_input_grad,
+    relu_backward,
+    relu_forward,
+)
 from hwsim.kernels.loss import softmax_xent
 from hwsim.kernels.optim import adam, sgd, sgd_momentum
 
-__all__ = ["adam", "dense_backward", "dense_forward", "relu_backward", "relu_forward", "sgd", "sgd_momentum", "softmax_xent"]
+__all__ = [
+    "adam",
+    "dense_backward",
+    "dense_backward_sgd",
+    "dense_forward",
+    "dense_input_grad",
+    "relu_backward",
+    "relu_forward",
+    "sgd",
+    "sgd_momentum",
+    "softmax_xent",
+]

@@ -32,6 +32,36 @@ def dense_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.nda
 
 
 @njit(cache=True)
+def dense_input_grad(w: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dL/dx of y = x @ w + b given dL/dy (a frozen layer needs no weight gradient)."""
+    return dy @ w.T
+
+
+@njit(cache=True)
+def dense_backward_sgd(x: np.ndarray, w: np.ndarray, b: np.ndarray, dy: np.ndarray, lr: float) -> None:
+    """SGD on y = x @ w + b fused into its backward pass, in place: w -= lr * x^T dy, b -= lr * sum(dy),
+    without materializing dL/dw (one row of w's gradient at a time: memory of one output row).
+    Take dL/dx (`dense_input_grad`) first: it needs the old w."""
+    batch, fan_in = x.shape
+    fan_out = dy.shape[1]
+    row = np.empty(fan_out, dtype=w.dtype)
+    for i in range(fan_in):
+        row[:] = 0
+        for r in range(batch):
+            xi = x[r, i]
+            for j in range(fan_out):
+                row[j] += xi * dy[r, j]
+        for j in range(fan_out):
+            w[i, j] -= lr * row[j]
+    row[:] = 0
+    for r in range(batch):
+        for j in range(fan_out):
+            row[j] += dy[r, j]
+    for j in range(fan_out):
+        b[j] -= lr * row[j]
+
+
+@njit(cache=True)
 def relu_forward(z: np.ndarray) -> np.ndarray:
     """max(z, 0), element-wise."""
     out = np.empty_like(z)

@@ -81,6 +81,15 @@ class Mlp:
         dz = d_out if li == len(self.shapes) - 1 else relu_backward(d_out, z)
         return dense_backward(x, w, dz)
 
+    def output_grad(self, li: int, z: np.ndarray, d_out: np.ndarray) -> np.ndarray:
+        """dL/dz of layer `li` given dL/d(its output): through the ReLU below the top."""
+        return d_out if li == len(self.shapes) - 1 else relu_backward(d_out, z)
+
+    def param_shapes(self, li: int) -> list[tuple[int, ...]]:
+        """Shapes of layer `li`'s parameters (w, b)."""
+        fan_in, fan_out = self.shapes[li]
+        return [(fan_in, fan_out), (fan_out,)]
+
     def predict(self, params: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
         a = x
         for li, (w, b) in enumerate(params):

@@ -45,6 +45,7 @@ def render(
         *_pipeline_rows(s.get("pipeline")),
         *_fill_rows(s.get("fill")),
         *_online_rows(s.get("online")),
+        *_federated_rows(s.get("federated")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -168,6 +169,27 @@ def _online_rows(on: dict | None) -> list[tuple[str, str]]:
         lost = f", lost {u['lost_messages']} ({format_quantity(u['lost_bytes'], 'size')})" if u["lost_messages"] else ""
         rows.append((f"{kind} updates sent", f"{u['sent_messages']} ({format_quantity(u['sent_bytes'], 'size')}){lost}"))
     return rows
+
+
+def _federated_rows(fed: dict | None) -> list[tuple[str, str]]:
+    if not fed:
+        return []
+    part, mem, sent, dur = fed["participation"], fed["memory"], fed["bytes"], fed["round_duration_s"]
+    return [
+        ("rounds (clients per round of all)", f"{fed['rounds']} ({fed['per_round']} of {fed['clients']})"),
+        ("test accuracy: final (best)", f"{_num(fed['final_test_accuracy'])} ({_num(fed['best_test_accuracy'])})"),
+        ("round duration p50 / p95 / max", " / ".join(format_quantity(dur[k] or 0, "time") for k in ("p50", "p95", "max"))),
+        (
+            "selections: aggregated, late, dropped, failed",
+            f"{part['aggregated']}, {part['late']}, {part['dropped']}, {part['failed']} ({part['distinct_clients']} distinct clients)",
+        ),
+        ("bytes sent down / up", f"{format_quantity(sent['sent_down'], 'size')} / {format_quantity(sent['sent_up'], 'size')}"),
+        (
+            f"client peak memory ({mem['decompression']}): p50 / max",
+            " / ".join(format_quantity(mem["client_peak_bytes"][k] or 0, "size") for k in ("p50", "max")),
+        ),
+        ("clients within compressed + largest layer + activations", mem["clients_within_on_the_fly_bound"]),
+    ]
 
 
 def _num(value) -> str:

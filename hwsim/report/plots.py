@@ -62,22 +62,23 @@ def timeline(busy: pd.DataFrame, units: list[str], ax, window: tuple[float, floa
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
 
 
-def timeline_figure(busy: pd.DataFrame, units: list[str], zoom: tuple[float, float, int] | None) -> Figure:
-    """The whole run, and (if `zoom` is given) a window of it below; units that never worked are named, not drawn."""
+def timeline_figure(busy: pd.DataFrame, units: list[str], zoom: tuple[float, float, int] | None, note: str = "") -> Figure:
+    """The whole run, and (if `zoom` is given) a window of it below; units that never worked are named, not drawn;
+    `note` is added to the title (for example which units are shown)."""
     idle = [u for u in units if u not in set(busy.unit)]
     units = [u for u in units if u not in idle]
     panels = 2 if zoom else 1
     fig = Figure(figsize=(11, 1.2 + 0.45 * len(units) * panels + 0.8 * (panels - 1)), layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     timeline(busy, units, axes[0])
-    axes[0].set_title("Unit timeline: whole run" + (f" (never busy: {', '.join(idle)})" if idle else ""))
+    axes[0].set_title("Unit timeline: whole run" + note + (f" (never busy: {', '.join(idle)})" if idle else ""))
     if zoom:
         timeline(busy, units, axes[1], zoom[:2])
         axes[1].set_title(f"Zoom: the first {zoom[2]} steps")
     return fig
 
 
-def utilization_figure(units: pd.DataFrame) -> Figure:
+def utilization_figure(units: pd.DataFrame, note: str = "") -> Figure:
     """Busy and idle share of the run per unit, with idle cycles for compute units."""
     fig = Figure(figsize=(9, 0.9 + 0.4 * len(units)), layout="constrained")
     ax = fig.subplots()
@@ -93,9 +94,13 @@ def utilization_figure(units: pd.DataFrame) -> Figure:
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of simulated time")
-    ax.set_title("Utilization per unit")
+    ax.set_title("Utilization per unit" + note)
     ax.legend(loc="lower right", fontsize="small")
     return fig
+
+
+MAX_BANK_LINES = 12
+"""The most banks of one kind a memory panel draws (those with the highest peaks)."""
 
 
 def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, float, int] | None) -> Figure:
@@ -114,6 +119,8 @@ def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, 
     axes = fig.subplots(len(groups), cols, squeeze=False)
     for row, kind in zip(axes, groups, strict=True):
         members = used[used.bank.map(_bank_kind) == kind]
+        of = len(members)
+        members = members.nlargest(MAX_BANK_LINES, "peak_bytes", keep="first").sort_index()
         peak = max(float(members.peak_bytes.max()) if len(members) else 0.0, 1.0)
         capacity = float(members.capacity_bytes.max()) if len(members) else 0.0
         size_factor, size_unit = size_scale(peak)
@@ -133,7 +140,8 @@ def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, 
             row[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small", frameon=False)
         precision = members.precision.iloc[0] if len(members) else ""
         row[0].set_title(
-            f"{kind} ({precision}): peak {peak * size_factor:,.1f} {size_unit} of {capacity * size_factor:,.1f} {size_unit}",
+            f"{kind} ({precision}): peak {peak * size_factor:,.1f} {size_unit} of {capacity * size_factor:,.1f} {size_unit}"
+            + (f" (the {len(members)} of {of} banks with the highest peaks)" if of > len(members) else ""),
             fontsize="medium",
         )
         if zoom:

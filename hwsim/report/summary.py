@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hwsim.report.federated import federated_summary
 from hwsim.report.filling import fill_summary
 from hwsim.report.online import online_summary
 from hwsim.report.pipeline import pipeline_summary
@@ -76,6 +77,10 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     devices = getattr(scenario.system, "workers", 1)  # step-time rows per step
     per_row = getattr(outcome.system, "samples_per_step", None) or getattr(scenario.system, "batch", 0)
     samples = len(steps) * per_row
+    step_count = int(len(steps) // devices)
+    local = getattr(outcome.system, "local_work", None)
+    if local is not None:  # federated: local steps and samples summed over clients
+        step_count, samples = local()
     systolic = units[units.kind == "systolic"]
     precision = getattr(scenario.system, "compute_precision", "fp32")
     peak_flops = float(systolic.peak_per_s.sum()) * _macs_ratio(scenario, precision)
@@ -90,7 +95,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         "status": outcome.status,
         "diagnosis": outcome.diagnosis,
         "sim_time_s": sim,
-        "steps": int(len(steps) // devices),
+        "steps": step_count,
         "samples": int(samples),
         "samples_per_s": samples / sim if sim > 0 else 0.0,
         "step_time_s": float(steps.value.mean()) if len(steps) else None,
@@ -135,6 +140,8 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
             out["fill"] = fill_summary(trace, outcome.system)
     if outcome.status == "ok" and hasattr(outcome.system, "predictions"):
         out["online"] = online_summary(trace, outcome.system)
+    if outcome.status == "ok" and hasattr(outcome.system, "round_table"):
+        out["federated"] = federated_summary(trace, outcome.system)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)

@@ -45,6 +45,7 @@ def write_report(result, folder: Path) -> Path:
         tables |= {"fill_devices": result.fill_devices, "fill_map": result.fill_map}
     if result.online:
         tables |= {"predictions": result.predictions, "accuracy_over_time": result.accuracy_over_time}
+    tables |= result.federated_tables()
     for name, frame in tables.items():
         write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
@@ -61,6 +62,7 @@ def write_report(result, folder: Path) -> Path:
             "Bubble filling": result.plot_fill(),
             "Fill map": result.plot_fill_map(),
             "Online training": result.plot_online(),
+            "Federated learning": result.plot_federated(),
         }
         for caption, fig in figures.items():
             if fig is None:

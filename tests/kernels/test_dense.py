@@ -22,6 +22,20 @@ def test_dense_forward_and_backward_match_float64(batch, fan_in, fan_out):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@settings(deadline=None, max_examples=30)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 40))
+def test_fused_sgd_backward_matches_float64(batch, fan_in, fan_out):
+    """w -= lr x^T dy and b -= lr sum(dy) in place, without a gradient buffer; dx from the old w."""
+    x, w, b, dy = rand(batch, fan_in), rand(fan_in, fan_out), rand(fan_out), rand(batch, fan_out)
+    lr = 0.05
+    dx_want, dw, db = naive.dense_backward(x, w, dy)
+    w_want, b_want = w.astype(np.float64) - lr * dw, b.astype(np.float64) - lr * db
+    np.testing.assert_allclose(kernels.dense_input_grad(w, dy), dx_want, rtol=1e-4, atol=1e-4)
+    kernels.dense_backward_sgd(x, w, b, dy, lr)
+    np.testing.assert_allclose(w, w_want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, b_want, rtol=1e-5, atol=1e-5)
+
+
 def test_relu_forward_and_backward():
     z, dy = rand(7, 9), rand(7, 9)
     np.testing.assert_array_equal(kernels.relu_forward(z), np.maximum(z, 0))

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from hwsim.policies.federated import Candidates, FederatedError, fedavg_weights, partition, resolve_selector
+from hwsim.policies.federated import (
+    Candidates,
+    FederatedError,
+    draw_factors,
+    fedavg_weights,
+    local_batches,
+    partition,
+    resolve_policy,
+)
 
 LABELS = np.random.default_rng(0).integers(0, 10, 1500)
 
@@ -47,20 +55,20 @@ def test_random_selection_is_uniform_over_available_clients():
     counts = np.zeros(200)
     rng = np.random.default_rng()
     for _ in range(2000):
-        chosen = resolve_selector("random")(candidates, 10, rng)
+        chosen = resolve_policy("selection", "random")(candidates, 10, rng)
         assert len(set(chosen)) == 10 and set(chosen) <= set(candidates.ids)
         counts[chosen] += 1
     assert counts[1::2].sum() == 0
     assert np.abs(counts[::2] / 2000 - 0.1).max() < 0.04  # each is chosen 10 % of the time
 
 
-def test_fast_selection_over_commits_and_prefers_fast_clients():
+def test_fast_selection_prefers_fast_clients():
     times = np.where(np.arange(100) < 50, 1.0, 4.0)  # half are 4x slower
     candidates = Candidates(np.arange(100), times)
     rng = np.random.default_rng()
     fast = 0
     for _ in range(500):
-        chosen = resolve_selector("fast")(candidates, 10, rng)
+        chosen = resolve_policy("selection", "fast")(candidates, 13, rng)
         assert len(chosen) == 13 and len(set(chosen)) == 13
         fast += (chosen < 50).sum()
     assert fast / (500 * 13) > 0.7  # 4:1 odds per draw (without replacement it is a little less)
@@ -70,3 +78,48 @@ def test_fedavg_weights_are_sample_shares():
     np.testing.assert_allclose(fedavg_weights([1, 3, 4]), [0.125, 0.375, 0.5])
     with pytest.raises(FederatedError):
         fedavg_weights([0, 0])
+
+
+def test_stale_updates_weigh_less_and_uniform_ignores_samples():
+    w = resolve_policy("aggregation", "fedavg")(np.array([10, 10, 20]), np.array([0, 1, 0]))
+    np.testing.assert_allclose(w, np.array([10, 5, 20]) / 35)
+    np.testing.assert_allclose(resolve_policy("aggregation", "uniform")(np.array([1, 9]), np.zeros(2)), [0.5, 0.5])
+
+
+def test_reduction_policies_pick_layers_by_name():
+    names = ("dense0", "dense1", "dense2")
+    assert resolve_policy("reduction", "subset")(0, names, None) == names
+    assert resolve_policy("reduction", "subset")(5, names, ("dense2", "dense0")) == ("dense0", "dense2")
+    rotate = resolve_policy("reduction", "rotate")
+    assert [rotate(r, names, None) for r in range(4)] == [("dense0",), ("dense1",), ("dense2",), ("dense0",)]
+
+
+def test_deadline_policies():
+    class Setting:
+        seconds, quantile, slack = 3.0, 0.5, 0.1
+
+    times = np.array([1.0, 2.0, 3.0, 10.0])
+    assert resolve_policy("deadline", "none")(times, Setting) == np.inf
+    assert resolve_policy("deadline", "fixed")(times, Setting) == 3.0
+    assert resolve_policy("deadline", "quantile")(times, Setting) == pytest.approx(2.5 * 1.1)
+
+
+def test_unknown_policies_name_what_exists():
+    with pytest.raises(FederatedError, match="random"):
+        resolve_policy("selection", "fastest")
+
+
+def test_local_batches_cover_each_sample_once_per_epoch():
+    steps = local_batches(10, 4, 2, np.random.default_rng())
+    assert [len(b) for b in steps] == [4, 4, 2, 4, 4, 2]
+    for epoch in (steps[:3], steps[3:]):
+        np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(10))
+
+
+def test_factor_draws():
+    rng = np.random.default_rng()
+    assert np.all(draw_factors("fixed", 5, rng, value=2.0) == 2.0)
+    u = draw_factors("uniform", 1000, rng, low=0.5, high=2.0)
+    assert u.min() >= 0.5 and u.max() <= 2.0
+    logn = draw_factors("lognormal", 20000, rng, value=3.0, sigma=0.5)
+    assert abs(np.median(logn) / 3.0 - 1) < 0.03  # the median of 20,000 draws is within 1 % (sd) x 3

@@ -13,12 +13,16 @@ SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.y
 def test_scenario_runs(path, tmp_path):
     if path.stem.startswith("online"):  # a stream runs for a time, not a number of steps
         scenario = hwsim.load_scenario(path, ["system.duration=1.2 s"])
+    elif path.stem.startswith("federated"):  # rounds, not steps
+        scenario = hwsim.load_scenario(path, ["system.rounds=2"])
     else:
         scenario = hwsim.load_scenario(path, ["system.steps=2", "run.eval_every=1"])
     result = hwsim.run(scenario)
     assert result.status == "ok", result.diagnosis
     if path.stem.startswith("online"):
         assert result.summary["online"]["requests"] > 0
+    elif path.stem.startswith("federated"):
+        assert result.summary["federated"]["rounds"] == 2
     else:
         assert result.summary["steps"] == 2
     assert (result.write(tmp_path) / "report.html").is_file()
