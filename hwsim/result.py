@@ -28,7 +28,6 @@ from hwsim.report import (
 from hwsim.systems.fill_map import fill_map
 from hwsim.trace import Trace
 
-
 MAX_UNITS_SHOWN = 32
 """The most units the timeline and utilization plots draw (the busiest); the tables keep them all."""
 

@@ -76,7 +76,9 @@ def test_plain_fedavg_equals_numpy_fedavg(load):
 def both_modes(load):
     """The same int8, partially trained run decompressed up front and on the fly."""
     extra = ["system.rounds=4", "system.reduction.train=[dense1, dense2]"]
-    return {mode: hwsim.run(load("federated_digits", *extra, f"system.decompression={mode}")) for mode in ("upfront", "on_the_fly")}
+    return {
+        mode: hwsim.run(load("federated_digits", *extra, f"system.decompression={mode}")) for mode in ("upfront", "on_the_fly")
+    }
 
 
 def test_on_the_fly_gives_the_same_numbers_as_up_front(both_modes):
