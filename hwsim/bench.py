@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import simpy
 
@@ -82,13 +83,72 @@ def _scenario_row(name: str, overrides: list[str]) -> dict:
     }
 
 
+def _federated_row() -> dict:
+    """The federated scale scenario (1,000 clients, 20 per round, 50 rounds) against the same local
+    training and averaging done in bare NumPy (same clients, same batches): the simulator's overhead."""
+    from hwsim.result import run
+
+    name = "federated_1000_clients"
+    scenario = load_scenario(PROJECT_ROOT / "scenarios" / f"{name}.yaml")
+    result = run(scenario)
+    system = result.outcome.system
+    numpy_s = _numpy_federated(system)
+    rounds = system.spec.rounds
+    return {
+        "benchmark": f"scenario {name} ({system.spec.clients} clients, {system.spec.per_round}/round, {rounds} rounds)",
+        "ops": len(result.trace.busy),
+        "wall_s": result.wall_time_s,
+        "ops_per_wall_s": len(result.trace.busy) / result.wall_time_s,
+        "ratio": result.wall_time_s / numpy_s,
+        "note": f"whole run (target < 60 s); ratio = run / the same local SGD + FedAvg in bare NumPy ({numpy_s:.3g} s); "
+        f"test accuracy {system.round_table.test_accuracy.iloc[-1]:.3f}",
+    }
+
+
+def _numpy_federated(system) -> float:
+    """Wall seconds for every participation's local SGD (float32 NumPy) and a FedAvg per round."""
+    from hwsim.policies.federated import local_batches
+
+    spec, data = system.spec, system.data
+    parts = system.participation_table
+    start = time.perf_counter()
+    model = [tuple(a.copy() for a in layer) for layer in system.initial]
+    for r, members in parts.groupby("round"):
+        trained = []
+        for k in members.client:
+            local = [[a.copy() for a in layer] for layer in model]
+            x, y = data.x_train[system.parts[k]], data.y_train[system.parts[k]]
+            for idx in local_batches(len(y), spec.batch, spec.epochs, system.batch_rng(r, k)):
+                _numpy_sgd(local, x[idx], y[idx], spec.lr)
+            trained.append(local)
+        model = [tuple(np.mean([t[li][j] for t in trained], axis=0) for j in range(2)) for li in range(len(model))]
+    return time.perf_counter() - start
+
+
+def _numpy_sgd(params, x, y, lr) -> None:
+    acts, pres = [x], []
+    for li, (w, b) in enumerate(params):
+        z = acts[-1] @ w + b
+        pres.append(z)
+        acts.append(z if li == len(params) - 1 else np.maximum(z, 0))
+    p = np.exp(acts[-1] - acts[-1].max(axis=1, keepdims=True))
+    grad = p / p.sum(axis=1, keepdims=True)
+    grad[np.arange(len(y)), y] -= 1
+    grad /= len(y)
+    for li in reversed(range(len(params))):
+        dz = grad if li == len(params) - 1 else grad * (pres[li] > 0)
+        grad = dz @ params[li][0].T
+        params[li][0] -= lr * (acts[li].T @ dz)
+        params[li][1] -= lr * dz.sum(axis=0)
+
+
 def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None = None) -> str:
     """Measure, write `bench.csv` and `bench.md` under `out`, and return the table as text."""
     engine_loop(1000)  # warm imports and caches outside the measurement
     bare_simpy_loop(1000)
     best = _best_of({"engine": lambda: engine_loop(n_ops), "bare": lambda: bare_simpy_loop(n_ops)})
     if progress:
-        progress(1, 4)
+        progress(1, 5)
     rows = [
         {
             "benchmark": "engine: GEMM op on a systolic unit (cycle model + queue + probe)",
@@ -111,7 +171,10 @@ def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None
     for i, (name, overrides) in enumerate(scenarios, start=2):
         rows.append(_scenario_row(name, overrides))
         if progress:
-            progress(i, len(scenarios) + 1)
+            progress(i, len(scenarios) + 2)
+    rows.append(_federated_row())
+    if progress:
+        progress(len(scenarios) + 2, len(scenarios) + 2)
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "bench.csv", index=False)

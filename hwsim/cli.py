@@ -130,7 +130,7 @@ def _compare(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError("command line", "SCENARIO", " ".join(paths), str(err)) from None
     print(markdown(table))
-    extra = "".join(f", {name}" for name in ("pipelines.png", "online.png") if (Path(args.out) / name).is_file())
+    extra = "".join(f", {name}" for name in ("pipelines.png", "online.png", "federated.png") if (Path(args.out) / name).is_file())
     print(f"written: {args.out}/comparison.csv, comparison.md, comparison.png{extra} (reports in {args.out}/<scenario>/)")
     return 0 if (table.status == "ok").all() else 1
 

@@ -1,6 +1,7 @@
 """Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes,
 for pipelines their Gantt charts side by side with step time split into its parts, and for online
-training prequential accuracy over time on one chart and accuracy against update bytes."""
+training prequential accuracy over time on one chart and accuracy against update bytes, for
+federated runs accuracy per round and over time with participation, round time and client memory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 
 from hwsim.build import check
 from hwsim.config import load_scenario
-from hwsim.report import online, pipeline, plots
+from hwsim.report import federated, online, pipeline, plots
 from hwsim.report.write import png, write_atomic
 from hwsim.result import run
 
@@ -34,10 +35,18 @@ COLUMNS = [
     "accuracy_after_drift",
     "server_update_bytes",
     "mean_staleness_s",
+    "rounds",
+    "median_round_s",
+    "aggregated",
+    "late",
+    "dropped",
+    "failed",
+    "client_peak_bytes",
     "report",
 ]
 PIPELINE = ["schedule", "bubble_fraction", "exposed_allreduce_s", "peak_activation_microbatches"]
 ONLINE = ["prequential_accuracy", "accuracy_after_drift", "server_update_bytes", "mean_staleness_s"]
+FEDERATED = ["rounds", "median_round_s", "aggregated", "late", "dropped", "failed", "client_peak_bytes"]
 
 
 def compare(
@@ -54,7 +63,7 @@ def compare(
     names = [s.name for s in scenarios]
     if len(set(names)) < len(names):
         raise ValueError(f"scenario names must differ to be compared: {', '.join(names)}")
-    rows, curves, pipelines, onlines = [], {}, {}, {}
+    rows, curves, pipelines, onlines, feds = [], {}, {}, {}, {}
     for scenario in scenarios:
         result = run(scenario, progress(scenario.name))
         folder = result.write(out / scenario.name)
@@ -74,6 +83,7 @@ def compare(
                 "fraction_of_fp32": s.get("network", {}).get("fraction_of_fp32"),
                 **_pipeline_columns(s.get("pipeline")),
                 **_online_columns(s.get("online")),
+                **_federated_columns(s.get("federated")),
                 "report": str(folder / "report.html"),
             }
         )
@@ -81,12 +91,16 @@ def compare(
             pipelines[scenario.name] = (result.trace, s)
         if result.online:
             onlines[scenario.name] = (result.outcome.system, s)
+        if result.federated:
+            feds[scenario.name] = result.outcome.system
         curves[scenario.name] = result.metrics[result.metrics.metric == "test_accuracy"][["time_s", "value"]]
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not pipelines:
         table = table.drop(columns=PIPELINE)
     if not onlines:
         table = table.drop(columns=ONLINE)
+    if not feds:
+        table = table.drop(columns=FEDERATED)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "comparison.csv", table.to_csv(index=False))
     write_atomic(out / "comparison.md", markdown(table))
@@ -95,6 +109,8 @@ def compare(
         write_atomic(out / "pipelines.png", png(pipeline.comparison_figure(pipelines)))
     if onlines:
         write_atomic(out / "online.png", png(online.comparison_figure(onlines)))
+    if feds:
+        write_atomic(out / "federated.png", png(federated.comparison_figure(feds)))
     return table
 
 
@@ -118,6 +134,18 @@ def _online_columns(on: dict | None) -> dict:
         "accuracy_after_drift": on["accuracy_after_drift"],
         "server_update_bytes": on["server_update_bytes"],
         "mean_staleness_s": sum(stale) / len(stale) if stale else None,
+    }
+
+
+def _federated_columns(fed: dict | None) -> dict:
+    if not fed:
+        return dict.fromkeys(FEDERATED)
+    part = fed["participation"]
+    return {
+        "rounds": fed["rounds"],
+        "median_round_s": fed["round_duration_s"]["p50"],
+        **{k: part[k] for k in ("aggregated", "late", "dropped", "failed")},
+        "client_peak_bytes": fed["memory"]["client_peak_bytes"]["max"],
     }
 
 

@@ -163,15 +163,20 @@ def _memory_panel(ax, trace, system) -> None:
         return
     check = memory_check(trace, system)
     top = check.sort_values("peak_bytes").iloc[-1]
-    one = levels[levels.client == top.client]
+    parts = system.participation_table
+    mine = parts[(parts.client == top.client) & (parts.steps > 0)]
+    mine = mine if len(mine) else parts[parts.client == top.client]
+    when = mine.iloc[0]  # the client's first round that trained: its memory from receiving to upload
+    one = levels[(levels.client == top.client) & levels.time_s.between(when.start_s, when.end_s)]
+    # by event, not time: the steps take microseconds and the transfers around them milliseconds
     ax.stackplot(
-        one.time_s * 1e3, *(one[name] / 1e3 for name in PART_COLOURS), labels=list(PART_COLOURS),
+        np.arange(len(one)), *(one[name] / 1e3 for name in PART_COLOURS), labels=list(PART_COLOURS),
         colors=list(PART_COLOURS.values()), step="post",
     )  # fmt: skip
     ax.axhline(top.bound_bytes / 1e3, color="k", ls="--", lw=1, label="compressed + largest layer + activations")
     ax.set(
-        xlabel="simulated time (ms)", ylabel="kB",
-        title=f"Client c{int(top.client)} memory ({system.spec.decompression}), peak {top.peak_bytes / 1e3:.1f} kB",
+        xlabel="allocations and frees, in order", ylabel="kB", ylim=(0, 1.25 * max(top.peak_bytes, top.bound_bytes) / 1e3),
+        title=f"c{int(top.client)}, round {int(when['round'])}, {system.spec.decompression}: peak {top.peak_bytes / 1e3:.1f} kB",
     )  # fmt: skip
     ax.legend(fontsize=7, loc="upper left")
 

@@ -178,19 +178,23 @@ class Federated:
         return np.random.default_rng((self.seed, r, k))
 
     def _estimate_times(self) -> np.ndarray:
-        """What the server expects a round to take on each client: the cycle model of its local steps
-        on the client hardware, over its speed factor, plus the model down and back at its NIC rate."""
+        """What the server expects a round to take on each client (the device profile it knows): the
+        cycle model of the local steps (GEMMs, element-wise work, decompressing and compressing every
+        layer once) on the client hardware over its speed factor, plus the model down and back at its
+        NIC rate and the links' latency and per-message overhead. Bank traffic is left out."""
         hw, spec = self.client_hw, self.spec
         macs = getattr(hw.systolic.macs_per_cycle, spec.compute_precision)
-        s = hw.systolic
+        s, ops = hw.systolic, self.model.layer_ops(spec.batch)
         step = 0.0
-        for op in self.model.layer_ops(spec.batch):
+        for op in ops:
             gemms = op.forward + op.backward
             step += sum(g.count * gemm_cycles(g.m, g.n, g.k, s.rows, s.cols, s.dataflow, macs) for g in gemms) / s.clock
-            step += math.ceil((op.forward_vector_ops + op.backward_vector_ops) / hw.vector.lanes) / hw.vector.clock
-        wire = 2 * sum(self.codec.wire_bytes(op.params) for op in self.model.layer_ops(spec.batch))
+            elementwise = op.forward_vector_ops + op.backward_vector_ops + op.params * (DECOMPRESS_OPS + COMPRESS_OPS + 2)
+            step += math.ceil(elementwise / hw.vector.lanes) / hw.vector.clock
+        wire = 2 * sum(self.codec.wire_bytes(op.params) for op in ops)
+        links = 2 * (hw.nic.latency + len(ops) * hw.nic.overhead)
         steps = np.array([spec.epochs * math.ceil(len(p) / spec.batch) for p in self.parts])
-        return steps * step / self.factors["speed"] + wire / (hw.nic.bandwidth * self.factors["bandwidth"])
+        return steps * step / self.factors["speed"] + wire / (hw.nic.bandwidth * self.factors["bandwidth"]) + links
 
     # --- the run --------------------------------------------------------------------
 
