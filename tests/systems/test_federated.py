@@ -169,10 +169,9 @@ def test_fast_selection_prefers_fast_clients_and_over_commits(load):
     rand = hwsim.run(load("federated_digits", "system.rounds=10")).outcome.system
     assert (fast.round_table.selected == 13).all() and (rand.round_table.selected == 10).all()
     est = fast.est_time_s
-    chosen_fast = est[fast.participation_table.client].mean()
-    chosen_rand = est[rand.participation_table.client].mean()
-    assert chosen_fast < 0.8 * chosen_rand
-    assert fast.round_table.duration_s.median() < rand.round_table.duration_s.median()
+    assert est[fast.participation_table.client].mean() < est[rand.participation_table.client].mean()
+    # the over-committed round closes when the first 10 of 13 report: the slow tail no longer sets its length
+    assert fast.round_table.duration_s.median() < 0.85 * rand.round_table.duration_s.median()
 
 
 def test_same_seed_same_results(load):
