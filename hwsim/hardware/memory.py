@@ -75,6 +75,10 @@ class MemoryBank(Unit):
     def buffer_names(self) -> list[str]:
         return list(self._sizes)
 
+    def reset_peak(self) -> None:
+        """Start measuring the peak afresh from what is held now."""
+        self.peak = self.used
+
     # --- data movement (simulated time) ----------------------------------------
 
     def transfer_time(self, nbytes: int) -> float:

@@ -140,6 +140,7 @@ class Federated:
         self.bytes_sent = {"down": 0, "up": 0}
         self._sent_rows: dict[tuple[int, int], dict] = {}  # participations whose upload is on its way
         self._losses: dict[tuple[int, int], float] = {}  # mean local loss of aggregated updates
+        self._landed = env.event()  # succeeds each time the server has landed a whole update
 
     # --- clients ------------------------------------------------------------------
 
@@ -206,6 +207,8 @@ class Federated:
             if self.progress:
                 self.progress(r + 1, self.spec.rounds)
         yield simpy.AllOf(self.env, self.working)  # clients still working finish (their uploads are late)
+        while self._sent_rows:  # and the server lands the uploads still on their way
+            yield self._landed
 
     def _round(self, r: int) -> Generator:
         spec, env = self.spec, self.env
@@ -275,7 +278,7 @@ class Federated:
         env, client = self.env, self.client(k)
         start, offline_at = env.now, self.online_until(k, env.now)
         for bank in (client.pbank, client.wbank):
-            bank.peak = bank.used
+            bank.reset_peak()  # peaks per participation
         sends = []
         for li, payload in enumerate(payloads):
             if payload is not None:
@@ -364,6 +367,8 @@ class Federated:
             if self.spec.deadline.late == "buffer":
                 self.buffer.append(update)
         self.participations.append(row)
+        landed, self._landed = self._landed, self.env.event()
+        landed.succeed()
 
     def _resolve(self, state: RoundState) -> None:
         """Count one selected client as reported, dropped or failed; close the round when it can."""

@@ -126,6 +126,8 @@ def test_bytes_sent_equal_bytes_received_with_deadlines_and_dropouts(load):
     assert fed["bytes"]["sent_up"] == fed["bytes"]["delivered_up"] > 0
     parts = result.outcome.system.participation_table
     assert parts.bytes_up.sum() == fed["bytes"]["sent_up"]
+    # every selection is accounted for, including uploads still landing when the last round closed
+    assert len(parts) == result.outcome.system.round_table.selected.sum()
     assert fed["participation"]["late"] > 0  # the deadline bites, and late updates were still delivered
 
 
@@ -201,3 +203,14 @@ def test_bad_configuration_is_named(load, override, key, words):
     with pytest.raises(ConfigError) as err:
         hwsim.run(load("federated_digits", override, *extra))
     assert key in str(err.value) and words in str(err.value)
+
+
+def test_uploads_landing_after_the_last_round_are_accounted_for(load):
+    """With a deadline, the last round closes before some uploads land; the run waits for them."""
+    result = hwsim.run(load("federated_async", "system.rounds=2"))
+    system = result.outcome.system
+    parts = system.participation_table
+    assert len(parts) == system.round_table.selected.sum()
+    assert (parts.outcome == "late").any()
+    fed = result.summary["federated"]
+    assert fed["bytes"]["sent_up"] == fed["bytes"]["delivered_up"] == parts.bytes_up.sum()
