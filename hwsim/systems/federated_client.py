@@ -111,8 +111,8 @@ class Client:
         for li in reversed(range(lowest, len(self.ops))):
             w = (yield from self._decompress(li)) if otf else weights[li]
             op, below = self.ops[li], li > lowest
-            gemms = [g for g, kind in zip(op.backward, _backward_kinds(op), strict=True) if kind == "input" and below]
-            gemms += [g for g, kind in zip(op.backward, _backward_kinds(op), strict=True) if kind == "weight" and li in trained]
+            needed = {"input": below, "weight": li in trained}
+            gemms = [g for g, kind in zip(op.backward, _backward_kinds(op), strict=True) if needed[kind]]
             yield from self._gemms(gemms, f"bwd {names[li]}")
             yield from self.device.vector.elementwise(op.backward_vector_ops, 1, f"bwd {names[li]} act")
             dz = model.output_grad(li, pre[li], grad)
