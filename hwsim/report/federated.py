@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hwsim.report.stats import spread
+
 OUTCOME_COLOURS = {"aggregated": "#55A868", "late": "#DD8452", "dropped": "#8172B2", "failed": "#C44E52"}
 PART_COLOURS = {"compressed": "#4C72B0", "decompressed": "#DD8452", "activations": "#55A868"}
 
@@ -68,17 +70,6 @@ def client_table(system) -> pd.DataFrame:
     return sums.join(counts).reset_index()
 
 
-def _spread(values: pd.Series) -> dict:
-    if values.empty:
-        return {"mean": None, "p50": None, "p95": None, "max": None}
-    return {
-        "mean": float(values.mean()),
-        "p50": float(values.median()),
-        "p95": float(values.quantile(0.95)),
-        "max": float(values.max()),
-    }
-
-
 def federated_summary(trace, system) -> dict:
     """The `federated` section of summary.json."""
     rounds, parts, spec = system.round_table, system.participation_table, system.spec
@@ -94,7 +85,7 @@ def federated_summary(trace, system) -> dict:
         "final_test_accuracy": float(rounds.test_accuracy.iloc[-1]),
         "best_test_accuracy": float(rounds.test_accuracy.max()),
         "accuracy_per_round": [float(a) for a in rounds.test_accuracy],
-        "round_duration_s": _spread(rounds.duration_s),
+        "round_duration_s": spread(rounds.duration_s),
         "participation": {
             "selections": len(parts),
             **{name: int(outcomes.get(name, 0)) for name in OUTCOME_COLOURS},
@@ -106,12 +97,12 @@ def federated_summary(trace, system) -> dict:
             "delivered_down": delivered["down"],
             "sent_up": system.bytes_sent["up"],
             "delivered_up": delivered["up"],
-            "down_per_client": _spread(per_client.bytes_down),
-            "up_per_client": _spread(per_client.bytes_up),
+            "down_per_client": spread(per_client.bytes_down),
+            "up_per_client": spread(per_client.bytes_up),
         },
         "memory": {
             "decompression": spec.decompression,
-            "client_peak_bytes": _spread(mem.peak_bytes),
+            "client_peak_bytes": spread(mem.peak_bytes),
             "compressed_model_bytes": int(mem.compressed_bytes.max()) if len(mem) else None,
             "largest_layer_bytes": int(mem.largest_layer_bytes.max()) if len(mem) else None,
             "activation_peak_bytes": int(mem.activation_peak_bytes.max()) if len(mem) else None,

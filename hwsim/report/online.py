@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hwsim.report.plots import time_scale
+from hwsim.report.stats import spread
 
 KINDS = ("delta", "realtime", "full")
 KIND_COLOURS = {"delta": "#937860", "realtime": "#4C72B0", "full": "#DD8452"}
@@ -44,19 +45,6 @@ def update_bytes(trace, system) -> dict:
     return out
 
 
-def _spread(values: pd.Series) -> dict:
-    if values.empty:
-        return {"mean": None, "p50": None, "p95": None, "p99": None, "max": None}
-    q = values.quantile([0.5, 0.95, 0.99])
-    return {
-        "mean": float(values.mean()),
-        "p50": float(q[0.5]),
-        "p95": float(q[0.95]),
-        "p99": float(q[0.99]),
-        "max": float(values.max()),
-    }
-
-
 def online_summary(trace, system) -> dict:
     """The `online` section of summary.json."""
     spec, p = system.spec, system.predictions
@@ -73,8 +61,8 @@ def online_summary(trace, system) -> dict:
         "prequential_accuracy": float(p.correct.mean()) if len(p) else None,
         "accuracy_after_drift": float(p.correct[after].mean()) if after.any() else None,
         "accuracy_per_worker": {w: float(g.correct.mean()) for w, g in p.groupby("worker")},
-        "staleness_s": {w: _spread(g.staleness_s) for w, g in p.groupby("worker")},
-        "latency_s": _spread(p.latency_s),
+        "staleness_s": {w: spread(g.staleness_s) for w, g in p.groupby("worker")},
+        "latency_s": spread(p.latency_s),
         "updates": sent,
         "server_update_bytes": sent["realtime"]["sent_bytes"] + sent["full"]["sent_bytes"],
         "applied": {w.name: dict(w.applied) for w in system.predictors + system.trainers},

@@ -107,18 +107,16 @@ class Federated:
         self.parts = partition(data.y_train, k, spec.partition.how, part_rng, spec.partition.alpha, spec.partition.shards)
         ch = spec.client_hardware
         speed_rng, mem_rng, bw_rng, online_rng, phase_rng = client_rng.spawn(5)
+
+        def draw(d, r):
+            return draw_factors(d.dist, k, r, d.value, d.low, d.high, d.sigma)
+
         self.factors = {
-            name: draw_factors(d.dist, k, r, d.value, d.low, d.high, d.sigma)
-            for name, d, r in [
-                ("speed", ch.speed, speed_rng),
-                ("memory", ch.memory, mem_rng),
-                ("bandwidth", ch.bandwidth, bw_rng),
-            ]
+            "speed": draw(ch.speed, speed_rng),
+            "memory": draw(ch.memory, mem_rng),
+            "bandwidth": draw(ch.bandwidth, bw_rng),
         }
-        online = ch.availability.online
-        self.online_fraction = np.minimum(
-            draw_factors(online.dist, k, online_rng, online.value, online.low, online.high, online.sigma), 1.0
-        )
+        self.online_fraction = np.minimum(draw(ch.availability.online, online_rng), 1.0)
         self.phase = phase_rng.uniform(0, ch.availability.period, k)
         self.client_hw = ch.hardware or scenario.hardware
         self.est_time_s = self._estimate_times()
