@@ -1,9 +1,10 @@
-"""The `hwsim` command line: run, compare, validate, schema, list, bench."""
+"""The `hwsim` command line: run, compare, sweep, validate, schema, list, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from hwsim.config import Scenario, json_schema, load_scenario
 from hwsim.config.load import PRESET_DIR, PROJECT_ROOT, read_yaml
 from hwsim.config.units import format_quantity
-from hwsim.errors import ConfigError
+from hwsim.errors import NOTHING, ConfigError
 
 
 class ProgressBar:
@@ -82,6 +83,41 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
     validate.set_defaults(func=_validate)
 
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a scenario over a grid (or a sample) of parameters: one table row per point; resumable",
+        description="Each point is one run of the scenario with overrides. Results: sweep.parquet, sweep.csv, "
+        "plots and report.html in --out; each point's record in --out/points/ (a re-run skips finished points).",
+    )
+    sweep.add_argument(
+        "scenario", help="scenario file, or a sweep file (YAML with a `sweep` mapping; see scenarios/sweep_*.yaml)"
+    )
+    sweep.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides applied to every point")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help='an axis: a list ("hardware.nic.bandwidth=1,10,100 Gb/s") or, with --samples, a range KEY=LOW..HIGH [log]',
+    )
+    sweep.add_argument(
+        "--zip", action="append", default=[], metavar="KEY=V1,V2,...", help="axes that vary together (value i with value i)"
+    )
+    sweep.add_argument("--samples", type=int, help="draw N points by Latin hypercube sampling instead of the full grid")
+    sweep.add_argument("--seed", type=int, help="seed of the sampling (default 0; each point keeps its scenario's seed)")
+    sweep.add_argument("--executor", default="local", help="local (a process pool, the default) or dask://HOST:PORT")
+    sweep.add_argument("--workers", type=int, help="local processes (default: one per core)")
+    sweep.add_argument("--out", help="sweep folder (default: reports/sweeps/<name>); re-running into it resumes")
+    sweep.add_argument("--reports", action="store_true", help="keep each point's full report in <out>/reports/<key>/")
+    sweep.add_argument(
+        "--metric", help="metric of the line plot and heatmap (default: time to target, step time or simulated time)"
+    )
+    sweep.add_argument("--x", help="parameter on the x axis (default: the first swept key)")
+    sweep.add_argument("--by", help="parameter that draws one line per value (default: the second swept key)")
+    sweep.add_argument("--pareto", help="two metrics A,B of the Pareto plot; prefix max: or min: to set which way is better")
+    sweep.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr")
+    sweep.set_defaults(func=_sweep)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -147,6 +183,71 @@ def _validate(args: argparse.Namespace) -> int:
     failed = [c for c in checks if c.result == "FAIL"]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks did not fail" + (f"; FAILED: {len(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from hwsim import sweep as engine
+    from hwsim.config.sweep import sweep_from
+
+    sweep = sweep_from(args.scenario, args.overrides, args.grid, args.zip, args.samples, args.seed)
+    plots = {k: getattr(args, k) for k in ("metric", "x", "by", "pareto") if getattr(args, k) is not None}
+    planned, resolved, units = engine.plan(sweep)  # every key and value checked before any point runs
+    invalid = [p for p in planned if p.invalid]
+    for p in invalid[:CONSOLE_ITEMS]:
+        print(f"hwsim: point {p.point.index} is not a valid combination, recorded as invalid: {p.invalid}", file=sys.stderr)
+    if len(invalid) == len(planned):
+        raise ConfigError("command line", "--grid", NOTHING, "at least one valid combination (every point is invalid)")
+    folder = Path(args.out or f"reports/sweeps/{sweep.name}")
+    executor, renew, where, slots = _executor(args)
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    print(
+        f"sweep {sweep.name}: {len(planned)} points, {len({p.key for p in planned if p.key})} distinct runs, on {where}; out {folder}"
+    )
+    try:
+        done = engine.run_sweep(
+            sweep, planned, resolved, folder, executor, in_flight=2 * slots, reports=args.reports, renew=renew,
+            progress=ProgressBar(f"sweep {sweep.name}", enabled), log=lambda m: print(f"hwsim: {m}", file=sys.stderr),
+        )  # fmt: skip
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    counts = done.table.status.value_counts().to_dict()
+    print(f"  ran {done.ran}, finished before {done.skipped}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if done.interrupted:
+        print(f"hwsim: interrupted; {done.pending} runs not finished. Re-run the same command to resume.", file=sys.stderr)
+        return 130
+    chosen = engine.write_report(folder, sweep, planned, units, done.table, plots)
+    print(_best(done.table, chosen["metric"], units))
+    print(f"written: {folder}/sweep.parquet, sweep.csv, sweep.json, report.html and plots")
+    return 1 if "error" in counts else 0
+
+
+def _executor(args: argparse.Namespace):
+    """(executor, renew, description, task slots) for --executor and --workers."""
+    from hwsim.sweep import dask_executor, local_executor
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("command line", "--workers", args.workers, "a whole number of at least 1")
+    if args.executor == "local":
+        workers = args.workers or os.cpu_count() or 1
+        return local_executor(workers), lambda: local_executor(workers), f"{workers} local processes", workers
+    if args.executor.startswith("dask://"):
+        if args.workers is not None:
+            raise ConfigError("command line", "--workers", args.workers, "no --workers with Dask (the cluster has its own)")
+        executor, threads = dask_executor("tcp://" + args.executor.removeprefix("dask://"))
+        return executor, None, f"Dask at {args.executor} ({threads} threads)", threads
+    raise ConfigError("command line", "--executor", args.executor, "local or dask://HOST:PORT")
+
+
+def _best(table, metric: str, units: dict) -> str:
+    from hwsim.report.sweep import maximized, show
+
+    column, higher = maximized(metric)
+    ok = table[(table.status == "ok") & table[column].notna()] if column in table else table.iloc[0:0]
+    if ok.empty:
+        return f"  no ok point has {column}"
+    row = ok.loc[ok[column].idxmax() if higher else ok[column].idxmin()]
+    params = ", ".join(f"{k}={show(row[k], units.get(k, ''))}" for k in table.columns[1 : table.columns.get_loc("status")])
+    return f"  best {column}: {row[column]:.4g} at point {row['point']} ({params})"
 
 
 CONSOLE_ITEMS = 10

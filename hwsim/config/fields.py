@@ -11,6 +11,7 @@ key picks the class (each class has a `kind` field whose default is its tag).
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import types
 import typing
@@ -20,6 +21,14 @@ from hwsim.config.units import EXAMPLES, UnitError, parse_quantity
 from hwsim.errors import NOTHING, ConfigError
 
 _MISSING = dataclasses.MISSING
+
+
+def _mapping_proxy(items: dict) -> types.MappingProxyType:
+    return types.MappingProxyType(items)
+
+
+# A scenario holds its mappings read-only; pickling one (to run it in another process) needs a reducer.
+copyreg.pickle(types.MappingProxyType, lambda proxy: (_mapping_proxy, (dict(proxy),)))
 
 
 def spec(

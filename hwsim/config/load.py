@@ -173,11 +173,22 @@ def _parse_override(text: str) -> tuple[str, Any, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("command line", text, NOTHING, "an override of the form dotted.key=value")
+    return key.strip(), parse_value(value), text
+
+
+def parse_value(text: str) -> Any:
+    """A value written on the command line: YAML (numbers, true/false, null, [lists]), else the text;
+    `1e-3` is a number (plain YAML reads it as a string)."""
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
-        parsed = value
-    return key.strip(), parsed, text
+        return text
+    if isinstance(parsed, str):
+        try:
+            return float(parsed) if parsed.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else parsed
+        except ValueError:
+            return parsed
+    return parsed
 
 
 def _set(raw: dict, key: str, value: Any, text: str) -> None:

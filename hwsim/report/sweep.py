@@ -1,0 +1,265 @@
+"""A sweep's plots and page: a metric against one parameter (a line per value of a second), a
+heatmap over two, the Pareto front of two metrics; `report.html` with the table.
+
+Only points whose status is "ok" are plotted. With more parameters than a plot has room
+for, a grid sweep's figure shows the mean over the others (the title says so); a sampled
+(Latin hypercube) sweep is drawn as points, not lines or cells.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from hwsim.config.units import format_quantity
+from hwsim.errors import NOTHING, ConfigError
+from hwsim.report.html import _STYLE, _table
+
+TIME_METRICS = ("learning.time_to_target_s", "step_time_s", "sim_time_s")
+"""The default metric: the first of these with a value at every point that is ok."""
+UNIT_KINDS = ("time", "size", "rate", "frequency", "flop_rate", "event_rate")
+SECOND_METRICS = ("bytes_moved.network", "max:learning.final_test_accuracy", "max:samples_per_s", "bytes_moved.memory")
+"""The default second metric of the Pareto plot: the first of these that varies."""
+MAXIMIZED = ("accuracy", "samples_per_s", "util", "fraction_of_peak", "achieved_flop_per_s", "utilization_after")
+"""A metric whose name ends with one of these is better higher (prefix min: or max: to say otherwise)."""
+HEADLINE = ("sim_time_s", "step_time_s", "samples_per_s", "learning.final_test_accuracy", "learning.time_to_target_s",
+            "bytes_moved.network", "flops.fraction_of_peak")  # fmt: skip
+"""Columns the page's table shows besides the parameters and the plotted metrics (the files have all)."""
+
+
+def choose(table: pd.DataFrame, keys: list[str], plots: dict) -> dict:
+    """The plots' metric, x, by and Pareto pair: as asked (checked against the table), else defaults."""
+    ok = table[table.status == "ok"]
+
+    def has(name: str) -> bool:
+        column = name.split(":", 1)[-1]
+        return column in ok.columns and pd.api.types.is_numeric_dtype(ok[column]) and ok[column].notna().any()
+
+    def varies(name: str) -> bool:
+        return has(name) and ok[name.split(":", 1)[-1]].nunique() > 1
+
+    everywhere = [m for m in TIME_METRICS if m in ok.columns and len(ok) and ok[m].notna().all()]
+    metric = plots.get("metric") or next(iter(everywhere), "sim_time_s")
+    x = plots.get("x") or keys[0]
+    by = plots.get("by") if "by" in plots else next((k for k in keys if k != x), None)
+    pareto = plots.get("pareto") or [metric, next((m for m in SECOND_METRICS if varies(m) and m != metric), "max:samples_per_s")]
+    if isinstance(pareto, str):
+        pareto = pareto.split(",")
+    for name, what in ((x, "--x"), (by, "--by")):
+        if name is not None and name not in keys:
+            raise ConfigError("command line", what, name, "one of the swept keys: " + ", ".join(keys))
+    if len(pareto) != 2:
+        raise ConfigError(
+            "command line", "--pareto", ",".join(pareto), "two metrics A,B (prefix max: or min: to say which way is better)"
+        )
+    if len(ok):
+        for name, what in ((metric, "--metric"), *((p, "--pareto") for p in pareto)):
+            if not has(name):
+                raise unknown_metric(ok, name, what)
+    return {"metric": metric, "x": x, "by": by if by != x else None, "pareto": list(pareto)}
+
+
+def unknown_metric(table: pd.DataFrame, name: str, what: str) -> ConfigError:
+    numbers = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and table[c].notna().any() and c != "point"]
+    return ConfigError("sweep table", what, name or NOTHING, "a numeric column with values, such as " + ", ".join(numbers[:15]))
+
+
+def maximized(name: str) -> tuple[str, bool]:
+    """(column, whether higher is better) of a metric name with an optional min:/max: prefix."""
+    if name.startswith(("min:", "max:")):
+        return name[4:], name.startswith("max:")
+    return name, name.endswith(MAXIMIZED)
+
+
+def pareto_front(a: np.ndarray, b: np.ndarray, max_a: bool = False, max_b: bool = False) -> np.ndarray:
+    """Mask of the points no other point beats on both (better or equal on both, better on one)."""
+    sa, sb = (-a if max_a else a), (-b if max_b else b)
+    front = np.zeros(len(a), dtype=bool)
+    best = np.inf
+    for i in np.lexsort((sb, sa)):  # by a, ties by b
+        if sb[i] < best:
+            front[i], best = True, sb[i]
+    return front
+
+
+# --- figures -------------------------------------------------------------------------------
+
+
+def _metric_kind(name: str) -> str:
+    if name.endswith("_s") and not name.endswith("per_s"):
+        return "time"
+    return "size" if name.endswith("bytes") or name.startswith("bytes_moved") else ""
+
+
+def _numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _ticks(ax, values: list, kind: str, numeric: bool) -> None:
+    """x ticks at the swept values, labelled with their unit (names at 0, 1, 2, ... when not numbers)."""
+    if numeric and (not kind or len(values) > 12):
+        return  # matplotlib's own ticks
+    ax.minorticks_off()
+    ax.set_xticks(list(values) if numeric else list(range(len(values))), [show(v, kind) for v in values], fontsize=8)
+
+
+def _mean_note(dims: list[list[str]], shown: list[str]) -> str:
+    """Which swept keys a figure averages over: those not drawn and not zipped with one drawn."""
+    rest = [k for dim in dims if not set(dim) & set(shown) for k in dim]
+    return f"\n(mean over {', '.join(rest)})" if rest else ""
+
+
+def _format_axis(axis, kind: str) -> None:
+    if kind in UNIT_KINDS:
+        axis.set_major_formatter(FuncFormatter(lambda v, _: format_quantity(v, kind)))
+
+
+def metric_figure(
+    table: pd.DataFrame, dims: list[list[str]], units: dict, metric: str, x: str, by: str | None, sampled: bool
+) -> Figure:
+    """The metric against parameter x, a line (or, sampled, a colour of points) per value of `by`."""
+    ok = table[table.status == "ok"]
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    groups = [(None, ok)] if by is None else list(ok.groupby(by, sort=True))
+    numeric_x = _numeric(table[x])
+    order = sorted(table[x].dropna().unique()) if numeric_x else list(dict.fromkeys(table[x].dropna()))
+    for value, rows in groups:
+        label = None if by is None else f"{by} = {show(value, units.get(by, ''))}"
+        if sampled:
+            pos = rows[x] if numeric_x else rows[x].map(order.index)
+            ax.scatter(pos, rows[metric], s=18, label=label)
+            continue
+        mean = rows.groupby(x)[metric].mean()
+        mean = mean.reindex([v for v in order if v in mean.index])
+        pos = list(mean.index) if numeric_x else [order.index(v) for v in mean.index]
+        ax.plot(pos, mean.values, marker="o", label=label)
+    if numeric_x and len(order) > 1 and min(order) > 0 and max(order) / min(order) >= 30:
+        ax.set_xscale("log")
+    _ticks(ax, order, units.get(x, ""), numeric_x)
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if by is not None:
+        ax.legend(fontsize=8)
+    shown = [x] + ([by] if by else [])
+    _format_axis(ax.yaxis, _metric_kind(metric))
+    ax.set_title(f"{metric} against {x}" + ("" if sampled else _mean_note(dims, shown)), fontsize=10)
+    return fig
+
+
+def heatmap_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, metric: str, x: str, y: str, sampled: bool) -> Figure:
+    """The metric over parameters x and y: cells (a grid sweep) or coloured points (a sampled one)."""
+    ok = table[table.status == "ok"]
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    if sampled:
+        art = ax.scatter(ok[x].astype(float), ok[y].astype(float), c=ok[metric], cmap="viridis", s=30)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    else:
+        grid = ok.pivot_table(index=y, columns=x, values=metric, aggfunc="mean")
+        grid = grid.reindex(index=_ordered(table[y]), columns=_ordered(table[x]))
+        art = ax.imshow(grid.values, cmap="viridis", aspect="auto", origin="lower")
+        for (i, j), value in np.ndenumerate(grid.values):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(grid.columns)), [show(v, units.get(x, "")) for v in grid.columns], fontsize=8)
+        ax.set_yticks(range(len(grid.index)), [show(v, units.get(y, "")) for v in grid.index], fontsize=8)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    fig.colorbar(art, ax=ax, label=metric)
+    ax.set_title(f"{metric} over {x} and {y}" + ("" if sampled else _mean_note(dims, [x, y])), fontsize=10)
+    return fig
+
+
+def pareto_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, pair: list[str]) -> Figure:
+    """Every ok point on two metrics, the Pareto front joined and labelled with its parameters."""
+    (a, max_a), (b, max_b) = maximized(pair[0]), maximized(pair[1])
+    ok = table[(table.status == "ok") & table[a].notna() & table[b].notna()]
+    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    front = pareto_front(ok[a].to_numpy(float), ok[b].to_numpy(float), max_a, max_b)
+    ax.scatter(ok[a], ok[b], s=18, color="#999999", label="point")
+    best = ok[front].sort_values(a)
+    ax.plot(best[a], best[b], marker="o", color="#C44E52", label=f"Pareto front ({len(best)} points)")
+    for row in best.to_dict("records"):
+        text = ", ".join(show(row[k], units.get(k, "")) for dim in dims for k in dim)
+        ax.annotate(text, (row[a], row[b]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(a + (" (higher is better)" if max_a else " (lower is better)"))
+    ax.set_ylabel(b + (" (higher is better)" if max_b else " (lower is better)"))
+    _format_axis(ax.xaxis, _metric_kind(a))
+    _format_axis(ax.yaxis, _metric_kind(b))
+    missing = int((table.status == "ok").sum() - len(ok))
+    ax.set_title(
+        f"Pareto front of {a} and {b}" + (f"\n({missing} ok points without a value left out)" if missing else ""), fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _ordered(series: pd.Series) -> list:
+    values = series.dropna()
+    return sorted(values.unique()) if _numeric(values) else list(dict.fromkeys(values))
+
+
+def show(value, kind: str) -> str:
+    if kind and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_quantity(float(value), kind)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def figures(table: pd.DataFrame, dims: list[list[str]], units: dict, chosen: dict, sampled: bool) -> dict[str, Figure]:
+    """The sweep's figures by file stem (none if no point is ok)."""
+    if not (table.status == "ok").any():
+        return {}
+    metric, x, by = chosen["metric"], chosen["x"], chosen["by"]
+    out = {"sweep_metric": metric_figure(table, dims, units, metric, x, by, sampled)}
+    if by is not None and (sampled or table[x].nunique() > 1 and table[by].nunique() > 1):
+        if not sampled or (_numeric(table[x]) and _numeric(table[by])):
+            out["sweep_heatmap"] = heatmap_figure(table, dims, units, metric, x, by, sampled)
+    out["sweep_pareto"] = pareto_figure(table, dims, units, chosen["pareto"])
+    return out
+
+
+def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes], counts: dict) -> str:
+    """The sweep's report.html: what was swept, the counts, the plots, and the table (headline columns)."""
+    keys = [a["key"] for a in about["axes"]]
+    metrics = [maximized(m)[0] for m in (chosen["metric"], *chosen["pareto"])]
+    shown = list(dict.fromkeys(["point", *keys, "status", *metrics, *HEADLINE, "error", "report"]))
+    view = table[[c for c in shown if c in table.columns]].copy()
+    if "error" in view:
+        view["error"] = view["error"].map(lambda e: html.escape(e) if isinstance(e, str) else e)
+    if "report" in view:
+        view["report"] = view["report"].map(lambda r: f"<a href='{html.escape(r)}'>report</a>" if isinstance(r, str) else "-")
+    axes = pd.DataFrame(
+        [(a["key"], a["unit"] or "-", ", ".join(map(str, a["values"])) if a["values"] else f"{a['range'][0]:g}..{a['range'][1]:g} "
+          f"{a['range'][2]} ({a['range'][3]})") for a in about["axes"]],
+        columns=["key", "unit", "values"],
+    )  # fmt: skip
+    how = f"a Latin hypercube of {about['samples']} points (seed {about['seed']})" if about["samples"] else "the full grid"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>hwsim sweep: {html.escape(about['name'])}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>Sweep {html.escape(about['name'])}</h1>",
+        f"<p>{html.escape(about['description'])}</p>",
+        f"<p>Scenario <code>{html.escape(about['scenario'])}</code>"
+        + (f" with {html.escape(', '.join(about['overrides']))}" if about["overrides"] else "")
+        + f"; {how}; zipped together: {html.escape('; '.join(' + '.join(z) for z in about['zips']) or 'none')}.</p>",
+        _table(axes),
+        "<p>" + ", ".join(f"{n} {html.escape(s)}" for s, n in counts.items()) + f" of {len(table)} points. "
+        "Every column of every point is in sweep.parquet and sweep.csv; each point's record in points/.</p>",
+    ]
+    for name, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+    parts.append(
+        "<h2>Points</h2>" + view.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0, escape=False)
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts)
