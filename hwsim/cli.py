@@ -209,7 +209,7 @@ def _sweep(args: argparse.Namespace) -> int:
             progress=ProgressBar(f"sweep {sweep.name}", enabled), log=lambda m: print(f"hwsim: {m}", file=sys.stderr),
         )  # fmt: skip
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        engine.shutdown(executor)
     counts = done.table.status.value_counts().to_dict()
     print(f"  ran {done.ran}, finished before {done.skipped}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     if done.interrupted:

@@ -121,7 +121,7 @@ def _pipeline_columns(pipe: dict | None) -> dict:
         "schedule": pipe["schedule"],
         "bubble_fraction": pipe["bubble_fraction"],
         "exposed_allreduce_s": pipe["exposed_allreduce_s"],
-        "peak_activation_microbatches": max(d["peak_activation_microbatches"] for d in pipe["per_device"].values()),
+        "peak_activation_microbatches": pipe["peak_activation_microbatches"],
     }
 
 

@@ -212,6 +212,17 @@ def dask_executor(address: str) -> tuple[Executor, int]:
     return client.get_executor(pure=False), max(1, sum(client.nthreads().values()))
 
 
+def shutdown(executor: Executor) -> None:
+    """Shut an executor down without waiting for queued points (they are cancelled); close a Dask client."""
+    try:
+        executor.shutdown(wait=False, cancel_futures=True)
+    except TypeError:  # Dask's ClientExecutor takes no cancel_futures
+        executor.shutdown(wait=False)
+    client = getattr(executor, "_client", None)
+    if client is not None:
+        client.close()
+
+
 def stop(executor: Executor) -> None:
     """Stop an executor without waiting for the points in flight (they are lost, not recorded)."""
     terminate = getattr(executor, "terminate_workers", None)  # Python 3.14+
@@ -221,7 +232,7 @@ def stop(executor: Executor) -> None:
     if isinstance(executor, ProcessPoolExecutor):
         for process in list((getattr(executor, "_processes", None) or {}).values()):
             process.terminate()
-    executor.shutdown(wait=False, cancel_futures=True)
+    shutdown(executor)
 
 
 # --- the sweep -----------------------------------------------------------------------------
@@ -248,7 +259,7 @@ def run_sweep(
     records = {key: rec for key in {p.key for p in planned if p.key} if (rec := load_record(folder, key, reports))}
     todo = list({p.key: p.scenario for p in planned if p.key and p.key not in records}.items())
     run = SweepRun(pd.DataFrame(), skipped=len(records), pending=len(todo))
-    queue, running = list(reversed(todo)), {}
+    queue, running, given = list(reversed(todo)), {}, executor
     try:
         while queue or running:
             while queue and len(running) < in_flight:
@@ -266,7 +277,7 @@ def run_sweep(
                 if progress:
                     progress(run.ran, len(todo))
             if any(_broken(f) for f in finished) and renew is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+                shutdown(executor)
                 executor = renew()
     except KeyboardInterrupt:
         run.interrupted = True
@@ -275,6 +286,8 @@ def run_sweep(
         stop(executor)
     finally:
         run.table = write_table(sweep, planned, resolved, records, folder, reports)
+        if executor is not given:  # one this call made after the given one broke
+            shutdown(executor)
     return run
 
 
@@ -338,7 +351,7 @@ def write_table(sweep: Sweep, planned: list[Planned], resolved: dict, records: d
         rows.append(row)
     table = pd.DataFrame(rows)
     table = table[[c for c in table.columns if c not in ("key", "report")] + ["key", "report"]]
-    for column in table.select_dtypes(include="object").columns:
+    for column in [c for c in table.columns if pd.api.types.is_object_dtype(table[c])]:
         values = table[column].dropna()
         if not values.map(lambda v: isinstance(v, str)).all():  # mixed names and numbers: all as text
             table[column] = table[column].map(lambda v: v if v is None or isinstance(v, str) else str(v))

@@ -139,6 +139,7 @@ def pipeline_summary(trace, system) -> dict:
         "allreduce_s": float(per_device.allreduce_s.mean()),
         "exposed_allreduce_s": float(per_device.exposed_allreduce_s.mean()),
         "overlapped_allreduce_s": float(per_device.overlapped_allreduce_s.mean()),
+        "peak_activation_microbatches": int(per_device.peak_activation_microbatches.max()),
         "per_device": {
             name: {key: float(value) for key, value in row.items()} for name, row in per_device.to_dict("index").items()
         },

@@ -6,7 +6,10 @@ import pytest
 
 import hwsim
 
-SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted(
+    p for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml") if not p.stem.startswith("sweep_")
+)
+"""Scenario files; the sweep files (sweep_*.yaml) run in tests/test_sweep.py."""
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
