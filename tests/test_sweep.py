@@ -284,3 +284,8 @@ def test_a_bad_plot_metric_names_the_columns_it_could_be(tmp_path):
     done, planned, units = _run(sweep, tmp_path)
     with pytest.raises(ConfigError, match="sim_time_s"):
         engine.write_report(tmp_path, sweep, planned, units, done.table, {"metric": "sim_tme_s"})
+
+
+def test_running_a_sweep_file_as_a_scenario_says_to_use_hwsim_sweep(capsys):
+    assert main(["run", str(ROOT / "scenarios" / "sweep_systolic_dataflow.yaml")]) == 2
+    assert "this is a sweep file, run it with: hwsim sweep" in capsys.readouterr().err

@@ -61,6 +61,10 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
     raw = read_yaml(path, "scenario file")
     if not isinstance(raw, dict):
         raise ConfigError(str(path), "", raw, "a mapping with keys name, hardware, model, system")
+    if "sweep" in raw:
+        raise ConfigError(
+            str(path), "sweep", NOTHING, "a scenario file; this is a sweep file, run it with: hwsim sweep " + str(path)
+        )
     parsed = [_parse_override(text) for text in overrides]
     if seed is not None:
         parsed.append(("seed", int(seed), f"--seed {seed}"))
