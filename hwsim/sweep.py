@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,6 @@ class SweepRun:
     skipped: int = 0
     pending: int = 0
     interrupted: bool = False
-    axes: dict = field(default_factory=dict)  # key -> unit kind of the scenario field ("" if none)
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -144,7 +143,7 @@ def _unit(scenario: Scenario, key: str) -> str:
 def run_point(scenario: Scenario, reports: bool = False) -> tuple[dict, dict | None]:
     """Run one scenario; return its record (status, error, metrics, wall time) and, if asked,
     its report folder's files as {relative path: bytes}. Never raises: an exception is a record."""
-    from hwsim.result import run  # noqa: PLC0415 (the workers import the simulator when they run)
+    from hwsim.result import run  # imported where the point runs (a worker)
 
     start = time.perf_counter()
     files = None
@@ -186,7 +185,7 @@ def flatten(summary: dict, prefix: str = "") -> dict:
 
 
 def _ignore_interrupts() -> None:
-    import signal  # noqa: PLC0415
+    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
 
@@ -202,7 +201,7 @@ def local_executor(workers: int | None = None) -> ProcessPoolExecutor:
 def dask_executor(address: str) -> tuple[Executor, int]:
     """An executor on a `dask.distributed` scheduler at `address` (tcp://HOST:PORT), and its thread count."""
     try:
-        from distributed import Client  # noqa: PLC0415
+        from distributed import Client
     except ImportError:
         raise ConfigError("command line", "--executor", address, 'the Dask extra installed: pip install -e ".[dist]"') from None
     try:
@@ -272,7 +271,7 @@ def run_sweep(
                 save_record(folder, key, record, files)
                 records[key] = record
                 run.ran, run.pending = run.ran + 1, run.pending - 1
-                if record["status"] not in ("ok",):
+                if record["status"] != "ok":
                     log(f"point {key}: {record['status']}: {record['error']}")
                 if progress:
                     progress(run.ran, len(todo))

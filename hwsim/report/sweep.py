@@ -228,12 +228,20 @@ def figures(table: pd.DataFrame, dims: list[list[str]], units: dict, chosen: dic
     return out
 
 
+CAPTIONS = {
+    "sweep_metric": "The metric against a parameter",
+    "sweep_heatmap": "The metric over two parameters",
+    "sweep_pareto": "Pareto front",
+}
+
+
 def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes], counts: dict) -> str:
     """The sweep's report.html: what was swept, the counts, the plots, and the table (headline columns)."""
     keys = [a["key"] for a in about["axes"]]
     metrics = [maximized(m)[0] for m in (chosen["metric"], *chosen["pareto"])]
     shown = list(dict.fromkeys(["point", *keys, "status", *metrics, *HEADLINE, "error", "report"]))
     view = table[[c for c in shown if c in table.columns]].copy()
+    view = view.astype(object).where(view.notna(), "-")
     if "error" in view:
         view["error"] = view["error"].map(lambda e: html.escape(e) if isinstance(e, str) else e)
     if "report" in view:
@@ -257,7 +265,8 @@ def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes
     ]
     for name, png in images.items():
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>")
+        caption = html.escape(CAPTIONS.get(name, name))
+        parts.append(f"<h2>{caption}</h2><img alt='{caption}' src='data:image/png;base64,{data}'>")
     parts.append(
         "<h2>Points</h2>" + view.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0, escape=False)
     )
