@@ -7,6 +7,9 @@ engine and baseline, and the fastest repeat of each is kept.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +75,7 @@ def _scenario_row(name: str, overrides: list[str]) -> dict:
 
     scenario = load_scenario(PROJECT_ROOT / "scenarios" / f"{name}.yaml", overrides)
     result = run(scenario)
-    ops = len(result.trace.busy)
+    ops = result.trace.rows("busy")
     return {
         "benchmark": f"scenario {name} ({scenario.run.mode})",
         "ops": ops,
@@ -96,12 +99,44 @@ def _federated_row() -> dict:
     rounds = system.spec.rounds
     return {
         "benchmark": f"scenario {name} ({system.spec.clients} clients, {system.spec.per_round}/round, {rounds} rounds)",
-        "ops": len(result.trace.busy),
+        "ops": result.trace.rows("busy"),
         "wall_s": result.wall_time_s,
-        "ops_per_wall_s": len(result.trace.busy) / result.wall_time_s,
+        "ops_per_wall_s": result.trace.rows("busy") / result.wall_time_s,
         "ratio": result.wall_time_s / numpy_s,
         "note": f"whole run (target < 60 s); ratio = run / the same local SGD + FedAvg in bare NumPy ({numpy_s:.3g} s); "
         f"test accuracy {system.round_table.test_accuracy.iloc[-1]:.3f}",
+    }
+
+
+THREADED = {"federated_digits": ["system.rounds=2"], "online_realtime": ["system.duration=0.3 s"]}
+"""Scenarios whose kernels see small tensors, timed with Numba's default threads and with one (and the
+overrides `--quick` runs them with)."""
+
+
+def _threads_row(name: str, overrides: list[str], repeats: int) -> dict:
+    """`name` run in fresh processes with Numba's default thread count and with NUMBA_NUM_THREADS=1,
+    alternately, the best of `repeats` each: small kernels must not pay for the thread pool."""
+    script = (
+        "import hwsim, sys\n"
+        f"r = hwsim.run(hwsim.load_scenario({str(PROJECT_ROOT / 'scenarios' / f'{name}.yaml')!r}, {overrides!r}))\n"
+        "print(r.wall_time_s, r.trace.rows('busy'))\n"
+    )
+    plain = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    envs = {"default": plain, "one": {**plain, "NUMBA_NUM_THREADS": "1"}}
+    best, ops = {"default": float("inf"), "one": float("inf")}, 0
+    for _ in range(repeats):
+        for key, env in envs.items():
+            out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True).stdout
+            wall, ops = out.split()
+            best[key] = min(best[key], float(wall))
+    return {
+        "benchmark": f"scenario {name}: default threads vs one",
+        "ops": int(ops),
+        "wall_s": best["default"],
+        "ops_per_wall_s": int(ops) / best["default"],
+        "ratio": best["default"] / best["one"],
+        "note": f"ratio = run with Numba's default threads ({os.cpu_count()} cores) / with NUMBA_NUM_THREADS=1 "
+        f"({best['one']:.3g} s), fresh processes, best of {repeats}" + (f"; {', '.join(overrides)}" if overrides else ""),
     }
 
 
@@ -142,8 +177,9 @@ def _numpy_sgd(params, x, y, lr) -> None:
         params[li][1] -= lr * dz.sum(axis=0)
 
 
-def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None = None) -> str:
-    """Measure, write `bench.csv` and `bench.md` under `out`, and return the table as text."""
+def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None = None, quick: bool = False) -> str:
+    """Measure, write `bench.csv` and `bench.md` under `out`, and return the table as text. `quick`: a
+    smoke run (the thread comparison on short runs, once each), whose numbers mean little."""
     engine_loop(1000)  # warm imports and caches outside the measurement
     bare_simpy_loop(1000)
     best = _best_of({"engine": lambda: engine_loop(n_ops), "bare": lambda: bare_simpy_loop(n_ops)})
@@ -168,13 +204,18 @@ def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None
         },
     ]
     scenarios = [("quickstart", []), ("gpt2_timing", []), ("gpt3_pipeline_timing", [])]
+    steps = len(scenarios) + len(THREADED) + 2
     for i, (name, overrides) in enumerate(scenarios, start=2):
         rows.append(_scenario_row(name, overrides))
         if progress:
-            progress(i, len(scenarios) + 2)
+            progress(i, steps)
     rows.append(_federated_row())
+    for i, (name, overrides) in enumerate(THREADED.items(), start=len(scenarios) + 2):
+        if progress:
+            progress(i, steps)
+        rows.append(_threads_row(name, overrides if quick else [], 1 if quick else REPEATS))
     if progress:
-        progress(len(scenarios) + 2, len(scenarios) + 2)
+        progress(steps, steps)
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "bench.csv", index=False)

@@ -11,6 +11,11 @@ For each kernel on one float32 input (256 MiB unless told), in one run:
 Uniform quantization and bf16/fp16 run as kernels on preallocated outputs (what a
 bank does in place); the other codecs run end to end through `encode` / `decode`, as
 their NumPy versions do. Every time is the best of a few repeats.
+
+A second table, "small tensors" (`kernels_small.csv`), times single calls on 1 Ki and
+64 Ki elements, where a layer of a small model lives: what callers get (below
+`threads.PARALLEL_MIN_ELEMENTS` the serial twin), the parallel twin forced, and NumPy,
+with Numba's default threads and with one thread.
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import pandas as pd
 
 from hwsim.codecs import make_codec
 from hwsim.codecs.rotated import lloyd_max
-from hwsim.kernels import adam
+from hwsim.kernels import adam, threads
 from hwsim.kernels.aggregate import weighted_sum
 from hwsim.kernels.floats import from_bf16, from_fp16, to_bf16, to_fp16
+from hwsim.kernels.gradq import count_nonfinite
 from hwsim.kernels.rng import keys
 from hwsim.kernels.uniform import dequantize_uniform, quantize_uniform
 
@@ -56,6 +62,10 @@ def np_fwht(y: np.ndarray) -> np.ndarray:
         y = np.stack([pairs[:, 0] + pairs[:, 1], pairs[:, 0] - pairs[:, 1]], axis=1).reshape(-1)
         h *= 2
     return y
+
+
+def np_bf16(x):
+    return ((x.view(np.uint32) + 0x7FFF + ((x.view(np.uint32) >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def np_uniform(x, bits, stochastic, gen):
@@ -143,7 +153,7 @@ def load_time() -> float:
         "import numpy as np\n"
         "from hwsim.codecs import CODECS, make_codec\n"
         "x = np.linspace(-1, 1, 1000, dtype=np.float32)\n"
-        "for name in CODECS: c = make_codec(name); c.decode(c.encode(x))\n"
+        "for name in CODECS: c = make_codec(name); c.decode(c.encode(x, seed=0, stream=0))\n"
         "print(time.perf_counter() - t)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)  # fills the cache if cold
@@ -222,7 +232,7 @@ def run_kernel_bench(nbytes: int, out: Path, repeats: int = 3, progress: Callabl
         "bf16 encode",
         moved,
         lambda: to_bf16(x.view(np.uint32), halves),
-        lambda: ((x.view(np.uint32) + 0x7FFF + ((x.view(np.uint32) >> 16) & 1)) >> 16).astype(np.uint16),
+        lambda: np_bf16(x),
         (lambda: xt.to(torch.bfloat16)) if torch else None,
     )
     bf = xt.to(torch.bfloat16) if torch else None
@@ -253,9 +263,9 @@ def run_kernel_bench(nbytes: int, out: Path, repeats: int = 3, progress: Callabl
     # codecs end to end
     def codec_rows(name, params, numpy_enc, numpy_dec, torch_enc=None, note=""):
         codec = make_codec(name, **params)
-        buf = codec.encode(x, seed=1)
+        buf = codec.encode(x, seed=1, stream=0)
         moved = x.nbytes + buf.nbytes
-        row(f"{name} encode", moved, lambda: codec.encode(x, seed=1), numpy_enc, torch_enc, note)
+        row(f"{name} encode", moved, lambda: codec.encode(x, seed=1, stream=0), numpy_enc, torch_enc, note)
         row(f"{name} decode", moved, lambda: codec.decode(buf), numpy_dec, None, note)
 
     d_rot = np_rotated(x, gen, 1)
@@ -327,18 +337,85 @@ def run_kernel_bench(nbytes: int, out: Path, repeats: int = 3, progress: Callabl
     cold = load_time()
     table.attrs["notes"] = [
         f"input: {x.nbytes / 2**20:.0f} MiB float32; copy bandwidth (np.copyto, read + write): {copy_rate / 1e9:.1f} GB/s",
-        f"numba threads: {numba.get_num_threads()} (parallel: uniform, bf16/fp16, QSGD/TernGrad/sign, the Hadamard rotation, random-k; single-threaded: top-k, weighted_sum, adam); torch: {torch.__version__ if torch else 'not installed'}",
+        f"numba threads: {numba.get_num_threads()} (parallel from {threads.PARALLEL_MIN_ELEMENTS:,} elements: uniform, bf16/fp16, QSGD/TernGrad/sign, the Hadamard rotation, random-k; single-threaded: top-k, weighted_sum, adam); torch: {torch.__version__ if torch else 'not installed'}",
         f"fresh process: import + every codec once, kernels from the cache: {cold:.2f} s",
     ]
+    small = small_tensor_table()
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "kernels.csv", index=False)
+    small.to_csv(out / "kernels_small.csv", index=False)
     from hwsim.bench import markdown
 
+    notes = "\n".join(f"- {line}" for line in table.attrs["notes"])
     (out / "kernels.md").write_text(
-        markdown(table) + "\n" + "\n".join(f"- {line}" for line in table.attrs["notes"]) + "\n", encoding="utf-8"
+        f"{markdown(table)}\n{notes}\n\n## Small tensors (per call)\n\n{markdown(small)}\n- {SMALL_NOTE}\n", encoding="utf-8"
     )
     text = table.to_string(index=False, float_format=lambda v: f"{v:.3g}")
-    return text + "\n" + "\n".join(table.attrs["notes"])
+    small_text = small.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    return f"{text}\n" + "\n".join(table.attrs["notes"]) + f"\n\nsmall tensors (per call):\n{small_text}\n{SMALL_NOTE}"
+
+
+SMALL_NOTE = (
+    f"us per call, best of 5 runs of many calls; `hwsim` is what callers get (serial twin below "
+    f"{threads.PARALLEL_MIN_ELEMENTS:,} elements), `parallel` the parallel twin forced; vs_numpy = NumPy's time / hwsim's"
+)
+
+
+def small_tensor_table(sizes: tuple[int, ...] = (1 << 10, 1 << 16)) -> pd.DataFrame:
+    """Per-call times on small inputs: hwsim's kernels as called (the twin for the size), the parallel
+    twin forced, and NumPy, with the default Numba threads and with one thread."""
+    default = numba.get_num_threads()
+    rows = []
+    try:
+        for n in sizes:
+            for label, hwsim_fn, numpy_fn in _small_cases(n):
+                for count in sorted({default, 1}, reverse=True):
+                    numba.set_num_threads(count)
+                    row = {"kernel": label, "elements": n, "threads": count, "hwsim_us": _per_call(hwsim_fn, n)}
+                    row["parallel_us"] = _forced_parallel(hwsim_fn, n)
+                    row["numpy_us"] = _per_call(numpy_fn, n)
+                    rows.append(row)
+    finally:
+        numba.set_num_threads(default)
+    table = pd.DataFrame(rows)
+    table["vs_numpy"] = table.numpy_us / table.hwsim_us
+    return table
+
+
+def _small_cases(n: int) -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
+    """(label, hwsim call, NumPy call) on n random float32 elements (n a power of two)."""
+    gen = np.random.default_rng(0)
+    x = gen.standard_normal(n, dtype=np.float32)
+    params, codes, halves = np.empty(-(-n // BLOCK), np.float32), np.empty(n, np.uint8), np.empty(n, np.uint16)
+    k1, k2 = keys(1, 2)
+    eden = make_codec("eden", bits=2)
+    return [
+        ("non-finite count", lambda: count_nonfinite(x), lambda: np.count_nonzero(~np.isfinite(x))),
+        (
+            "int8 quantize",
+            lambda: quantize_uniform(x, 8, BLOCK, False, False, k1, k2, params, codes),
+            lambda: np_uniform(x, 8, False, gen),
+        ),
+        ("bf16 encode", lambda: to_bf16(x.view(np.uint32), halves), lambda: np_bf16(x)),
+        ("eden encode (codec)", lambda: eden.encode(x, seed=1, stream=0), lambda: np_rotated(x, gen, 2)),
+    ]
+
+
+def _per_call(fn: Callable[[], object], n: int) -> float:
+    """Microseconds per call: best of 5 runs of enough calls to take a few milliseconds."""
+    fn()
+    calls = max(20, (1 << 21) // max(n, 1))
+    return 1e6 * best(lambda: [fn() for _ in range(calls)], 5) / calls
+
+
+def _forced_parallel(fn: Callable[[], object], n: int) -> float:
+    """`_per_call` with every kernel on its parallel twin, whatever the size."""
+    saved = threads.PARALLEL_MIN_ELEMENTS
+    threads.PARALLEL_MIN_ELEMENTS = 0
+    try:
+        return _per_call(fn, n)
+    finally:
+        threads.PARALLEL_MIN_ELEMENTS = saved
 
 
 def _torch_adam(torch, size):

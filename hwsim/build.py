@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import simpy
+from simpy.core import EmptySchedule, StopSimulation
 
-from hwsim.codecs import CodecError, codec_from_setting
+from hwsim.codecs import CodecError, NonFiniteInput, codec_from_setting
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.config.units import format_quantity
-from hwsim.errors import ConfigError, SimulatedFailure
+from hwsim.errors import ConfigError, Diverged, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
 from hwsim.policies import ScheduleError, build_schedule, resolve_schedule
@@ -44,8 +48,11 @@ class Outcome:
 def check(scenario: Scenario, where: str = "scenario") -> None:
     """Cross-field checks the schema cannot express; raises ConfigError."""
     system, memory = scenario.system, scenario.hardware.memory
-    if scenario.model.kind == "transformer" and scenario.model.d_model % scenario.model.heads:
-        raise ConfigError(where, "model.heads", scenario.model.heads, f"a divisor of d_model ({scenario.model.d_model})")
+    _check_name(scenario.name, where)
+    _check_model(scenario.model, "model", where)
+    fill = getattr(system, "fill", None)
+    if fill is not None:
+        _check_model(fill.model, "system.fill.model", where)
     if system.kind == "pipeline":
         _check_pipeline(scenario, where)
         return
@@ -65,6 +72,26 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     _check_bank(memory, "work_bank", system.work_bank, full, where)
     if system.kind == "compressed_ps":
         _check_compressed_ps(system, where)
+
+
+NAME_LENGTH = 100
+
+
+def _check_name(name: str, where: str) -> None:
+    """The scenario's name names its report folder."""
+    if not name or len(name) > NAME_LENGTH or any(c in name for c in "/\\\0") or name in (".", ".."):
+        raise ConfigError(
+            where, "name", name, f"a folder name (it names the report folder): 1 to {NAME_LENGTH} characters, no / or \\"
+        )
+
+
+def _check_model(model, key: str, where: str) -> None:
+    if model.kind == "transformer" and model.d_model % model.heads:
+        raise ConfigError(where, f"{key}.heads", model.heads, f"a divisor of d_model ({model.d_model})")
+    if model.kind == "mlp" and model.init == "zeros" and model.hidden:
+        raise ConfigError(
+            where, f"{key}.init", "zeros", "he, xavier or normal with hidden layers (zero weights keep every hidden unit alike)"
+        )
 
 
 def _check_bank(memory, key: str, bank: str, fp32: bool, where: str, hardware: str = "hardware") -> None:
@@ -208,10 +235,13 @@ def _check_federated(scenario: Scenario, where: str) -> None:
         where,
         "system.server_hardware" if system.server_hardware else "hardware",
     )
-    try:
-        codec_from_setting(system.reduction.codec)
-    except CodecError as err:
-        raise ConfigError(where, "system.reduction.codec", to_plain(system.reduction.codec), f"a valid codec: {err}") from None
+    for key, setting in [("reduction.codec", system.reduction.codec), ("uplink", system.uplink)]:
+        try:
+            codec_from_setting(setting)
+        except CodecError as err:
+            raise ConfigError(where, f"system.{key}", to_plain(setting), f"a valid codec: {err}") from None
+    if system.error_feedback and system.uplink is None:
+        raise ConfigError(where, "system.error_feedback", True, "false without an uplink codec (system.uplink)")
     for key, kind, name in [
         ("selection.policy", "selection", system.selection.policy),
         ("reduction.policy", "reduction", system.reduction.policy),
@@ -317,7 +347,12 @@ def _check_samples(system, train: int) -> None:
 
 
 def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
-    """Run `scenario` to its end (or to a simulated failure) and return what was recorded."""
+    """Run `scenario` to its end (or to a simulated failure, or until Ctrl-C) and return what was recorded.
+
+    Ctrl-C (SIGINT, in the main thread, unless it is ignored) stops the run after the event in
+    progress: the outcome has status "interrupted" and everything simulated so far. A second
+    Ctrl-C raises KeyboardInterrupt at once.
+    """
     check(scenario)
     wall_start = time.perf_counter()
     data_seed, model_seed = np.random.SeedSequence(scenario.seed).spawn(2)
@@ -328,10 +363,59 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     if scenario.run.mode == "full":
         data = load_dataset(scenario.model.dataset, scenario.run.test_fraction, np.random.default_rng(data_seed))
         _check_samples(scenario.system, len(data.y_train))
-    system = SYSTEMS[scenario.system.kind](scenario, env, model, data, np.random.default_rng(model_seed), recorder, progress)
-    status, diagnosis = "ok", ""
-    try:
-        env.run(until=env.process(system.run()))
-    except SimulatedFailure as failure:
-        status, diagnosis = failure.kind, str(failure)
+    status, diagnosis, system = "ok", "", None
+    with interruptible() as stop:
+        try:  # building the system allocates its banks at time 0, which may already not fit
+            system = SYSTEMS[scenario.system.kind](
+                scenario, env, model, data, np.random.default_rng(model_seed), recorder, progress
+            )
+            run_until_done(env, env.process(system.run()), stop)
+        except SimulatedFailure as failure:
+            status, diagnosis = failure.kind, str(failure)
+        except NonFiniteInput as err:
+            status, diagnosis = Diverged.kind, f"the training diverged: {err}"
+        if status == Diverged.kind:
+            diagnosis += f" (at simulated time {format_quantity(env.now, 'time')})"
+        if stop.requested:
+            status, diagnosis = "interrupted", f"interrupted (Ctrl-C) at simulated time {format_quantity(env.now, 'time')}"
     return Outcome(recorder.trace(), status, diagnosis, env.now, time.perf_counter() - wall_start, system)
+
+
+class Stop:
+    """Set when the user asked the run to stop (Ctrl-C)."""
+
+    requested = False
+
+
+@contextmanager
+def interruptible() -> Iterator[Stop]:
+    """While inside, the first SIGINT sets `Stop.requested` instead of raising KeyboardInterrupt (in the
+    main thread, when SIGINT is not ignored, as it is in a sweep's workers)."""
+    stop = Stop()
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_until_done(env: simpy.Environment, done: simpy.Event, stop: Stop) -> None:
+    """`env.run(until=done)`, checking `stop` between events."""
+    done.callbacks.append(StopSimulation.callback)
+    step = env.step
+    try:
+        while not stop.requested:
+            step()
+    except StopSimulation:
+        return
+    except EmptySchedule:
+        raise RuntimeError(f'no scheduled events left but "until" event was not triggered: {done}') from None

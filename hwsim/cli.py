@@ -133,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
         help="engine vs bare SimPy, kernels vs memory bandwidth, or both",
     )
     bench.add_argument("--ops", type=int, default=200_000, help="simulated operations per engine measurement")
+    bench.add_argument("--quick", action="store_true", help="a smoke run of the engine bench: short runs, once each")
     bench.add_argument("--size", default="256 MiB", help='float32 input size of the kernel benchmark (default "256 MiB")')
     bench.add_argument("--out", default="reports/bench", help="folder for bench.csv and bench.md")
     bench.set_defaults(func=_bench)
@@ -145,12 +146,34 @@ def _run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario, args.overrides, args.seed)
     check(scenario, args.scenario)  # cross-field mistakes, named against the file
+    if args.out is not None:
+        writable_folder(args.out, "--out")
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
-    result = run(scenario, ProgressBar(scenario.name, enabled))
+    bar = ProgressBar(scenario.name, enabled)
+    result = run(scenario, bar)
+    if result.status == "interrupted":
+        if bar.enabled:
+            bar.stream.write("\n")  # the bar stopped mid-line
+        print("hwsim: interrupted; writing the report of what was simulated (Ctrl-C again to stop at once)", file=sys.stderr)
     folder = result.write(args.out)
     print(_describe(result.summary))
     print(f"report: {folder}/report.html")
-    return 0 if result.status == "ok" else 1
+    return {"ok": 0, "interrupted": 130}.get(result.status, 1)
+
+
+def writable_folder(path: str, option: str) -> Path:
+    """`path` as a folder this process can write into (made if missing); a ConfigError (exit 2) if not,
+    before anything runs."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError("command line", option, path, "a folder to write into (this is a file)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError("command line", option, path, f"a folder that can be made ({err.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError("command line", option, path, "a folder this user can write into")
+    return folder
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -160,6 +183,7 @@ def _compare(args: argparse.Namespace) -> int:
     overrides = [item for item in args.items if "=" in item]
     if not paths:
         raise ConfigError("command line", "SCENARIO", " ".join(args.items), "at least one scenario file")
+    writable_folder(args.out, "--out")
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     try:
         table = compare(paths, overrides, Path(args.out), lambda name: ProgressBar(name, enabled))
@@ -197,7 +221,7 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"hwsim: point {p.point.index} is not a valid combination, recorded as invalid: {p.invalid}", file=sys.stderr)
     if len(invalid) == len(planned):
         raise ConfigError("command line", "--grid", NOTHING, "at least one valid combination (every point is invalid)")
-    folder = Path(args.out or f"reports/sweeps/{sweep.name}")
+    folder = writable_folder(args.out or f"reports/sweeps/{sweep.name}", "--out")
     executor, renew, where, slots = _executor(args)
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     print(
@@ -258,14 +282,26 @@ def _more(count: int) -> str:
     return f" and {count - CONSOLE_ITEMS} more" if count > CONSOLE_ITEMS else ""
 
 
+def _headline(s: dict) -> str:
+    """What was simulated, in the figures that mean something for the system that ran."""
+    wall = f"wall {s['provenance']['wall_time_s']:.1f} s"
+    simulated = f"simulated {format_quantity(s['sim_time_s'], 'time')}"
+    kind = s["provenance"]["scenario"]["system"]["kind"]
+    if kind == "federated":
+        fed = s.get("federated")
+        rounds = (
+            f" in {fed['rounds']} rounds (median round {format_quantity(fed['round_duration_s']['p50'], 'time')})" if fed else ""
+        )
+        return f"  {simulated}{rounds}; clients trained {s['steps']:,} local steps on {s['samples']:,} samples; {wall}"
+    if kind == "online":
+        return f"  {simulated} of the stream; training workers took {s['steps']:,} steps; {wall}"
+    step = f"{format_quantity(s['step_time_s'], 'time')}/step, " if s["step_time_s"] is not None else ""
+    return f"  {simulated} in {s['steps']:,} steps ({step}{s['samples_per_s']:,.0f} samples/s); {wall}"
+
+
 def _describe(summary: dict) -> str:
     s = summary
-    lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else "")]
-    lines.append(
-        f"  simulated {format_quantity(s['sim_time_s'], 'time')} in {s['steps']} steps "
-        f"({format_quantity(s['step_time_s'] or 0, 'time')}/step, {s['samples_per_s']:,.0f} samples/s); "
-        f"wall {s['provenance']['wall_time_s']:.1f} s"
-    )
+    lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else ""), _headline(s)]
     busy = sorted(((u["util"], name) for name, u in s["units"].items() if u["util"] > 0), reverse=True)
     util = ", ".join(f"{name} {u:.0%}" for u, name in busy[:CONSOLE_ITEMS]) + _more(len(busy))
     lines.append(f"  utilization: {util or 'none'}")
@@ -282,8 +318,9 @@ def _describe(summary: dict) -> str:
     ) + _more(len(fullest))
     lines.append(f"  peak memory: {mem}")
     learn = s["learning"]
-    if learn["final_test_accuracy"] is not None:
-        lines.append(f"  final loss {learn['final_loss']:.4f}, test accuracy {learn['final_test_accuracy']:.3f}")
+    finals = [f"{what} {learn[key]:{form}}" for what, key, form in LEARNING if learn[key] is not None]
+    if finals:
+        lines.append("  final " + ", ".join(finals))
     if learn["target_accuracy"] is not None:
         t = learn["time_to_target_s"]
         reached = f"after {format_quantity(t, 'time')}" if t is not None else "not reached"
@@ -318,6 +355,13 @@ def _describe(summary: dict) -> str:
     if "federated" in s:
         lines.append(_describe_federated(s["federated"]))
     return "\n".join(lines)
+
+
+LEARNING = [
+    ("loss", "final_loss", ".4f"),
+    ("test loss", "final_test_loss", ".4f"),
+    ("test accuracy", "final_test_accuracy", ".3f"),
+]
 
 
 def _describe_online(on: dict) -> str:
@@ -380,8 +424,9 @@ def _bench(args: argparse.Namespace) -> int:
     from hwsim.bench_kernels import run_kernel_bench
     from hwsim.config.units import parse_quantity
 
+    writable_folder(args.out, "--out")
     if args.what in ("engine", "all"):
-        print(run_bench(args.ops, Path(args.out), ProgressBar("bench engine")))
+        print(run_bench(args.ops, Path(args.out), ProgressBar("bench engine"), quick=args.quick))
         print(f"written: {args.out}/bench.csv, {args.out}/bench.md")
     if args.what in ("kernels", "all"):
         try:

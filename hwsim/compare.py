@@ -67,6 +67,8 @@ def compare(
     for scenario in scenarios:
         result = run(scenario, progress(scenario.name))
         folder = result.write(out / scenario.name)
+        if result.status == "interrupted":  # Ctrl-C: the run's report is written; stop the comparison
+            raise KeyboardInterrupt
         s = result.summary
         learning = s["learning"]
         rows.append(

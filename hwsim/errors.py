@@ -15,9 +15,20 @@ class ConfigError(Exception):
         self.key = key
         self.got = got
         self.expected = expected
-        location = f"{where}: {key}" if key else where
-        shown = "" if got is NOTHING else f": got {got!r}"
+        location = f"{shorten(where)}: {shorten(key)}" if key else shorten(where)
+        shown = "" if got is NOTHING else f": got {shorten(repr(got))}"
         super().__init__(f"{location}{shown}; expected {expected}")
+
+
+SHOWN = 160
+"""The most characters of a value (or file name, or key) an error message repeats."""
+
+
+def shorten(text: str) -> str:
+    """`text`, cut in the middle to at most about SHOWN characters, saying how long it was."""
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[: SHOWN - 50]}...{text[-30:]} ({len(text):,} characters)"
 
 
 class _Nothing:
@@ -41,6 +52,12 @@ class SimulatedFailure(Exception):
 
 class OutOfMemory(SimulatedFailure):
     kind = "out_of_memory"
+
+
+class Diverged(SimulatedFailure):
+    """The training diverged: a loss, or a tensor a codec was given, is NaN or infinite."""
+
+    kind = "diverged"
 
 
 class InvalidSchedule(SimulatedFailure):

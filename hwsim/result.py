@@ -27,6 +27,8 @@ from hwsim.report import (
 )
 from hwsim.systems.fill_map import fill_map
 from hwsim.trace import Trace
+from hwsim.trace.chrome import chrome_window
+from hwsim.trace.recorder import TABLES
 
 MAX_UNITS_SHOWN = 32
 """The most units the timeline and utilization plots draw (the busiest); the tables keep them all."""
@@ -77,6 +79,12 @@ class RunResult:
     @cached_property
     def summary(self) -> dict:
         out = summarize(self.scenario, self.outcome, self.utilization, self.banks)
+        window = chrome_window(self.trace)
+        out["trace"] = {
+            "rows": {name: self.trace.rows(name) for name in TABLES},
+            "parquet": [name for name in TABLES if self.trace.on_disk(name)],
+            "chrome_trace_window_s": None if window is None else [0.0, window],
+        }
         out["provenance"] = {
             "version": package_version(),
             "python": platform.python_version(),
@@ -90,10 +98,13 @@ class RunResult:
     # --- plots (matplotlib Figures) ---------------------------------------------
 
     def zoom_window(self, zoom_steps: int | None = None) -> tuple[float, float, int] | None:
-        """(start_s, end_s, steps) of the first steps, or None if the run is that short."""
+        """(start_s, end_s, steps) of the first steps (until every device finished its step n), or
+        None if the run is that short."""
         steps = self.metrics[self.metrics.metric == "step_time_s"]
         n = zoom_steps or self.scenario.report.zoom_steps
-        return (0.0, float(steps.time_s.iloc[n - 1]), n) if len(steps) > n else None
+        if steps.empty or steps.step.max() <= n:
+            return None
+        return 0.0, float(steps.time_s[steps.step <= n].max()), n
 
     def shown_units(self) -> tuple[list[str], str]:
         """The units the timeline and utilization plots draw: all of them, or (with many devices, as in a
@@ -106,15 +117,14 @@ class RunResult:
 
     def plot_timeline(self, zoom_steps: int | None = None):
         units, note = self.shown_units()
-        busy = self.trace.busy[self.trace.busy.unit.isin(units)]
-        return plots.timeline_figure(busy, units, self.zoom_window(zoom_steps), note)
+        return plots.timeline_figure(self.trace, units, self.sim_time_s, self.zoom_window(zoom_steps), note)
 
     def plot_utilization(self):
         units, note = self.shown_units()
         return plots.utilization_figure(self.utilization[self.utilization.unit.isin(units)], note)
 
     def plot_memory(self):
-        return plots.memory_figure(self.trace.memory, self.banks, self.zoom_window())
+        return plots.memory_figure(self.trace, self.banks, self.sim_time_s, self.zoom_window())
 
     def plot_learning(self):
         learning = self.summary["learning"]

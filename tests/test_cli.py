@@ -1,3 +1,5 @@
+import json
+import signal
 import subprocess
 import sys
 
@@ -30,6 +32,16 @@ MINIMAL = "name: t\nhardware: edge_npu\nmodel: mlp_digits\nsystem: {kind: single
         (MINIMAL, ["system.nosuch=1"], "system.nosuch"),
         ("name: t\n  bad: [\n", [], "valid YAML"),
         (MINIMAL.replace("steps: 2}", "steps: 2, block: 12}"), [], "system.block"),  # a cross-field check names the file too
+        (MINIMAL, ["system.kind=[single_device, pipeline]"], "system.kind"),
+        (MINIMAL, ["system.kind={a: 1}"], "system.kind"),
+        (MINIMAL.replace("single_device", "compressed_ps"), ["system.uplink={name: {bits: 4}}"], "a codec name is a string"),
+        (MINIMAL, ["hardware={base: 5, nic: {bandwidth: 1 Gb/s}}"], "hardware.base"),
+        (MINIMAL, ["model=" + "m" * 300], "characters)"),  # a name too long for a file name; the value is cut
+        (MINIMAL, ["name=" + "n" * 300], "a folder name"),
+        (MINIMAL + "system: {kind: single_device, steps: 3}\n", [], "each key once (it is also set on line 4)"),
+        (MINIMAL, ["system.lr=.inf"], "a finite number"),
+        (MINIMAL, ["system.momentum=.nan"], "a finite number"),
+        (MINIMAL, ["hardware.nic.bandwidth=1e999 Gb/s"], "a finite one"),
     ],
 )
 def test_user_mistakes_exit_2_with_a_short_message(write_yaml, capsys, tmp_path, text, overrides, says):
@@ -39,6 +51,73 @@ def test_user_mistakes_exit_2_with_a_short_message(write_yaml, capsys, tmp_path,
     assert says in err and "scenario.yaml" in err or "override" in err
     assert len(err.strip().splitlines()) <= 2
     assert "Traceback" not in err
+
+
+def test_a_scenario_file_that_is_not_utf8_is_named(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(MINIMAL.encode() + "description: caf\xe9\n".encode("latin-1"))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:5" in err and "UTF-8" in err and "0xe9" in err
+
+
+def test_error_messages_cut_long_values(capsys, write_yaml):
+    code = main(["run", str(write_yaml(MINIMAL)), "system.batch=" + "x" * 5000])
+    err = capsys.readouterr().err
+    assert code == 2 and "characters)" in err and len(err) < 600  # not 5,000 x
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_out_is_checked_before_the_run(tmp_path, capsys, write_yaml, monkeypatch, kind):
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("not a folder")
+    else:
+        out.mkdir()
+        monkeypatch.setattr("os.access", lambda path, mode: False)
+    started = []
+    monkeypatch.setattr("hwsim.result.simulate", lambda *a, **k: started.append(1))
+    assert main(["run", str(write_yaml(MINIMAL)), "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err and not started
+
+
+def test_a_diverging_run_is_a_result(capsys, tmp_path, root):
+    """lr = 50 blows the weights up within a few steps: status diverged, the report of the steps before
+    it, exit 1."""
+    out = tmp_path / "r"
+    assert main(["run", str(root / "scenarios" / "quickstart.yaml"), "system.steps=50", "system.lr=50", "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "quickstart: diverged - the training diverged" in printed and "Traceback" not in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged" and 0 < summary["steps"] < 50
+    assert (out / "report.html").is_file() and (out / "learning.png").is_file()
+
+
+def test_ctrl_c_writes_the_report_of_what_was_simulated(tmp_path, root):
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "hwsim.cli", "run", str(root / "scenarios" / "quickstart.yaml"), "system.steps=1000000"]
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out), "--progress", "on"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    while proc.poll() is None and "/1000000" not in proc.stderr.read(200):
+        pass  # the progress bar shows the run has started
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; writing the report" in stderr and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 1_000_000
+    assert "quickstart: interrupted" in stdout and (out / "report.html").is_file()
+
+
+def test_each_system_prints_its_own_headline(capsys, tmp_path, root):
+    scenarios = root / "scenarios"
+    assert main(["run", str(scenarios / "federated_upfront.yaml"), "system.rounds=2", "--out", str(tmp_path / "f")]) == 0
+    fed = capsys.readouterr().out
+    assert "in 2 rounds (median round" in fed and "/step" not in fed  # every client fails: no loss, no crash
+    assert main(["run", str(scenarios / "online_realtime.yaml"), "system.duration=0.3 s", "--out", str(tmp_path / "o")]) == 0
+    online = capsys.readouterr().out
+    assert "of the stream; training workers took" in online and "/step" not in online
 
 
 def test_the_installed_command_prints_no_traceback(write_yaml):
@@ -83,9 +162,9 @@ def test_list_shows_shipped_files(capsys):
 
 
 def test_bench_writes_its_table(capsys, tmp_path):
-    assert main(["bench", "engine", "--ops", "2000", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "engine", "--ops", "2000", "--quick", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "bench.csv").read_text()
-    assert "bare SimPy" in table and "engine" in table
+    assert "bare SimPy" in table and "engine" in table and "default threads vs one" in table
     assert (tmp_path / "bench.md").read_text().startswith("| benchmark")
 
 
@@ -105,6 +184,9 @@ def test_kernel_bench_writes_its_table(capsys, tmp_path):
     for kernel in ("int8 per-block quantize", "int4 stochastic per-block quantize", "eden encode", "topk encode", "adam step"):
         assert kernel in table
     assert "copy bandwidth" in (tmp_path / "kernels.md").read_text()
+    small = pd.read_csv(tmp_path / "kernels_small.csv")
+    assert set(small.elements) == {1024, 65536} and set(small.threads) >= {1}
+    assert (small[["hwsim_us", "parallel_us", "numpy_us"]] > 0).all().all()
 
 
 def test_kernel_bench_refuses_a_bad_size(capsys):

@@ -268,10 +268,11 @@ def test_a_sampled_sweep_draws_its_points_and_plots_them(tmp_path, capsys):
     assert "ran 0, finished before 5" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ["sweep_ps_bandwidth_bits", "sweep_pipeline_microbatches", "sweep_systolic_dataflow"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "scenarios").glob("sweep_*.yaml")))
 def test_shipped_sweeps_run(tmp_path, name):
     path = ROOT / "scenarios" / f"{name}.yaml"
-    sweep = sweep_from(path, ["system.steps=1", "run.eval_every=1"])
+    short = ["system.rounds=1", "run.target_accuracy=0.05"] if "federated" in name else ["system.steps=1", "run.eval_every=1"]
+    sweep = sweep_from(path, short)
     done, planned, units = _run(sweep, tmp_path)
     assert (done.table.status == "ok").all(), done.table.error.dropna().tolist()
     chosen = engine.write_report(tmp_path, sweep, planned, units, done.table, {})

@@ -10,12 +10,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim.kernels.rng import MASK64, splitmix64
+
 MAX_ELEMENTS = (1 << 32) - 1
 HEADER = 4
 
 
 class CodecError(ValueError):
     """A codec was given something it cannot encode or decode; the message says what and why."""
+
+
+class NonFiniteInput(CodecError):
+    """A codec was given NaN or infinity (or a magnitude its format cannot hold): in training, the
+    sign that the run diverged."""
+
+
+def stream_of(*fields: int) -> int:
+    """One 64-bit counter-RNG stream id for an encoding keyed by small integers, for example
+    (round, client, layer, direction, step): SplitMix64 chained over the fields, so distinct
+    keys get unrelated streams whatever the fields' ranges (no packing into bit fields)."""
+    z = 0
+    for f in fields:
+        z = splitmix64(z ^ (int(f) & MASK64))
+    return z
 
 
 class Sections:
@@ -37,6 +54,7 @@ class Codec:
 
     name = "codec"
     unbiased = False  # whether E[decode(encode(x))] = x over the random seed
+    randomized = False  # whether encode draws random numbers (keyed by seed and stream)
 
     def params(self) -> dict:
         """The parameters this codec was made with (as a scenario file would write them)."""
@@ -46,8 +64,13 @@ class Codec:
         """Exact length of the buffer for n elements."""
         raise NotImplementedError
 
-    def encode(self, x: np.ndarray, seed: int = 0, stream: int = 0) -> np.ndarray:
-        """The buffer (uint8) that carries float32 `x`; (seed, stream) key any randomness."""
+    def encode(self, x: np.ndarray, *, seed: int, stream: int) -> np.ndarray:
+        """The buffer (uint8) that carries float32 `x`; (seed, stream) key any randomness.
+
+        Both are required: a randomized codec (stochastic rounding, a random rotation,
+        random-k) is independent across calls and unbiased on average only if every
+        encoding gets its own stream (see `stream_of`). Deterministic codecs ignore them.
+        """
         raise NotImplementedError
 
     def decode(self, buf: np.ndarray) -> np.ndarray:
@@ -77,7 +100,7 @@ class Codec:
         """Raise a CodecError naming the first element of `x` that is not finite (or where `bad` is set)."""
         bad = ~np.isfinite(x) if bad is None else bad
         i = int(np.flatnonzero(bad)[0])
-        raise CodecError(
+        raise NonFiniteInput(
             f"codec {self!r}: element {i} of the input is {float(x[i])!r}; codecs need finite values, and this is {what}"
         )
 
@@ -127,10 +150,10 @@ class ErrorFeedback:
         self.codec = codec
         self.residual: np.ndarray | None = None
 
-    def encode(self, x: np.ndarray, seed: int = 0, stream: int = 0) -> np.ndarray:
+    def encode(self, x: np.ndarray, *, seed: int, stream: int) -> np.ndarray:
         flat = self.codec.flat_input(x)
         target = flat if self.residual is None else flat + self.residual
-        buf = self.codec.encode(target, seed, stream)
+        buf = self.codec.encode(target, seed=seed, stream=stream)
         self.residual = target - self.codec.decode(buf)
         return buf
 

@@ -28,7 +28,7 @@ class Fp32(Codec):
     def wire_bytes(self, n: int) -> int:
         return 4 + 4 * n
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
         if count_nonfinite(flat):
             self.refuse(flat)
@@ -51,7 +51,7 @@ class Half(Codec):
     def wire_bytes(self, n: int) -> int:
         return 4 + 2 * n
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
         buf, sections = self.new_buffer(flat.size)
         halves = sections.take(np.uint16, flat.size)

@@ -40,7 +40,7 @@ class Bucketed(Codec):
     def _carve(self, sections, n):
         return sections.take(np.float32, blocks(n, self.bucket)), sections.take(np.uint8, -(-n * self.width // 8))
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
         buf, sections = self.new_buffer(flat.size)
         floats, packed = self._carve(sections, flat.size)
@@ -60,6 +60,7 @@ class Qsgd(Bucketed):
     """QSGD with `levels` levels per sign, stochastic, unbiased; the norm is the bucket's L2 norm."""
 
     unbiased = True
+    randomized = True
     use_max = False
 
     def __init__(self, name: str = "qsgd", levels: int = 4, bucket: int | None = 512):

@@ -24,10 +24,11 @@ def indexed_bytes(n: int, k: int, codec: Codec) -> int:
     return HEADER + (0 if k == n else 4 * k) + codec.wire_bytes(k)
 
 
-def pack(idx: np.ndarray, values: np.ndarray, n: int, codec: Codec, seed: int = 0, stream: int = 0) -> np.ndarray:
-    """The buffer of `values` at indices `idx` (ascending uint32) of an n-element tensor."""
+def pack(idx: np.ndarray, values: np.ndarray, n: int, codec: Codec, *, seed: int, stream: int) -> np.ndarray:
+    """The buffer of `values` at indices `idx` (ascending uint32) of an n-element tensor; (seed, stream)
+    key the codec's randomness."""
     k = idx.size
-    payload = codec.encode(values, seed, stream)
+    payload = codec.encode(values, seed=seed, stream=stream)
     buf = np.empty(indexed_bytes(n, k, codec), np.uint8)
     buf[:HEADER].view(np.uint32)[:] = (n, k)
     pos = HEADER

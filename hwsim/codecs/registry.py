@@ -52,6 +52,9 @@ def parameters(name: str) -> dict[str, object]:
 
 def make_codec(name: str, **params) -> Codec:
     """The codec `name` with `params` overriding its defaults; a CodecError names any mistake."""
+    if not isinstance(name, str):
+        shown = dict(name) if hasattr(name, "items") else name
+        raise CodecError(f"a codec name is a string such as int8; got {shown!r}")
     if name not in CODECS:
         raise CodecError(f"unknown codec {name!r}; known codecs: {', '.join(CODECS)}")
     accepted = parameters(name)

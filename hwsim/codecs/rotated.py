@@ -61,6 +61,7 @@ class Rotated(Codec):
     """Shared by DRIVE and EDEN: rotate, quantize onto `levels`, one scale."""
 
     bits = 1
+    randomized = True  # the rotation
 
     def __init__(self, name: str, scale: str):
         if scale not in SCALES:
@@ -78,7 +79,7 @@ class Rotated(Codec):
     def wire_bytes(self, n: int) -> int:
         return 4 + 8 + 4 + -(-padded_size(n) * self.bits // 8)
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
         if count_nonfinite(flat):
             self.refuse(flat)

@@ -59,7 +59,7 @@ class TopK(Sparse):
     def wire_bytes(self, n: int) -> int:
         return 8 + 8 * self.kept(n)
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self._check(x)
         k = self.kept(flat.size)
         buf, sections = self.new_buffer(flat.size)
@@ -87,6 +87,7 @@ class RandK(Sparse):
         super().__init__(name, None if k is not None else ratio, k)
         self.scale = scale
         self.unbiased = scale == "unbiased"
+        self.randomized = True
 
     def params(self) -> dict:
         return {**({"ratio": self.ratio} if self.k is None else {"k": self.k}), "scale": self.scale}
@@ -94,7 +95,7 @@ class RandK(Sparse):
     def wire_bytes(self, n: int) -> int:
         return 16 + 4 * self.kept(n)
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self._check(x)
         n, k = flat.size, self.kept(flat.size)
         buf, sections = self.new_buffer(n)

@@ -35,7 +35,7 @@ class Uniform(Codec):
                 f"codec {name}: block must be a positive multiple of 8 elements (or null for one block per tensor); got {block!r}"
             )
         self.name, self.bits, self.rounding, self.block, self.scheme = name, bits, rounding, block, scheme
-        self.unbiased = rounding == "stochastic"
+        self.unbiased = self.randomized = rounding == "stochastic"
 
     def params(self) -> dict:
         return {"bits": self.bits, "rounding": self.rounding, "block": self.block, "scheme": self.scheme}
@@ -46,7 +46,7 @@ class Uniform(Codec):
     def wire_bytes(self, n: int) -> int:
         return 4 + 4 * self._floats_per_block() * blocks(n, self.block) + -(-n * self.bits // 8)
 
-    def encode(self, x, seed=0, stream=0):
+    def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
         n = flat.size
         buf, sections = self.new_buffer(n)

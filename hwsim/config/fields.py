@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copyreg
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -123,6 +124,8 @@ def _scalar(hint: Any, meta: dict, raw: Any, key: str, where: str) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise ConfigError(where, key, raw, f"a number ({meta['doc']})")
         value = float(raw)
+        if not math.isfinite(value):
+            raise ConfigError(where, key, raw, f"a finite number ({meta['doc']})")
     elif hint is str:
         if not isinstance(raw, str):
             raise ConfigError(where, key, raw, f"a string ({meta['doc']})")
@@ -149,7 +152,7 @@ def _tagged(classes: list[type], raw: Any, key: str, where: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(where, key, raw, "a mapping with a 'kind' key")
     kind = raw.get("kind")
-    if kind not in tags:
+    if not isinstance(kind, str) or kind not in tags:
         raise ConfigError(where, _join(key, "kind"), kind, "one of " + ", ".join(tags))
     return build(tags[kind], raw, key, where)
 

@@ -33,13 +33,47 @@ def read_yaml(path: Path, what: str = "file") -> Any:
         raise ConfigError(str(path), "", NOTHING, f"an existing {what} (no such file)") from None
     except OSError as err:
         raise ConfigError(str(path), "", NOTHING, f"a readable {what} ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}", "", NOTHING, f"a {what} in UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})"
+        ) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKey as err:
+        raise ConfigError(f"{path}:{err.line}", err.key, NOTHING, f"each key once (it is also set on line {err.first})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(where, "", NOTHING, f"valid YAML ({problem})") from None
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping in a YAML file that sets one key twice."""
+
+    def __init__(self, key: str, first: int, line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.line = key, first, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that sets a key twice (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the safe loader says so itself
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise DuplicateKey(str(key), first, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None) -> Scenario:
@@ -140,8 +174,11 @@ def find_reference(name: str, what: str, base_dir: Path, where: str = "", key: s
         dirs = [base_dir, PRESET_DIR]
     candidates += [d / f"{name}.yaml" for d in dirs]
     for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # a name too long for the file system, or otherwise not a file name
+            continue
     known = sorted({p.stem for d in dirs if d.is_dir() and (d.name in ("models", "presets")) for p in d.glob("*.yaml")})
     raise ConfigError(
         where or str(base_dir / name), key, name, f"a {what} file path or one of the names: {', '.join(known) or 'none found'}"
@@ -157,6 +194,8 @@ def _resolve(value: Any, what: str, base_dir: Path, where: str, key: str) -> tup
             raise ConfigError(str(file), "", data, f"a mapping of {what} settings")
         return data, file
     if isinstance(value, dict) and "base" in value:
+        if not isinstance(value["base"], (str, dict)):
+            raise ConfigError(where, key + ".base", value["base"], f"a {what} name, a path, or a mapping of {what} settings")
         base, file = _resolve(value["base"], what, base_dir, where, key + ".base")
         own = {k: v for k, v in value.items() if k != "base"}
         return _merge(base, own), file

@@ -41,6 +41,12 @@ class SystolicSpec:
     cols: int = spec(doc="columns of processing elements", min=1)
     clock: float = spec(doc="clock of the array", unit="frequency", gt=0)
     dataflow: str = spec("output_stationary", doc="what stays in place in each PE", choices=DATAFLOWS)
+    edge_folds: str = spec(
+        "padded",
+        doc="padded: a partial fold at an edge costs a whole array's cycles (SCALE-Sim 3.0); "
+        "used: only the rows and columns it uses",
+        choices=("padded", "used"),
+    )
     macs_per_cycle: MacsSpec = spec(MacsSpec, doc="MACs per PE per cycle at each precision")
 
 
@@ -92,9 +98,16 @@ class MlpSpec:
     kind: str = spec("mlp", doc="model family", choices=("mlp",))
     name: str = spec("mlp", doc="model name")
     inputs: int = spec(doc="input features", min=1)
-    hidden: tuple[int, ...] = spec(doc="widths of the hidden layers", min=1)
+    hidden: tuple[int, ...] = spec(doc="widths of the hidden layers (none: a linear model)", min=1)
     classes: int = spec(doc="output classes", min=2)
     dataset: str = spec("digits", doc="training data", choices=("digits",))
+    init: str = spec(
+        "he",
+        doc="initial weights: he (normal, std sqrt(2 / fan_in)), xavier (uniform, limit sqrt(6 / (fan_in + fan_out))), "
+        "normal (std init_std), zeros (a linear model only); biases start at zero",
+        choices=("he", "xavier", "normal", "zeros"),
+    )
+    init_std: float = spec(0.01, doc="init: normal: standard deviation of the weights", gt=0)
 
 
 @schema
@@ -443,6 +456,14 @@ class FederatedSpec:
     partition: PartitionSpec = spec(PartitionSpec, doc="how the data is split over clients")
     selection: SelectionSpec = spec(SelectionSpec, doc="client selection")
     reduction: ReductionSpec = spec(ReductionSpec, doc="the reduced-size model sent to clients")
+    uplink: Any = spec(
+        None,
+        doc="codec of the update each client sends (its trained layers minus what it received): a name (eden), "
+        "a mapping {name: eden, bits: 2}; null: send the trained layers as stored (with the reduction codec)",
+    )
+    error_feedback: bool = spec(
+        False, doc="with an uplink codec: each client adds what the codec lost in its last upload of a layer to the next"
+    )
     aggregation: str = spec(
         "fedavg", doc="fedavg (weights by samples, late updates by samples / (1 + staleness)), or 'file.py:function'"
     )

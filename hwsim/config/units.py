@@ -18,6 +18,7 @@ is never accepted where a unit is needed: "25" could be bits or bytes per second
 
 from __future__ import annotations
 
+import math
 import re
 
 _DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
@@ -74,7 +75,10 @@ def parse_quantity(text: object, kind: str) -> float:
         other = [k for k, table in _UNITS.items() if unit in table]
         hint = f" ('{unit}' is a unit of {other[0].replace('_', ' ')})" if other else ""
         raise UnitError(f"{EXAMPLES[kind]}{hint}")
-    return float(number) * factor
+    value = float(number) * factor
+    if not math.isfinite(value):
+        raise UnitError(f"{EXAMPLES[kind]} (a finite one)")
+    return value
 
 
 def format_quantity(value: float, kind: str) -> str:

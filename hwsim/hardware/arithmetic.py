@@ -20,10 +20,13 @@ _MAPPING = {
 
 
 @lru_cache(maxsize=65536)
-def gemm_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str, macs_per_cycle: int = 1) -> int:
-    """Cycles for C[m, n] = A[m, k] @ B[k, n] on a rows x cols systolic array.
+def gemm_cycles(
+    m: int, n: int, k: int, rows: int, cols: int, dataflow: str, macs_per_cycle: int = 1, edge_folds: str = "padded"
+) -> int:
+    """Cycles for C[m, n] = A[m, k] @ B[k, n] on a rows x cols systolic array, as SCALE-Sim 3.0 counts them.
 
-    The dataflow maps the GEMM onto the array (SCALE-Sim, Samajdar et al., ISPASS 2020):
+    The dataflow maps the GEMM onto the array (Samajdar et al., "A Systematic Methodology
+    for Characterizing Scalability of DNN Accelerators using SCALE-Sim", ISPASS 2020):
 
     | dataflow           | spatial rows S_R | spatial cols S_C | temporal T |
     |--------------------|------------------|------------------|------------|
@@ -31,25 +34,41 @@ def gemm_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str, mac
     | weight_stationary  | k                | n                | m          |
     | input_stationary   | k                | m                | n          |
 
-    The spatial dimensions are cut into folds of at most rows x cols. A fold that
-    uses r rows and c columns costs
+    The spatial dimensions are cut into ceil(S_R / R) x ceil(S_C / C) folds (R = rows,
+    C = cols), run one after the other. SCALE-Sim pads a partial fold at an edge to the
+    whole array (its operand matrices get null requests for the unused rows and
+    columns), so every fold costs the same (`edge_folds: padded`, the default):
 
-        2 r + c + ceil(T / macs_per_cycle) - 2   cycles
+    - output-stationary: R + C + T - 2 cycles. The operands stream in for T cycles,
+      skewed by R - 1 rows, and the outputs drain over C - 1 more;
+    - weight- and input-stationary: 2R + C + T - 2 cycles. The stationary operand
+      first loads for R cycles, then the same R + C + T - 2 as above.
 
-    (fill: the skewed operands reach the last PE after r + c - 2 cycles; steady
-    state: T / macs_per_cycle; drain: r cycles to shift results or partial sums
-    out). The total is the sum over all folds, partial folds at the edges included.
-    `macs_per_cycle` > 1 (low precision) packs that many temporal steps per cycle.
+    The total is folds x that, with no stalls (SCALE-Sim's compute cycles when its
+    SRAMs never stall: `InterfaceBandwidth: CALC`). SCALE-Sim reports the index of the
+    last cycle, counted from 0: its "Total Cycles" is this count minus one
+    (`tests/hardware/test_scalesim_oracle.py` checks this on a grid of arrays, GEMMs
+    and dataflows with 0 cycles difference).
+
+    `edge_folds: used` is hwsim's variant, not SCALE-Sim's: a partial fold costs only
+    the r rows and c columns it uses (an array that skips idle edges), R and C above
+    replaced by r and c. `macs_per_cycle` > 1 (a low precision) packs that many
+    temporal steps into one cycle: T becomes ceil(T / macs_per_cycle); SCALE-Sim has
+    one MAC per PE per cycle, which is macs_per_cycle = 1.
     """
     if min(m, n, k) <= 0:
         return 0
     dims = {"m": m, "n": n, "k": k}
     spatial_r, spatial_c, temporal = (dims[d] for d in _MAPPING[dataflow])
     steady = -(-temporal // macs_per_cycle)
+    load = 0 if dataflow == "output_stationary" else 1  # extra R cycles to load the stationary operand
+    if edge_folds == "padded":
+        folds = -(-spatial_r // rows) * -(-spatial_c // cols)
+        return folds * ((1 + load) * rows + cols + steady - 2)
     total = 0
     for r, r_count in _folds(spatial_r, rows):
         for c, c_count in _folds(spatial_c, cols):
-            total += r_count * c_count * (2 * r + c + steady - 2)
+            total += r_count * c_count * ((1 + load) * r + c + steady - 2)
     return total
 
 
@@ -73,7 +92,7 @@ class ArithmeticUnit(Unit):
 
     def cycles(self, m: int, n: int, k: int, precision: str) -> int:
         s = self.spec
-        return gemm_cycles(m, n, k, s.rows, s.cols, s.dataflow, self.macs(precision))
+        return gemm_cycles(m, n, k, s.rows, s.cols, s.dataflow, self.macs(precision), s.edge_folds)
 
     def gemm(self, m: int, n: int, k: int, precision: str, label: str, count: int = 1) -> Generator:
         """Run `count` independent GEMMs (m, n, k) back to back."""

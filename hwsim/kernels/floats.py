@@ -12,13 +12,15 @@ rounding); the codec turns a non-zero count into an error instead of storing
 infinities. fp16 decoding makes two passes over each task: bit patterns, then the
 few subnormals.
 Threads share the work in tasks of TASK_ELEMENTS elements; every element is computed
-on its own, so thread count changes no bit.
+on its own, so thread count changes no bit. Small inputs run serially (`threads`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import float32, int64, njit, prange, uint16, uint32
+
+from hwsim.kernels.threads import by_size
 
 F16_OVERFLOW = 0x477FF000  # the smallest float32 magnitude that rounds to fp16 infinity
 F16_MIN_NORMAL = 0x38800000  # 2^-14
@@ -36,7 +38,7 @@ def _span(t, n):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def to_bf16(xbits, out):
+def _to_bf16(xbits, out):
     """bf16 bits (uint16) of the float32 bit patterns `xbits` into `out`; returns how many do not fit."""
     n = xbits.size
     bad = np.zeros(_tasks(n), dtype=np.int64)
@@ -55,7 +57,7 @@ def to_bf16(xbits, out):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def from_bf16(h, outbits):
+def _from_bf16(h, outbits):
     """Float32 bit patterns of bf16 bits `h` into `outbits` (uint32)."""
     n = h.size
     for t in prange(_tasks(n)):
@@ -67,7 +69,7 @@ def from_bf16(h, outbits):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def to_fp16(xbits, out):
+def _to_fp16(xbits, out):
     """fp16 bits (uint16) of the float32 bit patterns `xbits` into `out`; returns how many do not fit."""
     n = xbits.size
     bad = np.zeros(_tasks(n), dtype=np.int64)
@@ -104,7 +106,7 @@ def _subnormal_code(a):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def from_fp16(h, out):
+def _from_fp16(h, out):
     """Float32 values of fp16 bits `h` into `out`: per task, the bit patterns of normal
     values (subnormals as zero), then a second pass over the cached task for subnormals."""
     n = h.size
@@ -124,3 +126,9 @@ def from_fp16(h, out):
             if (v & 0x7C00) == 0 and (v & 0x3FF) != 0:
                 magnitude = float32(v & 0x3FF) * float32(5.960464477539063e-08)
                 of[i] = -magnitude if v & 0x8000 else magnitude
+
+
+to_bf16 = by_size(_to_bf16)
+from_bf16 = by_size(_from_bf16)
+to_fp16 = by_size(_to_fp16)
+from_fp16 = by_size(_from_fp16)

@@ -15,7 +15,7 @@ The kernels write packed codes (`bits` order) directly. Threads split the tensor
 tasks of TASK_ELEMENTS elements (a multiple of 8, so every task starts on a byte);
 bucket statistics are float64 sums per piece of one task in one bucket (reassociated
 so they vectorize), then per bucket in tensor order, so no result depends on thread
-count.
+count. Small inputs run serially (`threads`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ from numba import float32, float64, int32, njit, prange, uint8, uint32
 
 from hwsim.kernels.bits import pack, unpack_into
 from hwsim.kernels.rng import hash32, uniform_pair
+from hwsim.kernels.threads import by_size
 
 TASK_ELEMENTS = 16384
 L1, SQUARES, MAX_ABS = 0, 1, 2
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def count_nonfinite(x):
+def _count_nonfinite(x):
     """How many elements of float32 `x` are NaN or infinite (bit test, vectorized)."""
     xb = x.view(np.uint32)
     ntasks = (xb.size + TASK_ELEMENTS - 1) // TASK_ELEMENTS
@@ -100,7 +101,7 @@ def _combine(part, n, bucket, kind):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def bucket_stats(x, bucket, kind):
+def _bucket_stats(x, bucket, kind):
     """`_segment_stat` of each bucket of `bucket` elements of `x` (float64 array).
 
     Not finite exactly when the bucket holds a NaN or an infinity: float64 sums of
@@ -115,14 +116,14 @@ def bucket_stats(x, bucket, kind):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def stochastic_levels(x, bucket, s, use_max, k1, k2, norms, width, out):
+def _stochastic_levels(x, bucket, s, use_max, k1, k2, norms, width, out):
     """QSGD (use_max False: r = L2 norm) or TernGrad (use_max True: r = max |x|): the
     float32 r per bucket into `norms` and codes of `width` bits packed into `out`.
 
     Returns False (and meaningless output) when `x` holds a NaN or an infinity.
     """
     n = x.size
-    stats = bucket_stats(x, bucket, MAX_ABS if use_max else SQUARES)
+    stats = _bucket_stats(x, bucket, MAX_ABS if use_max else SQUARES)
     if not np.isfinite(stats).all():
         return False
     for b in range(stats.size):
@@ -149,7 +150,7 @@ def stochastic_levels(x, bucket, s, use_max, k1, k2, norms, width, out):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def levels_decode(packed, width, bucket, s, norms, out):
+def _levels_decode(packed, width, bucket, s, norms, out):
     """Float32 values of QSGD / TernGrad codes of `width` bits packed in `packed` into `out`."""
     n = out.size
     for t in prange((n + TASK_ELEMENTS - 1) // TASK_ELEMENTS):
@@ -168,7 +169,7 @@ def levels_decode(packed, width, bucket, s, norms, out):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def scaled_sign(x, bucket, scales, out):
+def _scaled_sign(x, bucket, scales, out):
     """Scaled-sign scales (|x|_1 / len per bucket) into `scales` and sign bits (1 = negative,
     zero counts as positive) packed into `out`, in one pass over `x`.
 
@@ -201,7 +202,7 @@ def scaled_sign(x, bucket, scales, out):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def sign_decode(packed, bucket, scales, out):
+def _sign_decode(packed, bucket, scales, out):
     """Float32 values of scaled-sign bits `packed` into `out`."""
     n = out.size
     for t in prange((n + TASK_ELEMENTS - 1) // TASK_ELEMENTS):
@@ -214,3 +215,11 @@ def sign_decode(packed, bucket, scales, out):
             for i in range(os.size):
                 g = lo + i
                 os[i] = -v if (packed[g >> 3] >> (g & 7)) & 1 else v
+
+
+count_nonfinite = by_size(_count_nonfinite)
+bucket_stats = by_size(_bucket_stats)
+stochastic_levels = by_size(_stochastic_levels, _bucket_stats=bucket_stats.serial)
+levels_decode = by_size(_levels_decode, lambda packed, width, bucket, s, norms, out: out.size)
+scaled_sign = by_size(_scaled_sign)
+sign_decode = by_size(_sign_decode, lambda packed, bucket, scales, out: out.size)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import float32, float64, njit, prange, uint32
 
 from hwsim.kernels.rng import hash32
+from hwsim.kernels.threads import by_size, serial_twin
 
 CHUNK = 4096
 
@@ -124,7 +125,7 @@ def _wide_stage(y, h, radix):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def fwht(y):
+def _fwht(y):
     """In place, the unnormalized Walsh-Hadamard transform of `y` (length a power of two)."""
     d = y.size
     chunk = min(d, CHUNK)
@@ -155,30 +156,30 @@ def _scale_and_flip(src, dst, scale, k1, k2):
 
 
 @njit(cache=True, error_model="numpy")
-def rotate(x, d, k1, k2):
+def _rotate(x, d, k1, k2):
     """y = H D x / sqrt(d), with x zero-padded to length d (a power of two >= len(x))."""
     y = np.zeros(d, dtype=np.float32)
     if d == 0:
         return y
     _scale_and_flip(x, y, float32(1.0 / np.sqrt(d)), k1, k2)
-    fwht(y)
+    _fwht(y)
     return y
 
 
 @njit(cache=True, error_model="numpy")
-def unrotate(y, n, k1, k2):
+def _unrotate(y, n, k1, k2):
     """The first n elements of D H y / sqrt(d): the inverse of `rotate`. Overwrites `y`."""
     d = y.size
     out = np.empty(n, dtype=np.float32)
     if d == 0:
         return out
-    fwht(y)
+    _fwht(y)
     _scale_and_flip(y[:n], out, float32(1.0 / np.sqrt(d)), k1, k2)
     return out
 
 
 @njit(cache=True, error_model="numpy", parallel=True, fastmath={"reassoc", "nsz"})
-def quantize_levels(y, eta, levels, midpoints, codes):
+def _quantize_levels(y, eta, levels, midpoints, codes):
     """Codes of the nearest level to eta * y_i; returns (sum y_i q_i, sum q_i^2) with q the level values.
 
     `levels` are 2^b sorted float64 values and `midpoints` the 2^b - 1 points between
@@ -225,7 +226,7 @@ def quantize_levels(y, eta, levels, midpoints, codes):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def levels_times(codes, levels, scale):
+def _levels_times(codes, levels, scale):
     """Float32 vector scale * levels[codes]."""
     table = (scale * levels).astype(np.float32)
     out = np.empty(codes.size, dtype=np.float32)
@@ -235,3 +236,12 @@ def levels_times(codes, levels, scale):
         for i in range(cs.size):
             os[i] = table[cs[i]]
     return out
+
+
+_wide_stage_serial = serial_twin(_wide_stage)
+_scale_and_flip_serial = serial_twin(_scale_and_flip)
+fwht = by_size(_fwht, _wide_stage=_wide_stage_serial)
+rotate = by_size(_rotate, lambda x, d, k1, k2: d, _scale_and_flip=_scale_and_flip_serial, _fwht=fwht.serial)
+unrotate = by_size(_unrotate, lambda y, n, k1, k2: y.size, _scale_and_flip=_scale_and_flip_serial, _fwht=fwht.serial)
+quantize_levels = by_size(_quantize_levels)
+levels_times = by_size(_levels_times)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange, uint32
 
 from hwsim.kernels.rng import mix32
+from hwsim.kernels.threads import by_size
 
 
 @njit(cache=True, error_model="numpy")
@@ -93,7 +94,7 @@ def _feistel(v, half, mask, k1, k2):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def random_k_indices(n, k, k1, k2):
+def _random_k_indices(n, k, k1, k2):
     """The first k outputs (uint32) of the seeded permutation of [0, n): k distinct indices."""
     idx = np.empty(k, dtype=np.uint32)
     half = 1
@@ -110,14 +111,14 @@ def random_k_indices(n, k, k1, k2):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def gather(x, idx, out):
+def _gather(x, idx, out):
     """out[j] = x[idx[j]]."""
     for j in prange(idx.size):
         out[j] = x[idx[j]]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def scatter(idx, vals, scale, out):
+def _scatter(idx, vals, scale, out):
     """out[idx[j]] = scale * vals[j] (out is otherwise left as it is; indices are distinct)."""
     for j in prange(idx.size):
         out[idx[j]] = vals[j] * scale
@@ -135,3 +136,8 @@ def subtract(a, b, out):
     """out = a - b: the delta between a new and an old copy of the weights."""
     for i in range(a.size):
         out[i] = a[i] - b[i]
+
+
+random_k_indices = by_size(_random_k_indices, lambda n, k, k1, k2: k)
+gather = by_size(_gather, lambda x, idx, out: idx.size)
+scatter = by_size(_scatter, lambda idx, vals, scale, out: idx.size)

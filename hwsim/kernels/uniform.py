@@ -25,6 +25,7 @@ import numpy as np
 from numba import float32, float64, int32, njit, prange, uint8, uint32
 
 from hwsim.kernels.rng import hash32, uniform_pair
+from hwsim.kernels.threads import by_size
 
 INT32_MAX = 2147483647
 INT32_MIN = -2147483648
@@ -185,7 +186,7 @@ def _blocks_per_task(block):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def quantize_uniform(x, bits, block, minmax, stochastic, k1, k2, params, out):
+def _quantize_uniform(x, bits, block, minmax, stochastic, k1, k2, params, out):
     """Quantize float32 `x` into `params` (float32 per block: m, or lo and hi) and packed codes `out`.
 
     Returns -1, or the first block holding a NaN or an infinity (what was written is then
@@ -229,7 +230,7 @@ def quantize_uniform(x, bits, block, minmax, stochastic, k1, k2, params, out):
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def dequantize_uniform(packed, bits, block, minmax, params, out):
+def _dequantize_uniform(packed, bits, block, minmax, params, out):
     """Write into float32 `out` the values of its len(out) packed codes (see `quantize_uniform`)."""
     n = out.size
     nblocks = (n + block - 1) // block
@@ -285,3 +286,7 @@ def _dequantize_block(packed, bits, block, minmax, params, out, b):
         for i in range(m):
             c = (uint32(pb[i // per]) >> uint32((i % per) * bits)) & mask
             os[i] = float32(lo + (hi - lo) * (float64(c) / levels))
+
+
+quantize_uniform = by_size(_quantize_uniform)
+dequantize_uniform = by_size(_dequantize_uniform, lambda codes, bits, block, minmax, params, out: out.size)

@@ -36,10 +36,25 @@ class Mlp:
         return sum(i * o + o for i, o in self.shapes)
 
     def init_params(self, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-        """He-normal weights, zero biases."""
-        return [
-            ((rng.standard_normal((i, o)) * np.sqrt(2.0 / i)).astype(np.float32), np.zeros(o, np.float32)) for i, o in self.shapes
-        ]
+        """Weights by `spec.init`, zero biases:
+
+        - he: normal, std sqrt(2 / fan_in) (He et al., ICCV 2015);
+        - xavier: uniform on +-sqrt(6 / (fan_in + fan_out)) (Glorot and Bengio, AISTATS 2010);
+        - normal: normal, std `spec.init_std`;
+        - zeros: all zero, as FedAvg baselines start a linear model (refused with hidden layers,
+          whose units would never differ from one another).
+        """
+        return [(self._weights(rng, i, o).astype(np.float32), np.zeros(o, np.float32)) for i, o in self.shapes]
+
+    def _weights(self, rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+        init = self.spec.init
+        if init == "zeros":
+            return np.zeros((fan_in, fan_out))
+        if init == "xavier":
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-limit, limit, (fan_in, fan_out))
+        std = self.spec.init_std if init == "normal" else np.sqrt(2.0 / fan_in)
+        return rng.standard_normal((fan_in, fan_out)) * std
 
     def layer_ops(self, batch: int) -> list[LayerOps]:
         ops = []

@@ -70,8 +70,17 @@ def client_table(system) -> pd.DataFrame:
     return sums.join(counts).reset_index()
 
 
-def federated_summary(trace, system) -> dict:
-    """The `federated` section of summary.json."""
+def rounds_to_target(rounds: pd.DataFrame, target: float | None) -> int | None:
+    """The first round (counted from 1) after which the test accuracy reached `target`; None if never
+    (or no target)."""
+    if target is None:
+        return None
+    hit = np.flatnonzero(rounds.test_accuracy.to_numpy() >= target)
+    return int(hit[0]) + 1 if len(hit) else None
+
+
+def federated_summary(trace, system, target: float | None = None) -> dict:
+    """The `federated` section of summary.json; `target` is the run's target accuracy."""
     rounds, parts, spec = system.round_table, system.participation_table, system.spec
     outcomes = parts.outcome.value_counts()
     delivered = {tag: int(trace.messages.bytes[trace.messages.tag == tag].sum()) for tag in ("down", "up")}
@@ -84,6 +93,7 @@ def federated_summary(trace, system) -> dict:
         "per_round": spec.per_round,
         "final_test_accuracy": float(rounds.test_accuracy.iloc[-1]),
         "best_test_accuracy": float(rounds.test_accuracy.max()),
+        "rounds_to_target": rounds_to_target(rounds, target),
         "accuracy_per_round": [float(a) for a in rounds.test_accuracy],
         "round_duration_s": spread(rounds.duration_s),
         "participation": {

@@ -8,9 +8,11 @@ import html
 import pandas as pd
 
 from hwsim.config.units import format_quantity
+from hwsim.trace.chrome import MAX_OPERATIONS
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; padding: 0 1em; color: #222; }
+.wide { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
@@ -46,6 +48,7 @@ def render(
         *_fill_rows(s.get("fill")),
         *_online_rows(s.get("online")),
         *_federated_rows(s.get("federated")),
+        *_trace_rows(s.get("trace")),
         ("wall time", format_quantity(s["provenance"]["wall_time_s"], "time")),
     ]
     parts = [
@@ -59,18 +62,18 @@ def render(
     parts.append("<h2>Summary</h2>" + _table(pd.DataFrame(key_rows, columns=["", "value"])))
     parts.append(
         "<h2>Units</h2><p>util = busy time / simulated time; cycles = time x clock (compute units only); "
-        "work = FLOP on the systolic array, element operations on the vector unit, bytes on memory ports and links; "
-        "achieved_per_s = work / simulated time, against peak_per_s.</p>"
+        "work = FLOP on the systolic array, element operations (ops) on the vector unit, bytes on memory ports and links; "
+        "achieved = work / simulated time, against the peak (units.csv has the raw numbers).</p>"
     )
-    parts.append(_table(units))
-    parts.append("<h2>Memory banks</h2>" + _table(memory))
+    parts.append(_table(unit_view(units)))
+    parts.append("<h2>Memory banks</h2>" + _table(bank_view(memory)))
     if phases is not None and not phases.empty:
         parts.append(
             "<h2>Step phases</h2><p>Mean seconds per step of each worker: decompress, compute, compress "
             "(the upload), send (until delivered), wait (for other workers or the staleness bound), aggregate "
             "(the server's work for it), receive (the reply's transfer and writing it into the bank).</p>"
         )
-        parts.append(_table(phases))
+        parts.append(_table(phases.assign(**{c: phases[c].map(_time) for c in phases.columns if c.endswith("_s")})))
     for caption, png in images.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
@@ -192,9 +195,87 @@ def _federated_rows(fed: dict | None) -> list[tuple[str, str]]:
     ]
 
 
+def _trace_rows(trace: dict | None) -> list[tuple[str, str]]:
+    """Where a long run's tables and trace went: Parquet instead of CSV, and trace.json's window."""
+    if not trace:
+        return []
+    rows = []
+    if trace["parquet"]:
+        names = ", ".join(f"{n}.parquet ({trace['rows'][n]:,} rows)" for n in trace["parquet"])
+        rows.append(("long tables (Parquet instead of CSV)", names))
+    window = trace["chrome_trace_window_s"]
+    if window is not None:
+        span = f"the first {MAX_OPERATIONS:,} of {trace['rows']['busy']:,} operations: 0 to {format_quantity(window[1], 'time')}"
+        rows.append(("trace.json covers", span))
+    return rows
+
+
 def _num(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+WORK = {"systolic": ("FLOP", "FLOP/s"), "vector": ("ops", "ops/s"), "memory": ("B", "B/s"), "link": ("B", "B/s")}
+"""What a unit's work counts, and its rate, by unit kind."""
+
+
+def _si(value: float, unit: str) -> str:
+    """`value` with a decimal prefix: 1.638e11, "FLOP/s" -> "163.8 GFLOP/s"."""
+    if value != value:  # NaN
+        return "-"
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.4g} {unit}"
+
+
+def _time(value: float) -> str:
+    return "-" if value != value else format_quantity(value, "time")
+
+
+def _count(value: float) -> str:
+    return "-" if value != value else f"{int(value):,}"
+
+
+def _share(value: float) -> str:
+    return "-" if value != value else f"{value:.1%}"
+
+
+def _size(value: float) -> str:
+    return "-" if value != value else format_quantity(value, "size")
+
+
+def unit_view(units: pd.DataFrame) -> pd.DataFrame:
+    """The units table as a page shows it: times, cycles, work and rates with their units, shares in %."""
+    work = [WORK.get(kind, ("", "/s")) for kind in units.kind]
+    return pd.DataFrame(
+        {
+            "unit": units.unit,
+            "kind": units.kind,
+            "ops": units.ops.map(_count),
+            "busy": units.busy_s.map(_time),
+            "idle": units.idle_s.map(_time),
+            "util": units.util.map(_share),
+            "busy cycles": units.busy_cycles.map(_count),
+            "idle cycles": units.idle_cycles.map(_count),
+            "work": [_si(v, w[0]) for v, w in zip(units.work, work, strict=True)],
+            "achieved": [_si(v, w[1]) for v, w in zip(units.achieved_per_s, work, strict=True)],
+            "peak": [_si(v, w[1]) for v, w in zip(units.peak_per_s, work, strict=True)],
+            "of peak": units.achieved_fraction.map(_share),
+        }
+    )
+
+
+def bank_view(memory: pd.DataFrame) -> pd.DataFrame:
+    """The banks table as a page shows it: sizes with their units, the peak share in %."""
+    return memory.assign(
+        capacity_bytes=memory.capacity_bytes.map(_size),
+        peak_bytes=memory.peak_bytes.map(_size),
+        final_bytes=memory.final_bytes.map(_size),
+        peak_fraction=memory.peak_fraction.map(_share),
+    ).rename(columns={"capacity_bytes": "capacity", "peak_bytes": "peak", "final_bytes": "final", "peak_fraction": "peak share"})
+
+
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
+    """An HTML table that scrolls sideways inside the page when it is wider than the page."""
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0)
+    return f"<div class='wide'>{table}</div>"

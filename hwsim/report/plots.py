@@ -11,6 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from hwsim.report.downsample import busy_fractions, level_envelope
+
 # Colour per op category; the category is the first word of an op's label.
 CATEGORIES = {
     "fwd": "#4C72B0",
@@ -38,8 +40,18 @@ def _category(label: str) -> str:
     return word if word in CATEGORIES else "other"
 
 
+def categories_of(labels: pd.Series) -> pd.Series:
+    """The category (first word, or "other") of each op label (worked out once per distinct label)."""
+    codes, distinct = pd.factorize(labels)
+    return pd.Series(np.array([_category(str(label)) for label in distinct], dtype=object)[codes], index=labels.index)
+
+
+PIXEL_BINS = 800
+"""Columns of the whole-run panels: about one per pixel of the plot's width."""
+
+
 def timeline(busy: pd.DataFrame, units: list[str], ax, window: tuple[float, float] | None = None) -> None:
-    """Draw a Gantt chart on `ax`: one row per unit, one `broken_barh` call per row."""
+    """Draw a Gantt chart on `ax`: one row per unit, one `broken_barh` call per row (every op a bar)."""
     rows = busy if window is None else busy[(busy.end_s > window[0]) & (busy.start_s < window[1])]
     factor, unit_name = time_scale(window[1] if window else busy.end_s.max())
     seen = set()
@@ -52,28 +64,66 @@ def timeline(busy: pd.DataFrame, units: list[str], ax, window: tuple[float, floa
         colors = [CATEGORIES.get(c, OTHER) for c in cats]
         spans = factor * np.column_stack([ops.start_s.to_numpy(), (ops.end_s - ops.start_s).to_numpy()])
         ax.broken_barh(spans, (i - 0.4, 0.8), facecolors=colors, linewidth=0)
-    ax.set_yticks(range(len(units)), units)
-    ax.set_ylim(-0.6, len(units) - 0.4)
-    ax.invert_yaxis()
+    _unit_rows(ax, units, seen)
     if window is not None:
         ax.set_xlim(window[0] * factor, window[1] * factor)
     ax.set_xlabel(f"simulated time ({unit_name})")
+
+
+def _unit_rows(ax, units: list[str], seen) -> None:
+    ax.set_yticks(range(len(units)), units)
+    ax.set_ylim(-0.6, len(units) - 0.4)
+    ax.invert_yaxis()
     handles = [Patch(color=CATEGORIES.get(c, OTHER), label=c) for c in [*CATEGORIES, "other"] if c in seen]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
 
 
-def timeline_figure(busy: pd.DataFrame, units: list[str], zoom: tuple[float, float, int] | None, note: str = "") -> Figure:
-    """The whole run, and (if `zoom` is given) a window of it below; units that never worked are named, not drawn;
-    `note` is added to the title (for example which units are shown)."""
-    idle = [u for u in units if u not in set(busy.unit)]
-    units = [u for u in units if u not in idle]
+def busy_shares(ax, fractions: np.ndarray, units: list[str], t_end: float) -> None:
+    """Draw per-pixel busy shares on `ax`: in each unit's row, each column is filled to the share of
+    that column the unit was busy, stacked by op category (`fractions` from `busy_fractions`)."""
+    names = [*CATEGORIES, "other"]
+    t_end = max(t_end, 1e-12)  # a run that failed at time 0
+    factor, unit_name = time_scale(t_end)
+    bins = fractions.shape[2]
+    x = np.linspace(0, t_end * factor, bins + 1)
+    seen = set()
+    for i in range(len(units)):
+        base = np.full(bins, i - 0.4)
+        for c, name in enumerate(names):
+            share = np.minimum(fractions[c, i], 1.0)
+            if not share.any():
+                continue
+            seen.add(name)
+            top = base + 0.8 * share
+            ax.fill_between(
+                x, np.append(base, base[-1]), np.append(top, top[-1]), step="post", color=CATEGORIES.get(name, OTHER), linewidth=0
+            )
+            base = top
+    _unit_rows(ax, units, seen)
+    ax.set_xlim(0, t_end * factor)
+    ax.set_xlabel(f"simulated time ({unit_name}); each column filled to the share of it the unit was busy")
+
+
+def timeline_figure(trace, units: list[str], t_end: float, zoom: tuple[float, float, int] | None, note: str = "") -> Figure:
+    """The whole run as per-pixel busy shares, and (if `zoom` is given) a window of it below with every op
+    as a bar; units that never worked are named, not drawn; `note` is added to the title (for example
+    which units are shown)."""
+    names = [*CATEGORIES, "other"]
+    columns = ["unit", "label", "start_s", "end_s"]
+    fractions = busy_fractions(trace.chunks("busy", columns), units, names, categories_of, t_end, PIXEL_BINS)
+    worked = fractions.sum(axis=(0, 2)) > 0
+    idle = [u for u, w in zip(units, worked, strict=True) if not w]
+    shown = [u for u, w in zip(units, worked, strict=True) if w]
+    fractions = fractions[:, worked, :]
     panels = 2 if zoom else 1
-    fig = Figure(figsize=(11, 1.2 + 0.45 * len(units) * panels + 0.8 * (panels - 1)), layout="constrained")
+    fig = Figure(figsize=(11, 1.2 + 0.45 * len(shown) * panels + 0.8 * (panels - 1)), layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
-    timeline(busy, units, axes[0])
+    busy_shares(axes[0], fractions, shown, t_end)
     axes[0].set_title("Unit timeline: whole run" + note + (f" (never busy: {', '.join(idle)})" if idle else ""))
     if zoom:
-        timeline(busy, units, axes[1], zoom[:2])
+        window = zoom[:2]
+        rows = [c[(c.end_s > window[0]) & (c.start_s < window[1])] for c in trace.chunks("busy", columns)]
+        timeline(pd.concat(rows, ignore_index=True), shown, axes[1], window)
         axes[1].set_title(f"Zoom: the first {zoom[2]} steps")
     return fig
 
@@ -86,10 +136,10 @@ def utilization_figure(units: pd.DataFrame, note: str = "") -> Figure:
     ax.barh(y, units.util, color="#4C72B0", label="busy")
     ax.barh(y, 1 - units.util, left=units.util, color="#E5E5E5", label="idle")
     for yi, row in zip(y, units.itertuples(), strict=True):
-        note = f"{row.util:.1%}"
+        text = f"{row.util:.1%}"
         if not np.isnan(row.idle_cycles):
-            note += f"  ({int(row.idle_cycles):,} idle cycles)"
-        ax.text(0.01, yi, note, va="center", fontsize="small", color="black")
+            text += f"  ({int(row.idle_cycles):,} idle cycles)"
+        ax.text(0.01, yi, text, va="center", fontsize="small", color="black")
     ax.set_yticks(y, units.unit)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -103,53 +153,86 @@ MAX_BANK_LINES = 12
 """The most banks of one kind a memory panel draws (those with the highest peaks)."""
 
 
-def memory_figure(memory: pd.DataFrame, banks: pd.DataFrame, zoom: tuple[float, float, int] | None) -> Figure:
+def memory_figure(trace, banks: pd.DataFrame, t_end: float, zoom: tuple[float, float, int] | None) -> Figure:
     """Occupancy of each bank over the whole run (left) and the zoom window (right).
 
     Banks of the same name on several devices ("w0.params", "w1.params") share a panel,
-    one line per device. The capacity is drawn as a dashed line when it is within 1.5x
-    of the peak, and always stated in the panel title; banks that never held anything
-    are named in the figure title instead of drawn.
+    one colour per device. The whole run shows, per pixel column, the band between the
+    lowest and highest level held, on an axis up to the capacity (dashed); the zoom shows
+    every change, scaled to the peak (the capacity is drawn there too when it is within
+    1.5x of the peak). Banks that never held anything are named in the figure title.
     """
     used = banks[banks.peak_bytes > 0]
     unused = banks.bank[banks.peak_bytes <= 0].tolist()
     groups = list(dict.fromkeys(_bank_kind(b) for b in used.bank)) or [_bank_kind(b) for b in banks.bank[:1]]
+    shown = used.nlargest(MAX_BANK_LINES * len(groups), "peak_bytes", keep="first")
+    columns = ["bank", "time_s", "used_bytes"]
+    envelopes = level_envelope(trace.chunks("memory", columns), list(shown.bank), t_end, PIXEL_BINS)
+    window_rows = None
+    if zoom:
+        parts = [c[c.time_s <= zoom[1]] for c in trace.chunks("memory", columns)]
+        window_rows = pd.concat(parts, ignore_index=True)
     cols = 2 if zoom else 1
     fig = Figure(figsize=(11, 0.8 + 2.2 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), cols, squeeze=False)
+    t_end = max(t_end, 1e-12)  # a run that failed at time 0
+    factor, unit = time_scale(t_end)
+    x = np.linspace(0, t_end * factor, PIXEL_BINS + 1)
     for row, kind in zip(axes, groups, strict=True):
         members = used[used.bank.map(_bank_kind) == kind]
         of = len(members)
         members = members.nlargest(MAX_BANK_LINES, "peak_bytes", keep="first").sort_index()
         peak = max(float(members.peak_bytes.max()) if len(members) else 0.0, 1.0)
         capacity = float(members.capacity_bytes.max()) if len(members) else 0.0
-        size_factor, size_unit = size_scale(peak)
-        for ax, window in zip(row, [None, zoom][:cols], strict=True):
-            factor, unit = time_scale(window[1] if window else max(memory.time_s.max(), 1e-12))
-            for bank in members.bank:
-                levels = memory[memory.bank == bank]
-                shown = levels if window is None else levels[levels.time_s <= window[1]]
-                label = bank.rsplit(".", 1)[0] if len(members) > 1 else None
-                ax.step(shown.time_s * factor, shown.used_bytes * size_factor, where="post", linewidth=1, label=label)
-            if capacity and capacity <= 1.5 * peak:
-                ax.axhline(capacity * size_factor, color="#C44E52", linestyle="--", label="capacity")
-            ax.set_ylim(bottom=0)
-            ax.set_ylabel(size_unit)
-            ax.set_xlabel(f"simulated time ({unit})")
-        if len(members) > 1 or (capacity and capacity <= 1.5 * peak):
-            row[-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small", frameon=False)
+        size_factor, size_unit = size_scale(max(peak, capacity))
+        whole = row[0]
+        for i, bank in enumerate(members.bank):
+            lo, hi = envelopes.get(bank, np.full((2, PIXEL_BINS), np.nan)) * size_factor
+            label = bank.rsplit(".", 1)[0] if len(members) > 1 else None
+            color = f"C{i % 10}"
+            whole.fill_between(x, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post", color=color, alpha=0.5, linewidth=0)
+            whole.step(x, np.append(hi, hi[-1]), where="post", color=color, linewidth=0.8, label=label)
+        if capacity:
+            whole.axhline(capacity * size_factor, color="#C44E52", linestyle="--", label="capacity")
+        whole.set_ylim(0, max(capacity, peak) * size_factor * 1.05)
+        whole.set_xlim(0, t_end * factor)
+        whole.set_ylabel(size_unit)
+        whole.set_xlabel(f"simulated time ({unit}); band: lowest to highest level in each pixel column")
+        if zoom:
+            _zoom_levels(row[1], window_rows, members, zoom, peak, capacity)
+        if whole.get_legend_handles_labels()[0]:
+            whole.legend(
+                loc="upper left", bbox_to_anchor=(1.0, 1.0) if cols == 1 else (0.0, 1.0), fontsize="x-small", frameon=False
+            )
         precision = members.precision.iloc[0] if len(members) else ""
-        row[0].set_title(
+        whole.set_title(
             f"{kind} ({precision}): peak {peak * size_factor:,.1f} {size_unit} of {capacity * size_factor:,.1f} {size_unit}"
             + (f" (the {len(members)} of {of} banks with the highest peaks)" if of > len(members) else ""),
             fontsize="medium",
         )
-        if zoom:
-            row[1].set_title(f"the first {zoom[2]} steps", fontsize="medium")
     if unused:
-        shown = ", ".join(unused[:6]) + (f" and {len(unused) - 6} more" if len(unused) > 6 else "")
-        fig.suptitle(f"Memory over time (never used: {shown})", fontsize="medium")
+        names = ", ".join(unused[:6]) + (f" and {len(unused) - 6} more" if len(unused) > 6 else "")
+        fig.suptitle(f"Memory over time (never used: {names})", fontsize="medium")
     return fig
+
+
+def _zoom_levels(ax, rows: pd.DataFrame, members: pd.DataFrame, zoom, peak: float, capacity: float) -> None:
+    """Every level change of `members` in the zoom window, scaled to the peak."""
+    size_factor, size_unit = size_scale(peak)
+    factor, unit = time_scale(zoom[1])
+    for i, bank in enumerate(members.bank):
+        levels = rows[rows.bank == bank]
+        ax.step(levels.time_s * factor, levels.used_bytes * size_factor, where="post", linewidth=1, color=f"C{i % 10}")
+    if capacity and capacity <= 1.5 * peak:
+        ax.axhline(capacity * size_factor, color="#C44E52", linestyle="--")
+        title = f"the first {zoom[2]} steps"
+    else:
+        title = f"the first {zoom[2]} steps (capacity {capacity * size_factor:,.0f} {size_unit}, above)"
+    ax.set_xlim(zoom[0] * factor, zoom[1] * factor)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(size_unit)
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_title(title, fontsize="medium")
 
 
 def _bank_kind(bank: str) -> str:
@@ -164,6 +247,21 @@ def size_scale(peak: float) -> tuple[float, str]:
     return 1.0, "B"
 
 
+MAX_LINE_POINTS = 2000
+"""The most points a learning curve draws; a longer one is averaged over runs of points."""
+MARKED_POINTS = 200
+"""Curves with more points than this are drawn without markers."""
+
+
+def _thinned(rows: pd.DataFrame, label: str) -> tuple[pd.DataFrame, str]:
+    """A curve's rows, and its label: as they are, or (a long run) the mean of each run of consecutive
+    points, about one per pixel."""
+    if len(rows) <= MAX_LINE_POINTS:
+        return rows, label
+    per = -(-len(rows) // MAX_LINE_POINTS)
+    return rows[["time_s", "value"]].groupby(np.arange(len(rows)) // per).mean(), f"{label} (mean of each {per:,})"
+
+
 def learning_figure(metrics: pd.DataFrame, target: tuple[float, float | None] | None = None) -> Figure | None:
     """Training loss and test accuracy against simulated time (None if nothing was learned);
     `target` = (accuracy, time it was reached or None) marks the time-to-accuracy."""
@@ -174,22 +272,25 @@ def learning_figure(metrics: pd.DataFrame, target: tuple[float, float | None] | 
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax = fig.subplots()
     factor, unit = time_scale(metrics.time_s.max())
-    loss, acc = loss.assign(time_s=loss.time_s * factor), acc.assign(time_s=acc.time_s * factor)
+    loss, label = _thinned(loss.assign(time_s=loss.time_s * factor), "batch loss")
+    acc, acc_label = _thinned(acc.assign(time_s=acc.time_s * factor), "test accuracy")
     if not loss.empty:
-        ax.plot(loss.time_s, loss.value, color="#DD8452", alpha=0.3, linewidth=0.8, label="batch loss")
+        ax.plot(loss.time_s, loss.value, color="#DD8452", alpha=0.3, linewidth=0.8, label=label)
         smooth = loss.value.rolling(max(1, len(loss) // 30), min_periods=1).mean()
         ax.plot(loss.time_s, smooth, color="#DD8452", label="batch loss (rolling mean)")
     test_loss = metrics[metrics.metric == "test_loss"]
-    test_loss = test_loss.assign(time_s=test_loss.time_s * factor)
+    test_loss, test_label = _thinned(test_loss.assign(time_s=test_loss.time_s * factor), "test loss")
+    marker = 3 if len(test_loss) <= MARKED_POINTS else 0
     if not test_loss.empty:
-        ax.plot(test_loss.time_s, test_loss.value, "o-", color="#C44E52", markersize=3, label="test loss")
+        ax.plot(test_loss.time_s, test_loss.value, "o-", color="#C44E52", markersize=marker, label=test_label)
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_ylabel("loss")
     ax.set_ylim(bottom=0)
     lines, labels = ax.get_legend_handles_labels()
     if not acc.empty:
         ax2 = ax.twinx()
-        ax2.plot(acc.time_s, acc.value, "s-", color="#4C72B0", markersize=3, label="test accuracy")
+        marker = 3 if len(acc) <= MARKED_POINTS else 0
+        ax2.plot(acc.time_s, acc.value, "s-", color="#4C72B0", markersize=marker, label=acc_label)
         ax2.set_ylabel("test accuracy")
         ax2.set_ylim(0, 1)
         if target is not None:

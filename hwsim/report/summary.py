@@ -21,10 +21,15 @@ def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
     for compute units only; for memory ports and links `work` is bytes moved and
     `achieved_per_s` is bytes/s over the whole run, against `peak_per_s` (bandwidth).
     """
-    busy = trace.busy.assign(dur_s=trace.busy.end_s - trace.busy.start_s)
-    per_unit = busy.groupby("unit").agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"))
+    parts = [
+        chunk.assign(dur_s=chunk.end_s - chunk.start_s)
+        .groupby("unit", observed=True)
+        .agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"))
+        for chunk in trace.chunks("busy", ["unit", "start_s", "end_s", "work"])
+    ]
+    per_unit = pd.concat(parts).groupby(level=0).sum() if parts else pd.DataFrame(columns=["busy_s", "ops", "work"])
     table = trace.units.set_index("unit")[["kind", "device", "clock_hz", "peak_per_s"]].join(per_unit)
-    table[["busy_s", "work"]] = table[["busy_s", "work"]].fillna(0.0)
+    table[["busy_s", "work"]] = table[["busy_s", "work"]].astype(float).fillna(0.0)
     table["ops"] = table["ops"].fillna(0).astype(int)
     span = sim_time_s if sim_time_s > 0 else np.nan
     table["util"] = table.busy_s / span
@@ -56,13 +61,19 @@ def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
 def memory_table(trace: Trace) -> pd.DataFrame:
     """One row per bank: capacity, peak occupancy and final occupancy."""
     banks = trace.units[trace.units.kind == "memory"].set_index("unit")
-    levels = trace.memory.groupby("bank").used_bytes
+    peaks, finals = [], []
+    for chunk in trace.chunks("memory", ["bank", "used_bytes"]):
+        levels = chunk.groupby("bank", observed=True).used_bytes
+        peaks.append(levels.max())
+        finals.append(levels.last())
+    peak = pd.concat(peaks).groupby(level=0).max() if peaks else pd.Series(dtype="int64")
+    final = pd.concat(finals).groupby(level=0).last() if finals else pd.Series(dtype="int64")
     out = pd.DataFrame(
         {
             "precision": banks.precision,
             "capacity_bytes": banks.capacity_bytes.astype("int64"),
-            "peak_bytes": levels.max(),
-            "final_bytes": levels.last(),
+            "peak_bytes": peak,
+            "final_bytes": final,
         }
     )
     out["peak_fraction"] = out.peak_bytes / out.capacity_bytes
@@ -122,7 +133,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         },
         "bytes_moved": {
             "memory": int(units[units.kind == "memory"].work.sum()),
-            "network": int(trace.messages.bytes.sum()),
+            "network": int(sum(chunk.bytes.sum() for chunk in trace.chunks("messages", ["bytes"]))),
         },
         "learning": {
             "final_loss": last("loss"),
@@ -141,7 +152,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     if outcome.status == "ok" and hasattr(outcome.system, "predictions"):
         out["online"] = online_summary(trace, outcome.system)
     if outcome.status == "ok" and hasattr(outcome.system, "round_table"):
-        out["federated"] = federated_summary(trace, outcome.system)
+        out["federated"] = federated_summary(trace, outcome.system, scenario.run.target_accuracy)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)
@@ -157,7 +168,7 @@ def time_to_accuracy(trace: Trace, target: float | None) -> dict:
     if hit.empty:
         return {"target_accuracy": target, "time_to_target_s": None, "network_bytes_to_target": None}
     t = float(hit.time_s.iloc[0])
-    sent = int(trace.messages.bytes[trace.messages.delivered_s <= t].sum())
+    sent = int(sum(m.bytes[m.delivered_s <= t].sum() for m in trace.chunks("messages", ["bytes", "delivered_s"])))
     return {"target_accuracy": target, "time_to_target_s": t, "network_bytes_to_target": sent}
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from hwsim.config.units import format_quantity
 from hwsim.errors import NOTHING, ConfigError
 from hwsim.report.html import _STYLE, _table
+from hwsim.report.plots import size_scale, time_scale
 
 TIME_METRICS = ("learning.time_to_target_s", "step_time_s", "sim_time_s")
 """The default metric: the first of these with a value at every point that is ok."""
@@ -93,7 +95,7 @@ def pareto_front(a: np.ndarray, b: np.ndarray, max_a: bool = False, max_b: bool 
 def _metric_kind(name: str) -> str:
     if name.endswith("_s") and not name.endswith("per_s"):
         return "time"
-    return "size" if name.endswith("bytes") or name.startswith("bytes_moved") else ""
+    return "size" if "bytes" in name.rsplit(".", 1)[-1] or name.startswith(("bytes_moved", "federated.bytes")) else ""
 
 
 def _numeric(series: pd.Series) -> bool:
@@ -103,6 +105,8 @@ def _numeric(series: pd.Series) -> bool:
 def _ticks(ax, values: list, kind: str, numeric: bool) -> None:
     """x ticks at the swept values, labelled with their unit (names at 0, 1, 2, ... when not numbers)."""
     if numeric and (not kind or len(values) > 12):
+        if all(float(v).is_integer() for v in values):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return  # matplotlib's own ticks
     ax.minorticks_off()
     ax.set_xticks(list(values) if numeric else list(range(len(values))), [show(v, kind) for v in values], fontsize=8)
@@ -115,6 +119,7 @@ def _mean_note(dims: list[list[str]], shown: list[str]) -> str:
 
 
 def _format_axis(axis, kind: str) -> None:
+    axis.set_major_locator(MaxNLocator(nbins=6))  # few enough that labels with units never overlap
     if kind in UNIT_KINDS:
         axis.set_major_formatter(FuncFormatter(lambda v, _: format_quantity(v, kind)))
 
@@ -182,19 +187,36 @@ def pareto_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, pair:
     """Every ok point on two metrics, the Pareto front joined and labelled with its parameters."""
     (a, max_a), (b, max_b) = maximized(pair[0]), maximized(pair[1])
     ok = table[(table.status == "ok") & table[a].notna() & table[b].notna()]
-    fig = Figure(figsize=(8, 5.5), layout="constrained")
+    fig = Figure(figsize=(11, 5.5), layout="constrained")
     ax = fig.add_subplot()
+    (fa, ua), (fb, ub) = _scale(ok[a], _metric_kind(a)), _scale(ok[b], _metric_kind(b))
     front = pareto_front(ok[a].to_numpy(float), ok[b].to_numpy(float), max_a, max_b)
-    ax.scatter(ok[a], ok[b], s=18, color="#999999", label="point")
+    ax.scatter(ok[a] * fa, ok[b] * fb, s=18, color="#999999", label="point")
     best = ok[front].sort_values(a)
-    ax.plot(best[a], best[b], marker="o", color="#C44E52", label=f"Pareto front ({len(best)} points)")
-    for row in best.to_dict("records"):
-        text = ", ".join(show(row[k], units.get(k, "")) for dim in dims for k in dim)
-        ax.annotate(text, (row[a], row[b]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(a + (" (higher is better)" if max_a else " (lower is better)"))
-    ax.set_ylabel(b + (" (higher is better)" if max_b else " (lower is better)"))
-    _format_axis(ax.xaxis, _metric_kind(a))
-    _format_axis(ax.yaxis, _metric_kind(b))
+    ax.plot(best[a] * fa, best[b] * fb, marker="o", color="#C44E52", label=f"Pareto front ({len(best)} points)")
+    keys = [k for dim in dims for k in dim]
+    lines = []
+    for i, row in enumerate(best.to_dict("records"), start=1):
+        ax.annotate(str(i), (row[a] * fa, row[b] * fb), fontsize=8, fontweight="bold", xytext=(5, 3), textcoords="offset points")
+        lines.append(f"{i}: " + ", ".join(f"{short_key(k)}={show(row[k], units.get(k, ''))}" for k in keys))
+    shown = lines[:MAX_FRONT_LABELS] + (
+        [f"... and {len(lines) - MAX_FRONT_LABELS} more"] if len(lines) > MAX_FRONT_LABELS else []
+    )
+    if shown:  # the parameters of the numbered points, beside the plot (labels at the points would overlap)
+        ax.text(
+            1.02,
+            1.0,
+            "Pareto points\n" + "\n".join(shown),
+            fontsize=7,
+            va="top",
+            ha="left",
+            family="monospace",
+            transform=ax.transAxes,
+        )
+    ax.set_xlabel(a + ua + (" (higher is better)" if max_a else " (lower is better)"))
+    ax.set_ylabel(b + ub + (" (higher is better)" if max_b else " (lower is better)"))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=7))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=7))
     missing = int((table.status == "ok").sum() - len(ok))
     ax.set_title(
         f"Pareto front of {a} and {b}" + (f"\n({missing} ok points without a value left out)" if missing else ""), fontsize=10
@@ -204,14 +226,47 @@ def pareto_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, pair:
     return fig
 
 
+def _scale(values: pd.Series, kind: str) -> tuple[float, str]:
+    """(factor, " (unit)") that shows `values` of unit kind `kind` in a readable unit (1 and "" without one)."""
+    top = float(values.abs().max()) if len(values) else 0.0
+    if kind == "size":
+        factor, unit = size_scale(top)
+    elif kind == "time":
+        factor, unit = time_scale(top)
+    else:
+        return 1.0, ""
+    return factor, f" ({unit})"
+
+
+MAX_FRONT_LABELS = 20
+"""The most Pareto points whose parameters the plot lists (all are in the table)."""
+
+
+def short_key(key: str) -> str:
+    """The last part of a dotted key (`system.uplink` -> `uplink`)."""
+    return key.rsplit(".", 1)[-1]
+
+
 def _ordered(series: pd.Series) -> list:
     values = series.dropna()
     return sorted(values.unique()) if _numeric(values) else list(dict.fromkeys(values))
 
 
 def show(value, kind: str) -> str:
+    """A parameter value as a person reads it: with its unit, and a mapping (the table keeps JSON)
+    as its name and settings (`{"name": "eden", "bits": 2}` -> `eden bits=2`)."""
     if kind and isinstance(value, (int, float)) and not isinstance(value, bool):
         return format_quantity(float(value), kind)
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        named = [str(value["name"])] if "name" in value else []
+        return " ".join(named + [f"{k}={show(v, '')}" for k, v in value.items() if k != "name"]) or "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v, "") for v in value) + "]"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -241,11 +296,13 @@ def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes
     metrics = [maximized(m)[0] for m in (chosen["metric"], *chosen["pareto"])]
     shown = list(dict.fromkeys(["point", *keys, "status", *metrics, *HEADLINE, "error", "report"]))
     view = table[[c for c in shown if c in table.columns]].copy()
-    view = view.astype(object).where(view.notna(), "-")
+    if "report" in view:  # a link where the point has a report folder, else nothing
+        view["report"] = view["report"].map(
+            lambda r: f"<a href='{html.escape(r)}'>report</a>" if isinstance(r, str) and r else None
+        )
     if "error" in view:
         view["error"] = view["error"].map(lambda e: html.escape(e) if isinstance(e, str) else e)
-    if "report" in view:
-        view["report"] = view["report"].map(lambda r: f"<a href='{html.escape(r)}'>report</a>" if isinstance(r, str) else "-")
+    view = view.astype(object).where(view.notna(), "-")
     axes = pd.DataFrame(
         [(a["key"], a["unit"] or "-", ", ".join(map(str, a["values"])) if a["values"] else f"{a['range'][0]:g}..{a['range'][1]:g} "
           f"{a['range'][2]} ({a['range'][3]})") for a in about["axes"]],
@@ -267,8 +324,7 @@ def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes
         data = base64.b64encode(png).decode("ascii")
         caption = html.escape(CAPTIONS.get(name, name))
         parts.append(f"<h2>{caption}</h2><img alt='{caption}' src='data:image/png;base64,{data}'>")
-    parts.append(
-        "<h2>Points</h2>" + view.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0, escape=False)
-    )
+    table_html = view.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-", border=0, escape=False)
+    parts.append(f"<h2>Points</h2><div class='wide'>{table_html}</div>")
     parts.append("</body></html>")
     return "\n".join(parts)

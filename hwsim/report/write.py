@@ -14,7 +14,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from hwsim.report.html import render
-from hwsim.trace import to_chrome
+from hwsim.trace.chrome import write_chrome
+from hwsim.trace.recorder import TABLES
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -35,12 +36,19 @@ def write_report(result, folder: Path) -> Path:
     spec = result.scenario.report
     trace = result.trace
     write_atomic(folder / "summary.json", json.dumps(result.summary, indent=2, default=float))
-    tables = {"busy": trace.busy, "memory": trace.memory, "messages": trace.messages, "metrics": trace.metrics}
+    tables = {}
+    for name in TABLES:
+        if trace.on_disk(name):  # a long run: the table stays in Parquet
+            tmp = folder / f"{name}.parquet.tmp"
+            trace.stores[name].copy_to(tmp)
+            os.replace(tmp, folder / f"{name}.parquet")
+        elif name in ("busy", "memory", "messages", "metrics") or trace.rows(name):
+            tables[name] = getattr(trace, name)
     tables |= {"units": result.utilization, "banks": result.banks}
-    if not trace.phases.empty:
-        tables |= {"phases": trace.phases, "step_phases": result.phases}
-    if not trace.ops.empty:
-        tables |= {"ops": trace.ops, "pipeline_devices": result.pipeline_devices}
+    if trace.rows("phases"):
+        tables |= {"step_phases": result.phases}
+    if trace.rows("ops"):
+        tables |= {"pipeline_devices": result.pipeline_devices}
     if result.filled:
         tables |= {"fill_devices": result.fill_devices, "fill_map": result.fill_map}
     if result.online:
@@ -70,7 +78,9 @@ def write_report(result, folder: Path) -> Path:
             images[caption] = png(fig)
             write_atomic(folder / (caption.lower().replace(" ", "_") + ".png"), images[caption])
     if spec.trace:
-        write_atomic(folder / "trace.json", json.dumps(to_chrome(trace)))
+        tmp = folder / "trace.json.tmp"
+        write_chrome(trace, tmp)
+        os.replace(tmp, folder / "trace.json")
     if spec.html:
         write_atomic(folder / "report.html", render(result.summary, result.utilization, result.banks, images, result.phases))
     return folder

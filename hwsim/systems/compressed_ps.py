@@ -49,7 +49,7 @@ from hwsim.config.schema import Scenario
 from hwsim.hardware import Device, Message, Server, Switch
 from hwsim.kernels.aggregate import weighted_sum
 from hwsim.models.data import Dataset
-from hwsim.systems.storage import Stored, bank_codec
+from hwsim.systems.storage import Stored, bank_codec, encode
 from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, LocalTrainer, Settings, flatten, unflatten
 
 Progress = Callable[[int, int], None]
@@ -266,7 +266,7 @@ class CompressedPs:
                 x = x - start[li]
             key = stream_id(step, i, li, downlink=False)
             codec = self.feedback[i][li] if self.spec.error_feedback else self.up
-            buf = codec.encode(x, self.seed, key)
+            buf = codec.encode(x, seed=self.seed, stream=key)
             payloads.append(buf)
         return payloads
 
@@ -300,7 +300,7 @@ class CompressedPs:
                 yield from tr.device.vector.elementwise(n, DECOMPRESS_OPS + COMPRESS_OPS, f"recode {self.names[li]}")
                 stored = None
                 if self.math:
-                    stored = Stored(bank, (n,), bank.encode(self.down.decode(message.payload)))
+                    stored = encode(self.down.decode(message.payload), tr.pbank.precision, self.spec.block)
             yield from tr.put_stored(li, stored)
 
     def _merge_reply(self, tr: LocalTrainer, reply: list[Message], weights, start) -> Generator:
@@ -370,7 +370,9 @@ class CompressedPs:
         for li, n in enumerate(self.sizes):
             yield from self.server.vector.elementwise(n, COMPRESS_OPS, f"encode {self.names[li]} downlink")
             if self.math:
-                payloads.append(self.down.encode(self.master[li], self.seed, stream_id(step, device, li, downlink=True)))
+                payloads.append(
+                    self.down.encode(self.master[li], seed=self.seed, stream=stream_id(step, device, li, downlink=True))
+                )
             else:
                 payloads.append(self.down.wire_bytes(n))
         rnd.enc_end = self.env.now

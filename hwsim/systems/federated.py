@@ -13,15 +13,20 @@ A round r:
    reduction codec (frozen layers too, unless `frozen: seed`: clients rebuild those from
    the model seed) and sends every selected client one message per layer;
 3. each client stores what it gets compressed (`federated_client`), trains E epochs of
-   local SGD on its partition, and sends back its trained layers as stored (compressed);
-   a client whose online window closes before it uploads drops out, and one that runs
-   out of memory fails;
+   local SGD on its partition, and sends back its trained layers as stored (compressed),
+   or, with an uplink codec, its update (trained minus received) encoded with that codec
+   (with optional error feedback); a client whose online window closes before it uploads
+   drops out, and one that runs out of memory fails;
 4. the round closes when C updates are in, when no selected client is still working, or
    at the deadline; updates that arrive after it are late: dropped, or (`late: buffer`)
    applied at the next aggregation with a staleness discount;
-5. the server moves each layer by the weighted mean of the updates' changes (decoded
-   upload minus what it sent that client), weights from the aggregation policy, and
-   tests the global model.
+5. the server moves each layer by the weighted mean of the updates' changes (the decoded
+   update, or the decoded upload minus what it sent that client), weights from the
+   aggregation policy, and tests the global model.
+
+Every encoding has its own counter-RNG stream, keyed by (round, client, layer, direction,
+step) (`federated_client.Client.key`; the server's one encoding per round and layer, sent
+to every selected client, has client = BROADCAST).
 
 After the last round the run waits for clients still working, so every message sent is
 also delivered. Client k's batches in round r come from `numpy.random.default_rng((seed, r, k))`.
@@ -38,13 +43,13 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from hwsim.codecs import codec_from_setting
+from hwsim.codecs import codec_from_setting, stream_of
 from hwsim.config.schema import HardwareSpec, Scenario
 from hwsim.errors import OutOfMemory
 from hwsim.hardware import Device, Message, Server, Switch
 from hwsim.hardware.arithmetic import gemm_cycles
 from hwsim.policies.federated import Candidates, draw_factors, local_batches, partition, resolve_policy
-from hwsim.systems.federated_client import Client, ClientSettings
+from hwsim.systems.federated_client import BROADCAST, DOWN, Client, ClientSettings
 from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, flatten, unflatten
 
 Progress = Callable[[int, int], None]
@@ -98,6 +103,7 @@ class Federated:
         self.shapes = [model.param_shapes(li) for li in range(len(self.names))]
         self.master = [flatten(layer).astype(np.float32) for layer in self.initial]
         self.codec = codec_from_setting(spec.reduction.codec)
+        self.uplink = None if spec.uplink is None else codec_from_setting(spec.uplink)
         self.select = resolve_policy("selection", spec.selection.policy)
         self.reduce = resolve_policy("reduction", spec.reduction.policy)
         self.aggregate_weights = resolve_policy("aggregation", spec.aggregation)
@@ -161,7 +167,7 @@ class Federated:
             self.recorder.attach_device(device)
             idx = self.parts[k]
             x, y = self.data.x_train[idx], self.data.y_train[idx]
-            self.clients[k] = Client(k, device, self.model, self.settings, self.codec, x, y)
+            self.clients[k] = Client(k, device, self.model, self.settings, self.codec, x, y, self.seed)
         return self.clients[k]
 
     def online_until(self, k: int, t: float) -> float:
@@ -187,10 +193,13 @@ class Federated:
         step = 0.0
         for op in ops:
             gemms = op.forward + op.backward
-            step += sum(g.count * gemm_cycles(g.m, g.n, g.k, s.rows, s.cols, s.dataflow, macs) for g in gemms) / s.clock
+            step += (
+                sum(g.count * gemm_cycles(g.m, g.n, g.k, s.rows, s.cols, s.dataflow, macs, s.edge_folds) for g in gemms) / s.clock
+            )
             elementwise = op.forward_vector_ops + op.backward_vector_ops + op.params * (DECOMPRESS_OPS + COMPRESS_OPS + 2)
             step += math.ceil(elementwise / hw.vector.lanes) / hw.vector.clock
-        wire = 2 * sum(self.codec.wire_bytes(op.params) for op in ops)
+        up = self.uplink or self.codec
+        wire = sum(self.codec.wire_bytes(op.params) + up.wire_bytes(op.params) for op in ops)
         links = 2 * (hw.nic.latency + len(ops) * hw.nic.overhead)
         steps = np.array([spec.epochs * math.ceil(len(p) / spec.batch) for p in self.parts])
         return steps * step / self.factors["speed"] + wire / (hw.nic.bandwidth * self.factors["bandwidth"]) + links
@@ -268,7 +277,7 @@ class Federated:
                 payloads.append(None)
                 continue
             yield from self.server.vector.elementwise(layer.size, COMPRESS_OPS, f"encode {self.names[li]}")
-            payloads.append(self.codec.encode(layer))
+            payloads.append(self.codec.encode(layer, seed=self.seed, stream=stream_of(r, BROADCAST, li, DOWN, 0)))
         return payloads
 
     def _participate(self, r: int, k: int, payloads, trained: tuple[int, ...]) -> Generator:
@@ -277,6 +286,7 @@ class Federated:
         start, offline_at = env.now, self.online_until(k, env.now)
         for bank in (client.pbank, client.wbank):
             bank.reset_peak()  # peaks per participation
+        client.begin(r)
         sends = []
         for li, payload in enumerate(payloads):
             if payload is not None:
@@ -297,7 +307,8 @@ class Federated:
                 received.append((yield client.device.nic.inbox.get()))
             for message in received:
                 row["bytes_down"] += message.nbytes
-                yield from client.land(message.meta["layer"], message.payload)
+                li = message.meta["layer"]
+                yield from client.land(li, message.payload, keep=self.uplink is not None and li in trained)
             steps = local_batches(len(client.y), self.spec.batch, self.spec.epochs, self.batch_rng(r, k))
             for idx in steps:
                 if env.now >= offline_at:
@@ -328,12 +339,16 @@ class Federated:
             self._sent_rows[(r, k)] = row
 
     def _upload(self, r: int, client: Client, trained: tuple[int, ...], samples: int) -> Generator:
-        """Send the trained layers as stored (compressed); returns the bytes sent."""
+        """Send the trained layers as stored (compressed), or their updates with the uplink codec;
+        returns the bytes sent."""
         sent = 0
         sends = []
         for li in trained:
-            buffer = client.stored(li)
-            yield from client.pbank.read(buffer.nbytes, f"read {self.names[li]} for upload")
+            if self.uplink is None:
+                buffer = client.stored(li)
+                yield from client.pbank.read(buffer.nbytes, f"read {self.names[li]} for upload")
+            else:
+                buffer = yield from client.update(li, self.uplink, self.spec.error_feedback)
             sent += buffer.nbytes
             meta = {"client": client.index, "round": r, "layer": li, "samples": samples, "layers": len(trained)}
             sends.append(self.env.process(self.switch.send(client.device.nic.name, self.server.nic.name, buffer, "up", **meta)))
@@ -392,7 +407,10 @@ class Federated:
             change = np.zeros(n, np.float64)
             for wi, i in zip(w, carry, strict=True):
                 u = updates[i]
-                change += wi * (self.codec.decode(u.layers[li]).astype(np.float64) - self.rounds[u.round].sent[li])
+                if self.uplink is not None:
+                    change += wi * self.uplink.decode(u.layers[li]).astype(np.float64)
+                else:
+                    change += wi * (self.codec.decode(u.layers[li]).astype(np.float64) - self.rounds[u.round].sent[li])
             self.master[li] = (self.master[li] + change).astype(np.float32)
             self.server.bank(self.spec.work_bank).allocate(f"global {self.names[li]}", self.master[li])
 

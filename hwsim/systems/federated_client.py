@@ -15,6 +15,14 @@ Backward stops at the lowest trained layer (frozen layers below it need no gradi
 The update is SGD fused into the backward pass (`dense_backward_sgd`: no weight-gradient
 buffer). Both modes run the same math on the same decoded values, so they give the same
 numbers, bit for bit; only the memory held and the decompression work differ.
+
+With an uplink codec the client keeps each trained layer as it arrived (`<layer>.received`,
+compressed, in the parameter bank) and uploads its update: the trained layer minus the
+received one, encoded with the uplink codec (plus, with error feedback, what that codec lost
+in the client's last upload of the layer, held as `<layer>.residual` while it takes part).
+
+Every encoding has its own counter-RNG stream, `stream_of(round, client, layer, direction,
+step)`, so randomized codecs are independent across clients, rounds, layers and steps.
 """
 
 from __future__ import annotations
@@ -24,13 +32,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.codecs import Codec
+from hwsim.codecs import Codec, ErrorFeedback, stream_of
 from hwsim.hardware import Device
 from hwsim.kernels import dense_backward_sgd, dense_input_grad
-from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, Held, flatten, unflatten
+from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, Held, finite_loss, flatten, unflatten
 
 UPDATE_OPS = 2  # scale, subtract (plain SGD)
 REBUILD_OPS = 4  # generate a frozen layer from the model seed: counter RNG, normal transform, scale, store
+DIFF_OPS = 1  # trained - received (and + residual with error feedback)
+DOWN, UP, STORE, REBUILD = 0, 1, 2, 3
+"""The directions of an encoding, in its stream key."""
+BROADCAST = (1 << 32) - 1
+"""The client field of the server's encodings: one per round and layer, sent to every selected client."""
 
 
 @dataclass(frozen=True)
@@ -46,34 +59,73 @@ class ClientSettings:
 
 
 class Client:
-    """Client `index`'s device, its data (x, y) and the codec its model is stored with."""
+    """Client `index`'s device, its data (x, y) and the codec its model is stored with; `seed` is the
+    run's seed, which (with the stream keys) keys every encoding."""
 
-    def __init__(self, index: int, device: Device, model, settings: ClientSettings, codec: Codec, x, y):
+    def __init__(self, index: int, device: Device, model, settings: ClientSettings, codec: Codec, x, y, seed: int):
         self.index = index
         self.device = device
         self.model = model
         self.settings = settings
         self.codec = codec
         self.x, self.y = x, y
+        self.seed = seed
         self.pbank = device.bank(settings.param_bank)
         self.wbank = device.bank(settings.work_bank)
         self.names = model.layer_names
         self.ops = model.layer_ops(settings.batch)
+        self.round = 0
+        self.steps = 0  # local steps in the current round
+        self.feedback: dict[int, ErrorFeedback] = {}  # per layer, kept across rounds (error feedback)
+
+    def begin(self, r: int) -> None:
+        """Start taking part in round r: hold the error-feedback residuals kept since the last round."""
+        self.round, self.steps = r, 0
+        for li, ef in self.feedback.items():
+            if ef.residual is not None:
+                self.pbank.allocate(f"{self.names[li]}.residual", ef.residual)
+
+    def key(self, li: int, direction: int, step: int = 0) -> dict:
+        """seed and stream of one encoding by this client (for `Codec.encode(x, **key)`)."""
+        return {"seed": self.seed, "stream": stream_of(self.round, self.index, li, direction, step)}
 
     # --- the compressed model ---------------------------------------------------
 
-    def land(self, li: int, buffer: np.ndarray) -> Generator:
-        """Write a received layer (a codec buffer) into the parameter bank."""
+    def land(self, li: int, buffer: np.ndarray, keep: bool = False) -> Generator:
+        """Write a received layer (a codec buffer) into the parameter bank; `keep` it also as received
+        (the base of an update sent with an uplink codec)."""
         yield from self.pbank.write(buffer.nbytes, f"land {self.names[li]}")
         self.pbank.allocate(f"{self.names[li]}.params", buffer)
+        if keep:
+            self.pbank.allocate(f"{self.names[li]}.received", buffer)
 
     def rebuild(self, li: int, params: tuple[np.ndarray, ...]) -> Generator:
         """A frozen layer the server does not send: generated from the model seed (`params` are its
         values) and stored compressed."""
         n = self.ops[li].params
         yield from self.device.vector.elementwise(n, REBUILD_OPS + COMPRESS_OPS, f"rebuild {self.names[li]}")
-        buffer = self.codec.encode(flatten(params))
+        buffer = self.codec.encode(flatten(params), **self.key(li, REBUILD))
         yield from self.land(li, buffer)
+
+    def update(self, li: int, uplink: Codec, error_feedback: bool) -> Generator:
+        """Layer `li`'s update for the server: (trained - received), plus the residual with error
+        feedback, encoded with `uplink`; returns the buffer."""
+        name, n = self.names[li], self.ops[li].params
+        stored, received = self.stored(li), self.pbank.get(f"{name}.received")
+        yield from self.pbank.read(stored.nbytes + received.nbytes, f"read {name} for update")
+        ops = 2 * DECOMPRESS_OPS + DIFF_OPS * (2 if error_feedback else 1) + COMPRESS_OPS
+        yield from self.device.vector.elementwise(n, ops, f"compress {name} update")
+        change = self.codec.decode(stored) - self.codec.decode(received)
+        self.wbank.allocate(f"{name}.update", change)
+        key = self.key(li, UP)
+        if error_feedback:
+            ef = self.feedback.setdefault(li, ErrorFeedback(uplink))
+            buffer = ef.encode(change, **key)
+            self.pbank.allocate(f"{name}.residual", ef.residual)
+        else:
+            buffer = uplink.encode(change, **key)
+        self.wbank.free(f"{name}.update")
+        return buffer
 
     def stored(self, li: int) -> np.ndarray:
         return self.pbank.get(f"{self.names[li]}.params")
@@ -107,6 +159,7 @@ class Client:
             if otf:
                 self.wbank.free(f"{names[li]}.weights")
         loss, grad = model.loss(acts[-1], y)
+        finite_loss(loss, f"{self.device.name} (round {self.round}, local step {self.steps + 1})")
         self.wbank.allocate("grad", grad)
         for li in reversed(range(lowest, len(self.ops))):
             w = (yield from self._decompress(li)) if otf else weights[li]
@@ -131,6 +184,7 @@ class Client:
             self.wbank.free(f"{names[li]}.act")
         for name in ("grad", "batch", *(f"{names[li]}.weights" for li in weights)):
             self.wbank.free(name)
+        self.steps += 1
         return loss
 
     def _decompress(self, li: int) -> Generator:
@@ -146,7 +200,7 @@ class Client:
     def _compress(self, li: int, w: tuple[np.ndarray, ...]) -> Generator:
         """Encode an updated layer with the model's codec back into the parameter bank."""
         yield from self.device.vector.elementwise(self.ops[li].params, COMPRESS_OPS, f"compress {self.names[li]}")
-        buffer = self.codec.encode(flatten(w))
+        buffer = self.codec.encode(flatten(w), **self.key(li, STORE, self.steps))
         yield from self.pbank.write(buffer.nbytes, f"store {self.names[li]}")
         self.pbank.allocate(f"{self.names[li]}.params", buffer)
 

@@ -42,6 +42,7 @@ from hwsim.models.data import BatchStream
 from hwsim.policies import Op, Timed, idle_windows
 from hwsim.policies.filling import FillError, Job, Placement, check_placement, clip_windows, resolve_filler
 from hwsim.systems.stages import UPDATE_OPS, split_layers, stage_backward, stage_costs, stage_forward, stage_update
+from hwsim.systems.training import finite_loss
 from hwsim.trace import Recorder
 
 STATE_COPIES = 3  # weights, velocity, gradient accumulator
@@ -251,7 +252,7 @@ class SecondInstance:
             grad = None
             if self.math:
                 loss, grad = self.model.loss(out, self.data.y_train[self._indices(step, j)])
-                self.losses.append(loss)
+                self.losses.append(finite_loss(loss, f"{device.name}, second instance (step {step + 1}, micro-batch {j})"))
             self._deliver(step, "fB", s + 1, j, grad, 0, device)
         else:
             self._deliver(step, "fF", s, j, out, cost.outputs, device)

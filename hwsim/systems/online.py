@@ -207,7 +207,7 @@ class Online:
                 subtract(self.master, mirror, change)
                 idx = select(change, rt)
                 yield from server.vector.elementwise(idx.size, COMPRESS_OPS, f"realtime encode {w.name}")
-                buf = pack(idx, self.master[idx], self.n, codec, self.seed, self._stream_id())
+                buf = pack(idx, self.master[idx], self.n, codec, seed=self.seed, stream=self._stream_id())
                 mirror[idx] = unpack(buf, codec)[2]
                 self._update(w, buf, "realtime")
 
@@ -218,7 +218,7 @@ class Online:
         for tick in self._ticks(self.spec.full.period):
             yield tick
             yield from server.vector.elementwise(self.n, COMPRESS_OPS, "full encode")
-            buf = pack(every, self.master, self.n, codec, self.seed, self._stream_id())
+            buf = pack(every, self.master, self.n, codec, seed=self.seed, stream=self._stream_id())
             values = unpack(buf, codec)[2]
             self._evaluate()
             for w in self.workers:

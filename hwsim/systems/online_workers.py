@@ -199,7 +199,7 @@ class TrainingWorker(Worker):
             subtract(self.model, self.snapshot, change)
             idx = select(change, self.delta)
             yield from self.device.vector.elementwise(idx.size, COMPRESS_OPS + 1, "delta encode")
-            buf = pack(idx, change[idx], n, self.codec, self.seed, 2 * (self.steps * 4096 + self.index))
+            buf = pack(idx, change[idx], n, self.codec, seed=self.seed, stream=2 * (self.steps * 4096 + self.index))
             _, sent, values = unpack(buf, self.codec)
             self.snapshot[sent] += values
         return buf

@@ -46,6 +46,7 @@ from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, re
 from hwsim.systems.filling import SecondInstance
 from hwsim.systems.stages import UPDATE_OPS, StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
+from hwsim.systems.training import finite_loss
 
 Progress = Callable[[int, int], None]
 FILL_STREAM = 2  # the second instance's random stream: seed children 0 and 1 are the run's data and model
@@ -198,7 +199,7 @@ class Pipeline:
             if self.math:
                 labels = self.data.y_train[self._indices(step, r, j)]
                 loss, grad = self.model.loss(out, labels)
-                self.losses.append(loss)
+                self.losses.append(finite_loss(loss, f"{device.name} (step {step + 1}, micro-batch {j})"))
             self._deliver(r, step, "B", s + 1, j, grad, cost.outputs, device)
         else:
             self._deliver(r, step, "F", s, j, out, cost.outputs, device)

@@ -74,7 +74,9 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
     macs = getattr(array.macs_per_cycle, precision)
 
     def systolic_s(gemms) -> float:
-        cycles = sum(g.count * gemm_cycles(g.m, g.n, g.k, array.rows, array.cols, array.dataflow, macs) for g in gemms)
+        cycles = sum(
+            g.count * gemm_cycles(g.m, g.n, g.k, array.rows, array.cols, array.dataflow, macs, array.edge_folds) for g in gemms
+        )
         return cycles / array.clock
 
     def vector_s(element_ops: int) -> float:

@@ -30,8 +30,11 @@ QUANTIZED = ("int8", "int4", "int2")
 def bank_codec(precision: str, block: int) -> Codec:
     """The codec a bank of `precision` stores tensors with (`block` is for the integer precisions).
 
-    Cached: a codec holds only its parameters, and the step loop asks for it per layer."""
-    return make_codec(precision, block=block) if precision in QUANTIZED else make_codec(precision)
+    Cached: a codec holds only its parameters, and the step loop asks for it per layer. Banks round
+    to nearest: their codecs draw no random numbers."""
+    codec = make_codec(precision, block=block) if precision in QUANTIZED else make_codec(precision)
+    assert not codec.randomized, codec
+    return codec
 
 
 def stored_bytes(n: int, precision: str, block: int) -> int:
@@ -57,9 +60,10 @@ class Stored:
 
 
 def encode(x: np.ndarray, precision: str, block: int) -> Stored:
-    """Store float32 `x` at `precision`."""
+    """Store float32 `x` at `precision`. Bank codecs round to nearest, so no stream is needed: the one
+    they are given (0) draws nothing."""
     codec = bank_codec(precision, block)
-    return Stored(codec, x.shape, codec.encode(x))
+    return Stored(codec, x.shape, codec.encode(x, seed=0, stream=0))
 
 
 def decode(stored: Stored) -> np.ndarray:

@@ -16,11 +16,13 @@ timing-only mode the same ops run without math, buffers sized from the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.errors import Diverged
 from hwsim.hardware import Device
 from hwsim.kernels import sgd_momentum
 from hwsim.models.data import BatchStream
@@ -119,6 +121,8 @@ class LocalTrainer:
             self.hold(self.wbank, f"{names[li]}.act", kept, op.activations)
 
         loss, grad = self.model.loss(acts[-1], y) if self.math else (float("nan"), None)
+        if self.math:
+            finite_loss(loss, self.device.name)
         for li in reversed(range(len(self.ops))):
             op = self.ops[li]
             yield from self._gemms(op.backward, f"bwd {names[li]}")
@@ -188,6 +192,13 @@ class LocalTrainer:
             bank.allocate(name, Held(data))
         else:
             bank.allocate(name, data)
+
+
+def finite_loss(loss: float, where: str) -> float:
+    """`loss`, or Diverged (a simulated failure: the run ends with status diverged) if it is NaN or infinite."""
+    if not math.isfinite(loss):
+        raise Diverged(f"the training diverged: the loss on {where} is {loss}")
+    return loss
 
 
 class Held:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.codecs import CODECS, CodecError, ErrorFeedback, make_codec
+from hwsim.codecs import CODECS, CodecError, ErrorFeedback, make_codec, stream_of
 
 rng = np.random.default_rng()
 
@@ -48,7 +48,7 @@ def test_every_registered_codec_has_a_documented_wire_size():
 def test_buffer_length_is_the_documented_size(name, n):
     codec = make_codec(name)
     x = rng.standard_normal(n).astype(np.float32)
-    buf = codec.encode(x, seed=1)
+    buf = codec.encode(x, seed=1, stream=0)
     assert buf.dtype == np.uint8 and len(buf) == codec.wire_bytes(n) == WIRE[name](n)
     out = codec.decode(buf)
     assert out.dtype == np.float32 and out.shape == (n,)
@@ -68,7 +68,7 @@ def test_buffer_length_is_the_documented_size(name, n):
 def test_wire_size_follows_the_parameters(name, params, formula):
     codec = make_codec(name, **params)
     for n in (0, 1, 9, 100, 1001):
-        assert len(codec.encode(rng.standard_normal(n).astype(np.float32))) == formula(n)
+        assert len(codec.encode(rng.standard_normal(n).astype(np.float32), seed=0, stream=0)) == formula(n)
 
 
 def shapes():
@@ -98,7 +98,7 @@ def test_any_shape_decodes_to_finite_values_or_is_refused_clearly(name, case):
     x = make(*case)
     codec = make_codec(name)
     try:
-        out = codec.decode(codec.encode(x, seed=case[2]))
+        out = codec.decode(codec.encode(x, seed=case[2], stream=0))
     except CodecError as err:
         # only fp16 has a range smaller than the inputs; it names the element
         assert name == "fp16" and case[1] in ("large", "mixed") and "element" in str(err)
@@ -120,7 +120,7 @@ def test_nan_and_infinity_are_refused_naming_the_element(name, bad):
     x = rng.standard_normal(300).astype(np.float32)
     x[123] = bad
     with pytest.raises(CodecError, match="element 123"):
-        make_codec(name).encode(x)
+        make_codec(name).encode(x, seed=0, stream=0)
 
 
 def bias_z(codec, x, n=3000):
@@ -165,7 +165,7 @@ def test_error_feedback_loses_nothing_over_time():
     """With error feedback the decoded outputs sum to the inputs' sum minus the last residual."""
     ef = ErrorFeedback(make_codec("topk", ratio=0.05))
     xs = [rng.standard_normal(1000).astype(np.float32) for _ in range(30)]
-    sent = sum(ef.decode(ef.encode(x, seed=t)).astype(np.float64) for t, x in enumerate(xs))
+    sent = sum(ef.decode(ef.encode(x, seed=t, stream=0)).astype(np.float64) for t, x in enumerate(xs))
     np.testing.assert_allclose(sent + ef.residual, np.sum(xs, axis=0, dtype=np.float64), atol=1e-4)
     # and it sends what plain top-k never would: the small coordinates, eventually
     assert np.count_nonzero(sent) > 0.5 * 1000
@@ -186,10 +186,28 @@ def test_unknown_names_and_parameters_are_clear_errors():
 
 def test_a_cut_or_foreign_buffer_is_refused():
     codec = make_codec("int8")
-    buf = codec.encode(rng.standard_normal(1000).astype(np.float32))
+    buf = codec.encode(rng.standard_normal(1000).astype(np.float32), seed=0, stream=0)
     with pytest.raises(CodecError, match="cut short or made by another codec"):
         codec.decode(buf[:-1])
     with pytest.raises(CodecError, match="cut short or made by another codec"):
         make_codec("int4").decode(buf)
     with pytest.raises(CodecError, match="flat uint8"):
         codec.decode(np.zeros(10, np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_seed_and_stream_are_required_keywords(name):
+    """No call site can forget to key an encoding: encode takes seed and stream by keyword only."""
+    x = np.ones(64, np.float32)
+    codec = make_codec(name)
+    with pytest.raises(TypeError):
+        codec.encode(x)
+    with pytest.raises(TypeError):
+        codec.encode(x, 1, 2)
+    assert codec.decode(codec.encode(x, seed=1, stream=2)).shape == (64,)
+
+
+def test_stream_of_gives_every_key_its_own_stream():
+    keys = {stream_of(r, c, li, d, s) for r in range(8) for c in range(8) for li in range(4) for d in range(4) for s in range(8)}
+    assert len(keys) == 8 * 8 * 4 * 4 * 8
+    assert stream_of(1, 2, 3) == stream_of(1, 2, 3) and stream_of(1, 2, 3) != stream_of(3, 2, 1)

@@ -11,27 +11,25 @@ from hwsim.hardware import ArithmeticUnit, VectorUnit, gemm_cycles
 OS, WS, IS = "output_stationary", "weight_stationary", "input_stationary"
 
 
-# Hand-computed on a 4x4 array. A fold using r rows and c columns costs 2r + c + T - 2.
+# Hand-computed on a 4x4 array (R = C = 4). SCALE-Sim pads every fold to the whole array:
+# a fold costs R + C + T - 2 (output-stationary) or 2R + C + T - 2 (weight-, input-stationary).
 @pytest.mark.parametrize(
     ("m", "n", "k", "dataflow", "macs", "expected"),
     [
-        # OS: rows <- m=6 (folds 4, 2), cols <- n=5 (4, 1), T = k = 10
-        # (8+4+10-2) + (8+1+10-2) + (4+4+10-2) + (4+1+10-2) = 20 + 17 + 16 + 13
-        (6, 5, 10, OS, 1, 66),
-        # WS: rows <- k=10 (4, 4, 2), cols <- n=5 (4, 1), T = m = 6
-        # 2*(8+4+6-2) + 2*(8+1+6-2) + (4+4+6-2) + (4+1+6-2) = 32 + 26 + 12 + 9
-        (6, 5, 10, WS, 1, 79),
-        # IS: rows <- k=10 (4, 4, 2), cols <- m=6 (4, 2), T = n = 5
-        # 2*(8+4+5-2) + 2*(8+2+5-2) + (4+4+5-2) + (4+2+5-2) = 30 + 26 + 11 + 9
-        (6, 5, 10, IS, 1, 76),
-        # one exact fold: 2*4 + 4 + 4 - 2
-        (4, 4, 4, OS, 1, 14),
+        # OS: rows <- m=6 (2 folds), cols <- n=5 (2 folds), T = k = 10: 4 x (4 + 4 + 10 - 2)
+        (6, 5, 10, OS, 1, 64),
+        # WS: rows <- k=10 (3 folds), cols <- n=5 (2), T = m = 6: 6 x (8 + 4 + 6 - 2)
+        (6, 5, 10, WS, 1, 96),
+        # IS: rows <- k=10 (3 folds), cols <- m=6 (2), T = n = 5: 6 x (8 + 4 + 5 - 2)
+        (6, 5, 10, IS, 1, 90),
+        # one exact fold
+        (4, 4, 4, OS, 1, 10),
         (4, 4, 4, WS, 1, 14),
         (4, 4, 4, IS, 1, 14),
-        # four MACs per PE per cycle: T = ceil(10 / 4) = 3 -> 8 + 4 + 3 - 2
-        (4, 4, 10, OS, 4, 13),
-        # a single MAC: 2 + 1 + 1 - 2
-        (1, 1, 1, OS, 1, 2),
+        # four MACs per PE per cycle: T = ceil(10 / 4) = 3 -> 4 + 4 + 3 - 2
+        (4, 4, 10, OS, 4, 9),
+        # a single MAC still pays the whole array's fill and drain: 4 + 4 + 1 - 2
+        (1, 1, 1, OS, 1, 7),
         # nothing to do
         (0, 5, 10, OS, 1, 0),
     ],
@@ -40,15 +38,30 @@ def test_gemm_cycles_hand_computed(m, n, k, dataflow, macs, expected):
     assert gemm_cycles(m, n, k, 4, 4, dataflow, macs) == expected
 
 
-def naive_cycles(m, n, k, rows, cols, dataflow, macs):
+# `edge_folds: used`: a partial fold costs only the rows r and columns c it uses.
+@pytest.mark.parametrize(
+    ("dataflow", "expected"),
+    [
+        # OS folds (r, c) = (4, 4), (4, 1), (2, 4), (2, 1), T = 10: 16 + 13 + 14 + 11
+        (OS, 54),
+        # WS folds over k=10 (4, 4, 2) x n=5 (4, 1), T = 6: 2 x 16 + 2 x 13 + 12 + 9
+        (WS, 79),
+        # IS folds over k=10 (4, 4, 2) x m=6 (4, 2), T = 5: 2 x 15 + 2 x 13 + 11 + 9
+        (IS, 76),
+    ],
+)
+def test_gemm_cycles_unpadded_hand_computed(dataflow, expected):
+    assert gemm_cycles(6, 5, 10, 4, 4, dataflow, 1, "used") == expected
+
+
+def naive_cycles(m, n, k, rows, cols, dataflow, macs, edge_folds):
     """Walk every fold one by one."""
     spatial_r, spatial_c, temporal = {OS: (m, n, k), WS: (k, n, m), IS: (k, m, n)}[dataflow]
     total = 0
     for r0 in range(0, spatial_r, rows):
         for c0 in range(0, spatial_c, cols):
-            r = min(rows, spatial_r - r0)
-            c = min(cols, spatial_c - c0)
-            total += 2 * r + c + math.ceil(temporal / macs) - 2
+            r, c = (rows, cols) if edge_folds == "padded" else (min(rows, spatial_r - r0), min(cols, spatial_c - c0))
+            total += (r if dataflow == OS else 2 * r) + c + math.ceil(temporal / macs) - 2
     return total
 
 
@@ -60,9 +73,16 @@ def naive_cycles(m, n, k, rows, cols, dataflow, macs):
     st.integers(1, 64),
     st.sampled_from([OS, WS, IS]),
     st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from(["padded", "used"]),
 )
-def test_gemm_cycles_equal_a_fold_by_fold_walk(m, n, k, rows, cols, dataflow, macs):
-    assert gemm_cycles(m, n, k, rows, cols, dataflow, macs) == naive_cycles(m, n, k, rows, cols, dataflow, macs)
+def test_gemm_cycles_equal_a_fold_by_fold_walk(m, n, k, rows, cols, dataflow, macs, edge_folds):
+    expected = naive_cycles(m, n, k, rows, cols, dataflow, macs, edge_folds)
+    assert gemm_cycles(m, n, k, rows, cols, dataflow, macs, edge_folds) == expected
+
+
+def test_unpadded_folds_never_cost_more():
+    for dataflow in (OS, WS, IS):
+        assert gemm_cycles(33, 17, 50, 16, 16, dataflow, 1, "used") < gemm_cycles(33, 17, 50, 16, 16, dataflow)
 
 
 def test_more_macs_per_cycle_never_costs_more():
@@ -79,10 +99,10 @@ def test_gemms_queue_on_the_unit_in_request_order():
         yield from unit.gemm(m, n, k, "fp32", name)
         log.append((name, env.now))
 
-    env.process(job("a", 6, 5, 10))  # 66 cycles
-    env.process(job("b", 4, 4, 4))  # 14 cycles, waits for a
+    env.process(job("a", 6, 5, 10))  # 64 cycles
+    env.process(job("b", 4, 4, 4))  # 10 cycles, waits for a
     env.run()
-    assert log == [("a", pytest.approx(66e-9)), ("b", pytest.approx(80e-9))]
+    assert log == [("a", pytest.approx(64e-9)), ("b", pytest.approx(74e-9))]
 
 
 def test_observers_see_flops_and_interval():
@@ -92,7 +112,7 @@ def test_observers_see_flops_and_interval():
     unit.observers.append(lambda u, label, start, end, work: seen.append((u.name, label, start, end, work)))
     env.process(unit.gemm(4, 4, 4, "fp32", "g", count=3))
     env.run()
-    assert seen == [("sa", "g", 0.0, pytest.approx(3 * 14 / 2e9), 3 * 2 * 4 * 4 * 4)]
+    assert seen == [("sa", "g", 0.0, pytest.approx(3 * 10 / 2e9), 3 * 2 * 4 * 4 * 4)]
 
 
 def test_peak_flops_and_vector_cycles():

@@ -65,6 +65,6 @@ def test_indexed_updates_round_trip_at_their_exact_size(codec, k):
     got_n, got_idx, got_values = unpack(buf, c)
     assert got_n == n
     np.testing.assert_array_equal(got_idx, idx)
-    np.testing.assert_array_equal(got_values, c.decode(c.encode(values, 1, 2)))
+    np.testing.assert_array_equal(got_values, c.decode(c.encode(values, seed=1, stream=2)))
     if codec == "fp32":
         np.testing.assert_array_equal(got_values, values)

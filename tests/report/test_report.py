@@ -58,3 +58,47 @@ def test_provenance_records_the_resolved_scenario(result):
     assert prov["seed"] == 0
     assert prov["scenario"]["system"]["steps"] == 40
     assert prov["scenario"]["hardware"]["systolic"]["clock"] == 1e9
+
+
+def test_plot_titles_notes_and_the_capacity_line(request):
+    """The utilization title keeps its note; the zoom covers every worker's first steps; the memory plot
+    draws each bank's capacity."""
+    path = request.config.rootpath / "scenarios" / "compressed_ps_int8.yaml"
+    result = hwsim.run(hwsim.load_scenario(path, ["system.steps=6"]))
+    fig = result.plot_utilization()
+    assert fig.axes[0].get_title() == "Utilization per unit"
+    note = " (32 busiest of 40 units)"
+    from hwsim.report import plots
+
+    assert plots.utilization_figure(result.utilization, note).axes[0].get_title().endswith(note)
+    start, end, steps = result.zoom_window(2)
+    metrics = result.metrics[result.metrics.metric == "step_time_s"]
+    assert steps == 2 and end == metrics[metrics.step == 2].time_s.max() > metrics[metrics.step == 1].time_s.max()
+    assert set(metrics[metrics.time_s <= end].step) == {1, 2} and (metrics[metrics.time_s <= end].step == 2).sum() == 4
+    memory = result.plot_memory()
+    capacities = {round(line.get_ydata()[0], 6) for ax in memory.axes for line in ax.get_lines() if line.get_linestyle() == "--"}
+    assert len(capacities) >= 2  # params and working, each with its capacity line
+
+
+def test_the_html_report_shows_numbers_with_units_and_scrolls_wide_tables(result, tmp_path):
+    html = (result.write(tmp_path / "r") / "report.html").read_text()
+    body = html.split("<h2>Units")[1].split("<img")[0]  # the units and banks tables
+    assert "GFLOP/s" in body and "GB/s" in body and "%" in body
+    assert "e+" not in body and "e-0" not in body  # no raw scientific notation
+    assert body.count("<div class='wide'>") == 2
+
+
+@pytest.mark.parametrize(
+    "scenario, overrides, bank",
+    [
+        ("pipeline_1f1b.yaml", ["hardware.memory.working.capacity=1 KiB"], "r0.d0.working"),
+        ("online_realtime.yaml", ["system.prediction_hardware.memory.working.capacity=1 KiB"], "p0.working"),
+    ],
+)
+def test_out_of_memory_at_time_zero_is_a_result_with_its_report(request, tmp_path, scenario, overrides, bank):
+    path = request.config.rootpath / "scenarios" / scenario
+    result = hwsim.run(hwsim.load_scenario(path, overrides))
+    assert result.status == "out_of_memory" and f"'{bank}'" in result.diagnosis and result.sim_time_s == 0
+    folder = result.write(tmp_path / "r")
+    assert json.loads((folder / "summary.json").read_text())["status"] == "out_of_memory"
+    assert (folder / "report.html").is_file() and (folder / "utilization.png").is_file()

@@ -65,3 +65,46 @@ def test_defaults_prefer_a_time_every_ok_point_has_and_a_second_metric_that_vari
 def test_bad_plot_choices_are_named(plots, says):
     with pytest.raises(ConfigError, match=says):
         choose(_table(), ["a", "b"], plots)
+
+
+def test_the_points_table_links_only_reports_that_exist():
+    from hwsim.report.sweep import page
+
+    table = pd.DataFrame(
+        {
+            "point": [0, 1],
+            "status": ["ok", "ok"],
+            "x": [1, 2],
+            "sim_time_s": [1.0, 2.0],
+            "report": ["reports/a/report.html", None],
+        }
+    )
+    about = {"name": "s", "description": "", "scenario": "s.yaml", "overrides": [], "zips": [], "samples": None, "seed": 0,
+             "axes": [{"key": "x", "unit": "", "values": [1, 2]}]}  # fmt: skip
+    chosen = {"metric": "sim_time_s", "x": "x", "by": None, "pareto": ["sim_time_s", "max:x"]}
+    text = page(about, table, chosen, {}, {"ok": 2})
+    assert text.count("<a href=") == 1 and "href='-'" not in text
+
+
+def test_parameter_values_read_as_names_not_json():
+    from hwsim.report.sweep import show
+
+    assert show('{"name": "eden", "bits": 2}', "") == "eden bits=2"
+    assert show("[dense0, dense1]", "") == "[dense0, dense1]"
+    assert show(1.25e9, "rate") == "10 Gb/s"
+
+
+def test_the_pareto_plot_numbers_its_points_and_lists_their_parameters_beside_it():
+    from hwsim.report.sweep import pareto_figure
+
+    table = pd.DataFrame(
+        {"status": "ok", "system.uplink": ['{"name": "eden", "bits": 1}', '{"name": "eden", "bits": 4}', '{"name": "fp32"}'],
+         "seed": [0, 0, 0], "bytes_moved.network": [5e4, 2e5, 1e6], "step_time_s": [3e-3, 2e-3, 1e-3]}
+    )  # fmt: skip
+    fig = pareto_figure(table, [["system.uplink"], ["seed"]], {}, ["bytes_moved.network", "step_time_s"])
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    assert [t for t in labels if t.isdigit()] == ["1", "2", "3"]  # the points carry numbers only
+    listing = next(t for t in labels if t.startswith("Pareto points"))
+    assert "1: uplink=eden bits=1, seed=0" in listing and "{" not in listing
+    assert ax.get_xlabel().startswith("bytes_moved.network (KiB)")

@@ -70,10 +70,10 @@ def test_a_realtime_update_at_threshold_zero_equals_a_full_update():
     from types import SimpleNamespace
 
     idx = select(master - stale, SimpleNamespace(select="threshold", threshold=0.0))
-    _, got, values = online.unpack(online.pack(idx, master[idx], 3000, codec), codec)
+    _, got, values = online.unpack(online.pack(idx, master[idx], 3000, codec, seed=0, stream=0), codec)
     by_realtime = stale.copy()
     by_realtime[got] = values
-    _, every, values = online.unpack(online.pack(np.arange(3000, dtype=np.uint32), master, 3000, codec), codec)
+    _, every, values = online.unpack(online.pack(np.arange(3000, dtype=np.uint32), master, 3000, codec, seed=0, stream=1), codec)
     by_full = stale.copy()
     by_full[every] = values
     np.testing.assert_array_equal(by_realtime, by_full)
