@@ -14,6 +14,7 @@ import pandas as pd
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
 from hwsim.report import (
+    fabric,
     federated,
     filling,
     memory_table,
@@ -151,6 +152,18 @@ class RunResult:
         if self.trace.ops.empty or not hasattr(self.outcome.system, "shape"):
             return pd.DataFrame()
         return pipeline.device_table(self.trace.ops, self.outcome.system.shape)
+
+    @cached_property
+    def links(self) -> pd.DataFrame:
+        """One row per link of the fabric: its ends, level, bandwidth, latency, bytes, busy time, utilization."""
+        cluster = self.outcome.cluster
+        return cluster.fabric.links(self.sim_time_s) if cluster is not None else pd.DataFrame()
+
+    def plot_fabric(self):
+        """The topology with every cable coloured by its utilization (None when nothing crossed it)."""
+        if self.links.empty or not self.links.bytes.any():
+            return None
+        return fabric.fabric_figure(self.outcome.cluster.topology, self.links)
 
     @property
     def filled(self) -> bool:

@@ -165,6 +165,8 @@ def test_bench_writes_its_table(capsys, tmp_path):
     assert main(["bench", "engine", "--ops", "2000", "--quick", "--out", str(tmp_path)]) == 0
     table = (tmp_path / "bench.csv").read_text()
     assert "bare SimPy" in table and "engine" in table and "default threads vs one" in table
+    for model in ("ideal", "flow", "store_and_forward"):
+        assert f"fat tree, {model}" in table
     assert (tmp_path / "bench.md").read_text().startswith("| benchmark")
 
 

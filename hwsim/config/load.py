@@ -114,9 +114,18 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
     for key, value, text in parsed:
         if key not in _REFERENCES:
             _set(raw, key, value, text)
+    _network_kind(raw)
     _merge_hardware_changes(raw, path.parent, str(path))
     _resolve_trace(raw, path.parent)
     return raw, parsed, scenario_keys, sources
+
+
+def _network_kind(raw: dict) -> None:
+    """A fabric needs no `kind` when it is a list of dimensions (`hardware.network: {dims: [...]}`, as
+    ASTRA-sim writes one), or the default single switch (`{model: store_and_forward}`)."""
+    network = raw.get("hardware", {}).get("network") if isinstance(raw.get("hardware"), dict) else None
+    if isinstance(network, dict) and "kind" not in network:
+        network["kind"] = "dims" if "dims" in network else "switch"
 
 
 def _resolve_trace(raw: dict, base_dir: Path) -> None:

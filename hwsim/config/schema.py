@@ -70,22 +70,135 @@ class BankSpec:
 
 @schema
 class NicSpec:
-    """A network interface and its full-duplex link to the switch."""
+    """A network interface and, on the default single switch, its full-duplex link to the switch."""
 
-    bandwidth: float = spec(doc="line rate of the link", unit="rate", gt=0)
-    latency: float = spec(doc="propagation latency of one hop", unit="time", min=0)
+    bandwidth: float = spec(
+        doc="line rate of the link (the default single switch; a described fabric sets its own)", unit="rate", gt=0
+    )
+    latency: float = spec(doc="propagation latency of one hop (the default single switch)", unit="time", min=0)
     overhead: float = spec("0 s", doc="per-message processing time in the NIC", unit="time", min=0)
+
+
+SHARING = ("flow", "ideal", "store_and_forward")
+"""Link-sharing models of the fabric (see hwsim/network/sharing.py)."""
+
+
+@schema
+class LinkOverride:
+    """Changes to the links of one NPU (every link that starts or ends at it): a slow NIC, say."""
+
+    npu: int = spec(doc="the NPU's index", min=0)
+    bandwidth: float | None = spec(None, doc="its links' bandwidth (null: unchanged)", unit="rate", gt=0)
+    latency: float | None = spec(None, doc="its links' latency (null: unchanged)", unit="time", min=0)
+    down: bool = spec(False, doc="the NPU is out: its links carry nothing, and routes go round it")
+
+
+@schema
+class FabricSpec:
+    """What every fabric has: the link-sharing model and per-NPU link changes."""
+
+    model: str = spec(
+        "flow",
+        doc="flow: concurrent transfers share links max-min fairly, cut-through; ideal: no contention; "
+        "store_and_forward: whole messages, FIFO per link, hop by hop",
+        choices=SHARING,
+    )
+    overrides: tuple[LinkOverride, ...] = spec((), doc="links of single NPUs that differ (bandwidth, latency)")
+
+
+@schema
+class SwitchNet(FabricSpec):
+    """One switch; every NPU has one full-duplex link to it (NPU, switch, NPU: 2 hops)."""
+
+    kind: str = spec("switch", doc="topology", choices=("switch",))
+    npus: int = spec(0, doc="NPUs (0: as many as the system needs)", min=0)
+    bandwidth: float | None = spec(None, doc="each link's bandwidth (null: each device's nic.bandwidth)", unit="rate", gt=0)
+    latency: float | None = spec(None, doc="each link's latency (null: each device's nic.latency)", unit="time", min=0)
+
+
+@schema
+class RingNet(FabricSpec):
+    """NPUs in a ring, a full-duplex link between neighbours; a message takes the shorter way round."""
+
+    kind: str = spec("ring", doc="topology", choices=("ring",))
+    npus: int = spec(0, doc="NPUs (0: as many as the system needs)", min=0)
+    bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
+    latency: float = spec(doc="each link's latency", unit="time", min=0)
+
+
+@schema
+class FullyConnectedNet(FabricSpec):
+    """A full-duplex link between every two NPUs (1 hop)."""
+
+    kind: str = spec("fully_connected", doc="topology", choices=("fully_connected",))
+    npus: int = spec(0, doc="NPUs (0: as many as the system needs)", min=0)
+    bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
+    latency: float = spec(doc="each link's latency", unit="time", min=0)
+
+
+@schema
+class TorusNet(FabricSpec):
+    """A 2- or 3-dimensional torus: a ring (with wrap-around) along every dimension; routes are
+    dimension-ordered, the shorter way round each ring."""
+
+    kind: str = spec("torus", doc="topology", choices=("torus",))
+    shape: tuple[int, ...] = spec(doc="NPUs along each dimension (2 or 3 dimensions)", min=2)
+    bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
+    latency: float = spec(doc="each link's latency", unit="time", min=0)
+
+
+@schema
+class FatTreeNet(FabricSpec):
+    """A two-level switch: leaf switches of `npus_per_leaf` NPUs, every leaf linked to every spine.
+    Each leaf-spine link has npus_per_leaf x bandwidth / (spines x oversubscription)."""
+
+    kind: str = spec("fat_tree", doc="topology", choices=("fat_tree",))
+    leaves: int = spec(doc="leaf switches", min=1)
+    npus_per_leaf: int = spec(doc="NPUs on each leaf switch", min=1)
+    spines: int = spec(doc="spine switches", min=1)
+    bandwidth: float = spec(doc="each NPU-leaf link's bandwidth", unit="rate", gt=0)
+    latency: float = spec(doc="each NPU-leaf link's latency", unit="time", min=0)
+    spine_latency: float = spec(doc="each leaf-spine link's latency", unit="time", min=0)
+    oversubscription: float = spec(1.0, doc="a leaf's NPU bandwidth over its spine bandwidth (1: full bisection)", gt=0)
+
+
+@schema
+class DimSpec:
+    """One dimension of a multi-dimensional fabric (as ASTRA-sim describes a cluster)."""
+
+    kind: str = spec(doc="how the NPUs of one group along it connect", choices=("switch", "ring", "fully_connected"))
+    size: int = spec(doc="NPUs along this dimension", min=1)
+    bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
+    latency: float = spec(doc="each link's latency", unit="time", min=0)
+
+
+@schema
+class DimsNet(FabricSpec):
+    """A multi-dimensional fabric: an NPU is a tuple of coordinates (the first dimension varies
+    fastest); along each dimension the NPUs that differ only there form a group connected by a
+    switch, a ring or all-to-all links. Routes are dimension-ordered."""
+
+    kind: str = spec("dims", doc="topology (a mapping with `dims` and no kind is this)", choices=("dims",))
+    dims: tuple[DimSpec, ...] = spec(doc="the dimensions, innermost (fastest, e.g. the NVSwitch in a node) first")
+
+
+NetworkSpec = SwitchNet | RingNet | FullyConnectedNet | TorusNet | FatTreeNet | DimsNet
 
 
 @schema
 class HardwareSpec:
-    """One device: a systolic array, a vector unit, named memory banks and a NIC."""
+    """One device: a systolic array, a vector unit, named memory banks and a NIC; and the cluster's
+    network (the scenario's top-level hardware describes it for every device)."""
 
     name: str = spec("custom", doc="name of this hardware description")
     systolic: SystolicSpec = spec(doc="the matrix unit")
     vector: VectorSpec = spec(doc="the element-wise unit")
     memory: dict[str, BankSpec] = spec(doc="memory banks by name")
     nic: NicSpec = spec(doc="network interface")
+    network: NetworkSpec | None = spec(
+        None,
+        doc="the cluster's fabric (null: one switch, each device's link from its nic); a mapping with `kind`, or with `dims`",
+    )
 
 
 # --- models -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from hwsim.hardware.arithmetic import ArithmeticUnit, VectorUnit, gemm_cycles
 from hwsim.hardware.device import Device, Server
 from hwsim.hardware.memory import MemoryBank
-from hwsim.hardware.network import Link, Message, Nic, Placeholder, Switch
+from hwsim.hardware.network import Link, Message, Nic, Placeholder
 from hwsim.hardware.unit import Unit
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "Nic",
     "Placeholder",
     "Server",
-    "Switch",
     "Unit",
     "VectorUnit",
     "gemm_cycles",

@@ -1,4 +1,5 @@
-"""Devices and servers: compositions of arithmetic units, memory banks and a NIC."""
+"""Devices and servers: compositions of arithmetic units, memory banks and a NIC (its links belong to
+the fabric, `hwsim.network`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import simpy
 from hwsim.config.schema import HardwareSpec
 from hwsim.hardware.arithmetic import ArithmeticUnit, VectorUnit
 from hwsim.hardware.memory import MemoryBank
-from hwsim.hardware.network import Message, Nic, Switch
+from hwsim.hardware.network import Message, Nic
 from hwsim.hardware.unit import Unit
 
 
@@ -32,7 +33,7 @@ class Device:
     @property
     def units(self) -> list[Unit]:
         """Every unit that can be busy, for probes and reports."""
-        return [self.systolic, self.vector, *self.banks.values(), *self.nic.units]
+        return [self.systolic, self.vector, *self.banks.values()]
 
     def bank(self, name: str) -> MemoryBank:
         return self.banks[name]
@@ -45,14 +46,12 @@ class Server(Device):
     """A device whose controller serves messages: each one received is handed to `handler`.
 
     The handler is a generator (it may compute, move memory and reply through the
-    switch); messages are handled one at a time, in arrival order.
+    fabric); messages are handled one at a time, in arrival order.
     """
 
-    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec, switch: Switch, handler: Handler):
+    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec, handler: Handler):
         super().__init__(env, name, spec)
-        self.switch = switch
         self.handler = handler
-        switch.connect(self.nic)
         self.process = env.process(self._serve())
 
     def _serve(self) -> Generator:

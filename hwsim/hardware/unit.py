@@ -24,6 +24,7 @@ class Unit:
         self.name = name
         self.clock_hz = clock_hz
         self.observers: list[BusyObserver] = []
+        self.busy_total = 0.0  # seconds busy so far
         self._resource = simpy.Resource(env, capacity=1)
 
     def busy(self, seconds: float, label: str, flops: float = 0.0) -> Generator:
@@ -32,9 +33,15 @@ class Unit:
             yield request
             start = self.env.now
             yield self.env.timeout(seconds)
-        for notify in self.observers:
-            notify(self, label, start, self.env.now, flops)
+        self.record(label, start, self.env.now, flops)
         return start
+
+    def record(self, label: str, start: float, end: float, work: float = 0.0) -> None:
+        """Report a span in which the unit was busy (what `busy` does when it ends; a shared link whose
+        use another model times reports its spans this way)."""
+        self.busy_total += end - start
+        for notify in self.observers:
+            notify(self, label, start, end, work)
 
     @property
     def peak_per_s(self) -> float:

@@ -14,6 +14,8 @@ backward of the step (nothing left to hide it behind) and `overlapped` otherwise
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -51,13 +53,18 @@ def device_index(name: str) -> tuple[int, int]:
 
 def op_times(ops: pd.DataFrame, step: int, replica: int = 0) -> dict[Op, Timed]:
     """The forward and backward ops of one step of one replica, as `policies.timing` writes them."""
-    out = {}
     rows = ops[(ops.step == step) & ops.op.isin(["forward", "backward"])]
-    for row in rows.itertuples():
-        r, d = device_index(row.device)
-        if r == replica:
-            out[Op("F" if row.op == "forward" else "B", int(row.stage), int(row.microbatch))] = Timed(d, row.start_s, row.end_s)
-    return out
+    return _timed(rows[[device_index(n)[0] == replica for n in rows.device]])
+
+
+def _timed(rows: pd.DataFrame) -> dict[Op, Timed]:
+    """Forward and backward op rows of one replica as {Op: Timed}."""
+    return {
+        Op("F" if op == "forward" else "B", int(stage), int(mb)): Timed(device_index(device)[1], start, end)
+        for op, stage, mb, device, start, end in zip(
+            rows.op, rows.stage, rows.microbatch, rows.device, rows.start_s, rows.end_s, strict=True
+        )
+    }
 
 
 def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -77,22 +84,15 @@ def device_table(ops: pd.DataFrame, shape: Shape) -> pd.DataFrame:
     for step, in_step in compute.groupby("step"):
         begin, finish = in_step.start_s.min(), in_step.end_s.max()
         reductions = ops[(ops.step == step) & (ops.op == "allreduce")]
+        by_device = {d: list(zip(g.start_s, g.end_s, strict=True)) for d, g in reductions.groupby("device")}
         peaks = {}
-        for replica in {device_index(n)[0] for n in in_step.device}:
-            for d, peak in enumerate(peak_activations(shape, op_times(ops, step, replica))):
+        for replica, ops_of_replica in in_step.groupby([device_index(n)[0] for n in in_step.device]):
+            for d, peak in enumerate(peak_activations(shape, _timed(ops_of_replica))):
                 peaks[replica, d] = peak
         for device, mine in in_step.groupby("device"):
             busy = float((mine.end_s - mine.start_s).sum())
             last_backward = float(mine[mine.op == "backward"].end_s.max())
-            spans = _union(
-                list(
-                    zip(
-                        reductions[reductions.device == device].start_s,
-                        reductions[reductions.device == device].end_s,
-                        strict=True,
-                    )
-                )
-            )
+            spans = _union(by_device.get(device, []))
             reduce_s = sum(b - a for a, b in spans)
             exposed = sum(max(0.0, b - max(a, last_backward)) for a, b in spans)
             rows.append(
@@ -157,6 +157,10 @@ def activation_levels(memory: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["bank", "time_s", "bytes"])
 
 
+MAX_LINES = 16
+"""The most devices the activation plot draws a line for."""
+
+
 def activation_figure(memory: pd.DataFrame) -> Figure | None:
     levels = activation_levels(memory)
     if levels.empty:
@@ -166,17 +170,20 @@ def activation_figure(memory: pd.DataFrame) -> Figure | None:
     factor, unit = time_scale(levels.time_s.max())
     peak = levels.bytes.max()
     scale, size_unit = size_scale(peak)
-    for bank, rows in levels.groupby("bank", sort=False):
+    peaks = levels.groupby("bank", sort=False).bytes.max()
+    shown = peaks.index if len(peaks) <= MAX_LINES else peaks.sort_values(ascending=False, kind="stable").index[:MAX_LINES]
+    for bank, rows in levels[levels.bank.isin(shown)].groupby("bank", sort=False):
         ax.step(rows.time_s * factor, rows.bytes * scale, where="post", label=bank.split(".")[0], linewidth=1)
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_ylabel(f"activations held ({size_unit})")
-    ax.set_title("Activation memory per device")
+    more = f" ({MAX_LINES} of {len(peaks)} with the highest peaks)" if len(peaks) > MAX_LINES else ""
+    ax.set_title(f"Activation memory per device{more}")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     return fig
 
 
 def _network_spans(busy: pd.DataFrame, device: str) -> list[tuple[str, float, float]]:
-    links = busy[busy.unit.isin([f"{device}.nic.up", f"{device}.nic.down"])]
+    links = busy[busy.unit.str.fullmatch(rf"{re.escape(device)}\.nic\d*\.(up|down)")]
     out = []
     for row in links.itertuples():
         kind = "all-reduce" if row.label.startswith("allreduce") else ("send" if row.unit.endswith(".up") else "receive")

@@ -45,6 +45,8 @@ def write_report(result, folder: Path) -> Path:
         elif name in ("busy", "memory", "messages", "metrics") or trace.rows(name):
             tables[name] = getattr(trace, name)
     tables |= {"units": result.utilization, "banks": result.banks}
+    if not result.links.empty:
+        tables |= {"links": result.links}
     if trace.rows("phases"):
         tables |= {"step_phases": result.phases}
     if trace.rows("ops"):
@@ -63,6 +65,7 @@ def write_report(result, folder: Path) -> Path:
             "Utilization": result.plot_utilization(),
             "Memory over time": result.plot_memory(),
             "Learning": result.plot_learning(),
+            "Fabric": result.plot_fabric(),
             "Step phases": result.plot_phases(),
             "Staleness": result.plot_staleness(),
             "Pipeline Gantt": result.plot_gantt(),

@@ -13,6 +13,11 @@ SYSTEMS = {
     "online": Online,
     "federated": Federated,
 }
-"""System classes by the `system.kind` that names them in scenario files."""
+"""System classes by the `system.kind` that names them in scenario files.
+
+A system class has `npu_names(spec)` (the device on each NPU of the cluster, in order),
+`check(scenario, where)` (its cross-field checks), `check_samples(spec, training samples)`,
+and is built as `kind(scenario, cluster, model, data, rng, progress)`; `run()` is its
+SimPy process. A new system is a class with these and an entry here."""
 
 __all__ = ["SYSTEMS", "CompressedPs", "Federated", "Online", "Pipeline", "SingleDevice"]

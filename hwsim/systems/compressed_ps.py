@@ -1,6 +1,6 @@
 """Compressed-parameter training with a parameter server (mechanism M1 across a cluster).
 
-Workers w0 .. w{N-1} and a server, each a device with its own NIC on one switch. Each
+Workers w0 .. w{N-1} and a server, each a device on the cluster's fabric (NPUs 0 .. N). Each
 worker's controller cycles every step (`training.LocalTrainer` for 1-3):
 
 1. read the compressed parameters from its parameter bank;
@@ -44,11 +44,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from hwsim.codecs import Codec, ErrorFeedback, codec_from_setting, make_codec
+from hwsim.codecs import Codec, CodecError, ErrorFeedback, codec_from_setting, make_codec
+from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
-from hwsim.hardware import Device, Message, Server, Switch
+from hwsim.errors import ConfigError
+from hwsim.hardware import Message, Server
 from hwsim.kernels.aggregate import weighted_sum
 from hwsim.models.data import Dataset
+from hwsim.network import Cluster
+from hwsim.systems.checks import check_batch, check_local_training
 from hwsim.systems.storage import Stored, bank_codec, encode
 from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, LocalTrainer, Settings, flatten, unflatten
 
@@ -67,6 +71,39 @@ def stream_id(step: int, device: int, layer: int, downlink: bool) -> int:
     return ((step * 4096 + device) * 256 + layer) * 2 + int(downlink)
 
 
+def check_scenario(scenario: Scenario, where: str) -> None:
+    """The compressed parameter server's cross-field checks (besides local training's)."""
+    check_local_training(scenario, where)
+    system = scenario.system
+    for key in ("uplink", "downlink"):
+        try:
+            codec_from_setting(getattr(system, key))
+        except CodecError as err:
+            raise ConfigError(where, f"system.{key}", to_plain(getattr(system, key)), f"a valid codec: {err}") from None
+    if system.server == "async" and system.update != "delta":
+        raise ConfigError(
+            where,
+            "system.update",
+            system.update,
+            "delta with server: async (an asynchronous server applies each change as it arrives)",
+        )
+    if system.overlap and system.server != "sync":
+        raise ConfigError(where, "system.overlap", True, "false with server: async (async workers never wait for a round)")
+    for key in system.worker_hardware or {}:
+        if not (key.isdigit() and int(key) < system.workers):
+            raise ConfigError(where, f"system.worker_hardware.{key}", key, f"a worker index from 0 to {system.workers - 1}")
+    for name, hardware in [
+        ("server_hardware", system.server_hardware),
+        *((f"worker_hardware.{k}", h) for k, h in (system.worker_hardware or {}).items()),
+    ]:
+        if hardware is None:
+            continue
+        for key in ("param_bank", "work_bank"):
+            bank = getattr(system, key)
+            if bank not in hardware.memory:
+                raise ConfigError(where, f"system.{name}.memory", bank, f"a bank named {bank} (system.{key})")
+
+
 @dataclass
 class Round:
     """What the server knows about one round (sync) or one worker's update (async)."""
@@ -79,19 +116,32 @@ class Round:
 
 
 class CompressedPs:
-    """N worker controllers and the server's handler; `run()` is the SimPy process."""
+    """N worker controllers and the server's handler; `run()` is the SimPy process. Workers sit on NPUs
+    0 to N - 1, the server on NPU N."""
+
+    check = staticmethod(check_scenario)
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        return [f"w{i}" for i in range(spec.workers)] + [SERVER]
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        check_batch(spec, train, spec.workers)
 
     def __init__(
         self,
         scenario: Scenario,
-        env: simpy.Environment,
+        cluster: Cluster,
         model,
         data: Dataset | None,
         rng: np.random.Generator,
-        recorder,
         progress: Progress | None = None,
     ):
         spec = self.spec = scenario.system
+        env = cluster.env
+        recorder = cluster.recorder
+        self.cluster = cluster
         self.env, self.model, self.data = env, model, data
         self.seed = scenario.seed
         self.eval_every = scenario.run.eval_every
@@ -101,7 +151,6 @@ class CompressedPs:
         self.n_workers = spec.workers
         self.up: Codec = codec_from_setting(spec.uplink)
         self.down: Codec = codec_from_setting(spec.downlink)
-        self.switch = Switch(env)
         self.ops = model.layer_ops(spec.batch)
         self.names = model.layer_names
         self.sizes = [op.params for op in self.ops]
@@ -111,16 +160,13 @@ class CompressedPs:
         self.trainers: list[LocalTrainer] = []
         for i in range(spec.workers):
             hardware = (spec.worker_hardware or {}).get(str(i), scenario.hardware)
-            device = Device(env, f"w{i}", hardware)
-            self.switch.connect(device.nic)
-            recorder.attach_device(device)
+            device = cluster.add(i, f"w{i}", hardware)
             x = y = None
             if self.math:
                 idx = shard(len(data.y_train), i, spec.workers)
                 x, y = data.x_train[idx], data.y_train[idx]
             self.trainers.append(LocalTrainer(device, model, Settings.of(spec), x, y, worker_rngs[i]))
-        self.server = Server(env, SERVER, spec.server_hardware or scenario.hardware, self.switch, self._handle)
-        recorder.attach_device(self.server)
+        self.server = cluster.add_server(spec.workers, SERVER, spec.server_hardware or scenario.hardware, self._handle)
         self.sbank = self.server.bank(spec.work_bank)
         self.initial = initial
         self.feedback = [[ErrorFeedback(self.up) for _ in self.ops] for _ in range(spec.workers)]
@@ -271,12 +317,12 @@ class CompressedPs:
         return payloads
 
     def _send(self, i: int, step: int, payloads) -> Generator:
-        src = self.trainers[i].device.nic.name
+        src = self.trainers[i].device
         sends = []
         for li, payload in enumerate(payloads):
             self.bytes_encoded["up"] += _nbytes(payload)
             sends.append(
-                self.env.process(self.switch.send(src, self.server.nic.name, _wire(payload), "up", worker=i, step=step, layer=li))
+                self.env.process(self.cluster.send(src, self.server, _wire(payload), "up", worker=i, step=step, layer=li))
             )
         yield simpy.AllOf(self.env, sends)
 
@@ -382,10 +428,10 @@ class CompressedPs:
         """Send the encoded master to worker `w` in the background; its version is now the worker's base."""
         self.base_version[w] = self.version
         times = {"agg_start": rnd.agg_start, "agg_end": rnd.agg_end, "enc_start": rnd.enc_start, "enc_end": rnd.enc_end}
-        dst = self.trainers[w].device.nic.name
+        dst = self.trainers[w].device
         for li, payload in enumerate(payloads):
             self.bytes_encoded["down"] += _nbytes(payload)
-            self.env.process(self.switch.send(self.server.nic.name, dst, _wire(payload), "down", layer=li, step=step, **times))
+            self.env.process(self.cluster.send(self.server, dst, _wire(payload), "down", layer=li, step=step, **times))
 
     def _maybe_evaluate(self, step: int) -> None:
         """Test the master after every `eval_every` rounds (async: N updates make a round) and at the end."""

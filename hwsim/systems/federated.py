@@ -46,9 +46,11 @@ import simpy
 from hwsim.codecs import codec_from_setting, stream_of
 from hwsim.config.schema import HardwareSpec, Scenario
 from hwsim.errors import OutOfMemory
-from hwsim.hardware import Device, Message, Server, Switch
+from hwsim.hardware import Message, Server
 from hwsim.hardware.arithmetic import gemm_cycles
+from hwsim.network import Cluster
 from hwsim.policies.federated import Candidates, draw_factors, local_batches, partition, resolve_policy
+from hwsim.systems.federated_checks import check_samples, check_scenario
 from hwsim.systems.federated_client import BROADCAST, DOWN, Client, ClientSettings
 from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, flatten, unflatten
 
@@ -88,12 +90,20 @@ class RoundState:
 
 
 class Federated:
-    """The server's rounds and the clients' participations; `run()` is the SimPy process."""
+    """The server's rounds and the clients' participations; `run()` is the SimPy process. Client k sits
+    on NPU k (its device is built when first selected), the server on NPU K."""
 
-    def __init__(
-        self, scenario: Scenario, env: simpy.Environment, model, data, rng: np.random.Generator, recorder, progress=None
-    ):
+    check = staticmethod(check_scenario)
+    check_samples = staticmethod(check_samples)
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        return [f"c{k}" for k in range(spec.clients)] + [SERVER]
+
+    def __init__(self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress=None):
         spec = self.spec = scenario.system
+        env, recorder = cluster.env, cluster.recorder
+        self.cluster = cluster
         self.env, self.model, self.data = env, model, data
         self.seed = scenario.seed
         self.recorder, self.progress = recorder, progress
@@ -125,11 +135,10 @@ class Federated:
         self.online_fraction = np.minimum(draw(ch.availability.online, online_rng), 1.0)
         self.phase = phase_rng.uniform(0, ch.availability.period, k)
         self.client_hw = ch.hardware or scenario.hardware
+        self.server = cluster.add_server(k, SERVER, spec.server_hardware or scenario.hardware, self._handle)
+        for c in range(k):  # every client's links now: the round-time estimates need them
+            cluster.set_links(c, self.client_hw, float(self.factors["bandwidth"][c]))
         self.est_time_s = self._estimate_times()
-
-        self.switch = Switch(env)
-        self.server = Server(env, SERVER, spec.server_hardware or scenario.hardware, self.switch, self._handle)
-        recorder.attach_device(self.server)
         self.settings = ClientSettings(
             spec.batch, spec.lr, spec.param_bank, spec.work_bank, spec.compute_precision, spec.decompression == "on_the_fly"
         )
@@ -149,7 +158,8 @@ class Federated:
     # --- clients ------------------------------------------------------------------
 
     def hardware_of(self, k: int) -> HardwareSpec:
-        """Client k's hardware: the client hardware with its compute, memory and NIC factors applied."""
+        """Client k's hardware: the client hardware with its compute and memory factors applied (its
+        bandwidth factor scales its links on the fabric)."""
         hw, f = self.client_hw, {name: float(v[k]) for name, v in self.factors.items()}
         return dataclasses.replace(
             hw,
@@ -157,14 +167,11 @@ class Federated:
             systolic=dataclasses.replace(hw.systolic, clock=hw.systolic.clock * f["speed"]),
             vector=dataclasses.replace(hw.vector, clock=hw.vector.clock * f["speed"]),
             memory={n: dataclasses.replace(b, capacity=b.capacity * f["memory"]) for n, b in hw.memory.items()},
-            nic=dataclasses.replace(hw.nic, bandwidth=hw.nic.bandwidth * f["bandwidth"]),
         )
 
     def client(self, k: int) -> Client:
         if k not in self.clients:
-            device = Device(self.env, f"c{k}", self.hardware_of(k))
-            self.switch.connect(device.nic)
-            self.recorder.attach_device(device)
+            device = self.cluster.add(k, f"c{k}", self.hardware_of(k), float(self.factors["bandwidth"][k]))
             idx = self.parts[k]
             x, y = self.data.x_train[idx], self.data.y_train[idx]
             self.clients[k] = Client(k, device, self.model, self.settings, self.codec, x, y, self.seed)
@@ -185,8 +192,9 @@ class Federated:
     def _estimate_times(self) -> np.ndarray:
         """What the server expects a round to take on each client (the device profile it knows): the
         cycle model of the local steps (GEMMs, element-wise work, decompressing and compressing every
-        layer once) on the client hardware over its speed factor, plus the model down and back at its
-        NIC rate and the links' latency and per-message overhead. Bank traffic is left out."""
+        layer once) on the client hardware over its speed factor, plus the model down and back as
+        unloaded messages on the fabric (latencies, NIC overhead, the client's links at their rate).
+        Bank traffic is left out."""
         hw, spec = self.client_hw, self.spec
         macs = getattr(hw.systolic.macs_per_cycle, spec.compute_precision)
         s, ops = hw.systolic, self.model.layer_ops(spec.batch)
@@ -199,10 +207,17 @@ class Federated:
             elementwise = op.forward_vector_ops + op.backward_vector_ops + op.params * (DECOMPRESS_OPS + COMPRESS_OPS + 2)
             step += math.ceil(elementwise / hw.vector.lanes) / hw.vector.clock
         up = self.uplink or self.codec
-        wire = sum(self.codec.wire_bytes(op.params) + up.wire_bytes(op.params) for op in ops)
-        links = 2 * (hw.nic.latency + len(ops) * hw.nic.overhead)
+        down = sum(self.codec.wire_bytes(op.params) for op in ops)
+        back = sum(up.wire_bytes(op.params) for op in ops)
+        server, overhead = self.spec.clients, (self.spec.server_hardware or hw).nic.overhead
+        wire = np.array(
+            [
+                self.cluster.unloaded(server, c, down, overhead) + self.cluster.unloaded(c, server, back, hw.nic.overhead)
+                for c in range(server)
+            ]
+        )  # every layer's message at once, as if one
         steps = np.array([spec.epochs * math.ceil(len(p) / spec.batch) for p in self.parts])
-        return steps * step / self.factors["speed"] + wire / (hw.nic.bandwidth * self.factors["bandwidth"]) + links
+        return steps * step / self.factors["speed"] + wire
 
     # --- the run --------------------------------------------------------------------
 
@@ -291,9 +306,7 @@ class Federated:
         for li, payload in enumerate(payloads):
             if payload is not None:
                 self.bytes_sent["down"] += payload.nbytes
-                sends.append(
-                    env.process(self.switch.send(self.server.nic.name, client.device.nic.name, payload, "down", layer=li))
-                )
+                sends.append(env.process(self.cluster.send(self.server, client.device, payload, "down", layer=li)))
         row = {"round": r, "client": k, "start_s": start, "steps": 0, "samples": 0, "bytes_down": 0, "bytes_up": 0}
         row |= {"train_loss": np.nan, "detail": ""}
         losses = []
@@ -351,7 +364,7 @@ class Federated:
                 buffer = yield from client.update(li, self.uplink, self.spec.error_feedback)
             sent += buffer.nbytes
             meta = {"client": client.index, "round": r, "layer": li, "samples": samples, "layers": len(trained)}
-            sends.append(self.env.process(self.switch.send(client.device.nic.name, self.server.nic.name, buffer, "up", **meta)))
+            sends.append(self.env.process(self.cluster.send(client.device, self.server, buffer, "up", **meta)))
         self.bytes_sent["up"] += sent
         yield simpy.AllOf(self.env, sends)
         return sent

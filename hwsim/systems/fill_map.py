@@ -15,8 +15,9 @@ import pandas as pd
 import simpy
 
 from hwsim.config.schema import Scenario
-from hwsim.errors import SimulatedFailure
+from hwsim.errors import ConfigError, SimulatedFailure
 from hwsim.models import make_model
+from hwsim.network import Cluster
 from hwsim.policies import ScheduleError, makespan
 from hwsim.systems.pipeline import Pipeline
 from hwsim.trace import Recorder
@@ -37,9 +38,10 @@ def fill_map(scenario: Scenario, microbatches=MICROBATCHES, devices=DEVICES) -> 
             point = dataclasses.replace(scenario, system=system, run=dataclasses.replace(scenario.run, mode="timing-only"))
             row = {"devices": p, "microbatches": m}
             try:
-                pipeline = Pipeline(point, simpy.Environment(), model, None, np.random.default_rng(0), Recorder())
+                cluster = Cluster(simpy.Environment(), point.hardware, Pipeline.npu_names(system), Recorder())
+                pipeline = Pipeline(point, cluster, model, None, np.random.default_rng(0))
                 placement = pipeline.fill.place()
-            except (ScheduleError, ValueError, SimulatedFailure) as err:
+            except (ScheduleError, ValueError, SimulatedFailure, ConfigError) as err:
                 rows.append(row | {"note": str(err)})
                 continue
             span = makespan(pipeline.fill.predicted)

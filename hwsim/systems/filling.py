@@ -39,6 +39,7 @@ import simpy
 from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder
 from hwsim.models.data import BatchStream
+from hwsim.network import Cluster
 from hwsim.policies import Op, Timed, idle_windows
 from hwsim.policies.filling import FillError, Job, Placement, check_placement, clip_windows, resolve_filler
 from hwsim.systems.stages import UPDATE_OPS, split_layers, stage_backward, stage_costs, stage_forward, stage_update
@@ -194,7 +195,9 @@ class SecondInstance:
             run=dataclasses.replace(scenario.run, mode="timing-only"),
         )
         env, recorder = simpy.Environment(), Recorder()
-        pipeline = type(self.pipeline)(alone, env, self.pipeline.model, None, np.random.default_rng(0), recorder)
+        kind = type(self.pipeline)
+        cluster = Cluster(env, alone.hardware, kind.npu_names(alone.system), recorder)
+        pipeline = kind(alone, cluster, self.pipeline.model, None, np.random.default_rng(0))
         env.run(until=env.process(pipeline.run()))
         trace = recorder.trace()
         step = trace.metrics[trace.metrics.metric == "step_time_s"].value

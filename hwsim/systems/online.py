@@ -2,7 +2,7 @@
 parameter server that sends real-time and full updates.
 
 Devices t0 .. t{T-1} (training workers), p0 .. p{P-1} (prediction workers) and a server,
-each with its own NIC on one switch, share one timeline:
+each a device on the cluster's fabric, share one timeline:
 
 1. Arrival i of the stream (`stream.Stream`) is a prediction request to p{i mod P}; it
    queues on that worker, which answers it with its current copy of the model.
@@ -31,14 +31,19 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from hwsim.codecs import codec_from_setting
+from hwsim.codecs import CodecError, codec_from_setting
 from hwsim.codecs.indexed import pack, unpack
+from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
-from hwsim.hardware import Device, Message, Server, Switch
+from hwsim.config.units import format_quantity
+from hwsim.errors import ConfigError
+from hwsim.hardware import Device, Message, Server
 from hwsim.kernels.sparse import subtract
-from hwsim.policies.updates import select
+from hwsim.network import Cluster
+from hwsim.policies.updates import UpdateError, resolve_rule, select
+from hwsim.systems.checks import check_bank
 from hwsim.systems.online_workers import DELTA_OPS, PredictionWorker, TrainingWorker, views
-from hwsim.systems.stream import Stream
+from hwsim.systems.stream import Stream, read_arrivals
 from hwsim.systems.training import COMPRESS_OPS, DECOMPRESS_OPS, Settings, flatten
 
 Progress = Callable[[int, int], None]
@@ -47,13 +52,71 @@ KINDS = ("delta", "realtime", "full")
 PREDICTION_COLUMNS = ["request", "worker", "arrival_s", "served_s", "scored_s", "latency_s", "staleness_s", "correct"]
 
 
-class Online:
-    """The stream, the workers and the server's handler; `run()` is the SimPy process."""
+def check_scenario(scenario: Scenario, where: str) -> None:
+    """Online training's cross-field checks."""
+    system = scenario.system
+    if scenario.run.mode != "full" or scenario.model.kind != "mlp":
+        raise ConfigError(
+            where, "run.mode", scenario.run.mode, "full, with an MLP (online training is scored by its predictions)"
+        )
+    for key in ("hardware", "system.prediction_hardware", "system.training_hardware", "system.server_hardware"):
+        hardware = scenario.hardware if key == "hardware" else getattr(system, key.split(".")[1])
+        if hardware is not None:
+            check_bank(hardware.memory, "bank", system.bank, True, where, key)
+    rt, stream = system.realtime, system.stream
+    if rt is not None and rt.period > system.full.period and not rt.allow_slower:
+        raise ConfigError(
+            where,
+            "system.realtime.period",
+            format_quantity(rt.period, "time"),
+            f"at most the full period ({format_quantity(system.full.period, 'time')}); real-time updates are the frequent "
+            "ones (set system.realtime.allow_slower: true if you mean it)",
+        )
+    for key, setting in [("delta", system.delta), *([("realtime", rt)] if rt else [])]:
+        try:
+            resolve_rule(setting.select)
+        except UpdateError as err:
+            raise ConfigError(where, f"system.{key}.select", setting.select, str(err)) from None
+    for key, setting in [("delta", system.delta), ("realtime", rt), ("full", system.full)]:
+        if setting is None:
+            continue
+        try:
+            codec_from_setting(setting.codec)
+        except CodecError as err:
+            raise ConfigError(where, f"system.{key}.codec", to_plain(setting.codec), f"a valid codec: {err}") from None
+    names = [f"p{i}" for i in range(system.prediction_workers)] + [f"t{i}" for i in range(system.training_workers)]
+    for i, window in enumerate(system.link_down):
+        if window.worker not in names:
+            raise ConfigError(where, f"system.link_down[{i}].worker", window.worker, f"one of the workers {', '.join(names)}")
+        if window.end <= window.start:
+            raise ConfigError(where, f"system.link_down[{i}].end", format_quantity(window.end, "time"), "a time after its start")
+    if stream.arrivals == "trace":
+        if stream.trace is None:
+            raise ConfigError(where, "system.stream.trace", None, "a CSV file of arrival times (arrivals: trace)")
+        try:
+            read_arrivals(stream.trace)
+        except ValueError as err:
+            raise ConfigError(where, "system.stream.trace", stream.trace, str(err)) from None
 
-    def __init__(
-        self, scenario: Scenario, env: simpy.Environment, model, data, rng: np.random.Generator, recorder, progress=None
-    ):
+
+class Online:
+    """The stream, the workers and the server's handler; `run()` is the SimPy process. Training workers
+    sit on NPUs 0 to T - 1, prediction workers on T to T + P - 1, the server on T + P."""
+
+    check = staticmethod(check_scenario)
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        return [f"t{i}" for i in range(spec.training_workers)] + [f"p{i}" for i in range(spec.prediction_workers)] + [SERVER]
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        """A stream draws from the whole training set: any size will do."""
+
+    def __init__(self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress=None):
         spec = self.spec = scenario.system
+        env, recorder = cluster.env, cluster.recorder
+        self.cluster = cluster
         self.env, self.model, self.data = env, model, data
         self.seed = scenario.seed
         self.recorder, self.progress = recorder, progress
@@ -68,8 +131,7 @@ class Online:
             "realtime": codec_from_setting(spec.realtime.codec if spec.realtime else None),
             "full": codec_from_setting(spec.full.codec),
         }
-        self.switch = Switch(env)
-        self.switch.loss_observers.append(self._on_loss)
+        cluster.loss_observers.append(self._on_loss)
         settings = Settings(spec.batch, spec.lr, spec.momentum, 64, spec.bank, spec.bank, spec.compute_precision)
         train_hw = spec.training_hardware or scenario.hardware
         serve_hw = spec.prediction_hardware or scenario.hardware
@@ -83,15 +145,16 @@ class Online:
             PredictionWorker(env, self._device(f"p{i}", serve_hw), spec.bank, flat, shapes, *serving)
             for i in range(spec.prediction_workers)
         ]
-        self.server = Server(env, SERVER, spec.server_hardware or scenario.hardware, self.switch, self._handle)
-        recorder.attach_device(self.server)
+        self.server = cluster.add_server(
+            spec.training_workers + spec.prediction_workers, SERVER, spec.server_hardware or scenario.hardware, self._handle
+        )
         self.sbank = self.server.bank(spec.bank)
         self.master = flat.copy()
         self.master_layers = views(self.master, shapes)
         self.mirrors = {w.name: flat.copy() for w in self.workers}
         self.seq = dict.fromkeys(self.mirrors, 0)
         for window in spec.link_down:
-            self.switch.link_down(f"{window.worker}.nic", window.start, window.end)
+            cluster.link_down(window.worker, window.start, window.end)
         self.sent = {k: [0, 0] for k in KINDS}  # messages, bytes
         self.lost = {k: [0, 0] for k in KINDS}
         self.deltas_applied = 0
@@ -106,10 +169,7 @@ class Online:
         return [*self.predictors, *self.trainers]
 
     def _device(self, name: str, hardware) -> Device:
-        device = Device(self.env, name, hardware)
-        self.switch.connect(device.nic)
-        self.recorder.attach_device(device)
-        return device
+        return self.cluster.add(self.npu_names(self.spec).index(name), name, hardware)
 
     # --- the run ----------------------------------------------------------------
 
@@ -169,13 +229,13 @@ class Online:
 
     # --- messages -----------------------------------------------------------------
 
-    def _send(self, src: str, dst: str, buf: np.ndarray, tag: str, **meta) -> None:
+    def _send(self, src: Device, dst: Device, buf: np.ndarray, tag: str, **meta) -> None:
         self.sent[tag][0] += 1
         self.sent[tag][1] += buf.nbytes
-        self.sends.append(self.env.process(self.switch.send(src, dst, buf, tag, **meta)))
+        self.sends.append(self.env.process(self.cluster.send(src, dst, buf, tag, **meta)))
 
     def _send_delta(self, worker: TrainingWorker, buf: np.ndarray) -> None:
-        self._send(worker.device.nic.name, self.server.nic.name, buf, "delta", worker=worker.name)
+        self._send(worker.device, self.server, buf, "delta", worker=worker.name)
 
     def _on_loss(self, message: Message, lost_s: float) -> None:
         self.lost[message.tag][0] += 1
@@ -240,7 +300,7 @@ class Online:
     def _update(self, worker, buf: np.ndarray, tag: str) -> None:
         seq = self.seq[worker.name]
         self.seq[worker.name] += 1
-        self._send(self.server.nic.name, worker.device.nic.name, buf, tag, seq=seq, built_s=self.env.now)
+        self._send(self.server, worker.device, buf, tag, seq=seq, built_s=self.env.now)
 
     def _evaluate(self) -> None:
         """The master's test accuracy under the labelling function now."""

@@ -39,23 +39,19 @@ import simpy
 
 from hwsim.config.schema import Scenario
 from hwsim.errors import InvalidSchedule
-from hwsim.hardware import Device, Placeholder, Switch
+from hwsim.hardware import Device, Message, Placeholder
 from hwsim.models import make_model
 from hwsim.models.data import BatchStream, Dataset
-from hwsim.policies import Op, ScheduleError, Shape, build_schedule, execute, resolve_schedule
+from hwsim.network import Cluster
+from hwsim.policies import Op, ScheduleError, build_schedule, execute
 from hwsim.systems.filling import SecondInstance
+from hwsim.systems.pipeline_checks import check_pipeline, check_samples, pipeline_shape
 from hwsim.systems.stages import UPDATE_OPS, StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.storage import element_bytes
 from hwsim.systems.training import finite_loss
 
 Progress = Callable[[int, int], None]
 FILL_STREAM = 2  # the second instance's random stream: seed children 0 and 1 are the run's data and model
-
-
-def pipeline_shape(spec) -> Shape:
-    """The schedule shape of a `PipelineSpec` (the placement defaults to what the schedule needs)."""
-    placement = spec.placement or resolve_schedule(spec.schedule).placement or "contiguous"
-    return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group)
 
 
 def buffer_name(key: tuple) -> str:
@@ -69,19 +65,30 @@ def buffer_name(key: tuple) -> str:
 
 
 class Pipeline:
-    """Devices "d{i}" (or "r{r}.d{i}" with several simulated replicas) on one switch; `run()` is the SimPy process."""
+    """Devices "d{i}" (or "r{r}.d{i}" with several simulated replicas) on the cluster's fabric, replica r's
+    device d on NPU r p + d; `run()` is the SimPy process."""
+
+    check = staticmethod(check_pipeline)
+    check_samples = staticmethod(check_samples)
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        """The simulated replicas' devices (`replicas: one`: replica 0's alone)."""
+        p, D = spec.devices, spec.data_parallel if spec.replicas == "all" else 1
+        return [f"d{d}" if D == 1 else f"r{r}.d{d}" for r in range(D) for d in range(p)]
 
     def __init__(
         self,
         scenario: Scenario,
-        env: simpy.Environment,
+        cluster: Cluster,
         model,
         data: Dataset | None,
         rng: np.random.Generator,
-        recorder,
         progress: Progress | None = None,
     ):
         spec = self.spec = scenario.system
+        env, recorder = cluster.env, cluster.recorder
+        self.cluster = cluster
         self.env, self.model, self.data, self.recorder, self.progress = env, model, data, recorder, progress
         self.eval_every = scenario.run.eval_every
         self.shape = pipeline_shape(spec)
@@ -93,14 +100,12 @@ class Pipeline:
         self.replicas = spec.data_parallel if spec.replicas == "all" else 1
         self.elem = element_bytes(scenario.hardware.memory[spec.bank].precision)
         self.samples_per_step = spec.data_parallel * spec.microbatches * spec.microbatch
-        self.switch = Switch(env)
         self.devices: dict[tuple[int, int], Device] = {}
+        names = self.npu_names(spec)
         for r in range(self.replicas):
             for d in range(self.shape.devices):
-                name = f"d{d}" if self.replicas == 1 else f"r{r}.d{d}"
-                device = Device(env, name, scenario.hardware)
-                self.switch.connect(device.nic)
-                recorder.attach_device(device)
+                npu = r * self.shape.devices + d
+                device = cluster.add(npu, names[npu], scenario.hardware)
                 self.devices[r, d] = device
                 env.process(self._dispatch(device))
         self._mail: dict[tuple, simpy.Event] = {}
@@ -232,15 +237,17 @@ class Pipeline:
         flat = np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer]) if self.math else None
         n = self.costs[s].params
         bounds = [n * i // D for i in range(D + 1)]
-        nxt = (r + 1) % D if self.replicas > 1 else r
+        nxt = (r + 1) % D
         for k in range(2 * (D - 1)):
             reduce = k < D - 1  # reduce-scatter, then all-gather of the reduced chunks
             send = (r - k) % D if reduce else (r + 1 - (k - D + 1)) % D
             recv = (send - 1) % D
             lo, hi = bounds[send], bounds[send + 1]
             payload = flat[lo:hi].copy() if self.math else Placeholder((hi - lo) * self.elem)
-            dst = self.devices[nxt, d]
-            self.env.process(self.post(device, dst, ("AR", nxt, step, s, k), payload, "allreduce"))
+            if self.replicas > 1:
+                self.env.process(self.post(device, self.devices[nxt, d], ("AR", nxt, step, s, k), payload, "allreduce"))
+            else:
+                self.env.process(self._mirrored(device, d, ("AR", r, step, s, k), payload))
             chunk = yield from self.receive(("AR", r, step, s, k))
             lo, hi = bounds[recv], bounds[recv + 1]
             if reduce:
@@ -294,7 +301,22 @@ class Pipeline:
         if self.spec.network == "free":
             self._arrive(dst, key, payload)
             return
-        yield from self.switch.send(src.nic.name, dst.nic.name, payload, tag, key=key)
+        yield from self.cluster.send(src, dst, payload, tag, key=key)
+
+    def _mirrored(self, device: Device, d: int, key: tuple, payload) -> Generator:
+        """`replicas: one` on a single switch: the ring message leaves on this device's uplink and the
+        previous replica's identical one comes in on its downlink, which is one message through the
+        switch and back. When the replicas are identical this times exactly as simulating them all,
+        under every sharing model (their links carry the same messages at the same times)."""
+        if self.spec.network == "free":
+            self._arrive(device, key, payload)
+            return
+        D, sent = self.spec.data_parallel, self.env.now
+        yield from self.cluster.loopback(d, payload.nbytes, f"allreduce (mirrored) -> {device.name}", device.spec.nic.overhead)
+        message = Message(f"r{D - 1}.d{d}.nic", device.nic.name, "allreduce", payload, sent, {"key": key})
+        for notify in device.nic.delivery_observers:  # the partner's message, as replica 0 receives it
+            notify(message, self.env.now)
+        self._arrive(device, key, payload)
 
     def receive(self, key: tuple) -> Generator:
         """Wait for what `key` names, then forget its event (each is consumed once)."""
@@ -336,12 +358,12 @@ class Pipeline:
         """Replica 0's weights, layer by layer (full mode)."""
         return [layer for s in range(self.shape.stages) for layer in self.params[0, s]]
 
-    def message_time(self, nbytes: float) -> float:
-        """An unloaded message's time from one device to another through the switch (0 with `network: free`)."""
-        if self.spec.network == "free":
+    def message_time(self, nbytes: float, src: int = 0, dst: int = 1) -> float:
+        """An unloaded message's time from replica 0's device `src` to its device `dst` (0 with
+        `network: free`, or on one device)."""
+        if self.spec.network == "free" or src == dst or self.shape.devices < 2:
             return 0.0
-        nic = self.devices[0, 0].spec.nic
-        return nic.overhead + 2 * (nbytes / nic.bandwidth + nic.latency)
+        return self.cluster.unloaded(src, dst, nbytes)  # replica 0's device d is NPU d
 
     def predicted_times(self, network: bool = False):
         """Op times of one step from the cycle model (`policies.timing.execute`); with `network`,
@@ -349,7 +371,7 @@ class Pipeline:
 
         def transfer(src: int, dst: int) -> float:
             elements = self.costs[src].outputs if dst > src else self.costs[src].inputs
-            return self.message_time(elements * self.elem)
+            return self.message_time(elements * self.elem, self.shape.device(src), self.shape.device(dst))
 
         forward, backward = (lambda s: self.costs[s].forward_s), (lambda s: self.costs[s].backward_s)
         return execute(self.shape, self.schedule, forward, backward, transfer if network else None)

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 
 import numpy as np
-import simpy
 
 from hwsim.config.schema import Scenario
-from hwsim.hardware import Device
 from hwsim.models.data import Dataset
+from hwsim.network import Cluster
+from hwsim.systems.checks import check_batch, check_local_training
 from hwsim.systems.training import LocalTrainer, Settings
 
 Progress = Callable[[int, int], None]
@@ -24,24 +24,32 @@ Progress = Callable[[int, int], None]
 class SingleDevice:
     """The controller process of one device ("dev0"); `run()` is the SimPy process."""
 
+    check = staticmethod(check_local_training)
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        return ["dev0"]
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        check_batch(spec, train)
+
     def __init__(
         self,
         scenario: Scenario,
-        env: simpy.Environment,
+        cluster: Cluster,
         model,
         data: Dataset | None,
         rng: np.random.Generator,
-        recorder,
         progress: Progress | None = None,
     ):
         self.spec = scenario.system
         self.eval_every = scenario.run.eval_every
-        self.env = env
-        self.device = Device(env, "dev0", scenario.hardware)
-        recorder.attach_device(self.device)
+        self.env = cluster.env
+        self.device = cluster.add(0, "dev0", scenario.hardware)
         self.model = model
         self.data = data
-        self.metric = recorder.metric
+        self.metric = cluster.recorder.metric
         self.progress = progress
         params = model.init_params(rng) if data is not None else None
         x, y = (data.x_train, data.y_train) if data is not None else (None, None)

@@ -1,12 +1,14 @@
 """Chrome trace export (the JSON Trace Event Format that Perfetto and chrome://tracing open).
 
 Each device is a process, each unit a thread; operations are complete events ("X")
-with microsecond timestamps; bank occupancy is a counter ("C") per bank. Messages
-(send to delivery) are complete events on a "network" process, one named track per
-sender ("w0 sends"). Events on one track must nest, and a sender's messages overlap in
-time (several queue on its link at once), so each sender gets as many tracks as it
-has messages in flight at once ("w0 sends #2", ...), each message on the first track
-that is free when it is sent.
+with microsecond timestamps; bank occupancy is a counter ("C") per bank. The fabric's
+links are units too: a link of an NPU's port sits with that NPU's device, the others
+on a "fabric" process. Messages (send to delivery) are complete events on a "network"
+process, on a named track of the sender ("w0 sends"), with a flow arrow (Perfetto
+draws it) to a mark on a track of the receiver ("server receives") when it lands.
+Events on one track must nest, and a sender's messages overlap in time, so a sender
+gets as many tracks as it has messages in flight at once ("w0 sends #2", ...), each
+message on the first track that is free when it is sent.
 
 A long run is cut to a window: the first `MAX_OPERATIONS` operations, and the memory
 levels and messages up to the last of their ends (`chrome_window` says where the window
@@ -107,34 +109,68 @@ def events(trace: Trace) -> Iterator[dict]:
 
 
 def _message_events(messages: pd.DataFrame, pid: int) -> list[dict]:
-    """Messages as complete events on the network process: per sender, tracks on which none overlap."""
+    """Messages on the network process: a slice on a track of the sender ("w0 sends"), a mark on a track
+    of the receiver ("server receives") when it lands, and a flow arrow from the one to the other. A
+    sender's (or receiver's) messages that overlap in time go to further tracks ("#2", ...), so no two
+    slices on a track overlap."""
     if messages.empty:
         return []
     events = [{"ph": "M", "name": "process_name", "pid": pid, "args": {"name": "network"}}]
-    tracks: dict[tuple[str, int], int] = {}
-    free: dict[str, list[tuple[float, int]]] = {}  # per sender: (free from, lane) heap
-    lanes: dict[str, int] = {}
-    for row in messages.sort_values(["sent_s", "delivered_s"], kind="stable").itertuples(index=False):
-        heap = free.setdefault(row.src, [])
-        if heap and heap[0][0] <= row.sent_s:
-            _, lane = heapq.heappop(heap)
-        else:
-            lane = lanes[row.src] = lanes.get(row.src, 0) + 1
-        heapq.heappush(heap, (row.delivered_s, lane))
-        if (row.src, lane) not in tracks:
-            tid = tracks[(row.src, lane)] = len(tracks) + 1
-            name = f"{row.src} sends" + (f" #{lane}" if lane > 1 else "")
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
-        events.append(
+    tracks: dict[tuple[str, str, int], int] = {}
+    lanes = {"sends": Lanes(), "receives": Lanes()}
+
+    def track(who: str, what: str, start: float, end: float) -> int:
+        lane = lanes[what].take(who, start, end)
+        key = (who, what, lane)
+        if key not in tracks:
+            tracks[key] = len(tracks) + 1
+            name = f"{who} {what}" + (f" #{lane}" if lane > 1 else "")
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tracks[key], "args": {"name": name}})
+        return tracks[key]
+
+    ordered = messages.sort_values(["sent_s", "delivered_s"], kind="stable").reset_index(drop=True)
+    for k, row in enumerate(ordered.itertuples(index=False)):
+        src, dst = row.src.removesuffix(".nic"), row.dst.removesuffix(".nic")
+        sent, landed = row.sent_s * _US, row.delivered_s * _US
+        out, into = track(src, "sends", row.sent_s, row.delivered_s), track(dst, "receives", row.delivered_s, row.delivered_s)
+        common = {"cat": "message", "pid": pid}
+        events += [
             {
                 "ph": "X",
-                "name": f"{row.tag} {row.src}->{row.dst}",
-                "cat": "message",
-                "pid": pid,
-                "tid": tracks[(row.src, lane)],
-                "ts": row.sent_s * _US,
-                "dur": (row.delivered_s - row.sent_s) * _US,
+                "name": f"{row.tag} -> {dst}",
+                **common,
+                "tid": out,
+                "ts": sent,
+                "dur": landed - sent,
                 "args": {"bytes": row.bytes},
-            }
-        )
+            },
+            {
+                "ph": "X",
+                "name": f"{row.tag} <- {src}",
+                **common,
+                "tid": into,
+                "ts": landed,
+                "dur": 0,
+                "args": {"bytes": row.bytes},
+            },
+            {"ph": "s", "name": "message", **common, "id": k, "tid": out, "ts": sent},
+            {"ph": "f", "bp": "e", "name": "message", **common, "id": k, "tid": into, "ts": landed},
+        ]
     return events
+
+
+class Lanes:
+    """Tracks for spans that may overlap: each span goes on the first track free when it starts."""
+
+    def __init__(self) -> None:
+        self.free: dict[str, list[tuple[float, int]]] = {}  # per owner: (free from, lane) heap
+        self.count: dict[str, int] = {}
+
+    def take(self, owner: str, start: float, end: float) -> int:
+        heap = self.free.setdefault(owner, [])
+        if heap and heap[0][0] <= start:
+            _, lane = heapq.heappop(heap)
+        else:
+            lane = self.count[owner] = self.count.get(owner, 0) + 1
+        heapq.heappush(heap, (end, lane))
+        return lane

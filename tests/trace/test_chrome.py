@@ -32,20 +32,40 @@ def test_trace_times_are_microseconds(result):
     assert event["dur"] == pytest.approx((last.end_s - last.start_s) * 1e6)
 
 
-def test_messages_sit_on_named_sender_tracks_where_none_overlap(request):
+def test_messages_sit_on_named_tracks_with_an_arrow_from_sender_to_receiver(request):
     """Events on one track must nest; a sender's messages overlap in time, so they spread over tracks
-    named after the sender, each message on one where nothing else is in flight."""
+    named after the sender, each message on one where nothing else is in flight; a flow arrow joins
+    each message to a mark on the receiver's track when it lands."""
     path = request.config.rootpath / "scenarios" / "compressed_ps_4bit.yaml"
     result = hwsim.run(hwsim.load_scenario(path, ["system.steps=3"]))
     events = to_chrome(result.trace)["traceEvents"]
     network = next(e["pid"] for e in events if e["ph"] == "M" and e["name"] == "process_name" and e["args"]["name"] == "network")
     names = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name" and e["pid"] == network}
-    messages = [e for e in events if e["ph"] == "X" and e["pid"] == network]
-    assert len(messages) == len(result.trace.messages)
-    senders = set(result.trace.messages.src)
-    assert {n.split(" ")[0] for n in names.values()} == senders and all(" sends" in n for n in names.values())
+    slices = [e for e in events if e["ph"] == "X" and e["pid"] == network]
+    sends = [e for e in slices if " sends" in names[e["tid"]]]
+    assert len(sends) == len(result.trace.messages) == len(slices) - len(sends)
+    senders = {m.removesuffix(".nic") for m in result.trace.messages.src}
+    assert {n.split(" ")[0] for n in names.values() if " sends" in n} == senders
     for tid in names:
-        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in messages if e["tid"] == tid)
+        spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in slices if e["tid"] == tid)
         assert all(a[1] <= b[0] + 1e-9 for a, b in zip(spans, spans[1:], strict=False))
-        assert all(names[tid].startswith(e["name"].split(" ")[1].split("->")[0]) for e in messages if e["tid"] == tid)
-    assert max(len({t for t in names if names[t].startswith(s)}) for s in senders) > 1  # the server's replies overlap
+    assert max(sum(n.startswith(s + " sends") for n in names.values()) for s in senders) > 1  # the server's replies overlap
+    starts = {e["id"]: e for e in events if e["ph"] == "s"}
+    ends = {e["id"]: e for e in events if e["ph"] == "f"}
+    assert starts.keys() == ends.keys() and len(starts) == len(sends)
+    for k, start in starts.items():  # each arrow leaves inside a send and lands on the receiver's track
+        assert " sends" in names[start["tid"]] and " receives" in names[ends[k]["tid"]] and ends[k]["ts"] >= start["ts"]
+
+
+def test_fabric_links_are_tracks_of_their_own(request):
+    path = request.config.rootpath / "scenarios" / "compressed_ps_int8.yaml"
+    fabric = "hardware.network={kind: fat_tree, leaves: 2, npus_per_leaf: 4, spines: 2, bandwidth: 10 Gb/s, latency: 1 us, spine_latency: 1 us}"
+    result = hwsim.run(hwsim.load_scenario(path, ["system.steps=2", fabric]))
+    events = to_chrome(result.trace)["traceEvents"]
+    processes = {e["pid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "process_name"}
+    threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    spine = [name for (pid, _), name in threads.items() if processes[pid] == "fabric"]
+    assert spine and all("->" in name for name in spine)  # leaf <-> spine links
+    assert ("w0.nic.up" in threads.values()) and any(
+        processes[pid] == "w0" for (pid, _), n in threads.items() if n == "w0.nic.up"
+    )

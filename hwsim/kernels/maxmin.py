@@ -1,0 +1,328 @@
+"""Max-min fair rates of flows over links: progressive filling, one link at a time, with a heap.
+
+Flows share links of given capacities. Row f of `hops` lists the links flow f crosses, padded
+with -1 (a row of -1 is no flow); row l of `on_link` lists the flows on link l, its first
+`degree[l]` entries. The max-min fair rates: every flow has a bottleneck, a full link on which
+no flow gets more. Progressive filling finds them: repeatedly take the link whose fair share
+(capacity left / flows on it not yet fixed) is the smallest, fix its flows at that share, and
+take their rate off the other links they cross. A link's share never falls as flows are fixed
+(what the fixed flows take is at most its share), so a min-heap of shares, in which a link
+whose share has risen since it was pushed goes back in, gives the links in order:
+O(P log L) for P (flow, link) pairs and L links.
+
+`max_min_update` keeps the rates of a changing flow set without solving it whole each time.
+`tests/network/test_sharing.py` checks both against a textbook version on random flow sets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _push(heap_key, heap_link, size, key, link):
+    i = size
+    heap_key[i] = key
+    heap_link[i] = link
+    while i > 0:
+        parent = (i - 1) // 2
+        if heap_key[parent] <= heap_key[i]:
+            break
+        heap_key[i], heap_key[parent] = heap_key[parent], heap_key[i]
+        heap_link[i], heap_link[parent] = heap_link[parent], heap_link[i]
+        i = parent
+    return size + 1
+
+
+@njit(cache=True)
+def _pop(heap_key, heap_link, size):
+    key, link = heap_key[0], heap_link[0]
+    size -= 1
+    heap_key[0], heap_link[0] = heap_key[size], heap_link[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        if left + 1 < size and heap_key[left + 1] < heap_key[left]:
+            child = left + 1
+        if heap_key[i] <= heap_key[child]:
+            break
+        heap_key[i], heap_key[child] = heap_key[child], heap_key[i]
+        heap_link[i], heap_link[child] = heap_link[child], heap_link[i]
+        i = child
+    return key, link, size
+
+
+@njit(cache=True)
+def _links(hops, f):
+    n = 0
+    while n < hops.shape[1] and hops[f, n] >= 0:
+        n += 1
+    return hops[f, :n]
+
+
+@njit(cache=True)
+def attach(hops, on_link, degree, f):
+    """Enter flow f (its row of `hops` set) on its links; False (and nothing entered) if a link's row
+    of `on_link` is full."""
+    for link in _links(hops, f):
+        if degree[link] == on_link.shape[1]:
+            return False
+    for link in _links(hops, f):
+        on_link[link, degree[link]] = f
+        degree[link] += 1
+    return True
+
+
+@njit(cache=True)
+def detach(hops, on_link, degree, f):
+    """Take flow f off its links (the last flow of a link's row fills its place)."""
+    for link in _links(hops, f):
+        for q in range(degree[link]):
+            if on_link[link, q] == f:
+                degree[link] -= 1
+                on_link[link, q] = on_link[link, degree[link]]
+                break
+
+
+@njit(cache=True)
+def _fill(hops, on_link, degree, left, chosen, members, rate):
+    """Progressive filling of the flows `members` (marked in `chosen`) on the capacities `left` (what the
+    other flows leave); writes their rates into `rate`. Only the links they cross take part."""
+    count = np.zeros(left.size, np.int64)
+    heap_link = np.empty(hops.shape[1] * members.size + 1, np.int64)
+    n = 0
+    for f in members:
+        for link in _links(hops, f):
+            if count[link] == 0:
+                heap_link[n] = link
+                n += 1
+            count[link] += 1
+    heap_key = np.empty(n + 1)
+    size = 0
+    for i in range(n):
+        link = heap_link[i]
+        size = _push(heap_key, heap_link, size, max(left[link], 0.0) / count[link], link)
+    fixed = np.zeros(rate.size, np.bool_)
+    while size > 0:
+        key, link, size = _pop(heap_key, heap_link, size)
+        if count[link] == 0:
+            continue  # every flow on it is fixed
+        share = max(left[link], 0.0) / count[link]
+        if share != key:  # risen since pushed
+            size = _push(heap_key, heap_link, size, share, link)
+            continue
+        for f in on_link[link, : degree[link]]:
+            if not chosen[f] or fixed[f]:
+                continue
+            fixed[f] = True
+            rate[f] = share
+            for other in _links(hops, f):
+                left[other] -= share
+                count[other] -= 1
+
+
+@njit(cache=True)
+def max_min_rates(hops, capacity):
+    """Rates (float64, one per row of `hops`) of the flows whose links the rows list."""
+    n_flows = hops.shape[0]
+    degree = np.zeros(capacity.size, np.int64)
+    for f in range(n_flows):
+        for link in _links(hops, f):
+            degree[link] += 1
+    on_link = np.empty((capacity.size, max(degree.max(), 1)), np.int64)
+    degree[:] = 0
+    members = np.empty(n_flows, np.int64)
+    live = np.zeros(n_flows, np.bool_)
+    m = 0
+    for f in range(n_flows):
+        if _links(hops, f).size:
+            attach(hops, on_link, degree, f)
+            live[f] = True
+            members[m] = f
+            m += 1
+    rate = np.zeros(n_flows)
+    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), live, members[:m], rate)
+    return rate
+
+
+SLACK = 1e-9
+"""Relative tolerance of "full" and "the most on its link" in the bottleneck check."""
+
+GIVE_UP = 0.25, 32
+"""The local update gives way to solving whole components when it has more than this share of the
+flows and more than this many."""
+
+
+@njit(cache=True)
+def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, flows):
+    """Bring `rate` to the max-min fair rates after flows were attached or detached on the links
+    `touched` (a new flow has rate 0; a detached one is not looked at); `flows` are attached now.
+    `load` and `most` (per link: the sum and the largest of its flows' rates) are kept with it.
+
+    A feasible allocation in which every flow has a bottleneck (a full link on which no flow gets
+    more) is the max-min fair one. So: solve the set S of flows on the touched links again, on what
+    the other flows leave them; then check the flows that share a link with S (no other flow's
+    links changed). A flow without a bottleneck brings in itself and the flows that get more than
+    it on its full links, and S is solved again, until every flow has one. A start or an end usually
+    moves a handful of rates. If S grows past `GIVE_UP`, the connected components of
+    the flow-link graph that hold a touched link are solved whole instead (their rates do not depend
+    on the other components; SimGrid's lazy max-min update works by component too)."""
+    n_flows, n_links = rate.size, capacity.size
+    for link in touched:
+        _measure(link, on_link, degree, rate, load, most)
+    chosen = np.zeros(n_flows, np.bool_)
+    members = np.empty(n_flows, np.int64)
+    m = 0
+    for link in touched:
+        for f in on_link[link, : degree[link]]:
+            if not chosen[f]:
+                chosen[f] = True
+                members[m] = f
+                m += 1
+    left = np.empty(n_links)
+    mark = np.zeros(n_links, np.int64)  # == stamp: a link of S this round
+    links = np.empty(n_links, np.int64)
+    stamp = 0
+    while m > 0:
+        if m > GIVE_UP[0] * flows and m > GIVE_UP[1]:
+            _solve_components(hops, on_link, degree, capacity, rate, load, most, touched)
+            return
+        stamp += 1
+        k = 0
+        for f in members[:m]:
+            for link in _links(hops, f):
+                if mark[link] != stamp:
+                    mark[link] = stamp
+                    links[k] = link
+                    k += 1
+                    left[link] = capacity[link] - load[link]
+                left[link] += rate[f]
+        for f in members[:m]:
+            rate[f] = 0.0
+        _fill(hops, on_link, degree, left, chosen, members[:m], rate)
+        for link in links[:k]:
+            _measure(link, on_link, degree, rate, load, most)
+        grown = m
+        for link in links[:k]:  # the flows on the links of S: each needs a bottleneck
+            for f in on_link[link, : degree[link]]:
+                if _bottlenecked(f, hops, capacity, rate, load, most):
+                    continue
+                if not chosen[f]:
+                    chosen[f] = True
+                    members[grown] = f
+                    grown += 1
+                for full in _links(hops, f):
+                    if load[full] < capacity[full] * (1 - SLACK):
+                        continue
+                    over = load[full] > capacity[full] * (1 + SLACK)
+                    for g in on_link[full, : degree[full]]:
+                        if not chosen[g] and (over or rate[g] > rate[f]):
+                            chosen[g] = True
+                            members[grown] = g
+                            grown += 1
+        if grown == m:
+            return
+        m = grown
+
+
+@njit(cache=True)
+def _measure(link, on_link, degree, rate, load, most):
+    """The total and the largest rate of the flows on `link`."""
+    total = top = 0.0
+    for f in on_link[link, : degree[link]]:
+        total += rate[f]
+        top = max(top, rate[f])
+    load[link], most[link] = total, top
+
+
+@njit(cache=True)
+def _bottlenecked(f, hops, capacity, rate, load, most):
+    """Whether flow f has a full link on which no flow gets more, and no link of f is over capacity."""
+    found = False
+    for link in _links(hops, f):
+        if load[link] > capacity[link] * (1 + SLACK):
+            return False
+        if load[link] >= capacity[link] * (1 - SLACK) and rate[f] >= most[link] * (1 - SLACK):
+            found = True
+    return found
+
+
+@njit(cache=True)
+def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched):
+    """Progressive filling of the connected components of the flow-link graph that hold a touched link,
+    on the links' whole capacities."""
+    n_flows, n_links = rate.size, capacity.size
+    chosen = np.zeros(n_flows, np.bool_)
+    members = np.empty(n_flows, np.int64)
+    seen = np.zeros(n_links, np.bool_)
+    queue = np.empty(n_links, np.int64)
+    m = head = tail = 0
+    for link in touched:
+        if not seen[link]:
+            seen[link] = True
+            queue[tail] = link
+            tail += 1
+    while head < tail:  # breadth first over links, through the flows that cross them
+        for f in on_link[queue[head], : degree[queue[head]]]:
+            if chosen[f]:
+                continue
+            chosen[f] = True
+            members[m] = f
+            m += 1
+            for link in _links(hops, f):
+                if not seen[link]:
+                    seen[link] = True
+                    queue[tail] = link
+                    tail += 1
+        head += 1
+    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), chosen, members[:m], rate)
+    for link in queue[:tail]:
+        _measure(link, on_link, degree, rate, load, most)
+
+
+@njit(cache=True)
+def resolve(hops, on_link, degree, capacity, rate, load, most, touched, flows, left, seconds):
+    """The flow model's step when flows started or ended: `seconds` at the old rates off the bytes
+    `left`, the rates updated (`max_min_update`), and the wait until the next flow's last byte."""
+    _advance(left, rate, seconds)
+    max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, flows)
+    return next_end(left, rate)
+
+
+@njit(cache=True)
+def finished(left, rate, seconds, now):
+    """The flow model's step at a flow's scheduled last byte: `seconds` at the rates off the bytes
+    `left`, and the flows done (`ended`)."""
+    _advance(left, rate, seconds)
+    return ended(left, rate, now)
+
+
+@njit(cache=True)
+def _advance(left, rate, seconds):
+    if seconds > 0:
+        for f in range(rate.size):
+            left[f] -= rate[f] * seconds
+
+
+@njit(cache=True)
+def next_end(left, rate):
+    """Seconds until the first flow with a rate has sent its last byte (inf if none)."""
+    wait = np.inf
+    for f in range(rate.size):
+        if rate[f] > 0:
+            wait = min(wait, left[f] / rate[f])
+    return wait
+
+
+@njit(cache=True)
+def ended(left, rate, now):
+    """The flows with a rate and (to the clock's resolution at `now`) nothing left to send."""
+    out = []
+    for f in range(rate.size):
+        if rate[f] > 0 and left[f] <= rate[f] * now * 1e-14:
+            out.append(f)
+    return np.array(out, np.int64) if out else np.empty(0, np.int64)

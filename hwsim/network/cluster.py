@@ -1,0 +1,210 @@
+"""The cluster a system runs on: the fabric built once from the scenario, and the devices on its NPUs.
+
+A system names its NPUs (`names`: NPU i hosts the device called names[i]) and asks the
+cluster for its devices (`add`, `add_server`); it sends messages between devices
+(`send`) and never builds a switch or a link. Without `hardware.network` the fabric is
+one switch whose link to each device is that device's own `nic` (bandwidth, latency),
+which is what every scenario ran on before fabrics could be described. With a
+described fabric the links come from it; `nic.overhead` (per message) still applies,
+`overrides` change single NPUs' links, and a federated client's bandwidth factor
+scales its NPU's links.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+
+import simpy
+
+from hwsim.config.schema import HardwareSpec, NetworkSpec
+from hwsim.errors import ConfigError
+from hwsim.hardware import Device, Message, Server
+from hwsim.hardware.network import DeliveryObserver
+from hwsim.network import topology as topo
+from hwsim.network.fabric import Fabric
+from hwsim.network.topology import Topology
+
+MAX_NPUS = 1 << 16
+"""The most NPUs a fabric may have (a guard against a mistyped size)."""
+
+
+def fabric_npus(network: NetworkSpec | None, needed: int) -> int:
+    """How many NPUs the fabric `network` has when the system needs `needed`."""
+    if network is None:
+        return needed
+    if network.kind in ("switch", "ring", "fully_connected"):
+        return network.npus or needed
+    if network.kind == "torus":
+        return math.prod(network.shape)
+    if network.kind == "fat_tree":
+        return network.leaves * network.npus_per_leaf
+    return math.prod(d.size for d in network.dims)
+
+
+def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario") -> Topology:
+    """The topology of `hardware.network` for a system of `needed` NPUs; a ConfigError names any mistake."""
+    net, key = hardware.network, "hardware.network"
+    if net is not None and net.kind == "dims" and not net.dims:
+        raise ConfigError(where, f"{key}.dims", [], "at least one dimension {kind, size, bandwidth, latency}")
+    n = fabric_npus(net, needed)
+    if n > MAX_NPUS:
+        raise ConfigError(where, key, n, f"at most {MAX_NPUS:,} NPUs")
+    if n < needed:
+        raise ConfigError(where, key, f"{n} NPUs", f"at least the {needed} NPUs the system needs (a device on each)")
+    if net is None or net.kind == "switch":
+        bw = [hardware.nic.bandwidth if net is None or net.bandwidth is None else net.bandwidth] * n
+        lat = [hardware.nic.latency if net is None or net.latency is None else net.latency] * n
+        t = topo.star(n, bw, lat)
+    elif net.kind == "ring":
+        t = topo.ring(n, net.bandwidth, net.latency)
+    elif net.kind == "fully_connected":
+        t = topo.fully_connected(n, net.bandwidth, net.latency)
+    elif net.kind == "torus":
+        if len(net.shape) not in (2, 3):
+            raise ConfigError(where, f"{key}.shape", list(net.shape), "2 or 3 dimensions (a ring of NPUs is kind: ring)")
+        t = topo.torus(net.shape, net.bandwidth, net.latency)
+    elif net.kind == "fat_tree":
+        t = topo.fat_tree(
+            net.leaves, net.npus_per_leaf, net.spines, net.bandwidth, net.latency, net.spine_latency, net.oversubscription
+        )
+    else:
+        t = topo.dims([(d.kind, d.size, d.bandwidth, d.latency) for d in net.dims])
+    if net is not None:
+        _apply_overrides(t, net, needed, where)
+    return t
+
+
+def _apply_overrides(t: Topology, net, needed: int, where: str) -> None:
+    down = set()
+    for i, o in enumerate(net.overrides):
+        key = f"hardware.network.overrides[{i}]"
+        if o.npu >= t.npus:
+            raise ConfigError(where, f"{key}.npu", o.npu, f"an NPU of the fabric (0 to {t.npus - 1})")
+        if o.down:
+            down.add(o.npu)
+        for link in t.npu_links(o.npu):
+            if o.bandwidth is not None:
+                t.bandwidth[link] = o.bandwidth
+            if o.latency is not None:
+                t.latency[link] = o.latency
+    if down:
+        topo.without(t, down)
+        apart = topo.cut_off(t, list(range(needed)))
+        if apart is not None:
+            raise ConfigError(
+                where,
+                "hardware.network.overrides",
+                f"NPUs {sorted(down)} down",
+                f"a fabric that still joins the system's NPUs 0 to {needed - 1} (NPUs {apart[0]} and {apart[1]} are cut apart)",
+            )
+
+
+class Cluster:
+    """The fabric and the devices on its NPUs (`names[i]` on NPU i)."""
+
+    def __init__(self, env: simpy.Environment, hardware: HardwareSpec, names: list[str], recorder, where: str = "scenario"):
+        self.env = env
+        self.hardware = hardware
+        self.recorder = recorder
+        self.names = names
+        self.topology = build_topology(hardware, len(names), where)
+        model = hardware.network.model if hardware.network is not None else "flow"
+        self.fabric = Fabric(env, self.topology, model, names)
+        self.fabric.first_use = self._register
+        # links from each device's own NIC: no fabric described, or a switch without a bandwidth of its own
+        net = hardware.network
+        self.own_links = net is None or (net.kind == "switch" and net.bandwidth is None and net.latency is None)
+        self.devices: dict[int, Device] = {}
+        self._links_set: set[int] = set()
+        self._lanes: dict[tuple[int, int], simpy.Resource] = {}
+        self.npu: dict[str, int] = {}  # device (and NIC) name -> NPU
+        self.loss_observers: list[DeliveryObserver] = []
+        """Called as observer(message, lost_s) when a message is lost to an outage."""
+
+    # --- devices ----------------------------------------------------------------------
+
+    def add(self, npu: int, name: str, hardware: HardwareSpec, link_factor: float = 1.0) -> Device:
+        """A device on NPU `npu`; `link_factor` scales its links' bandwidth."""
+        return self._place(npu, Device(self.env, name, hardware), link_factor)
+
+    def add_server(self, npu: int, name: str, hardware: HardwareSpec, handler: Callable) -> Server:
+        """A device on NPU `npu` whose controller hands each message it receives to `handler`."""
+        return self._place(npu, Server(self.env, name, hardware, handler), 1.0)
+
+    def set_links(self, npu: int, hardware: HardwareSpec, factor: float = 1.0) -> None:
+        """NPU `npu`'s links for a device of `hardware` (its NIC's, on a switch without links of its own),
+        bandwidth scaled by `factor`; adding the device does this, or a system that wants the links set
+        before (federated clients: their round-time estimates)."""
+        if npu in self._links_set:
+            return
+        self._links_set.add(npu)
+        if self.own_links:
+            self.fabric.set_links(npu, hardware.nic.bandwidth, hardware.nic.latency, factor)
+        elif factor != 1.0:
+            self.fabric.set_links(npu, factor=factor)
+
+    def _place(self, npu: int, device, factor: float):
+        if npu in self.devices:
+            raise ValueError(f"NPU {npu} already holds {self.devices[npu].name}")
+        self.set_links(npu, device.spec, factor)
+        self.devices[npu] = device
+        self.npu[device.name] = self.npu[device.nic.name] = npu
+        self.recorder.attach_device(device)
+        return device
+
+    def _register(self, link: int) -> None:
+        """A link's first use: its unit joins the recorder, under the NPU it belongs to (or the fabric)."""
+        t = self.topology
+        ends = [e for e in (t.src[link], t.dst[link]) if e < t.npus]
+        owner = self.names[ends[0]] if len(ends) == 1 and ends[0] < len(self.names) else "fabric"
+        self.recorder.attach_unit(self.fabric.units[link], owner)
+
+    # --- messages ---------------------------------------------------------------------
+
+    def send(self, src: Device, dst: Device, payload, tag: str = "", **meta) -> Generator:
+        """Process: deliver `payload` from `src` into `dst`'s inbox; returns the Message (None if lost)."""
+        message = Message(src.nic.name, dst.nic.name, tag, payload, self.env.now, meta)
+        a, b = self.npu[src.name], self.npu[dst.name]
+        if self.fabric.is_down(a):
+            return self._lose(message)
+        label = f"{tag} -> {dst.name}" if tag else f"-> {dst.name}"
+        if self.fabric.model.ordered:
+            yield from self.fabric.transfer(a, b, message.nbytes, label, src.nic.spec.overhead)
+        else:  # one connection per pair: this message starts when the pair's previous one has left
+            lane = self._lanes.setdefault((a, b), simpy.Resource(self.env, capacity=1))
+            with lane.request() as turn:
+                yield turn
+                sent = self.env.event()
+                moving = self.env.process(self.fabric.transfer(a, b, message.nbytes, label, src.nic.spec.overhead, sent))
+                yield sent
+            yield moving
+        if self.fabric.is_down(b):
+            return self._lose(message)
+        yield dst.nic.inbox.put(message)
+        for notify in src.nic.delivery_observers:
+            notify(message, self.env.now)
+        return message
+
+    def loopback(self, npu: int, nbytes: int, label: str, overhead: float = 0.0) -> Generator:
+        """Process: `nbytes` from NPU `npu` to its switch and back (a mirrored partner's message on a
+        single switch: out on the uplink, in on the downlink)."""
+        t = self.topology
+        switch = t.npus  # a single switch: the first node after the NPUs
+        path = (t.link(npu, switch), t.link(switch, npu))
+        yield from self.fabric.model.transfer(path, nbytes, label, overhead)
+
+    def unloaded(self, a: int, b: int, nbytes: float, overhead: float | None = None) -> float:
+        """A message's time from NPU a to NPU b with nothing else on the fabric (the NIC overhead of
+        the scenario's hardware unless given)."""
+        return self.fabric.unloaded(a, b, nbytes, self.hardware.nic.overhead if overhead is None else overhead)
+
+    def link_down(self, name: str, start: float, end: float) -> None:
+        """Take the links of the device (or NIC) `name` down from `start` to `end` (seconds)."""
+        if name not in self.npu:
+            raise ValueError(f"no device named {name!r} is on the fabric")
+        self.fabric.down(self.npu[name], start, end)
+
+    def _lose(self, message: Message) -> None:
+        for notify in self.loss_observers:
+            notify(message, self.env.now)

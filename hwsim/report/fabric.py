@@ -1,0 +1,110 @@
+"""The fabric picture: the topology drawn with every cable coloured by its utilization.
+
+Switch levels are rows (NPUs at the bottom, then each level of switches above them: a
+leaf row and a spine row, or a row per dimension of a multi-dimensional fabric); a torus
+is a grid (3-D: its layers side by side), with wrap-around cables as stubs at the edges;
+a ring or an all-to-all fabric is a circle. A cable's colour (and width) is the higher
+utilization of its two directions, bytes / (bandwidth x simulated time), so the hot
+links stand out. Links that NPU-to-NPU dimensions of a multi-dimensional fabric add are
+arcs under the NPU row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from hwsim.network.topology import Topology
+
+
+def layout(t: Topology) -> np.ndarray:
+    """(x, y) of every node."""
+    xy = np.zeros((len(t.nodes), 2))
+    n = t.npus
+    if t.kind in ("ring", "fully_connected"):
+        angle = 2 * np.pi * np.arange(n) / max(n, 1)
+        xy[:n] = np.column_stack([np.cos(angle), np.sin(angle)]) * max(1.0, n / (2 * np.pi))
+        return xy
+    if t.kind == "torus":
+        k0, k1 = t.shape[0], t.shape[1]
+        for i, c in enumerate(t.coords):
+            layer = c[2] if len(c) > 2 else 0
+            xy[i] = (c[0] + layer * (k0 + 1), c[1])
+        return xy * np.array([1.0, max(1.0, k0 / max(k1, 1))])
+    xy[:n, 0] = np.arange(n)
+    members: dict[int, list[int]] = {}
+    for u, v in zip(t.src, t.dst, strict=True):
+        if u < n <= v:
+            members.setdefault(v, []).append(u)
+    rows = {name: row for row, name in enumerate(dict.fromkeys(_row(t, s) for s in range(n, len(t.nodes))), start=1)}
+    spread = max(1.0, n / 8)
+    for name, row in rows.items():
+        same = [s for s in range(n, len(t.nodes)) if _row(t, s) == name]
+        x = np.array([np.mean(members[s]) if s in members else np.nan for s in same])
+        even = (np.arange(len(same)) + 0.5) * n / len(same) - 0.5
+        if np.isnan(x).any() or (len(same) > 1 and np.diff(np.sort(x)).min() < 0.5 * n / len(same)):
+            # spines, or switches whose NPUs interleave (a rank's switch in a multi-dimensional fabric):
+            # spread over the width, in the order of their NPUs
+            x = even[np.argsort(np.argsort(np.nan_to_num(x, nan=0.0), kind="stable"))] if not np.isnan(x).all() else even
+        xy[same] = np.column_stack([x, np.full(len(same), row * spread)])
+    return xy
+
+
+def _row(t: Topology, node: int) -> str:
+    """The row of a switch: its level ("leaf", "spine", "dim1", "sw")."""
+    name = t.nodes[node]
+    return name.split(".")[0] if "." in name else name.rstrip("0123456789")
+
+
+def fabric_figure(t: Topology, links: pd.DataFrame, title: str = "") -> Figure:
+    """The topology with each cable coloured by its utilization (max of its two directions)."""
+    util = links.util.fillna(0.0).to_numpy()
+    cables: dict[tuple[int, int], float] = {}
+    for i, (u, v) in enumerate(zip(t.src, t.dst, strict=True)):
+        key = (min(u, v), max(u, v))
+        cables[key] = max(cables.get(key, 0.0), util[i])
+    xy = layout(t)
+    segments, values, arcs = [], [], []
+    for (u, v), value in cables.items():
+        a, b = xy[u], xy[v]
+        if t.kind == "torus" and np.abs(a - b).max() > 1.5 * max(1.0, xy[:, 1].max() / max(t.shape[1] - 1, 1)):
+            for p, q in ((a, b), (b, a)):  # a wrap-around cable: a stub out of each edge
+                step = np.sign(q - p) * np.array([0.35, 0.35])
+                segments.append([p, p - step])
+                values.append(value)
+            continue
+        if u < t.npus and v < t.npus and t.kind in ("switch", "fat_tree", "dims"):
+            arcs.append((a, b, value))  # NPU to NPU along a ring or all-to-all dimension
+            continue
+        segments.append([a, b])
+        values.append(value)
+    for a, b, value in arcs:
+        x = np.linspace(a[0], b[0], 16)
+        y = -0.15 - 0.1 * np.sqrt(np.abs(b[0] - a[0])) * np.sin(np.linspace(0, np.pi, 16))
+        segments += [[(x[j], y[j]), (x[j + 1], y[j + 1])] for j in range(15)]
+        values += [value] * 15
+    top = max(values) if values and max(values) > 0 else 1.0
+    fig = Figure(figsize=(12, 5.5), layout="constrained")
+    ax = fig.subplots()
+    values = np.asarray(values)
+    widest = 3.0 if len(cables) <= 64 else 1.2  # thin lines where there are many
+    lines = LineCollection(segments, array=values, cmap="inferno_r", norm=None, linewidths=0.4 + widest * values / top)
+    lines.set_clim(0, top)
+    ax.add_collection(lines)
+    n = t.npus
+    ax.scatter(xy[:n, 0], xy[:n, 1], s=max(4, 60 - n / 10), color="#4C72B0", zorder=3, label="NPU")
+    if len(t.nodes) > n:
+        ax.scatter(xy[n:, 0], xy[n:, 1], s=50, marker="s", color="#555555", zorder=3, label="switch")
+    hot = links.loc[links.util.idxmax()] if len(links) and links.util.notna().any() else None
+    note = f"; hottest: {hot.link} at {hot.util:.1%}" if hot is not None and hot.util > 0 else ""
+    ax.set_title((title or f"Fabric: {t.kind}, {n} NPUs") + f" - cable colour and width: utilization{note}", fontsize=10)
+    ax.autoscale()
+    ax.margins(0.05)
+    ax.set_aspect("auto")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(loc="upper right", fontsize="small")
+    fig.colorbar(lines, ax=ax, label="utilization (bytes / (bandwidth x simulated time))", fraction=0.03)
+    return fig
