@@ -228,6 +228,14 @@ def _index(coords: tuple[int, ...], shape: tuple[int, ...]) -> int:
     return i
 
 
+def dimension_groups(t: Topology) -> list[list[list[int]]]:
+    """Per dimension of a `dims` or `torus` fabric, its groups: the NPUs (in coordinate order) that differ
+    only along it. Any other fabric has one dimension, one group of every NPU."""
+    if t.kind in ("dims", "torus"):
+        return [_groups(t.shape, dim) for dim in range(len(t.shape))]
+    return [[list(range(t.npus))]]
+
+
 def _groups(shape: tuple[int, ...], dim: int) -> list[list[int]]:
     """The NPUs (in coordinate order along `dim`) of every group that differs only along `dim`."""
     groups: dict[tuple, list[int]] = {}

@@ -1,0 +1,131 @@
+"""A collective over a whole fabric: cut into chunks that pipeline through the fabric's dimensions.
+
+`collective(...)` runs operation `op` over NPUs 0..n-1 of a fabric:
+
+- **flat** (`hierarchical=False`): one plan over all n NPUs per chunk;
+- **hierarchical** (ASTRA-sim's multi-dimensional collectives; a `dims` or `torus`
+  fabric): an all-reduce is a reduce-scatter along dimension 1, then along dimension 2 on
+  the piece each NPU kept, ..., then all-gathers in reverse order; a reduce-scatter (an
+  all-gather) is the first (the second) half. Each dimension runs its own algorithm
+  (`algorithm` may be a list, one per dimension) within each group of NPUs that differ
+  only along it.
+
+The buffer is cut into `chunks` chunks (ASTRA-sim's splits). A chunk's phase on a group
+starts when every NPU of the group has finished the chunk's previous phase and fewer
+than `in_flight` chunks are in a phase of that group's dimension (first come, first
+served). The phases of one chunk therefore pipeline with the other chunks' phases on
+other dimensions. With equal phases per dimension T_1..T_d (a reduce-scatter) and one
+chunk in flight per dimension, c chunks take
+
+    T_1 + ... + T_d + (c - 1) * max_j T_j
+
+(the classic pipeline; `tests/collectives/test_schedule.py` checks it at c = 1, 2, 4 and
+d = 1, 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+import numpy as np
+import simpy
+
+from hwsim.collectives.algorithms import CollectiveError, plan
+from hwsim.collectives.executor import Outcome, bounds, run
+from hwsim.network.topology import dimension_groups
+
+HIERARCHICAL = ("all_reduce", "reduce_scatter", "all_gather")
+
+
+def phases(op: str, dims: int) -> list[tuple[str, int]]:
+    """(operation, dimension) of each phase of a hierarchical `op` over `dims` dimensions."""
+    if op not in HIERARCHICAL:
+        raise CollectiveError(f"a hierarchical {op} is not defined; hierarchical collectives: {', '.join(HIERARCHICAL)}")
+    down = [("reduce_scatter", j) for j in range(dims)]
+    up = [("all_gather", j) for j in reversed(range(dims))]
+    return {"all_reduce": down + up, "reduce_scatter": down, "all_gather": up}[op]
+
+
+def collective(
+    env: simpy.Environment,
+    fabric,
+    op: str,
+    algorithm: str | Sequence[str],
+    nbytes: int,
+    *,
+    chunks: int = 1,
+    in_flight: int = 1,
+    hierarchical: bool = False,
+    data: Sequence[np.ndarray] | None = None,
+    devices: Sequence | None = None,
+    overhead: float = 0.0,
+) -> Generator:
+    """Process: `op` over every NPU of `fabric` (`nbytes` per NPU; `data`, if given, one float32 array per
+    NPU, changed in place); returns an `Outcome` (per NPU: end time, bytes sent)."""
+    if chunks < 1:
+        raise CollectiveError(f"chunks: at least 1; got {chunks}")
+    if in_flight < 1:
+        raise CollectiveError(f"in_flight: at least 1; got {in_flight}")
+    t = fabric.topology
+    groups = dimension_groups(t) if hierarchical else [[list(range(t.npus))]]
+    if hierarchical and len(groups) < 2:
+        raise CollectiveError(
+            f"a hierarchical collective needs a fabric of 2 or more dimensions (dims or torus); this one is a {t.kind}"
+        )
+    names = [algorithm] * len(groups) if isinstance(algorithm, str) else list(algorithm)
+    if len(names) != len(groups):
+        raise CollectiveError(f"one algorithm per dimension: {len(groups)}; got {len(names)}")
+    steps = phases(op, len(groups)) if hierarchical else [(op, 0)]
+    plans = {(o, j): plan(o, names[j], len(groups[j][0])) for o, j in steps}
+    width = 4 if data is not None else 1
+    size = data[0].size if data is not None else nbytes
+    edges = bounds(size, chunks)
+    slots = [{tuple(g): simpy.Resource(env, in_flight) for g in per_dim} for per_dim in groups]
+    n = t.npus
+    outcome = Outcome(env.now, [env.now] * n, [0] * n)
+    done = {}  # (chunk, phase, npu) -> event
+
+    group_of = [{npu: g for g in per_dim for npu in g} for per_dim in groups]
+
+    def piece(chunk: int, dim: int, npu: int) -> tuple[int, int]:
+        """The element (or byte) range an NPU works on along `dim`: its chunk, narrowed by the
+        reduce-scatters of the dimensions before (a rank keeps block r of its group's piece)."""
+        lo, hi = edges[chunk], edges[chunk + 1]
+        for k in range(dim):
+            group = group_of[k][npu]
+            edge = bounds(hi - lo, len(group))
+            r = group.index(npu)
+            lo, hi = lo + edge[r], lo + edge[r + 1]
+        return lo, hi
+
+    def one(chunk: int, phase: int, group: list[int]) -> Generator:
+        before = [done[chunk, phase - 1, npu] for npu in group] if phase else []
+        yield simpy.AllOf(env, before)
+        o, j = steps[phase]
+        with slots[j][tuple(group)].request() as turn:
+            yield turn
+            lo, hi = piece(chunk, j, group[0])
+            views = [data[npu][lo:hi] for npu in group] if data is not None else None
+            mine = [devices[npu] for npu in group] if devices is not None else None
+            label = f"{op} c{chunk} {o} d{j}"
+            play = run(
+                env, fabric, plans[o, j], group, (hi - lo) * width, data=views, devices=mine, overhead=overhead, label=label
+            )
+            out = yield env.process(play)
+        for r, npu in enumerate(group):
+            outcome.bytes_sent[npu] += out.bytes_sent[r]
+            outcome.end_s[npu] = max(outcome.end_s[npu], out.end_s[r])
+            done[chunk, phase, npu].succeed()
+
+    for chunk in range(chunks):
+        for phase in range(len(steps)):
+            for npu in range(n):
+                done[chunk, phase, npu] = env.event()
+    processes = [
+        env.process(one(chunk, phase, group))
+        for chunk in range(chunks)
+        for phase, (_, j) in enumerate(steps)
+        for group in groups[j]
+    ]
+    yield simpy.AllOf(env, processes)
+    return outcome
