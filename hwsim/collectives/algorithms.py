@@ -5,8 +5,11 @@ blocks (block b of NPU i is the same slice of every NPU's buffer). A step is a `
 of some blocks to a peer, or a `Recv` from a peer of what it sent, into some blocks,
 either replacing them or added into them (`reduce`). An NPU takes its steps in order; a
 send leaves at once (it carries the blocks as they are then), a receive waits for the
-matching send (the k-th receive from a peer matches that peer's k-th send to it). The
-executor (`hwsim.collectives.executor`) plays the steps on a fabric.
+matching send (the k-th receive from a peer matches that peer's k-th send to it). A
+step's `lane` lets one rank run independent sequences at once (the two trees of a
+double binary tree): steps of one lane are in order, lanes run side by side, and sends
+match receives within a lane. The executor (`hwsim.collectives.executor`) plays the
+steps on a fabric.
 
 Algorithms, for n NPUs (ranks 0..n-1; `group` maps them to fabric NPUs):
 
@@ -18,6 +21,14 @@ Algorithms, for n NPUs (ranks 0..n-1; `group` maps them to fabric NPUs):
 | all_to_all | - | send block j to each j, which puts it in slot i | - |
 | broadcast (from rank 0) | a chain 0 -> 1 -> ... -> n-1, block by block (pipelined) | 0 sends all to each | - |
 | reduce (to rank 0) | a chain n-1 -> ... -> 0, adding block by block | each sends all to 0, which adds | - |
+
+`double_binary_tree` (all_reduce; NCCL's, Sanders, Speck and Traeff 2009): two binary
+trees, each carrying half of the buffer: tree A is the heap over ranks 0..n-1 (parent
+(i - 1) // 2), tree B the heap over ranks n-1..0, so a rank inner in one is mostly a leaf
+in the other. In each, a rank adds what its children send, sends the sum to its parent,
+then takes the result from its parent and sends it to its children. With no contention
+(`ideal`) both trees run side by side and the all-reduce takes 2 D (h a + M / (2 b)),
+D = floor(log2 n) the trees' depth.
 
 After reduce_scatter NPU i holds the sum of block i (ring and halving-doubling leave
 block i on NPU i; so does direct). All-reduce under `ring` is Patarasuk and Yuan's
@@ -38,6 +49,7 @@ class CollectiveError(ValueError):
 class Send:
     peer: int
     blocks: tuple[int, ...]
+    lane: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class Recv:
     peer: int
     blocks: tuple[int, ...]
     reduce: bool  # add into the local blocks (else replace them)
+    lane: int = 0
 
 
 Step = Send | Recv
@@ -155,6 +168,20 @@ def _star(n: int, reduce: bool) -> list[list[Step]]:
     return steps
 
 
+def _double_binary_tree(n: int) -> list[list[Step]]:
+    steps: list[list[Step]] = [[] for _ in range(n)]
+    for lane, rank_of in enumerate((lambda h: h, lambda h: n - 1 - h)):  # heap position -> rank
+        for h in range(n):
+            i = rank_of(h)
+            children = [rank_of(c) for c in (2 * h + 1, 2 * h + 2) if c < n]
+            parent = rank_of((h - 1) // 2) if h else None
+            steps[i] += [Recv(c, (lane,), True, lane) for c in children]
+            if parent is not None:
+                steps[i] += [Send(parent, (lane,), lane), Recv(parent, (lane,), False, lane)]
+            steps[i] += [Send(c, (lane,), lane) for c in children]
+    return steps
+
+
 def _join(*parts: list[list[Step]]) -> list[list[Step]]:
     return [sum((p[i] for p in parts), []) for i in range(len(parts[0]))]
 
@@ -167,6 +194,7 @@ BUILDERS = {
     ("all_gather", "direct"): lambda n: _direct(n, "all_gather"),
     ("all_reduce", "direct"): lambda n: _join(_direct(n, "reduce_scatter"), _direct(n, "all_gather")),
     ("all_to_all", "direct"): lambda n: _direct(n, "all_to_all"),
+    ("all_reduce", "double_binary_tree"): _double_binary_tree,
     ("reduce_scatter", "halving_doubling"): _halving_reduce_scatter,
     ("all_gather", "halving_doubling"): _doubling_all_gather,
     ("all_reduce", "halving_doubling"): lambda n: _join(_halving_reduce_scatter(n), _doubling_all_gather(n)),
@@ -194,4 +222,5 @@ def plan(op: str, algorithm: str, n: int) -> Plan:
     if algorithm == "halving_doubling":
         _power_of_two(n, algorithm)
     steps = build(n) if n > 1 else [[]]
-    return Plan(op, algorithm, n, n, tuple(tuple(s) for s in steps))
+    blocks = 2 if algorithm == "double_binary_tree" else n
+    return Plan(op, algorithm, n, blocks, tuple(tuple(s) for s in steps))

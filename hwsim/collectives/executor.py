@@ -1,6 +1,6 @@
 """Play a collective's steps (`algorithms.Plan`) on a fabric.
 
-Each rank is a SimPy process that takes its steps in order. A `Send` starts a transfer of
+Each rank is a SimPy process per lane that takes its steps of that lane in order. A `Send` starts a transfer of
 its blocks' bytes from the rank's fabric NPU to the peer's (under the fabric's sharing
 model) and goes on at once; a `Recv` waits for the matching transfer (the k-th receive
 from a peer matches that peer's k-th send to this rank) and then writes or adds its
@@ -67,13 +67,13 @@ def run(
     elements = data[0].size if data is not None else nbytes
     edge = bounds(elements, plan.blocks)
     width = 4 if data is not None else 1  # bytes per element
-    arrived: dict[tuple[int, int, int], simpy.Event] = {}
-    sent_count = [[0] * n for _ in range(n)]
+    arrived: dict[tuple[int, int, int, int], simpy.Event] = {}
+    sent_count: dict[tuple[int, int, int], int] = {}
     outcome = Outcome(env.now, [env.now] * n, [0] * n)
     name = label or f"{plan.op} {plan.algorithm}"
 
-    def channel(src: int, dst: int, seq: int) -> simpy.Event:
-        key = (src, dst, seq)
+    def channel(src: int, dst: int, lane: int, seq: int) -> simpy.Event:
+        key = (src, dst, lane, seq)
         if key not in arrived:
             arrived[key] = env.event()
         return arrived[key]
@@ -82,19 +82,21 @@ def run(
         yield from fabric.transfer(group[src], group[dst], size, f"{name} r{src}->r{dst}", overhead)
         done.succeed(payload)
 
-    def rank(i: int) -> Generator:
+    def rank(i: int, lane: int) -> Generator:
         received = [0] * n
         for step in plan.steps[i]:
+            if step.lane != lane:
+                continue
             spans = [(edge[b], edge[b + 1]) for b in step.blocks]
             size = sum(hi - lo for lo, hi in spans) * width
             if isinstance(step, Send):
-                seq = sent_count[i][step.peer]
-                sent_count[i][step.peer] += 1
+                seq = sent_count.get((i, step.peer, lane), 0)
+                sent_count[i, step.peer, lane] = seq + 1
                 payload = [data[i][lo:hi].copy() for lo, hi in spans] if data is not None else None
                 outcome.bytes_sent[i] += size
-                env.process(transfer(i, step.peer, size, payload, channel(i, step.peer, seq)))
+                env.process(transfer(i, step.peer, size, payload, channel(i, step.peer, lane, seq)))
                 continue
-            payload = yield channel(step.peer, i, received[step.peer])
+            payload = yield channel(step.peer, i, lane, received[step.peer])
             received[step.peer] += 1
             if data is not None:
                 parts = [p.size for p in payload]
@@ -109,7 +111,8 @@ def run(
                         data[i][lo:hi] = part
             if step.reduce and devices is not None:
                 yield from devices[i].vector.elementwise(size // width, 1, f"{name} add")
-        outcome.end_s[i] = env.now
+        outcome.end_s[i] = max(outcome.end_s[i], env.now)
 
-    yield simpy.AllOf(env, [env.process(rank(i)) for i in range(n)])
+    lanes = [sorted({step.lane for step in plan.steps[i]} or {0}) for i in range(n)]
+    yield simpy.AllOf(env, [env.process(rank(i, lane)) for i in range(n) for lane in lanes[i]])
     return outcome

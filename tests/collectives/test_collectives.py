@@ -103,6 +103,16 @@ def test_direct_all_reduce_takes_its_closed_form(n):
     assert play(star, p, M, model="flow").duration_s == pytest.approx(2 * (2 * ALPHA + (n - 1) * M / (n * BETA)), rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 13])
+def test_the_double_binary_tree_takes_its_closed_form(n):
+    """Two heap trees (ranks 0..n-1 and n-1..0), half the buffer each, side by side: with no contention
+    (ideal) up and down the tree take 2 D (h a + M / (2 b)), D = floor(log2 n), h = 2 on a switch."""
+    M = 2000
+    star = topo.star(n, [BETA] * n, [ALPHA] * n)
+    want = 2 * math.floor(math.log2(n)) * (2 * ALPHA + M / (2 * BETA))
+    assert play(star, plan("all_reduce", "double_binary_tree", n), M).duration_s == pytest.approx(want, rel=1e-12)
+
+
 def test_every_rank_sends_what_the_algorithm_says():
     """Ring and halving-doubling all-reduce send 2 (n-1)/n M bytes per rank; direct the same."""
     n, M = 8, 8000
@@ -115,7 +125,10 @@ def test_every_rank_sends_what_the_algorithm_says():
     "args, words",
     [
         (("all_reduce", "halving_doubling", 6), "power-of-two number of NPUs; got 6"),
-        (("all_reduce", "tree", 4), "unknown algorithm 'tree' for all_reduce; one of ring, direct, halving_doubling"),
+        (
+            ("all_reduce", "tree", 4),
+            "unknown algorithm 'tree' for all_reduce; one of ring, direct, double_binary_tree, halving_doubling",
+        ),
         (("allreduce", "ring", 4), "unknown collective 'allreduce'"),
         (("all_to_all", "ring", 4), "one of direct"),
         (("all_reduce", "ring", 0), "at least one NPU"),
