@@ -50,6 +50,10 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     if fill is not None:
         _check_model(fill.model, "system.fill.model", where)
     kind = SYSTEMS[system.kind]
+    if scenario.model.kind == "layers" and not getattr(kind, "takes_layers", False):
+        raise ConfigError(
+            where, "model.kind", "layers", f"an mlp or a transformer for system.kind {system.kind} (layers: data_parallel)"
+        )
     kind.check(scenario, where)
     build_topology(scenario.hardware, len(kind.npu_names(system)), where)
 

@@ -350,6 +350,14 @@ def _describe(summary: dict) -> str:
             f"first instance slowdown {round(fill['primary_slowdown'], 12) + 0.0:.2%} (budget {fill['slowdown_budget']:.1%}), "
             f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s{loss}"
         )
+    if "data_parallel" in s:
+        dp = s["data_parallel"]
+        how = ("hierarchical " if dp["collective"]["hierarchical"] else "") + str(dp["collective"]["algorithm"])
+        lines.append(
+            f"  data parallel over {dp['replicas']} replicas ({how} all-reduce of {format_quantity(dp['gradient_bytes'], 'size')}): "
+            f"compute {format_quantity(dp['compute_s'], 'time')}, all-reduce {format_quantity(dp['allreduce_s'], 'time')} "
+            f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step"
+        )
     if "online" in s:
         lines.append(_describe_online(s["online"]))
     if "federated" in s:

@@ -59,15 +59,20 @@ def collective(
     data: Sequence[np.ndarray] | None = None,
     devices: Sequence | None = None,
     overhead: float = 0.0,
+    npus: int | None = None,
 ) -> Generator:
-    """Process: `op` over every NPU of `fabric` (`nbytes` per NPU; `data`, if given, one float32 array per
-    NPU, changed in place); returns an `Outcome` (per NPU: end time, bytes sent)."""
+    """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
+    `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
+    `Outcome` (per NPU: end time, bytes sent)."""
     if chunks < 1:
         raise CollectiveError(f"chunks: at least 1; got {chunks}")
     if in_flight < 1:
         raise CollectiveError(f"in_flight: at least 1; got {in_flight}")
     t = fabric.topology
-    groups = dimension_groups(t) if hierarchical else [[list(range(t.npus))]]
+    n = t.npus if npus is None else npus
+    if hierarchical and n != t.npus:
+        raise CollectiveError(f"a hierarchical collective runs on every NPU of the fabric ({t.npus}); asked for {n}")
+    groups = dimension_groups(t) if hierarchical else [[list(range(n))]]
     if hierarchical and len(groups) < 2:
         raise CollectiveError(
             f"a hierarchical collective needs a fabric of 2 or more dimensions (dims or torus); this one is a {t.kind}"
@@ -81,7 +86,6 @@ def collective(
     size = data[0].size if data is not None else nbytes
     edges = bounds(size, chunks)
     slots = [{tuple(g): simpy.Resource(env, in_flight) for g in per_dim} for per_dim in groups]
-    n = t.npus
     outcome = Outcome(env.now, [env.now] * n, [0] * n)
     done = {}  # (chunk, phase, npu) -> event
 

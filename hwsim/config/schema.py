@@ -237,7 +237,27 @@ class TransformerSpec:
     seq_len: int = spec(doc="tokens per sequence", min=1)
 
 
-ModelSpec = MlpSpec | TransformerSpec
+@schema
+class LayerSpec:
+    """One layer of a `layers` model, as timed on your own hardware."""
+
+    name: str = spec("", doc="its name (empty: layer<i>)")
+    forward: float = spec(doc="forward time of one step's batch", unit="time", min=0)
+    backward: float = spec(doc="backward time (input and weight gradients)", unit="time", min=0)
+    params: float = spec(doc="its parameters' bytes (the gradient all-reduced after its backward)", unit="size", min=0)
+
+
+@schema
+class LayersSpec:
+    """A workload of plain layers with times measured on your hardware: timing-only."""
+
+    kind: str = spec("layers", doc="model family", choices=("layers",))
+    name: str = spec("layers", doc="model name")
+    layers: tuple[LayerSpec, ...] = spec(doc="the layers, first to last")
+    repeat: int = spec(1, doc="the list of layers this many times over (24 identical blocks: one layer, repeat: 24)", min=1)
+
+
+ModelSpec = MlpSpec | TransformerSpec | LayersSpec
 
 
 # --- systems ------------------------------------------------------------------------
@@ -593,7 +613,35 @@ class FederatedSpec:
     compute_precision: str = spec("fp32", doc="precision of the GEMMs", choices=PRECISIONS)
 
 
-SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec
+@schema
+class CollectiveSpec:
+    """How a collective runs on the fabric (`hwsim/collectives`)."""
+
+    algorithm: Any = spec(
+        "ring", doc="ring, direct, halving_doubling, double_binary_tree; hierarchical: one name, or a list with one per dimension"
+    )
+    hierarchical: bool = spec(
+        False, doc="dimension by dimension on a dims or torus fabric (reduce-scatter 1, 2, ..., all-gather back)"
+    )
+    chunks: int = spec(1, doc="pieces the buffer is cut into, pipelined through the dimensions", min=1)
+    in_flight: int = spec(1, doc="chunks at once in each dimension", min=1)
+
+
+@schema
+class DataParallelSpec:
+    """Data parallelism: every NPU holds a replica; each step runs forward and backward, and each
+    layer's gradient is all-reduced over the replicas as soon as its backward is done, overlapped
+    with the backward of the layers before it; the optimizer runs after the last all-reduce."""
+
+    kind: str = spec("data_parallel", doc="system", choices=("data_parallel",))
+    replicas: int = spec(8, doc="replicas, one per NPU (NPUs 0 to replicas - 1)", min=1)
+    steps: int = spec(1, doc="training steps", min=1)
+    batch: int = spec(1, doc="samples per step on each replica", min=1)
+    optimizer: float = spec("0 s", doc="optimizer time after the last all-reduce", unit="time", min=0)
+    collective: CollectiveSpec = spec(CollectiveSpec, doc="the gradient all-reduce")
+
+
+SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec
 
 
 # --- run and report -----------------------------------------------------------------

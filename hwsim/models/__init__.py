@@ -1,13 +1,14 @@
 """Models: per-layer costs derived from a description, and real math where it is small enough."""
 
-from hwsim.config.schema import MlpSpec, TransformerSpec
+from hwsim.config.schema import LayersSpec, MlpSpec, TransformerSpec
+from hwsim.models.layers import Layers
 from hwsim.models.mlp import Mlp
 from hwsim.models.ops import Gemm, LayerOps
 from hwsim.models.transformer import Transformer
 
 
-def make_model(spec: MlpSpec | TransformerSpec) -> Mlp | Transformer:
-    return {"mlp": Mlp, "transformer": Transformer}[spec.kind](spec)
+def make_model(spec: MlpSpec | TransformerSpec | LayersSpec) -> Mlp | Transformer | Layers:
+    return {"mlp": Mlp, "transformer": Transformer, "layers": Layers}[spec.kind](spec)
 
 
-__all__ = ["Gemm", "LayerOps", "Mlp", "Transformer", "make_model"]
+__all__ = ["Gemm", "LayerOps", "Layers", "Mlp", "Transformer", "make_model"]

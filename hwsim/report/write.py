@@ -47,6 +47,8 @@ def write_report(result, folder: Path) -> Path:
     tables |= {"units": result.utilization, "banks": result.banks}
     if not result.links.empty:
         tables |= {"links": result.links}
+    if hasattr(result.outcome.system, "collectives"):
+        tables |= {"collectives": result.outcome.system.collectives}
     if trace.rows("phases"):
         tables |= {"step_phases": result.phases}
     if trace.rows("ops"):

@@ -1,6 +1,7 @@
 """The mechanisms as SimPy processes that wire hardware, policies and kernels together."""
 
 from hwsim.systems.compressed_ps import CompressedPs
+from hwsim.systems.data_parallel import DataParallel
 from hwsim.systems.federated import Federated
 from hwsim.systems.online import Online
 from hwsim.systems.pipeline import Pipeline
@@ -12,6 +13,7 @@ SYSTEMS = {
     "pipeline": Pipeline,
     "online": Online,
     "federated": Federated,
+    "data_parallel": DataParallel,
 }
 """System classes by the `system.kind` that names them in scenario files.
 
@@ -20,4 +22,4 @@ A system class has `npu_names(spec)` (the device on each NPU of the cluster, in 
 and is built as `kind(scenario, cluster, model, data, rng, progress)`; `run()` is its
 SimPy process. A new system is a class with these and an entry here."""
 
-__all__ = ["SYSTEMS", "CompressedPs", "Federated", "Online", "Pipeline", "SingleDevice"]
+__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Online", "Pipeline", "SingleDevice"]

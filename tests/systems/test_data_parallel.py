@@ -1,0 +1,90 @@
+"""Data parallelism: the iteration's closed form, exposed communication, the report, and bad settings."""
+
+import pandas as pd
+import pytest
+
+import hwsim
+from hwsim.errors import ConfigError
+
+F, B, OPT = 0.5e-3, 1e-3, 0.2e-3  # forward, backward per layer; optimizer
+BW, LAT = 50e9, 1e-6
+
+
+def scenario(root, *overrides, replicas=4, layers=6, params="4 MiB", model="ideal"):
+    base = [
+        "hardware=edge_npu",
+        f"hardware.network={{kind: switch, bandwidth: {BW * 8 / 1e9:g} Gb/s, latency: 1 us, model: {model}}}",
+        "hardware.nic.overhead=0 s",
+        f"model={{kind: layers, name: toy, layers: [{{forward: 0.5 ms, backward: 1 ms, params: {params}}}], repeat: {layers}}}",
+        f"system={{kind: data_parallel, replicas: {replicas}, steps: 2, optimizer: 0.2 ms}}",
+        "run.mode=timing-only",
+    ]
+    return hwsim.load_scenario(root / "scenarios" / "quickstart.yaml", base + list(overrides))
+
+
+@pytest.mark.parametrize("model, params", [("ideal", "4 MiB"), ("ideal", "64 MiB"), ("flow", "4 MiB")])
+def test_an_iteration_is_compute_then_the_last_layers_all_reduce_then_the_optimizer(root, model, params):
+    """Each layer's all-reduce (ring on a switch: A = 2(n-1)(2a + M/(n b))) starts after its backward; the
+    first layer's starts after the last backward, so T = L (f + b) + A + o. Under `ideal` that holds even
+    when A > b (the all-reduces overlap without contention); under `flow` it needs A < b."""
+    r = hwsim.run(scenario(root, replicas=4, layers=6, params=params, model=model))
+    assert r.status == "ok", r.diagnosis
+    M = {"4 MiB": 4 << 20, "64 MiB": 64 << 20}[params]
+    A = 2 * 3 * (2 * LAT + M / (4 * BW))
+    assert (A > B) == (params == "64 MiB")
+    assert r.summary["step_time_s"] == pytest.approx(6 * (F + B) + A + OPT, rel=1e-9)
+    dp = r.summary["data_parallel"]
+    assert dp["exposed_allreduce_s"] == pytest.approx(A, rel=1e-9)
+    table = r.outcome.system.collectives
+    assert len(table) == 12 and (table.bytes == M).all()
+    assert (table.end_s - table.start_s).to_numpy() == pytest.approx(A, rel=1e-9)  # none waited for another
+
+
+def test_a_hierarchical_all_reduce_on_two_dimensions_takes_its_closed_form(root):
+    """4 x 2 NPUs: reduce-scatter and all-gather along each dimension, ring in each."""
+    net = "{dims: [{kind: switch, size: 4, bandwidth: 400 GB/s, latency: 1 us}, {kind: switch, size: 2, bandwidth: 50 GB/s, latency: 2 us}]}"
+    r = hwsim.run(
+        scenario(root, f"hardware.network={net}", "system.collective={algorithm: ring, hierarchical: true}", replicas=8)
+    )
+    M = 4 << 20
+    A = 2 * (3 * (2e-6 + M / (4 * 400e9)) + 1 * (4e-6 + M / (8 * 50e9)))
+    assert r.summary["data_parallel"]["exposed_allreduce_s"] == pytest.approx(A, rel=1e-9)
+
+
+def test_the_report_has_the_collectives_and_the_fabric(root, tmp_path):
+    r = hwsim.run(scenario(root))
+    folder = r.write(tmp_path)
+    table = pd.read_csv(folder / "collectives.csv")
+    assert list(table.columns) == ["step", "layer", "bytes", "algorithm", "start_s", "end_s", "exposed_s"]
+    assert (folder / "fabric.png").is_file() and (folder / "links.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides, key, words",
+    [
+        (
+            ["system.collective={algorithm: halving_doubling}"],
+            "system.collective.algorithm",
+            "power-of-two number of NPUs; got 6",
+        ),
+        (["system.collective={algorithm: tree}"], "system.collective.algorithm", "unknown algorithm 'tree'"),
+        (["system.collective={algorithm: ring, hierarchical: true}"], "system.collective.hierarchical", "a dims or torus fabric"),
+        (["system.collective={algorithm: [ring, direct]}"], "system.collective.algorithm", "one name"),
+        (["run.mode=full"], "run.mode", "timing-only"),
+    ],
+)
+def test_bad_settings_get_one_clear_error(root, overrides, key, words):
+    with pytest.raises(ConfigError) as err:
+        hwsim.run(scenario(root, *overrides, replicas=6))
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_a_layers_model_runs_only_data_parallel(root):
+    with pytest.raises(ConfigError) as err:
+        hwsim.run(
+            hwsim.load_scenario(
+                root / "scenarios" / "quickstart.yaml",
+                ["model={kind: layers, layers: [{forward: 1 ms, backward: 1 ms, params: 1 MiB}]}"],
+            )
+        )
+    assert err.value.key == "model.kind" and "layers: data_parallel" in str(err.value)
