@@ -126,12 +126,13 @@ class DataParallel:
     def _reduce(self, step: int, li: int, ready: simpy.Event) -> Generator:
         yield ready
         layer, c = self.model.layers[li], self.spec.collective
+        names = [c.algorithm] if isinstance(c.algorithm, str) else list(c.algorithm)
         start = self.env.now
         yield from collective(
             self.env,
             self.cluster.fabric,
             "all_reduce",
-            c.algorithm if isinstance(c.algorithm, str) else list(c.algorithm),
+            names[0] if len(names) == 1 else names,
             layer.param_bytes,
             chunks=c.chunks,
             in_flight=c.in_flight,

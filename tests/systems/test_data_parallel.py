@@ -40,12 +40,13 @@ def test_an_iteration_is_compute_then_the_last_layers_all_reduce_then_the_optimi
     assert (table.end_s - table.start_s).to_numpy() == pytest.approx(A, rel=1e-9)  # none waited for another
 
 
-def test_a_hierarchical_all_reduce_on_two_dimensions_takes_its_closed_form(root):
-    """4 x 2 NPUs: reduce-scatter and all-gather along each dimension, ring in each."""
+@pytest.mark.parametrize("algorithm", ["ring", "[ring]", "[ring, ring]"])
+def test_a_hierarchical_all_reduce_on_two_dimensions_takes_its_closed_form(root, algorithm):
+    """4 x 2 NPUs: reduce-scatter and all-gather along each dimension, ring in each (one name, or one per
+    dimension)."""
     net = "{dims: [{kind: switch, size: 4, bandwidth: 400 GB/s, latency: 1 us}, {kind: switch, size: 2, bandwidth: 50 GB/s, latency: 2 us}]}"
-    r = hwsim.run(
-        scenario(root, f"hardware.network={net}", "system.collective={algorithm: ring, hierarchical: true}", replicas=8)
-    )
+    collective = f"system.collective={{algorithm: {algorithm}, hierarchical: true}}"
+    r = hwsim.run(scenario(root, f"hardware.network={net}", collective, replicas=8))
     M = 4 << 20
     A = 2 * (3 * (2e-6 + M / (4 * 400e9)) + 1 * (4e-6 + M / (8 * 50e9)))
     assert r.summary["data_parallel"]["exposed_allreduce_s"] == pytest.approx(A, rel=1e-9)
