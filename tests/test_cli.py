@@ -167,6 +167,7 @@ def test_bench_writes_its_table(capsys, tmp_path):
     assert "bare SimPy" in table and "engine" in table and "default threads vs one" in table
     for model in ("ideal", "flow", "store_and_forward"):
         assert f"fat tree, {model}" in table
+    assert "data parallel: 24-layer iteration on 64 NPUs" in table
     assert (tmp_path / "bench.md").read_text().startswith("| benchmark")
 
 

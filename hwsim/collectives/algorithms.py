@@ -38,6 +38,7 @@ and Gropp's recursive halving then doubling (2 log2 n steps, 2(n-1)/n M bytes se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -74,28 +75,28 @@ class Plan:
     steps: tuple[tuple[Step, ...], ...]
 
 
-def _ring_reduce_scatter(n: int) -> list[list[Step]]:
+def _ring_reduce_scatter(n: int, ranks: range) -> list[list[Step]]:
     steps: list[list[Step]] = [[] for _ in range(n)]
     for s in range(n - 1):
-        for i in range(n):
+        for i in ranks:
             steps[i] += [Send((i + 1) % n, ((i - s - 1) % n,)), Recv((i - 1) % n, ((i - s - 2) % n,), True)]
     return steps
 
 
-def _ring_all_gather(n: int) -> list[list[Step]]:
+def _ring_all_gather(n: int, ranks: range) -> list[list[Step]]:
     steps: list[list[Step]] = [[] for _ in range(n)]
     for s in range(n - 1):
-        for i in range(n):
+        for i in ranks:
             steps[i] += [Send((i + 1) % n, ((i - s) % n,)), Recv((i - 1) % n, ((i - s - 1) % n,), False)]
     return steps
 
 
-def _direct(n: int, op: str) -> list[list[Step]]:
+def _direct(n: int, ranks: range, op: str) -> list[list[Step]]:
     """Every rank sends to every other at once, staggered (rank i sends to i + 1, i + 2, ... so no rank is
     every sender's first): reduce_scatter sends block j to rank j, which adds it; all_gather sends the
     rank's own block i to everyone; all_to_all sends block j to rank j, which puts it in slot i."""
     steps: list[list[Step]] = [[] for _ in range(n)]
-    for i in range(n):
+    for i in ranks:
         for k in range(1, n):
             j = (i + k) % n
             steps[i].append(Send(j, (i,) if op == "all_gather" else (j,)))
@@ -111,9 +112,9 @@ def _power_of_two(n: int, algorithm: str) -> int:
     return n.bit_length() - 1
 
 
-def _halving_reduce_scatter(n: int) -> list[list[Step]]:
+def _halving_reduce_scatter(n: int, ranks: range) -> list[list[Step]]:
     steps: list[list[Step]] = [[] for _ in range(n)]
-    for i in range(n):
+    for i in ranks:
         lo, hi = 0, n  # the blocks this rank still reduces
         distance = n // 2
         while distance >= 1:
@@ -126,9 +127,9 @@ def _halving_reduce_scatter(n: int) -> list[list[Step]]:
     return steps
 
 
-def _doubling_all_gather(n: int) -> list[list[Step]]:
+def _doubling_all_gather(n: int, ranks: range) -> list[list[Step]]:
     steps: list[list[Step]] = [[] for _ in range(n)]
-    for i in range(n):
+    for i in ranks:
         lo, hi = i, i + 1  # the blocks this rank holds
         distance = 1
         while distance < n:
@@ -189,28 +190,45 @@ def _join(*parts: list[list[Step]]) -> list[list[Step]]:
 BUILDERS = {
     ("reduce_scatter", "ring"): _ring_reduce_scatter,
     ("all_gather", "ring"): _ring_all_gather,
-    ("all_reduce", "ring"): lambda n: _join(_ring_reduce_scatter(n), _ring_all_gather(n)),
-    ("reduce_scatter", "direct"): lambda n: _direct(n, "reduce_scatter"),
-    ("all_gather", "direct"): lambda n: _direct(n, "all_gather"),
-    ("all_reduce", "direct"): lambda n: _join(_direct(n, "reduce_scatter"), _direct(n, "all_gather")),
-    ("all_to_all", "direct"): lambda n: _direct(n, "all_to_all"),
-    ("all_reduce", "double_binary_tree"): _double_binary_tree,
+    ("all_reduce", "ring"): lambda n, r: _join(_ring_reduce_scatter(n, r), _ring_all_gather(n, r)),
+    ("reduce_scatter", "direct"): lambda n, r: _direct(n, r, "reduce_scatter"),
+    ("all_gather", "direct"): lambda n, r: _direct(n, r, "all_gather"),
+    ("all_reduce", "direct"): lambda n, r: _join(_direct(n, r, "reduce_scatter"), _direct(n, r, "all_gather")),
+    ("all_to_all", "direct"): lambda n, r: _direct(n, r, "all_to_all"),
+    ("all_reduce", "double_binary_tree"): lambda n, r: _double_binary_tree(n),
     ("reduce_scatter", "halving_doubling"): _halving_reduce_scatter,
     ("all_gather", "halving_doubling"): _doubling_all_gather,
-    ("all_reduce", "halving_doubling"): lambda n: _join(_halving_reduce_scatter(n), _doubling_all_gather(n)),
-    ("broadcast", "ring"): lambda n: _chain(n, False),
-    ("reduce", "ring"): lambda n: _chain(n, True),
-    ("broadcast", "direct"): lambda n: _star(n, False),
-    ("reduce", "direct"): lambda n: _star(n, True),
+    ("all_reduce", "halving_doubling"): lambda n, r: _join(_halving_reduce_scatter(n, r), _doubling_all_gather(n, r)),
+    ("broadcast", "ring"): lambda n, r: _chain(n, False),
+    ("reduce", "ring"): lambda n, r: _chain(n, True),
+    ("broadcast", "direct"): lambda n, r: _star(n, False),
+    ("reduce", "direct"): lambda n, r: _star(n, True),
 }
-"""(operation, algorithm) -> builder(n) of every rank's steps."""
+"""(operation, algorithm) -> builder(n, ranks) of the steps of `ranks` (the symmetric ones may build
+rank 0's alone; the others build every rank's)."""
 
 OPERATIONS = tuple(dict.fromkeys(op for op, _ in BUILDERS))
 ALGORITHMS = tuple(dict.fromkeys(name for _, name in BUILDERS))
 
 
-def plan(op: str, algorithm: str, n: int) -> Plan:
-    """The steps of collective `op` by `algorithm` on n ranks; a CollectiveError says what is allowed."""
+SYMMETRY = {"ring": "cyclic", "direct": "cyclic", "halving_doubling": "xor"}
+"""How rank p's steps follow from rank 0's: shifted by p (cyclic) or XOR-ed with p, peers and blocks alike.
+The double binary tree and the rooted operations (broadcast, reduce) have no such symmetry."""
+
+
+def counterpart(algorithm: str, n: int, p: int) -> int:
+    """The peer to which rank 0 sends what rank p sends to rank 0, in a symmetric plan."""
+    return (-p) % n if SYMMETRY[algorithm] == "cyclic" else p
+
+
+def symmetric(p: Plan) -> bool:
+    return p.algorithm in SYMMETRY and p.op not in ("broadcast", "reduce")
+
+
+@functools.lru_cache(maxsize=256)
+def plan(op: str, algorithm: str, n: int, only_rank_0: bool = False) -> Plan:
+    """The steps of collective `op` by `algorithm` on n ranks (`only_rank_0`: rank 0's alone, for
+    symmetric mode); a CollectiveError says what is allowed. Plans are cached: they do not change."""
     if op not in OPERATIONS:
         raise CollectiveError(f"unknown collective {op!r}; one of {', '.join(OPERATIONS)}")
     build = BUILDERS.get((op, algorithm))
@@ -221,6 +239,6 @@ def plan(op: str, algorithm: str, n: int) -> Plan:
         raise CollectiveError(f"a collective needs at least one NPU; got {n}")
     if algorithm == "halving_doubling":
         _power_of_two(n, algorithm)
-    steps = build(n) if n > 1 else [[]]
+    steps = build(n, range(1) if only_rank_0 else range(n)) if n > 1 else [[]]
     blocks = 2 if algorithm == "double_binary_tree" else n
     return Plan(op, algorithm, n, blocks, tuple(tuple(s) for s in steps))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from hwsim.collectives.algorithms import CollectiveError, Plan, Send
+from hwsim.collectives.algorithms import CollectiveError, Plan, Send, counterpart, symmetric
 
 
 @dataclass
@@ -53,9 +53,16 @@ def run(
     devices: Sequence | None = None,
     overhead: float = 0.0,
     label: str = "",
+    mirror: bool = False,
 ) -> Generator:
     """Process: the collective `plan` over the fabric NPUs `group` (rank r on NPU group[r]), `nbytes` per
-    rank; returns an `Outcome`. `data`, when given, is changed in place (its bytes are `nbytes`)."""
+    rank; returns an `Outcome`. `data`, when given, is changed in place (its bytes are `nbytes`).
+
+    `mirror` (symmetric mode): only rank 0 runs. Each of its sends crosses its own uplink and comes back
+    on its own downlink through the switch (NPU, switch, NPU routes only), standing in for the identical
+    message its counterpart sends it; its receive from rank p matches its own send to the rank that
+    plays p's part (`counterpart`). Exact when the fabric and the ranks are symmetric and the blocks
+    are equal (nbytes a multiple of the ranks); timing only."""
     n = plan.n
     if len(group) != n:
         raise CollectiveError(f"the plan is for {n} NPUs; the group has {len(group)}")
@@ -64,6 +71,11 @@ def run(
             raise CollectiveError(f"data: {n} float32 arrays of one shape")
         if int(data[0].nbytes) != nbytes:
             raise CollectiveError(f"data has {data[0].nbytes} bytes per rank; nbytes is {nbytes}")
+    if mirror and (data is not None or not symmetric(plan)):
+        raise CollectiveError(
+            f"symmetric mode: timing only, and a symmetric plan (ring, direct, halving_doubling); got {plan.algorithm} {plan.op}"
+        )
+    loop = loopbacks(fabric.topology, group) if mirror else None
     elements = data[0].size if data is not None else nbytes
     edge = bounds(elements, plan.blocks)
     width = 4 if data is not None else 1  # bytes per element
@@ -79,7 +91,10 @@ def run(
         return arrived[key]
 
     def transfer(src: int, dst: int, size: int, payload, done: simpy.Event) -> Generator:
-        yield from fabric.transfer(group[src], group[dst], size, f"{name} r{src}->r{dst}", overhead)
+        if loop is not None:
+            yield from fabric.model.transfer(loop[dst], size, f"{name} r{src}->r{dst}", overhead)
+        else:
+            yield from fabric.transfer(group[src], group[dst], size, f"{name} r{src}->r{dst}", overhead)
         done.succeed(payload)
 
     def rank(i: int, lane: int) -> Generator:
@@ -96,7 +111,10 @@ def run(
                 outcome.bytes_sent[i] += size
                 env.process(transfer(i, step.peer, size, payload, channel(i, step.peer, lane, seq)))
                 continue
-            payload = yield channel(step.peer, i, lane, received[step.peer])
+            if loop is not None:  # what p sends rank 0 is what rank 0 sends the rank in p's part
+                payload = yield channel(i, counterpart(plan.algorithm, n, step.peer), lane, received[step.peer])
+            else:
+                payload = yield channel(step.peer, i, lane, received[step.peer])
             received[step.peer] += 1
             if data is not None:
                 parts = [p.size for p in payload]
@@ -113,6 +131,26 @@ def run(
                 yield from devices[i].vector.elementwise(size // width, 1, f"{name} add")
         outcome.end_s[i] = max(outcome.end_s[i], env.now)
 
-    lanes = [sorted({step.lane for step in plan.steps[i]} or {0}) for i in range(n)]
-    yield simpy.AllOf(env, [env.process(rank(i, lane)) for i in range(n) for lane in lanes[i]])
+    ranks = [0] if mirror else range(n)
+    lanes = {i: sorted({step.lane for step in plan.steps[i]} or {0}) for i in ranks}
+    yield simpy.AllOf(env, [env.process(rank(i, lane)) for i in ranks for lane in lanes[i]])
+    if mirror:  # every rank as rank 0
+        outcome.end_s = [outcome.end_s[0]] * n
+        outcome.bytes_sent = [outcome.bytes_sent[0]] * n
     return outcome
+
+
+def loopbacks(t, group: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Per rank r of `group` on topology `t`, the path standing in for rank 0's transfer to it: out on rank
+    0's link to the switch that joins them, back on that switch's link to rank 0."""
+    out = {}
+    for r, npu in enumerate(group):
+        if r == 0:
+            continue
+        there, back = t.route(group[0], npu), t.route(npu, group[0])
+        if len(there) != 2 or len(back) != 2 or t.dst[there[0]] != t.src[back[1]]:
+            raise CollectiveError(
+                f"symmetric mode needs every transfer to cross one switch (NPU, switch, NPU); NPU {group[0]} to {npu} is {len(there)} hops on this {t.kind}"
+            )
+        out[r] = (there[0], back[1])
+    return out

@@ -30,7 +30,7 @@ from collections.abc import Generator, Sequence
 import numpy as np
 import simpy
 
-from hwsim.collectives.algorithms import CollectiveError, plan
+from hwsim.collectives.algorithms import SYMMETRY, CollectiveError, plan
 from hwsim.collectives.executor import Outcome, bounds, run
 from hwsim.network.topology import dimension_groups
 
@@ -60,10 +60,13 @@ def collective(
     devices: Sequence | None = None,
     overhead: float = 0.0,
     npus: int | None = None,
+    symmetric: bool = False,
 ) -> Generator:
     """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
     `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
-    `Outcome` (per NPU: end time, bytes sent)."""
+    `Outcome` (per NPU: end time, bytes sent). `symmetric`: simulate NPU 0 alone, in the group of each
+    dimension that holds it, its partners mirrored (`executor.run`'s `mirror`); every NPU's outcome is
+    NPU 0's."""
     if chunks < 1:
         raise CollectiveError(f"chunks: at least 1; got {chunks}")
     if in_flight < 1:
@@ -73,6 +76,8 @@ def collective(
     if hierarchical and n != t.npus:
         raise CollectiveError(f"a hierarchical collective runs on every NPU of the fabric ({t.npus}); asked for {n}")
     groups = dimension_groups(t) if hierarchical else [[list(range(n))]]
+    if symmetric:
+        groups = [[g for g in per_dim if 0 in g] for per_dim in groups]
     if hierarchical and len(groups) < 2:
         raise CollectiveError(
             f"a hierarchical collective needs a fabric of 2 or more dimensions (dims or torus); this one is a {t.kind}"
@@ -81,7 +86,7 @@ def collective(
     if len(names) != len(groups):
         raise CollectiveError(f"one algorithm per dimension: {len(groups)}; got {len(names)}")
     steps = phases(op, len(groups)) if hierarchical else [(op, 0)]
-    plans = {(o, j): plan(o, names[j], len(groups[j][0])) for o, j in steps}
+    plans = {(o, j): plan(o, names[j], len(groups[j][0]), symmetric and names[j] in SYMMETRY) for o, j in steps}
     width = 4 if data is not None else 1
     size = data[0].size if data is not None else nbytes
     edges = bounds(size, chunks)
@@ -103,7 +108,8 @@ def collective(
         return lo, hi
 
     def one(chunk: int, phase: int, group: list[int]) -> Generator:
-        before = [done[chunk, phase - 1, npu] for npu in group] if phase else []
+        waits = [0] if symmetric else group  # symmetric: NPU 0 stands for every NPU of its group
+        before = [done[chunk, phase - 1, npu] for npu in waits] if phase else []
         yield simpy.AllOf(env, before)
         o, j = steps[phase]
         with slots[j][tuple(group)].request() as turn:
@@ -113,13 +119,23 @@ def collective(
             mine = [devices[npu] for npu in group] if devices is not None else None
             label = f"{op} c{chunk} {o} d{j}"
             play = run(
-                env, fabric, plans[o, j], group, (hi - lo) * width, data=views, devices=mine, overhead=overhead, label=label
+                env,
+                fabric,
+                plans[o, j],
+                group,
+                (hi - lo) * width,
+                data=views,
+                devices=mine,
+                overhead=overhead,
+                label=label,
+                mirror=symmetric,
             )
             out = yield env.process(play)
         for r, npu in enumerate(group):
             outcome.bytes_sent[npu] += out.bytes_sent[r]
             outcome.end_s[npu] = max(outcome.end_s[npu], out.end_s[r])
-            done[chunk, phase, npu].succeed()
+            if not done[chunk, phase, npu].triggered:
+                done[chunk, phase, npu].succeed()
 
     for chunk in range(chunks):
         for phase in range(len(steps)):
@@ -132,4 +148,7 @@ def collective(
         for group in groups[j]
     ]
     yield simpy.AllOf(env, processes)
+    if symmetric:
+        outcome.end_s = [outcome.end_s[0]] * len(outcome.end_s)
+        outcome.bytes_sent = [outcome.bytes_sent[0]] * len(outcome.bytes_sent)
     return outcome

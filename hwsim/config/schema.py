@@ -639,6 +639,12 @@ class DataParallelSpec:
     batch: int = spec(1, doc="samples per step on each replica", min=1)
     optimizer: float = spec("0 s", doc="optimizer time after the last all-reduce", unit="time", min=0)
     collective: CollectiveSpec = spec(CollectiveSpec, doc="the gradient all-reduce")
+    mode: str = spec(
+        "exact",
+        doc="exact: every replica and transfer simulated; symmetric: replica 0 alone, its partners mirrored "
+        "(identical replicas on a symmetric switch fabric; ring, direct or halving_doubling)",
+        choices=("exact", "symmetric"),
+    )
 
 
 SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec

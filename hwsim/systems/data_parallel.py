@@ -8,6 +8,11 @@ soon as every replica has finished that layer's backward, and runs while the bac
 of the layers before it goes on; concurrent all-reduces share the fabric's links under
 its sharing model. The optimizer runs after the last all-reduce. Timing-only.
 
+`mode: symmetric` simulates replica 0 alone: its compute, and its part in each
+all-reduce with its partners mirrored (`hwsim.collectives.executor`, `mirror`); exact for
+identical replicas on a symmetric switch fabric (a test holds it to `exact` on 16 NPUs and
+on 4 x 4 in every link-sharing model), refused otherwise.
+
 `collectives` holds one row per all-reduce: step, layer, bytes, start, end, and its
 exposed time (the part after the step's last backward).
 """
@@ -21,6 +26,8 @@ import pandas as pd
 import simpy
 
 from hwsim.collectives import CollectiveError, plan
+from hwsim.collectives.algorithms import SYMMETRY
+from hwsim.collectives.executor import loopbacks
 from hwsim.collectives.schedule import collective
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError
@@ -60,10 +67,31 @@ def check_scenario(scenario: Scenario, where: str) -> None:
     for i, size in enumerate(sizes):
         name = names[i] if len(names) > 1 else names[0]
         try:
-            plan("reduce_scatter" if spec.hierarchical else "all_reduce", name, size)
+            plan("reduce_scatter" if spec.hierarchical else "all_reduce", name, size, name in SYMMETRY)  # errors only
         except CollectiveError as err:
             key = "system.collective.algorithm" + (f"[{i}]" if len(names) > 1 else "")
             raise ConfigError(where, key, name, str(err)) from None
+    if system.mode == "symmetric":
+        _check_symmetric(scenario, t, groups, names, where)
+
+
+def _check_symmetric(scenario: Scenario, t, groups, names, where: str) -> None:
+    """Symmetric mode is exact only for identical replicas on a symmetric fabric: refuse the rest."""
+    network = scenario.hardware.network
+    if network is not None and network.overrides:
+        raise ConfigError(
+            where, "system.mode", "symmetric", "exact (hardware.network.overrides make the replicas differ: a slow or down link)"
+        )
+    for name in names:
+        if name not in SYMMETRY:
+            raise ConfigError(where, "system.mode", "symmetric", f"exact for {name} (symmetric: {', '.join(SYMMETRY)})")
+    spec = scenario.system.collective
+    for per_dim in groups if spec.hierarchical else [[list(range(scenario.system.replicas))]]:
+        group = next(g for g in per_dim if 0 in g)
+        try:
+            loopbacks(t, group)
+        except CollectiveError as err:
+            raise ConfigError(where, "system.mode", "symmetric", f"exact here: {err}") from None
 
 
 class DataParallel:
@@ -86,7 +114,8 @@ class DataParallel:
         self.spec = spec = scenario.system
         self.env, self.cluster, self.model, self.progress = cluster.env, cluster, model, progress
         self.metric = cluster.recorder.metric
-        self.devices = [cluster.add(r, name, scenario.hardware) for r, name in enumerate(self.npu_names(spec))]
+        simulated = 1 if spec.mode == "symmetric" else spec.replicas  # symmetric: replica 0 stands for all
+        self.devices = [cluster.add(r, name, scenario.hardware) for r, name in enumerate(self.npu_names(spec)[:simulated])]
         self.samples_per_step = spec.batch * spec.replicas
         self.rows: list[list] = []
         self.exposed: list[float] = []  # per step: the last all-reduce's end - the last backward's
@@ -138,6 +167,7 @@ class DataParallel:
             in_flight=c.in_flight,
             hierarchical=c.hierarchical,
             npus=self.spec.replicas,
+            symmetric=self.spec.mode == "symmetric",
         )
         self.rows.append([step, layer.name, layer.param_bytes, str(c.algorithm), start, self.env.now, 0.0])
 

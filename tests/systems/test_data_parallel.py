@@ -89,3 +89,46 @@ def test_a_layers_model_runs_only_data_parallel(root):
             )
         )
     assert err.value.key == "model.kind" and "layers: data_parallel" in str(err.value)
+
+
+DIMS = "{dims: [{kind: switch, size: 4, bandwidth: 400 GB/s, latency: 1 us}, {kind: switch, size: 4, bandwidth: 50 GB/s, latency: 2 us}], model: MODEL}"
+
+
+@pytest.mark.parametrize("model", ["flow", "ideal", "store_and_forward"])
+@pytest.mark.parametrize(
+    "network, collective",
+    [
+        (None, "{algorithm: ring}"),
+        (None, "{algorithm: direct, chunks: 3, in_flight: 2}"),
+        (None, "{algorithm: halving_doubling}"),
+        (DIMS, "{algorithm: [direct, ring], hierarchical: true, chunks: 2}"),
+        (DIMS, "{algorithm: halving_doubling, hierarchical: true}"),
+    ],
+)
+def test_symmetric_mode_equals_exact_to_the_nanosecond(root, model, network, collective):
+    """16 replicas on a switch, or 4 x 4 on two switch dimensions; A > b so the all-reduces overlap and
+    contend (64 MiB a layer)."""
+    overrides = [f"system.collective={collective}"] + ([f"hardware.network={network.replace('MODEL', model)}"] if network else [])
+    times = []
+    for mode in ("exact", "symmetric"):
+        r = hwsim.run(scenario(root, *overrides, f"system.mode={mode}", replicas=16, layers=3, params="48 MiB", model=model))
+        assert r.status == "ok", r.diagnosis
+        times.append((r.summary["step_time_s"], r.summary["data_parallel"]["exposed_allreduce_s"], r.sim_time_s))
+    assert times[1] == pytest.approx(times[0], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["system.collective={algorithm: double_binary_tree}"], "exact for double_binary_tree"),
+        (
+            ["hardware.network={kind: switch, bandwidth: 400 Gb/s, latency: 1 us, overrides: [{npu: 3, bandwidth: 1 Gb/s}]}"],
+            "make the replicas differ",
+        ),
+        (["hardware.network={kind: ring, bandwidth: 400 Gb/s, latency: 1 us}"], "cross one switch"),
+    ],
+)
+def test_symmetric_mode_is_refused_where_it_would_not_be_exact(root, overrides, words):
+    with pytest.raises(ConfigError) as err:
+        hwsim.run(scenario(root, *overrides, "system.mode=symmetric", replicas=8))
+    assert err.value.key == "system.mode" and words in str(err.value)
