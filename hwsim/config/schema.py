@@ -117,23 +117,26 @@ class SwitchNet(FabricSpec):
 
 
 @schema
-class RingNet(FabricSpec):
-    """NPUs in a ring, a full-duplex link between neighbours; a message takes the shorter way round."""
+class UniformNet(FabricSpec):
+    """n NPUs joined by links that all have one bandwidth and latency (a ring, all-to-all)."""
 
-    kind: str = spec("ring", doc="topology", choices=("ring",))
     npus: int = spec(0, doc="NPUs (0: as many as the system needs)", min=0)
     bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
     latency: float = spec(doc="each link's latency", unit="time", min=0)
 
 
 @schema
-class FullyConnectedNet(FabricSpec):
+class RingNet(UniformNet):
+    """NPUs in a ring, a full-duplex link between neighbours; a message takes the shorter way round."""
+
+    kind: str = spec("ring", doc="topology", choices=("ring",))
+
+
+@schema
+class FullyConnectedNet(UniformNet):
     """A full-duplex link between every two NPUs (1 hop)."""
 
     kind: str = spec("fully_connected", doc="topology", choices=("fully_connected",))
-    npus: int = spec(0, doc="NPUs (0: as many as the system needs)", min=0)
-    bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
-    latency: float = spec(doc="each link's latency", unit="time", min=0)
 
 
 @schema
