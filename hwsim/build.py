@@ -18,6 +18,7 @@ from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, Diverged, SimulatedFailure
 from hwsim.models import make_model
 from hwsim.models.data import load_dataset
+from hwsim.models.layers import check_layers
 from hwsim.network import Cluster, build_topology
 from hwsim.systems import SYSTEMS
 from hwsim.trace import Recorder, Trace
@@ -72,6 +73,9 @@ def _check_name(name: str, where: str) -> None:
 def _check_model(model, key: str, where: str) -> None:
     if model.kind == "transformer" and model.d_model % model.heads:
         raise ConfigError(where, f"{key}.heads", model.heads, f"a divisor of d_model ({model.d_model})")
+    if model.kind == "layers":
+        for sub, value, expected in check_layers(model):
+            raise ConfigError(where, f"{key}.{sub}", value, expected)
     if model.kind == "mlp" and model.init == "zeros" and model.hidden:
         raise ConfigError(
             where, f"{key}.init", "zeros", "he, xavier or normal with hidden layers (zero weights keep every hidden unit alike)"

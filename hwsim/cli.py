@@ -352,11 +352,14 @@ def _describe(summary: dict) -> str:
         )
     if "data_parallel" in s:
         dp = s["data_parallel"]
-        how = ("hierarchical " if dp["collective"]["hierarchical"] else "") + str(dp["collective"]["algorithm"])
+        c = dp["collective"]
+        how = ("hierarchical " if c["hierarchical"] else "") + str(c["algorithm"])
+        codec = c["codec"] if isinstance(c["codec"], str) or c["codec"] is None else c["codec"].get("name")
         lines.append(
             f"  data parallel over {dp['replicas']} replicas ({how} all-reduce of {format_quantity(dp['gradient_bytes'], 'size')}): "
             f"compute {format_quantity(dp['compute_s'], 'time')}, all-reduce {format_quantity(dp['allreduce_s'], 'time')} "
-            f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step"
+            f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step; "
+            f"each NPU sends {format_quantity(dp['wire_bytes'], 'size')} per step" + (f" ({codec})" if codec else "")
         )
     if "online" in s:
         lines.append(_describe_online(s["online"]))

@@ -11,6 +11,19 @@ for k element-wise adds.
 
 The buffer of `nbytes` is cut into `plan.blocks` blocks at element (or byte) boundaries
 round(b x size / blocks), so blocks differ by at most one element.
+
+With a `codec` (`hwsim.codecs`: int8, QSGD, EDEN, ...) every message is the encoded
+buffer of its blocks, and its bytes on the wire are that buffer's. A sender encodes what
+it holds and keeps the decoded values itself (so a rank that sends its reduced block
+holds what its receivers get); a rank that forwards blocks it received as they were
+sends the received buffer again, without re-encoding. An all-reduce therefore ends with
+the same values on every rank, to the bit, with any codec, deterministic or random (a
+random codec's stream is keyed by `stream`, the lane, the step's index and its blocks,
+which the ranks that send the same blocks at the same step share). Timing-only, a
+buffer of nbytes holds nbytes / `element_bytes` elements (4 by default): the elements a
+reduction adds and a codec encodes. With `devices`, encoding
+holds the vector unit for ENCODE_OPS and decoding for DECODE_OPS element operations per
+element.
 """
 
 from __future__ import annotations
@@ -21,7 +34,42 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from hwsim.codecs import Codec, stream_of
 from hwsim.collectives.algorithms import CollectiveError, Plan, Send, counterpart, symmetric
+from hwsim.network.topology import FabricError
+
+ENCODE_OPS = 3  # vector-unit operations per element: block max, scale, round
+DECODE_OPS = 1  # code x scale
+
+
+class FabricTransport:
+    """How a collective's messages move: on the fabric, each paying `overhead` (seconds) first, nothing
+    recorded. A system passes its cluster's (`Cluster.transport`), which also charges each sender's NIC
+    overhead and records every message in messages.csv."""
+
+    def __init__(self, fabric, overhead: float = 0.0):
+        self.fabric, self.overhead = fabric, overhead
+
+    def move(self, src: int, dst: int, nbytes: int, label: str) -> Generator:
+        """Process: `nbytes` from NPU `src` to NPU `dst`."""
+        yield from self.fabric.transfer(src, dst, nbytes, label, self.overhead)
+
+    def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
+        """Process: symmetric mode's stand-in for `partner`'s message to NPU `me`: `nbytes` out on me's
+        link to the switch that joins them and back on that switch's link to me (`Topology.loopback`)."""
+        yield from self.fabric.model.transfer(self.fabric.topology.loopback(me, partner), nbytes, label, self.overhead)
+
+
+class InstantTransport:
+    """Messages that take no time (a pipeline's `network: free`)."""
+
+    def move(self, src: int, dst: int, nbytes: int, label: str) -> Generator:
+        return
+        yield
+
+    def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
+        return
+        yield
 
 
 @dataclass
@@ -54,6 +102,12 @@ def run(
     overhead: float = 0.0,
     label: str = "",
     mirror: bool = False,
+    codec: Codec | None = None,
+    seed: int = 0,
+    stream: int = 0,
+    transport=None,
+    element_bytes: int = 4,
+    finished=None,
 ) -> Generator:
     """Process: the collective `plan` over the fabric NPUs `group` (rank r on NPU group[r]), `nbytes` per
     rank; returns an `Outcome`. `data`, when given, is changed in place (its bytes are `nbytes`).
@@ -62,7 +116,12 @@ def run(
     on its own downlink through the switch (NPU, switch, NPU routes only), standing in for the identical
     message its counterpart sends it; its receive from rank p matches its own send to the rank that
     plays p's part (`counterpart`). Exact when the fabric and the ranks are symmetric and the blocks
-    are equal (nbytes a multiple of the ranks); timing only."""
+    are equal (nbytes a multiple of the ranks); timing only.
+
+    `codec`: messages are encoded buffers (the module docstring); `seed` and `stream` key a random
+    codec's draws. `transport` moves the messages (default: `FabricTransport(fabric, overhead)`). Timing-only,
+    `element_bytes` is the size of an element (what a reduction adds, a codec encodes). `finished(rank)`,
+    if given, is called when a rank has taken all its steps (a broadcast's receiver has its data)."""
     n = plan.n
     if len(group) != n:
         raise CollectiveError(f"the plan is for {n} NPUs; the group has {len(group)}")
@@ -75,9 +134,8 @@ def run(
         raise CollectiveError(
             f"symmetric mode: timing only, and a symmetric plan (ring, direct, halving_doubling); got {plan.algorithm} {plan.op}"
         )
-    loop = loopbacks(fabric.topology, group) if mirror else None
-    elements = data[0].size if data is not None else nbytes
-    edge = bounds(elements, plan.blocks)
+    length = data[0].size if data is not None else nbytes  # elements, or bytes when timing-only
+    edge = bounds(length, plan.blocks)
     width = 4 if data is not None else 1  # bytes per element
     arrived: dict[tuple[int, int, int, int], simpy.Event] = {}
     sent_count: dict[tuple[int, int, int], int] = {}
@@ -90,32 +148,53 @@ def run(
             arrived[key] = env.event()
         return arrived[key]
 
+    carrier = transport if transport is not None else FabricTransport(fabric, overhead)
+
     def transfer(src: int, dst: int, size: int, payload, done: simpy.Event) -> Generator:
-        if loop is not None:
-            yield from fabric.model.transfer(loop[dst], size, f"{name} r{src}->r{dst}", overhead)
+        label = f"{name} r{src}->r{dst}"
+        if mirror:  # rank 0's message to dst stands in for the one it receives from dst's counterpart
+            yield from carrier.mirror(group[0], group[counterpart(plan.algorithm, n, dst)], size, label)
         else:
-            yield from fabric.transfer(group[src], group[dst], size, f"{name} r{src}->r{dst}", overhead)
+            yield from carrier.move(group[src], group[dst], size, label)
         done.succeed(payload)
 
     def rank(i: int, lane: int) -> Generator:
         received = [0] * n
-        for step in plan.steps[i]:
+        held: dict[tuple[int, ...], object] = {}  # blocks -> the buffer that carries exactly their values now
+        for k, step in enumerate(plan.steps[i]):
             if step.lane != lane:
                 continue
             spans = [(edge[b], edge[b + 1]) for b in step.blocks]
             size = sum(hi - lo for lo, hi in spans) * width
+            elements = -(-size // (4 if data is not None else element_bytes))
             if isinstance(step, Send):
                 seq = sent_count.get((i, step.peer, lane), 0)
                 sent_count[i, step.peer, lane] = seq + 1
-                payload = [data[i][lo:hi].copy() for lo, hi in spans] if data is not None else None
+                if codec is not None:
+                    key = stream_of(stream, lane, k, step.blocks[0], len(step.blocks))
+                    payload, size, encoded = _encode(
+                        codec, held, step.blocks, spans, data[i] if data is not None else None, seed, key, elements
+                    )
+                    if encoded and devices is not None:
+                        yield from devices[i].vector.elementwise(elements, ENCODE_OPS, f"{name} encode")
+                else:
+                    payload = [data[i][lo:hi].copy() for lo, hi in spans] if data is not None else None
                 outcome.bytes_sent[i] += size
                 env.process(transfer(i, step.peer, size, payload, channel(i, step.peer, lane, seq)))
                 continue
-            if loop is not None:  # what p sends rank 0 is what rank 0 sends the rank in p's part
+            if mirror:  # what p sends rank 0 is what rank 0 sends the rank in p's part
                 payload = yield channel(i, counterpart(plan.algorithm, n, step.peer), lane, received[step.peer])
             else:
                 payload = yield channel(step.peer, i, lane, received[step.peer])
             received[step.peer] += 1
+            if codec is not None:
+                _forget(held, step.blocks)
+                if not step.reduce:
+                    held[step.blocks] = payload
+                if devices is not None:
+                    yield from devices[i].vector.elementwise(elements, DECODE_OPS, f"{name} decode")
+                if data is not None:
+                    payload = _split(codec.decode(payload), spans)
             if data is not None:
                 parts = [p.size for p in payload]
                 if parts != [hi - lo for lo, hi in spans]:
@@ -128,11 +207,15 @@ def run(
                     else:
                         data[i][lo:hi] = part
             if step.reduce and devices is not None:
-                yield from devices[i].vector.elementwise(size // width, 1, f"{name} add")
+                yield from devices[i].vector.elementwise(elements, 1, f"{name} add")
         outcome.end_s[i] = max(outcome.end_s[i], env.now)
+        lanes_left[i] -= 1
+        if finished is not None and lanes_left[i] == 0:
+            finished(i)
 
     ranks = [0] if mirror else range(n)
     lanes = {i: sorted({step.lane for step in plan.steps[i]} or {0}) for i in ranks}
+    lanes_left = {i: len(lanes[i]) for i in ranks}
     yield simpy.AllOf(env, [env.process(rank(i, lane)) for i in ranks for lane in lanes[i]])
     if mirror:  # every rank as rank 0
         outcome.end_s = [outcome.end_s[0]] * n
@@ -140,17 +223,41 @@ def run(
     return outcome
 
 
-def loopbacks(t, group: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """Per rank r of `group` on topology `t`, the path standing in for rank 0's transfer to it: out on rank
-    0's link to the switch that joins them, back on that switch's link to rank 0."""
-    out = {}
-    for r, npu in enumerate(group):
-        if r == 0:
-            continue
-        there, back = t.route(group[0], npu), t.route(npu, group[0])
-        if len(there) != 2 or len(back) != 2 or t.dst[there[0]] != t.src[back[1]]:
-            raise CollectiveError(
-                f"symmetric mode needs every transfer to cross one switch (NPU, switch, NPU); NPU {group[0]} to {npu} is {len(there)} hops on this {t.kind}"
-            )
-        out[r] = (there[0], back[1])
-    return out
+def _encode(codec: Codec, held: dict, blocks: tuple[int, ...], spans, array, seed: int, key: int, elements: int):
+    """(payload, wire bytes, whether it was encoded now) of a send of `blocks`: the buffer they arrived in
+    if they are unchanged since, else a fresh encoding, whose decoded values the sender keeps."""
+    if blocks in held:
+        buf = held[blocks]
+        return buf, (buf.size if array is not None else codec.wire_bytes(elements)), False
+    if array is None:
+        held[blocks] = None
+        return None, codec.wire_bytes(elements), True
+    buf = codec.encode(np.concatenate([array[lo:hi] for lo, hi in spans]), seed=seed, stream=key)
+    for (lo, hi), part in zip(spans, _split(codec.decode(buf), spans), strict=True):
+        array[lo:hi] = part
+    _forget(held, blocks)
+    held[blocks] = buf
+    return buf, int(buf.size), True
+
+
+def _split(flat: np.ndarray, spans) -> list[np.ndarray]:
+    """`flat` cut into the lengths of `spans`."""
+    cuts = np.cumsum([hi - lo for lo, hi in spans])[:-1]
+    return np.split(flat, cuts)
+
+
+def _forget(held: dict, blocks: tuple[int, ...]) -> None:
+    """Drop every held buffer that carries any of `blocks` (they are about to change)."""
+    changed = set(blocks)
+    for key in [key for key in held if changed.intersection(key)]:
+        del held[key]
+
+
+def loopbacks(t, group: Sequence[int]) -> None:
+    """Raise a CollectiveError unless symmetric mode can run on `group` of topology `t`: every NPU of it one
+    switch away from the first (`Topology.loopback`)."""
+    for npu in group[1:]:
+        try:
+            t.loopback(group[0], npu)
+        except FabricError as err:
+            raise CollectiveError(str(err)) from None

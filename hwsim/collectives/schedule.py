@@ -30,11 +30,38 @@ from collections.abc import Generator, Sequence
 import numpy as np
 import simpy
 
+from hwsim.codecs import Codec, stream_of
 from hwsim.collectives.algorithms import SYMMETRY, CollectiveError, plan
 from hwsim.collectives.executor import Outcome, bounds, run
 from hwsim.network.topology import dimension_groups
 
 HIERARCHICAL = ("all_reduce", "reduce_scatter", "all_gather")
+
+
+class Slots:
+    """The `in_flight` chunk slots of each group of each dimension, shared by every collective of a
+    system: a chunk waiting for a slot is served by its collective's age, `fifo` (the oldest
+    collective first) or `lifo` (the newest first; ASTRA-sim's scheduling policy, which favours
+    the gradients the next forward needs first), and within a collective in chunk order."""
+
+    def __init__(self, env: simpy.Environment, in_flight: int, order: str):
+        if order not in ("fifo", "lifo"):
+            raise CollectiveError(f"order: fifo or lifo; got {order!r}")
+        if in_flight < 1:
+            raise CollectiveError(f"in_flight: at least 1; got {in_flight}")
+        self.env, self.in_flight, self.order = env, in_flight, order
+        self.resources: dict[tuple, simpy.PriorityResource] = {}
+        self.issued = 0
+
+    def ticket(self) -> int:
+        """The priority of the next collective (lower is served first)."""
+        self.issued += 1
+        return self.issued if self.order == "fifo" else -self.issued
+
+    def request(self, key: tuple, priority: int):
+        if key not in self.resources:
+            self.resources[key] = simpy.PriorityResource(self.env, self.in_flight)
+        return self.resources[key].request(priority=priority)
 
 
 def phases(op: str, dims: int) -> list[tuple[str, int]]:
@@ -61,12 +88,22 @@ def collective(
     overhead: float = 0.0,
     npus: int | None = None,
     symmetric: bool = False,
+    codec: Codec | None = None,
+    seed: int = 0,
+    stream: int = 0,
+    slots: Slots | None = None,
+    transport=None,
+    element_bytes: int = 4,
 ) -> Generator:
     """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
     `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
     `Outcome` (per NPU: end time, bytes sent). `symmetric`: simulate NPU 0 alone, in the group of each
     dimension that holds it, its partners mirrored (`executor.run`'s `mirror`); every NPU's outcome is
-    NPU 0's."""
+    NPU 0's. `codec`: every message is an encoded buffer (`executor`); `seed` and `stream` key a random
+    codec's draws (each chunk, phase and group its own stream). `slots`: the chunk slots this
+    collective shares with others (`Slots`; its `in_flight` replaces this one's), else its own.
+    `transport` moves the messages (`executor.FabricTransport`, or a cluster's); `element_bytes`:
+    the size of an element, timing-only (`executor.run`)."""
     if chunks < 1:
         raise CollectiveError(f"chunks: at least 1; got {chunks}")
     if in_flight < 1:
@@ -90,7 +127,8 @@ def collective(
     width = 4 if data is not None else 1
     size = data[0].size if data is not None else nbytes
     edges = bounds(size, chunks)
-    slots = [{tuple(g): simpy.Resource(env, in_flight) for g in per_dim} for per_dim in groups]
+    own = [{tuple(g): simpy.Resource(env, in_flight) for g in per_dim} for per_dim in groups] if slots is None else None
+    priority = slots.ticket() if slots is not None else 0
     outcome = Outcome(env.now, [env.now] * n, [0] * n)
     done = {}  # (chunk, phase, npu) -> event
 
@@ -112,11 +150,12 @@ def collective(
         before = [done[chunk, phase - 1, npu] for npu in waits] if phase else []
         yield simpy.AllOf(env, before)
         o, j = steps[phase]
-        with slots[j][tuple(group)].request() as turn:
+        turn = own[j][tuple(group)].request() if own is not None else slots.request((j, tuple(group)), priority)
+        with turn:
             yield turn
             lo, hi = piece(chunk, j, group[0])
             views = [data[npu][lo:hi] for npu in group] if data is not None else None
-            mine = [devices[npu] for npu in group] if devices is not None else None
+            mine = [devices[npu] for npu in (group[:1] if symmetric else group)] if devices is not None else None
             label = f"{op} c{chunk} {o} d{j}"
             play = run(
                 env,
@@ -129,6 +168,11 @@ def collective(
                 overhead=overhead,
                 label=label,
                 mirror=symmetric,
+                codec=codec,
+                seed=seed,
+                stream=stream_of(stream, chunk, phase, group[0]),
+                transport=transport,
+                element_bytes=element_bytes,
             )
             out = yield env.process(play)
         for r, npu in enumerate(group):

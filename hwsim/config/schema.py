@@ -242,12 +242,23 @@ class TransformerSpec:
 
 @schema
 class LayerSpec:
-    """One layer of a `layers` model, as timed on your own hardware."""
+    """One layer of a `layers` model: its times as measured on your own hardware, or its GEMM shape."""
 
     name: str = spec("", doc="its name (empty: layer<i>)")
-    forward: float = spec(doc="forward time of one step's batch", unit="time", min=0)
-    backward: float = spec(doc="backward time (input and weight gradients)", unit="time", min=0)
-    params: float = spec(doc="its parameters' bytes (the gradient all-reduced after its backward)", unit="size", min=0)
+    forward: float | None = spec(None, doc="forward time of one step's batch (or give gemm)", unit="time", min=0)
+    backward: float | None = spec(None, doc="backward time: input and weight gradients (or give gemm)", unit="time", min=0)
+    gemm: tuple[int, ...] | None = spec(
+        None,
+        doc="[m, n, k]: the forward GEMM C[m, n] = A[m, k] B[k, n] for one step's batch, timed by the systolic "
+        "array's cycle model; the backward is its two GEMMs (m, k, n) and (k, n, m)",
+        min=1,
+    )
+    params: float | None = spec(
+        None,
+        doc="its parameters' bytes, the gradient all-reduced after its backward (null with gemm: k n x 4)",
+        unit="size",
+        min=0,
+    )
 
 
 @schema
@@ -292,12 +303,34 @@ class SingleDeviceSpec(LocalTrainingSpec):
 
 
 @schema
+class CollectiveSpec:
+    """How a collective runs on the fabric (`hwsim/collectives`)."""
+
+    algorithm: Any = spec(
+        "ring", doc="ring, direct, halving_doubling, double_binary_tree; hierarchical: one name, or a list with one per dimension"
+    )
+    hierarchical: bool = spec(
+        False, doc="dimension by dimension on a dims or torus fabric (reduce-scatter 1, 2, ..., all-gather back)"
+    )
+    chunks: int = spec(1, doc="pieces the buffer is cut into, pipelined through the dimensions", min=1)
+    in_flight: int = spec(1, doc="chunks at once in each dimension", min=1)
+    order: str = spec(
+        "none",
+        doc="concurrent collectives: none (each has its own in_flight chunks; they share the links), "
+        "fifo (in_flight is shared, the oldest collective first) or lifo (the newest first)",
+        choices=("none", "fifo", "lifo"),
+    )
+    codec: Any = spec(None, doc="codec of every message: a name (int8), a mapping {name: qsgd, levels: 8}, or null for fp32")
+
+
+@schema
 class CompressedPsSpec(LocalTrainingSpec):
     """N workers and a parameter server (mechanism M1 across a cluster): each worker keeps
     the parameters in a low-precision bank, trains on decompressed copies, sends them (or
     its change) through its NIC with the uplink codec; the server aggregates and sends the
     model back with the downlink codec, which the worker writes into its bank. The server
-    keeps its master copy in its `work_bank`.
+    keeps its master copy in its `work_bank`. With `server: none` the workers all-reduce
+    their encoded updates among themselves instead.
     """
 
     kind: str = spec("compressed_ps", doc="system", choices=("compressed_ps",))
@@ -308,7 +341,19 @@ class CompressedPsSpec(LocalTrainingSpec):
     update: str = spec("params", doc="workers send their parameters, or their change this step", choices=("params", "delta"))
     error_feedback: bool = spec(False, doc="workers add what the uplink codec lost last step to what they send next")
     server: str = spec(
-        "sync", doc="sync: average all workers each round; async: apply each update on arrival", choices=("sync", "async")
+        "sync",
+        doc="sync: average all workers each round; async: apply each update on arrival; none: no server, the "
+        "workers all-reduce their uplink-encoded updates directly (system.collective) and each applies the mean",
+        choices=("sync", "async", "none"),
+    )
+    collective: CollectiveSpec = spec(
+        CollectiveSpec, doc="server: none: the all-reduce of the updates (its messages use the uplink codec)"
+    )
+    reply: str = spec(
+        "direct",
+        doc="sync: the server's reply as a broadcast (hwsim.collectives): direct (a message to each worker) or ring "
+        "(a chain server -> w0 -> w1 -> ..., block by block)",
+        choices=("direct", "ring"),
     )
     max_staleness: int = spec(2, doc="async: a worker may run at most this many steps ahead of the slowest", min=0)
     overlap: bool = spec(False, doc="sync: start the next step on local weights while the exchange is in flight")
@@ -617,20 +662,6 @@ class FederatedSpec:
 
 
 @schema
-class CollectiveSpec:
-    """How a collective runs on the fabric (`hwsim/collectives`)."""
-
-    algorithm: Any = spec(
-        "ring", doc="ring, direct, halving_doubling, double_binary_tree; hierarchical: one name, or a list with one per dimension"
-    )
-    hierarchical: bool = spec(
-        False, doc="dimension by dimension on a dims or torus fabric (reduce-scatter 1, 2, ..., all-gather back)"
-    )
-    chunks: int = spec(1, doc="pieces the buffer is cut into, pipelined through the dimensions", min=1)
-    in_flight: int = spec(1, doc="chunks at once in each dimension", min=1)
-
-
-@schema
 class DataParallelSpec:
     """Data parallelism: every NPU holds a replica; each step runs forward and backward, and each
     layer's gradient is all-reduced over the replicas as soon as its backward is done, overlapped
@@ -640,7 +671,13 @@ class DataParallelSpec:
     replicas: int = spec(8, doc="replicas, one per NPU (NPUs 0 to replicas - 1)", min=1)
     steps: int = spec(1, doc="training steps", min=1)
     batch: int = spec(1, doc="samples per step on each replica", min=1)
-    optimizer: float = spec("0 s", doc="optimizer time after the last all-reduce", unit="time", min=0)
+    optimizer: float = spec(
+        "0 s", doc="optimizer time after the last all-reduce (an mlp adds its SGD on the vector unit)", unit="time", min=0
+    )
+    lr: float = spec(0.05, doc="learning rate (mlp)", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum (mlp)", min=0, max=0.999)
+    bank: str = spec("working", doc="bank for weights, gradients and activations (mlp)")
+    compute_precision: str = spec("fp32", doc="precision of the GEMMs (mlp)", choices=PRECISIONS)
     collective: CollectiveSpec = spec(CollectiveSpec, doc="the gradient all-reduce")
     mode: str = spec(
         "exact",

@@ -19,7 +19,7 @@ import simpy
 
 from hwsim.config.schema import HardwareSpec, NetworkSpec
 from hwsim.errors import ConfigError
-from hwsim.hardware import Device, Message, Server
+from hwsim.hardware import Device, Message, Placeholder, Server
 from hwsim.hardware.network import DeliveryObserver
 from hwsim.network import topology as topo
 from hwsim.network.fabric import Fabric
@@ -169,22 +169,28 @@ class Cluster:
         if self.fabric.is_down(a):
             return self._lose(message)
         label = f"{tag} -> {dst.name}" if tag else f"-> {dst.name}"
-        if self.fabric.model.ordered:
-            yield from self.fabric.transfer(a, b, message.nbytes, label, src.nic.spec.overhead)
-        else:  # one connection per pair: this message starts when the pair's previous one has left
-            lane = self._lanes.setdefault((a, b), simpy.Resource(self.env, capacity=1))
-            with lane.request() as turn:
-                yield turn
-                sent = self.env.event()
-                moving = self.env.process(self.fabric.transfer(a, b, message.nbytes, label, src.nic.spec.overhead, sent))
-                yield sent
-            yield moving
+        yield from self.carry(a, b, message.nbytes, label, src.nic.spec.overhead)
         if self.fabric.is_down(b):
             return self._lose(message)
         yield dst.nic.inbox.put(message)
         for notify in src.nic.delivery_observers:
             notify(message, self.env.now)
         return message
+
+    def carry(self, a: int, b: int, nbytes: int, label: str, overhead: float) -> Generator:
+        """Process: `nbytes` from NPU a to NPU b on the fabric, in order per pair: under a model that does
+        not keep a pair's messages in order, one connection per pair (a message starts when the pair's
+        previous one has left)."""
+        if self.fabric.model.ordered:
+            yield from self.fabric.transfer(a, b, nbytes, label, overhead)
+            return
+        lane = self._lanes.setdefault((a, b), simpy.Resource(self.env, capacity=1))
+        with lane.request() as turn:
+            yield turn
+            sent = self.env.event()
+            moving = self.env.process(self.fabric.transfer(a, b, nbytes, label, overhead, sent))
+            yield sent
+        yield moving
 
     def loopback(self, npu: int, nbytes: int, label: str, overhead: float = 0.0) -> Generator:
         """Process: `nbytes` from NPU `npu` to its switch and back (a mirrored partner's message on a
@@ -193,6 +199,12 @@ class Cluster:
         switch = t.npus  # a single switch: the first node after the NPUs
         path = (t.link(npu, switch), t.link(switch, npu))
         yield from self.fabric.model.transfer(path, nbytes, label, overhead)
+
+    def transport(self, tag: str, name_of: Callable[[int], str] | None = None, in_order: bool = False) -> ClusterTransport:
+        """What moves a collective's messages on this cluster (`hwsim.collectives`), tagged `tag` in
+        messages.csv; `name_of` names the NPUs that hold no device (a symmetric run's mirrored partners);
+        `in_order`: a pair's messages go one after another, like `send`'s (else side by side)."""
+        return ClusterTransport(self, tag, name_of, in_order)
 
     def unloaded(self, a: int, b: int, nbytes: float, overhead: float | None = None) -> float:
         """A message's time from NPU a to NPU b with nothing else on the fabric (the NIC overhead of
@@ -208,3 +220,45 @@ class Cluster:
     def _lose(self, message: Message) -> None:
         for notify in self.loss_observers:
             notify(message, self.env.now)
+
+
+class ClusterTransport:
+    """A collective's messages on a cluster: each pays its sender's NIC overhead (the hardware's, for a
+    sender that is not simulated), keeps its pair's order like `send`'s messages if `in_order` (`Cluster.carry`;
+    else a pair's messages of concurrent collectives share the links side by side) and is recorded as a delivered message (messages.csv), tagged `tag`;
+    `name_of(npu)` names an NPU that has no device (default: npu<i>). Outages do not apply (a
+    collective has no way to resend)."""
+
+    def __init__(self, cluster: Cluster, tag: str, name_of: Callable[[int], str] | None = None, in_order: bool = False):
+        self.cluster, self.tag, self.in_order = cluster, tag, in_order
+        self.name_of = name_of or (lambda npu: f"npu{npu}")
+
+    def _overhead(self, npu: int) -> float:
+        device = self.cluster.devices.get(npu)
+        return (device.spec if device is not None else self.cluster.hardware).nic.overhead
+
+    def move(self, src: int, dst: int, nbytes: int, label: str) -> Generator:
+        """Process: `nbytes` from NPU `src` to NPU `dst`, recorded on delivery."""
+        sent, overhead = self.cluster.env.now, self._overhead(src)
+        if self.in_order:
+            yield from self.cluster.carry(src, dst, nbytes, label, overhead)
+        else:
+            yield from self.cluster.fabric.transfer(src, dst, nbytes, label, overhead)
+        self._record(src, dst, nbytes, sent, self.cluster.devices[src])
+
+    def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
+        """Process: symmetric mode's stand-in for `partner`'s message to NPU `me` (out on me's uplink, back
+        on its downlink: `Topology.loopback`), recorded as the partner's message as `me` receives it."""
+        sent = self.cluster.env.now
+        path = self.cluster.topology.loopback(me, partner)
+        yield from self.cluster.fabric.model.transfer(path, nbytes, label, self._overhead(me))
+        self._record(partner, me, nbytes, sent, self.cluster.devices[me])
+
+    def _record(self, src: int, dst: int, nbytes: int, sent: float, observed: Device) -> None:
+        message = Message(self._nic(src), self._nic(dst), self.tag, Placeholder(nbytes), sent, {})
+        for notify in observed.nic.delivery_observers:
+            notify(message, self.cluster.env.now)
+
+    def _nic(self, npu: int) -> str:
+        device = self.cluster.devices.get(npu)
+        return device.nic.name if device is not None else f"{self.name_of(npu)}.nic"

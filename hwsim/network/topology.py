@@ -83,6 +83,21 @@ class Topology:
             path = self._routes[key] = () if a == b else tuple(self.router(a, b))
         return path
 
+    def loopback(self, a: int, b: int) -> tuple[int, int]:
+        """NPU a's link to the switch that joins it to NPU b (or, for a b beyond the fabric, to the
+        first switch), and that switch's link back to a: the path that stands in for b's message to a
+        when a mirrors an identical partner. FabricError unless a and b are one switch apart."""
+        if b >= self.npus:
+            if self.kind != "switch":
+                raise FabricError(f"a mirrored partner beyond the fabric needs a single switch; this fabric is a {self.kind}")
+            return self.link(a, self.npus), self.link(self.npus, a)
+        there, back = self.route(a, b), self.route(b, a)
+        if len(there) != 2 or len(back) != 2 or self.dst[there[0]] != self.src[back[1]]:
+            raise FabricError(
+                f"symmetric mode needs every transfer to cross one switch (NPU, switch, NPU); NPU {a} to {b} is {len(there)} hops on this {self.kind}"
+            )
+        return there[0], back[1]
+
     def cost(self, path: tuple[int, ...]) -> tuple[float, float]:
         """A path's (latency, bandwidth): the sum of its links' latencies and its slowest link's
         bandwidth, worked out once (`set_link` forgets them)."""

@@ -24,6 +24,12 @@ Server modes:
   the version it trained from) is recorded. A worker may run at most `max_staleness`
   steps ahead of the slowest: the server holds its reply until then.
 
+- none: no server. Each step, once every worker has its update, the workers all-reduce
+  it, layer by layer, with the collective library (`system.collective`: ring by default;
+  every message is encoded with the uplink codec, `hwsim.collectives.executor`), and each
+  worker takes the mean (params) or adds it to its starting weights (delta) and stores
+  the result in its bank. Every worker ends the step with the same weights.
+
 With `overlap` (sync), a worker does not wait for round s before step s+1: it trains
 on its own weights and, once round s is back, continues from the master plus its own
 change since (one round of delay, communication hidden behind compute).
@@ -38,6 +44,7 @@ They add up to the step time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -45,6 +52,8 @@ import numpy as np
 import simpy
 
 from hwsim.codecs import Codec, CodecError, ErrorFeedback, codec_from_setting, make_codec
+from hwsim.collectives import CollectiveError, Send, plan, run
+from hwsim.collectives.schedule import collective
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError
@@ -87,6 +96,8 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             system.update,
             "delta with server: async (an asynchronous server applies each change as it arrives)",
         )
+    if system.server == "none":
+        _check_serverless(scenario, where)
     if system.overlap and system.server != "sync":
         raise ConfigError(where, "system.overlap", True, "false with server: async (async workers never wait for a round)")
     for key in system.worker_hardware or {}:
@@ -102,6 +113,35 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             bank = getattr(system, key)
             if bank not in hardware.memory:
                 raise ConfigError(where, f"system.{name}.memory", bank, f"a bank named {bank} (system.{key})")
+
+
+def _check_serverless(scenario: Scenario, where: str) -> None:
+    """`server: none`: no downlink, no server hardware, no error feedback; an all-reduce that runs on
+    the workers."""
+    system = scenario.system
+    refused = [
+        ("downlink", system.downlink is not None, to_plain(system.downlink), "null with server: none (nothing is sent down)"),
+        ("server_hardware", system.server_hardware is not None, "set", "null with server: none"),
+        ("error_feedback", system.error_feedback, True, "false with server: none (a rank re-encodes partial sums)"),
+        ("overlap", system.overlap, True, "false with server: none"),
+        (
+            "collective.codec",
+            system.collective.codec is not None,
+            to_plain(system.collective.codec),
+            "null: the uplink codec encodes the all-reduce",
+        ),
+        ("collective.hierarchical", system.collective.hierarchical, True, "false: a flat all-reduce over the workers"),
+    ]
+    for key, bad, value, expected in refused:
+        if bad:
+            raise ConfigError(where, f"system.{key}", value, expected)
+    name = system.collective.algorithm
+    if not isinstance(name, str):
+        raise ConfigError(where, "system.collective.algorithm", to_plain(name), "one algorithm name")
+    try:
+        plan("all_reduce", name, system.workers)
+    except CollectiveError as err:
+        raise ConfigError(where, "system.collective.algorithm", name, str(err)) from None
 
 
 @dataclass
@@ -123,7 +163,7 @@ class CompressedPs:
 
     @staticmethod
     def npu_names(spec) -> list[str]:
-        return [f"w{i}" for i in range(spec.workers)] + [SERVER]
+        return [f"w{i}" for i in range(spec.workers)] + ([] if spec.server == "none" else [SERVER])
 
     @staticmethod
     def check_samples(spec, train: int) -> None:
@@ -166,8 +206,14 @@ class CompressedPs:
                 idx = shard(len(data.y_train), i, spec.workers)
                 x, y = data.x_train[idx], data.y_train[idx]
             self.trainers.append(LocalTrainer(device, model, Settings.of(spec), x, y, worker_rngs[i]))
-        self.server = cluster.add_server(spec.workers, SERVER, spec.server_hardware or scenario.hardware, self._handle)
-        self.sbank = self.server.bank(spec.work_bank)
+        self.serverless = spec.server == "none"
+        self.server = self.sbank = None
+        if not self.serverless:
+            self.server = cluster.add_server(spec.workers, SERVER, spec.server_hardware or scenario.hardware, self._handle)
+            self.sbank = self.server.bank(spec.work_bank)
+        self.transport = cluster.transport("allreduce")
+        self.reply = cluster.transport("down", in_order=True)
+        self.pending: dict[int, list] = {}  # server: none, per step: [workers still to come, done event, updates]
         self.initial = initial
         self.feedback = [[ErrorFeedback(self.up) for _ in self.ops] for _ in range(spec.workers)]
 
@@ -184,7 +230,7 @@ class CompressedPs:
     # --- the run ----------------------------------------------------------------
 
     def run(self) -> Generator:
-        for li, op in enumerate(self.ops):
+        for li, op in enumerate(self.ops if not self.serverless else ()):
             data = self.master[li]
             self.sbank.allocate(f"master {self.names[li]}", data, nbytes=None if self.math else op.params * 4)
         for trainer in self.trainers:
@@ -198,8 +244,13 @@ class CompressedPs:
         fp32 = make_codec("fp32")
         per_step = sum(fp32.wire_bytes(n) for n in self.sizes)
         exchanges = self.n_workers * self.spec.steps
-        delivered = {tag: int(messages.bytes[messages.tag == tag].sum()) for tag in ("up", "down")}
+        delivered = {tag: int(messages.bytes[messages.tag == tag].sum()) for tag in ("up", "down", "allreduce")}
         baseline = 2 * per_step * exchanges
+        if self.serverless:  # the same all-reduce's messages in fp32; its bytes count as up
+            delivered["up"] = delivered["allreduce"]
+            baseline = self.spec.steps * sum(
+                _allreduce_fp32_bytes(self.spec.collective.algorithm, self.n_workers, n) for n in self.sizes
+            )
         return {
             "network": {
                 "up_bytes": delivered["up"],
@@ -209,12 +260,15 @@ class CompressedPs:
                 "fp32_bytes": baseline,
                 "fraction_of_fp32": (delivered["up"] + delivered["down"]) / baseline,
                 "uplink": self.up.name,
-                "downlink": self.down.name,
+                "downlink": self.down.name if not self.serverless else "none",
             }
         }
 
     def final_params(self) -> list[tuple[np.ndarray, ...]]:
-        """The server's master copy as per-layer parameter tuples (full mode)."""
+        """The server's master copy as per-layer parameter tuples (full mode); server: none, worker 0's
+        stored parameters (every worker holds the same)."""
+        if self.serverless:
+            return self.trainers[0].stored_params()
         shapes = self.trainers[0].shapes
         return [unflatten(self.master[li], shapes[li]) for li in range(len(self.ops))]
 
@@ -234,6 +288,8 @@ class CompressedPs:
             if spec.overlap:
                 yield from self._overlap_step(i, step, weights, start, inbox_round, phases)
                 inbox_round = step
+            elif self.serverless:
+                yield from self._allreduce_step(i, step, weights, start, phases)
             else:
                 yield from self._exchange(i, step, weights, start, phases)
             for phase in PHASES:
@@ -269,6 +325,71 @@ class CompressedPs:
             aggregate=(info["agg_end"] - info["agg_start"]) + (info["enc_end"] - info["enc_start"]),
             receive=env.now - info["enc_end"],
         )
+
+    def _allreduce_step(self, i: int, step: int, weights, start, phases: dict) -> Generator:
+        """Server: none. Hand this worker's update (float32, per layer) to the step's all-reduce, which the
+        last worker to get here starts; then weights = the mean (params) or start + the mean (delta),
+        stored into the bank."""
+        tr, env = self.trainers[i], self.env
+        t2 = env.now
+        update = None
+        if self.math:
+            update = [flatten(w) - start[li] if self.spec.update == "delta" else flatten(w) for li, w in enumerate(weights)]
+        entry = self.pending.setdefault(step, [self.n_workers, env.event(), [None] * self.n_workers, 0.0])
+        entry[0] -= 1
+        entry[2][i] = update
+        if entry[0] == 0:
+            entry[3] = env.now
+            env.process(self._allreduce(step, entry))
+        yield entry[1]
+        t3 = env.now
+        for li, n in enumerate(self.sizes):
+            yield from tr.device.vector.elementwise(n, 1 + (self.spec.update == "delta"), f"mean {self.names[li]}")
+            if self.math:
+                mean = entry[2][i][li] * np.float32(1.0 / self.n_workers)
+                new = start[li] + mean if self.spec.update == "delta" else mean
+                for dst, src in zip(weights[li], unflatten(new, tr.shapes[li]), strict=True):
+                    dst[...] = src
+        t4 = env.now
+        yield from tr.store(weights)
+        self._free_start(tr)
+        if i == 0 and self.math and (step % self.eval_every == 0 or step == self.spec.steps):
+            loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
+            self.recorder.metric(env.now, step, "test_loss", loss)
+            self.recorder.metric(env.now, step, "test_accuracy", acc)
+        phases.update(wait=entry[3] - t2, send=t3 - entry[3], aggregate=t4 - t3, receive=env.now - t4)
+
+    def _allreduce(self, step: int, entry: list) -> Generator:
+        """The step's all-reduce of every layer's update over the workers, the layers side by side."""
+        c = self.spec.collective
+        reductions = [
+            self.env.process(
+                collective(
+                    self.env,
+                    self.cluster.fabric,
+                    "all_reduce",
+                    c.algorithm,
+                    n * 4,
+                    chunks=c.chunks,
+                    in_flight=c.in_flight,
+                    data=[updates[li] for updates in entry[2]] if self.math else None,
+                    devices=[tr.device for tr in self.trainers],
+                    npus=self.n_workers,
+                    codec=self.up,
+                    seed=self.seed,
+                    stream=stream_id(step, 0, li, downlink=False),
+                    transport=self.transport,
+                )
+            )
+            for li, n in enumerate(self.sizes)
+        ]
+        yield simpy.AllOf(self.env, reductions)
+        for li, done in enumerate(reductions):
+            self.bytes_encoded["up"] += sum(done.value.bytes_sent)
+            name = f"all-reduce {self.names[li]} (step {step})"
+            self.recorder.collective(name, "all_reduce", str(c.algorithm), self.sizes[li] * 4, entry[3], self.env.now)
+        del self.pending[step]
+        entry[1].succeed()
 
     def _overlap_step(self, i: int, step: int, weights, start, waiting: int | None, phases: dict) -> Generator:
         """Steps 4-7 with overlap: merge the previous round's reply, store, send in the background."""
@@ -377,8 +498,7 @@ class CompressedPs:
         if self.spec.server == "sync":
             yield from self._aggregate(step, rnd, list(range(self.n_workers)))
             payloads = yield from self._encode_master(step, self.n_workers, rnd)
-            for w in range(self.n_workers):
-                self._send_reply(w, step, payloads, rnd)
+            self._broadcast_reply(step, payloads, rnd)
             return
         yield from self._aggregate(step, rnd, [worker])
         self.recorder.metric(self.env.now, step, "staleness", self.version - 1 - self.base_version[worker])
@@ -424,6 +544,36 @@ class CompressedPs:
         rnd.enc_end = self.env.now
         return payloads
 
+    def _broadcast_reply(self, step: int, payloads, rnd: Round) -> None:
+        """Sync: the encoded master to every worker as one broadcast per layer (`system.reply`: direct or
+        ring), from the server (rank 0) over the workers; each worker's reply lands in its inbox when its
+        part of the broadcast is done."""
+        self.base_version = [self.version] * self.n_workers
+        times = {"agg_start": rnd.agg_start, "agg_end": rnd.agg_end, "enc_start": rnd.enc_start, "enc_end": rnd.enc_end}
+        group = [self.n_workers, *range(self.n_workers)]
+        p = plan("broadcast", self.spec.reply, len(group))
+        for li, payload in enumerate(payloads):
+            self.bytes_encoded["down"] += _nbytes(payload) * self.n_workers
+            message = {"sent": self.env.now, "payload": _wire(payload), "layer": li, "step": step, **times}
+            land = functools.partial(self._land_reply, message)
+            label = f"reply {self.names[li]}"
+            self.env.process(
+                run(self.env, self.cluster.fabric, p, group, _nbytes(payload), label=label, transport=self.reply, finished=land)
+            )
+
+    def _land_reply(self, reply: dict, rank: int) -> None:
+        if rank == 0:  # the server
+            return
+        worker = self.trainers[rank - 1].device
+        meta = {k: v for k, v in reply.items() if k not in ("sent", "payload")}
+        self.env.process(
+            self._put(worker, Message(SERVER + ".nic", worker.nic.name, "down", reply["payload"], reply["sent"], meta))
+        )
+
+    @staticmethod
+    def _put(device, message: Message) -> Generator:
+        yield device.nic.inbox.put(message)
+
     def _send_reply(self, w: int, step: int, payloads, rnd: Round) -> None:
         """Send the encoded master to worker `w` in the background; its version is now the worker's base."""
         self.base_version[w] = self.version
@@ -442,6 +592,18 @@ class CompressedPs:
         loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
         self.recorder.metric(self.env.now, step, "test_loss", loss)
         self.recorder.metric(self.env.now, step, "test_accuracy", acc)
+
+
+def _allreduce_fp32_bytes(algorithm: str, n: int, elements: int) -> int:
+    """The bytes every rank together sends in an all-reduce of `elements` float32 values over n ranks."""
+    fp32, p = make_codec("fp32"), plan("all_reduce", algorithm, n)
+    edge = [(b * elements) // p.blocks for b in range(p.blocks + 1)]
+    return sum(
+        fp32.wire_bytes(sum(edge[b + 1] - edge[b] for b in step.blocks))
+        for steps in p.steps
+        for step in steps
+        if isinstance(step, Send)
+    )
 
 
 def _nbytes(payload) -> int:

@@ -13,14 +13,14 @@ the schedule's order, every step:
   accumulator, frees the activations and sends the input gradient back.
 
 With D replicas, when a stage's last backward of the step ends its gradient is
-all-reduced over the replicas by a ring (reduce-scatter, then all-gather: 2 (D - 1)
-messages of 1/D of the gradient per device, each reduce step an add on the vector
-unit) while the device goes on with its other ops. The optimizer (SGD + momentum on
-the mean gradient over the D m micro-batches) follows the reductions. With
-`replicas: one` only replica 0 is simulated and its ring partners mirror it: each
-ring message leaves on the device's uplink and the partner's identical message
-arrives on its downlink (exact when the replicas are identical, as in timing-only
-runs).
+all-reduced over the replicas by the collective library's ring (`hwsim.collectives`:
+reduce-scatter, then all-gather: 2 (D - 1) messages of 1/D of the gradient per device,
+each reduce step an add on the vector unit) while the device goes on with its other
+ops. The optimizer (SGD + momentum on the mean gradient over the D m micro-batches)
+follows the reductions. With `replicas: one` only replica 0 is simulated and its ring
+partners mirror it: each ring message leaves on the device's uplink and the partner's
+identical message arrives on its downlink (the executor's `mirror`; exact when the
+replicas are identical, as in timing-only runs).
 
 Real math runs when each op completes (full mode); timing-only runs move
 placeholders of the real sizes. `network: free` hands everything over at once (the
@@ -37,9 +37,11 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
+from hwsim.collectives import plan, run
+from hwsim.collectives.executor import InstantTransport
 from hwsim.config.schema import Scenario
 from hwsim.errors import InvalidSchedule
-from hwsim.hardware import Device, Message, Placeholder
+from hwsim.hardware import Device, Placeholder
 from hwsim.models import make_model
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.network import Cluster
@@ -109,6 +111,14 @@ class Pipeline:
                 self.devices[r, d] = device
                 env.process(self._dispatch(device))
         self._mail: dict[tuple, simpy.Event] = {}
+        self._reductions: dict[tuple[int, int], list] = {}  # (step, stage) -> [replicas still to come, done]
+        self._flat: dict[tuple[int, int], np.ndarray] = {}  # (replica, stage) -> its gradient, flat, while reduced
+        p = self.shape.devices
+        self.transport = (
+            InstantTransport()
+            if spec.network == "free"
+            else cluster.transport("allreduce", lambda npu: f"r{npu // p}.d{npu % p}")
+        )
         self.params: dict[tuple[int, int], list] = {}  # (replica, stage) -> [(w, b) per layer]
         self.velocity: dict[tuple[int, int], list] = {}
         self.grads: dict[tuple[int, int], list] = {}
@@ -228,40 +238,52 @@ class Pipeline:
             self._deliver(r, step, "B", s, j, out, cost.inputs, device)
 
     def _allreduce(self, r: int, d: int, step: int, s: int) -> Generator:
-        """Ring all-reduce of stage `s`'s accumulated gradient over the D replicas."""
-        D = self.spec.data_parallel
-        if D == 1:
+        """Replica r's part in the all-reduce of stage `s`'s accumulated gradient over the D replicas; the
+        last replica to get there starts it (they all do at once when the replicas are identical)."""
+        if self.spec.data_parallel == 1:
             return
         device = self.devices[r, d]
         start = self.env.now
-        flat = np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer]) if self.math else None
-        n = self.costs[s].params
-        bounds = [n * i // D for i in range(D + 1)]
-        nxt = (r + 1) % D
-        for k in range(2 * (D - 1)):
-            reduce = k < D - 1  # reduce-scatter, then all-gather of the reduced chunks
-            send = (r - k) % D if reduce else (r + 1 - (k - D + 1)) % D
-            recv = (send - 1) % D
-            lo, hi = bounds[send], bounds[send + 1]
-            payload = flat[lo:hi].copy() if self.math else Placeholder((hi - lo) * self.elem)
-            if self.replicas > 1:
-                self.env.process(self.post(device, self.devices[nxt, d], ("AR", nxt, step, s, k), payload, "allreduce"))
-            else:
-                self.env.process(self._mirrored(device, d, ("AR", r, step, s, k), payload))
-            chunk = yield from self.receive(("AR", r, step, s, k))
-            lo, hi = bounds[recv], bounds[recv + 1]
-            if reduce:
-                yield from device.vector.elementwise(hi - lo, 1, f"allreduce add s{s}")
-            if self.math:
-                flat[lo:hi] = flat[lo:hi] + chunk if reduce else chunk
-            device.bank(self.spec.bank).free(f"in AR{s}.{k}")
         if self.math:
-            at = 0
+            self._flat[r, s] = np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer])
+        key = (step, s)
+        if key not in self._reductions:
+            self._reductions[key] = [self.replicas, self.env.event()]
+        entry = self._reductions[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.env.process(self._ring(step, d, s, entry[1]))
+        yield entry[1]
+        if self.math:
+            flat, at = self._flat.pop((r, s)), 0
             for layer in self.grads[r, s]:
                 for g in layer:
                     g.ravel()[:] = flat[at : at + g.size]
                     at += g.size
         self.recorder.op(device.name, step + 1, "allreduce", s, -1, start, self.env.now)
+
+    def _ring(self, step: int, d: int, s: int, done: simpy.Event) -> Generator:
+        """The ring all-reduce (`hwsim.collectives`) of stage `s` over the replicas' devices d: 2 (D - 1)
+        messages of 1/D of the gradient per device, each reduce step an add on the vector unit. With
+        `replicas: one` replica 0 plays its part alone, its partners mirrored."""
+        D, p, start = self.spec.data_parallel, self.shape.devices, self.env.now
+        nbytes = self.costs[s].params * self.elem
+        out = yield from run(
+            self.env,
+            self.cluster.fabric,
+            plan("all_reduce", "ring", D, self.replicas == 1),
+            [r * p + d for r in range(D)],
+            nbytes,
+            data=[self._flat[r, s] for r in range(D)] if self.math else None,
+            devices=[self.devices[r, d] for r in range(self.replicas)],
+            label=f"allreduce s{s}",
+            mirror=self.replicas == 1,
+            transport=self.transport,
+            element_bytes=self.elem,
+        )
+        self.recorder.collective(f"all-reduce s{s} (step {step + 1})", "all_reduce", "ring", nbytes, start, self.env.now)
+        self._reductions.pop((step, s))
+        done.succeed(out)
 
     def _update(self, r: int, step: int, s: int, device: Device) -> Generator:
         start = yield from device.vector.elementwise(self.costs[s].params, UPDATE_OPS, f"update s{s}")
@@ -302,21 +324,6 @@ class Pipeline:
             self._arrive(dst, key, payload)
             return
         yield from self.cluster.send(src, dst, payload, tag, key=key)
-
-    def _mirrored(self, device: Device, d: int, key: tuple, payload) -> Generator:
-        """`replicas: one` on a single switch: the ring message leaves on this device's uplink and the
-        previous replica's identical one comes in on its downlink, which is one message through the
-        switch and back. When the replicas are identical this times exactly as simulating them all,
-        under every sharing model (their links carry the same messages at the same times)."""
-        if self.spec.network == "free":
-            self._arrive(device, key, payload)
-            return
-        D, sent = self.spec.data_parallel, self.env.now
-        yield from self.cluster.loopback(d, payload.nbytes, f"allreduce (mirrored) -> {device.name}", device.spec.nic.overhead)
-        message = Message(f"r{D - 1}.d{d}.nic", device.nic.name, "allreduce", payload, sent, {"key": key})
-        for notify in device.nic.delivery_observers:  # the partner's message, as replica 0 receives it
-            notify(message, self.env.now)
-        self._arrive(device, key, payload)
 
     def receive(self, key: tuple) -> Generator:
         """Wait for what `key` names, then forget its event (each is consumed once)."""

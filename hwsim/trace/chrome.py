@@ -3,7 +3,9 @@
 Each device is a process, each unit a thread; operations are complete events ("X")
 with microsecond timestamps; bank occupancy is a counter ("C") per bank. The fabric's
 links are units too: a link of an NPU's port sits with that NPU's device, the others
-on a "fabric" process. Messages (send to delivery) are complete events on a "network"
+on a "fabric" process. Collectives (an all-reduce of a layer's gradient, ...) are slices
+on a "collectives" process, one track per operation (more where they overlap), their
+messages drawn below them. Messages (send to delivery) are complete events on a "network"
 process, on a named track of the sender ("w0 sends"), with a flow arrow (Perfetto
 draws it) to a mark on a track of the receiver ("server receives") when it lands.
 Events on one track must nest, and a sender's messages overlap in time, so a sender
@@ -106,6 +108,35 @@ def events(trace: Trace) -> Iterator[dict]:
         pid, _ = unit_ids[row.bank]
         yield {"ph": "C", "name": f"{row.bank} bytes", "pid": pid, "ts": row.time_s * _US, "args": {"used": row.used_bytes}}
     yield from _message_events(_until(trace, "messages", "delivered_s", end), len(devices) + 1)
+    yield from _collective_events(_until(trace, "collectives", "end_s", end), len(devices) + 2)
+
+
+def _collective_events(collectives: pd.DataFrame, pid: int) -> list[dict]:
+    """Collectives on their own process: a slice each, on a track per operation ("all_reduce", "all_reduce
+    #2" where two overlap)."""
+    if collectives.empty:
+        return []
+    events = [{"ph": "M", "name": "process_name", "pid": pid, "args": {"name": "collectives"}}]
+    lanes, tracks = Lanes(), {}
+    for row in collectives.sort_values(["start_s", "end_s"], kind="stable").itertuples(index=False):
+        key = (row.op, lanes.take(row.op, row.start_s, row.end_s))
+        if key not in tracks:
+            tracks[key] = len(tracks) + 1
+            name = row.op + (f" #{key[1]}" if key[1] > 1 else "")
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tracks[key], "args": {"name": name}})
+        events.append(
+            {
+                "ph": "X",
+                "name": row.name,
+                "cat": "collective",
+                "pid": pid,
+                "tid": tracks[key],
+                "ts": row.start_s * _US,
+                "dur": (row.end_s - row.start_s) * _US,
+                "args": {"algorithm": row.algorithm, "bytes": row.bytes},
+            }
+        )
+    return events
 
 
 def _message_events(messages: pd.DataFrame, pid: int) -> list[dict]:

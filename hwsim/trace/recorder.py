@@ -24,6 +24,7 @@ TABLES = {
     "metrics": {"time_s": "f", "step": "i", "metric": "s", "value": "f"},
     "phases": {"device": "s", "step": "i", "phase": "s", "seconds": "f", "end_s": "f"},
     "ops": {"device": "s", "step": "i", "op": "s", "stage": "i", "microbatch": "i", "start_s": "f", "end_s": "f"},
+    "collectives": {"name": "s", "op": "s", "algorithm": "s", "bytes": "i", "start_s": "f", "end_s": "f"},
 }
 """The event tables and their columns (s: string, f: float, i: integer)."""
 UNIT_COLUMNS = ["unit", "kind", "device", "clock_hz", "peak_per_s", "capacity_bytes", "precision"]
@@ -38,7 +39,9 @@ class Trace:
     and step metrics; units: the units that existed and their peaks; phases: where
     each step of a device's controller spent its time (systems that split steps);
     ops: the ops of a schedule as a device ran them (forward / backward of a stage
-    for a micro-batch, a stage's all-reduce and update; microbatch -1 where none).
+    for a micro-batch, a stage's all-reduce and update; microbatch -1 where none);
+    collectives: one row per collective a system ran (its name, operation, algorithm,
+    bytes per NPU, start and end).
 
     Each table is a DataFrame attribute (`trace.busy`). A long run's big tables live in
     Parquet files; `chunks(name)` walks a table without loading it whole, and
@@ -80,8 +83,8 @@ class Recorder:
     def __init__(self, spill_rows: int | None = None) -> None:
         folder, self.spill_rows = SpillFolder(), spill_rows or store.SPILL_ROWS
         self.tables = {name: TableStore(name, columns, folder, self.spill_rows) for name, columns in TABLES.items()}
-        self._messages, self._metrics, self._phases, self._ops = (
-            self.tables[n].append for n in ("messages", "metrics", "phases", "ops")
+        self._messages, self._metrics, self._phases, self._ops, self._collectives = (
+            self.tables[n].append for n in ("messages", "metrics", "phases", "ops", "collectives")
         )
         # one row per operation and per allocation: appended here, without a call, on the hot path
         self._busy_rows, self._memory_rows = self.tables["busy"].rows, self.tables["memory"].rows
@@ -112,6 +115,10 @@ class Recorder:
     def op(self, device: str, step: int, op: str, stage: int, microbatch: int, start_s: float, end_s: float) -> None:
         """The observer systems call when `device` finished one op of a schedule."""
         self._ops((device, step, op, stage, microbatch, float(start_s), float(end_s)))
+
+    def collective(self, name: str, op: str, algorithm: str, nbytes: int, start_s: float, end_s: float) -> None:
+        """The observer systems call when a collective (`hwsim.collectives`) ended."""
+        self._collectives((name, op, algorithm, int(nbytes), float(start_s), float(end_s)))
 
     def _on_busy(self, unit: Unit, label: str, start: float, end: float, work: float) -> None:
         rows = self._busy_rows

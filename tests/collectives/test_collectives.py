@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import simpy
 
-from hwsim.collectives import BUILDERS, CollectiveError, plan, run
+from hwsim.codecs import make_codec
+from hwsim.collectives import BUILDERS, CollectiveError, Send, plan, run
 from hwsim.network import Fabric
 from hwsim.network import topology as topo
 
@@ -137,3 +138,47 @@ def test_every_rank_sends_what_the_algorithm_says():
 def test_bad_collectives_get_a_clear_error(args, words):
     with pytest.raises(CollectiveError, match=words.replace("(", r"\(").replace(")", r"\)")):
         plan(*args)
+
+
+ALL_REDUCE = ["ring", "direct", "halving_doubling", "double_binary_tree"]
+
+
+@pytest.mark.parametrize("algorithm", ALL_REDUCE)
+@pytest.mark.parametrize("name", ["int8", "qsgd", "eden"])
+def test_a_compressed_all_reduce_ends_the_same_on_every_rank(algorithm, name):
+    """Messages are encoded buffers: every rank ends with the same bits, the run repeats bit for bit, the
+    bytes sent are the buffers' (timing-only counts the same), and int8 (round to nearest, a scale per
+    256-element block) stays within its bound: each of the at most n encodings an element passes through
+    errs by at most half a step, max |partial sum| / 254, and a partial sum is at most sum_i |x_i|."""
+    n, size = 8, 1000
+    rng = np.random.default_rng(7)
+    before = [rng.standard_normal(size).astype(np.float32) for _ in range(n)]
+    codec = make_codec(name)
+    runs = []
+    for _ in range(2):
+        data = [a.copy() for a in before]
+        env = simpy.Environment()
+        fabric = Fabric(env, topo.star(n, [1e9] * n, [1e-6] * n), "ideal", [f"n{i}" for i in range(n)])
+        out = env.process(
+            run(env, fabric, plan("all_reduce", algorithm, n), list(range(n)), size * 4, data=data, codec=codec, seed=5)
+        )
+        env.run()
+        runs.append((data, out.value))
+    (data, outcome), (again, _) = runs
+    for a, b in zip(data, again, strict=True):
+        np.testing.assert_array_equal(a, data[0])
+        np.testing.assert_array_equal(a, b)
+    env = simpy.Environment()
+    fabric = Fabric(env, topo.star(n, [1e9] * n, [1e-6] * n), "ideal", [f"n{i}" for i in range(n)])
+    timed = env.process(run(env, fabric, plan("all_reduce", algorithm, n), list(range(n)), size * 4, codec=codec))
+    env.run()
+    assert timed.value.bytes_sent == outcome.bytes_sent
+    p = plan("all_reduce", algorithm, n)
+    edge = [(b * size) // p.blocks for b in range(p.blocks + 1)]
+    for i in range(n):
+        sends = [sum(edge[b + 1] - edge[b] for b in s.blocks) for s in p.steps[i] if isinstance(s, Send)]
+        assert outcome.bytes_sent[i] == sum(codec.wire_bytes(k) for k in sends)
+    if name == "int8":
+        total = np.sum(np.array(before, np.float64), axis=0)
+        bound = n * np.abs(np.array(before, np.float64)).sum(axis=0).max() / 254
+        assert np.abs(data[0] - total).max() <= bound * 1.001

@@ -6,7 +6,7 @@ import pytest
 import simpy
 
 from hwsim.collectives import CollectiveError
-from hwsim.collectives.schedule import collective
+from hwsim.collectives.schedule import Slots, collective
 from hwsim.network import Fabric
 from hwsim.network import topology as topo
 
@@ -102,3 +102,28 @@ def test_bad_collectives_get_one_clear_error(t, kw, words):
 def test_a_hierarchical_all_to_all_is_refused():
     with pytest.raises(CollectiveError, match="a hierarchical all_to_all is not defined"):
         play(topo.dims([("switch", 2, 1e9, 0.0)] * 2), "all_to_all", "direct", 800, hierarchical=True)
+
+
+@pytest.mark.parametrize("order", ["fifo", "lifo"])
+def test_concurrent_collectives_share_the_chunk_slots_oldest_or_newest_first(order):
+    """A issued at 0 and B just after, 4 chunks each, one chunk at a time on the switch: a chunk's
+    all-reduce takes T. fifo runs A's four chunks, then B's (A ends at 4T, B at 8T); lifo lets B's
+    chunks in as soon as A's first is done (B ends at 5T, A at 8T)."""
+    n, nbytes = 4, 4 << 20
+    t = topo.star(n, [1e9] * n, [1e-6] * n)
+    env = simpy.Environment()
+    fabric = Fabric(env, t, "ideal", [f"n{i}" for i in range(n)])
+    slots = Slots(env, 1, order)
+    ends = {}
+
+    def issue(name, at):
+        yield env.timeout(at)
+        yield from collective(env, fabric, "all_reduce", "ring", nbytes, chunks=4, slots=slots)
+        ends[name] = env.now
+
+    env.process(issue("A", 0.0))
+    env.process(issue("B", 1e-9))
+    env.run()
+    T = 2 * (n - 1) * (2e-6 + nbytes / 4 / n / 1e9)
+    want = {"A": 4 * T, "B": 8 * T} if order == "fifo" else {"A": 8 * T, "B": 5 * T}
+    assert ends == pytest.approx(want, rel=1e-9)

@@ -169,11 +169,18 @@ def test_timing_only_mode_has_the_same_timeline(int8_run, load):
         ("system.server=async", "system.update", "delta with server: async"),
         ("system.worker_hardware={7: {nic: {bandwidth: 1 Gb/s}}}", "system.worker_hardware.7", "worker index from 0 to 3"),
         ("system.uplink={levels: 4}", "system.uplink", "'name' key"),
+        ("system.server=none", "system.downlink", "null with server: none"),
+        (("system.server=none", "system.downlink=null", "system.error_feedback=true"), "system.error_feedback", "false"),
+        (
+            ("system.server=none", "system.downlink=null", "system.workers=3", "system.collective.algorithm=halving_doubling"),
+            "system.collective.algorithm",
+            "power-of-two",
+        ),
     ],
 )
 def test_bad_configuration_gets_a_clear_error(load, override, key, says):
     with pytest.raises(ConfigError) as err:
-        scenario = load("compressed_ps_int8", override)
+        scenario = load("compressed_ps_int8", *(override if isinstance(override, tuple) else (override,)))
         hwsim.run(scenario)
     assert err.value.key == key and says in str(err.value)
 
@@ -182,3 +189,53 @@ def test_a_bank_too_small_for_the_model_is_a_simulated_out_of_memory(load):
     result = hwsim.run(load("compressed_ps_int8", "hardware.memory.params.capacity=8 KiB"))
     assert result.status == "out_of_memory"
     assert "w0.params" in result.diagnosis and "8 KiB" in result.diagnosis
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "direct"])
+def test_without_a_server_the_workers_all_reduce_to_the_same_numpy_data_parallel_sgd(load, algorithm):
+    """server: none, fp32: the all-reduced mean of the workers' weights is the server's mean."""
+    scenario = load(
+        "compressed_ps_fp32",
+        "system.steps=25",
+        "system.workers=3",
+        "system.server=none",
+        "system.downlink=null",
+        f"system.collective.algorithm={algorithm}",
+    )
+    result = hwsim.run(scenario)
+    got = np.concatenate([p.ravel() for layer in result.outcome.system.final_params() for p in layer])
+    want = np.concatenate([p.ravel() for layer in numpy_data_parallel_sgd(scenario) for p in layer])
+    assert np.linalg.norm(got - want) <= 1e-6 * np.linalg.norm(want)
+    assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
+
+
+def test_without_a_server_int8_workers_stay_identical_and_send_the_encoded_all_reduce(load, int8_run):
+    result = hwsim.run(load("compressed_ps_int8", "system.steps=40", "system.server=none", "system.downlink=null"))
+    system = result.outcome.system
+    first = [system.trainers[0].pbank.get(f"{name}.params").buffer for name in system.names]
+    for trainer in system.trainers[1:]:
+        for name, buf in zip(system.names, first, strict=True):
+            np.testing.assert_array_equal(trainer.pbank.get(f"{name}.params").buffer, buf)
+    net, messages = result.summary["network"], result.trace.messages
+    assert set(messages.tag) == {"allreduce"} and "server.nic" not in set(messages.src) | set(messages.dst)
+    assert net["up_bytes"] == net["encoded_up_bytes"] == messages.bytes.sum() and net["down_bytes"] == 0
+    assert 0.25 < net["fraction_of_fp32"] < 0.3  # int8 with a 4-byte scale per 64 elements: 9 / 32 at most
+    # a ring among 4 workers beats the server's incast on the same NICs, and learns as well
+    assert result.summary["step_time_s"] < 0.6 * int8_run.summary["step_time_s"]
+    assert result.summary["learning"]["final_test_accuracy"] > 0.9
+    phases = result.trace.phases.groupby(["device", "step"]).seconds.sum().groupby("device").mean()
+    steps = result.metrics[result.metrics.metric == "step_time_s"].value
+    assert phases.mean() == pytest.approx(steps.mean(), rel=1e-9)
+
+
+def test_a_ring_reply_relieves_the_servers_link_and_changes_no_weight(int8_run, load):
+    """system.reply: ring forwards the master worker to worker (a chain broadcast): the server sends each
+    layer once instead of once per worker, the step is shorter on these NICs, the math is the same."""
+    ring = hwsim.run(load("compressed_ps_int8", "system.steps=40", "system.reply=ring"))
+    for a, b in zip(ring.outcome.system.final_params(), int8_run.outcome.system.final_params(), strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+    sent = {r: r.trace.messages for r in (ring, int8_run)}
+    from_server = {r: m.bytes[(m.src == "server.nic") & (m.tag == "down")].sum() for r, m in sent.items()}
+    assert from_server[int8_run] == 4 * from_server[ring]
+    assert ring.summary["network"]["down_bytes"] == int8_run.summary["network"]["down_bytes"]
+    assert ring.summary["step_time_s"] < 0.9 * int8_run.summary["step_time_s"]

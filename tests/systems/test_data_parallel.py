@@ -56,7 +56,8 @@ def test_the_report_has_the_collectives_and_the_fabric(root, tmp_path):
     r = hwsim.run(scenario(root))
     folder = r.write(tmp_path)
     table = pd.read_csv(folder / "collectives.csv")
-    assert list(table.columns) == ["step", "layer", "bytes", "algorithm", "start_s", "end_s", "exposed_s"]
+    assert list(table.columns) == ["step", "layer", "bytes", "wire_bytes", "algorithm", "start_s", "end_s", "exposed_s"]
+    assert (table.wire_bytes == 2 * 3 / 4 * table.bytes).all()  # a ring on 4: 2 (n - 1) / n of the buffer
     assert (folder / "fabric.png").is_file() and (folder / "links.csv").is_file()
 
 
@@ -132,3 +133,36 @@ def test_symmetric_mode_is_refused_where_it_would_not_be_exact(root, overrides, 
     with pytest.raises(ConfigError) as err:
         hwsim.run(scenario(root, *overrides, "system.mode=symmetric", replicas=8))
     assert err.value.key == "system.mode" and words in str(err.value)
+
+
+def test_a_gemm_layer_is_timed_by_the_systolic_arrays_cycle_model(root):
+    """A layer given as gemm: [m, n, k] takes the cycle model's time for its forward GEMM and its two
+    backward GEMMs; its gradient defaults to k n float32 weights. One replica: no all-reduce."""
+    from hwsim.hardware import gemm_cycles
+
+    r = hwsim.run(scenario(root, "model={kind: layers, layers: [{gemm: [256, 512, 1024]}], repeat: 3}", replicas=1))
+    hw = r.scenario.hardware.systolic
+
+    def seconds(m, n, k):
+        return gemm_cycles(m, n, k, hw.rows, hw.cols, hw.dataflow, hw.macs_per_cycle.fp32, hw.edge_folds) / hw.clock
+
+    layer = seconds(256, 512, 1024) + seconds(256, 1024, 512) + seconds(1024, 512, 256)
+    dp = r.summary["data_parallel"]
+    assert dp["compute_s"] == pytest.approx(3 * layer, rel=1e-12)
+    assert dp["gradient_bytes"] == 3 * 1024 * 512 * 4
+    assert r.summary["step_time_s"] == pytest.approx(3 * layer + OPT, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "layer, key, words",
+    [
+        ("{forward: 1 ms, params: 1 MiB}", "model.layers[0].backward", "a backward time, or gemm"),
+        ("{gemm: [8, 8]}", "model.layers[0].gemm", "three sizes"),
+        ("{gemm: [8, 8, 8], forward: 1 ms}", "model.layers[0].forward", "no time with gemm"),
+        ("{forward: 1 ms, backward: 1 ms}", "model.layers[0].params", "the parameters' bytes"),
+    ],
+)
+def test_a_layer_is_timed_or_a_gemm(root, layer, key, words):
+    with pytest.raises(ConfigError) as err:
+        hwsim.run(scenario(root, f"model={{kind: layers, layers: [{layer}]}}"))
+    assert err.value.key == key and words in str(err.value)
