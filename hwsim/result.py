@@ -155,15 +155,23 @@ class RunResult:
 
     @cached_property
     def links(self) -> pd.DataFrame:
-        """One row per link of the fabric: its ends, level, bandwidth, latency, bytes, busy time, utilization."""
+        """One row per link of the fabric: its ends, level, bandwidth, latency, bytes, busy time, utilization
+        (data-parallel runs add `mirrored`: in symmetric mode, the links given replica 0's load)."""
         cluster = self.outcome.cluster
-        return cluster.fabric.links(self.sim_time_s) if cluster is not None else pd.DataFrame()
+        if cluster is None:
+            return pd.DataFrame()
+        table = cluster.fabric.links(self.sim_time_s)
+        mirrored = getattr(self.outcome.system, "mirrored_links", None)  # symmetric data parallelism
+        return mirrored(table) if mirrored is not None else table
 
     def plot_fabric(self):
         """The topology with every cable coloured by its utilization (None when nothing crossed it)."""
         if self.links.empty or not self.links.bytes.any():
             return None
-        return fabric.fabric_figure(self.outcome.cluster.topology, self.links)
+        t, links = self.outcome.cluster.topology, self.links
+        mirrored = "mirrored" in links and links.mirrored.any()
+        title = f"Fabric: {t.kind}, {t.npus} NPUs (symmetric: replica 0's links, mirrored on the others)" if mirrored else ""
+        return fabric.fabric_figure(t, links, title)
 
     @property
     def filled(self) -> bool:

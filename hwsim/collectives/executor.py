@@ -28,6 +28,7 @@ element.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
@@ -59,6 +60,10 @@ class FabricTransport:
         link to the switch that joins them and back on that switch's link to me (`Topology.loopback`)."""
         yield from self.fabric.model.transfer(self.fabric.topology.loopback(me, partner), nbytes, label, self.overhead)
 
+    def move_group(self, moves: list[tuple[int, int, int]], label: str) -> Generator:
+        """Process: messages (src, dst, nbytes) that leave together, done when the last has landed."""
+        yield from self.fabric.transfer_group(moves, label, self.overhead)
+
 
 class InstantTransport:
     """Messages that take no time (a pipeline's `network: free`)."""
@@ -68,6 +73,10 @@ class InstantTransport:
         yield
 
     def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
+        return
+        yield
+
+    def move_group(self, moves, label: str) -> Generator:
         return
         yield
 
@@ -108,6 +117,7 @@ def run(
     transport=None,
     element_bytes: int = 4,
     finished=None,
+    lockstep: bool = False,
 ) -> Generator:
     """Process: the collective `plan` over the fabric NPUs `group` (rank r on NPU group[r]), `nbytes` per
     rank; returns an `Outcome`. `data`, when given, is changed in place (its bytes are `nbytes`).
@@ -149,6 +159,22 @@ def run(
         return arrived[key]
 
     carrier = transport if transport is not None else FabricTransport(fabric, overhead)
+    if lockstep:
+        rounds = lockstep_rounds(plan)
+        if rounds is None or data is not None or codec is not None or devices is not None or mirror or finished is not None:
+            raise CollectiveError(
+                f"lockstep: timing only, without a codec, devices or mirroring, and a plan whose ranks take their steps in rounds (ring, direct, halving_doubling); got {plan.algorithm} {plan.op}"
+            )
+        sizes, sent = [hi - lo for lo, hi in itertools.pairwise(edge)], outcome.bytes_sent  # bytes: timing only
+        for sends in rounds:
+            moves = []
+            for i, p, blocks in sends:
+                size = sizes[blocks[0]] if len(blocks) == 1 else sum(sizes[b] for b in blocks)
+                sent[i] += size
+                moves.append((group[i], group[p], size))
+            yield from carrier.move_group(moves, f"{name} lockstep")
+        outcome.end_s = [env.now] * n
+        return outcome
 
     def transfer(src: int, dst: int, size: int, payload, done: simpy.Event) -> Generator:
         label = f"{name} r{src}->r{dst}"
@@ -221,6 +247,50 @@ def run(
         outcome.end_s = [outcome.end_s[0]] * n
         outcome.bytes_sent = [outcome.bytes_sent[0]] * n
     return outcome
+
+
+_ROUNDS: dict[int, tuple[Plan, list | None]] = {}
+
+
+def lockstep_rounds(plan: Plan) -> list[list[tuple[int, int, tuple[int, ...]]]] | None:
+    """The plan as rounds every rank takes together: per round, every (rank, peer, blocks) sent; None
+    unless each rank's steps are (sends, then receives) repeated the same number of times, one lane,
+    and the messages each round receives are the ones it sends. Cached per plan (plans are cached)."""
+    cached = _ROUNDS.get(id(plan))
+    if cached is not None and cached[0] is plan:
+        return cached[1]
+    rounds = _rounds(plan)
+    _ROUNDS[id(plan)] = (plan, rounds)
+    return rounds
+
+
+def _rounds(plan: Plan):
+    per_rank = []
+    for steps in plan.steps:
+        if any(step.lane for step in steps) or not steps or not isinstance(steps[0], Send):
+            return None
+        mine, at = [], 0
+        while at < len(steps):
+            sends = []
+            while at < len(steps) and isinstance(steps[at], Send):
+                sends.append(steps[at])
+                at += 1
+            recvs = []
+            while at < len(steps) and not isinstance(steps[at], Send):
+                recvs.append(steps[at])
+                at += 1
+            mine.append((sends, recvs))
+        per_rank.append(mine)
+    if len({len(mine) for mine in per_rank}) != 1:
+        return None
+    rounds = []
+    for r in range(len(per_rank[0])):
+        sent = sorted((i, s.peer) for i, mine in enumerate(per_rank) for s in mine[r][0])
+        got = sorted((s.peer, i) for i, mine in enumerate(per_rank) for s in mine[r][1])
+        if sent != got:
+            return None
+        rounds.append([(i, s.peer, s.blocks) for i, mine in enumerate(per_rank) for s in mine[r][0]])
+    return rounds
 
 
 def _encode(codec: Codec, held: dict, blocks: tuple[int, ...], spans, array, seed: int, key: int, elements: int):

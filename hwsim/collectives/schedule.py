@@ -94,6 +94,7 @@ def collective(
     slots: Slots | None = None,
     transport=None,
     element_bytes: int = 4,
+    lockstep: bool = False,
 ) -> Generator:
     """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
     `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
@@ -103,7 +104,8 @@ def collective(
     codec's draws (each chunk, phase and group its own stream). `slots`: the chunk slots this
     collective shares with others (`Slots`; its `in_flight` replaces this one's), else its own.
     `transport` moves the messages (`executor.FabricTransport`, or a cluster's); `element_bytes`:
-    the size of an element, timing-only (`executor.run`)."""
+    the size of an element, timing-only (`executor.run`); `lockstep`: every plan round by round
+    (`executor.run`)."""
     if chunks < 1:
         raise CollectiveError(f"chunks: at least 1; got {chunks}")
     if in_flight < 1:
@@ -173,6 +175,7 @@ def collective(
                 stream=stream_of(stream, chunk, phase, group[0]),
                 transport=transport,
                 element_bytes=element_bytes,
+                lockstep=lockstep,
             )
             out = yield env.process(play)
         for r, npu in enumerate(group):

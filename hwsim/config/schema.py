@@ -682,8 +682,9 @@ class DataParallelSpec:
     mode: str = spec(
         "exact",
         doc="exact: every replica and transfer simulated; symmetric: replica 0 alone, its partners mirrored "
-        "(identical replicas on a symmetric switch fabric; ring, direct or halving_doubling)",
-        choices=("exact", "symmetric"),
+        "(identical replicas on a symmetric switch fabric; ring, direct or halving_doubling); lockstep: every "
+        "replica, each all-reduce round's messages moved together (timing-only; ring, direct or halving_doubling)",
+        choices=("exact", "symmetric", "lockstep"),
     )
 
 

@@ -185,6 +185,7 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
                 m += 1
     left = np.empty(n_links)
     mark = np.zeros(n_links, np.int64)  # == stamp: a link of S this round
+    checked = np.zeros(n_flows, np.int64)  # == stamp: a flow checked for a bottleneck this round
     links = np.empty(n_links, np.int64)
     stamp = 0
     while m > 0:
@@ -209,6 +210,9 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
         grown = m
         for link in links[:k]:  # the flows on the links of S: each needs a bottleneck
             for f in on_link[link, : degree[link]]:
+                if checked[f] == stamp:
+                    continue
+                checked[f] = stamp
                 if _bottlenecked(f, hops, capacity, rate, load, most):
                     continue
                 if not chosen[f]:

@@ -231,6 +231,7 @@ class ClusterTransport:
 
     def __init__(self, cluster: Cluster, tag: str, name_of: Callable[[int], str] | None = None, in_order: bool = False):
         self.cluster, self.tag, self.in_order = cluster, tag, in_order
+        self._names: dict[int, str] = {}
         self.name_of = name_of or (lambda npu: f"npu{npu}")
 
     def _overhead(self, npu: int) -> float:
@@ -246,6 +247,20 @@ class ClusterTransport:
             yield from self.cluster.fabric.transfer(src, dst, nbytes, label, overhead)
         self._record(src, dst, nbytes, sent, self.cluster.devices[src])
 
+    def move_group(self, moves: list[tuple[int, int, int]], label: str) -> Generator:
+        """Process: messages (src, dst, nbytes) that leave together (`Fabric.transfer_group`), each
+        recorded as delivered when the last has landed; in order per pair (or with senders' overheads
+        that differ), one by one."""
+        overheads = {self._overhead(src) for src in {src for src, _, _ in moves}}
+        sent = self.cluster.env.now
+        if self.in_order or len(overheads) > 1:
+            env = self.cluster.env
+            yield simpy.AllOf(env, [env.process(self.move(a, b, n, label)) for a, b, n in moves])
+            return
+        yield from self.cluster.fabric.transfer_group(moves, label, overheads.pop() if overheads else 0.0)
+        now, nic, tag = self.cluster.env.now, self._nic, self.tag
+        self.cluster.recorder.messages([(nic(src), nic(dst), tag, nbytes, sent, now) for src, dst, nbytes in moves])
+
     def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
         """Process: symmetric mode's stand-in for `partner`'s message to NPU `me` (out on me's uplink, back
         on its downlink: `Topology.loopback`), recorded as the partner's message as `me` receives it."""
@@ -260,5 +275,8 @@ class ClusterTransport:
             notify(message, self.cluster.env.now)
 
     def _nic(self, npu: int) -> str:
-        device = self.cluster.devices.get(npu)
-        return device.nic.name if device is not None else f"{self.name_of(npu)}.nic"
+        name = self._names.get(npu)
+        if name is None:
+            device = self.cluster.devices.get(npu)
+            name = self._names[npu] = device.nic.name if device is not None else f"{self.name_of(npu)}.nic"
+        return name

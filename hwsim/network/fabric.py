@@ -65,6 +65,12 @@ class Fabric:
         `sent` succeeds when the last byte has left NPU a."""
         return self.model.transfer(self.topology.route(a, b), nbytes, label, overhead, sent)
 
+    def transfer_group(self, pairs: list[tuple[int, int, int]], label: str, overhead: float = 0.0):
+        """Process: messages (a, b, nbytes) that leave together, done when the last has landed (the
+        sharing model's `transfer_group`)."""
+        route = self.topology.route
+        return self.model.transfer_group([route(a, b) for a, b, _ in pairs], [n for _, _, n in pairs], label, overhead)
+
     def use(self, path: tuple[int, ...]) -> None:
         """Register the links of `path` that carry something for the first time (see `first_use`)."""
         if self._unseen:

@@ -69,6 +69,12 @@ class Sharing:
         `sent` succeeds when the last byte has left the sender."""
         raise NotImplementedError
 
+    def transfer_group(self, paths: list[tuple[int, ...]], sizes: list[int], label: str, overhead: float) -> Generator:
+        """Process: messages that leave together (`paths[k]`, `sizes[k]` bytes each), done when the last
+        has landed. Here: each its own transfer; `Flow` and `Ideal` do it in one go."""
+        moves = [self.env.process(self.transfer(path, n, label, overhead)) for path, n in zip(paths, sizes, strict=True)]
+        yield simpy.AllOf(self.env, moves)
+
     def unloaded(self, path: tuple[int, ...], nbytes: float, overhead: float) -> float:
         """The time of a message alone on `path`."""
         if not path:
@@ -93,6 +99,15 @@ class Ideal(Sharing):
         if sent is not None:
             self.env.timeout(serialized).callbacks.append(lambda _e: sent.succeed())
         yield self.env.timeout(serialized + latency)
+
+    def transfer_group(self, paths, sizes, label, overhead):
+        f, longest = self.fabric, 0.0
+        for path, nbytes in zip(paths, sizes, strict=True):
+            if path:
+                latency, bandwidth = f.topology.cost(path)
+                f.carried(path, nbytes, label, self.env.now + overhead)
+                longest = max(longest, overhead + nbytes / bandwidth + latency)
+        yield self.env.timeout(longest)
 
 
 class StoreAndForward(Sharing):
@@ -160,6 +175,51 @@ class Flow(Sharing):
         _succeed(sent)
         if path:
             yield self.env.timeout(self.fabric.path_latency(path))
+
+    def transfer_group(self, paths, sizes, label, overhead):
+        """Messages that leave together, as few flows as can carry them exactly alike: messages of one
+        size whose paths share no link become one flow over the union of their links (each link then
+        carries one of them, at the flow's rate, as it would carry the message alone). A ring step on
+        a switch is one flow; a direct all-reduce round (n - 1 messages per uplink) n - 1 flows. The
+        group lands when every flow has, plus the longest latency among its messages."""
+        f = self.fabric
+        if overhead:
+            yield self.env.timeout(overhead)
+        flows: list[list] = []  # [size, links (set), path (list), latency]
+        cost = f.topology.cost
+        for path, nbytes in zip(paths, sizes, strict=True):
+            if not path or nbytes <= 0:
+                continue
+            for flow in flows:
+                if flow[0] == nbytes and flow[1].isdisjoint(path):
+                    break
+            else:
+                flow = [nbytes, set(), [], 0.0]
+                flows.append(flow)
+            flow[1].update(path)
+            flow[2].extend(path)
+            latency = cost(path)[0]
+            if latency > flow[3]:
+                flow[3] = latency
+        landed = [self.env.now]
+
+        def land(path: tuple[int, ...], latency: float):
+            def ended(_event) -> None:
+                f.ended(path)
+                landed[0] = max(landed[0], self.env.now + latency)
+
+            return ended
+
+        events = []
+        for nbytes, _, links, latency in flows:
+            path = tuple(links)
+            event = self._start(path, float(nbytes))
+            f.started(path, nbytes, label)
+            event.callbacks.append(land(path, latency))
+            events.append(event)
+        if events:
+            yield simpy.AllOf(self.env, events)
+        yield self.env.timeout(landed[0] - self.env.now)
 
     # --- flows ------------------------------------------------------------------
 

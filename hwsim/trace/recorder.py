@@ -132,6 +132,11 @@ class Recorder:
         if len(rows) >= self.spill_rows:
             self.tables["memory"].spill()
 
+    def messages(self, rows) -> None:
+        """Delivered messages in bulk, rows of (src, dst, tag, bytes, sent_s, delivered_s) (a
+        collective's round, `hwsim.network.cluster.ClusterTransport`)."""
+        self.tables["messages"].extend(rows)
+
     def _on_message(self, message: Message, delivered_s: float) -> None:
         self._messages((message.src, message.dst, message.tag, message.nbytes, message.sent_s, delivered_s))
 

@@ -59,6 +59,11 @@ class TableStore:
         if len(self.rows) >= self.spill_rows:
             self.spill()
 
+    def extend(self, rows) -> None:
+        self.rows.extend(rows)
+        if len(self.rows) >= self.spill_rows:
+            self.spill()
+
     def __len__(self) -> int:
         return self.spilled + len(self.rows)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import simpy
 
-from hwsim.collectives import CollectiveError
+from hwsim.collectives import CollectiveError, plan
+from hwsim.collectives.executor import lockstep_rounds
 from hwsim.collectives.schedule import Slots, collective
 from hwsim.network import Fabric
 from hwsim.network import topology as topo
@@ -127,3 +128,35 @@ def test_concurrent_collectives_share_the_chunk_slots_oldest_or_newest_first(ord
     T = 2 * (n - 1) * (2e-6 + nbytes / 4 / n / 1e9)
     want = {"A": 4 * T, "B": 8 * T} if order == "fifo" else {"A": 8 * T, "B": 5 * T}
     assert ends == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("model", ["ideal", "flow", "store_and_forward"])
+@pytest.mark.parametrize(
+    "shape, algorithm, op",
+    [
+        ((8,), "ring", "all_reduce"),
+        ((8,), "direct", "all_reduce"),
+        ((8,), "halving_doubling", "reduce_scatter"),
+        ((8,), "ring", "all_gather"),
+        ((4, 4), ["direct", "ring"], "all_reduce"),
+    ],
+)
+def test_lockstep_rounds_equal_the_rank_by_rank_run(model, shape, algorithm, op):
+    """Every rank's sends of a round leave together, the round ends when the last lands: on a symmetric
+    fabric every message of a round lands at once, so the times and bytes are the rank-by-rank run's."""
+    t = topo.star(8, [1e9] * 8, [1e-6] * 8) if len(shape) == 1 else topo.dims([("switch", s, 1e9, 1e-6) for s in shape])
+    kw = dict(model=model, chunks=3, hierarchical=len(shape) > 1)
+    each, together = (play(t, op, algorithm, 3 << 20, lockstep=ls, **kw) for ls in (False, True))
+    assert together.end_s == pytest.approx(each.end_s, abs=1e-12) and together.bytes_sent == each.bytes_sent
+
+
+def test_lockstep_takes_plans_whose_ranks_step_in_rounds():
+    for algorithm, op in [("ring", "all_reduce"), ("direct", "all_to_all"), ("halving_doubling", "all_reduce")]:
+        assert lockstep_rounds(plan(op, algorithm, 8)) is not None
+    for algorithm, op in [("double_binary_tree", "all_reduce"), ("ring", "broadcast"), ("direct", "reduce")]:
+        assert lockstep_rounds(plan(op, algorithm, 8)) is None
+    t = topo.star(4, [1e9] * 4, [1e-6] * 4)
+    with pytest.raises(CollectiveError, match="lockstep: timing only"):
+        play(t, "all_reduce", "double_binary_tree", 1 << 10, lockstep=True)
+    with pytest.raises(CollectiveError, match="lockstep: timing only"):
+        play(t, "all_reduce", "ring", 64, lockstep=True, data=[np.zeros(16, np.float32) for _ in range(4)])

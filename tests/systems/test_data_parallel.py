@@ -106,33 +106,60 @@ DIMS = "{dims: [{kind: switch, size: 4, bandwidth: 400 GB/s, latency: 1 us}, {ki
         (DIMS, "{algorithm: halving_doubling, hierarchical: true}"),
     ],
 )
-def test_symmetric_mode_equals_exact_to_the_nanosecond(root, model, network, collective):
+def test_symmetric_and_lockstep_modes_equal_exact_to_the_nanosecond(root, model, network, collective):
     """16 replicas on a switch, or 4 x 4 on two switch dimensions; A > b so the all-reduces overlap and
-    contend (64 MiB a layer)."""
+    contend (48 MiB a layer)."""
     overrides = [f"system.collective={collective}"] + ([f"hardware.network={network.replace('MODEL', model)}"] if network else [])
-    times = []
-    for mode in ("exact", "symmetric"):
+    times, loads = [], []
+    for mode in ("exact", "symmetric", "lockstep"):
         r = hwsim.run(scenario(root, *overrides, f"system.mode={mode}", replicas=16, layers=3, params="48 MiB", model=model))
         assert r.status == "ok", r.diagnosis
         times.append((r.summary["step_time_s"], r.summary["data_parallel"]["exposed_allreduce_s"], r.sim_time_s))
+        loads.append(r.links.bytes.to_numpy())
     assert times[1] == pytest.approx(times[0], abs=1e-9)
+    assert times[2] == pytest.approx(times[0], abs=1e-9)
+    assert (loads[1] == loads[0]).all() and (loads[2] == loads[0]).all()  # symmetric: replica 0's, mirrored
 
 
 @pytest.mark.parametrize(
-    "overrides, words",
+    "mode, overrides, words",
     [
-        (["system.collective={algorithm: double_binary_tree}"], "exact for double_binary_tree"),
+        (mode, ["system.collective={algorithm: double_binary_tree}"], "exact for double_binary_tree")
+        for mode in ("symmetric", "lockstep")
+    ]
+    + [
         (
+            mode,
             ["hardware.network={kind: switch, bandwidth: 400 Gb/s, latency: 1 us, overrides: [{npu: 3, bandwidth: 1 Gb/s}]}"],
             "make the replicas differ",
-        ),
-        (["hardware.network={kind: ring, bandwidth: 400 Gb/s, latency: 1 us}"], "cross one switch"),
-    ],
+        )
+        for mode in ("symmetric", "lockstep")
+    ]
+    + [("symmetric", ["hardware.network={kind: ring, bandwidth: 400 Gb/s, latency: 1 us}"], "cross one switch")],
 )
-def test_symmetric_mode_is_refused_where_it_would_not_be_exact(root, overrides, words):
+def test_symmetric_and_lockstep_modes_are_refused_where_they_would_not_be_exact(root, mode, overrides, words):
     with pytest.raises(ConfigError) as err:
-        hwsim.run(scenario(root, *overrides, "system.mode=symmetric", replicas=8))
+        hwsim.run(scenario(root, *overrides, f"system.mode={mode}", replicas=8))
     assert err.value.key == "system.mode" and words in str(err.value)
+
+
+def test_lockstep_equals_exact_on_a_ring_fabric(root):
+    """Lockstep needs no switch: on a ring fabric the neighbours' messages of a round land together too."""
+    times = []
+    for mode in ("exact", "lockstep"):
+        r = hwsim.run(
+            scenario(
+                root,
+                "hardware.network={kind: ring, bandwidth: 400 Gb/s, latency: 1 us}",
+                f"system.mode={mode}",
+                replicas=8,
+                layers=3,
+                params="48 MiB",
+                model="flow",
+            )
+        )
+        times.append((r.summary["step_time_s"], r.summary["data_parallel"]["exposed_allreduce_s"]))
+    assert times[1] == pytest.approx(times[0], abs=1e-9)
 
 
 def test_a_gemm_layer_is_timed_by_the_systolic_arrays_cycle_model(root):
