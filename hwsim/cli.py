@@ -190,7 +190,11 @@ def _compare(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError("command line", "SCENARIO", " ".join(paths), str(err)) from None
     print(markdown(table))
-    extra = "".join(f", {name}" for name in ("pipelines.png", "online.png", "federated.png") if (Path(args.out) / name).is_file())
+    extra = "".join(
+        f", {name}"
+        for name in ("pipelines.png", "schedules.png", "online.png", "federated.png")
+        if (Path(args.out) / name).is_file()
+    )
     print(f"written: {args.out}/comparison.csv, comparison.md, comparison.png{extra} (reports in {args.out}/<scenario>/)")
     return 0 if (table.status == "ok").all() else 1
 
@@ -427,6 +431,12 @@ def _list(args: argparse.Namespace) -> int:
     for row in describe():
         flag = "unbiased" if row["unbiased"] else "biased"
         print(f"  {row['codec']:9s} {row['bits_per_element']:7.3f} b  {flag:8s}  {row['what']}  [{row['parameters']}]")
+    from hwsim.policies import SCHEDULES
+
+    print("pipeline schedules:")
+    for name, kind in SCHEDULES.items():
+        print(f"  {name:14s} {kind.about}")
+        print(f"  {'':14s} placement: {kind.placement or 'any'}; source: {kind.source or '-'}")
     return 0
 
 

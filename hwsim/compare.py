@@ -1,5 +1,6 @@
 """Run several scenarios and compare them: one table, accuracy over time, time-to-accuracy vs bytes,
-for pipelines their Gantt charts side by side with step time split into its parts, and for online
+for pipelines their Gantt charts on one time axis with step time split into its parts and step time
+against peak activation memory (the trade-off each schedule makes), and for online
 training prequential accuracy over time on one chart and accuracy against update bytes, for
 federated runs accuracy per round and over time with participation, round time and client memory."""
 
@@ -16,6 +17,16 @@ from hwsim.report import federated, online, pipeline, plots
 from hwsim.report.write import png, write_atomic
 from hwsim.result import run
 
+PIPELINE = [
+    "schedule",
+    "bubble_fraction",
+    "bubble_s",
+    "exposed_allreduce_s",
+    "peak_activation_microbatches",
+    "peak_activation_bytes",
+]
+ONLINE = ["prequential_accuracy", "accuracy_after_drift", "server_update_bytes", "mean_staleness_s"]
+FEDERATED = ["rounds", "median_round_s", "aggregated", "late", "dropped", "failed", "client_peak_bytes"]
 COLUMNS = [
     "scenario",
     "status",
@@ -27,26 +38,11 @@ COLUMNS = [
     "network_bytes",
     "network_bytes_to_target",
     "fraction_of_fp32",
-    "schedule",
-    "bubble_fraction",
-    "exposed_allreduce_s",
-    "peak_activation_microbatches",
-    "prequential_accuracy",
-    "accuracy_after_drift",
-    "server_update_bytes",
-    "mean_staleness_s",
-    "rounds",
-    "median_round_s",
-    "aggregated",
-    "late",
-    "dropped",
-    "failed",
-    "client_peak_bytes",
+    *PIPELINE,
+    *ONLINE,
+    *FEDERATED,
     "report",
 ]
-PIPELINE = ["schedule", "bubble_fraction", "exposed_allreduce_s", "peak_activation_microbatches"]
-ONLINE = ["prequential_accuracy", "accuracy_after_drift", "server_update_bytes", "mean_staleness_s"]
-FEDERATED = ["rounds", "median_round_s", "aggregated", "late", "dropped", "failed", "client_peak_bytes"]
 
 
 def compare(
@@ -109,6 +105,7 @@ def compare(
     write_atomic(out / "comparison.png", png(plots.comparison_figure(table, curves)))
     if pipelines:
         write_atomic(out / "pipelines.png", png(pipeline.comparison_figure(pipelines)))
+        write_atomic(out / "schedules.png", png(pipeline.tradeoff_figure(pipelines)))
     if onlines:
         write_atomic(out / "online.png", png(online.comparison_figure(onlines)))
     if feds:
@@ -119,12 +116,7 @@ def compare(
 def _pipeline_columns(pipe: dict | None) -> dict:
     if not pipe:
         return dict.fromkeys(PIPELINE)
-    return {
-        "schedule": pipe["schedule"],
-        "bubble_fraction": pipe["bubble_fraction"],
-        "exposed_allreduce_s": pipe["exposed_allreduce_s"],
-        "peak_activation_microbatches": pipe["peak_activation_microbatches"],
-    }
+    return {key: pipe[key] for key in PIPELINE}
 
 
 def _online_columns(on: dict | None) -> dict:

@@ -4,11 +4,12 @@ Three kinds of evidence, each a row of PASS / FAIL / n/a:
 
 - the schedule as data (`policies`): every op exactly once on the device its stage is
   placed on; it runs without deadlock; with uniform stages (the mean of the cycle
-  model's stage times) and free communication its makespan equals the schedule's
-  closed form;
+  model's stage times) and free communication its makespan and its bubble (the most
+  idle time of a device between its first and last op) equal the schedule's closed
+  forms;
 - the scenario as simulated: the devices ran the schedule's order; each op exactly
   once per step; every forward after the one upstream, every backward after its
-  forward and the backward downstream; no two ops overlap on a unit; memory within
+  forward and the backward downstream, every W after its B; no two ops overlap on a unit; memory within
   every bank's capacity; the peak of micro-batch activations per device; the
   breadth-first ordering property;
 - one step with free communication and one replica, whose simulated op times must
@@ -35,17 +36,19 @@ from hwsim.policies import (
     Deadlock,
     Op,
     Timed,
+    bubbles,
     build_schedule,
     dependencies,
     execute,
     idle_windows,
+    is_split,
     makespan,
     peak_activations,
     problems,
     resolve_schedule,
 )
 from hwsim.policies.filling import dependencies as fill_dependencies
-from hwsim.report.pipeline import device_index, op_times
+from hwsim.report.pipeline import PIPELINE_OPS, device_index, op_times
 from hwsim.systems.pipeline import pipeline_shape
 from hwsim.systems.stages import split_layers, stage_costs
 
@@ -98,18 +101,19 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
     shape = pipeline_shape(spec)
     kind = resolve_schedule(spec.schedule)
     schedule = build_schedule(spec.schedule, shape)
+    split = is_split(schedule)
     found = problems(shape, schedule)
     out = [
         _check(
             "schedule: every op exactly once, on its stage's device",
             not found,
-            "; ".join(found[:3]) or f"{2 * shape.stages * shape.microbatches} ops",
+            "; ".join(found[:3]) or f"{(3 if split else 2) * shape.stages * shape.microbatches} ops",
         )
     ]
     if found:
         return out
     try:
-        execute(shape, schedule, lambda s: 1.0, lambda s: 2.0)
+        execute(shape, schedule, lambda s: 1.0, lambda s: 2.0, weight=(lambda s: 1.0) if split else None)
     except Deadlock as err:
         return out + [_check("schedule: runs without deadlock", False, str(err))]
     out.append(
@@ -123,25 +127,28 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
         spec.compute_precision,
     )
     tf = float(np.mean([c.forward_s for c in costs]))
-    tb = float(np.mean([c.backward_s for c in costs]))
+    if split:  # B the input gradient, W the weight gradient
+        tb, tw = float(np.mean([c.input_s for c in costs])), float(np.mean([c.weight_s for c in costs]))
+    else:  # B does both
+        tb, tw = float(np.mean([c.backward_s for c in costs])), 0.0
+    times = execute(shape, schedule, lambda s: tf, lambda s: tb, weight=(lambda s: tw) if split else None)
     v = shape.stages_per_device
-    closed = kind.closed_form(shape, v * tf, v * tb) if kind.closed_form else None
-    if closed is None:
-        why = (
-            "no closed form registered"
-            if kind.closed_form is None
-            else f"no closed form for {shape.placement} placement with v={v}"
-        )
-        out.append(Check("makespan = closed form (uniform stages, free communication)", "n/a", f"{spec.schedule}: {why}"))
-    else:
-        got = makespan(execute(shape, schedule, lambda s: tf, lambda s: tb))
-        out.append(
-            _check(
-                "makespan = closed form (uniform stages, free communication)",
-                abs(got - closed) <= TIME_RTOL * closed,
-                f"{got:.6g} s vs {closed:.6g} s (t_f={v * tf:.4g} s, t_b={v * tb:.4g} s per device and micro-batch: cycle-model means)",
+    means = f"t_f={v * tf:.4g} s, t_b={v * tb:.4g} s" + (f", t_w={v * tw:.4g} s" if split else "")
+    means += " per device and micro-batch: cycle-model means"
+    measured = {"makespan": makespan(times), "bubble": max(bubbles(times, shape.devices))}
+    for what, form in (("makespan", kind.closed_form), ("bubble", kind.bubble)):
+        name = f"{what} = closed form (uniform stages, free communication)"
+        closed = form(shape, v * tf, v * tb, v * tw) if form else None
+        if closed is None:
+            why = (
+                "no closed form registered"
+                if form is None
+                else f"the closed form does not apply to p={shape.devices}, v={v}, m={shape.microbatches}, {shape.placement}"
             )
-        )
+            out.append(Check(name, "n/a", f"{spec.schedule}: {why}; measured {measured[what]:.6g} s"))
+            continue
+        got, scale = measured[what], makespan(times)
+        out.append(_check(name, abs(got - closed) <= TIME_RTOL * scale, f"{got:.6g} s vs {closed:.6g} s ({means})"))
     return out
 
 
@@ -153,10 +160,10 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
     shape, spec = system.shape, scenario.system
     kind = resolve_schedule(spec.schedule)
     out = [_check("simulation ends ok", outcome.status == "ok", outcome.diagnosis or f"{spec.steps} steps")]
-    ops = trace.ops[trace.ops.op.isin(["forward", "backward"])]
+    ops = trace.ops[trace.ops.op.isin(list(PIPELINE_OPS))]
     keyed = ops.assign(replica=[device_index(d)[0] for d in ops.device], dev=[device_index(d)[1] for d in ops.device])
     counts = keyed.groupby(["replica", "step", "op", "stage", "microbatch"]).size()
-    expected = system.replicas * spec.steps * 2 * shape.stages * shape.microbatches
+    expected = system.replicas * spec.steps * (3 if system.split else 2) * shape.stages * shape.microbatches
     misplaced = int((keyed.dev != [shape.device(s) for s in keyed.stage]).sum())
     once = len(counts) == expected and (counts == 1).all() and misplaced == 0
     out.append(
@@ -172,23 +179,24 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
         times = op_times(trace.ops, step, replica)
         for d in range(shape.devices):
             ran = rows[rows.dev == d].sort_values("start_s")
-            ran_ops = [
-                Op("F" if o == "forward" else "B", int(s), int(j))
-                for o, s, j in zip(ran.op, ran.stage, ran.microbatch, strict=True)
-            ]
+            ran_ops = [Op(PIPELINE_OPS[o], int(s), int(j)) for o, s, j in zip(ran.op, ran.stage, ran.microbatch, strict=True)]
             order_ok &= ran_ops == system.schedule[d]
         for op, t in times.items():
             for dep in dependencies(shape, op):
                 if dep not in times or times[dep].end > t.start:
                     deps_ok = False
                     late = late or f"{op} started before {dep} ended (step {step})"
-        if kind.breadth_first_group:
-            bf_ok &= _breadth_first(shape, times, kind.breadth_first_group(shape))
+        if kind.breadth_first_groups:
+            bf_ok &= _breadth_first(shape, times, kind.breadth_first_groups(shape))
         for d, peak in enumerate(peak_activations(shape, times)):
             worst_peak[d] = max(worst_peak.get(d, 0.0), peak)
     out.append(_check("simulation: devices ran the schedule's order", order_ok, "per device, ops sorted by start time"))
     out.append(
-        _check("simulation: dependencies (F after upstream F; B after its F and downstream B)", deps_ok, late or "all ops")
+        _check(
+            "simulation: dependencies (F after upstream F; B after its F and downstream B; W after its B)",
+            deps_ok,
+            late or "all ops",
+        )
     )
     out.append(_no_overlap(trace.busy))
     banks = trace.memory.groupby("bank").used_bytes.max()
@@ -219,12 +227,12 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
                 f"no formula for {spec.schedule}; measured {measured}",
             )
         )
-    if kind.breadth_first_group:
+    if kind.breadth_first_groups:
         out.append(
             _check(
                 "simulation: breadth-first order (each stage's backwards of a group before any earlier stage's)",
                 bf_ok,
-                f"groups of {kind.breadth_first_group(shape)} micro-batches",
+                f"{len(kind.breadth_first_groups(shape))} group(s) of {len(kind.breadth_first_groups(shape)[0])} micro-batches",
             )
         )
     else:
@@ -232,11 +240,10 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
     return out
 
 
-def _breadth_first(shape, times, group: int) -> bool:
+def _breadth_first(shape, times, groups: list[list[int]]) -> bool:
     for d in range(shape.devices):
         stages = shape.stages_of(d)
-        for start in range(0, shape.microbatches, group):
-            mbs = range(start, min(start + group, shape.microbatches))
+        for mbs in groups:
             for later, earlier in zip(stages[1:], stages[:-1], strict=True):
                 if max(times[Op("B", later, j)].end for j in mbs) > min(times[Op("B", earlier, j)].start for j in mbs):
                     return False
@@ -324,7 +331,7 @@ def _fill_unchanged(scenario: Scenario, alone, filled) -> Check:
     if alone.status != "ok" or filled.status != "ok":
         return _check(name, False, alone.diagnosis or filled.diagnosis)
     keys = ["device", "step", "op", "stage", "microbatch"]
-    a = alone.trace.ops[alone.trace.ops.op.isin(["forward", "backward", "allreduce", "update"])]
+    a = alone.trace.ops[alone.trace.ops.op.isin([*PIPELINE_OPS, "allreduce", "update"])]
     both = a.merge(filled.trace.ops, on=keys, suffixes=("_alone", "_filled"))
     shift = float(
         np.maximum((both.start_s_filled - both.start_s_alone).abs(), (both.end_s_filled - both.end_s_alone).abs()).max()

@@ -406,7 +406,8 @@ class PipelineSpec:
     kind: str = spec("pipeline", doc="system", choices=("pipeline",))
     schedule: str = spec(
         "1f1b",
-        doc="schedule: gpipe, 1f1b, interleaved, breadth_first, hybrid, or a registered / 'file.py:function' builder",
+        doc="schedule: gpipe, 1f1b, interleaved, breadth_first, hybrid, zb_h1, zb_h2 (split backward), "
+        "or a registered / 'file.py:function' builder",
     )
     devices: int = spec(4, doc="pipeline devices p", min=1)
     stages_per_device: int = spec(1, doc="stages per device v (S = p v stages in all)", min=1)
@@ -418,7 +419,15 @@ class PipelineSpec:
     )
     microbatches: int = spec(8, doc="micro-batches m per step (per replica)", min=1)
     microbatch: int = spec(8, doc="samples per micro-batch", min=1)
-    group: int = spec(0, doc="hybrid: micro-batches per breadth-first group (0: the devices p)", min=0)
+    group: int = spec(
+        0,
+        doc="micro-batches per group (0: the devices p); interleaved: Megatron-core's microbatch_group_size_per_vp_stage "
+        "(p to m); hybrid: Fast-LLM's breadth-first micro-batches per depth-first group (dividing m)",
+        min=0,
+    )
+    reverse_backward: bool = spec(
+        False, doc="gpipe, breadth_first: run the backwards in reverse micro-batch order (as PyTorch's ScheduleLoopedBFS)"
+    )
     data_parallel: int = spec(1, doc="pipeline replicas D; each stage's gradients are all-reduced over them", min=1)
     replicas: str = spec(
         "all",

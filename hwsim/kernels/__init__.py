@@ -20,6 +20,7 @@ from hwsim.kernels.dense import (
     dense_backward_sgd,
     dense_forward,
     dense_input_grad,
+    dense_weight_grad,
     relu_backward,
     relu_forward,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "dense_backward_sgd",
     "dense_forward",
     "dense_input_grad",
+    "dense_weight_grad",
     "relu_backward",
     "relu_forward",
     "sgd",

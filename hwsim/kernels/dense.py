@@ -32,6 +32,18 @@ def dense_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray) -> tuple[np.nda
 
 
 @njit(cache=True)
+def dense_weight_grad(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dL/dw, dL/db) of y = x @ w + b given dL/dy: `dense_backward`'s weight gradients alone, the same
+    arithmetic in the same order (a split backward's W)."""
+    dw = x.T @ dy
+    db = np.zeros(dy.shape[1], dtype=dy.dtype)
+    for i in range(dy.shape[0]):
+        for j in range(dy.shape[1]):
+            db[j] += dy[i, j]
+    return dw, db
+
+
+@njit(cache=True)
 def dense_input_grad(w: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """dL/dx of y = x @ w + b given dL/dy (a frozen layer needs no weight gradient)."""
     return dy @ w.T

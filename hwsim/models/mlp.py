@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.config.schema import MlpSpec
-from hwsim.kernels import dense_backward, dense_forward, relu_backward, relu_forward, softmax_xent
+from hwsim.kernels import (
+    dense_backward,
+    dense_forward,
+    dense_input_grad,
+    dense_weight_grad,
+    relu_backward,
+    relu_forward,
+    softmax_xent,
+)
 from hwsim.models.ops import Gemm, LayerOps
 
 # Element-operations per output element of each step (vector-unit cost model).
@@ -75,6 +83,9 @@ class Mlp:
                     params=fan_in * fan_out + fan_out,
                     activations=batch * fan_out * (1 if li == last else 2),  # z, and a = relu(z) below the top
                     outputs=batch * fan_out,
+                    weight=(d_weight,),
+                    weight_vector_ops=batch * fan_out * BIAS_GRAD_OPS,
+                    weight_inputs=batch * (fan_in + fan_out),  # x and dL/dz
                 )
             )
         return ops
@@ -95,6 +106,16 @@ class Mlp:
         """(d_input, dw, db) of layer `li` given dL/d(its output)."""
         dz = d_out if li == len(self.shapes) - 1 else relu_backward(d_out, z)
         return dense_backward(x, w, dz)
+
+    def input_backward_layer(self, li: int, z: np.ndarray, w: np.ndarray, d_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(d_input, dL/dz) of layer `li`: a split backward's B; its W takes dL/dz (`weight_layer`)."""
+        dz = self.output_grad(li, z, d_out)
+        return dense_input_grad(w, dz), dz
+
+    @staticmethod
+    def weight_layer(x: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dw, db) of a layer with input `x` and dL/dz `dz`: a split backward's W."""
+        return dense_weight_grad(x, dz)
 
     def output_grad(self, li: int, z: np.ndarray, d_out: np.ndarray) -> np.ndarray:
         """dL/dz of layer `li` given dL/d(its output): through the ReLU below the top."""

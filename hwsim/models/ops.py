@@ -41,7 +41,21 @@ class LayerOps:
     params: int
     activations: int
     outputs: int
+    weight: tuple[Gemm, ...] = ()
+    """The GEMMs of `backward` that make weight gradients: a split backward's W runs them, its B the rest."""
+    weight_vector_ops: int = 0
+    """The part of `backward_vector_ops` that makes weight gradients (bias sums)."""
+    weight_inputs: int = 0
+    """Elements a deferred W keeps from its B until it runs: its GEMMs' inputs and output gradients."""
 
     @property
     def flops(self) -> int:
         return sum(g.flops for g in self.forward + self.backward)
+
+    @property
+    def input_backward(self) -> tuple[Gemm, ...]:
+        """The GEMMs of `backward` that are not weight gradients (a split backward's B)."""
+        rest = list(self.backward)
+        for g in self.weight:
+            rest.remove(g)
+        return tuple(rest)

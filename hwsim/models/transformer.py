@@ -43,7 +43,10 @@ class Transformer:
         s = self.spec
         d, f, h, seq = s.d_model, s.d_ff, s.heads, s.seq_len
         tokens = batch * seq
-        embed = LayerOps("embed", (), (), tokens * d, tokens * d, s.vocab * d + seq * d, tokens * d, tokens * d)
+        # the embedding's backward is its weight gradient (rows scattered into the table)
+        embed = LayerOps(
+            "embed", (), (), tokens * d, tokens * d, s.vocab * d + seq * d, tokens * d, tokens * d, weight_vector_ops=tokens * d
+        )
         fwd = (
             Gemm(tokens, 3 * d, d),
             Gemm(seq, seq, d // h, batch * h),
@@ -61,6 +64,10 @@ class Transformer:
         # weights; biases of QKV (3d), projection (d), FF up (f), FF down (d); two LayerNorms (4d)
         block_params = 4 * d * d + 2 * d * f + 5 * d + f + 4 * d
         block_acts = tokens * (7 * d + 2 * f) + 2 * batch * h * seq * seq
+        weighted = (fwd[0], fwd[3], fwd[4], fwd[5])  # QKV, projection, FF up, FF down; attention has no weights
+        weight = tuple(g.backward()[1] for g in weighted)
+        weight_inputs = sum(g.m * (g.k + g.n) for g in weighted)  # each GEMM's input and output gradient
+        weight_vector = tokens * (3 * d + d + f + d) + 2 * 2 * tokens * d  # bias sums; LayerNorm gains and shifts
         blocks = [
             LayerOps(
                 f"block{i}",
@@ -71,6 +78,9 @@ class Transformer:
                 block_params,
                 block_acts,
                 tokens * d,
+                weight=weight,
+                weight_vector_ops=weight_vector,
+                weight_inputs=weight_inputs,
             )
             for i in range(s.layers)
         ]
@@ -84,5 +94,7 @@ class Transformer:
             2 * d,
             tokens * s.vocab + tokens * d,
             tokens * s.vocab,
+            weight=(head_gemm.backward()[1],),  # the tied embedding's gradient
+            weight_inputs=tokens * (d + s.vocab),
         )
         return [embed, *blocks, head]

@@ -1,5 +1,6 @@
 """Pure decisions, no simulator: pipeline schedules (data), their predicted timing and checks, bubble filling."""
 
+from hwsim.policies import zero_bubble  # noqa: F401  (registers zb_h1, zb_h2)
 from hwsim.policies.filling import FILLERS, FillError, Job, Placement, register_filler, resolve_filler
 from hwsim.policies.pipeline import (
     PLACEMENTS,
@@ -10,10 +11,21 @@ from hwsim.policies.pipeline import (
     ScheduleKind,
     Shape,
     build_schedule,
+    is_split,
     register_schedule,
     resolve_schedule,
 )
-from hwsim.policies.timing import Deadlock, Timed, dependencies, execute, idle_windows, makespan, peak_activations, problems
+from hwsim.policies.timing import (
+    Deadlock,
+    Timed,
+    bubbles,
+    dependencies,
+    execute,
+    idle_windows,
+    makespan,
+    peak_activations,
+    problems,
+)
 
 __all__ = [
     "FILLERS",
@@ -29,10 +41,12 @@ __all__ = [
     "ScheduleKind",
     "Shape",
     "Timed",
+    "bubbles",
     "build_schedule",
     "dependencies",
     "execute",
     "idle_windows",
+    "is_split",
     "makespan",
     "peak_activations",
     "problems",

@@ -3,19 +3,26 @@
 A model is cut into S = p v stages over p devices (v stages per device). Stage s runs
 on device `shape.device(s)`: s // v with contiguous placement, s mod p with looping
 (modular) placement. `Op("F", s, j)` is the forward of stage s for micro-batch j,
-`Op("B", s, j)` its backward. A schedule only fixes the order of ops on each device;
-an op starts when its device has finished the previous op and its inputs are there
-(see `timing.execute`).
+`Op("B", s, j)` its backward. A schedule with a split backward (zero-bubble schedules)
+also has `Op("W", s, j)`: B is then the input gradient alone (what stage s - 1
+waits for) and W the weight gradient, which needs only its B and can be deferred.
+A schedule without W ops keeps them fused: its B does both. A schedule only fixes
+the order of ops on each device; an op starts when its device has finished the
+previous op and its inputs are there (see `timing.execute`).
 
 Every builder has one signature, `builder(shape) -> list[list[Op]]`, and is
 registered by name with `register_schedule`, so a user can add a schedule and run
 `hwsim validate` on it. A registration may carry the schedule's closed-form
-makespan and its peak of micro-batch activations per device, which the validator
-checks where they exist.
+makespan, its bubble (the most idle time of any device between its own first and
+last op) and its peak of micro-batch activations per device, which the validator
+checks where they exist. Closed forms take t_f, t_b, t_w: one device's forward,
+input-gradient and weight-gradient time for one micro-batch (all its stages); a
+fused backward takes t_b + t_w.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +37,8 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Op:
-    """The forward ("F") or backward ("B") of stage `stage` for micro-batch `mb`."""
+    """The forward ("F"), backward ("B") or weight gradient ("W", split backward only) of stage
+    `stage` for micro-batch `mb`."""
 
     kind: str
     stage: int
@@ -48,7 +56,8 @@ class Shape:
     stages_per_device: int
     microbatches: int
     placement: str = "contiguous"
-    group: int = 0  # micro-batches per group (hybrid; 0: the schedule's default)
+    group: int = 0  # micro-batches per group (interleaved, hybrid; 0: the devices p)
+    reverse: bool = False  # gpipe, breadth_first: backwards in reverse micro-batch order
 
     def __post_init__(self):
         for name in ("devices", "stages_per_device", "microbatches"):
@@ -74,9 +83,10 @@ class Shape:
 
 Schedule = list[list[Op]]
 Builder = Callable[[Shape], Schedule]
-ClosedForm = Callable[[Shape, float, float], float | None]
-"""makespan(shape, t_f, t_b), or None where the form does not apply; t_f and t_b are one device's
-forward and backward time for one micro-batch (all its stages) with free communication."""
+ClosedForm = Callable[[Shape, float, float, float], float | None]
+"""makespan(shape, t_f, t_b, t_w) (or the bubble), None where the form does not apply; t_f, t_b and
+t_w are one device's forward, input-gradient and weight-gradient time for one micro-batch (all its
+stages) with free communication (a fused backward takes t_b + t_w)."""
 PeakActivations = Callable[[Shape, int], float]
 """peak(shape, device): micro-batches of activations the device holds at most at once."""
 
@@ -90,9 +100,15 @@ class ScheduleKind:
     placement: str | None  # required placement (None: either)
     closed_form: ClosedForm | None = None
     peak_activations: PeakActivations | None = None
-    breadth_first_group: Callable[[Shape], int] | None = None
-    """Micro-batches per breadth-first group, for the validator's ordering check (None: not breadth-first)."""
+    breadth_first_groups: Callable[[Shape], list[list[int]]] | None = None
+    """The micro-batches of each breadth-first group, for the validator's ordering check (None: not breadth-first)."""
     about: str = ""
+    bubble: ClosedForm | None = None
+    """The most idle time of any device between its own first and last op (`timing.bubbles`)."""
+    source: str = ""
+    """Where the schedule and its formulas come from."""
+    reverse: bool = False
+    """Whether the builder honours `Shape.reverse` (backwards in reverse micro-batch order)."""
 
 
 SCHEDULES: dict[str, ScheduleKind] = {}
@@ -103,13 +119,18 @@ def register_schedule(
     placement: str | None = None,
     closed_form: ClosedForm | None = None,
     peak_activations: PeakActivations | None = None,
-    breadth_first_group: Callable[[Shape], int] | None = None,
+    breadth_first_groups: Callable[[Shape], list[list[int]]] | None = None,
+    bubble: ClosedForm | None = None,
+    source: str = "",
+    reverse: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register `builder(shape) -> list[list[Op]]` under `name`."""
 
     def add(builder: Builder) -> Builder:
         about = (builder.__doc__ or "").strip().splitlines()[0] if builder.__doc__ else ""
-        SCHEDULES[name] = ScheduleKind(name, builder, placement, closed_form, peak_activations, breadth_first_group, about)
+        SCHEDULES[name] = ScheduleKind(
+            name, builder, placement, closed_form, peak_activations, breadth_first_groups, about, bubble, source, reverse
+        )
         return builder
 
     return add
@@ -140,28 +161,57 @@ def build_schedule(name: str, shape: Shape) -> Schedule:
 # --- the builders ---------------------------------------------------------------------
 
 
-def _forward(shape: Shape, device: int, mb: int) -> list[Op]:
+def forwards_of(shape: Shape, device: int, mb: int) -> list[Op]:
     """Forwards of micro-batch `mb` through every stage of `device`, in model order."""
     return [Op("F", s, mb) for s in shape.stages_of(device)]
 
 
-def _backward(shape: Shape, device: int, mb: int) -> list[Op]:
+def backwards_of(shape: Shape, device: int, mb: int) -> list[Op]:
     return [Op("B", s, mb) for s in reversed(shape.stages_of(device))]
 
 
-def _uniform_makespan(shape: Shape, tf: float, tb: float) -> float | None:
+def is_split(schedule: Schedule) -> bool:
+    """Whether the schedule splits its backwards into B and W ops."""
+    return any(op.kind == "W" for ops in schedule for op in ops)
+
+
+def _uniform_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float | None:
     if shape.placement == "looping" and shape.stages_per_device > 1:
         return None  # a device's stages are not back to back for one micro-batch
-    return (shape.microbatches + shape.devices - 1) * (tf + tb)
+    return (shape.microbatches + shape.devices - 1) * (tf + tb + tw)
 
 
-@register_schedule("gpipe", closed_form=_uniform_makespan, peak_activations=lambda shape, d: shape.microbatches)
+def _idle(makespan: ClosedForm) -> ClosedForm:
+    """The bubble of a schedule whose first device runs from the first op to the last: the makespan
+    less its m micro-batches of work."""
+
+    def bubble(shape: Shape, tf: float, tb: float, tw: float) -> float | None:
+        span = makespan(shape, tf, tb, tw)
+        return None if span is None else span - shape.microbatches * (tf + tb + tw)
+
+    return bubble
+
+
+def _backward_order(shape: Shape) -> range:
+    """The micro-batches in the order a gpipe or breadth-first device runs their backwards."""
+    m = shape.microbatches
+    return range(m - 1, -1, -1) if shape.reverse else range(m)
+
+
+@register_schedule(
+    "gpipe",
+    closed_form=_uniform_makespan,
+    bubble=_idle(_uniform_makespan),
+    peak_activations=lambda shape, d: shape.microbatches,
+    source="Huang et al., GPipe, NeurIPS 2019; reverse: the backward order of PyTorch's ScheduleLoopedBFS",
+    reverse=True,
+)
 def gpipe(shape: Shape) -> Schedule:
     """GPipe: every micro-batch forward, then every micro-batch backward (Huang et al., 2019)."""
     out = []
     for d in range(shape.devices):
-        ops = [op for j in range(shape.microbatches) for op in _forward(shape, d, j)]
-        ops += [op for j in range(shape.microbatches) for op in _backward(shape, d, j)]
+        ops = [op for j in range(shape.microbatches) for op in forwards_of(shape, d, j)]
+        ops += [op for j in _backward_order(shape) for op in backwards_of(shape, d, j)]
         out.append(ops)
     return out
 
@@ -170,7 +220,9 @@ def gpipe(shape: Shape) -> Schedule:
     "1f1b",
     placement="contiguous",
     closed_form=_uniform_makespan,
+    bubble=_idle(_uniform_makespan),
     peak_activations=lambda shape, d: min(shape.devices - d, shape.microbatches),
+    source="Narayanan et al., PipeDream-2BW / PipeDream-Flush, ICML 2021",
 )
 def one_f_one_b(shape: Shape) -> Schedule:
     """1F1B: p - d - 1 warm-up forwards on device d, then one forward, one backward, then the cool-down (PipeDream-Flush)."""
@@ -178,64 +230,87 @@ def one_f_one_b(shape: Shape) -> Schedule:
     p, m = shape.devices, shape.microbatches
     for d in range(p):
         warmup = min(p - d - 1, m)
-        ops = [op for j in range(warmup) for op in _forward(shape, d, j)]
+        ops = [op for j in range(warmup) for op in forwards_of(shape, d, j)]
         for i in range(m - warmup):
-            ops += _forward(shape, d, warmup + i) + _backward(shape, d, i)
-        ops += [op for j in range(m - warmup, m) for op in _backward(shape, d, j)]
+            ops += forwards_of(shape, d, warmup + i) + backwards_of(shape, d, i)
+        ops += [op for j in range(m - warmup, m) for op in backwards_of(shape, d, j)]
         out.append(ops)
     return out
 
 
-def _grouped(shape: Shape, group: int) -> Schedule:
-    """Looping placement, micro-batches in groups of `group`: each group goes through a device's
-    stages breadth-first (every micro-batch of the group at one stage, then the next stage), and
-    forwards and backwards alternate one-for-one after a warm-up of (v - 1) group + 2 (p - d - 1)
-    forwards (Megatron-LM's interleaved order when group = p)."""
-    p, v, m = shape.devices, shape.stages_per_device, shape.microbatches
-    groups = [range(start, min(start + group, m)) for start in range(0, m, group)]
-    out = []
-    for d in range(p):
-        stages = shape.stages_of(d)
-        fwd = [Op("F", s, j) for g in groups for s in stages for j in g]
-        bwd = [Op("B", s, j) for g in groups for s in reversed(stages) for j in g]
-        warmup = min((v - 1) * group + 2 * (p - d - 1), len(fwd))
-        ops = fwd[:warmup]
-        for i in range(len(fwd) - warmup):
-            ops += [fwd[warmup + i], bwd[i]]
-        ops += bwd[len(fwd) - warmup :]
-        out.append(ops)
-    return out
-
-
-def _check_interleaved(shape: Shape) -> None:
-    if shape.microbatches % shape.devices:
+def _megatron_groups(shape: Shape) -> list[range]:
+    """Megatron-core's micro-batch groups of the interleaved schedule: N = `shape.group` (its
+    `microbatch_group_size_per_vp_stage`, default p) consecutive micro-batches, the last group the
+    rest; it refuses N outside [p, m] and a last group of fewer than p (dependency bubbles)."""
+    p, m = shape.devices, shape.microbatches
+    n = shape.group or p
+    if not p <= n <= m:
         raise ScheduleError(
-            f"interleaved 1F1B needs micro-batches ({shape.microbatches}) to be a multiple of the devices ({shape.devices})"
+            f"interleaved needs a micro-batch group (`group`, 0: the devices) from the devices ({p}) to the "
+            f"micro-batches ({m}), got {n}: with the default group, m must be a multiple of p"
         )
+    if 0 < m % n < p:
+        raise ScheduleError(
+            f"interleaved needs micro-batches ({m}) to be a multiple of the group ({n}) or to leave a last group "
+            f"of at least the devices ({p}), as Megatron-core does; got a last group of {m % n}"
+        )
+    return [range(start, min(start + n, m)) for start in range(0, m, n)]
+
+
+def _interleaved_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float | None:
+    if (shape.group or shape.devices) != shape.devices:
+        return None
+    return (shape.microbatches + (shape.devices - 1) / shape.stages_per_device) * (tf + tb + tw)
 
 
 @register_schedule(
     "interleaved",
     placement="looping",
-    closed_form=lambda shape, tf, tb: shape.microbatches * (tf + tb) + (shape.devices - 1) * (tf + tb) / shape.stages_per_device,
+    closed_form=_interleaved_makespan,
+    bubble=_idle(_interleaved_makespan),
+    source="Narayanan et al., SC 2021; the order of Megatron-core's forward_backward_pipelining_with_interleaving",
 )
 def interleaved(shape: Shape) -> Schedule:
-    """Interleaved 1F1B: v stages per device in a loop, micro-batches in groups of p (Narayanan et al., 2021)."""
-    _check_interleaved(shape)
-    return _grouped(shape, shape.devices)
+    """Interleaved 1F1B (Megatron-LM): v stages per device in a loop, micro-batches in groups of p (or `group`).
+
+    Megatron-core's order (`megatron/core/pipeline_parallel/schedules.py`, since its tunable
+    schedule of November 2024): each group goes through a device's stages in turn (every
+    micro-batch of the group at one stage, then the next stage), backwards through the stages in
+    reverse; device d runs min(2 (p - d - 1) + (v - 1) N, v m) forwards as warm-up, then one
+    forward one backward, then the remaining backwards. With m = p and v > 1 the early devices
+    warm up with every forward. (Before that change Megatron ran every forward as warm-up on
+    every device whenever m = p.)
+    """
+    groups = _megatron_groups(shape)
+    p, v = shape.devices, shape.stages_per_device
+    n = shape.group or p
+    out = []
+    for d in range(p):
+        stages = shape.stages_of(d)
+        fwd = [Op("F", s, j) for g in groups for s in stages for j in g]
+        bwd = [Op("B", s, j) for g in groups for s in reversed(stages) for j in g]
+        warmup = min(2 * (p - d - 1) + (v - 1) * n, len(fwd))
+        ops = fwd[:warmup]
+        for i in range(len(fwd) - warmup):
+            ops += [fwd[warmup + i], bwd[i]]
+        out.append(ops + bwd[len(fwd) - warmup :])
+    return out
 
 
-def _breadth_first_makespan(shape: Shape, tf: float, tb: float) -> float:
-    p, v, m = shape.devices, shape.stages_per_device, shape.microbatches
-    return m * (tf + tb) + (p - 1) * (tf + tb) / v + (v - 1) * max(0, p - m) * (tf + tb) / v
+def _breadth_first_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float:
+    p, v, m, t = shape.devices, shape.stages_per_device, shape.microbatches, tf + tb + tw
+    return m * t + (p - 1) * t / v + (v - 1) * max(0, p - m) * t / v
 
 
 @register_schedule(
     "breadth_first",
     placement="looping",
     closed_form=_breadth_first_makespan,
+    bubble=_idle(_breadth_first_makespan),
     peak_activations=lambda shape, d: shape.microbatches,
-    breadth_first_group=lambda shape: shape.microbatches,
+    breadth_first_groups=lambda shape: [list(range(shape.microbatches))],
+    source="Lamy-Poirier, Breadth-First Pipeline Parallelism, MLSys 2023 (US12585929B2); reverse: PyTorch's ScheduleLoopedBFS",
+    reverse=True,
 )
 def breadth_first(shape: Shape) -> Schedule:
     """Breadth-first (layered gradient accumulation): each stage's forwards of every micro-batch, then backwards from the last stage down."""
@@ -243,22 +318,51 @@ def breadth_first(shape: Shape) -> Schedule:
     for d in range(shape.devices):
         stages = shape.stages_of(d)
         ops = [Op("F", s, j) for s in stages for j in range(shape.microbatches)]
-        ops += [Op("B", s, j) for s in reversed(stages) for j in range(shape.microbatches)]
+        ops += [Op("B", s, j) for s in reversed(stages) for j in _backward_order(shape)]
         out.append(ops)
     return out
 
 
-def _hybrid_group(shape: Shape) -> int:
-    return min(shape.group or shape.devices, shape.microbatches)
+def _hybrid_groups(shape: Shape) -> list[list[int]]:
+    """Fast-LLM's depth-first groups: `group` (breadth-first micro-batches, 0: p) per group, m / group
+    groups, micro-batch b D + k in group k (strided)."""
+    size, m = min(shape.group or shape.devices, shape.microbatches), shape.microbatches
+    if m % size:
+        raise ScheduleError(f"hybrid needs a group (`group`, 0: the devices) that divides the micro-batches ({m}), got {size}")
+    depth = m // size
+    return [[b * depth + k for b in range(size)] for k in range(depth)]
 
 
-@register_schedule("hybrid", placement="looping", breadth_first_group=_hybrid_group)
+def _hybrid_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float:
+    groups = _hybrid_groups(shape)
+    return len(groups) * _breadth_first_makespan(dataclasses.replace(shape, microbatches=len(groups[0])), tf, tb, tw)
+
+
+@register_schedule(
+    "hybrid",
+    placement="looping",
+    closed_form=_hybrid_makespan,
+    bubble=_idle(_hybrid_makespan),
+    peak_activations=lambda shape, d: len(_hybrid_groups(shape)[0]),
+    breadth_first_groups=_hybrid_groups,
+    source="Lamy-Poirier, Breadth-First Pipeline Parallelism, MLSys 2023 (US12585929B2); Fast-LLM's Schedule._create_steps",
+)
 def hybrid(shape: Shape) -> Schedule:
-    """Hybrid: groups of `group` micro-batches run breadth-first, the groups one-forward-one-backward (depth-first)."""
-    group, p, m = _hybrid_group(shape), shape.devices, shape.microbatches
-    if group < m and (group < p or m % group):
-        raise ScheduleError(
-            f"hybrid needs a group of micro-batches that is at least the devices ({p}) and divides the "
-            f"micro-batches ({m}), or one group of all {m}; got group {shape.group or p}"
-        )
-    return _grouped(shape, group)
+    """Fast-LLM's breadth-first schedule with depth-first groups: each group breadth-first, all its forwards and backwards before the next group.
+
+    Fast-LLM (`fast_llm/engine/schedule/schedule.py`) lists, for each depth-first micro-batch k
+    of D = m / group, every stage's forwards of the group's micro-batches b D + k (b < group), then
+    every stage's backwards from the last stage down; a device runs its stages' steps (s mod p) in
+    that order. So a group drains the pipeline before the next starts: peak activations are one
+    group's, the bubble is paid once per group.
+    """
+    groups = _hybrid_groups(shape)
+    out = []
+    for d in range(shape.devices):
+        stages = shape.stages_of(d)
+        ops = []
+        for group in groups:
+            ops += [Op("F", s, j) for s in stages for j in group]
+            ops += [Op("B", s, j) for s in reversed(stages) for j in group]
+        out.append(ops)
+    return out

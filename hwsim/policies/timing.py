@@ -5,7 +5,8 @@ and an op starts when the device is free and its inputs are there:
 
 - F(s, j) needs F(s - 1, j) (the activations of the stage before);
 - B(s, j) needs F(s, j) and B(s + 1, j) (the gradient of the stage after); the last
-  stage's backward starts from its own loss.
+  stage's backward starts from its own loss;
+- W(s, j), in a schedule with a split backward, needs B(s, j).
 
 An input made on another device arrives `transfer(src_stage, dst_stage)` after the op
 that made it ended. With deterministic op times this is exactly what the simulated
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape
+from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape, is_split
 
 ROUNDING = 1e-12  # relative size of float rounding in sums of op times
 
@@ -46,6 +47,8 @@ def stage_dependencies(stages: int, op: Op) -> list[Op]:
     """The ops whose outputs `op` needs, in a model of `stages` stages."""
     if op.kind == "F":
         return [Op("F", op.stage - 1, op.mb)] if op.stage > 0 else []
+    if op.kind == "W":
+        return [Op("B", op.stage, op.mb)]
     deps = [Op("F", op.stage, op.mb)]
     if op.stage < stages - 1:
         deps.append(Op("B", op.stage + 1, op.mb))
@@ -53,9 +56,11 @@ def stage_dependencies(stages: int, op: Op) -> list[Op]:
 
 
 def problems(shape: Shape, schedule: Schedule) -> list[str]:
-    """What is wrong with the op lists themselves: ops missing, repeated, unknown, or on the wrong device."""
+    """What is wrong with the op lists themselves: ops missing, repeated, unknown, or on the wrong device
+    (with any W op, every backward must be split: a W for every B)."""
     out = []
-    expected = {Op(k, s, j) for k in "FB" for s in range(shape.stages) for j in range(shape.microbatches)}
+    kinds = "FBW" if is_split(schedule) else "FB"
+    expected = {Op(k, s, j) for k in kinds for s in range(shape.stages) for j in range(shape.microbatches)}
     seen: dict[Op, int] = {}
     for d, ops in enumerate(schedule):
         for op in ops:
@@ -79,14 +84,20 @@ def execute(
     forward: Callable[[int], float],
     backward: Callable[[int], float],
     transfer: Callable[[int, int], float] | None = None,
+    weight: Callable[[int], float] | None = None,
 ) -> dict[Op, Timed]:
-    """Start and end of every op; `forward(stage)` / `backward(stage)` are op durations.
+    """Start and end of every op; `forward(stage)`, `backward(stage)` and `weight(stage)` are the
+    durations of F, B and W ops (with a split backward, B is the input gradient alone; give the
+    fused time as `backward` to a schedule without W ops).
 
     Raises ScheduleError if the op lists are malformed and Deadlock if they cannot all run.
     """
     found = problems(shape, schedule)
     if found:
         raise ScheduleError("; ".join(found[:3]))
+    if weight is None and is_split(schedule):
+        raise ScheduleError("a schedule with W ops needs their durations (`weight`)")
+    duration = {"F": forward, "B": backward, "W": weight}
     times: dict[Op, Timed] = {}
     free = [0.0] * shape.devices
     pos = [0] * shape.devices
@@ -105,9 +116,9 @@ def execute(
                     if transfer is not None and times[dep].device != d:
                         arrive += transfer(dep.stage, op.stage)
                     ready = max(ready, arrive)
-                duration = forward(op.stage) if op.kind == "F" else backward(op.stage)
-                times[op] = Timed(d, ready, ready + duration)
-                free[d] = ready + duration
+                took = duration[op.kind](op.stage)
+                times[op] = Timed(d, ready, ready + took)
+                free[d] = ready + took
                 pos[d] += 1
                 remaining -= 1
                 progress = True
@@ -119,6 +130,17 @@ def execute(
 
 def makespan(times: dict[Op, Timed]) -> float:
     return max(t.end for t in times.values()) - min(t.start for t in times.values())
+
+
+def bubbles(times: dict[Op, Timed], devices: int) -> list[float]:
+    """Per device, its idle time between its own first op's start and last op's end (a device that
+    starts late and ends late, as in ZB-H2's parallelogram, has no bubble for it)."""
+    out = []
+    for d in range(devices):
+        mine = [t for t in times.values() if t.device == d]
+        span = max(t.end for t in mine) - min(t.start for t in mine) if mine else 0.0
+        out.append(span - sum(t.end - t.start for t in mine))
+    return out
 
 
 def idle_windows(times: dict[Op, Timed], devices: int) -> list[list[tuple[float, float]]]:
@@ -141,12 +163,13 @@ def idle_windows(times: dict[Op, Timed], devices: int) -> list[list[tuple[float,
 def peak_activations(shape: Shape, times: dict[Op, Timed]) -> list[float]:
     """Per device, the most micro-batches of activations held at once (in units of one
     micro-batch through all v of its stages): a stage holds them from its forward's start
-    to its backward's end."""
+    to its backward's end (with a split backward, B's end: what a deferred W still needs,
+    its GEMMs' inputs and output gradients, is counted in the bank, not here)."""
     out = []
     for d in range(shape.devices):
         events = []
         for op, t in times.items():
-            if t.device == d:
+            if t.device == d and op.kind != "W":
                 events.append((t.start, 1) if op.kind == "F" else (t.end, -1))
         held = peak = 0
         for _, change in sorted(events, key=lambda e: (e[0], e[1])):  # frees before allocations at one instant

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from hwsim.report.pipeline import device_index
 from hwsim.report.plots import time_scale
 
-PRIMARY_OPS = ("forward", "backward")
+PRIMARY_OPS = ("forward", "backward", "weight")
 FILL_OPS = ("fill forward", "fill backward", "fill update")
 
 

@@ -4,9 +4,14 @@ Two bubble figures are given, and each says which definition it uses:
 
 - `bubble_fraction` = idle / (devices x makespan): the share of the devices' time,
   over the pipeline part of a step (first forward start to last backward end), in
-  which a device's arithmetic units run no forward or backward op;
+  which a device's arithmetic units run no forward or backward op (with a split
+  backward, "backward" is its B and W ops: input and weight gradients);
 - `bubble_vs_ideal` = makespan / ideal - 1, where ideal is the busiest device's
   forward and backward time in the step (what a step would take with no bubble).
+
+`bubble_s` is the literature's bubble, the one the schedules' closed forms give
+(`policies.timing.bubbles`): the most idle time of any device of replica 0 between
+its own first and last op of the step, averaged over the steps.
 
 Gradient reduction on a device is `exposed` where it runs after the device's last
 backward of the step (nothing left to hide it behind) and `overlapped` otherwise.
@@ -21,16 +26,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from hwsim.policies import Op, Shape, Timed, peak_activations
+from hwsim.policies import Op, Shape, Timed, bubbles, peak_activations
 from hwsim.report.plots import size_scale, time_scale
 
 BUBBLE_DEFINITIONS = {
     "bubble_fraction": "idle / (devices x makespan) over the pipeline part of each step (forward/backward ops only)",
     "bubble_vs_ideal": "makespan / ideal - 1, ideal = the busiest device's forward + backward time in the step",
+    "bubble_s": "the most idle time of a device between its own first and last op of the step (replica 0, mean over steps)",
 }
 COLOURS = {
     "forward": "#4C72B0",
     "backward": "#DD8452",
+    "weight": "#CCB974",
     "update": "#55A868",
     "all-reduce": "#C44E52",
     "send": "#8172B3",
@@ -40,7 +47,9 @@ COLOURS = {
     "fill backward": "#DA8BC3",
     "fill update": "#8C8C8C",
 }
-COMPUTE_OPS = ("forward", "backward", "update", "fill forward", "fill backward", "fill update")
+COMPUTE_OPS = ("forward", "backward", "weight", "update", "fill forward", "fill backward", "fill update")
+PIPELINE_OPS = {"forward": "F", "backward": "B", "weight": "W"}
+"""The trace's names of a schedule's ops (W: a split backward's weight gradient)."""
 
 
 def device_index(name: str) -> tuple[int, int]:
@@ -52,15 +61,15 @@ def device_index(name: str) -> tuple[int, int]:
 
 
 def op_times(ops: pd.DataFrame, step: int, replica: int = 0) -> dict[Op, Timed]:
-    """The forward and backward ops of one step of one replica, as `policies.timing` writes them."""
-    rows = ops[(ops.step == step) & ops.op.isin(["forward", "backward"])]
+    """The schedule's ops (F, B, W) of one step of one replica, as `policies.timing` writes them."""
+    rows = ops[(ops.step == step) & ops.op.isin(list(PIPELINE_OPS))]
     return _timed(rows[[device_index(n)[0] == replica for n in rows.device]])
 
 
 def _timed(rows: pd.DataFrame) -> dict[Op, Timed]:
-    """Forward and backward op rows of one replica as {Op: Timed}."""
+    """A schedule's op rows of one replica as {Op: Timed}."""
     return {
-        Op("F" if op == "forward" else "B", int(stage), int(mb)): Timed(device_index(device)[1], start, end)
+        Op(PIPELINE_OPS[op], int(stage), int(mb)): Timed(device_index(device)[1], start, end)
         for op, stage, mb, device, start, end in zip(
             rows.op, rows.stage, rows.microbatch, rows.device, rows.start_s, rows.end_s, strict=True
         )
@@ -80,7 +89,7 @@ def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 def device_table(ops: pd.DataFrame, shape: Shape) -> pd.DataFrame:
     """Per device and step: compute busy and idle time, reduction time exposed and overlapped, activation peak."""
     rows = []
-    compute = ops[ops.op.isin(["forward", "backward"])]
+    compute = ops[ops.op.isin(list(PIPELINE_OPS))]
     for step, in_step in compute.groupby("step"):
         begin, finish = in_step.start_s.min(), in_step.end_s.max()
         reductions = ops[(ops.step == step) & (ops.op == "allreduce")]
@@ -91,7 +100,7 @@ def device_table(ops: pd.DataFrame, shape: Shape) -> pd.DataFrame:
                 peaks[replica, d] = peak
         for device, mine in in_step.groupby("device"):
             busy = float((mine.end_s - mine.start_s).sum())
-            last_backward = float(mine[mine.op == "backward"].end_s.max())
+            last_backward = float(mine[mine.op != "forward"].end_s.max())
             spans = _union(by_device.get(device, []))
             reduce_s = sum(b - a for a, b in spans)
             exposed = sum(max(0.0, b - max(a, last_backward)) for a, b in spans)
@@ -114,6 +123,7 @@ def device_table(ops: pd.DataFrame, shape: Shape) -> pd.DataFrame:
 def pipeline_summary(trace, system) -> dict:
     """The `pipeline` section of summary.json (`system` is the run's Pipeline)."""
     table = device_table(trace.ops, system.shape)
+    levels = activation_levels(trace.memory)
     spec = system.spec
     per_step = table.groupby("step").agg(makespan_s=("makespan_s", "first"), busy_s=("busy_s", "sum"), ideal_s=("busy_s", "max"))
     devices = table.device.nunique()
@@ -134,12 +144,14 @@ def pipeline_summary(trace, system) -> dict:
         "makespan_s": float(per_step.makespan_s.mean()),
         "bubble_fraction": float(bubble.mean()),
         "bubble_vs_ideal": float((per_step.makespan_s / per_step.ideal_s - 1.0).mean()),
+        "bubble_s": float(np.mean([max(bubbles(op_times(trace.ops, step), system.shape.devices)) for step in per_step.index])),
         "step_time_s": float(steps.value.mean()) if len(steps) else None,
         "throughput_samples_per_s": system.samples_per_step / float(steps.value.mean()) if len(steps) else None,
         "allreduce_s": float(per_device.allreduce_s.mean()),
         "exposed_allreduce_s": float(per_device.exposed_allreduce_s.mean()),
         "overlapped_allreduce_s": float(per_device.overlapped_allreduce_s.mean()),
         "peak_activation_microbatches": int(per_device.peak_activation_microbatches.max()),
+        "peak_activation_bytes": float(levels.bytes.max()) if not levels.empty else 0.0,
         "per_device": {
             name: {key: float(value) for key, value in row.items()} for name, row in per_device.to_dict("index").items()
         },
@@ -147,11 +159,12 @@ def pipeline_summary(trace, system) -> dict:
 
 
 def activation_levels(memory: pd.DataFrame) -> pd.DataFrame:
-    """Activation bytes held per bank over time (buffers named 'act ...'), from the memory trace."""
+    """Activation bytes held per bank over time (buffers named 'act ...', and 'wgt ...': what a split
+    backward's W still needs), from the memory trace."""
     out = []
     for bank, rows in memory.groupby("bank", sort=False):
         delta = rows.used_bytes.diff().fillna(0.0)
-        mask = rows.event.str.startswith(("alloc act ", "free act "))
+        mask = rows.event.str.startswith(("alloc act ", "free act ", "alloc wgt ", "free wgt "))
         if mask.any():
             out.append(pd.DataFrame({"bank": bank, "time_s": rows.time_s[mask], "bytes": delta[mask].cumsum()}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["bank", "time_s", "bytes"])
@@ -192,7 +205,7 @@ def _network_spans(busy: pd.DataFrame, device: str) -> list[tuple[str, float, fl
 
 
 def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | None = None) -> None:
-    """Per device on `ax`: its compute row (forward, backward, update, idle; numbers: micro-batch)
+    """Per device on `ax`: its compute row (forward, backward, weight, update, idle; numbers: micro-batch)
     and its network row below it (send, receive, all-reduce), over the first `steps` steps."""
     ops = trace.ops
     shown = ops[ops.step <= steps]
@@ -284,4 +297,33 @@ def comparison_figure(runs: dict[str, tuple], max_devices: int = 8) -> Figure:
     bars.set_xlabel(f"step time ({unit})")
     bars.set_title("Step time: the pipeline, then what follows its last backward", fontsize="small")
     bars.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    return fig
+
+
+def tradeoff_figure(runs: dict[str, tuple]) -> Figure:
+    """Each run's step time against its peak activation memory on one device (activations and what a
+    split backward's W still holds): the trade-off each schedule makes. `runs` maps a name to
+    (trace, summary)."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax = fig.subplots()
+    points = [(name, s["pipeline"]) for name, (_, s) in runs.items() if s.get("pipeline") and s["pipeline"]["step_time_s"]]
+    if not points:
+        ax.set_axis_off()
+        ax.set_title("No pipeline run finished a step")
+        return fig
+    memory = [p["peak_activation_bytes"] for _, p in points]
+    steps = [p["step_time_s"] for _, p in points]
+    scale, size_unit = size_scale(max(memory) or 1.0)
+    factor, unit = time_scale(max(steps))
+    markers = "osD^vP*X<>"
+    for i, ((name, pipe), x, y) in enumerate(zip(points, memory, steps, strict=True)):
+        label = f"{name}: {pipe['schedule']}, bubble {pipe['bubble_s'] * factor:.3g} {unit}"
+        ax.scatter(x * scale, y * factor, s=60, marker=markers[i % len(markers)], color=f"C{i % 10}", label=label, zorder=3)
+    ax.set_xlabel(f"peak activation memory on one device ({size_unit})")
+    ax.set_ylabel(f"step time ({unit})")
+    ax.set_xlim(left=0, right=max(memory) * scale * 1.1 or 1.0)
+    ax.set_ylim(bottom=0, top=max(steps) * factor * 1.1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    ax.set_title("Step time vs activation memory per schedule (lower left is better)")
     return fig

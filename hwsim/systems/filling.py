@@ -52,8 +52,8 @@ STATE_COPIES = 3  # weights, velocity, gradient accumulator
 def primary_peaks(pipeline, times: dict[Op, Timed]) -> list[float]:
     """Predicted peak bank bytes of the first instance per device over a step: its stages' state,
     every micro-batch's activations from its forward's start, the buffers that arrive from other
-    devices from their (unloaded) arrival, all until the backward's end; with replicas, two
-    all-reduce chunks per stage."""
+    devices from their (unloaded) arrival, all until the backward's end (with a split backward,
+    what its W needs from B's end to W's end); with replicas, two all-reduce chunks per stage."""
     shape, costs, elem = pipeline.shape, pipeline.costs, pipeline.elem
     last = shape.stages - 1
     peaks = []
@@ -75,6 +75,8 @@ def primary_peaks(pipeline, times: dict[Op, Timed]) -> list[float]:
                 held.append((times[Op("B", s + 1, j)].end + pipeline.message_time(costs[s].outputs * elem), costs[s].outputs))
             for begin, elements in held:
                 events += [(begin, elements * elem), (t.end, -elements * elem)]
+            if Op("W", s, j) in times:
+                events += [(t.end, costs[s].weight_inputs * elem), (times[Op("W", s, j)].end, -costs[s].weight_inputs * elem)]
         level = peak = 0
         for _, change in sorted(events, key=lambda e: (e[0], e[1])):
             level += change
@@ -94,11 +96,11 @@ def fill_stages(spec, model, devices: int) -> int:
 
 
 def reduction_starts(shape, times: dict[Op, Timed]) -> list[float]:
-    """Per device, the predicted end of the first of its stages to finish all its backwards, where
-    that stage's gradient all-reduce starts to use the device's NIC and vector unit."""
+    """Per device, the predicted end of the first of its stages to finish all its backwards (and W's),
+    where that stage's gradient all-reduce starts to use the device's NIC and vector unit."""
     last = {}
     for op, t in times.items():
-        if op.kind == "B":
+        if op.kind != "F":
             last[op.stage] = max(last.get(op.stage, 0.0), t.end)
     return [min(last[s] for s in shape.stages_of(d)) for d in range(shape.devices)]
 

@@ -10,9 +10,14 @@ the schedule's order, every step:
   output to the next stage's device through the NICs (same device: handed over);
 - B(s, j) waits for the gradient from stage s + 1 (the last stage starts from the
   loss), runs the backward and adds the weight gradient into the stage's
-  accumulator, frees the activations and sends the input gradient back.
+  accumulator, frees the activations and sends the input gradient back;
+- in a schedule with a split backward (zero bubble, `policies.zero_bubble`), B(s, j)
+  runs only the input-gradient GEMMs, sends the gradient back and keeps what the
+  weight gradient needs (each GEMM's input and output gradient, buffer "wgt s.j") in
+  place of the activations; W(s, j) runs the weight-gradient GEMMs and the bias sums,
+  adds them into the accumulator and frees that buffer.
 
-With D replicas, when a stage's last backward of the step ends its gradient is
+With D replicas, when a stage's last backward (or W) of the step ends its gradient is
 all-reduced over the replicas by the collective library's ring (`hwsim.collectives`:
 reduce-scatter, then all-gather: 2 (D - 1) messages of 1/D of the gradient per device,
 each reduce step an add on the vector unit) while the device goes on with its other
@@ -45,10 +50,20 @@ from hwsim.hardware import Device, Placeholder
 from hwsim.models import make_model
 from hwsim.models.data import BatchStream, Dataset
 from hwsim.network import Cluster
-from hwsim.policies import Op, ScheduleError, build_schedule, execute
+from hwsim.policies import Op, ScheduleError, build_schedule, execute, is_split
 from hwsim.systems.filling import SecondInstance
 from hwsim.systems.pipeline_checks import check_pipeline, check_samples, pipeline_shape
-from hwsim.systems.stages import UPDATE_OPS, StageCost, split_layers, stage_backward, stage_costs, stage_forward, stage_update
+from hwsim.systems.stages import (
+    UPDATE_OPS,
+    StageCost,
+    split_layers,
+    stage_backward,
+    stage_costs,
+    stage_forward,
+    stage_input_backward,
+    stage_update,
+    stage_weight_backward,
+)
 from hwsim.systems.storage import element_bytes
 from hwsim.systems.training import finite_loss
 
@@ -95,6 +110,7 @@ class Pipeline:
         self.eval_every = scenario.run.eval_every
         self.shape = pipeline_shape(spec)
         self.schedule = build_schedule(spec.schedule, self.shape)
+        self.split = is_split(self.schedule)
         self.stage_layers = split_layers(model, self.shape.stages, spec.layers_per_stage)
         self.layer_ops = model.layer_ops(spec.microbatch)
         self.costs: list[StageCost] = stage_costs(self.layer_ops, self.stage_layers, scenario.hardware, spec.compute_precision)
@@ -125,6 +141,7 @@ class Pipeline:
         self.initial = model.init_params(rng) if self.math else None
         self.batches = BatchStream(len(data.y_train), self.samples_per_step, rng) if self.math else None
         self.kept: dict[tuple[int, int, int], list] = {}  # (replica, stage, micro-batch) -> (input, z) per layer
+        self.saved: dict[tuple[int, int, int], list] = {}  # the same -> (input, dL/dz) per layer, from B to W
         self.step_samples: list[np.ndarray] = []  # indices of each step: replica r, micro-batch j at (r m + j) * microbatch
         self.losses: list[float] = []
         self.fill = None
@@ -178,13 +195,17 @@ class Pipeline:
         m = self.shape.microbatches
         for step in range(self.spec.steps):
             yield self._step_ready[step]
-            backwards = dict.fromkeys(mine, 0)
+            backwards = dict.fromkeys(mine, 0)  # ops that have added into the stage's gradient
             reductions = []
+            last = "W" if self.split else "B"
             for op in self.schedule[d]:
                 if op.kind == "F":
                     yield from self._forward(r, step, op, device)
-                else:
+                elif op.kind == "B":
                     yield from self._backward(r, step, op, device)
+                else:
+                    yield from self._weight(r, step, op, device)
+                if op.kind == last:
                     backwards[op.stage] += 1
                     if backwards[op.stage] == m:
                         reductions.append(self.env.process(self._allreduce(r, d, step, op.stage)))
@@ -224,18 +245,39 @@ class Pipeline:
         cost = self.costs[s]
         bank = device.bank(self.spec.bank)
         grad = yield from self.receive(("B", r, step, s + 1, j))
-        start = yield from device.systolic.busy(cost.backward_systolic_s, f"bwd s{s} mb{j}", cost.backward_flops)
-        yield from device.vector.busy(cost.backward_vector_s, f"bwd s{s} mb{j} act", 0.0)
+        if self.split:
+            systolic, vector, flops = cost.input_systolic_s, cost.input_vector_s, cost.backward_flops - cost.weight_flops
+        else:
+            systolic, vector, flops = cost.backward_systolic_s, cost.backward_vector_s, cost.backward_flops
+        start = yield from device.systolic.busy(systolic, f"bwd s{s} mb{j}", flops)
+        yield from device.vector.busy(vector, f"bwd s{s} mb{j} act", 0.0)
         out = None
         if self.math:
             kept = self.kept.pop((r, s, j))
-            out = stage_backward(self.model, self.stage_layers[s], self.params[r, s], self.grads[r, s], kept, grad)
+            layers, params = self.stage_layers[s], self.params[r, s]
+            if self.split:
+                out, self.saved[r, s, j] = stage_input_backward(self.model, layers, params, kept, grad)
+            else:
+                out = stage_backward(self.model, layers, params, self.grads[r, s], kept, grad)
         for name in (f"act {s}.{j}", f"in F{s}.{j}", f"in B{s + 1}.{j}"):
             if bank.holds(name):  # inputs handed over on the same device hold no buffer of their own
                 bank.free(name)
+        if self.split:  # what W needs (layer inputs, dL/dz written over z) stays in the activations' place
+            bank.allocate(f"wgt {s}.{j}", nbytes=cost.weight_inputs * self.elem)
         self.recorder.op(device.name, step + 1, "backward", s, j, start, self.env.now)
         if s > 0:
             self._deliver(r, step, "B", s, j, out, cost.inputs, device)
+
+    def _weight(self, r: int, step: int, op: Op, device: Device) -> Generator:
+        """W(s, j) of a split backward: the weight-gradient GEMMs and bias sums, added into the accumulator."""
+        s, j = op.stage, op.mb
+        cost = self.costs[s]
+        start = yield from device.systolic.busy(cost.weight_systolic_s, f"wgt s{s} mb{j}", cost.weight_flops)
+        yield from device.vector.busy(cost.weight_vector_s, f"wgt s{s} mb{j} acc", 0.0)
+        if self.math:
+            stage_weight_backward(self.model, self.grads[r, s], self.saved.pop((r, s, j)))
+        device.bank(self.spec.bank).free(f"wgt {s}.{j}")
+        self.recorder.op(device.name, step + 1, "weight", s, j, start, self.env.now)
 
     def _allreduce(self, r: int, d: int, step: int, s: int) -> Generator:
         """Replica r's part in the all-reduce of stage `s`'s accumulated gradient over the D replicas; the
@@ -380,5 +422,9 @@ class Pipeline:
             elements = self.costs[src].outputs if dst > src else self.costs[src].inputs
             return self.message_time(elements * self.elem, self.shape.device(src), self.shape.device(dst))
 
-        forward, backward = (lambda s: self.costs[s].forward_s), (lambda s: self.costs[s].backward_s)
-        return execute(self.shape, self.schedule, forward, backward, transfer if network else None)
+        forward = [c.forward_s for c in self.costs].__getitem__
+        if self.split:  # B is the input gradient alone
+            backward, weight = [c.input_s for c in self.costs].__getitem__, [c.weight_s for c in self.costs].__getitem__
+        else:
+            backward, weight = [c.backward_s for c in self.costs].__getitem__, None
+        return execute(self.shape, self.schedule, forward, backward, transfer if network else None, weight)

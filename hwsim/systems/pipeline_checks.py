@@ -6,7 +6,7 @@ from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError
 from hwsim.models import make_model
-from hwsim.policies import ScheduleError, Shape, build_schedule, resolve_schedule
+from hwsim.policies import SCHEDULES, ScheduleError, Shape, build_schedule, resolve_schedule
 from hwsim.policies.filling import FillError, resolve_filler
 from hwsim.systems.checks import check_bank, check_mode
 from hwsim.systems.filling import fill_stages
@@ -16,7 +16,7 @@ from hwsim.systems.stages import split_layers
 def pipeline_shape(spec) -> Shape:
     """The schedule shape of a `PipelineSpec` (the placement defaults to what the schedule needs)."""
     placement = spec.placement or resolve_schedule(spec.schedule).placement or "contiguous"
-    return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group)
+    return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group, spec.reverse_backward)
 
 
 def check_pipeline(scenario: Scenario, where: str) -> None:
@@ -41,11 +41,14 @@ def check_pipeline(scenario: Scenario, where: str) -> None:
             "no other replica's message shares a link with the ones simulated",
         )
     try:
-        resolve_schedule(system.schedule)
+        kind = resolve_schedule(system.schedule)
         shape = pipeline_shape(system)
     except ScheduleError as err:
         key = "system.placement" if "placement must" in str(err) else "system.schedule"
         raise ConfigError(where, key, getattr(system, key.split(".")[1]), str(err)) from None
+    if system.reverse_backward and not kind.reverse:
+        takes = ", ".join(name for name, k in SCHEDULES.items() if k.reverse)
+        raise ConfigError(where, "system.reverse_backward", True, f"false: {system.schedule} has no reverse order (only {takes})")
     try:
         build_schedule(system.schedule, shape)
     except ScheduleError as err:

@@ -58,6 +58,13 @@ class StageCost:
     activations: int  # kept from forward to backward
     inputs: int  # elements received from the stage before (activations) and sent back as their gradient
     outputs: int
+    # a split backward: B (input gradient) and W (weight gradient, with the accumulate), parts of the above
+    input_systolic_s: float = 0.0
+    input_vector_s: float = 0.0
+    weight_systolic_s: float = 0.0
+    weight_vector_s: float = 0.0
+    weight_flops: float = 0.0
+    weight_inputs: int = 0  # kept from B to W
 
     @property
     def forward_s(self) -> float:
@@ -65,7 +72,18 @@ class StageCost:
 
     @property
     def backward_s(self) -> float:
+        """The fused backward (input and weight gradients)."""
         return self.backward_systolic_s + self.backward_vector_s
+
+    @property
+    def input_s(self) -> float:
+        """A split backward's B."""
+        return self.input_systolic_s + self.input_vector_s
+
+    @property
+    def weight_s(self) -> float:
+        """A split backward's W."""
+        return self.weight_systolic_s + self.weight_vector_s
 
 
 def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: HardwareSpec, precision: str) -> list[StageCost]:
@@ -87,7 +105,9 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
         mine = [ops[li] for li in layers]
         fwd = [g for op in mine for g in op.forward]
         bwd = [g for op in mine for g in op.backward]
+        weight = [g for op in mine for g in op.weight]
         params = sum(op.params for op in mine)
+        weight_vector = sum(op.weight_vector_ops for op in mine) + params * ACCUMULATE_OPS
         first = mine[0]
         inputs = first.forward[0].m * first.forward[0].k if first.forward else first.outputs
         out.append(
@@ -102,6 +122,12 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
                 activations=sum(op.activations for op in mine),
                 inputs=inputs,
                 outputs=mine[-1].outputs,
+                input_systolic_s=systolic_s([g for op in mine for g in op.input_backward]),
+                input_vector_s=vector_s(sum(op.backward_vector_ops for op in mine) - sum(op.weight_vector_ops for op in mine)),
+                weight_systolic_s=systolic_s(weight),
+                weight_vector_s=vector_s(weight_vector),
+                weight_flops=float(sum(g.flops for g in weight)),
+                weight_inputs=sum(op.weight_inputs for op in mine),
             )
         )
     return out
@@ -127,6 +153,25 @@ def stage_backward(model, layers: list[int], params: list, grads: list, kept: li
         gw += dw
         gb += db
     return grad
+
+
+def stage_input_backward(model, layers: list[int], params: list, kept: list, grad: np.ndarray) -> tuple[np.ndarray, list]:
+    """A split backward's B: the gradient of the stage's input, and per layer the (input, dL/dz) its
+    W needs."""
+    saved = []
+    for li, (x, z), (w, _) in reversed(list(zip(layers, kept, params, strict=True))):
+        grad, dz = model.input_backward_layer(li, z, w, grad)
+        saved.append((x, dz))
+    return grad, saved[::-1]
+
+
+def stage_weight_backward(model, grads: list, saved: list) -> None:
+    """A split backward's W: add the stage's weight gradients into `grads`, last layer first (the
+    order of the fused backward, so the sums match it)."""
+    for (x, dz), (gw, gb) in reversed(list(zip(saved, grads, strict=True))):
+        dw, db = model.weight_layer(x, dz)
+        gw += dw
+        gb += db
 
 
 def stage_update(params: list, grads: list, velocity: list, scale: float, lr: float, momentum: float) -> None:

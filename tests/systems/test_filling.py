@@ -24,7 +24,7 @@ def alone(scenario):
     return dataclasses.replace(scenario, system=dataclasses.replace(scenario.system, fill=None))
 
 
-PRIMARY = ["forward", "backward", "allreduce", "update"]
+PRIMARY = ["forward", "backward", "weight", "allreduce", "update"]
 
 
 @pytest.mark.parametrize("network", ["nic", "free"])
@@ -149,3 +149,27 @@ def test_validate_passes_the_shipped_filled_scenarios(root, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert main(["validate", str(root / "scenarios" / "pipeline_fill.yaml"), *SMALL]) == 0
     assert "fill: first instance's op times unchanged" in capsys.readouterr().out
+
+
+def test_a_split_backward_schedule_is_filled_around_its_w_ops(root):
+    """ZB-H1 with the W's where the schedule puts them: the second instance goes into what idle time
+    is left, the first instance's ops (W's included) keep their times, and validation passes."""
+    sc = filled(
+        root,
+        "system.schedule=zb_h1",
+        "system.placement=contiguous",
+        "system.stages_per_device=1",
+        "system.network=free",
+        "system.data_parallel=1",
+        "system.microbatches=4",
+        "system.fill.model=linear_digits",
+        "system.fill.microbatch=2",
+        name="pipeline_fill_1f1b",
+    )
+    with_fill, without = simulate(sc), simulate(alone(sc))
+    assert with_fill.system.fill.microbatches == 2
+    a = without.trace.ops[without.trace.ops.op.isin(PRIMARY)].reset_index(drop=True)
+    b = with_fill.trace.ops[with_fill.trace.ops.op.isin(PRIMARY)].reset_index(drop=True)
+    assert a.equals(b) and (a.op == "weight").sum() == 2 * 4 * 4
+    checks = hwsim.validate.validate(sc)
+    assert all(c.result == "PASS" for c in checks if c.result != "n/a"), [c for c in checks if c.result == "FAIL"]

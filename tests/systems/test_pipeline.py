@@ -14,7 +14,7 @@ from hwsim.policies import makespan
 from hwsim.report.pipeline import op_times
 from hwsim.validate import validate
 
-SCHEDULES = {"gpipe": 1, "1f1b": 1, "interleaved": 2, "breadth_first": 2, "hybrid": 2}
+SCHEDULES = {"gpipe": 1, "1f1b": 1, "interleaved": 2, "breadth_first": 2, "hybrid": 2, "zb_h1": 1, "zb_h2": 1}
 SMALL = ["model.hidden=[24,24,24,24,24,24,24]", "system.microbatch=4", "system.steps=1", "system.data_parallel=2"]
 
 
@@ -117,10 +117,12 @@ def test_breadth_first_hides_more_of_the_all_reduce_than_1f1b(root):
     assert runs["breadth_first"].summary["step_time_s"] < runs["1f1b"].summary["step_time_s"]
 
 
-def test_tight_activation_memory_only_1f1b_fits(root):
-    """The shipped case: 64-sample micro-batches, one replica, a 9 MiB working bank."""
+def test_tight_activation_memory_only_1f1b_and_zb_h1_fit(root):
+    """The shipped case: 64-sample micro-batches, one replica, a 9 MiB working bank. ZB-H1 holds 1F1B's
+    micro-batches in flight (its deferred W's keep what they need in the activations' place); ZB-H2's
+    2p - 1 do not fit."""
     status = {}
-    for s in ("gpipe", "1f1b", "breadth_first"):
+    for s in ("gpipe", "1f1b", "breadth_first", "zb_h1", "zb_h2"):
         sc = hwsim.load_scenario(
             root / "scenarios" / f"pipeline_{s}.yaml",
             [
@@ -133,8 +135,8 @@ def test_tight_activation_memory_only_1f1b_fits(root):
         )
         result = hwsim.run(sc)
         status[s] = (result.status, result.diagnosis)
-    assert status["1f1b"][0] == "ok"
-    for s in ("gpipe", "breadth_first"):
+    assert status["1f1b"][0] == status["zb_h1"][0] == "ok"
+    for s in ("gpipe", "breadth_first", "zb_h2"):
         assert status[s][0] == "out_of_memory" and "'act " in status[s][1]
 
 
@@ -143,11 +145,41 @@ def test_activation_peaks_in_the_report_follow_the_schedule(root, tmp_path):
     pipe = result.summary["pipeline"]
     peaks = [pipe["per_device"][f"d{d}"]["peak_activation_microbatches"] for d in range(4)]
     assert peaks == [4, 3, 2, 1]
-    assert 0 < pipe["bubble_fraction"] < 1 and set(pipe["definitions"]) == {"bubble_fraction", "bubble_vs_ideal"}
+    assert 0 < pipe["bubble_fraction"] < 1 and set(pipe["definitions"]) == {"bubble_fraction", "bubble_vs_ideal", "bubble_s"}
+    assert 0 < pipe["bubble_s"] < pipe["makespan_s"] and pipe["peak_activation_bytes"] > 0
     folder = result.write(tmp_path / "r")
     for name in ("pipeline_gantt.png", "activation_memory.png", "ops.csv", "pipeline_devices.csv"):
         assert (folder / name).is_file(), name
     assert json.loads((folder / "summary.json").read_text())["pipeline"]["schedule"] == "1f1b"
+
+
+def test_a_split_backward_holds_what_w_needs_until_w_and_frees_it(root):
+    """ZB-H1 on one replica: each B swaps a stage's activations for its W's inputs ('wgt s.j'), each
+    W frees them; at the step's end only the weights, velocity and gradients are left."""
+    outcome = simulate(scenario(root, "zb_h1", "system.data_parallel=1", "run.mode=timing-only"))
+    assert outcome.status == "ok", outcome.diagnosis
+    memory, costs, elem = outcome.trace.memory, outcome.system.costs, outcome.system.elem
+    memory = memory.assign(change=memory.groupby("bank").used_bytes.diff())
+    held = memory[memory.event.str.startswith("alloc wgt ")]
+    assert len(held) == 4 * 8 and memory.event.str.startswith("free wgt ").sum() == 4 * 8
+    for event, change in zip(held.event, held.change, strict=True):
+        stage = int(event.split()[2].split(".")[0])
+        assert change == costs[stage].weight_inputs * elem
+    ends = memory.groupby("bank").used_bytes.last()
+    assert all(ends[f"d{d}.working"] == 3 * costs[d].params * elem for d in range(4))
+    assert (outcome.trace.ops.op == "weight").sum() == 4 * 8
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "breadth_first"])
+def test_reverse_backward_order_trains_the_same_weights(root, schedule):
+    outcome = simulate(scenario(root, schedule, "system.reverse_backward=true"))
+    assert outcome.status == "ok", outcome.diagnosis
+    first = outcome.system.schedule[0]
+    backwards = [op.mb for op in first if op.kind == "B"]
+    assert backwards[: outcome.system.shape.microbatches] == list(range(outcome.system.shape.microbatches))[::-1]
+    for (w, b), (pw, pb) in zip(numpy_step(outcome.system), outcome.system.final_params(), strict=True):
+        np.testing.assert_allclose(pw, w, rtol=0, atol=2e-6 * np.abs(w).max())
+        np.testing.assert_allclose(pb, b, rtol=0, atol=2e-6)
 
 
 def test_a_deadlocking_schedule_is_a_result_not_a_crash(root, tmp_path, monkeypatch):
@@ -172,6 +204,7 @@ def test_a_deadlocking_schedule_is_a_result_not_a_crash(root, tmp_path, monkeypa
         ("system.placement=contiguous", "system.schedule"),
         ("system.replicas=one", "system.replicas"),
         ("system.placement=ring", "system.placement"),
+        ("system.reverse_backward=true", "system.reverse_backward"),  # interleaved has no reverse order
     ],
 )
 def test_bad_pipeline_settings_name_their_key(root, override, key):
