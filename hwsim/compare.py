@@ -21,6 +21,7 @@ PIPELINE = [
     "schedule",
     "bubble_fraction",
     "bubble_s",
+    "overhead_s",
     "exposed_allreduce_s",
     "peak_activation_microbatches",
     "peak_activation_bytes",

@@ -1,6 +1,6 @@
 """Pure decisions, no simulator: pipeline schedules (data), their predicted timing and checks, bubble filling."""
 
-from hwsim.policies import zero_bubble  # noqa: F401  (registers zb_h1, zb_h2)
+from hwsim.policies import vshape, zero_bubble  # noqa: F401  (register zb_v, v_half, v_min; zb_h1, zb_h2)
 from hwsim.policies.filling import FILLERS, FillError, Job, Placement, register_filler, resolve_filler
 from hwsim.policies.pipeline import (
     PLACEMENTS,

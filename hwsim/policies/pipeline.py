@@ -2,7 +2,8 @@
 
 A model is cut into S = p v stages over p devices (v stages per device). Stage s runs
 on device `shape.device(s)`: s // v with contiguous placement, s mod p with looping
-(modular) placement. `Op("F", s, j)` is the forward of stage s for micro-batch j,
+(modular) placement, and with the V-shape placement (v = 2) s for the first p stages
+and 2p - 1 - s for the next p (down the devices and back up). `Op("F", s, j)` is the forward of stage s for micro-batch j,
 `Op("B", s, j)` its backward. A schedule with a split backward (zero-bubble schedules)
 also has `Op("W", s, j)`: B is then the input gradient alone (what stage s - 1
 waits for) and W the weight gradient, which needs only its B and can be deferred.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from hwsim.policies.plugins import resolve
 
-PLACEMENTS = ("contiguous", "looping")
+PLACEMENTS = ("contiguous", "looping", "vshape")
 
 
 class ScheduleError(ValueError):
@@ -65,6 +66,8 @@ class Shape:
                 raise ScheduleError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.placement not in PLACEMENTS:
             raise ScheduleError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+        if self.placement == "vshape" and self.stages_per_device != 2:
+            raise ScheduleError(f"vshape placement must have 2 stages per device, got {self.stages_per_device}")
 
     @property
     def stages(self) -> int:
@@ -74,6 +77,8 @@ class Shape:
         """The device that runs `stage`."""
         if self.placement == "looping":
             return stage % self.devices
+        if self.placement == "vshape":  # down the devices, then back up: s, then 2p - 1 - s
+            return stage if stage < self.devices else 2 * self.devices - 1 - stage
         return stage // self.stages_per_device
 
     def stages_of(self, device: int) -> list[int]:
@@ -176,7 +181,7 @@ def is_split(schedule: Schedule) -> bool:
 
 
 def _uniform_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float | None:
-    if shape.placement == "looping" and shape.stages_per_device > 1:
+    if shape.placement != "contiguous" and shape.stages_per_device > 1:
         return None  # a device's stages are not back to back for one micro-batch
     return (shape.microbatches + shape.devices - 1) * (tf + tb + tw)
 

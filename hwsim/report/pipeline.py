@@ -11,7 +11,9 @@ Two bubble figures are given, and each says which definition it uses:
 
 `bubble_s` is the literature's bubble, the one the schedules' closed forms give
 (`policies.timing.bubbles`): the most idle time of any device of replica 0 between
-its own first and last op of the step, averaged over the steps.
+its own first and last op of the step, averaged over the steps. With unequal stages
+it also counts a lightly loaded device's idle time; `overhead_s` = makespan - ideal
+(the absolute `bubble_vs_ideal`) is what the step loses to the schedule.
 
 Gradient reduction on a device is `exposed` where it runs after the device's last
 backward of the step (nothing left to hide it behind) and `overlapped` otherwise.
@@ -33,6 +35,7 @@ BUBBLE_DEFINITIONS = {
     "bubble_fraction": "idle / (devices x makespan) over the pipeline part of each step (forward/backward ops only)",
     "bubble_vs_ideal": "makespan / ideal - 1, ideal = the busiest device's forward + backward time in the step",
     "bubble_s": "the most idle time of a device between its own first and last op of the step (replica 0, mean over steps)",
+    "overhead_s": "makespan - ideal: what the pipeline part of a step takes beyond the busiest device's compute",
 }
 COLOURS = {
     "forward": "#4C72B0",
@@ -145,12 +148,13 @@ def pipeline_summary(trace, system) -> dict:
         "bubble_fraction": float(bubble.mean()),
         "bubble_vs_ideal": float((per_step.makespan_s / per_step.ideal_s - 1.0).mean()),
         "bubble_s": float(np.mean([max(bubbles(op_times(trace.ops, step), system.shape.devices)) for step in per_step.index])),
+        "overhead_s": float((per_step.makespan_s - per_step.ideal_s).mean()),
         "step_time_s": float(steps.value.mean()) if len(steps) else None,
         "throughput_samples_per_s": system.samples_per_step / float(steps.value.mean()) if len(steps) else None,
         "allreduce_s": float(per_device.allreduce_s.mean()),
         "exposed_allreduce_s": float(per_device.exposed_allreduce_s.mean()),
         "overlapped_allreduce_s": float(per_device.overlapped_allreduce_s.mean()),
-        "peak_activation_microbatches": int(per_device.peak_activation_microbatches.max()),
+        "peak_activation_microbatches": float(per_device.peak_activation_microbatches.max()),
         "peak_activation_bytes": float(levels.bytes.max()) if not levels.empty else 0.0,
         "per_device": {
             name: {key: float(value) for key, value in row.items()} for name, row in per_device.to_dict("index").items()
@@ -317,7 +321,7 @@ def tradeoff_figure(runs: dict[str, tuple]) -> Figure:
     factor, unit = time_scale(max(steps))
     markers = "osD^vP*X<>"
     for i, ((name, pipe), x, y) in enumerate(zip(points, memory, steps, strict=True)):
-        label = f"{name}: {pipe['schedule']}, bubble {pipe['bubble_s'] * factor:.3g} {unit}"
+        label = f"{name}: {pipe['schedule']}, overhead {pipe['overhead_s'] * factor:.3g} {unit}"
         ax.scatter(x * scale, y * factor, s=60, marker=markers[i % len(markers)], color=f"C{i % 10}", label=label, zorder=3)
     ax.set_xlabel(f"peak activation memory on one device ({size_unit})")
     ax.set_ylabel(f"step time ({unit})")

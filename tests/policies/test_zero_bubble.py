@@ -1,8 +1,8 @@
-"""Split-backward schedules (ZB-H1, ZB-H2): known orders, the paper's bubbles and memory, errors."""
+"""Split-backward schedules (ZB-H1, ZB-H2, ZB-V, V-Half, V-Min): known orders, the papers' bubbles and memory, errors."""
 
 import pytest
 
-from hwsim.policies import SCHEDULES, ScheduleError, Shape, bubbles, build_schedule, execute, makespan, peak_activations
+from hwsim.policies import SCHEDULES, Op, ScheduleError, Shape, bubbles, build_schedule, execute, makespan, peak_activations
 
 
 def _orders(name: str, shape: Shape) -> list[str]:
@@ -73,3 +73,70 @@ def test_split_schedules_need_contiguous_placement_and_w_times():
     with pytest.raises(ScheduleError, match="needs their durations"):
         execute(shape, build_schedule("zb_h2", shape), lambda s: 1.0, lambda s: 1.0)
     assert SCHEDULES["zb_h1"].closed_form(Shape(4, 1, 3), 1.0, 1.0, 1.0) is None  # m < p: no closed form
+
+
+def _equal_times(name: str, shape: Shape):
+    return execute(shape, build_schedule(name, shape), lambda s: 1.0, lambda s: 1.0, weight=lambda s: 1.0)
+
+
+def test_zb_v_warms_up_like_the_paper_and_has_no_bubble():
+    """Qi et al., ZB-V (zero-bubble paper, V-shape schedule; the repository's zbv.py): device d
+    runs 2(p - d) - 1 forwards of its first stage before the first forward of its second, which
+    arrives just then; with equal F, B, W times no device idles between its first and last op, at
+    1F1B's activation memory (p micro-batches through both of a device's stages)."""
+    shape = Shape(4, 2, 8, "vshape")
+    schedule = build_schedule("zb_v", shape)
+    for d, ops in enumerate(schedule):
+        first_of_second = next(i for i, op in enumerate(ops) if op.stage == 2 * 4 - 1 - d)
+        assert [op for op in ops[:first_of_second] if op.kind == "F"] == [Op("F", d, j) for j in range(2 * (4 - d) - 1)]
+        assert ops[first_of_second] == Op("F", 7 - d, 0)
+    times = _equal_times("zb_v", shape)
+    assert bubbles(times, 4) == [0.0] * 4
+    assert peak_activations(shape, times) == [4.0] * 4
+
+
+@pytest.mark.parametrize(("p", "m"), [(4, 8), (4, 16), (8, 16), (8, 32)])
+def test_v_schedules_trade_memory_for_bubble_as_the_paper_says(p, m):
+    """Controllable memory (Qi et al. 2024), equal times: V-Half has half of 1F1B's bubble at half its
+    activations; V-Min less memory still, at about two thirds of 1F1B's bubble; ZB-V none at 1F1B's."""
+    one_f_one_b = 6 * (p - 1)  # (p - 1)(t_F + t_B + t_W), a device's F, B, W being two stages' worth
+    shape = Shape(p, 2, m, "vshape")
+    got = {name: _equal_times(name, shape) for name in ("zb_v", "v_half", "v_min")}
+    bubble = {name: max(bubbles(t, p)) / one_f_one_b for name, t in got.items()}
+    memory = {name: max(peak_activations(shape, t)) / p for name, t in got.items()}
+    assert bubble["zb_v"] <= 1 / one_f_one_b and memory["zb_v"] == 1.0
+    assert bubble["v_half"] == 0.5 and memory["v_half"] == 0.5
+    assert 0.55 <= bubble["v_min"] <= 0.7 and memory["v_min"] <= 0.5
+
+
+def test_v_shape_placement_needs_two_stages_per_device():
+    with pytest.raises(ScheduleError, match="vshape placement must have 2 stages per device"):
+        Shape(4, 3, 8, "vshape")
+    with pytest.raises(ScheduleError, match="'zb_v' needs vshape placement"):
+        build_schedule("zb_v", Shape(4, 2, 8, "looping"))
+    assert [Shape(3, 2, 1, "vshape").device(s) for s in range(6)] == [0, 1, 2, 2, 1, 0]
+
+
+def test_dualpipe_v_steps_on_the_last_device():
+    """DeepSeek's dualpipev.py, p = 4, m = 8, rank 3 (the turn of the V: stages 3 and 4): steps 1, 3, 5
+    and 7 are empty there (p - rank - 1 = 0); step 2 is rank + 1 = 4 pairs F0 F1; the main step's
+    m - 2p + rank + 1 = 4 rounds pair F0 with B1 and F1 with B0 (W at once); step 6's 4 rounds of B1 B0
+    defer their W's from round 4 // 2 = 2 on (rank odd: from B1); step 8 runs those 4 W's, oldest first."""
+    (*_, last) = build_schedule("dualpipe_v", Shape(4, 2, 8, "vshape"))
+    warmup = " ".join(f"F3.{j} F4.{j}" for j in range(4))
+    main = " ".join(f"F3.{j + 4} B4.{j} W4.{j} F4.{j + 4} B3.{j} W3.{j}" for j in range(4))
+    cool = "B4.4 W4.4 B3.4 W3.4 B4.5 W4.5 B3.5 W3.5 B4.6 B3.6 B4.7 B3.7 W4.6 W3.6 W4.7 W3.7"
+    assert " ".join(map(str, last)) == f"{warmup} {main} {cool}"
+
+
+@pytest.mark.parametrize(("p", "m"), [(2, 4), (4, 8), (8, 16), (8, 32)])
+def test_dualpipe_v_holds_pp_plus_one_and_beats_1f1b(p, m):
+    """DeepSeek's table: DualPipe's activations PP + 1 (stages), bubble (PP/2 - 1)(F&B + B - 3W) with B the
+    whole backward; with equal times and F&B run one after the other that bound is 2(p - 1) and
+    1F1B's 6(p - 1) (a device's F, B, W being two stages' worth). hwsim measures p - 1."""
+    shape = Shape(p, 2, m, "vshape")
+    times = _equal_times("dualpipe_v", shape)
+    assert peak_activations(shape, times) == [p + 0.5] * p
+    assert max(bubbles(times, p)) == p - 1 <= 2 * (p - 1) < 6 * (p - 1) or p == 1
+    with pytest.raises(ScheduleError, match="at least 2p = 8 micro-batches"):
+        build_schedule("dualpipe_v", Shape(4, 2, 7, "vshape"))

@@ -14,7 +14,19 @@ from hwsim.policies import makespan
 from hwsim.report.pipeline import op_times
 from hwsim.validate import validate
 
-SCHEDULES = {"gpipe": 1, "1f1b": 1, "interleaved": 2, "breadth_first": 2, "hybrid": 2, "zb_h1": 1, "zb_h2": 1}
+SCHEDULES = {
+    "gpipe": 1,
+    "1f1b": 1,
+    "interleaved": 2,
+    "breadth_first": 2,
+    "hybrid": 2,
+    "zb_h1": 1,
+    "zb_h2": 1,
+    "zb_v": 2,
+    "v_half": 2,
+    "v_min": 2,
+    "dualpipe_v": 2,
+}
 SMALL = ["model.hidden=[24,24,24,24,24,24,24]", "system.microbatch=4", "system.steps=1", "system.data_parallel=2"]
 
 
@@ -145,8 +157,14 @@ def test_activation_peaks_in_the_report_follow_the_schedule(root, tmp_path):
     pipe = result.summary["pipeline"]
     peaks = [pipe["per_device"][f"d{d}"]["peak_activation_microbatches"] for d in range(4)]
     assert peaks == [4, 3, 2, 1]
-    assert 0 < pipe["bubble_fraction"] < 1 and set(pipe["definitions"]) == {"bubble_fraction", "bubble_vs_ideal", "bubble_s"}
+    assert 0 < pipe["bubble_fraction"] < 1 and set(pipe["definitions"]) == {
+        "bubble_fraction",
+        "bubble_vs_ideal",
+        "bubble_s",
+        "overhead_s",
+    }
     assert 0 < pipe["bubble_s"] < pipe["makespan_s"] and pipe["peak_activation_bytes"] > 0
+    assert pipe["overhead_s"] == pytest.approx(pipe["makespan_s"] * pipe["bubble_vs_ideal"] / (1 + pipe["bubble_vs_ideal"]))
     folder = result.write(tmp_path / "r")
     for name in ("pipeline_gantt.png", "activation_memory.png", "ops.csv", "pipeline_devices.csv"):
         assert (folder / name).is_file(), name
