@@ -262,6 +262,13 @@ def _megatron_groups(shape: Shape) -> list[range]:
     return [range(start, min(start + n, m)) for start in range(0, m, n)]
 
 
+def _interleaved_warmup(shape: Shape, device: int, extra: int = 0) -> int:
+    """Megatron-core's warm-up forwards on `device` (plus `extra`: the first steady-state forward,
+    which makes the peak of stage activations), at most every forward, v m."""
+    p, v = shape.devices, shape.stages_per_device
+    return min(2 * (p - device - 1) + (v - 1) * (shape.group or p) + extra, v * shape.microbatches)
+
+
 def _interleaved_makespan(shape: Shape, tf: float, tb: float, tw: float) -> float | None:
     if (shape.group or shape.devices) != shape.devices:
         return None
@@ -273,6 +280,7 @@ def _interleaved_makespan(shape: Shape, tf: float, tb: float, tw: float) -> floa
     placement="looping",
     closed_form=_interleaved_makespan,
     bubble=_idle(_interleaved_makespan),
+    peak_activations=lambda shape, d: _interleaved_warmup(shape, d, 1) / shape.stages_per_device,
     source="Narayanan et al., SC 2021; the order of Megatron-core's forward_backward_pipelining_with_interleaving",
 )
 def interleaved(shape: Shape) -> Schedule:
@@ -287,14 +295,12 @@ def interleaved(shape: Shape) -> Schedule:
     every device whenever m = p.)
     """
     groups = _megatron_groups(shape)
-    p, v = shape.devices, shape.stages_per_device
-    n = shape.group or p
     out = []
-    for d in range(p):
+    for d in range(shape.devices):
         stages = shape.stages_of(d)
         fwd = [Op("F", s, j) for g in groups for s in stages for j in g]
         bwd = [Op("B", s, j) for g in groups for s in reversed(stages) for j in g]
-        warmup = min(2 * (p - d - 1) + (v - 1) * n, len(fwd))
+        warmup = _interleaved_warmup(shape, d)
         ops = fwd[:warmup]
         for i in range(len(fwd) - warmup):
             ops += [fwd[warmup + i], bwd[i]]
