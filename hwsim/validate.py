@@ -107,7 +107,7 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
         _check(
             "schedule: every op exactly once, on its stage's device",
             not found,
-            "; ".join(found[:3]) or f"{(3 if split else 2) * shape.stages * shape.microbatches} ops",
+            "; ".join(found[:3]) or f"{sum(map(len, schedule))} ops",
         )
     ]
     if found:
@@ -120,9 +120,10 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
         _check("schedule: runs without deadlock", True, f"p={shape.devices}, v={shape.stages_per_device}, m={shape.microbatches}")
     )
     model = make_model(scenario.model)
+    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
     costs = stage_costs(
         model.layer_ops(spec.microbatch),
-        split_layers(model, shape.stages, spec.layers_per_stage),
+        [model_stages[shape.model_stage(u)] for u in range(shape.stages)],
         scenario.hardware,
         spec.compute_precision,
     )
@@ -163,7 +164,7 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
     ops = trace.ops[trace.ops.op.isin(list(PIPELINE_OPS))]
     keyed = ops.assign(replica=[device_index(d)[0] for d in ops.device], dev=[device_index(d)[1] for d in ops.device])
     counts = keyed.groupby(["replica", "step", "op", "stage", "microbatch"]).size()
-    expected = system.replicas * spec.steps * (3 if system.split else 2) * shape.stages * shape.microbatches
+    expected = system.replicas * spec.steps * sum(map(len, system.schedule))
     misplaced = int((keyed.dev != [shape.device(s) for s in keyed.stage]).sum())
     once = len(counts) == expected and (counts == 1).all() and misplaced == 0
     out.append(

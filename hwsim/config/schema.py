@@ -406,15 +406,15 @@ class PipelineSpec:
     kind: str = spec("pipeline", doc="system", choices=("pipeline",))
     schedule: str = spec(
         "1f1b",
-        doc="schedule: gpipe, 1f1b, interleaved, breadth_first, hybrid, zb_h1, zb_h2, zb_v, v_half, v_min, dualpipe_v (split backward), "
+        doc="schedule: gpipe, 1f1b, interleaved, breadth_first, hybrid, zb_h1, zb_h2, zb_v, v_half, v_min, dualpipe_v, dualpipe (split backward), "
         "or a registered / 'file.py:function' builder",
     )
     devices: int = spec(4, doc="pipeline devices p", min=1)
     stages_per_device: int = spec(1, doc="stages per device v (S = p v stages in all)", min=1)
     placement: str | None = spec(
         None,
-        doc="stage s on device s // v (contiguous), s mod p (looping), or s then 2p - 1 - s (vshape, v = 2); "
-        "null: what the schedule needs",
+        doc="stage s on device s // v (contiguous), s mod p (looping), or s then 2p - 1 - s (vshape, and dual: "
+        "DualPipe's two pipelines; v = 2); null: what the schedule needs",
     )
     layers_per_stage: tuple[int, ...] | None = spec(
         None, doc="layers of each stage (S entries); null: the model's layers split evenly", min=1

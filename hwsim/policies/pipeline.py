@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from hwsim.policies.plugins import resolve
 
-PLACEMENTS = ("contiguous", "looping", "vshape")
+PLACEMENTS = ("contiguous", "looping", "vshape", "dual")
 
 
 class ScheduleError(ValueError):
@@ -66,8 +66,8 @@ class Shape:
                 raise ScheduleError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.placement not in PLACEMENTS:
             raise ScheduleError(f"placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
-        if self.placement == "vshape" and self.stages_per_device != 2:
-            raise ScheduleError(f"vshape placement must have 2 stages per device, got {self.stages_per_device}")
+        if self.placement in ("vshape", "dual") and self.stages_per_device != 2:
+            raise ScheduleError(f"{self.placement} placement must have 2 stages per device, got {self.stages_per_device}")
 
     @property
     def stages(self) -> int:
@@ -77,13 +77,41 @@ class Shape:
         """The device that runs `stage`."""
         if self.placement == "looping":
             return stage % self.devices
-        if self.placement == "vshape":  # down the devices, then back up: s, then 2p - 1 - s
+        if self.placement in ("vshape", "dual"):  # down the devices, then back up: s, then 2p - 1 - s
             return stage if stage < self.devices else 2 * self.devices - 1 - stage
         return stage // self.stages_per_device
 
     def stages_of(self, device: int) -> list[int]:
         """The stages on `device`, in model order."""
         return [s for s in range(self.stages) if self.device(s) == device]
+
+    # With `dual` placement (DualPipe) the 2p stages are two pipelines over the same p model stages:
+    # stages 0 .. p - 1 run model stages 0 .. p - 1 down the devices for the first half of the
+    # micro-batches, stages p .. 2p - 1 run them again up the devices for the second half.
+
+    @property
+    def model_stages(self) -> int:
+        """The model's stages (the parameters): p with dual placement, else every stage."""
+        return self.devices if self.placement == "dual" else self.stages
+
+    def model_stage(self, stage: int) -> int:
+        """The model stage whose parameters `stage` runs."""
+        return stage % self.devices if self.placement == "dual" else stage
+
+    def first(self, stage: int) -> bool:
+        """Whether `stage` reads the micro-batch (the first of its pipeline)."""
+        return stage == 0 or (self.placement == "dual" and stage == self.devices)
+
+    def last(self, stage: int) -> bool:
+        """Whether `stage` computes the loss (the last of its pipeline)."""
+        return stage == self.stages - 1 or (self.placement == "dual" and stage == self.devices - 1)
+
+    def microbatches_of(self, stage: int) -> range:
+        """The micro-batches that go through `stage`: all, or with dual placement its pipeline's half."""
+        m = self.microbatches
+        if self.placement != "dual":
+            return range(m)
+        return range(m // 2) if stage < self.devices else range(m // 2, m)
 
 
 Schedule = list[list[Op]]

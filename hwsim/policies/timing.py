@@ -40,7 +40,14 @@ class Timed:
 
 def dependencies(shape: Shape, op: Op) -> list[Op]:
     """The ops whose outputs `op` needs."""
-    return stage_dependencies(shape.stages, op)
+    if op.kind == "F":
+        return [] if shape.first(op.stage) else [Op("F", op.stage - 1, op.mb)]
+    if op.kind == "W":
+        return [Op("B", op.stage, op.mb)]
+    deps = [Op("F", op.stage, op.mb)]
+    if not shape.last(op.stage):
+        deps.append(Op("B", op.stage + 1, op.mb))
+    return deps
 
 
 def stage_dependencies(stages: int, op: Op) -> list[Op]:
@@ -60,7 +67,7 @@ def problems(shape: Shape, schedule: Schedule) -> list[str]:
     (with any W op, every backward must be split: a W for every B)."""
     out = []
     kinds = "FBW" if is_split(schedule) else "FB"
-    expected = {Op(k, s, j) for k in kinds for s in range(shape.stages) for j in range(shape.microbatches)}
+    expected = {Op(k, s, j) for k in kinds for s in range(shape.stages) for j in shape.microbatches_of(s)}
     seen: dict[Op, int] = {}
     for d, ops in enumerate(schedule):
         for op in ops:

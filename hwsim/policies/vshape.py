@@ -1,4 +1,4 @@
-"""V-shape schedules with a split backward: ZB-V, V-Half, V-Min and DualPipeV.
+"""V-shape schedules with a split backward: ZB-V, V-Half, V-Min, DualPipeV and DualPipe.
 
 The V-shape placement (v = 2) puts stage s on device s for the first p stages and on
 device 2p - 1 - s for the next p: a micro-batch goes down the devices and back up, so
@@ -38,8 +38,15 @@ any times.
   later backwards with deferred W's). DualPipe overlaps a pair's forward and backward
   to hide MoE all-to-all communication; hwsim runs a pair one after the other (t_F&B =
   t_F + t_B + t_W). Peak activations 2p + 1 stages' worth on every device (DeepSeek's
-  PP + 1, with PP = 2p stages). DualPipe itself (two pipelines fed from both ends,
-  parameters held twice) is not here: the pipeline holds one copy of each stage.
+  PP + 1, with PP = 2p stages).
+- `dualpipe`: DualPipe itself (`dualpipe.py`) on the `dual` placement: two pipelines
+  over the same p model stages, one fed from the first device (stages 0 .. p - 1) and
+  one from the last (stages p .. 2p - 1, model stage k on device p - 1 - k), half the
+  micro-batches each; the same eight steps with p/2 as the V's devices and
+  min(d, p - 1 - d) as the rank, the two phases swapped on the second half of the
+  devices as DualPipe does. Each model stage's parameters are held twice (stage k and
+  k + p); `systems.pipeline` sums the two copies' gradients before the step. Peak
+  activations p + 1 stages' worth (DeepSeek's PP + 1).
 
 The bubbles these reach are measured (`hwsim validate`, the tests), not closed forms:
 at equal times ZB-V has none for m >= 2p (at most one op's time otherwise, on 2 or 3
@@ -47,6 +54,8 @@ devices), V-Half about half of 1F1B's, V-Min about two thirds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape, register_schedule
 from hwsim.policies.timing import execute, makespan
@@ -186,30 +195,29 @@ def v_min(shape: Shape) -> Schedule:
     return _best_block(shape, 1)
 
 
-def _dualpipe_v_device(shape: Shape, rank: int) -> list[Op]:
-    """Device `rank`'s ops in DualPipeV's eight steps (DeepSeek's dualpipe/dualpipev.py); a backward
-    without zero bubble is B then its W at once, one with it defers its W to a first-in-first-out
-    queue that `_weight_chunk` pops."""
-    p, m = shape.devices, shape.microbatches
-    stage = _stages(shape, rank)
-    forwards, backwards = [0, 0], [0, 0]  # next micro-batch per chunk
+def _dual_steps(ranks: int, rank: int, chunks: int, unit: Callable[[int], int], first_mb: Callable[[int], int]) -> list[Op]:
+    """One device's ops in DualPipe's eight steps (DeepSeek's dualpipe/dualpipe.py and dualpipev.py), for
+    `ranks` devices of a V (half of DualPipe's) and `chunks` micro-batches per phase; phase c runs
+    stage unit(c) on micro-batches first_mb(c), first_mb(c) + 1, ... A backward without zero bubble is
+    B then its W at once; one with it defers its W to a first-in-first-out queue that a weight step pops."""
+    forwards, backwards = [0, 0], [0, 0]  # micro-batches done per phase
     deferred: list[Op] = []
     ops: list[Op] = []
 
-    def forward(chunk: int) -> None:
-        ops.append(Op("F", stage[chunk], forwards[chunk]))
-        forwards[chunk] += 1
+    def forward(phase: int) -> None:
+        ops.append(Op("F", unit(phase), first_mb(phase) + forwards[phase]))
+        forwards[phase] += 1
 
-    def backward(chunk: int, zero_bubble: bool = False) -> None:
-        j = backwards[chunk]
-        backwards[chunk] += 1
-        ops.append(Op("B", stage[chunk], j))
-        (deferred.append if zero_bubble else ops.append)(Op("W", stage[chunk], j))
+    def backward(phase: int, zero_bubble: bool = False) -> None:
+        j = first_mb(phase) + backwards[phase]
+        backwards[phase] += 1
+        ops.append(Op("B", unit(phase), j))
+        (deferred.append if zero_bubble else ops.append)(Op("W", unit(phase), j))
 
     def weight() -> None:
         ops.append(deferred.pop(0))
 
-    rest = p - rank - 1
+    rest = ranks - rank - 1
     for _ in range(2 * rest):  # 1: nF0
         forward(0)
     for _ in range(rank + 1):  # 2: nF0F1
@@ -219,7 +227,7 @@ def _dualpipe_v_device(shape: Shape, rank: int) -> list[Op]:
         backward(1, zero_bubble=True)
         weight()
         forward(1)
-    for _ in range(m - 2 * p + rank + 1):  # 4 (main): nF0B1F1B0, forward of one chunk with backward of the other
+    for _ in range(chunks - 2 * ranks + rank + 1):  # 4 (main): nF0B1F1B0, a forward paired with a backward
         forward(0)
         backward(1)
         forward(1)
@@ -250,6 +258,34 @@ def _dualpipe_v_device(shape: Shape, rank: int) -> list[Op]:
 )
 def dualpipe_v(shape: Shape) -> Schedule:
     """DualPipeV: DualPipe folded onto the V-shape (parameters once): forwards of one chunk paired with backwards of the other."""
-    if shape.microbatches < 2 * shape.devices:
-        raise ScheduleError(f"dualpipe_v needs at least 2p = {2 * shape.devices} micro-batches, got {shape.microbatches}")
-    return [_dualpipe_v_device(shape, d) for d in range(shape.devices)]
+    p, m = shape.devices, shape.microbatches
+    if m < 2 * p:
+        raise ScheduleError(f"dualpipe_v needs at least 2p = {2 * p} micro-batches, got {m}")
+    return [_dual_steps(p, d, m, lambda phase, d=d: _stages(shape, d)[phase], lambda phase: 0) for d in range(p)]
+
+
+@register_schedule(
+    "dualpipe",
+    placement="dual",
+    peak_activations=lambda shape, d: shape.devices / 2 + 0.5,  # p + 1 stages' worth: DeepSeek's PP + 1
+    source="DeepSeek-V3 technical report, 2024; deepseek-ai/DualPipe dualpipe.py",
+)
+def dualpipe(shape: Shape) -> Schedule:
+    """DualPipe: two pipelines fed from both ends (parameters held twice), each device's two stages paired as in DualPipeV."""
+    p, m = shape.devices, shape.microbatches
+    if p % 2 or m % 2 or m < 2 * p:
+        raise ScheduleError(f"dualpipe needs an even number of devices and of micro-batches, at least 2p; got p={p}, m={m}")
+    half = m // 2
+    out = []
+    for d in range(p):
+        second_half = d >= p // 2  # DualPipe swaps the two phases there (phase ^= is_in_second_half)
+        stages = _stages(shape, d)  # down-pipeline stage d, up-pipeline stage 2p - 1 - d
+
+        def unit(phase: int, stages: tuple[int, int] = stages, swap: bool = second_half) -> int:
+            return stages[phase ^ swap]
+
+        def first_mb(phase: int, swap: bool = second_half) -> int:
+            return half * (phase ^ swap)
+
+        out.append(_dual_steps(p // 2, min(d, p - 1 - d), half, unit, first_mb))
+    return out

@@ -55,7 +55,6 @@ def primary_peaks(pipeline, times: dict[Op, Timed]) -> list[float]:
     devices from their (unloaded) arrival, all until the backward's end (with a split backward,
     what its W needs from B's end to W's end); with replicas, two all-reduce chunks per stage."""
     shape, costs, elem = pipeline.shape, pipeline.costs, pipeline.elem
-    last = shape.stages - 1
     peaks = []
     for d in range(shape.devices):
         static = sum(STATE_COPIES * costs[s].params for s in shape.stages_of(d)) * elem
@@ -67,11 +66,11 @@ def primary_peaks(pipeline, times: dict[Op, Timed]) -> list[float]:
                 continue
             s, j = op.stage, op.mb
             held = [(times[Op("F", s, j)].start, costs[s].activations)]
-            if s == 0:
+            if shape.first(s):
                 held.append((times[Op("F", s, j)].start, costs[s].inputs))
             elif shape.device(s - 1) != d:
                 held.append((times[Op("F", s - 1, j)].end + pipeline.message_time(costs[s].inputs * elem), costs[s].inputs))
-            if s < last and shape.device(s + 1) != d:
+            if not shape.last(s) and shape.device(s + 1) != d:
                 held.append((times[Op("B", s + 1, j)].end + pipeline.message_time(costs[s].outputs * elem), costs[s].outputs))
             for begin, elements in held:
                 events += [(begin, elements * elem), (t.end, -elements * elem)]

@@ -73,7 +73,8 @@ FILL_STREAM = 2  # the second instance's random stream: seed children 0 and 1 ar
 
 def buffer_name(key: tuple) -> str:
     """The bank buffer a message keyed (kind, replica, step, stage, micro-batch) lands in, named
-    for the op that consumes it. Kinds: F, B, AR; fF, fB for the second instance of a filled pipeline."""
+    for the op that consumes it. Kinds: F, B, AR, T (DualPipe's twin gradient); fF, fB for the second
+    instance of a filled pipeline."""
     kind, _, _, s, j = key
     prefix = "fill " if kind.startswith("f") else ""
     if kind.endswith("F"):
@@ -111,7 +112,8 @@ class Pipeline:
         self.shape = pipeline_shape(spec)
         self.schedule = build_schedule(spec.schedule, self.shape)
         self.split = is_split(self.schedule)
-        self.stage_layers = split_layers(model, self.shape.stages, spec.layers_per_stage)
+        model_stages = split_layers(model, self.shape.model_stages, spec.layers_per_stage)
+        self.stage_layers = [model_stages[self.shape.model_stage(u)] for u in range(self.shape.stages)]
         self.layer_ops = model.layer_ops(spec.microbatch)
         self.costs: list[StageCost] = stage_costs(self.layer_ops, self.stage_layers, scenario.hardware, spec.compute_precision)
         self.math = data is not None
@@ -192,7 +194,6 @@ class Pipeline:
     def _controller(self, r: int, d: int, done: list[simpy.Event]) -> Generator:
         device = self.devices[r, d]
         mine = self.shape.stages_of(d)
-        m = self.shape.microbatches
         for step in range(self.spec.steps):
             yield self._step_ready[step]
             backwards = dict.fromkeys(mine, 0)  # ops that have added into the stage's gradient
@@ -207,7 +208,7 @@ class Pipeline:
                     yield from self._weight(r, step, op, device)
                 if op.kind == last:
                     backwards[op.stage] += 1
-                    if backwards[op.stage] == m:
+                    if backwards[op.stage] == len(self.shape.microbatches_of(op.stage)):
                         reductions.append(self.env.process(self._allreduce(r, d, step, op.stage)))
             yield simpy.AllOf(self.env, reductions)
             for s in mine:
@@ -218,9 +219,9 @@ class Pipeline:
         s, j = op.stage, op.mb
         cost = self.costs[s]
         bank = device.bank(self.spec.bank)
-        if s == 0:
+        if self.shape.first(s):
             x = self._microbatch(step, r, j)
-            bank.allocate(f"in F0.{j}", nbytes=cost.inputs * self.elem)
+            bank.allocate(f"in F{s}.{j}", nbytes=cost.inputs * self.elem)
         else:
             x = yield from self.receive(("F", r, step, s - 1, j))
         bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
@@ -230,13 +231,13 @@ class Pipeline:
         if self.math:
             out, self.kept[r, s, j] = stage_forward(self.model, self.stage_layers[s], self.params[r, s], x)
         self.recorder.op(device.name, step + 1, "forward", s, j, start, self.env.now)
-        if s == self.shape.stages - 1:
+        if self.shape.last(s):
             grad = None
             if self.math:
                 labels = self.data.y_train[self._indices(step, r, j)]
                 loss, grad = self.model.loss(out, labels)
                 self.losses.append(finite_loss(loss, f"{device.name} (step {step + 1}, micro-batch {j})"))
-            self._deliver(r, step, "B", s + 1, j, grad, cost.outputs, device)
+            self.mail_event(("B", r, step, s + 1, j)).succeed(grad)  # the loss's gradient, for this device's B
         else:
             self._deliver(r, step, "F", s, j, out, cost.outputs, device)
 
@@ -265,7 +266,7 @@ class Pipeline:
         if self.split:  # what W needs (layer inputs, dL/dz written over z) stays in the activations' place
             bank.allocate(f"wgt {s}.{j}", nbytes=cost.weight_inputs * self.elem)
         self.recorder.op(device.name, step + 1, "backward", s, j, start, self.env.now)
-        if s > 0:
+        if not self.shape.first(s):
             self._deliver(r, step, "B", s, j, out, cost.inputs, device)
 
     def _weight(self, r: int, step: int, op: Op, device: Device) -> Generator:
@@ -281,13 +282,16 @@ class Pipeline:
 
     def _allreduce(self, r: int, d: int, step: int, s: int) -> Generator:
         """Replica r's part in the all-reduce of stage `s`'s accumulated gradient over the D replicas; the
-        last replica to get there starts it (they all do at once when the replicas are identical)."""
+        last replica to get there starts it (they all do at once when the replicas are identical). With
+        dual placement the stage's two copies first sum their gradients (`_twin_sum`)."""
+        device = self.devices[r, d]
+        if self.shape.placement == "dual":
+            yield from self._twin_sum(r, step, s, device)
         if self.spec.data_parallel == 1:
             return
-        device = self.devices[r, d]
         start = self.env.now
         if self.math:
-            self._flat[r, s] = np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer])
+            self._flat[r, s] = self._flat_grads(r, s)
         key = (step, s)
         if key not in self._reductions:
             self._reductions[key] = [self.replicas, self.env.event()]
@@ -297,11 +301,7 @@ class Pipeline:
             self.env.process(self._ring(step, d, s, entry[1]))
         yield entry[1]
         if self.math:
-            flat, at = self._flat.pop((r, s)), 0
-            for layer in self.grads[r, s]:
-                for g in layer:
-                    g.ravel()[:] = flat[at : at + g.size]
-                    at += g.size
+            self._unflatten(r, s, self._flat.pop((r, s)))
         self.recorder.op(device.name, step + 1, "allreduce", s, -1, start, self.env.now)
 
     def _ring(self, step: int, d: int, s: int, done: simpy.Event) -> Generator:
@@ -326,6 +326,33 @@ class Pipeline:
         self.recorder.collective(f"all-reduce s{s} (step {step + 1})", "all_reduce", "ring", nbytes, start, self.env.now)
         self._reductions.pop((step, s))
         done.succeed(out)
+
+    def _twin_sum(self, r: int, step: int, s: int, device: Device) -> Generator:
+        """DualPipe: each model stage's parameters live on two devices (stage s and its twin s +- p, the
+        same model stage in the other pipeline). When a copy's last backward of the step ends it sends its
+        gradient to the other and adds the one it gets, so both hold the sum (the same bits: a + b = b + a)
+        and take the same optimizer step; other ops go on meanwhile."""
+        p = self.shape.devices
+        twin = s + p if s < p else s - p
+        payload = self._flat_grads(r, s).copy() if self.math else Placeholder(self.costs[s].params * self.elem)
+        self.env.process(self.post(device, self.devices[r, self.shape.device(twin)], ("T", r, step, twin, -1), payload, "grad"))
+        start = self.env.now
+        theirs = yield from self.receive(("T", r, step, s, -1))
+        yield from device.vector.elementwise(self.costs[s].params, 1, f"twin sum s{s}")
+        if self.math:
+            self._unflatten(r, s, self._flat_grads(r, s) + theirs)
+        device.bank(self.spec.bank).free(buffer_name(("T", r, step, s, -1)))
+        self.recorder.op(device.name, step + 1, "allreduce", s, -1, start, self.env.now)
+
+    def _flat_grads(self, r: int, s: int) -> np.ndarray:
+        return np.concatenate([g.ravel() for layer in self.grads[r, s] for g in layer])
+
+    def _unflatten(self, r: int, s: int, flat: np.ndarray) -> None:
+        at = 0
+        for layer in self.grads[r, s]:
+            for g in layer:
+                g.ravel()[:] = flat[at : at + g.size]
+                at += g.size
 
     def _update(self, r: int, step: int, s: int, device: Device) -> Generator:
         start = yield from device.vector.elementwise(self.costs[s].params, UPDATE_OPS, f"update s{s}")
@@ -352,8 +379,8 @@ class Pipeline:
         """Pass the output of stage `s` (F: to stage s + 1; B: the gradient to stage s - 1, keyed by its sender s)."""
         consumer = s + 1 if kind == "F" else s - 1
         key = (kind, r, step, s, j)
-        if s == self.shape.stages or self.shape.device(consumer) == self.shape.device(s):
-            self.mail_event(key).succeed(payload)  # the same device (or the loss): the buffer stays where it is
+        if self.shape.device(consumer) == self.shape.device(s):
+            self.mail_event(key).succeed(payload)  # the same device: the buffer stays where it is
             return
         if payload is None:
             payload = Placeholder(elements * self.elem)
@@ -405,7 +432,7 @@ class Pipeline:
 
     def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Replica 0's weights, layer by layer (full mode)."""
-        return [layer for s in range(self.shape.stages) for layer in self.params[0, s]]
+        return [layer for s in range(self.shape.model_stages) for layer in self.params[0, s]]
 
     def message_time(self, nbytes: float, src: int = 0, dst: int = 1) -> float:
         """An unloaded message's time from replica 0's device `src` to its device `dst` (0 with

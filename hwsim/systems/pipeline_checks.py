@@ -54,7 +54,7 @@ def check_pipeline(scenario: Scenario, where: str) -> None:
     except ScheduleError as err:
         raise ConfigError(where, "system.schedule", system.schedule, f"a schedule that fits this pipeline: {err}") from None
     try:
-        split_layers(make_model(scenario.model), shape.stages, system.layers_per_stage)
+        split_layers(make_model(scenario.model), shape.model_stages, system.layers_per_stage)
     except ValueError as err:
         key = "system.layers_per_stage" if system.layers_per_stage else "system.stages_per_device"
         value = to_plain(system.layers_per_stage) if system.layers_per_stage else system.stages_per_device

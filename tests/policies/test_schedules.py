@@ -23,7 +23,20 @@ from hwsim.policies import (
     resolve_schedule,
 )
 
-NAMES = ["gpipe", "1f1b", "interleaved", "breadth_first", "hybrid", "zb_h1", "zb_h2", "zb_v", "v_half", "v_min", "dualpipe_v"]
+NAMES = [
+    "gpipe",
+    "1f1b",
+    "interleaved",
+    "breadth_first",
+    "hybrid",
+    "zb_h1",
+    "zb_h2",
+    "zb_v",
+    "v_half",
+    "v_min",
+    "dualpipe_v",
+    "dualpipe",
+]
 
 
 def _shape_for(name: str, p: int, v: int, m: int, group: int = 0, reverse: bool = False) -> Shape | None:

@@ -140,3 +140,31 @@ def test_dualpipe_v_holds_pp_plus_one_and_beats_1f1b(p, m):
     assert max(bubbles(times, p)) == p - 1 <= 2 * (p - 1) < 6 * (p - 1) or p == 1
     with pytest.raises(ScheduleError, match="at least 2p = 8 micro-batches"):
         build_schedule("dualpipe_v", Shape(4, 2, 7, "vshape"))
+
+
+def test_dualpipe_order_on_the_first_and_last_devices():
+    """DeepSeek's dualpipe.py, p = 4, m = 8: each end device is half-rank 0 of a 2-device V with 4
+    micro-batches per pipeline (down: stages 0-3, micro-batches 0-3; up: stages 4-7, micro-batches 4-7).
+    Steps 1-8: 2 F0; one F0 F1 pair; B1 (W deferred) W F1; one main round F0 B1 F1 B0; B1 F1 B0; B1 B0
+    (half-rank even: B0 with W deferred); W B0 (deferred); W. Device 0's phase 0 is the down pipeline's
+    stage 0, phase 1 the up pipeline's stage 7; the last device swaps them (phase ^= is_in_second_half)."""
+    first, *_, last = build_schedule("dualpipe", Shape(4, 2, 8, "dual"))
+    assert " ".join(map(str, first)) == (
+        "F0.0 F0.1 F0.2 F7.4 B7.4 W7.4 F7.5 F0.3 B7.5 W7.5 F7.6 B0.0 W0.0 B7.6 W7.6 F7.7 B0.1 W0.1 B7.7 W7.7 B0.2 W0.2 B0.3 W0.3"
+    )
+    assert " ".join(map(str, last)) == (
+        "F4.4 F4.5 F4.6 F3.0 B3.0 W3.0 F3.1 F4.7 B3.1 W3.1 F3.2 B4.4 W4.4 B3.2 W3.2 F3.3 B4.5 W4.5 B3.3 W3.3 B4.6 W4.6 B4.7 W4.7"
+    )
+
+
+@pytest.mark.parametrize(("p", "m"), [(2, 4), (4, 8), (8, 16), (8, 32)])
+def test_dualpipe_bubble_and_memory(p, m):
+    """Equal times: (p/2 - 1) op times of bubble, within DeepSeek's (PP/2 - 1)(F&B + B - 3W) = 2(p/2 - 1)
+    with F&B run one after the other, against 1F1B's 3(p - 1) (a device's F, B, W for one micro-batch being
+    one stage's); activations of p + 1 stages on every device (DeepSeek's PP + 1)."""
+    shape = Shape(p, 2, m, "dual")
+    times = _equal_times("dualpipe", shape)
+    assert max(bubbles(times, p)) == p // 2 - 1 <= 2 * (p // 2 - 1) < 3 * (p - 1)
+    assert peak_activations(shape, times) == [p / 2 + 0.5] * p
+    with pytest.raises(ScheduleError, match="even number of devices"):
+        build_schedule("dualpipe", Shape(3, 2, 8, "dual"))

@@ -26,6 +26,7 @@ SCHEDULES = {
     "v_half": 2,
     "v_min": 2,
     "dualpipe_v": 2,
+    "dualpipe": 2,
 }
 SMALL = ["model.hidden=[24,24,24,24,24,24,24]", "system.microbatch=4", "system.steps=1", "system.data_parallel=2"]
 
@@ -186,6 +187,20 @@ def test_a_split_backward_holds_what_w_needs_until_w_and_frees_it(root):
     ends = memory.groupby("bank").used_bytes.last()
     assert all(ends[f"d{d}.working"] == 3 * costs[d].params * elem for d in range(4))
     assert (outcome.trace.ops.op == "weight").sum() == 4 * 8
+
+
+def test_dualpipe_keeps_its_two_parameter_copies_identical(root):
+    """Each model stage's parameters live on two devices; summing the copies' gradients keeps them equal
+    to the bit, step after step, and the bank holds both."""
+    outcome = simulate(scenario(root, "dualpipe", "system.steps=3", "system.data_parallel=1"))
+    assert outcome.status == "ok", outcome.diagnosis
+    system = outcome.system
+    for s in range(4):
+        for mine, twin in zip(system.params[0, s], system.params[0, s + 4], strict=True):
+            for a, b in zip(mine, twin, strict=True):
+                assert np.array_equal(a, b)
+    assert outcome.trace.memory.event.str.startswith("alloc s7.weights").any()
+    assert (outcome.trace.ops.op == "allreduce").sum() == 3 * 8  # each stage's twin sum, every step
 
 
 @pytest.mark.parametrize("schedule", ["gpipe", "breadth_first"])
