@@ -40,26 +40,22 @@ class Timed:
 
 def dependencies(shape: Shape, op: Op) -> list[Op]:
     """The ops whose outputs `op` needs."""
-    if op.kind == "F":
-        return [] if shape.first(op.stage) else [Op("F", op.stage - 1, op.mb)]
-    if op.kind == "W":
-        return [Op("B", op.stage, op.mb)]
-    deps = [Op("F", op.stage, op.mb)]
-    if not shape.last(op.stage):
-        deps.append(Op("B", op.stage + 1, op.mb))
-    return deps
+    return _chain_dependencies(op, shape.first(op.stage), shape.last(op.stage))
 
 
 def stage_dependencies(stages: int, op: Op) -> list[Op]:
-    """The ops whose outputs `op` needs, in a model of `stages` stages."""
+    """The ops whose outputs `op` needs, in a model of `stages` stages (one pipeline)."""
+    return _chain_dependencies(op, op.stage == 0, op.stage == stages - 1)
+
+
+def _chain_dependencies(op: Op, first: bool, last: bool) -> list[Op]:
+    """F after the F upstream (none at the pipeline's first stage); B after its F and the B downstream
+    (none at the last stage, which starts from its loss); W after its B."""
     if op.kind == "F":
-        return [Op("F", op.stage - 1, op.mb)] if op.stage > 0 else []
+        return [] if first else [Op("F", op.stage - 1, op.mb)]
     if op.kind == "W":
         return [Op("B", op.stage, op.mb)]
-    deps = [Op("F", op.stage, op.mb)]
-    if op.stage < stages - 1:
-        deps.append(Op("B", op.stage + 1, op.mb))
-    return deps
+    return [Op("F", op.stage, op.mb)] + ([] if last else [Op("B", op.stage + 1, op.mb)])
 
 
 def problems(shape: Shape, schedule: Schedule) -> list[str]:

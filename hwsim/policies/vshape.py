@@ -55,8 +55,6 @@ devices), V-Half about half of 1F1B's, V-Min about two thirds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hwsim.policies.pipeline import Op, Schedule, ScheduleError, Shape, register_schedule
 from hwsim.policies.timing import execute, makespan
 
@@ -195,24 +193,24 @@ def v_min(shape: Shape) -> Schedule:
     return _best_block(shape, 1)
 
 
-def _dual_steps(ranks: int, rank: int, chunks: int, unit: Callable[[int], int], first_mb: Callable[[int], int]) -> list[Op]:
+def _dual_steps(ranks: int, rank: int, chunks: int, units: tuple[int, int], first_mb: tuple[int, int]) -> list[Op]:
     """One device's ops in DualPipe's eight steps (DeepSeek's dualpipe/dualpipe.py and dualpipev.py), for
     `ranks` devices of a V (half of DualPipe's) and `chunks` micro-batches per phase; phase c runs
-    stage unit(c) on micro-batches first_mb(c), first_mb(c) + 1, ... A backward without zero bubble is
+    stage units[c] on micro-batches first_mb[c], first_mb[c] + 1, ... A backward without zero bubble is
     B then its W at once; one with it defers its W to a first-in-first-out queue that a weight step pops."""
     forwards, backwards = [0, 0], [0, 0]  # micro-batches done per phase
     deferred: list[Op] = []
     ops: list[Op] = []
 
     def forward(phase: int) -> None:
-        ops.append(Op("F", unit(phase), first_mb(phase) + forwards[phase]))
+        ops.append(Op("F", units[phase], first_mb[phase] + forwards[phase]))
         forwards[phase] += 1
 
     def backward(phase: int, zero_bubble: bool = False) -> None:
-        j = first_mb(phase) + backwards[phase]
+        j = first_mb[phase] + backwards[phase]
         backwards[phase] += 1
-        ops.append(Op("B", unit(phase), j))
-        (deferred.append if zero_bubble else ops.append)(Op("W", unit(phase), j))
+        ops.append(Op("B", units[phase], j))
+        (deferred.append if zero_bubble else ops.append)(Op("W", units[phase], j))
 
     def weight() -> None:
         ops.append(deferred.pop(0))
@@ -261,7 +259,7 @@ def dualpipe_v(shape: Shape) -> Schedule:
     p, m = shape.devices, shape.microbatches
     if m < 2 * p:
         raise ScheduleError(f"dualpipe_v needs at least 2p = {2 * p} micro-batches, got {m}")
-    return [_dual_steps(p, d, m, lambda phase, d=d: _stages(shape, d)[phase], lambda phase: 0) for d in range(p)]
+    return [_dual_steps(p, d, m, _stages(shape, d), (0, 0)) for d in range(p)]
 
 
 @register_schedule(
@@ -278,14 +276,7 @@ def dualpipe(shape: Shape) -> Schedule:
     half = m // 2
     out = []
     for d in range(p):
-        second_half = d >= p // 2  # DualPipe swaps the two phases there (phase ^= is_in_second_half)
-        stages = _stages(shape, d)  # down-pipeline stage d, up-pipeline stage 2p - 1 - d
-
-        def unit(phase: int, stages: tuple[int, int] = stages, swap: bool = second_half) -> int:
-            return stages[phase ^ swap]
-
-        def first_mb(phase: int, swap: bool = second_half) -> int:
-            return half * (phase ^ swap)
-
-        out.append(_dual_steps(p // 2, min(d, p - 1 - d), half, unit, first_mb))
+        down, up = _stages(shape, d)  # down-pipeline stage d (micro-batches from 0), up-pipeline 2p - 1 - d (from m/2)
+        phases = ((down, up), (0, half)) if d < p // 2 else ((up, down), (half, 0))  # phase ^= is_in_second_half
+        out.append(_dual_steps(p // 2, min(d, p - 1 - d), half, *phases))
     return out

@@ -147,7 +147,7 @@ def pipeline_summary(trace, system) -> dict:
         "makespan_s": float(per_step.makespan_s.mean()),
         "bubble_fraction": float(bubble.mean()),
         "bubble_vs_ideal": float((per_step.makespan_s / per_step.ideal_s - 1.0).mean()),
-        "bubble_s": float(np.mean([max(bubbles(op_times(trace.ops, step), system.shape.devices)) for step in per_step.index])),
+        "bubble_s": _mean_bubble(trace.ops, system.shape.devices),
         "overhead_s": float((per_step.makespan_s - per_step.ideal_s).mean()),
         "step_time_s": float(steps.value.mean()) if len(steps) else None,
         "throughput_samples_per_s": system.samples_per_step / float(steps.value.mean()) if len(steps) else None,
@@ -160,6 +160,13 @@ def pipeline_summary(trace, system) -> dict:
             name: {key: float(value) for key, value in row.items()} for name, row in per_device.to_dict("index").items()
         },
     }
+
+
+def _mean_bubble(ops: pd.DataFrame, devices: int) -> float:
+    """`bubble_s`: replica 0's largest per-device bubble (`policies.timing.bubbles`), mean over the steps."""
+    rows = ops[ops.op.isin(list(PIPELINE_OPS))]
+    rows = rows[[device_index(n)[0] == 0 for n in rows.device]]
+    return float(np.mean([max(bubbles(_timed(step_rows), devices)) for _, step_rows in rows.groupby("step")]))
 
 
 def activation_levels(memory: pd.DataFrame) -> pd.DataFrame:
