@@ -77,8 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
     compare.set_defaults(func=_compare)
 
-    validate = sub.add_parser("validate", help="check a pipeline scenario's schedule: invariants, closed forms, the math")
-    validate.add_argument("scenario", help="scenario file (YAML) with system.kind: pipeline")
+    validate = sub.add_parser(
+        "validate",
+        help="check a pipeline scenario's schedule (invariants, closed forms, the math), or 'published': hwsim against "
+        "published Megatron figures",
+    )
+    validate.add_argument("scenario", help="scenario file (YAML) with system.kind: pipeline, or the word published")
     validate.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
     validate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
     validate.set_defaults(func=_validate)
@@ -203,6 +207,8 @@ def _validate(args: argparse.Namespace) -> int:
     from hwsim.build import check
     from hwsim.validate import table, validate
 
+    if args.scenario == "published":
+        return _published(args)
     scenario = load_scenario(args.scenario, args.overrides)
     check(scenario, args.scenario)
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
@@ -211,6 +217,19 @@ def _validate(args: argparse.Namespace) -> int:
     failed = [c for c in checks if c.result == "FAIL"]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks did not fail" + (f"; FAILED: {len(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _published(args: argparse.Namespace) -> int:
+    """`hwsim validate published`: the Megatron / Korthikanti rows, predicted vs published; exit 1 if a goal is missed."""
+    from hwsim.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published, report
+
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    times, memory = published(ProgressBar("published figures", enabled))
+    out = writable_folder("reports/published", "reports/published")
+    print(report(times, memory, out))
+    print(f"written: {out}/published.md, published_times.csv, published_memory.csv")
+    met = times.error.abs().max() <= TIME_GOAL and times.error.abs().mean() <= MEAN_GOAL
+    return 0 if met and memory.error.abs().max() <= MEMORY_GOAL else 1
 
 
 def _sweep(args: argparse.Namespace) -> int:

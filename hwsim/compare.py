@@ -145,7 +145,7 @@ def _federated_columns(fed: dict | None) -> dict:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    shown = table.drop(columns=["report"])
+    shown = table.drop(columns=["report"], errors="ignore")
     head = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
     body = "".join("| " + " | ".join(_cell(v) for v in row) + " |\n" for row in shown.itertuples(index=False))
     return head + body

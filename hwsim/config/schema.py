@@ -48,6 +48,14 @@ class SystolicSpec:
         choices=("padded", "used"),
     )
     macs_per_cycle: MacsSpec = spec(MacsSpec, doc="MACs per PE per cycle at each precision")
+    arrays: int = spec(
+        1, doc="identical arrays (a GPU's tensor cores); more than one: GEMMs are cut into tiles run in waves", min=1
+    )
+    per_tile: int = spec(1, doc="arrays that share one output tile (a GPU's tensor cores per SM)", min=1)
+    tile: tuple[int, ...] = spec((128, 128), doc="[rows, cols] of the output tile one group of per_tile arrays computes", min=1)
+    boost_clock: float | None = spec(
+        None, doc="the clock of the datasheet's peak, which MFU and HFU are quoted against (null: clock)", unit="frequency", gt=0
+    )
 
 
 @schema
@@ -170,7 +178,7 @@ class DimSpec:
     """One dimension of a multi-dimensional fabric (as ASTRA-sim describes a cluster)."""
 
     kind: str = spec(doc="how the NPUs of one group along it connect", choices=("switch", "ring", "fully_connected"))
-    size: int = spec(doc="NPUs along this dimension", min=1)
+    size: int = spec(doc="NPUs along this dimension (0, the last dimension only: as many as the system needs)", min=0)
     bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
     latency: float = spec(doc="each link's latency", unit="time", min=0)
 
@@ -699,7 +707,56 @@ class DataParallelSpec:
     )
 
 
-SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec
+@schema
+class ParallelSpec:
+    """Megatron's 3D layout: tensor t, pipeline p and data d ranks (t p d NPUs), and where they sit."""
+
+    tensor: int = spec(1, doc="tensor-parallel ranks t (each block's GEMMs split over them)", min=1)
+    pipeline: int = spec(1, doc="pipeline stages' devices p", min=1)
+    data: int = spec(1, doc="data-parallel replicas d", min=1)
+    virtual: int = spec(1, doc="model chunks per pipeline device v (interleaved 1F1B when above 1)", min=1)
+    sequence: bool = spec(False, doc="sequence parallelism: all-gather / reduce-scatter, layer norms and dropouts split by t")
+    order: str = spec(
+        "tpd",
+        doc="placement: the axes from fastest-varying NPU index to slowest (tpd: tensor groups on adjacent NPUs, "
+        "so in a fabric's first dimension)",
+        choices=("tpd", "tdp", "ptd", "pdt", "dtp", "dpt"),
+    )
+
+
+@schema
+class MegatronSpec:
+    """Megatron-style training of a transformer in 3D (tensor, pipeline, data parallelism), timing-only.
+
+    Each block's GEMMs run on the arithmetic unit's cycle model, element-wise work on the
+    memory roofline, tensor-parallel collectives on the fabric; the pipeline runs 1F1B
+    (interleaved with v > 1); then the data-parallel gradient reduction and the optimizer.
+    """
+
+    kind: str = spec("megatron", doc="system", choices=("megatron",))
+    parallel: ParallelSpec = spec(ParallelSpec, doc="the 3D layout")
+    batch: int = spec(doc="global batch: sequences per step over all replicas", min=1)
+    microbatch: int = spec(1, doc="sequences per micro-batch", min=1)
+    recompute: str = spec(
+        "none",
+        doc="activation recompute: none, selective (attention's scores, softmax, dropout and context redone), "
+        "full (each block's forward rerun before its backward)",
+        choices=("none", "selective", "full"),
+    )
+    optimizer: str = spec(
+        "allreduce",
+        doc="allreduce: gradients all-reduced over d, Adam state on every replica; distributed: ZeRO-1, gradients "
+        "reduce-scattered, Adam state sharded over d, parameters all-gathered",
+        choices=("allreduce", "distributed"),
+    )
+    precision: str = spec("bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16"))
+    steps: int = spec(1, doc="training steps", min=1)
+    bank: str = spec("hbm", doc="bank that holds weights, gradients, optimizer state and activations")
+
+
+SystemSpec = (
+    SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec
+)
 
 
 # --- run and report -----------------------------------------------------------------

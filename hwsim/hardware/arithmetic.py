@@ -72,6 +72,40 @@ def gemm_cycles(
     return total
 
 
+@lru_cache(maxsize=65536)
+def tiled_gemm_cycles(
+    m: int, n: int, k: int, count: int, rows: int, cols: int, macs_per_cycle: int, arrays: int, per_tile: int, tile: tuple[int, int]
+) -> int:
+    """Cycles for `count` GEMMs C[m, n] = A[m, k] @ B[k, n] on `arrays` small systolic arrays working in groups
+    of `per_tile` (a GPU: tensor cores, four per SM).
+
+    The outputs are cut into tile[0] x tile[1] tiles (a CUTLASS threadblock tile); a group
+    computes one tile at a time, its per_tile arrays each taking tile[1] / per_tile of the
+    tile's columns (a warp's share), so every array runs an output-stationary GEMM
+    (tile[0], tile[1] / per_tile, k) by `gemm_cycles`' fold model. The tiles go to the
+    arrays // per_tile groups in waves, and every wave costs a whole tile, so a last
+    partial wave and the tiles padded at the matrix's edges cost what full ones do (the
+    wave quantization of a GPU's GEMM). One array per group and one tile as big as the
+    array is `gemm_cycles` itself.
+    """
+    if min(m, n, k, count) <= 0:
+        return 0
+    tm, tn = tile
+    groups = max(arrays // per_tile, 1)
+    tiles = count * -(-m // tm) * -(-n // tn)
+    waves = -(-tiles // groups)
+    return waves * gemm_cycles(tm, -(-tn // per_tile), k, rows, cols, "output_stationary", macs_per_cycle)
+
+
+def array_cycles(spec: SystolicSpec, m: int, n: int, k: int, precision: str, count: int = 1) -> int:
+    """Cycles of `count` GEMMs (m, n, k) on the arrays `spec` describes: back to back on one array
+    (`gemm_cycles`), or in waves of tiles on many (`tiled_gemm_cycles`)."""
+    macs = getattr(spec.macs_per_cycle, precision)
+    if spec.arrays > 1:
+        return tiled_gemm_cycles(m, n, k, count, spec.rows, spec.cols, macs, spec.arrays, spec.per_tile, tuple(spec.tile))
+    return count * gemm_cycles(m, n, k, spec.rows, spec.cols, spec.dataflow, macs, spec.edge_folds)
+
+
 def _folds(size: int, tile: int) -> list[tuple[int, int]]:
     """(width, count) of the full folds and the one partial fold of `size` cut into `tile`s."""
     full, rest = divmod(size, tile)
@@ -90,18 +124,18 @@ class ArithmeticUnit(Unit):
     def macs(self, precision: str) -> int:
         return getattr(self.spec.macs_per_cycle, precision)
 
-    def cycles(self, m: int, n: int, k: int, precision: str) -> int:
-        s = self.spec
-        return gemm_cycles(m, n, k, s.rows, s.cols, s.dataflow, self.macs(precision), s.edge_folds)
+    def cycles(self, m: int, n: int, k: int, precision: str, count: int = 1) -> int:
+        return array_cycles(self.spec, m, n, k, precision, count)
 
     def gemm(self, m: int, n: int, k: int, precision: str, label: str, count: int = 1) -> Generator:
-        """Run `count` independent GEMMs (m, n, k) back to back."""
-        cycles = count * self.cycles(m, n, k, precision)
+        """Run `count` independent GEMMs (m, n, k)."""
+        cycles = self.cycles(m, n, k, precision, count)
         yield from self.busy(cycles / self.clock_hz, label, 2.0 * m * n * k * count)
 
-    def peak_flops(self, precision: str = "fp32") -> float:
-        """2 FLOP per MAC x PEs x MACs per cycle x clock."""
-        return 2.0 * self.spec.rows * self.spec.cols * self.macs(precision) * self.clock_hz
+    def peak_flops(self, precision: str = "fp32", clock: float | None = None) -> float:
+        """2 FLOP per MAC x PEs x arrays x MACs per cycle x clock (default: the array's clock)."""
+        s = self.spec
+        return 2.0 * s.rows * s.cols * s.arrays * self.macs(precision) * (clock or self.clock_hz)
 
     @property
     def peak_per_s(self) -> float:

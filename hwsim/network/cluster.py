@@ -39,7 +39,16 @@ def fabric_npus(network: NetworkSpec | None, needed: int) -> int:
         return math.prod(network.shape)
     if network.kind == "fat_tree":
         return network.leaves * network.npus_per_leaf
-    return math.prod(d.size for d in network.dims)
+    return math.prod(dim_sizes(network, needed))
+
+
+def dim_sizes(network: NetworkSpec, needed: int) -> list[int]:
+    """The sizes of a dims fabric's dimensions; a last dimension of size 0 takes what the system needs
+    (the NPUs needed over the other dimensions' product, rounded up)."""
+    sizes = [d.size for d in network.dims]
+    if sizes and sizes[-1] == 0:
+        sizes[-1] = max(1, -(-needed // max(1, math.prod(sizes[:-1]))))
+    return sizes
 
 
 def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario") -> Topology:
@@ -47,6 +56,10 @@ def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario")
     net, key = hardware.network, "hardware.network"
     if net is not None and net.kind == "dims" and not net.dims:
         raise ConfigError(where, f"{key}.dims", [], "at least one dimension {kind, size, bandwidth, latency}")
+    if net is not None and net.kind == "dims":
+        for i, d in enumerate(net.dims[:-1]):
+            if d.size == 0:
+                raise ConfigError(where, f"{key}.dims[{i}].size", 0, "at least 1 (size 0 is for the last dimension only)")
     n = fabric_npus(net, needed)
     if n > MAX_NPUS:
         raise ConfigError(where, key, n, f"at most {MAX_NPUS:,} NPUs")
@@ -69,7 +82,8 @@ def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario")
             net.leaves, net.npus_per_leaf, net.spines, net.bandwidth, net.latency, net.spine_latency, net.oversubscription
         )
     else:
-        t = topo.dims([(d.kind, d.size, d.bandwidth, d.latency) for d in net.dims])
+        sizes = dim_sizes(net, needed)
+        t = topo.dims([(d.kind, size, d.bandwidth, d.latency) for d, size in zip(net.dims, sizes, strict=True)])
     if net is not None:
         _apply_overrides(t, net, needed, where)
     return t

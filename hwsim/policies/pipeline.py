@@ -24,6 +24,7 @@ fused backward takes t_b + t_w.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,7 +84,14 @@ class Shape:
 
     def stages_of(self, device: int) -> list[int]:
         """The stages on `device`, in model order."""
-        return [s for s in range(self.stages) if self.device(s) == device]
+        return list(self._stages_by_device[device])
+
+    @functools.cached_property
+    def _stages_by_device(self) -> tuple[tuple[int, ...], ...]:
+        by = [[] for _ in range(self.devices)]
+        for s in range(self.stages):
+            by[self.device(s)].append(s)
+        return tuple(map(tuple, by))
 
     # With `dual` placement (DualPipe) the 2p stages are two pipelines over the same p model stages:
     # stages 0 .. p - 1 run model stages 0 .. p - 1 down the devices for the first half of the

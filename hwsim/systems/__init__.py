@@ -3,6 +3,7 @@
 from hwsim.systems.compressed_ps import CompressedPs
 from hwsim.systems.data_parallel import DataParallel
 from hwsim.systems.federated import Federated
+from hwsim.systems.megatron import Megatron
 from hwsim.systems.online import Online
 from hwsim.systems.pipeline import Pipeline
 from hwsim.systems.single_device import SingleDevice
@@ -14,6 +15,7 @@ SYSTEMS = {
     "online": Online,
     "federated": Federated,
     "data_parallel": DataParallel,
+    "megatron": Megatron,
 }
 """System classes by the `system.kind` that names them in scenario files.
 
@@ -22,4 +24,4 @@ A system class has `npu_names(spec)` (the device on each NPU of the cluster, in 
 and is built as `kind(scenario, cluster, model, data, rng, progress)`; `run()` is its
 SimPy process. A new system is a class with these and an entry here."""
 
-__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Online", "Pipeline", "SingleDevice"]
+__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Megatron", "Online", "Pipeline", "SingleDevice"]

@@ -400,7 +400,7 @@ class DataParallel:
         device = self.devices[0]
 
         def gemms(gemms) -> float:
-            cycles = sum(g.count * device.systolic.cycles(g.m, g.n, g.k, self.spec.compute_precision) for g in gemms)
+            cycles = sum(device.systolic.cycles(g.m, g.n, g.k, self.spec.compute_precision, g.count) for g in gemms)
             return cycles / device.systolic.clock_hz
 
         if self.timed:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.config.schema import HardwareSpec
-from hwsim.hardware import gemm_cycles
+from hwsim.hardware import array_cycles
 from hwsim.kernels import sgd_momentum
 from hwsim.models.ops import LayerOps
 
@@ -89,13 +89,9 @@ class StageCost:
 def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: HardwareSpec, precision: str) -> list[StageCost]:
     """The cost of each stage's forward and backward for one micro-batch (`ops` are the model's layers at that batch)."""
     array, vector = hardware.systolic, hardware.vector
-    macs = getattr(array.macs_per_cycle, precision)
 
     def systolic_s(gemms) -> float:
-        cycles = sum(
-            g.count * gemm_cycles(g.m, g.n, g.k, array.rows, array.cols, array.dataflow, macs, array.edge_folds) for g in gemms
-        )
-        return cycles / array.clock
+        return sum(array_cycles(array, g.m, g.n, g.k, precision, g.count) for g in gemms) / array.clock
 
     def vector_s(element_ops: int) -> float:
         return math.ceil(element_ops / vector.lanes) / vector.clock

@@ -1,0 +1,331 @@
+"""Megatron-style 3D parallel training of a transformer: tensor, pipeline and data parallelism, timing-only.
+
+`system.parallel` lays t p d NPUs out on the fabric (`order`: which axis varies fastest
+in the NPU index; `tpd`, the default, puts each tensor group on adjacent NPUs, so in
+the fabric's first, fastest dimension). The run is symmetric: one tensor rank of one
+data-parallel replica stands for its group (Megatron's ranks of a group do identical
+work), so p devices are simulated, one per pipeline position, on the NPUs of tensor
+rank 0 of replica 0. Each runs its schedule's ops (1F1B; Megatron's interleaved 1F1B
+with v > 1), every op the sum of its blocks' GEMMs (cycle model), memory-bound kernels
+(roofline) and tensor-parallel collectives (played on the fabric, `megatron_costs`);
+activations cross to the next stage's NPU at the fabric's unloaded path time. After
+its last backward a device reduces its gradients over its data-parallel group
+(all-reduce, or a reduce-scatter with the distributed optimizer), runs Adam at the
+bank's bandwidth, and (distributed) all-gathers its parameters.
+
+Memory per NPU: weights, gradients, optimizer state allocated at the start, each
+micro-batch's activations (Korthikanti et al.'s per-block bytes) from its forward to its
+backward; past the bank's capacity the run stops as out of memory with the breakdown.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+
+import numpy as np
+import simpy
+
+from hwsim.config.schema import Scenario
+from hwsim.config.units import format_quantity
+from hwsim.errors import OutOfMemory
+from hwsim.hardware.unit import Unit
+from hwsim.models.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
+from hwsim.network import Cluster
+from hwsim.policies import Op, Shape, build_schedule
+from hwsim.policies.timing import dependencies
+from hwsim.systems.megatron_checks import check_megatron, layout
+from hwsim.systems.megatron_costs import (
+    ADAM_TRAFFIC,
+    GRAD_BYTES,
+    WEIGHT_BYTES,
+    CollectiveTimer,
+    Part,
+    StageCosts,
+    stage_memory,
+    stage_params,
+)
+
+Progress = Callable[[int, int], None]
+BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
+
+
+class Megatron:
+    """p simulated pipeline devices standing for t p d NPUs; `run()` is the SimPy process."""
+
+    check = staticmethod(check_megatron)
+    takes_layers = False
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        place = layout(spec.parallel)
+        names = [""] * len(place)
+        for (i, j, k), npu in place.items():
+            names[npu] = f"t{i}.p{j}.d{k}"
+        return names
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        """Timing-only: no samples."""
+
+    def __init__(self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None):
+        self.spec = spec = scenario.system
+        self.model = m = scenario.model
+        self.env, self.cluster, self.progress = cluster.env, cluster, progress
+        self.hardware = scenario.hardware
+        par = spec.parallel
+        self.t, self.p, self.d, self.v = par.tensor, par.pipeline, par.data, par.virtual
+        self.place = layout(par)
+        self.microbatches = spec.batch // (self.d * spec.microbatch)
+        self.pipe = Shape(self.p, self.v, self.microbatches, "looping" if self.v > 1 else "contiguous")
+        self.schedule_name = "interleaved" if self.v > 1 else "1f1b"
+        self.schedule = build_schedule(self.schedule_name, self.pipe)
+        self.stages = self.p * self.v
+        self.blocks = m.layers // self.stages  # blocks per stage (model chunk)
+        net = self.hardware.network
+        timer = CollectiveTimer(cluster.topology, net.model if net is not None else "flow", self.hardware.nic.overhead)
+        self.timer = timer
+        self.costs = StageCosts(
+            self.hardware,
+            spec.bank,
+            m,
+            self.group("tensor", 0, 0),
+            timer,
+            microbatch=spec.microbatch,
+            sequence=par.sequence,
+            recompute=spec.recompute,
+            precision=spec.precision,
+        )
+        self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B")}
+        self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute)
+        self.act_transient = (
+            activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
+        )
+        self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / (self.t if par.sequence else 1)
+        self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
+        self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
+        self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
+        self.params = [
+            sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self._stages_of(j))
+            for j in range(self.p)
+        ]
+        self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
+        self.peak_activations = [0.0] * self.p
+        self.records: list[dict] = []  # per step and device: the time breakdown
+        for j, dev in enumerate(self.devices):
+            bank = dev.bank(spec.bank)
+            for name in ("weights", "gradients", "optimizer"):
+                self._allocate(j, bank, name, getattr(self.static[j], name))
+
+    # --- layout -----------------------------------------------------------------------
+
+    def group(self, axis: str, j: int, k: int, i: int = 0) -> tuple[int, ...]:
+        """The NPUs of the tensor group of (stage device j, replica k), or the data group of (i, j)."""
+        if axis == "tensor":
+            return tuple(self.place[(r, j, k)] for r in range(self.t))
+        return tuple(self.place[(i, j, r)] for r in range(self.d))
+
+    def _stages_of(self, j: int) -> list[int]:
+        return [s for s in range(self.stages) if self.pipe.device(s) == j]
+
+    def _unit(self, device, what: str) -> Unit:
+        unit = Unit(self.env, f"{device.name}.{what}", device.systolic.clock_hz)
+        unit.kind = "network"
+        self.cluster.recorder.attach_unit(unit, device.name)
+        return unit
+
+    # --- costs ------------------------------------------------------------------------
+
+    def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
+        """Per stage, the parts of an F or a B op (the fused backward: recompute, input and weight gradients)."""
+        c, out = self.costs, []
+        for s in range(self.stages):
+            edge = c.edge(s == 0, s == self.stages - 1)
+            if kind == "F":
+                out.append({"work": c.block["forward"].times(self.blocks) + edge["forward"], "recompute": Part()})
+            else:
+                work = (c.block["input_grad"] + c.block["weight_grad"]).times(self.blocks)
+                work = work + edge["input_grad"] + edge["weight_grad"]
+                out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
+        return out
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (one system per run)
+    def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
+        a = self.place[(0, self.pipe.device(src_stage), 0)]
+        b = self.place[(0, self.pipe.device(dst_stage), 0)]
+        return self.cluster.unloaded(a, b, self.p2p_bytes) if a != b else 0.0
+
+    # --- the run ----------------------------------------------------------------------
+
+    def run(self) -> Generator:
+        for step in range(1, self.spec.steps + 1):
+            start = self.env.now
+            local = {op: self.env.event() for ops in self.schedule for op in ops}
+            remote = {op: self.env.event() for op in local}
+            rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
+            devices = [self.env.process(self._device(step, j, local, remote, rows[j])) for j in range(self.p)]
+            yield simpy.AllOf(self.env, devices)
+            for j, row in enumerate(rows):
+                row.update(step=step, device=self.devices[j].name, step_s=self.env.now - start)
+                self.records.append(row)
+            self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
+            if self.progress:
+                self.progress(step, self.spec.steps)
+
+    def _device(self, step: int, j: int, local: dict, remote: dict, row: dict) -> Generator:
+        device, bank = self.devices[j], self.devices[j].bank(self.spec.bank)
+        first = self.env.now
+        busy = 0.0
+        for op in self.schedule[j]:
+            for dep in dependencies(self.pipe, op):
+                yield local[dep] if self.pipe.device(dep.stage) == j else remote[dep]
+            parts = self.ops[op.kind][op.stage]
+            if op.kind == "F":
+                self._allocate(j, bank, f"act {op.stage}.{op.mb}", self.blocks * self.act_block)
+            elif self.act_transient:
+                self._allocate(j, bank, "recomputed block", self.act_transient)
+            begin = self.env.now
+            took = parts["work"].total_s + parts["recompute"].total_s
+            yield self.env.timeout(took)
+            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, parts)
+            self.cluster.recorder.op(device.name, step, op.kind, op.stage, op.mb, begin, self.env.now)
+            busy += took
+            row["compute_s"] += parts["work"].gemm_s + parts["work"].memory_s
+            row["recompute_s"] += parts["recompute"].gemm_s + parts["recompute"].memory_s
+            row["tensor_comm_s"] += parts["work"].tensor_s + parts["recompute"].tensor_s
+            if op.kind == "B":
+                bank.free(f"act {op.stage}.{op.mb}")
+                if self.act_transient:
+                    bank.free("recomputed block")
+            local[op].succeed()
+            self._arrive(op, remote[op])
+        row["bubble_s"] = self.env.now - first - busy
+        yield from self._update(j, row)
+        row["end_s"] = self.env.now - first
+
+    def _arrive(self, op: Op, event: simpy.Event) -> None:
+        """The op's output reaches the stage that needs it next (F: downstream, B: upstream)."""
+        nxt = op.stage + (1 if op.kind == "F" else -1)
+        delay = self._transfer_s(op.stage, nxt) if 0 <= nxt < self.stages else 0.0
+        if delay <= 0:
+            event.succeed()
+            return
+        self.env.timeout(delay).callbacks.append(lambda _: event.succeed())
+
+    def _record(self, j: int, label: str, begin: float, parts: dict[str, Part]) -> None:
+        """The op's spans on the device's units, end to end: GEMMs (arithmetic unit), memory-bound kernels
+        (the bank), tensor-parallel collectives (in the op they interleave; their sums are what count)."""
+        device, at = self.devices[j], begin
+        both = parts["recompute"] + parts["work"]
+        for unit, seconds, work in (
+            (device.systolic, both.gemm_s, both.gemm_flops),
+            (device.bank(self.spec.bank), both.memory_s, 0.0),
+            (self.tensor_units[j], both.tensor_s, 0.0),
+        ):
+            if seconds > 0:
+                unit.record(label, at, at + seconds, work)
+                at += seconds
+
+    def _update(self, j: int, row: dict) -> Generator:
+        """Data-parallel gradient reduction, Adam at the bank's bandwidth, the distributed optimizer's all-gather."""
+        group = self.group("data", j, 0)
+        distributed = self.spec.optimizer == "distributed"
+        params = self.params[j]
+        reduce_s = self.timer.seconds("reduce_scatter" if distributed else "all_reduce", group, params * GRAD_BYTES)
+        gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
+        adam_s = params / (self.d if distributed else 1) * ADAM_TRAFFIC / self.hardware.memory[self.spec.bank].bandwidth
+        for unit, seconds, label, key in (
+            (self.data_units[j], reduce_s, "gradient reduce", "data_comm_s"),
+            (self.devices[j].bank(self.spec.bank), adam_s, "adam", "optimizer_s"),
+            (self.data_units[j], gather_s, "parameter all-gather", "data_comm_s"),
+        ):
+            if seconds > 0:
+                yield from unit.busy(seconds, label)
+                row[key] += seconds
+
+    def _allocate(self, j: int, bank, name: str, nbytes: float) -> None:
+        try:
+            bank.allocate(name, nbytes=int(nbytes))
+        except OutOfMemory:
+            raise OutOfMemory(self._oom(j, bank, name, nbytes)) from None
+        self.peak_activations[j] = max(self.peak_activations[j], bank.used - self.static[j].total)
+
+    def _oom(self, j: int, bank, name: str, nbytes: float) -> str:
+        s = self.static[j]
+        held = bank.used - s.total
+        q = lambda x: format_quantity(x, "size")  # noqa: E731
+        return (
+            f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} "
+            f"({q(nbytes)}) on top of weights {q(s.weights)}, gradients {q(s.gradients)}, optimizer {q(s.optimizer)}, "
+            f"activations {q(held)}"
+        )
+
+    # --- results ----------------------------------------------------------------------
+
+    def memory(self) -> list[dict[str, float]]:
+        """Per simulated device, its bytes by kind at its activations' peak."""
+        out = []
+        for j, s in enumerate(self.static):
+            mem = stage_memory(self.params[j], self.d, self.spec.optimizer == "distributed", self.peak_activations[j])
+            out.append({"device": self.devices[j].name, **mem.as_dict(), "capacity_bytes": float(self.devices[j].bank(self.spec.bank).capacity)})
+        return out
+
+    def flops(self) -> tuple[float, float]:
+        """Model FLOPs of one step (no recompute) and the hardware's (with recompute)."""
+        model = model_flops(self.model, self.spec.batch)
+        work = block_work(self.model, 1, self.spec.microbatch, False, self.spec.recompute)
+        redo = sum(k.gemm.flops for k in work.recompute if k.kind == "gemm")
+        return model, model + redo * self.model.layers * self.spec.batch / self.spec.microbatch
+
+    def summary(self, trace) -> dict:
+        """The `megatron` section of summary.json."""
+        last = [r for r in self.records if r["step"] == self.spec.steps]
+        step_s = max(r["step_s"] for r in last) if last else 0.0
+        worst = max(last, key=lambda r: r["end_s"]) if last else {}  # the device that ends the step
+        array = self.hardware.systolic
+        peak = 2.0 * array.rows * array.cols * array.arrays * getattr(array.macs_per_cycle, self.spec.precision)
+        peak *= array.boost_clock or array.clock
+        npus = self.t * self.p * self.d
+        model, hardware = self.flops()
+        par = self.spec.parallel
+        return {
+            "megatron": {
+                "layout": {"tensor": self.t, "pipeline": self.p, "data": self.d, "virtual": self.v, "sequence": par.sequence, "order": par.order},
+                "placement": self.placement(),
+                "schedule": self.schedule_name,
+                "microbatches": self.microbatches,
+                "recompute": self.spec.recompute,
+                "optimizer": self.spec.optimizer,
+                "step_s": step_s,
+                "breakdown": {k: float(worst.get(k, 0.0)) for k in BREAKDOWN},
+                "breakdown_device": worst.get("device"),
+                "devices": last,
+                "memory": self.memory(),
+                "model_flops": model,
+                "hardware_flops": hardware,
+                "peak_flop_per_s": peak,
+                "mfu": model / (step_s * npus * peak) if step_s else None,
+                "hfu": hardware / (step_s * npus * peak) if step_s else None,
+            }
+        }
+
+    def placement(self) -> dict[str, str]:
+        """Where each kind of group landed on the fabric: its NPUs, and the dimensions they differ along."""
+        t = self.cluster.topology
+        pipeline = tuple(self.place[(0, j, 0)] for j in range(self.p))
+        out = {}
+        for axis, group in (("tensor", self.group("tensor", 0, 0)), ("pipeline", pipeline), ("data", self.group("data", 0, 0))):
+            if len(group) < 2:
+                out[axis] = "one NPU"
+                continue
+            where = f"NPUs {_npus(group)}"
+            if t.coords:
+                spans = sorted({i for a in group for i, (x, y) in enumerate(zip(t.coords[a], t.coords[group[0]])) if x != y})
+                where += f" (dimension{'s' if len(spans) > 1 else ''} {', '.join(str(i + 1) for i in spans)})"
+            out[axis] = where
+        return out
+
+
+def _npus(group: tuple[int, ...]) -> str:
+    shown = ", ".join(map(str, group[:4]))
+    return shown + (f", ... ({len(group)} NPUs)" if len(group) > 4 else "")
