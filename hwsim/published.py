@@ -131,7 +131,13 @@ def published(progress: Callable[[int, int], None] | None = None) -> tuple[pd.Da
             ("activations, sequence + selective", selective, row.selective_gib),
         ):
             memory.append(
-                {"model": row.model, "memory": what, "published_gib": value, "predicted_gib": predicted, "error": predicted / value - 1}
+                {
+                    "model": row.model,
+                    "memory": what,
+                    "published_gib": value,
+                    "predicted_gib": predicted,
+                    "error": predicted / value - 1,
+                }
             )
     return pd.DataFrame(times), pd.DataFrame(memory)
 

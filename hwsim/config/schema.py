@@ -749,14 +749,14 @@ class MegatronSpec:
         "reduce-scattered, Adam state sharded over d, parameters all-gathered",
         choices=("allreduce", "distributed"),
     )
-    precision: str = spec("bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16"))
+    precision: str = spec(
+        "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")
+    )
     steps: int = spec(1, doc="training steps", min=1)
     bank: str = spec("hbm", doc="bank that holds weights, gradients, optimizer state and activations")
 
 
-SystemSpec = (
-    SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec
-)
+SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec
 
 
 # --- run and report -----------------------------------------------------------------

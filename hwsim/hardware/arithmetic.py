@@ -74,7 +74,16 @@ def gemm_cycles(
 
 @lru_cache(maxsize=65536)
 def tiled_gemm_cycles(
-    m: int, n: int, k: int, count: int, rows: int, cols: int, macs_per_cycle: int, arrays: int, per_tile: int, tile: tuple[int, int]
+    m: int,
+    n: int,
+    k: int,
+    count: int,
+    rows: int,
+    cols: int,
+    macs_per_cycle: int,
+    arrays: int,
+    per_tile: int,
+    tile: tuple[int, int],
 ) -> int:
     """Cycles for `count` GEMMs C[m, n] = A[m, k] @ B[k, n] on `arrays` small systolic arrays working in groups
     of `per_tile` (a GPU: tensor cores, four per SM).

@@ -68,7 +68,9 @@ class Megatron:
     def check_samples(spec, train: int) -> None:
         """Timing-only: no samples."""
 
-    def __init__(self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None):
+    def __init__(
+        self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None
+    ):
         self.spec = spec = scenario.system
         self.model = m = scenario.model
         self.env, self.cluster, self.progress = cluster.env, cluster, progress
@@ -149,7 +151,7 @@ class Megatron:
                 out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
         return out
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 (one system per run)
+    @functools.cache  # noqa: B019 (one system per run)
     def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
         a = self.place[(0, self.pipe.device(src_stage), 0)]
         b = self.place[(0, self.pipe.device(dst_stage), 0)]
@@ -265,9 +267,15 @@ class Megatron:
     def memory(self) -> list[dict[str, float]]:
         """Per simulated device, its bytes by kind at its activations' peak."""
         out = []
-        for j, s in enumerate(self.static):
+        for j in range(self.p):
             mem = stage_memory(self.params[j], self.d, self.spec.optimizer == "distributed", self.peak_activations[j])
-            out.append({"device": self.devices[j].name, **mem.as_dict(), "capacity_bytes": float(self.devices[j].bank(self.spec.bank).capacity)})
+            out.append(
+                {
+                    "device": self.devices[j].name,
+                    **mem.as_dict(),
+                    "capacity_bytes": float(self.devices[j].bank(self.spec.bank).capacity),
+                }
+            )
         return out
 
     def flops(self) -> tuple[float, float]:
@@ -290,7 +298,14 @@ class Megatron:
         par = self.spec.parallel
         return {
             "megatron": {
-                "layout": {"tensor": self.t, "pipeline": self.p, "data": self.d, "virtual": self.v, "sequence": par.sequence, "order": par.order},
+                "layout": {
+                    "tensor": self.t,
+                    "pipeline": self.p,
+                    "data": self.d,
+                    "virtual": self.v,
+                    "sequence": par.sequence,
+                    "order": par.order,
+                },
                 "placement": self.placement(),
                 "schedule": self.schedule_name,
                 "microbatches": self.microbatches,
@@ -320,7 +335,9 @@ class Megatron:
                 continue
             where = f"NPUs {_npus(group)}"
             if t.coords:
-                spans = sorted({i for a in group for i, (x, y) in enumerate(zip(t.coords[a], t.coords[group[0]])) if x != y})
+                spans = sorted(
+                    {i for a in group for i, (x, y) in enumerate(zip(t.coords[a], t.coords[group[0]], strict=True)) if x != y}
+                )
                 where += f" (dimension{'s' if len(spans) > 1 else ''} {', '.join(str(i + 1) for i in spans)})"
             out[axis] = where
         return out

@@ -75,11 +75,15 @@ class CollectiveTimer:
         key = (op, group, int(nbytes))
         if key not in self.cache:
             if self.fabric is None:  # one scratch fabric: each collective runs alone on it, one after another
-                self.fabric = Fabric(simpy.Environment(), self.topology, self.model, [f"npu{i}" for i in range(self.topology.npus)])
+                self.fabric = Fabric(
+                    simpy.Environment(), self.topology, self.model, [f"npu{i}" for i in range(self.topology.npus)]
+                )
             env = self.fabric.env
             start = env.now
             steps = plan(op, "ring", len(group))
-            env.run(env.process(run_plan(env, self.fabric, steps, list(group), int(nbytes), overhead=self.overhead, lockstep=True)))
+            env.run(
+                env.process(run_plan(env, self.fabric, steps, list(group), int(nbytes), overhead=self.overhead, lockstep=True))
+            )
             self.cache[key] = env.now - start
         return self.cache[key]
 
@@ -108,7 +112,9 @@ class StageCosts:
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
         self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute)
-        self.block = {name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")}
+        self.block = {
+            name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")
+        }
 
     def _part(self, kernels: tuple[Kernel, ...]) -> Part:
         out = Part()
@@ -145,7 +151,9 @@ class StageCosts:
             gather = "all_gather" if self.sequence else None
             full = tokens * h * ACT_BYTES
             out["forward"] = out["forward"] + self._gemm(logits)
-            out["forward"].memory_s += (elements * XENT_FORWARD_BYTES + tokens * h / (t if self.sequence else 1) * 4) / self.bandwidth
+            out["forward"].memory_s += (
+                elements * XENT_FORWARD_BYTES + tokens * h / (t if self.sequence else 1) * 4
+            ) / self.bandwidth
             out["input_grad"] = out["input_grad"] + self._gemm(dx)
             out["input_grad"].memory_s += elements * XENT_BACKWARD_BYTES / self.bandwidth
             reduce = "reduce_scatter" if self.sequence else "all_reduce"
@@ -191,4 +199,3 @@ def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last:
 
 def stage_memory(params: float, d: int, distributed: bool, activations: float) -> Memory:
     return Memory(params * WEIGHT_BYTES, params * GRAD_BYTES, params * ADAM_BYTES / (d if distributed else 1), activations)
-

@@ -124,9 +124,9 @@ def test_activation_bytes_cases():
 
 def test_model_flops_is_korthikantis_formula():
     """72 B s l h^2 (1 + s/(6h) + V/(12 l h)) with f = 4h (their §6)."""
-    B, s, l, h, V = 64, 2048, 96, 12288, 51200
-    expected = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))
-    assert model_flops(GPT3, B) == pytest.approx(expected, rel=1e-12)
+    batch, s, layers, h, vocab = 64, 2048, 96, 12288, 51200
+    expected = 72 * batch * s * layers * h * h * (1 + s / (6 * h) + vocab / (12 * layers * h))
+    assert model_flops(GPT3, batch) == pytest.approx(expected, rel=1e-12)
 
 
 # --- the tensor-core cycle model -----------------------------------------------------
@@ -275,7 +275,11 @@ def test_bad_layouts_get_one_clear_error(write_yaml, kw, key):
 
 
 def test_layout_must_fill_the_fabric(write_yaml):
-    path = write_yaml(SMALL.format(model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce").replace("size: 0", "size: 2"))
+    path = write_yaml(
+        SMALL.format(
+            model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce"
+        ).replace("size: 0", "size: 2")
+    )
     with pytest.raises(ConfigError) as err:
         check(load_scenario(path), str(path))
     assert err.value.key == "system.parallel" and "16 NPUs" in str(err.value)
@@ -288,7 +292,11 @@ def test_interleaving_needs_microbatches_in_multiples_of_p(write_yaml):
 
 
 def test_size_zero_only_in_the_last_dimension(write_yaml):
-    path = write_yaml(SMALL.format(model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce").replace("size: 8", "size: 0"))
+    path = write_yaml(
+        SMALL.format(
+            model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce"
+        ).replace("size: 8", "size: 0")
+    )
     with pytest.raises(ConfigError) as err:
         check(load_scenario(path), str(path))
     assert err.value.key == "hardware.network.dims[0].size"
