@@ -20,6 +20,7 @@ import simpy
 
 from hwsim.bench_collectives import compression_rows, data_parallel_rows
 from hwsim.bench_fabric import fabric_rows
+from hwsim.bench_megatron import megatron_rows
 from hwsim.config import load_scenario
 from hwsim.config.load import PROJECT_ROOT
 from hwsim.config.schema import SystolicSpec
@@ -215,6 +216,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[[int, int], None] | None
     rows += fabric_rows(1, 100, 2) if quick else fabric_rows()
     rows += data_parallel_rows(quick)
     rows += compression_rows(quick)
+    rows += megatron_rows(quick)
     for i, (name, overrides) in enumerate(THREADED.items(), start=len(scenarios) + 2):
         if progress:
             progress(i, steps)

@@ -362,6 +362,8 @@ def _describe(summary: dict) -> str:
             f"bubble {pipe['bubble_fraction']:.1%} of device time; all-reduce exposed "
             f"{format_quantity(pipe['exposed_allreduce_s'], 'time')}, overlapped {format_quantity(pipe['overlapped_allreduce_s'], 'time')}"
         )
+    if "megatron" in s:
+        lines.extend(_describe_megatron(s["megatron"]))
     if "fill" in s:
         fill = s["fill"]
         loss = (
@@ -396,6 +398,27 @@ LEARNING = [
     ("test loss", "final_test_loss", ".4f"),
     ("test accuracy", "final_test_accuracy", ".3f"),
 ]
+
+
+def _describe_megatron(m: dict) -> list[str]:
+    lay = m["layout"]
+    q = lambda x: format_quantity(x, "time")  # noqa: E731
+    parts = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {q(v)}" for k, v in m["breakdown"].items() if v > 0)
+    worst = max(m["memory"], key=lambda x: x["total_bytes"])
+    mem = ", ".join(
+        f"{k.removesuffix('_bytes')} {format_quantity(worst[k], 'size')}"
+        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
+    )
+    out = [
+        f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"
+        f"{' +sequence' if lay['sequence'] else ''}, {m['schedule']}, m={m['microbatches']}, recompute {m['recompute']}, "
+        f"optimizer {m['optimizer']}: step {q(m['step_s'])}, MFU {m['mfu']:.1%}, HFU {m['hfu']:.1%}",
+        f"  {m['breakdown_device']}: {parts}",
+        f"  memory per NPU ({worst['device']}): {mem} = {format_quantity(worst['total_bytes'], 'size')} of "
+        f"{format_quantity(worst['capacity_bytes'], 'size')}",
+        "  placement: " + "; ".join(f"{axis} {where}" for axis, where in m["placement"].items()),
+    ]
+    return out
 
 
 def _describe_online(on: dict) -> str:

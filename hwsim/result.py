@@ -17,6 +17,7 @@ from hwsim.report import (
     fabric,
     federated,
     filling,
+    megatron,
     memory_table,
     online,
     phase_table,
@@ -141,6 +142,12 @@ class RunResult:
     def plot_gantt(self, steps: int | None = None):
         """Pipeline runs: per-device Gantt chart of the first steps (None for other systems)."""
         return pipeline.gantt_figure(self.trace, steps or self.scenario.report.zoom_steps)
+
+    def plot_megatron(self):
+        """Megatron runs: per-NPU step-time and memory breakdowns (None for other systems)."""
+        if self.status != "ok" or "megatron" not in self.summary:
+            return None
+        return megatron.megatron_figure(self.summary["megatron"])
 
     def plot_activations(self):
         """Pipeline runs: activation bytes held per device over time (None for other systems)."""

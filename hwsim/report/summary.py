@@ -93,7 +93,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     if local is not None:  # federated: local steps and samples summed over clients
         step_count, samples = local()
     systolic = units[units.kind == "systolic"]
-    precision = getattr(scenario.system, "compute_precision", "fp32")
+    precision = getattr(scenario.system, "compute_precision", None) or getattr(scenario.system, "precision", "fp32")
     peak_flops = float(systolic.peak_per_s.sum()) * _macs_ratio(scenario, precision)
     achieved = float(systolic.work.sum()) / sim if sim > 0 else 0.0
 
@@ -145,7 +145,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     phases = phase_table(trace)
     if not phases.empty:
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
-    if outcome.status == "ok" and not trace.ops.empty and hasattr(outcome.system, "shape"):
+    if outcome.status == "ok" and not trace.ops.empty and scenario.system.kind == "pipeline":
         out["pipeline"] = pipeline_summary(trace, outcome.system)
         if getattr(outcome.system, "fill", None) is not None:
             out["fill"] = fill_summary(trace, outcome.system)

@@ -192,6 +192,9 @@ def pareto_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, pair:
     (fa, ua), (fb, ub) = _scale(ok[a], _metric_kind(a)), _scale(ok[b], _metric_kind(b))
     front = pareto_front(ok[a].to_numpy(float), ok[b].to_numpy(float), max_a, max_b)
     ax.scatter(ok[a] * fa, ok[b] * fb, s=18, color="#999999", label="point")
+    oom = table[(table.status == "out_of_memory") & table[a].notna() & table[b].notna()]
+    if len(oom):  # a system that counts on past its capacity (megatron) still has both metrics
+        ax.scatter(oom[a] * fa, oom[b] * fb, s=30, marker="x", color="#C44E52", label=f"out of memory ({len(oom)})")
     best = ok[front].sort_values(a)
     ax.plot(best[a] * fa, best[b] * fb, marker="o", color="#C44E52", label=f"Pareto front ({len(best)} points)")
     keys = [k for dim in dims for k in dim]

@@ -70,6 +70,7 @@ def write_report(result, folder: Path) -> Path:
             "Fabric": result.plot_fabric(),
             "Step phases": result.plot_phases(),
             "Staleness": result.plot_staleness(),
+            "Megatron breakdown": result.plot_megatron(),
             "Pipeline Gantt": result.plot_gantt(),
             "Activation memory": result.plot_activations(),
             "Bubble filling": result.plot_fill(),

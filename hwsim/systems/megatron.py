@@ -33,7 +33,6 @@ from hwsim.hardware.unit import Unit
 from hwsim.models.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 from hwsim.network import Cluster
 from hwsim.policies import Op, Shape, build_schedule
-from hwsim.policies.timing import dependencies
 from hwsim.systems.megatron_checks import check_megatron, layout
 from hwsim.systems.megatron_costs import (
     ADAM_TRAFFIC,
@@ -79,9 +78,9 @@ class Megatron:
         self.t, self.p, self.d, self.v = par.tensor, par.pipeline, par.data, par.virtual
         self.place = layout(par)
         self.microbatches = spec.batch // (self.d * spec.microbatch)
-        self.pipe = Shape(self.p, self.v, self.microbatches, "looping" if self.v > 1 else "contiguous")
+        self.shape = Shape(self.p, self.v, self.microbatches, "looping" if self.v > 1 else "contiguous")
         self.schedule_name = "interleaved" if self.v > 1 else "1f1b"
-        self.schedule = build_schedule(self.schedule_name, self.pipe)
+        self.schedule = build_schedule(self.schedule_name, self.shape)
         self.stages = self.p * self.v
         self.blocks = m.layers // self.stages  # blocks per stage (model chunk)
         net = self.hardware.network
@@ -103,6 +102,8 @@ class Megatron:
         self.act_transient = (
             activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
         )
+        self.plan = [[(op, self._waits(j, op)) for op in ops] for j, ops in enumerate(self.schedule)]
+        self.remote_consumer = [waits for ops in self.plan for _, waits in ops if waits is not None]
         self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / (self.t if par.sequence else 1)
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
         self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
@@ -112,12 +113,11 @@ class Megatron:
             for j in range(self.p)
         ]
         self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
+        self.held = [0.0] * self.p  # activation bytes each device holds now
         self.peak_activations = [0.0] * self.p
+        self.overflow: list[str] = []  # the first allocation past each device's capacity
+        self.full = [False] * self.p  # past its capacity: the bank holds no more, the counts go on
         self.records: list[dict] = []  # per step and device: the time breakdown
-        for j, dev in enumerate(self.devices):
-            bank = dev.bank(spec.bank)
-            for name in ("weights", "gradients", "optimizer"):
-                self._allocate(j, bank, name, getattr(self.static[j], name))
 
     # --- layout -----------------------------------------------------------------------
 
@@ -128,7 +128,7 @@ class Megatron:
         return tuple(self.place[(i, j, r)] for r in range(self.d))
 
     def _stages_of(self, j: int) -> list[int]:
-        return [s for s in range(self.stages) if self.pipe.device(s) == j]
+        return [s for s in range(self.stages) if self.shape.device(s) == j]
 
     def _unit(self, device, what: str) -> Unit:
         unit = Unit(self.env, f"{device.name}.{what}", device.systolic.clock_hz)
@@ -149,23 +149,35 @@ class Megatron:
                 work = (c.block["input_grad"] + c.block["weight_grad"]).times(self.blocks)
                 work = work + edge["input_grad"] + edge["weight_grad"]
                 out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
+        for parts in out:
+            work, redo = parts["work"], parts["recompute"]
+            parts["both"] = redo + work
+            parts["row"] = (
+                ("compute_s", work.gemm_s + work.memory_s),
+                ("recompute_s", redo.gemm_s + redo.memory_s),
+                ("tensor_comm_s", work.tensor_s + redo.tensor_s),
+            )
         return out
 
     @functools.cache  # noqa: B019 (one system per run)
     def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
-        a = self.place[(0, self.pipe.device(src_stage), 0)]
-        b = self.place[(0, self.pipe.device(dst_stage), 0)]
+        a = self.place[(0, self.shape.device(src_stage), 0)]
+        b = self.place[(0, self.shape.device(dst_stage), 0)]
         return self.cluster.unloaded(a, b, self.p2p_bytes) if a != b else 0.0
 
     # --- the run ----------------------------------------------------------------------
 
     def run(self) -> Generator:
+        """The steps; a device past its bank's capacity goes on counting bytes, and the run ends as out of
+        memory with every device's breakdown in the summary (so a sweep still sees its time and demand)."""
+        for j, dev in enumerate(self.devices):
+            for name in ("weights", "gradients", "optimizer"):
+                self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), activation=False)
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
-            local = {op: self.env.event() for ops in self.schedule for op in ops}
-            remote = {op: self.env.event() for op in local}
+            sent = {op: self.env.event() for op in self.remote_consumer}
             rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
-            devices = [self.env.process(self._device(step, j, local, remote, rows[j])) for j in range(self.p)]
+            devices = [self.env.process(self._device(step, j, sent, rows[j])) for j in range(self.p)]
             yield simpy.AllOf(self.env, devices)
             for j, row in enumerate(rows):
                 row.update(step=step, device=self.devices[j].name, step_s=self.env.now - start)
@@ -173,52 +185,62 @@ class Megatron:
             self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
             if self.progress:
                 self.progress(step, self.spec.steps)
+        if self.overflow:
+            more = len(self.overflow) - 1
+            raise OutOfMemory(
+                self.overflow[0] + (f" (and {more} more device{'s' if more > 1 else ''} past capacity)" if more else "")
+            )
 
-    def _device(self, step: int, j: int, local: dict, remote: dict, row: dict) -> Generator:
+    def _waits(self, j: int, op: Op) -> Op | None:
+        """The op on another device whose output `op` waits for: the F upstream, the B downstream
+        (`policies.timing.dependencies`; an input on its own device was made by an earlier op of its list,
+        as a schedule runs a device's ops in dependency order)."""
+        dep = Op(op.kind, op.stage - 1, op.mb) if op.kind == "F" else Op(op.kind, op.stage + 1, op.mb)
+        return dep if 0 <= dep.stage < self.stages and self.shape.device(dep.stage) != j else None
+
+    def _device(self, step: int, j: int, sent: dict, row: dict) -> Generator:
         device, bank = self.devices[j], self.devices[j].bank(self.spec.bank)
-        first = self.env.now
+        env, record_op, act = self.env, self.cluster.recorder.op, self.blocks * self.act_block
+        first = env.now
         busy = 0.0
-        for op in self.schedule[j]:
-            for dep in dependencies(self.pipe, op):
-                yield local[dep] if self.pipe.device(dep.stage) == j else remote[dep]
+        for op, waits in self.plan[j]:
+            if waits is not None and not sent[waits].triggered:
+                yield sent[waits]
             parts = self.ops[op.kind][op.stage]
             if op.kind == "F":
-                self._allocate(j, bank, f"act {op.stage}.{op.mb}", self.blocks * self.act_block)
+                self._allocate(j, bank, f"act {op.stage}.{op.mb}", act)
             elif self.act_transient:
                 self._allocate(j, bank, "recomputed block", self.act_transient)
-            begin = self.env.now
-            took = parts["work"].total_s + parts["recompute"].total_s
-            yield self.env.timeout(took)
-            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, parts)
-            self.cluster.recorder.op(device.name, step, op.kind, op.stage, op.mb, begin, self.env.now)
-            busy += took
-            row["compute_s"] += parts["work"].gemm_s + parts["work"].memory_s
-            row["recompute_s"] += parts["recompute"].gemm_s + parts["recompute"].memory_s
-            row["tensor_comm_s"] += parts["work"].tensor_s + parts["recompute"].tensor_s
+            begin = env.now
+            both = parts["both"]
+            yield env.timeout(both.total_s)
+            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, both)
+            record_op(f"d{j}", step, "forward" if op.kind == "F" else "backward", op.stage, op.mb, begin, env.now)
+            busy += both.total_s
+            for key, value in parts["row"]:
+                row[key] += value
             if op.kind == "B":
-                bank.free(f"act {op.stage}.{op.mb}")
+                self._free(j, bank, f"act {op.stage}.{op.mb}", act)
                 if self.act_transient:
-                    bank.free("recomputed block")
-            local[op].succeed()
-            self._arrive(op, remote[op])
-        row["bubble_s"] = self.env.now - first - busy
+                    self._free(j, bank, "recomputed block", self.act_transient)
+            if op in sent:
+                self._arrive(op, sent[op])
+        row["bubble_s"] = env.now - first - busy
         yield from self._update(j, row)
-        row["end_s"] = self.env.now - first
+        row["end_s"] = env.now - first
 
     def _arrive(self, op: Op, event: simpy.Event) -> None:
-        """The op's output reaches the stage that needs it next (F: downstream, B: upstream)."""
-        nxt = op.stage + (1 if op.kind == "F" else -1)
-        delay = self._transfer_s(op.stage, nxt) if 0 <= nxt < self.stages else 0.0
+        """The op's output reaches the stage that needs it next (F: downstream, B: upstream) on another device."""
+        delay = self._transfer_s(op.stage, op.stage + (1 if op.kind == "F" else -1))
         if delay <= 0:
             event.succeed()
             return
         self.env.timeout(delay).callbacks.append(lambda _: event.succeed())
 
-    def _record(self, j: int, label: str, begin: float, parts: dict[str, Part]) -> None:
+    def _record(self, j: int, label: str, begin: float, both: Part) -> None:
         """The op's spans on the device's units, end to end: GEMMs (arithmetic unit), memory-bound kernels
         (the bank), tensor-parallel collectives (in the op they interleave; their sums are what count)."""
         device, at = self.devices[j], begin
-        both = parts["recompute"] + parts["work"]
         for unit, seconds, work in (
             (device.systolic, both.gemm_s, both.gemm_flops),
             (device.bank(self.spec.bank), both.memory_s, 0.0),
@@ -245,16 +267,26 @@ class Megatron:
                 yield from unit.busy(seconds, label)
                 row[key] += seconds
 
-    def _allocate(self, j: int, bank, name: str, nbytes: float) -> None:
+    def _allocate(self, j: int, bank, name: str, nbytes: float, activation: bool = True) -> None:
+        if activation:
+            self.held[j] += nbytes
+            self.peak_activations[j] = max(self.peak_activations[j], self.held[j])
+        if self.full[j]:
+            return
         try:
             bank.allocate(name, nbytes=int(nbytes))
         except OutOfMemory:
-            raise OutOfMemory(self._oom(j, bank, name, nbytes)) from None
-        self.peak_activations[j] = max(self.peak_activations[j], bank.used - self.static[j].total)
+            self.full[j] = True
+            self.overflow.append(self._oom(j, bank, name, nbytes))
+
+    def _free(self, j: int, bank, name: str, nbytes: float) -> None:
+        self.held[j] -= nbytes
+        if not self.full[j]:
+            bank.free(name)
 
     def _oom(self, j: int, bank, name: str, nbytes: float) -> str:
         s = self.static[j]
-        held = bank.used - s.total
+        held = self.held[j] - (nbytes if name.startswith(("act", "recomputed")) else 0.0)
         q = lambda x: format_quantity(x, "size")  # noqa: E731
         return (
             f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} "
@@ -295,6 +327,7 @@ class Megatron:
         peak *= array.boost_clock or array.clock
         npus = self.t * self.p * self.d
         model, hardware = self.flops()
+        memory = self.memory()
         par = self.spec.parallel
         return {
             "megatron": {
@@ -315,7 +348,9 @@ class Megatron:
                 "breakdown": {k: float(worst.get(k, 0.0)) for k in BREAKDOWN},
                 "breakdown_device": worst.get("device"),
                 "devices": last,
-                "memory": self.memory(),
+                "memory": memory,
+                "memory_per_npu_bytes": max(m["total_bytes"] for m in memory),
+                "fits": not self.overflow,
                 "model_flops": model,
                 "hardware_flops": hardware,
                 "peak_flop_per_s": peak,

@@ -1,0 +1,55 @@
+"""Megatron runs: where each simulated NPU's step goes, and what its memory holds against the capacity."""
+
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+TIME_COLOURS = {
+    "compute_s": "#4C72B0",
+    "recompute_s": "#8172B2",
+    "tensor_comm_s": "#DD8452",
+    "bubble_s": "#CCCCCC",
+    "data_comm_s": "#C44E52",
+    "optimizer_s": "#55A868",
+}
+MEMORY_COLOURS = {
+    "weights_bytes": "#4C72B0",
+    "gradients_bytes": "#8172B2",
+    "optimizer_bytes": "#55A868",
+    "activations_bytes": "#DD8452",
+}
+GIB = 2**30
+
+
+def megatron_figure(section: dict) -> Figure:
+    """Left: per simulated NPU (one per pipeline position), its step time by part; right: its memory by
+    kind, with the bank's capacity as a line. Title: layout, step time, MFU and HFU."""
+    devices = section["devices"]
+    names = [d["device"] for d in devices]
+    fig = Figure(figsize=(12, max(3.5, 0.3 * min(len(names), 64) + 2.6)))
+    left, right = fig.subplots(1, 2, sharey=True)
+    y = range(len(names))
+    at = [0.0] * len(names)
+    for key, colour in TIME_COLOURS.items():
+        widths = [d[key] for d in devices]
+        left.barh(y, widths, left=at, color=colour, label=key.removesuffix("_s").replace("_", " "))
+        at = [a + w for a, w in zip(at, widths, strict=True)]
+    left.set_yticks(list(y), names)
+    left.invert_yaxis()
+    left.set_xlabel("seconds per step")
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    at = [0.0] * len(names)
+    for key, colour in MEMORY_COLOURS.items():
+        widths = [m[key] / GIB for m in section["memory"]]
+        right.barh(y, widths, left=at, color=colour, label=key.removesuffix("_bytes"))
+        at = [a + w for a, w in zip(at, widths, strict=True)]
+    right.axvline(section["memory"][0]["capacity_bytes"] / GIB, color="black", linestyle="--", label="capacity")
+    right.set_xlabel("GiB per NPU at its activations' peak")
+    right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
+    lay = section["layout"]
+    fig.suptitle(
+        f"t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}{' +sequence' if lay['sequence'] else ''}, "
+        f"recompute {section['recompute']}: step {section['step_s']:.4g} s, MFU {section['mfu']:.1%}, HFU {section['hfu']:.1%}"
+    )
+    fig.tight_layout()
+    return fig
