@@ -199,7 +199,7 @@ class Megatron:
         return dep if 0 <= dep.stage < self.stages and self.shape.device(dep.stage) != j else None
 
     def _device(self, step: int, j: int, sent: dict, row: dict) -> Generator:
-        device, bank = self.devices[j], self.devices[j].bank(self.spec.bank)
+        bank = self.devices[j].bank(self.spec.bank)
         env, record_op, act = self.env, self.cluster.recorder.op, self.blocks * self.act_block
         first = env.now
         busy = 0.0
