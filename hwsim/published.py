@@ -93,12 +93,14 @@ def activations_gib(memory: list[dict]) -> float:
     return max(mem["activations_bytes"] for mem in memory) / GIB
 
 
-def published(progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def published(
+    progress: Callable[[int, int], None] | None = None, rows: tuple[Row, ...] = KORTHIKANTI_2022
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(times, memory): one row per model and case, predicted vs published with the relative error."""
     times, memory = [], []
-    total = len(KORTHIKANTI_2022) * (len(CASES) + 1)
+    total = len(rows) * (len(CASES) + 1)
     done = 0
-    for row in KORTHIKANTI_2022:
+    for row in rows:
         for recompute, sequence, column in CASES:
             out = _run(row, recompute, sequence)
             published_s = getattr(row, column)

@@ -273,9 +273,14 @@ def test_shipped_sweeps_run(tmp_path, name):
     path = ROOT / "scenarios" / f"{name}.yaml"
     short = ["system.rounds=1"] if "federated" in name else ["system.steps=1", "run.eval_every=1"]
     short.append("run.target_accuracy=0.05")  # reached at once, for sweeps that plot the time to it
+    if "megatron" in name:
+        short.append("system.batch=384")  # a quarter of the micro-batches: the same memory, less to simulate
     sweep = sweep_from(path, short)
     done, planned, units = _run(sweep, tmp_path)
-    assert (done.table.status == "ok").all(), done.table.error.dropna().tolist()
+    if "megatron" in name:  # layouts past 80 GiB are meant to be there, marked on the Pareto plot
+        assert set(done.table.status) == {"ok", "out_of_memory"}, done.table.error.dropna().tolist()
+    else:
+        assert (done.table.status == "ok").all(), done.table.error.dropna().tolist()
     chosen = engine.write_report(tmp_path, sweep, planned, units, done.table, {})
     assert chosen == {**chosen, **sweep.plots}
     assert (tmp_path / "sweep_metric.png").is_file() and (tmp_path / "sweep_pareto.png").is_file()

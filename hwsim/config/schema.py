@@ -726,11 +726,13 @@ class ParallelSpec:
 
 @schema
 class MegatronSpec:
-    """Megatron-style training of a transformer in 3D (tensor, pipeline, data parallelism), timing-only.
+    """Megatron-style training in 3D (tensor, pipeline, data parallelism): a transformer, timing-only, or an
+    mlp with the real math (tensor and data parallelism).
 
     Each block's GEMMs run on the arithmetic unit's cycle model, element-wise work on the
     memory roofline, tensor-parallel collectives on the fabric; the pipeline runs 1F1B
     (interleaved with v > 1); then the data-parallel gradient reduction and the optimizer.
+    An mlp's layers pair up as column- and row-split layers with real all-reduces.
     """
 
     kind: str = spec("megatron", doc="system", choices=("megatron",))
@@ -754,6 +756,8 @@ class MegatronSpec:
     )
     steps: int = spec(1, doc="training steps", min=1)
     bank: str = spec("hbm", doc="bank that holds weights, gradients, optimizer state and activations")
+    lr: float = spec(0.05, doc="learning rate (an mlp's SGD + momentum)", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum (mlp)", min=0, max=0.999)
 
 
 SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec

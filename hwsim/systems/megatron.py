@@ -28,7 +28,7 @@ import simpy
 
 from hwsim.config.schema import Scenario
 from hwsim.config.units import format_quantity
-from hwsim.errors import OutOfMemory
+from hwsim.errors import ConfigError, OutOfMemory
 from hwsim.hardware.unit import Unit
 from hwsim.models.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 from hwsim.network import Cluster
@@ -44,6 +44,7 @@ from hwsim.systems.megatron_costs import (
     stage_memory,
     stage_params,
 )
+from hwsim.systems.megatron_mlp import MegatronMlp
 
 Progress = Callable[[int, int], None]
 BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
@@ -65,7 +66,15 @@ class Megatron:
 
     @staticmethod
     def check_samples(spec, train: int) -> None:
-        """Timing-only: no samples."""
+        """An mlp's step takes `batch` distinct samples."""
+        if spec.batch > train:
+            raise ConfigError("scenario", "system.batch", spec.batch, f"at most the {train} training samples")
+
+    def __new__(cls, scenario: Scenario, *args, **kwargs):
+        """An mlp runs the real math with tensor and data parallelism (`megatron_mlp`)."""
+        if scenario.model.kind == "mlp":
+            return MegatronMlp(scenario, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None

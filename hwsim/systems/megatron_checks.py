@@ -26,13 +26,21 @@ def layout(par: ParallelSpec) -> dict[tuple[int, int, int], int]:
     return out
 
 
+def roles(layers: int) -> list[str]:
+    """How an mlp's layers split over the tensor ranks: col and row in pairs, a last unpaired layer whole (rep)."""
+    return ["col" if i % 2 == 0 else "row" for i in range(layers - layers % 2)] + (["rep"] if layers % 2 else [])
+
+
 def check_megatron(scenario: Scenario, where: str) -> None:
     """A transformer, timing-only, a layout that fits the fabric, the model and the batch."""
     system, model = scenario.system, scenario.model
     par = system.parallel
     t, p, d, v = par.tensor, par.pipeline, par.data, par.virtual
+    if model.kind == "mlp":
+        _check_mlp(scenario, where)
+        return
     if model.kind != "transformer":
-        raise ConfigError(where, "model.kind", model.kind, "transformer (megatron trains a transformer's shapes)")
+        raise ConfigError(where, "model.kind", model.kind, "transformer (timing-only) or mlp (the real math)")
     if scenario.run.mode != "timing-only":
         raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a transformer has shapes, not math)")
     check_bank(scenario.hardware.memory, "bank", system.bank, False, where)
@@ -61,3 +69,33 @@ def check_megatron(scenario: Scenario, where: str) -> None:
         build_schedule("interleaved" if v > 1 else "1f1b", Shape(p, v, m, "looping" if v > 1 else "contiguous"))
     except ScheduleError as err:
         raise ConfigError(where, "system.parallel.virtual", v, f"a layout Megatron's interleaved 1F1B can run: {err}") from None
+
+
+def _check_mlp(scenario: Scenario, where: str) -> None:
+    """An mlp: tensor and data parallelism only, widths the tensor ranks split evenly, a batch the replicas split."""
+    system, model = scenario.system, scenario.model
+    par = system.parallel
+    check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
+    for key, value, expected in (
+        ("pipeline", par.pipeline, 1),
+        ("virtual", par.virtual, 1),
+        ("sequence", par.sequence, False),
+    ):
+        if value != expected:
+            raise ConfigError(
+                where,
+                f"system.parallel.{key}",
+                value,
+                f"{expected} for an mlp (tensor and data parallelism; pipelines: kind pipeline)",
+            )
+    if system.recompute != "none":
+        raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
+    npus = fabric_npus(scenario.hardware.network, par.tensor * par.data)
+    if npus != par.tensor * par.data:
+        raise ConfigError(where, "system.parallel", f"tensor {par.tensor} x data {par.data}", f"the fabric's {npus} NPUs")
+    widths = (*model.hidden, model.classes)
+    for li, role in enumerate(roles(len(widths))):
+        if role == "col" and widths[li] % par.tensor:
+            raise ConfigError(where, f"model.hidden[{li}]", widths[li], f"a multiple of system.parallel.tensor ({par.tensor})")
+    if system.batch % par.data:
+        raise ConfigError(where, "system.batch", system.batch, f"a multiple of system.parallel.data ({par.data})")
