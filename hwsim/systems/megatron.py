@@ -1,4 +1,10 @@
-"""Megatron-style 3D parallel training of a transformer: tensor, pipeline and data parallelism, timing-only.
+"""Megatron-style 3D parallel training of a transformer: tensor, pipeline and data parallelism, timing-only
+(an mlp runs the real math with tensor and data parallelism instead: `megatron_mlp`).
+
+Sources: Shoeybi et al. 2019 (Megatron-LM: the tensor split), Narayanan et al. 2021 (the 3D
+layout, interleaved 1F1B), Korthikanti et al. 2022 (sequence parallelism, selective
+recompute, activation memory); Calculon (Isaev et al. 2023) was read for what a model of
+these runs must count, not copied.
 
 `system.parallel` lays t p d NPUs out on the fabric (`order`: which axis varies fastest
 in the NPU index; `tpd`, the default, puts each tensor group on adjacent NPUs, so in
@@ -15,7 +21,8 @@ bank's bandwidth, and (distributed) all-gathers its parameters.
 
 Memory per NPU: weights, gradients, optimizer state allocated at the start, each
 micro-batch's activations (Korthikanti et al.'s per-block bytes) from its forward to its
-backward; past the bank's capacity the run stops as out of memory with the breakdown.
+backward; past the bank's capacity the run goes on counting and ends as out of memory with
+the breakdown.
 """
 
 from __future__ import annotations
@@ -118,7 +125,7 @@ class Megatron:
         self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
         self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
         self.params = [
-            sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self._stages_of(j))
+            sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self.shape.stages_of(j))
             for j in range(self.p)
         ]
         self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
@@ -135,9 +142,6 @@ class Megatron:
         if axis == "tensor":
             return tuple(self.place[(r, j, k)] for r in range(self.t))
         return tuple(self.place[(i, j, r)] for r in range(self.d))
-
-    def _stages_of(self, j: int) -> list[int]:
-        return [s for s in range(self.stages) if self.shape.device(s) == j]
 
     def _unit(self, device, what: str) -> Unit:
         unit = Unit(self.env, f"{device.name}.{what}", device.systolic.clock_hz)

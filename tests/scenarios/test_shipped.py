@@ -18,8 +18,8 @@ def test_scenario_runs(path, tmp_path):
         scenario = hwsim.load_scenario(path, ["system.duration=1.2 s"])
     elif path.stem.startswith("federated"):  # rounds, not steps
         scenario = hwsim.load_scenario(path, ["system.rounds=2"])
-    elif path.stem == "megatron_1t_3072":  # 128 micro-batches per replica rather than 512
-        scenario = hwsim.load_scenario(path, ["system.steps=2", "system.batch=768"])
+    elif path.stem == "megatron_1t_3072":  # 64 micro-batches per replica (= p) rather than 512
+        scenario = hwsim.load_scenario(path, ["system.steps=2", "system.batch=384"])
     else:
         scenario = hwsim.load_scenario(path, ["system.steps=2", "run.eval_every=1"])
     result = hwsim.run(scenario)
