@@ -54,6 +54,7 @@ from hwsim.systems.megatron_costs import (
 from hwsim.systems.megatron_mlp import MegatronMlp
 
 Progress = Callable[[int, int], None]
+MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
 BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
 
 
@@ -123,6 +124,7 @@ class Megatron:
         self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / (self.t if par.sequence else 1)
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
         self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
+        self.mirrors = self._mirrors(scenario)
         self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
         self.params = [
             sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self.shape.stages_of(j))
@@ -148,6 +150,28 @@ class Megatron:
         unit.kind = "network"
         self.cluster.recorder.attach_unit(unit, device.name)
         return unit
+
+    def _mirrors(self, scenario: Scenario) -> list[list[tuple[Unit, Unit, Unit]]]:
+        """Trace tracks for tensor ranks 1..t-1 of each stage (kind `mirror`: they repeat rank 0's first step,
+        as the symmetric run says they would, so Perfetto shows a stage's ranks side by side; left out of
+        utilization and FLOP totals). Only with `report.trace` and at most MIRRORED_SPANS spans."""
+        spans = (self.t - 1) * sum(len(ops) for ops in self.schedule) * 3
+        if not scenario.report.trace or self.t == 1 or spans > MIRRORED_SPANS:
+            return [[] for _ in range(self.p)]
+        out = []
+        for j, dev in enumerate(self.devices):
+            ranks = []
+            for i in range(1, self.t):
+                name = f"t{i}.p{j}.d0"
+                units = tuple(
+                    Unit(self.env, f"{name}.{what}", dev.systolic.clock_hz) for what in ("systolic", "hbm", "tensor_comm")
+                )
+                for unit in units:
+                    unit.kind = "mirror"
+                    self.cluster.recorder.attach_unit(unit, name)
+                ranks.append(units)
+            out.append(ranks)
+        return out
 
     # --- costs ------------------------------------------------------------------------
 
@@ -227,7 +251,7 @@ class Megatron:
             begin = env.now
             both = parts["both"]
             yield env.timeout(both.total_s)
-            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, both)
+            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, both, step == 1)
             record_op(f"d{j}", step, "forward" if op.kind == "F" else "backward", op.stage, op.mb, begin, env.now)
             busy += both.total_s
             for key, value in parts["row"]:
@@ -250,17 +274,18 @@ class Megatron:
             return
         self.env.timeout(delay).callbacks.append(lambda _: event.succeed())
 
-    def _record(self, j: int, label: str, begin: float, both: Part) -> None:
+    def _record(self, j: int, label: str, begin: float, both: Part, mirror: bool) -> None:
         """The op's spans on the device's units, end to end: GEMMs (arithmetic unit), memory-bound kernels
-        (the bank), tensor-parallel collectives (in the op they interleave; their sums are what count)."""
+        (the bank), tensor-parallel collectives (in the op they interleave; their sums are what count); and
+        on the mirrored tensor ranks' tracks in the first step."""
         device, at = self.devices[j], begin
-        for unit, seconds, work in (
-            (device.systolic, both.gemm_s, both.gemm_flops),
-            (device.bank(self.spec.bank), both.memory_s, 0.0),
-            (self.tensor_units[j], both.tensor_s, 0.0),
-        ):
+        own = (device.systolic, device.bank(self.spec.bank), self.tensor_units[j])
+        for k, (seconds, work) in enumerate(((both.gemm_s, both.gemm_flops), (both.memory_s, 0.0), (both.tensor_s, 0.0))):
             if seconds > 0:
-                unit.record(label, at, at + seconds, work)
+                own[k].record(label, at, at + seconds, work)
+                if mirror:
+                    for units in self.mirrors[j]:
+                        units[k].record(label, at, at + seconds)
                 at += seconds
 
     def _update(self, j: int, row: dict) -> Generator:

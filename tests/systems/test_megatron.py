@@ -366,3 +366,25 @@ def test_published_suite_compares_predicted_with_published(tmp_path):
     worst = 100 * times.error.abs().max()
     assert f"time: worst |error| {worst:.1f} % (goal 10 %: {'met' if worst <= 10 else 'NOT met'})" in text
     assert (tmp_path / "published_times.csv").is_file() and (tmp_path / "published.md").is_file()
+
+
+def test_trace_shows_every_tensor_rank_of_a_stage_side_by_side(write_yaml, tmp_path):
+    """With report.trace, ranks 1..t-1 of each stage get tracks (kind mirror) that repeat rank 0's first step,
+    so Perfetto shows a stage's tensor ranks on adjacent tracks; they stay out of the FLOP totals."""
+    from dataclasses import replace
+
+    from hwsim.trace.chrome import to_chrome
+
+    scenario = small(write_yaml, t=4, p=2, batch=4)
+    scenario = replace(scenario, report=replace(scenario.report, trace=True))
+    outcome, out = run(scenario)
+    units = outcome.trace.units
+    assert sorted(units[units.kind == "mirror"].device.unique()) == [f"t{i}.p{j}.d0" for i in range(1, 4) for j in range(2)]
+    busy = outcome.trace.busy
+    own = busy[busy.unit == "t0.p1.d0.systolic"][["label", "start_s", "end_s"]].reset_index(drop=True)
+    mirrored = busy[busy.unit == "t3.p1.d0.systolic"][["label", "start_s", "end_s"]].reset_index(drop=True)
+    assert own.equals(mirrored) and len(own) == 2 * 4 * 1  # F and B of 4 micro-batches on its one stage
+    names = [e["args"]["name"] for e in to_chrome(outcome.trace)["traceEvents"] if e.get("name") == "process_name"]
+    assert {"t0.p0.d0", "t1.p0.d0", "t2.p0.d0", "t3.p0.d0"} <= set(names)
+    plain = small(write_yaml, t=4, p=2, batch=4)
+    assert run(plain)[1]["mfu"] == out["mfu"]
