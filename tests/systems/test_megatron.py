@@ -275,15 +275,18 @@ def test_bad_layouts_get_one_clear_error(write_yaml, kw, key):
     assert err.value.key == key
 
 
-def test_layout_must_fill_the_fabric(write_yaml):
-    path = write_yaml(
-        SMALL.format(
-            model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce"
-        ).replace("size: 0", "size: 2")
-    )
+def _fabric_error(write_yaml, old: str, new: str) -> ConfigError:
+    """The error of the small 8-NPU layout on a fabric edited by replacing `old` with `new`."""
+    text = SMALL.format(model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce")
+    path = write_yaml(text.replace(old, new))
     with pytest.raises(ConfigError) as err:
         check(load_scenario(path), str(path))
-    assert err.value.key == "system.parallel" and "16 NPUs" in str(err.value)
+    return err.value
+
+
+def test_layout_must_fill_the_fabric(write_yaml):
+    err = _fabric_error(write_yaml, "size: 0", "size: 2")
+    assert err.key == "system.parallel" and "16 NPUs" in str(err)
 
 
 def test_interleaving_needs_microbatches_in_multiples_of_p(write_yaml):
@@ -293,14 +296,7 @@ def test_interleaving_needs_microbatches_in_multiples_of_p(write_yaml):
 
 
 def test_size_zero_only_in_the_last_dimension(write_yaml):
-    path = write_yaml(
-        SMALL.format(
-            model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce"
-        ).replace("size: 8", "size: 0")
-    )
-    with pytest.raises(ConfigError) as err:
-        check(load_scenario(path), str(path))
-    assert err.value.key == "hardware.network.dims[0].size"
+    assert _fabric_error(write_yaml, "size: 8", "size: 0").key == "hardware.network.dims[0].size"
 
 
 # --- real math: tensor and data parallelism on an MLP ----------------------------------
