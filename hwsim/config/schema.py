@@ -56,6 +56,13 @@ class SystolicSpec:
     boost_clock: float | None = spec(
         None, doc="the clock of the datasheet's peak, which MFU and HFU are quoted against (null: clock)", unit="frequency", gt=0
     )
+    efficiency: float = spec(
+        1.0,
+        doc="the fraction of cycles on which the arrays issue MACs in a GEMM's steady state (the rest are operand "
+        "stalls): 1 every cycle; a GPU preset takes it from a measured maximum achievable matmul throughput",
+        gt=0,
+        max=1,
+    )
 
 
 @schema
@@ -74,6 +81,14 @@ class BankSpec:
     capacity: float = spec(doc="capacity of the bank", unit="size", gt=0)
     bandwidth: float = spec(doc="read/write bandwidth of the bank", unit="rate", gt=0)
     latency: float = spec("0 s", doc="fixed latency of one access", unit="time", min=0)
+    efficiency: float = spec(
+        1.0, doc="the fraction of the bandwidth a streaming kernel achieves (measured; 1: the datasheet's)", gt=0, max=1
+    )
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second the bank moves: bandwidth x efficiency."""
+        return self.bandwidth * self.efficiency
 
 
 @schema
@@ -181,6 +196,13 @@ class DimSpec:
     size: int = spec(doc="NPUs along this dimension (0, the last dimension only: as many as the system needs)", min=0)
     bandwidth: float = spec(doc="each link's bandwidth", unit="rate", gt=0)
     latency: float = spec(doc="each link's latency", unit="time", min=0)
+    efficiency: float = spec(
+        1.0,
+        doc="the fraction of the bandwidth a collective library achieves on these links (measured bus bandwidth / "
+        "line rate; 1: the line rate)",
+        gt=0,
+        max=1,
+    )
 
 
 @schema

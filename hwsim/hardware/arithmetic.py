@@ -108,11 +108,14 @@ def tiled_gemm_cycles(
 
 def array_cycles(spec: SystolicSpec, m: int, n: int, k: int, precision: str, count: int = 1) -> int:
     """Cycles of `count` GEMMs (m, n, k) on the arrays `spec` describes: back to back on one array
-    (`gemm_cycles`), or in waves of tiles on many (`tiled_gemm_cycles`)."""
+    (`gemm_cycles`), or in waves of tiles on many (`tiled_gemm_cycles`); with an `efficiency` below 1 the
+    arrays issue on that fraction of their cycles, so the count grows by its inverse."""
     macs = getattr(spec.macs_per_cycle, precision)
     if spec.arrays > 1:
-        return tiled_gemm_cycles(m, n, k, count, spec.rows, spec.cols, macs, spec.arrays, spec.per_tile, tuple(spec.tile))
-    return count * gemm_cycles(m, n, k, spec.rows, spec.cols, spec.dataflow, macs, spec.edge_folds)
+        cycles = tiled_gemm_cycles(m, n, k, count, spec.rows, spec.cols, macs, spec.arrays, spec.per_tile, tuple(spec.tile))
+    else:
+        cycles = count * gemm_cycles(m, n, k, spec.rows, spec.cols, spec.dataflow, macs, spec.edge_folds)
+    return cycles if spec.efficiency == 1 else math.ceil(cycles / spec.efficiency)
 
 
 def _folds(size: int, tile: int) -> list[tuple[int, int]]:

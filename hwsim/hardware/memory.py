@@ -30,7 +30,7 @@ class MemoryBank(Unit):
 
     def __init__(self, env: simpy.Environment, name: str, spec: BankSpec):
         # A memory port moves bytes, not cycles; clock = bandwidth makes "cycles" bytes.
-        super().__init__(env, name, spec.bandwidth)
+        super().__init__(env, name, spec.rate)
         self.spec = spec
         self.precision = spec.precision
         self.capacity = int(spec.capacity)
@@ -82,7 +82,7 @@ class MemoryBank(Unit):
     # --- data movement (simulated time) ----------------------------------------
 
     def transfer_time(self, nbytes: int) -> float:
-        return self.spec.latency + nbytes / self.spec.bandwidth
+        return self.spec.latency + nbytes / self.spec.rate
 
     def read(self, nbytes: int, label: str) -> Generator:
         yield from self.busy(self.transfer_time(nbytes), label, float(nbytes))
@@ -92,7 +92,7 @@ class MemoryBank(Unit):
 
     @property
     def peak_per_s(self) -> float:
-        return self.spec.bandwidth
+        return self.spec.rate
 
     # ---------------------------------------------------------------------------
 

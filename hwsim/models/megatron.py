@@ -18,8 +18,12 @@ x b a/t, context (s, h/a, s) x b a/t, projection (T, h, h/t), FC1 (T, f/t, h) an
 (T, h, f/t); a backward GEMM pair per forward GEMM (`Gemm.backward`): the input
 gradients are the B work, the weight gradients of the four weighted GEMMs the W work.
 The element-wise kernels are memory bound; their bytes (2-byte activations, a 1-byte
-dropout mask) are those of Megatron's fused kernels: layer norm, bias-dropout-add,
-bias-GeLU, scale-mask-softmax and the attention dropout.
+dropout mask) are those of the kernels Megatron-LM (2022) runs: its fused layer norm,
+bias-dropout-add, bias-GeLU, scale-mask-softmax and the attention dropout; the QKV
+layer's separate bias add and the context's permute copy; in backward also the bias
+gradients (a pass over each output gradient), the layer norms' scale and shift
+gradients, the residual gradients' sums, and the copies that undo the QKV split and the
+context permute.
 """
 
 from __future__ import annotations
@@ -89,11 +93,13 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
         _memory("softmax", scores, 2 * ACT_BYTES),
         _memory("attention dropout", scores, 2 * ACT_BYTES + MASK_BYTES),
         Kernel("gemm", "context", gemms["context"]),
+        _memory("context permute", tokens * h / t, 2 * ACT_BYTES),  # [b a, s, h/a] back to [s, b, h]: a copy
     )
     forward = (
         _memory("layernorm 1", local, ln),
         *gather,
         Kernel("gemm", "qkv", gemms["qkv"]),
+        _memory("qkv bias", tokens * 3 * h / t, 2 * ACT_BYTES),  # a column-parallel layer adds its bias apart
         *attention,
         Kernel("gemm", "proj", gemms["proj"]),
         *reduce,
@@ -109,6 +115,8 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
     # backward: an element-wise kernel reads its saved input and the upstream gradient and writes
     # the input gradient (a dropout reads its mask instead of an input)
     back_ln = 3 * ACT_BYTES
+    ln_weight = 2 * ACT_BYTES  # the scale and shift gradients: another pass over the input and the gradient
+    residual = 3 * ACT_BYTES  # the residual's gradient added to the branch's
     back_dropout = 2 * ACT_BYTES + MASK_BYTES
     # the backward's collectives are the conjugates of the forward's (an all-gather's is a
     # reduce-scatter and back; an all-reduce's is nothing), and with sequence parallelism each
@@ -119,26 +127,36 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
 
     input_grad = (
         _memory("dropout-add 2 grad", local, back_dropout),
+        _memory("fc2 bias grad", local, ACT_BYTES),
         *gather,
         dx("fc2"),
         _memory("bias-gelu grad", tokens * f / t, 3 * ACT_BYTES),
+        _memory("fc1 bias grad", tokens * f / t, ACT_BYTES),
         dx("fc1"),
         *gather,
         *reduce,
         _memory("layernorm 2 grad", local, back_ln),
+        _memory("layernorm 2 weight grad", local, ln_weight),
+        _memory("residual 2 grad", local, residual),
         _memory("dropout-add 1 grad", local, back_dropout),
+        _memory("proj bias grad", local, ACT_BYTES),
         *gather,
         dx("proj"),
+        _memory("context permute grad", tokens * h / t, 2 * ACT_BYTES),
         dx("context"),
         Kernel("gemm", "context dw", gemms["context"].backward()[1]),  # the probabilities' gradient: not a weight
         _memory("attention dropout grad", scores, back_dropout),
         _memory("softmax grad", scores, 3 * ACT_BYTES),
         dx("scores"),
         Kernel("gemm", "scores dw", gemms["scores"].backward()[1]),  # the keys' gradient: not a weight
+        _memory("qkv split grad", tokens * 3 * h / t, 2 * ACT_BYTES),  # q, k, v gradients joined
+        _memory("qkv bias grad", tokens * 3 * h / t, ACT_BYTES),
         dx("qkv"),
         *gather,
         *reduce,
         _memory("layernorm 1 grad", local, back_ln),
+        _memory("layernorm 1 weight grad", local, ln_weight),
+        _memory("residual 1 grad", local, residual),
     )
     weight_grad = tuple(Kernel("gemm", f"{name} dw", gemms[name].backward()[1]) for name in ("qkv", "proj", "fc1", "fc2"))
     if recompute == "full":

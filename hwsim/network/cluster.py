@@ -83,7 +83,7 @@ def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario")
         )
     else:
         sizes = dim_sizes(net, needed)
-        t = topo.dims([(d.kind, size, d.bandwidth, d.latency) for d, size in zip(net.dims, sizes, strict=True)])
+        t = topo.dims([(d.kind, size, d.bandwidth * d.efficiency, d.latency) for d, size in zip(net.dims, sizes, strict=True)])
     if net is not None:
         _apply_overrides(t, net, needed, where)
     return t

@@ -185,6 +185,13 @@ def resolve_schedule(name: str) -> ScheduleKind:
 
 def build_schedule(name: str, shape: Shape) -> Schedule:
     """The schedule `name` for `shape`; raises ScheduleError for an unknown name or an unfit shape."""
+    return [list(ops) for ops in _built(name, shape)]
+
+
+@functools.lru_cache(maxsize=8)
+def _built(name: str, shape: Shape) -> tuple[tuple[Op, ...], ...]:
+    """A schedule built once per name and shape (a check and the run ask for the same one; a 1T model's
+    has 65,536 ops)."""
     kind = resolve_schedule(name)
     if kind.placement is not None and shape.placement != kind.placement:
         raise ScheduleError(f"schedule {name!r} needs {kind.placement} placement, got {shape.placement}")
@@ -196,7 +203,7 @@ def build_schedule(name: str, shape: Shape) -> Schedule:
         raise ScheduleError(f"schedule {name!r} failed to build: {type(err).__name__}: {err}") from None
     if len(schedule) != shape.devices:
         raise ScheduleError(f"schedule {name!r} returned {len(schedule)} device lists for {shape.devices} devices")
-    return [list(ops) for ops in schedule]
+    return tuple(tuple(ops) for ops in schedule)
 
 
 # --- the builders ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ TIME_COLOURS = {
     "compute_s": "#4C72B0",
     "recompute_s": "#8172B2",
     "tensor_comm_s": "#DD8452",
+    "pipeline_comm_s": "#937860",
     "bubble_s": "#CCCCCC",
     "data_comm_s": "#C44E52",
     "optimizer_s": "#55A868",

@@ -236,8 +236,9 @@ def _zoom_levels(ax, rows: pd.DataFrame, members: pd.DataFrame, zoom, peak: floa
 
 
 def _bank_kind(bank: str) -> str:
-    """The bank's name without its device ("w0.params" -> "params")."""
-    return bank.split(".", 1)[1] if "." in bank else bank
+    """The bank's name without its device ("w0.params" -> "params"; a device's name may hold dots too:
+    "t0.p3.d0.hbm" -> "hbm")."""
+    return bank.rsplit(".", 1)[1] if "." in bank else bank
 
 
 def size_scale(peak: float) -> tuple[float, str]:

@@ -14,10 +14,15 @@ work), so p devices are simulated, one per pipeline position, on the NPUs of ten
 rank 0 of replica 0. Each runs its schedule's ops (1F1B; Megatron's interleaved 1F1B
 with v > 1), every op the sum of its blocks' GEMMs (cycle model), memory-bound kernels
 (roofline) and tensor-parallel collectives (played on the fabric, `megatron_costs`);
-activations cross to the next stage's NPU at the fabric's unloaded path time. After
-its last backward a device reduces its gradients over its data-parallel group
-(all-reduce, or a reduce-scatter with the distributed optimizer), runs Adam at the
-bank's bandwidth, and (distributed) all-gathers its parameters.
+activations cross to the next stage's NPU at the fabric's unloaded path time, each tensor
+rank sending 1/t of them (Megatron's scatter-gather; without sequence parallelism the
+receiver all-gathers), and the sender waits for the transfer as Megatron's synchronised
+point-to-point calls do (`pipeline_comm_s`). After its last backward a device reduces
+its gradients over its data-parallel group (all-reduce, or a reduce-scatter with the
+distributed optimizer); the first and the last stage all-reduce the tied embedding's
+gradient; each device runs the optimizer step at the bank's achieved rate
+(`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
+parameters.
 
 Memory per NPU: weights, gradients, optimizer state allocated at the start, each
 micro-batch's activations (Korthikanti et al.'s per-block bytes) from its forward to its
@@ -42,12 +47,12 @@ from hwsim.network import Cluster
 from hwsim.policies import Op, Shape, build_schedule
 from hwsim.systems.megatron_checks import check_megatron, layout
 from hwsim.systems.megatron_costs import (
-    ADAM_TRAFFIC,
     GRAD_BYTES,
     WEIGHT_BYTES,
     CollectiveTimer,
     Part,
     StageCosts,
+    optimizer_bytes,
     stage_memory,
     stage_params,
 )
@@ -55,7 +60,7 @@ from hwsim.systems.megatron_mlp import MegatronMlp
 
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
-BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
+BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
 
 
 class Megatron:
@@ -119,11 +124,16 @@ class Megatron:
         self.act_transient = (
             activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
         )
-        self.plan = [[(op, self._waits(j, op)) for op in ops] for j, ops in enumerate(self.schedule)]
-        self.remote_consumer = [waits for ops in self.plan for _, waits in ops if waits is not None]
-        self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / (self.t if par.sequence else 1)
+        # Megatron's scatter-gather (Narayanan et al. 2021, section 4.1): each tensor rank sends 1/t of the
+        # activation; without sequence parallelism the receiver all-gathers it over its tensor group
+        self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / self.t
+        self.p2p_gather_s = (
+            0.0 if par.sequence else timer.seconds("all_gather", self.group("tensor", 0, 0), self.p2p_bytes * self.t)
+        )
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
+        self.plan = self._plan()
         self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
+        self.pipeline_units = [self._unit(dev, "pipeline_comm") for dev in self.devices]
         self.mirrors = self._mirrors(scenario)
         self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
         self.params = [
@@ -198,9 +208,11 @@ class Megatron:
 
     @functools.cache  # noqa: B019 (one system per run)
     def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
+        """An activation (or its gradient) from one stage's device to another's: the fabric's unloaded path
+        time for one rank's 1/t, plus the receiver's all-gather when the tensor is not sequence-split."""
         a = self.place[(0, self.shape.device(src_stage), 0)]
         b = self.place[(0, self.shape.device(dst_stage), 0)]
-        return self.cluster.unloaded(a, b, self.p2p_bytes) if a != b else 0.0
+        return self.cluster.unloaded(a, b, self.p2p_bytes) + self.p2p_gather_s if a != b else 0.0
 
     # --- the run ----------------------------------------------------------------------
 
@@ -212,9 +224,11 @@ class Megatron:
                 self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), activation=False)
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
-            sent = {op: self.env.event() for op in self.remote_consumer}
+            sent: set[Op] = set()  # ops whose output has reached the device that needs it
+            waiting: dict[Op, simpy.Event] = {}  # what a device waits for that has not arrived
             rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
-            devices = [self.env.process(self._device(step, j, sent, rows[j])) for j in range(self.p)]
+            tied = (self.env.event(), self.env.event()) if self.p > 1 else None
+            devices = [self.env.process(self._device(step, j, sent, waiting, tied, rows[j])) for j in range(self.p)]
             yield simpy.AllOf(self.env, devices)
             for j, row in enumerate(rows):
                 row.update(step=step, device=self.devices[j].name, step_s=self.env.now - start)
@@ -228,51 +242,78 @@ class Megatron:
                 self.overflow[0] + (f" (and {more} more device{'s' if more > 1 else ''} past capacity)" if more else "")
             )
 
+    def _plan(self) -> list[list[tuple]]:
+        """Per device, its ops in order as (op, the remote op it waits for or None, label, parts, seconds, the
+        seconds its output takes to reach another device or None): worked out once, not per op run."""
+        per_stage = {}
+        for kind in ("F", "B"):
+            for stage in range(self.stages):
+                parts = self.ops[kind][stage]
+                to = stage + (1 if kind == "F" else -1)
+                remote = 0 <= to < self.stages and self.shape.device(to) != self.shape.device(stage)
+                per_stage[kind, stage] = (parts, parts["both"].total_s, self._transfer_s(stage, to) if remote else None)
+        out = []
+        for j, ops in enumerate(self.schedule):
+            steps = []
+            for op in ops:
+                parts, seconds, send = per_stage[op.kind, op.stage]
+                steps.append((op, self._waits(j, op), f"{op.kind} {op.stage}.{op.mb}", parts, seconds, send))
+            out.append(steps)
+        return out
+
     def _waits(self, j: int, op: Op) -> Op | None:
         """The op on another device whose output `op` waits for: the F upstream, the B downstream
         (`policies.timing.dependencies`; an input on its own device was made by an earlier op of its list,
         as a schedule runs a device's ops in dependency order)."""
-        dep = Op(op.kind, op.stage - 1, op.mb) if op.kind == "F" else Op(op.kind, op.stage + 1, op.mb)
-        return dep if 0 <= dep.stage < self.stages and self.shape.device(dep.stage) != j else None
+        stage = op.stage - 1 if op.kind == "F" else op.stage + 1
+        remote = 0 <= stage < self.stages and self.shape.device(stage) != j
+        return Op(op.kind, stage, op.mb) if remote else None
 
-    def _device(self, step: int, j: int, sent: dict, row: dict) -> Generator:
+    def _device(self, step: int, j: int, sent: set, waiting: dict, tied, row: dict) -> Generator:
         bank = self.devices[j].bank(self.spec.bank)
         env, record_op, act = self.env, self.cluster.recorder.op, self.blocks * self.act_block
+        name, transient, mirror = f"d{j}", self.act_transient, step == 1
+        rebuilt = False  # whether the full-recompute buffer is allocated
         first = env.now
         busy = 0.0
-        for op, waits in self.plan[j]:
-            if waits is not None and not sent[waits].triggered:
-                yield sent[waits]
-            parts = self.ops[op.kind][op.stage]
-            if op.kind == "F":
+        for op, waits, label, parts, seconds, send in self.plan[j]:
+            if waits is not None and waits not in sent:
+                waiting[waits] = event = env.event()
+                yield event
+            forward = op.kind == "F"
+            if forward:
                 self._allocate(j, bank, f"act {op.stage}.{op.mb}", act)
-            elif self.act_transient:
-                self._allocate(j, bank, "recomputed block", self.act_transient)
+            elif transient and not rebuilt:
+                # full recompute: one block's activations, rebuilt before each backward in one buffer that
+                # stays reserved to the step's end (as PyTorch's caching allocator keeps it)
+                self._allocate(j, bank, "recomputed block", transient)
+                rebuilt = True
             begin = env.now
-            both = parts["both"]
-            yield env.timeout(both.total_s)
-            self._record(j, f"{op.kind} {op.stage}.{op.mb}", begin, both, step == 1)
-            record_op(f"d{j}", step, "forward" if op.kind == "F" else "backward", op.stage, op.mb, begin, env.now)
-            busy += both.total_s
+            # one timeout for the op and the send that follows it (Megatron's point-to-point calls end in
+            # torch.cuda.synchronize(): the sender waits for the transfer too)
+            yield env.timeout(seconds + send if send else seconds)
+            end = begin + seconds
+            self._record(j, label, begin, parts["both"], mirror)
+            record_op(name, step, "forward" if forward else "backward", op.stage, op.mb, begin, end)
+            busy += seconds
             for key, value in parts["row"]:
                 row[key] += value
-            if op.kind == "B":
+            if not forward:
                 self._free(j, bank, f"act {op.stage}.{op.mb}", act)
-                if self.act_transient:
-                    self._free(j, bank, "recomputed block", self.act_transient)
-            if op in sent:
-                self._arrive(op, sent[op])
+            if send is not None:
+                if send > 0:
+                    self.pipeline_units[j].record(f"send {label}", end, env.now)
+                    row["pipeline_comm_s"] += send
+                    busy += send
+                sent.add(op)
+                event = waiting.pop(op, None)
+                if event is not None:
+                    event.succeed()
+        if rebuilt:
+            self._free(j, bank, "recomputed block", transient)
         row["bubble_s"] = env.now - first - busy
-        yield from self._update(j, row)
+        yield from self._update(j, row, tied)
         row["end_s"] = env.now - first
-
-    def _arrive(self, op: Op, event: simpy.Event) -> None:
-        """The op's output reaches the stage that needs it next (F: downstream, B: upstream) on another device."""
-        delay = self._transfer_s(op.stage, op.stage + (1 if op.kind == "F" else -1))
-        if delay <= 0:
-            event.succeed()
-            return
-        self.env.timeout(delay).callbacks.append(lambda _: event.succeed())
 
     def _record(self, j: int, label: str, begin: float, both: Part, mirror: bool) -> None:
         """The op's spans on the device's units, end to end: GEMMs (arithmetic unit), memory-bound kernels
@@ -288,22 +329,43 @@ class Megatron:
                         units[k].record(label, at, at + seconds)
                 at += seconds
 
-    def _update(self, j: int, row: dict) -> Generator:
-        """Data-parallel gradient reduction, Adam at the bank's bandwidth, the distributed optimizer's all-gather."""
+    def _update(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event] | None) -> Generator:
+        """Data-parallel gradient reduction, the tied embedding's all-reduce (first and last stage), the optimizer
+        step at the bank's achieved rate, the distributed optimizer's all-gather."""
         group = self.group("data", j, 0)
         distributed = self.spec.optimizer == "distributed"
         params = self.params[j]
         reduce_s = self.timer.seconds("reduce_scatter" if distributed else "all_reduce", group, params * GRAD_BYTES)
         gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
-        adam_s = params / (self.d if distributed else 1) * ADAM_TRAFFIC / self.hardware.memory[self.spec.bank].bandwidth
-        for unit, seconds, label, key in (
-            (self.data_units[j], reduce_s, "gradient reduce", "data_comm_s"),
-            (self.devices[j].bank(self.spec.bank), adam_s, "adam", "optimizer_s"),
-            (self.data_units[j], gather_s, "parameter all-gather", "data_comm_s"),
-        ):
-            if seconds > 0:
-                yield from unit.busy(seconds, label)
-                row[key] += seconds
+        every, shard = optimizer_bytes(self.spec.precision)
+        adam_s = (params * every + params / (self.d if distributed else 1) * shard) / self.hardware.memory[self.spec.bank].rate
+        yield from self._busy(self.data_units[j], reduce_s, "gradient reduce", row, "data_comm_s")
+        if tied is not None and j in (0, self.p - 1):
+            yield from self._tied_embedding(j, row, tied)
+        yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s")
+        yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s")
+
+    @staticmethod
+    def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str) -> Generator:
+        if seconds > 0:
+            yield from unit.busy(seconds, label)
+            row[key] += seconds
+
+    @functools.cached_property
+    def tied_s(self) -> float:
+        """The all-reduce of the word embedding's fp32 gradient (V/t rows) between the first and the last stage."""
+        pair = (self.place[(0, 0, 0)], self.place[(0, self.p - 1, 0)])
+        return self.timer.seconds("all_reduce", pair, self.model.vocab / self.t * self.model.d_model * GRAD_BYTES)
+
+    def _tied_embedding(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event]) -> Generator:
+        """Megatron's `train_step` (2022) all-reduces the tied embedding's gradient between the first and the
+        last stage once both have reduced their data-parallel gradients; the one there first waits."""
+        mine, other = tied if j == 0 else tied[::-1]
+        mine.succeed()
+        start = self.env.now
+        yield other
+        row["data_comm_s"] += self.env.now - start
+        yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s")
 
     def _allocate(self, j: int, bank, name: str, nbytes: float, activation: bool = True) -> None:
         if activation:

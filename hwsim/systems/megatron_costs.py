@@ -27,9 +27,22 @@ from hwsim.network.topology import Topology
 WEIGHT_BYTES = 2  # 16-bit weights the GEMMs read
 GRAD_BYTES = 4  # fp32 gradients accumulated across micro-batches (Megatron's main_grad)
 ADAM_BYTES = 12  # fp32 master weights, first and second moments
-ADAM_TRAFFIC = 30  # bytes moved per parameter by the update: read grad, master, m, v; write master, m, v, 16-bit weight
-XENT_FORWARD_BYTES = 3 * ACT_BYTES  # vocabulary-parallel cross entropy: max, exp-sum, loss passes over the logits
-XENT_BACKWARD_BYTES = 2 * ACT_BYTES  # read the logits, write their gradient
+# Megatron's vocabulary-parallel cross entropy on fp32 logits (its default, no --fp16-lm-cross-entropy), bytes
+# per logit: forward, the cast (read 2, write 4), max (4), subtract it (4 + 4), exp (4 + 4), sum (4), divide
+# into the softmax kept for backward (4 + 4); backward, scale by the loss gradient (4 + 4) and cast back (4 + 2)
+XENT_FORWARD_BYTES = 38
+XENT_BACKWARD_BYTES = 14
+
+
+def optimizer_bytes(precision: str) -> tuple[float, float]:
+    """Bytes the step's optimizer work moves per parameter, as Megatron's mixed-precision optimizer runs it
+    (Megatron-LM 2022, `Float16OptimizerWithFloat16Params.step`, each a memory-bound multi-tensor kernel):
+    (on every parameter) zeroing the fp32 gradient buffer, 4; (on the optimizer's shard) with fp16 only,
+    unscaling the gradients and checking them for inf/nan, read and write 4 + 4; the gradient norm for
+    clipping, read 4; Adam (apex FusedAdam), read master, gradient, m, v and write master, m, v, 16 + 12;
+    copying the master weights into the 16-bit ones, read 4 and write 2."""
+    unscale = 8.0 if precision == "fp16" else 0.0
+    return 4.0, unscale + 4.0 + 28.0 + 6.0
 
 
 @dataclass
@@ -108,7 +121,7 @@ class StageCosts:
     ):
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
-        self.bandwidth = hardware.memory[bank].bandwidth
+        self.bandwidth = hardware.memory[bank].rate
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
         self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute)

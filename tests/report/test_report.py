@@ -102,3 +102,12 @@ def test_out_of_memory_at_time_zero_is_a_result_with_its_report(request, tmp_pat
     folder = result.write(tmp_path / "r")
     assert json.loads((folder / "summary.json").read_text())["status"] == "out_of_memory"
     assert (folder / "report.html").is_file() and (folder / "utilization.png").is_file()
+
+
+def test_banks_of_one_kind_share_a_memory_panel_whatever_their_device_names():
+    """Megatron's devices are named t0.p3.d0: their `hbm` banks are one kind, one panel (64 panels of one
+    line each took seconds to draw)."""
+    from hwsim.report.plots import _bank_kind
+
+    assert _bank_kind("t0.p3.d0.hbm") == _bank_kind("t0.p0.d0.hbm") == "hbm"
+    assert _bank_kind("w0.params") == "params" and _bank_kind("params") == "params"

@@ -3,6 +3,9 @@ memory from the schedule, bad input."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 
@@ -10,12 +13,12 @@ from hwsim.build import check, simulate
 from hwsim.config.load import load_scenario
 from hwsim.config.schema import TransformerSpec
 from hwsim.errors import ConfigError
-from hwsim.hardware import gemm_cycles, tiled_gemm_cycles
+from hwsim.hardware import array_cycles, gemm_cycles, tiled_gemm_cycles
 from hwsim.models.megatron import activation_bytes, block_work, model_flops
 from hwsim.models.ops import Gemm
 from hwsim.published import BASE, KORTHIKANTI_2022
 from hwsim.systems.megatron_checks import layout
-from hwsim.systems.megatron_costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES
+from hwsim.systems.megatron_costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, optimizer_bytes
 
 GIB = 2**30
 GPT3 = TransformerSpec(layers=96, d_model=12288, heads=96, d_ff=49152, vocab=51200, seq_len=2048)
@@ -27,7 +30,7 @@ hardware:
   network:
     model: {model}
     dims:
-      - {{kind: switch, size: 8, bandwidth: 300 GB/s, latency: 1 us}}
+      - {{kind: switch, size: 8, bandwidth: 300 GB/s, latency: 1 us, efficiency: {eff}}}
       - {{kind: switch, size: 0, bandwidth: 200 Gb/s, latency: 2 us}}
 model: {{kind: transformer, layers: 16, d_model: 512, heads: 8, d_ff: 2048, vocab: 1024, seq_len: 256}}
 system:
@@ -42,11 +45,26 @@ report: {{plots: false, trace: false, html: false}}
 """
 
 
-def small(write_yaml, model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce"):
-    path = write_yaml(
-        SMALL.format(model=model, t=t, p=p, d=d, v=v, sp=sp, batch=batch, mb=mb, recompute=recompute, optimizer=optimizer)
+def small(
+    write_yaml,
+    model="ideal",
+    t=8,
+    p=1,
+    d=1,
+    v=1,
+    sp="false",
+    batch=8,
+    mb=1,
+    recompute="none",
+    optimizer="allreduce",
+    eff=1,
+    more=(),
+):
+    text = SMALL.format(
+        model=model, t=t, p=p, d=d, v=v, sp=sp, batch=batch, mb=mb, recompute=recompute, optimizer=optimizer, eff=eff
     )
-    scenario = load_scenario(path)
+    path = write_yaml(text)
+    scenario = load_scenario(path, list(more))
     check(scenario, str(path))
     return scenario
 
@@ -95,7 +113,7 @@ def test_collectives_per_block_tensor_and_sequence_parallel():
     full = block_work(GPT3, 8, 1, True, "full")
     assert full.recompute == full.forward
     selective = [k.name for k in block_work(GPT3, 8, 1, True, "selective").recompute]
-    assert selective == ["scores", "softmax", "attention dropout", "context"]
+    assert selective == ["scores", "softmax", "attention dropout", "context", "context permute"]
 
 
 @pytest.mark.parametrize("row", KORTHIKANTI_2022, ids=lambda r: r.model)
@@ -150,6 +168,34 @@ def test_gpu_presets_peaks_are_the_datasheets():
     assert peak == pytest.approx(312e12, rel=0.001)
     h = load_scenario(BASE, ["hardware=h100_sxm"]).hardware.systolic
     assert 2 * h.rows * h.cols * h.arrays * h.macs_per_cycle.bf16 * h.clock == pytest.approx(989.4e12, rel=0.001)
+
+
+@pytest.mark.parametrize(
+    "hardware, mamf, shape",
+    [("a100_80gb", 271.2e12, (1024, 10240, 5120)), ("h100_sxm", 794.5e12, (2048, 2048, 13312))],
+)
+def test_gpu_presets_reach_the_measured_matmul_peak(hardware, mamf, shape):
+    """Each preset's tensor-core efficiency is the measured maximum achievable matmul FLOPS (Bekman,
+    ml-engineering: A100 SXM 271.2, H100 SXM 794.5 TFLOP/s bf16) over the tile model at the measurement's
+    best shape, so the preset gives that shape the measured rate."""
+    s = load_scenario(BASE, [f"hardware={hardware}"]).hardware.systolic
+    m, n, k = shape
+    assert 2 * m * n * k / (array_cycles(s, m, n, k, "bf16") / s.clock) == pytest.approx(mamf, rel=0.01)
+
+
+def test_measured_efficiencies_scale_the_rates(write_yaml):
+    """The arrays issue on `efficiency` of their cycles; a bank moves bandwidth x efficiency; a fabric
+    dimension's links run at bandwidth x efficiency (the ring all-gather's closed form at half the rate)."""
+    hw = load_scenario(BASE).hardware
+    ideal = dataclasses.replace(hw.systolic, efficiency=1.0)
+    assert array_cycles(hw.systolic, 4096, 4096, 4096, "fp16") == math.ceil(
+        array_cycles(ideal, 4096, 4096, 4096, "fp16") / hw.systolic.efficiency
+    )
+    assert hw.memory["hbm"].rate == pytest.approx(hw.memory["hbm"].efficiency * 2039e9)
+    outcome, _ = run(small(write_yaml, t=8, sp="true", eff=0.5))
+    nbytes = 256 * 512 * 2
+    got = outcome.system.timer.seconds("all_gather", tuple(range(8)), nbytes)
+    assert got == pytest.approx(7 * (2e-6 + nbytes / 8 / 150e9), rel=1e-9)
 
 
 # --- layout and placement ------------------------------------------------------------
@@ -215,6 +261,46 @@ def test_data_parallel_reduction_is_the_ring_closed_form(write_yaml, optimizer):
     assert out["placement"]["data"].endswith("(dimension 2)")
 
 
+@pytest.mark.parametrize("sp", ["true", "false"])
+def test_pipeline_sends_block_the_sender(write_yaml, sp):
+    """p = 2, m = 4: each device sends 4 activations (or gradients), each rank 1/t of the tensor over the
+    scale-out switch (Megatron's scatter-gather; without sequence parallelism the receiver all-gathers), and
+    waits for each as Megatron's synchronised point-to-point calls do."""
+    outcome, out = run(small(write_yaml, t=8, p=2, batch=4, sp=sp))
+    system = outcome.system
+    nbytes = 256 * 512 * 2  # s b h 16-bit
+    a, b = system.place[(0, 0, 0)], system.place[(0, 1, 0)]
+    gather = 0.0 if sp == "true" else system.timer.seconds("all_gather", system.group("tensor", 0, 0), nbytes)
+    transfer = system.cluster.unloaded(a, b, nbytes / 8) + gather
+    assert transfer > 2 * 2e-6
+    for device in out["devices"]:
+        assert device["pipeline_comm_s"] == pytest.approx(4 * transfer, rel=1e-12)
+
+
+def test_first_and_last_stage_all_reduce_the_tied_embedding(write_yaml):
+    """p = 2: after the backward the two stages all-reduce the word embedding's fp32 gradient (V/t rows of h)
+    across the scale-out switch, a 2-NPU ring: 2 steps of two hops' latency + half the bytes / bandwidth; the
+    stage that gets there first waits for the other, and the breakdown still sums to the step."""
+    outcome, out = run(small(write_yaml, t=8, p=2, batch=4))
+    nbytes = 1024 / 8 * 512 * 4
+    assert outcome.system.tied_s == pytest.approx(2 * (2 * 2e-6 + nbytes / 2 / 25e9), rel=1e-9)
+    first, last = out["devices"]
+    assert min(first["data_comm_s"], last["data_comm_s"]) == pytest.approx(outcome.system.tied_s, rel=1e-9)
+    for device in out["devices"]:
+        parts = sum(device[k] for k in out["breakdown"])
+        assert parts == pytest.approx(device["end_s"], rel=1e-9)
+
+
+@pytest.mark.parametrize("precision, per_param", [("fp16", 4 + 8 + 4 + 28 + 6), ("bf16", 4 + 4 + 28 + 6)])
+def test_optimizer_step_moves_megatrons_bytes(write_yaml, precision, per_param):
+    """The optimizer step at the bank's achieved rate: zero the fp32 gradients, (fp16) unscale and check them,
+    the gradient norm, Adam, the copy into the 16-bit weights."""
+    assert sum(optimizer_bytes(precision)) == per_param
+    outcome, out = run(small(write_yaml, t=8, batch=4, more=[f"system.precision={precision}"]))
+    rate = outcome.system.hardware.memory["hbm"].rate
+    assert out["breakdown"]["optimizer_s"] == pytest.approx(outcome.system.params[0] * per_param / rate, rel=1e-12)
+
+
 def test_pipeline_bubble_and_interleaved_activation_peak(write_yaml):
     """p = 4, v = 2, m = 8: device 0 holds Megatron's interleaved peak, (v - 1) p + 2 (p - 1) + 1 chunks
     of micro-batches, = L (1 + (p - 1)/(p v)) blocks' worth (Korthikanti et al.)."""
@@ -277,7 +363,9 @@ def test_bad_layouts_get_one_clear_error(write_yaml, kw, key):
 
 def _fabric_error(write_yaml, old: str, new: str) -> ConfigError:
     """The error of the small 8-NPU layout on a fabric edited by replacing `old` with `new`."""
-    text = SMALL.format(model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce")
+    text = SMALL.format(
+        model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce", eff=1
+    )
     path = write_yaml(text.replace(old, new))
     with pytest.raises(ConfigError) as err:
         check(load_scenario(path), str(path))
