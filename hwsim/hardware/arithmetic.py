@@ -99,11 +99,20 @@ def tiled_gemm_cycles(
     """
     if min(m, n, k, count) <= 0:
         return 0
-    tm, tn = tile
-    groups = max(arrays // per_tile, 1)
-    tiles = count * -(-m // tm) * -(-n // tn)
-    waves = -(-tiles // groups)
-    return waves * gemm_cycles(tm, -(-tn // per_tile), k, rows, cols, "output_stationary", macs_per_cycle)
+    waves = _waves(m, n, count, arrays, per_tile, tile)
+    return waves * gemm_cycles(tile[0], -(-tile[1] // per_tile), k, rows, cols, "output_stationary", macs_per_cycle)
+
+
+def _waves(m: int, n: int, count: int, arrays: int, per_tile: int, tile: tuple[int, int]) -> int:
+    """ceil(output tiles / groups of per_tile arrays)."""
+    tiles = count * -(-m // tile[0]) * -(-n // tile[1])
+    return -(-tiles // max(arrays // per_tile, 1))
+
+
+def tile_waves(spec: SystolicSpec, m: int, n: int, count: int = 1) -> int:
+    """The waves of output tiles `count` GEMMs with (m, n) outputs take on the arrays `spec` describes (one
+    array: each GEMM is one wave)."""
+    return count if spec.arrays == 1 else _waves(m, n, count, spec.arrays, spec.per_tile, tuple(spec.tile))
 
 
 def array_cycles(spec: SystolicSpec, m: int, n: int, k: int, precision: str, count: int = 1) -> int:

@@ -35,6 +35,8 @@ from hwsim.models.ops import Gemm
 
 ACT_BYTES = 2  # 16-bit activations
 MASK_BYTES = 1  # a dropout mask element
+WGRAD_BYTES = 8  # a weight gradient GEMM adds into the fp32 main_grad: read 4, write 4 per element (Megatron's
+# gradient_accumulation_fusion, its default: fused_dense_cuda.wgrad_gemm_accum_fp32)
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -47,6 +49,7 @@ class Kernel:
     name: str
     gemm: Gemm | None = None
     bytes: float = 0.0
+    out_bytes: float = ACT_BYTES  # a GEMM's bytes moved per output element
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,9 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
         _memory("layernorm 1 weight grad", local, ln_weight),
         _memory("residual 1 grad", local, residual),
     )
-    weight_grad = tuple(Kernel("gemm", f"{name} dw", gemms[name].backward()[1]) for name in ("qkv", "proj", "fc1", "fc2"))
+    weight_grad = tuple(
+        Kernel("gemm", f"{name} dw", gemms[name].backward()[1], out_bytes=WGRAD_BYTES) for name in ("qkv", "proj", "fc1", "fc2")
+    )
     if recompute == "full":
         redo = forward
     elif recompute == "selective":

@@ -44,7 +44,7 @@ from hwsim.errors import ConfigError, OutOfMemory
 from hwsim.hardware.unit import Unit
 from hwsim.models.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 from hwsim.network import Cluster
-from hwsim.policies import Op, Shape, build_schedule
+from hwsim.policies import Shape, build_schedule
 from hwsim.systems.megatron_checks import check_megatron, layout
 from hwsim.systems.megatron_costs import (
     GRAD_BYTES,
@@ -224,8 +224,8 @@ class Megatron:
                 self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), activation=False)
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
-            sent: set[Op] = set()  # ops whose output has reached the device that needs it
-            waiting: dict[Op, simpy.Event] = {}  # what a device waits for that has not arrived
+            sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
+            waiting: dict[tuple, simpy.Event] = {}  # what a device waits for that has not arrived
             rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
             tied = (self.env.event(), self.env.event()) if self.p > 1 else None
             devices = [self.env.process(self._device(step, j, sent, waiting, tied, rows[j])) for j in range(self.p)]
@@ -243,31 +243,35 @@ class Megatron:
             )
 
     def _plan(self) -> list[list[tuple]]:
-        """Per device, its ops in order as (op, the remote op it waits for or None, label, parts, seconds, the
-        seconds its output takes to reach another device or None): worked out once, not per op run."""
+        """Per device, its ops in order, worked out once rather than per op run: (its key (kind, stage, mb),
+        the key of the op on another device whose output it waits for or None, whether it is a forward, its
+        stage and micro-batch, its label, its activations' buffer name, its parts and seconds, and the seconds
+        its output takes to reach another device or None). An F waits for the F upstream, a B for the B
+        downstream (`policies.timing.dependencies`); an input made on the same device came from an earlier
+        op of its list, as a schedule runs a device's ops in dependency order."""
         per_stage = {}
         for kind in ("F", "B"):
+            step = 1 if kind == "F" else -1
             for stage in range(self.stages):
                 parts = self.ops[kind][stage]
-                to = stage + (1 if kind == "F" else -1)
-                remote = 0 <= to < self.stages and self.shape.device(to) != self.shape.device(stage)
-                per_stage[kind, stage] = (parts, parts["both"].total_s, self._transfer_s(stage, to) if remote else None)
+                here = self.shape.device(stage)
+                to, source = stage + step, stage - step
+                send = self._transfer_s(stage, to) if 0 <= to < self.stages and self.shape.device(to) != here else None
+                remote = 0 <= source < self.stages and self.shape.device(source) != here
+                per_stage[kind, stage] = (parts, parts["both"].total_s, send, source if remote else None)
         out = []
-        for j, ops in enumerate(self.schedule):
+        for ops in self.schedule:
             steps = []
             for op in ops:
-                parts, seconds, send = per_stage[op.kind, op.stage]
-                steps.append((op, self._waits(j, op), f"{op.kind} {op.stage}.{op.mb}", parts, seconds, send))
+                kind, stage, mb = op.kind, op.stage, op.mb
+                parts, seconds, send, source = per_stage[kind, stage]
+                waits = None if source is None else (kind, source, mb)
+                where = f"{stage}.{mb}"
+                steps.append(
+                    ((kind, stage, mb), waits, kind == "F", stage, mb, f"{kind} {where}", f"act {where}", parts, seconds, send)
+                )
             out.append(steps)
         return out
-
-    def _waits(self, j: int, op: Op) -> Op | None:
-        """The op on another device whose output `op` waits for: the F upstream, the B downstream
-        (`policies.timing.dependencies`; an input on its own device was made by an earlier op of its list,
-        as a schedule runs a device's ops in dependency order)."""
-        stage = op.stage - 1 if op.kind == "F" else op.stage + 1
-        remote = 0 <= stage < self.stages and self.shape.device(stage) != j
-        return Op(op.kind, stage, op.mb) if remote else None
 
     def _device(self, step: int, j: int, sent: set, waiting: dict, tied, row: dict) -> Generator:
         bank = self.devices[j].bank(self.spec.bank)
@@ -276,13 +280,12 @@ class Megatron:
         rebuilt = False  # whether the full-recompute buffer is allocated
         first = env.now
         busy = 0.0
-        for op, waits, label, parts, seconds, send in self.plan[j]:
+        for key, waits, forward, stage, mb, label, buffer, parts, seconds, send in self.plan[j]:
             if waits is not None and waits not in sent:
                 waiting[waits] = event = env.event()
                 yield event
-            forward = op.kind == "F"
             if forward:
-                self._allocate(j, bank, f"act {op.stage}.{op.mb}", act)
+                self._allocate(j, bank, buffer, act)
             elif transient and not rebuilt:
                 # full recompute: one block's activations, rebuilt before each backward in one buffer that
                 # stays reserved to the step's end (as PyTorch's caching allocator keeps it)
@@ -294,19 +297,19 @@ class Megatron:
             yield env.timeout(seconds + send if send else seconds)
             end = begin + seconds
             self._record(j, label, begin, parts["both"], mirror)
-            record_op(name, step, "forward" if forward else "backward", op.stage, op.mb, begin, end)
+            record_op(name, step, "forward" if forward else "backward", stage, mb, begin, end)
             busy += seconds
-            for key, value in parts["row"]:
-                row[key] += value
+            for part, value in parts["row"]:
+                row[part] += value
             if not forward:
-                self._free(j, bank, f"act {op.stage}.{op.mb}", act)
+                self._free(j, bank, buffer, act)
             if send is not None:
                 if send > 0:
                     self.pipeline_units[j].record(f"send {label}", end, env.now)
                     row["pipeline_comm_s"] += send
                     busy += send
-                sent.add(op)
-                event = waiting.pop(op, None)
+                sent.add(key)
+                event = waiting.pop(key, None)
                 if event is not None:
                     event.succeed()
         if rebuilt:

@@ -2,8 +2,9 @@
 
 Times come from the hardware description before anything runs: GEMMs from the
 arithmetic unit's cycle model (`array_cycles`: a GPU's tensor cores as small systolic
-arrays, tiles in waves), memory-bound kernels from the bank's bandwidth (the memory
-roofline: bytes / bandwidth), tensor-parallel collectives from the collectives library
+arrays, tiles in waves) plus each wave's exposed prologue and epilogue (`gemm_seconds`),
+memory-bound kernels from the bank's achieved rate (the memory roofline: bytes / rate),
+tensor-parallel collectives from the collectives library
 played on the cluster's fabric over the NPUs of one tensor group (one run per
 operation and size, cached). Megatron of 2022 runs a block's kernels and collectives
 one after another on one stream, so a block's time is their sum.
@@ -17,9 +18,9 @@ import simpy
 
 from hwsim.collectives import plan
 from hwsim.collectives.executor import run as run_plan
-from hwsim.config.schema import HardwareSpec, TransformerSpec
-from hwsim.hardware import array_cycles
-from hwsim.models.megatron import ACT_BYTES, BlockWork, Kernel, block_params, block_work
+from hwsim.config.schema import BankSpec, HardwareSpec, SystolicSpec, TransformerSpec
+from hwsim.hardware import array_cycles, tile_waves
+from hwsim.models.megatron import ACT_BYTES, WGRAD_BYTES, BlockWork, Kernel, block_params, block_work
 from hwsim.models.ops import Gemm
 from hwsim.network.fabric import Fabric
 from hwsim.network.topology import Topology
@@ -43,6 +44,18 @@ def optimizer_bytes(precision: str) -> tuple[float, float]:
     copying the master weights into the 16-bit ones, read 4 and write 2."""
     unscale = 8.0 if precision == "fp16" else 0.0
     return 4.0, unscale + 4.0 + 28.0 + 6.0
+
+
+def gemm_seconds(array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, out_bytes: float = ACT_BYTES) -> float:
+    """A GEMM on the arrays (a GPU's tensor cores): their cycles, tiles in waves (`array_cycles`), plus what
+    no MAC overlaps: each wave waits one bank latency for its first operands (the prologue), and stores its
+    output tiles, `out_bytes` per element, at the bank's rate (the epilogue). Or, if longer, the time to move
+    the operands and the result (the roofline)."""
+    compute = array_cycles(array, g.m, g.n, g.k, precision, g.count) / array.clock
+    outputs = g.count * g.m * g.n
+    exposed = tile_waves(array, g.m, g.n, g.count) * bank.latency + outputs * out_bytes / bank.rate
+    traffic = (g.count * (g.m * g.k + g.k * g.n) * ACT_BYTES + outputs * out_bytes) / bank.rate
+    return max(compute + exposed, traffic)
 
 
 @dataclass
@@ -121,7 +134,8 @@ class StageCosts:
     ):
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
-        self.bandwidth = hardware.memory[bank].rate
+        self.bank = hardware.memory[bank]
+        self.bandwidth = self.bank.rate
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
         self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute)
@@ -133,20 +147,16 @@ class StageCosts:
         out = Part()
         for k in kernels:
             if k.kind == "gemm":
-                out = out + self._gemm(k.gemm)
+                out = out + self._gemm(k.gemm, k.out_bytes)
             elif k.kind == "memory":
                 out.memory_s += k.bytes / self.bandwidth
             else:
                 out.tensor_s += self.timer.seconds(k.kind, self.group, k.bytes)
         return out
 
-    def _gemm(self, g: Gemm) -> Part:
-        """The arrays' cycles, or the time to move the operands and the result if that is longer (the
-        roofline: the attention's batched GEMMs over h/a are bound by their s x s scores)."""
-        array = self.hardware.systolic
-        compute = array_cycles(array, g.m, g.n, g.k, self.precision, g.count) / array.clock
-        traffic = g.count * (g.m * g.k + g.k * g.n + g.m * g.n) * ACT_BYTES / self.bandwidth
-        return Part(gemm_s=max(compute, traffic), gemm_flops=float(g.flops))
+    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES) -> Part:
+        seconds = gemm_seconds(self.hardware.systolic, self.bank, g, self.precision, out_bytes)
+        return Part(gemm_s=seconds, gemm_flops=float(g.flops))
 
     def edge(self, first: bool, last: bool) -> dict[str, Part]:
         """The embedding's and the head's work: the lookup (first stage); final layer norm, logits GEMM
@@ -173,7 +183,7 @@ class StageCosts:
             out["input_grad"].tensor_s += self.timer.seconds(reduce, self.group, full)
             if gather:
                 out["forward"].tensor_s += self.timer.seconds(gather, self.group, full)
-            out["weight_grad"] = out["weight_grad"] + self._gemm(dw)
+            out["weight_grad"] = out["weight_grad"] + self._gemm(dw, WGRAD_BYTES)
         return out
 
 

@@ -4,7 +4,6 @@ memory from the schedule, bad input."""
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -13,12 +12,12 @@ from hwsim.build import check, simulate
 from hwsim.config.load import load_scenario
 from hwsim.config.schema import TransformerSpec
 from hwsim.errors import ConfigError
-from hwsim.hardware import array_cycles, gemm_cycles, tiled_gemm_cycles
+from hwsim.hardware import array_cycles, gemm_cycles, tile_waves, tiled_gemm_cycles
 from hwsim.models.megatron import activation_bytes, block_work, model_flops
 from hwsim.models.ops import Gemm
 from hwsim.published import BASE, KORTHIKANTI_2022
 from hwsim.systems.megatron_checks import layout
-from hwsim.systems.megatron_costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, optimizer_bytes
+from hwsim.systems.megatron_costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, gemm_seconds, optimizer_bytes
 
 GIB = 2**30
 GPT3 = TransformerSpec(layers=96, d_model=12288, heads=96, d_ff=49152, vocab=51200, seq_len=2048)
@@ -175,12 +174,32 @@ def test_gpu_presets_peaks_are_the_datasheets():
     [("a100_80gb", 271.2e12, (1024, 10240, 5120)), ("h100_sxm", 794.5e12, (2048, 2048, 13312))],
 )
 def test_gpu_presets_reach_the_measured_matmul_peak(hardware, mamf, shape):
-    """Each preset's tensor-core efficiency is the measured maximum achievable matmul FLOPS (Bekman,
-    ml-engineering: A100 SXM 271.2, H100 SXM 794.5 TFLOP/s bf16) over the tile model at the measurement's
-    best shape, so the preset gives that shape the measured rate."""
-    s = load_scenario(BASE, [f"hardware={hardware}"]).hardware.systolic
+    """Each preset's tensor-core efficiency makes hwsim's GEMM time give the measured maximum achievable
+    matmul FLOPS (Bekman, ml-engineering: A100 SXM 271.2, H100 SXM 794.5 TFLOP/s bf16) at the measurement's
+    best shape."""
+    hw = load_scenario(BASE, [f"hardware={hardware}"]).hardware
     m, n, k = shape
-    assert 2 * m * n * k / (array_cycles(s, m, n, k, "bf16") / s.clock) == pytest.approx(mamf, rel=0.01)
+    seconds = gemm_seconds(hw.systolic, hw.memory["hbm"], Gemm(m, n, k), "bf16")
+    assert 2 * m * n * k / seconds == pytest.approx(mamf, rel=0.01)
+
+
+def test_gemm_time_is_cycles_plus_each_waves_prologue_and_epilogue():
+    """A GEMM on a GPU's tensor cores: its cycles, plus one bank latency per wave and its outputs stored at
+    the bank's rate (out_bytes per element: 8 for a weight gradient added into the fp32 main_grad). The
+    attention's scores (k = h/a = 128) spend more on their s x s outputs than on their MACs."""
+    hw = load_scenario(BASE).hardware
+    array, bank = hw.systolic, hw.memory["hbm"]
+    fc1, scores = Gemm(2048, 6144, 12288), Gemm(2048, 2048, 128, 12)  # 175B at t = 8
+    assert tile_waves(array, fc1.m, fc1.n) == 8  # 16 x 48 tiles on 108 SMs
+    assert tile_waves(array, scores.m, scores.n, scores.count) == 29  # 12 x 16 x 16 tiles
+    for g, waves, out in ((fc1, 8, 2), (fc1, 8, 8), (scores, 29, 2)):
+        cycles = array_cycles(array, g.m, g.n, g.k, "fp16", g.count) / array.clock
+        stores = g.count * g.m * g.n * out / bank.rate
+        assert gemm_seconds(array, bank, g, "fp16", out) == pytest.approx(cycles + waves * bank.latency + stores, rel=1e-12)
+    score_cycles = array_cycles(array, 2048, 2048, 128, "fp16", 12) / array.clock
+    assert gemm_seconds(array, bank, scores, "fp16") > 1.9 * score_cycles
+    weight_grads = block_work(GPT3, 8, 1, True, "selective").weight_grad
+    assert [k.out_bytes for k in weight_grads] == [8, 8, 8, 8]
 
 
 def test_measured_efficiencies_scale_the_rates(write_yaml):
@@ -188,9 +207,8 @@ def test_measured_efficiencies_scale_the_rates(write_yaml):
     dimension's links run at bandwidth x efficiency (the ring all-gather's closed form at half the rate)."""
     hw = load_scenario(BASE).hardware
     ideal = dataclasses.replace(hw.systolic, efficiency=1.0)
-    assert array_cycles(hw.systolic, 4096, 4096, 4096, "fp16") == math.ceil(
-        array_cycles(ideal, 4096, 4096, 4096, "fp16") / hw.systolic.efficiency
-    )
+    half = dataclasses.replace(hw.systolic, efficiency=0.5)
+    assert array_cycles(half, 4096, 4096, 4096, "fp16") == 2 * array_cycles(ideal, 4096, 4096, 4096, "fp16")
     assert hw.memory["hbm"].rate == pytest.approx(hw.memory["hbm"].efficiency * 2039e9)
     outcome, _ = run(small(write_yaml, t=8, sp="true", eff=0.5))
     nbytes = 256 * 512 * 2
