@@ -470,6 +470,19 @@ def test_published_suite_compares_predicted_with_published(tmp_path):
     assert (tmp_path / "published_times.csv").is_file() and (tmp_path / "published.md").is_file()
 
 
+def test_published_goals_are_met_on_every_row():
+    """All of Korthikanti et al.'s Table 5 and Figure 1 (12 timing-only runs, about 10 s): every time within
+    10 % and their mean within 5 %, every memory figure within 5 % (the issue's goals; measured: worst
+    6.7 %, mean 4.9 %, memory 1.9 %)."""
+    from hwsim.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published
+
+    times, memory = published()
+    assert len(times) == 8 and len(memory) == 12
+    assert times.error.abs().max() <= TIME_GOAL, times[["model", "case", "error"]]
+    assert times.error.abs().mean() <= MEAN_GOAL, times[["model", "case", "error"]]
+    assert memory.error.abs().max() <= MEMORY_GOAL, memory
+
+
 def test_trace_shows_every_tensor_rank_of_a_stage_side_by_side(write_yaml, tmp_path):
     """With report.trace, ranks 1..t-1 of each stage get tracks (kind mirror) that repeat rank 0's first step,
     so Perfetto shows a stage's tensor ranks on adjacent tracks; they stay out of the FLOP totals."""
