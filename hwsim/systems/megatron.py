@@ -206,7 +206,6 @@ class Megatron:
             )
         return out
 
-    @functools.cache  # noqa: B019 (one system per run)
     def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
         """An activation (or its gradient) from one stage's device to another's: the fabric's unloaded path
         time for one rank's 1/t, plus the receiver's all-gather when the tensor is not sequence-split."""
@@ -244,9 +243,9 @@ class Megatron:
 
     def _plan(self) -> list[list[tuple]]:
         """Per device, its ops in order, worked out once rather than per op run: (its key (kind, stage, mb),
-        the key of the op on another device whose output it waits for or None, whether it is a forward, its
-        stage and micro-batch, its label, its activations' buffer name, its parts and seconds, and the seconds
-        its output takes to reach another device or None). An F waits for the F upstream, a B for the B
+        the key of the op on another device whose output it waits for or None, its label, its activations'
+        buffer name, its parts and seconds, and the seconds its output takes to reach another device or
+        None). An F waits for the F upstream, a B for the B
         downstream (`policies.timing.dependencies`); an input made on the same device came from an earlier
         op of its list, as a schedule runs a device's ops in dependency order."""
         per_stage = {}
@@ -267,9 +266,7 @@ class Megatron:
                 parts, seconds, send, source = per_stage[kind, stage]
                 waits = None if source is None else (kind, source, mb)
                 where = f"{stage}.{mb}"
-                steps.append(
-                    ((kind, stage, mb), waits, kind == "F", stage, mb, f"{kind} {where}", f"act {where}", parts, seconds, send)
-                )
+                steps.append(((kind, stage, mb), waits, f"{kind} {where}", f"act {where}", parts, seconds, send))
             out.append(steps)
         return out
 
@@ -280,10 +277,12 @@ class Megatron:
         rebuilt = False  # whether the full-recompute buffer is allocated
         first = env.now
         busy = 0.0
-        for key, waits, forward, stage, mb, label, buffer, parts, seconds, send in self.plan[j]:
+        for key, waits, label, buffer, parts, seconds, send in self.plan[j]:
             if waits is not None and waits not in sent:
                 waiting[waits] = event = env.event()
                 yield event
+            kind, stage, mb = key
+            forward = kind == "F"
             if forward:
                 self._allocate(j, bank, buffer, act)
             elif transient and not rebuilt:
