@@ -16,12 +16,12 @@ from hwsim.codecs import NonFiniteInput
 from hwsim.config.schema import Scenario
 from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, Diverged, SimulatedFailure
-from hwsim.models import make_model
-from hwsim.models.data import load_dataset
-from hwsim.models.layers import check_layers
 from hwsim.network import Cluster, build_topology
 from hwsim.systems import SYSTEMS
 from hwsim.trace import Recorder, Trace
+from hwsim.workloads import make_model
+from hwsim.workloads.data import load_dataset
+from hwsim.workloads.layers import check_layers
 
 Progress = Callable[[int, int], None]
 

@@ -6,37 +6,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
+from hwsim.commands.progress import ProgressBar
 from hwsim.config import Scenario, json_schema, load_scenario
 from hwsim.config.load import PRESET_DIR, PROJECT_ROOT, read_yaml
-from hwsim.config.units import format_quantity
 from hwsim.errors import NOTHING, ConfigError
-
-
-class ProgressBar:
-    """A one-line progress bar with ETA on stderr (only when stderr is a terminal, or forced)."""
-
-    def __init__(self, label: str, enabled: bool | None = None, stream=None):
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.start = time.perf_counter()
-        self._last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (done < total and now - self._last < 0.1):
-            return
-        self._last = now
-        elapsed = now - self.start
-        eta = elapsed / done * (total - done) if done else 0.0
-        filled = int(30 * done / total)
-        bar = "#" * filled + "-" * (30 - filled)
-        end = "\n" if done >= total else ""
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total}  {elapsed:5.1f}s elapsed, ETA {eta:5.1f}s{end}")
-        self.stream.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from hwsim.build import check
+    from hwsim.report.console import describe
     from hwsim.result import run
 
     scenario = load_scenario(args.scenario, args.overrides, args.seed)
@@ -160,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.stream.write("\n")  # the bar stopped mid-line
         print("hwsim: interrupted; writing the report of what was simulated (Ctrl-C again to stop at once)", file=sys.stderr)
     folder = result.write(args.out)
-    print(_describe(result.summary))
+    print(describe(result.summary))
     print(f"report: {folder}/report.html")
     return {"ok": 0, "interrupted": 130}.get(result.status, 1)
 
@@ -181,7 +157,7 @@ def writable_folder(path: str, option: str) -> Path:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from hwsim.compare import compare, markdown
+    from hwsim.commands.compare import compare, markdown
 
     paths = [item for item in args.items if "=" not in item]
     overrides = [item for item in args.items if "=" in item]
@@ -205,7 +181,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from hwsim.build import check
-    from hwsim.validate import table, validate
+    from hwsim.commands.validate import table, validate
 
     if args.scenario == "published":
         return _published(args)
@@ -221,7 +197,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _published(args: argparse.Namespace) -> int:
     """`hwsim validate published`: the Megatron / Korthikanti rows, predicted vs published; exit 1 if a goal is missed."""
-    from hwsim.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published, report
+    from hwsim.commands.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published, report
 
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     times, memory = published(ProgressBar("published figures", enabled))
@@ -233,8 +209,9 @@ def _published(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from hwsim import sweep as engine
+    from hwsim.commands import sweep as engine
     from hwsim.config.sweep import sweep_from
+    from hwsim.report.console import CONSOLE_ITEMS
 
     sweep = sweep_from(args.scenario, args.overrides, args.grid, args.zip, args.samples, args.seed)
     plots = {k: getattr(args, k) for k in ("metric", "x", "by", "pareto") if getattr(args, k) is not None}
@@ -270,7 +247,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _executor(args: argparse.Namespace):
     """(executor, renew, description, task slots) for --executor and --workers."""
-    from hwsim.sweep import dask_executor, local_executor
+    from hwsim.commands.sweep import dask_executor, local_executor
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError("command line", "--workers", args.workers, "a whole number of at least 1")
@@ -295,155 +272,6 @@ def _best(table, metric: str, units: dict) -> str:
     row = ok.loc[ok[column].idxmax() if higher else ok[column].idxmin()]
     params = ", ".join(f"{k}={show(row[k], units.get(k, ''))}" for k in table.columns[1 : table.columns.get_loc("status")])
     return f"  best {column}: {row[column]:.4g} at point {row['point']} ({params})"
-
-
-CONSOLE_ITEMS = 10
-"""The most units (busiest) and banks (fullest) the run line lists; summary.json has them all."""
-
-
-def _more(count: int) -> str:
-    return f" and {count - CONSOLE_ITEMS} more" if count > CONSOLE_ITEMS else ""
-
-
-def _headline(s: dict) -> str:
-    """What was simulated, in the figures that mean something for the system that ran."""
-    wall = f"wall {s['provenance']['wall_time_s']:.1f} s"
-    simulated = f"simulated {format_quantity(s['sim_time_s'], 'time')}"
-    kind = s["provenance"]["scenario"]["system"]["kind"]
-    if kind == "federated":
-        fed = s.get("federated")
-        rounds = (
-            f" in {fed['rounds']} rounds (median round {format_quantity(fed['round_duration_s']['p50'], 'time')})" if fed else ""
-        )
-        return f"  {simulated}{rounds}; clients trained {s['steps']:,} local steps on {s['samples']:,} samples; {wall}"
-    if kind == "online":
-        return f"  {simulated} of the stream; training workers took {s['steps']:,} steps; {wall}"
-    step = f"{format_quantity(s['step_time_s'], 'time')}/step, " if s["step_time_s"] is not None else ""
-    return f"  {simulated} in {s['steps']:,} steps ({step}{s['samples_per_s']:,.0f} samples/s); {wall}"
-
-
-def _describe(summary: dict) -> str:
-    s = summary
-    lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else ""), _headline(s)]
-    busy = sorted(((u["util"], name) for name, u in s["units"].items() if u["util"] > 0), reverse=True)
-    util = ", ".join(f"{name} {u:.0%}" for u, name in busy[:CONSOLE_ITEMS]) + _more(len(busy))
-    lines.append(f"  utilization: {util or 'none'}")
-    flops = s["flops"]
-    if flops["fraction_of_peak"] is not None:
-        lines.append(
-            f"  FLOP/s: {format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} achieved of "
-            f"{format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak ({flops['fraction_of_peak']:.0%})"
-        )
-    fullest = sorted(s["memory"].items(), key=lambda bm: -bm[1]["peak_bytes"] / bm[1]["capacity_bytes"])
-    mem = ", ".join(
-        f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}"
-        for b, m in fullest[:CONSOLE_ITEMS]
-    ) + _more(len(fullest))
-    lines.append(f"  peak memory: {mem}")
-    learn = s["learning"]
-    finals = [f"{what} {learn[key]:{form}}" for what, key, form in LEARNING if learn[key] is not None]
-    if finals:
-        lines.append("  final " + ", ".join(finals))
-    if learn["target_accuracy"] is not None:
-        t = learn["time_to_target_s"]
-        reached = f"after {format_quantity(t, 'time')}" if t is not None else "not reached"
-        lines.append(f"  test accuracy {learn['target_accuracy']:g}: {reached}")
-    if "network" in s:
-        net = s["network"]
-        lines.append(
-            f"  network: {format_quantity(net['up_bytes'], 'size')} up ({net['uplink']}), "
-            f"{format_quantity(net['down_bytes'], 'size')} down ({net['downlink']}): {net['fraction_of_fp32']:.1%} of fp32 messages"
-        )
-    if "pipeline" in s:
-        pipe = s["pipeline"]
-        lines.append(
-            f"  pipeline {pipe['schedule']} (p={pipe['devices']}, v={pipe['stages_per_device']}, m={pipe['microbatches']}, "
-            f"D={pipe['data_parallel']}): makespan {format_quantity(pipe['makespan_s'], 'time')}, "
-            f"bubble {pipe['bubble_fraction']:.1%} of device time; all-reduce exposed "
-            f"{format_quantity(pipe['exposed_allreduce_s'], 'time')}, overlapped {format_quantity(pipe['overlapped_allreduce_s'], 'time')}"
-        )
-    if "megatron" in s:
-        lines.extend(_describe_megatron(s["megatron"]))
-    if "fill" in s:
-        fill = s["fill"]
-        loss = (
-            "" if fill["fill_loss_start"] is None else f"; its loss {fill['fill_loss_start']:.3f} -> {fill['fill_loss_end']:.3f}"
-        )
-        lines.append(
-            f"  fill {fill['model']} by {fill['policy']}: {fill['microbatches_placed']} of {fill['microbatches_asked']} "
-            f"micro-batches placed, utilization {fill['utilization_before']:.1%} -> {fill['utilization_after']:.1%}, "
-            f"first instance slowdown {round(fill['primary_slowdown'], 12) + 0.0:.2%} (budget {fill['slowdown_budget']:.1%}), "
-            f"{fill['fill_throughput_samples_per_s']:,.0f} samples/s{loss}"
-        )
-    if "data_parallel" in s:
-        dp = s["data_parallel"]
-        c = dp["collective"]
-        how = ("hierarchical " if c["hierarchical"] else "") + str(c["algorithm"])
-        codec = c["codec"] if isinstance(c["codec"], str) or c["codec"] is None else c["codec"].get("name")
-        lines.append(
-            f"  data parallel over {dp['replicas']} replicas ({how} all-reduce of {format_quantity(dp['gradient_bytes'], 'size')}): "
-            f"compute {format_quantity(dp['compute_s'], 'time')}, all-reduce {format_quantity(dp['allreduce_s'], 'time')} "
-            f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step; "
-            f"each NPU sends {format_quantity(dp['wire_bytes'], 'size')} per step" + (f" ({codec})" if codec else "")
-        )
-    if "online" in s:
-        lines.append(_describe_online(s["online"]))
-    if "federated" in s:
-        lines.append(_describe_federated(s["federated"]))
-    return "\n".join(lines)
-
-
-LEARNING = [
-    ("loss", "final_loss", ".4f"),
-    ("test loss", "final_test_loss", ".4f"),
-    ("test accuracy", "final_test_accuracy", ".3f"),
-]
-
-
-def _describe_megatron(m: dict) -> list[str]:
-    lay = m["layout"]
-    q = lambda x: format_quantity(x, "time")  # noqa: E731
-    parts = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {q(v)}" for k, v in m["breakdown"].items() if v > 0)
-    worst = max(m["memory"], key=lambda x: x["total_bytes"])
-    mem = ", ".join(
-        f"{k.removesuffix('_bytes')} {format_quantity(worst[k], 'size')}"
-        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
-    )
-    out = [
-        f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"
-        f"{' +sequence' if lay['sequence'] else ''}, {m['schedule']}, m={m['microbatches']}, recompute {m['recompute']}, "
-        f"optimizer {m['optimizer']}: step {q(m['step_s'])}, MFU {m['mfu']:.1%}, HFU {m['hfu']:.1%}",
-        f"  {m['breakdown_device']}: {parts}",
-        f"  memory per NPU ({worst['device']}): {mem} = {format_quantity(worst['total_bytes'], 'size')} of "
-        f"{format_quantity(worst['capacity_bytes'], 'size')}",
-        "  placement: " + "; ".join(f"{axis} {where}" for axis, where in m["placement"].items()),
-    ]
-    return out
-
-
-def _describe_online(on: dict) -> str:
-    ups = on["updates"]
-    sent = ", ".join(f"{k} {format_quantity(ups[k]['sent_bytes'], 'size')}" for k in ups if ups[k]["sent_messages"])
-    stale = max((v["mean"] or 0.0) for v in on["staleness_s"].values())
-    lat = on["latency_s"]
-    after = on["accuracy_after_drift"]
-    return (
-        f"  online: {on['requests']:,} requests, prequential accuracy {on['prequential_accuracy']:.3f}"
-        + (f" ({after:.3f} in the second after each drift)" if after is not None else "")
-        + f"; staleness mean up to {format_quantity(stale, 'time')}; latency p50 {format_quantity(lat['p50'], 'time')}, "
-        f"p99 {format_quantity(lat['p99'], 'time')}; sent {sent}"
-    )
-
-
-def _describe_federated(fed: dict) -> str:
-    part, mem, sent = fed["participation"], fed["memory"], fed["bytes"]
-    return (
-        f"  federated: {fed['rounds']} rounds of {fed['per_round']} of {fed['clients']} clients, test accuracy "
-        f"{fed['final_test_accuracy']:.3f} (best {fed['best_test_accuracy']:.3f}); round {format_quantity(fed['round_duration_s']['p50'], 'time')} "
-        f"median; {part['aggregated']} updates aggregated, {part['late']} late, {part['dropped']} dropped, {part['failed']} failed; "
-        f"{format_quantity(sent['sent_down'], 'size')} down, {format_quantity(sent['sent_up'], 'size')} up; client peak memory "
-        f"{format_quantity(mem['client_peak_bytes']['max'] or 0, 'size')} ({mem['decompression']})"
-    )
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -483,8 +311,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from hwsim.bench import run_bench
-    from hwsim.bench_kernels import run_kernel_bench
+    from hwsim.commands.bench.engine import run_bench
+    from hwsim.commands.bench.kernels import run_kernel_bench
     from hwsim.config.units import parse_quantity
 
     writable_folder(args.out, "--out")

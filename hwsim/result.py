@@ -27,7 +27,7 @@ from hwsim.report import (
     unit_table,
     write_report,
 )
-from hwsim.systems.fill_map import fill_map
+from hwsim.systems.pipeline.fill_map import fill_map
 from hwsim.trace import Trace
 from hwsim.trace.chrome import chrome_window
 from hwsim.trace.recorder import TABLES

@@ -15,7 +15,7 @@ import numpy as np
 from hwsim.config.schema import HardwareSpec
 from hwsim.hardware import array_cycles
 from hwsim.kernels import sgd_momentum
-from hwsim.models.ops import LayerOps
+from hwsim.workloads.ops import LayerOps
 
 ACCUMULATE_OPS = 1  # add a micro-batch's weight gradient into the stage's accumulator
 UPDATE_OPS = 3  # SGD + momentum per parameter: velocity, scale, subtract

@@ -25,8 +25,8 @@ import numpy as np
 from hwsim.errors import Diverged
 from hwsim.hardware import Device
 from hwsim.kernels import sgd_momentum
-from hwsim.models.data import BatchStream
 from hwsim.systems.storage import Stored, decode, element_bytes, encode, stored_bytes
+from hwsim.workloads.data import BatchStream
 
 # Vector-unit element-operations per parameter.
 DECOMPRESS_OPS = 1  # code x scale

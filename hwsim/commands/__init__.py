@@ -1,0 +1,1 @@
+"""The commands beside `run`: bench rows, `validate` checks, `validate published` tables, compare, sweep."""

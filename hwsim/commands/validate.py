@@ -1,0 +1,429 @@
+"""`hwsim validate`: check a pipeline scenario's schedule policy against invariants and closed forms.
+
+Three kinds of evidence, each a row of PASS / FAIL / n/a:
+
+- the schedule as data (`policies`): every op exactly once on the device its stage is
+  placed on; it runs without deadlock; with uniform stages (the mean of the cycle
+  model's stage times) and free communication its makespan and its bubble (the most
+  idle time of a device between its first and last op) equal the schedule's closed
+  forms;
+- the scenario as simulated: the devices ran the schedule's order; each op exactly
+  once per step; every forward after the one upstream, every backward after its
+  forward and the backward downstream, every W after its B; no two ops overlap on a unit; memory within
+  every bank's capacity; the peak of micro-batch activations per device; the
+  breadth-first ordering property;
+- one step with free communication and one replica, whose simulated op times must
+  equal the times predicted from the cycle model, and (full mode) whose trained
+  weights must equal one device processing the same micro-batches in sequence, to
+  float32 rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hwsim.build import simulate
+from hwsim.config.schema import Scenario
+from hwsim.errors import ConfigError
+from hwsim.kernels import sgd_momentum
+from hwsim.policies import (
+    Deadlock,
+    Op,
+    Timed,
+    bubbles,
+    build_schedule,
+    dependencies,
+    execute,
+    idle_windows,
+    is_split,
+    makespan,
+    peak_activations,
+    problems,
+    resolve_schedule,
+)
+from hwsim.policies.filling import dependencies as fill_dependencies
+from hwsim.report.pipeline import PIPELINE_OPS, device_index, op_times
+from hwsim.systems.pipeline.system import pipeline_shape
+from hwsim.systems.stages import split_layers, stage_costs
+from hwsim.workloads import make_model
+
+MATH_RTOL = 1e-5  # of the largest weight: float32 rounding of a few hundred accumulated terms
+TIME_RTOL = 1e-9  # of the makespan: float rounding of sums of op times
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    result: str  # PASS, FAIL or n/a
+    detail: str
+
+
+def _check(name: str, ok: bool, detail: str) -> Check:
+    return Check(name, "PASS" if ok else "FAIL", detail)
+
+
+def validate(scenario: Scenario, progress: Callable[[str], Callable] | None = None) -> list[Check]:
+    """Every check for a pipeline scenario (see the module docstring)."""
+    if scenario.system.kind != "pipeline":
+        raise ConfigError("scenario", "system.kind", scenario.system.kind, "pipeline (hwsim validate checks pipeline schedules)")
+    checks = _policy_checks(scenario)
+    if any(c.result == "FAIL" for c in checks):
+        return checks + [Check("simulation", "n/a", "not run: the schedule itself is invalid")]
+    outcome = simulate(scenario, progress("simulate") if progress else None)
+    checks += _trace_checks(scenario, outcome)
+    one_step = _with(scenario, steps=1, data_parallel=1, network="free", replicas="all")
+    free = simulate(one_step, progress("one step, free network") if progress else None)
+    checks.append(_predicted_times(free))
+    if scenario.run.mode == "full":
+        step = simulate(_with(scenario, steps=1), progress("one step") if progress else None)
+        checks.append(_math_check(step))
+    else:
+        checks.append(Check("schedule-invariance of the math", "n/a", "timing-only run: no math"))
+    if scenario.system.fill is not None:
+        checks += _fill_checks(scenario, outcome, progress)
+    return checks
+
+
+def _with(scenario: Scenario, **system) -> Scenario:
+    return dataclasses.replace(scenario, system=dataclasses.replace(scenario.system, **system))
+
+
+# --- the schedule as data -----------------------------------------------------------
+
+
+def _policy_checks(scenario: Scenario) -> list[Check]:
+    spec = scenario.system
+    shape = pipeline_shape(spec)
+    kind = resolve_schedule(spec.schedule)
+    schedule = build_schedule(spec.schedule, shape)
+    split = is_split(schedule)
+    found = problems(shape, schedule)
+    out = [
+        _check(
+            "schedule: every op exactly once, on its stage's device",
+            not found,
+            "; ".join(found[:3]) or f"{sum(map(len, schedule))} ops",
+        )
+    ]
+    if found:
+        return out
+    try:
+        execute(shape, schedule, lambda s: 1.0, lambda s: 2.0, weight=(lambda s: 1.0) if split else None)
+    except Deadlock as err:
+        return out + [_check("schedule: runs without deadlock", False, str(err))]
+    out.append(
+        _check("schedule: runs without deadlock", True, f"p={shape.devices}, v={shape.stages_per_device}, m={shape.microbatches}")
+    )
+    model = make_model(scenario.model)
+    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
+    costs = stage_costs(
+        model.layer_ops(spec.microbatch),
+        [model_stages[shape.model_stage(u)] for u in range(shape.stages)],
+        scenario.hardware,
+        spec.compute_precision,
+    )
+    tf = float(np.mean([c.forward_s for c in costs]))
+    if split:  # B the input gradient, W the weight gradient
+        tb, tw = float(np.mean([c.input_s for c in costs])), float(np.mean([c.weight_s for c in costs]))
+    else:  # B does both
+        tb, tw = float(np.mean([c.backward_s for c in costs])), 0.0
+    times = execute(shape, schedule, lambda s: tf, lambda s: tb, weight=(lambda s: tw) if split else None)
+    v = shape.stages_per_device
+    means = f"t_f={v * tf:.4g} s, t_b={v * tb:.4g} s" + (f", t_w={v * tw:.4g} s" if split else "")
+    means += " per device and micro-batch: cycle-model means"
+    measured = {"makespan": makespan(times), "bubble": max(bubbles(times, shape.devices))}
+    for what, form in (("makespan", kind.closed_form), ("bubble", kind.bubble)):
+        name = f"{what} = closed form (uniform stages, free communication)"
+        closed = form(shape, v * tf, v * tb, v * tw) if form else None
+        if closed is None:
+            why = (
+                "no closed form registered"
+                if form is None
+                else f"the closed form does not apply to p={shape.devices}, v={v}, m={shape.microbatches}, {shape.placement}"
+            )
+            out.append(Check(name, "n/a", f"{spec.schedule}: {why}; measured {measured[what]:.6g} s"))
+            continue
+        got, scale = measured[what], makespan(times)
+        out.append(_check(name, abs(got - closed) <= TIME_RTOL * scale, f"{got:.6g} s vs {closed:.6g} s ({means})"))
+    return out
+
+
+# --- the simulated run ----------------------------------------------------------------
+
+
+def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
+    system, trace = outcome.system, outcome.trace
+    shape, spec = system.shape, scenario.system
+    kind = resolve_schedule(spec.schedule)
+    out = [_check("simulation ends ok", outcome.status == "ok", outcome.diagnosis or f"{spec.steps} steps")]
+    ops = trace.ops[trace.ops.op.isin(list(PIPELINE_OPS))]
+    keyed = ops.assign(replica=[device_index(d)[0] for d in ops.device], dev=[device_index(d)[1] for d in ops.device])
+    counts = keyed.groupby(["replica", "step", "op", "stage", "microbatch"]).size()
+    expected = system.replicas * spec.steps * sum(map(len, system.schedule))
+    misplaced = int((keyed.dev != [shape.device(s) for s in keyed.stage]).sum())
+    once = len(counts) == expected and (counts == 1).all() and misplaced == 0
+    out.append(
+        _check(
+            "simulation: each op once per step, on its device",
+            once,
+            f"{len(counts)} of {expected} ops, {int((counts > 1).sum())} repeated, {misplaced} misplaced",
+        )
+    )
+    order_ok, deps_ok, bf_ok, worst_peak = True, True, True, {}
+    late = ""
+    for (replica, step), rows in keyed.groupby(["replica", "step"]):
+        times = op_times(trace.ops, step, replica)
+        for d in range(shape.devices):
+            ran = rows[rows.dev == d].sort_values("start_s")
+            ran_ops = [Op(PIPELINE_OPS[o], int(s), int(j)) for o, s, j in zip(ran.op, ran.stage, ran.microbatch, strict=True)]
+            order_ok &= ran_ops == system.schedule[d]
+        for op, t in times.items():
+            for dep in dependencies(shape, op):
+                if dep not in times or times[dep].end > t.start:
+                    deps_ok = False
+                    late = late or f"{op} started before {dep} ended (step {step})"
+        if kind.breadth_first_groups:
+            bf_ok &= _breadth_first(shape, times, kind.breadth_first_groups(shape))
+        for d, peak in enumerate(peak_activations(shape, times)):
+            worst_peak[d] = max(worst_peak.get(d, 0.0), peak)
+    out.append(_check("simulation: devices ran the schedule's order", order_ok, "per device, ops sorted by start time"))
+    out.append(
+        _check(
+            "simulation: dependencies (F after upstream F; B after its F and downstream B; W after its B)",
+            deps_ok,
+            late or "all ops",
+        )
+    )
+    out.append(_no_overlap(trace.busy))
+    banks = trace.memory.groupby("bank").used_bytes.max()
+    capacity = trace.units.set_index("unit").capacity_bytes
+    over = [b for b, peak in banks.items() if peak > capacity[b]]
+    out.append(
+        _check(
+            "simulation: memory within each bank's capacity",
+            not over and outcome.status != "out_of_memory",
+            ", ".join(over) or f"{len(banks)} banks",
+        )
+    )
+    measured = ", ".join(f"d{d}: {p:g}" for d, p in sorted(worst_peak.items()))
+    if kind.peak_activations:
+        want = {d: float(kind.peak_activations(shape, d)) for d in range(shape.devices)}
+        out.append(
+            _check(
+                "simulation: peak micro-batches of activations per device",
+                worst_peak == want,
+                f"measured {measured}; expected " + ", ".join(f"d{d}: {p:g}" for d, p in want.items()),
+            )
+        )
+    else:
+        out.append(
+            Check(
+                "simulation: peak micro-batches of activations per device",
+                "n/a",
+                f"no formula for {spec.schedule}; measured {measured}",
+            )
+        )
+    if kind.breadth_first_groups:
+        out.append(
+            _check(
+                "simulation: breadth-first order (each stage's backwards of a group before any earlier stage's)",
+                bf_ok,
+                f"{len(kind.breadth_first_groups(shape))} group(s) of {len(kind.breadth_first_groups(shape)[0])} micro-batches",
+            )
+        )
+    else:
+        out.append(Check("simulation: breadth-first order", "n/a", f"{spec.schedule} is not breadth-first"))
+    return out
+
+
+def _breadth_first(shape, times, groups: list[list[int]]) -> bool:
+    for d in range(shape.devices):
+        stages = shape.stages_of(d)
+        for mbs in groups:
+            for later, earlier in zip(stages[1:], stages[:-1], strict=True):
+                if max(times[Op("B", later, j)].end for j in mbs) > min(times[Op("B", earlier, j)].start for j in mbs):
+                    return False
+    return True
+
+
+def _no_overlap(busy: pd.DataFrame) -> Check:
+    worst = ""
+    for unit, rows in busy.groupby("unit"):
+        start, end = rows.start_s.to_numpy(), rows.end_s.to_numpy()
+        order = np.argsort(start, kind="stable")
+        start, end = start[order], end[order]
+        clash = np.nonzero(start[1:] < end[:-1] - 1e-15 * np.maximum(1.0, end[:-1]))[0]
+        if len(clash):
+            worst = f"{unit}: an op at {start[clash[0] + 1]:.9g} s starts before the one ending {end[clash[0]]:.9g} s"
+            break
+    return _check("simulation: no two ops overlap on a unit", not worst, worst or f"{busy.unit.nunique()} units")
+
+
+# --- one step: predicted times and the math -------------------------------------------
+
+
+def _predicted_times(outcome) -> Check:
+    name = "one step, free network, D=1: simulated op times = cycle-model prediction"
+    if outcome.status != "ok":
+        return _check(name, False, outcome.diagnosis)
+    predicted = outcome.system.predicted_times()
+    simulated = op_times(outcome.trace.ops, 1)
+    span = makespan(predicted)
+    worst = max(max(abs(simulated[op].start - t.start), abs(simulated[op].end - t.end)) for op, t in predicted.items())
+    return _check(name, worst <= TIME_RTOL * span, f"largest difference {worst:.3g} s over a makespan of {span:.6g} s")
+
+
+# --- bubble filling ------------------------------------------------------------------
+
+
+def _fill_checks(scenario: Scenario, outcome, progress) -> list[Check]:
+    """The second instance: windows predicted = simulated alone; its placement; the first
+    instance's op times with and without it; the second's dependencies and planned starts."""
+    if outcome.status != "ok":
+        return [_check("fill: simulation ends ok", False, outcome.diagnosis)]
+    fill = outcome.system.fill
+    out = [_fill_windows(scenario, fill, progress)]
+    placement = fill.placement
+    out.append(
+        _check(
+            "fill: policy placed the second instance in the predicted windows (deps, no overlap, memory headroom)",
+            placement.microbatches > 0,
+            f"{placement.microbatches} of {fill.spec.microbatches} micro-batches by {fill.spec.policy}, "
+            f"stages on devices {list(placement.mapping)}" + (f"; {placement.reason}" if placement.reason else ""),
+        )
+    )
+    steps = min(scenario.system.steps, 2)
+    timing = dataclasses.replace(scenario, run=dataclasses.replace(scenario.run, mode="timing-only"))
+    filled = simulate(_with(timing, steps=steps), progress("filled, timing-only") if progress else None)
+    alone = simulate(_with(timing, steps=steps, fill=None), progress("alone, timing-only") if progress else None)
+    out.append(_fill_unchanged(scenario, alone, filled))
+    out.append(_fill_dependencies(outcome))
+    return out
+
+
+def _fill_windows(scenario: Scenario, fill, progress) -> Check:
+    name = "fill: predicted idle windows = the first instance's simulated windows alone (one step, D=1)"
+    alone = _with(scenario, steps=1, data_parallel=1, fill=None)
+    alone = dataclasses.replace(alone, run=dataclasses.replace(alone.run, mode="timing-only"))
+    run = simulate(alone, progress("alone, one step") if progress else None)
+    if run.status != "ok":
+        return _check(name, False, run.diagnosis)
+    predicted = idle_windows(run.system.predicted_times(network=True), run.system.shape.devices)
+    simulated = idle_windows(op_times(run.trace.ops, 1), run.system.shape.devices)
+    counts = [len(w) for w in predicted] == [len(w) for w in simulated]
+    pairs = [(a, b) for pw, sw in zip(predicted, simulated, strict=True) for a, b in zip(pw, sw, strict=False)]
+    worst = max((max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in pairs), default=0.0)
+    span = makespan(op_times(run.trace.ops, 1))
+    windows = sum(len(w) for w in predicted)
+    return _check(
+        name,
+        counts and worst <= TIME_RTOL * span,
+        f"{windows} windows; largest endpoint difference {worst:.3g} s over a makespan of {span:.6g} s",
+    )
+
+
+def _fill_unchanged(scenario: Scenario, alone, filled) -> Check:
+    name = "fill: first instance's op times unchanged, or its slowdown within the budget"
+    if alone.status != "ok" or filled.status != "ok":
+        return _check(name, False, alone.diagnosis or filled.diagnosis)
+    keys = ["device", "step", "op", "stage", "microbatch"]
+    a = alone.trace.ops[alone.trace.ops.op.isin([*PIPELINE_OPS, "allreduce", "update"])]
+    both = a.merge(filled.trace.ops, on=keys, suffixes=("_alone", "_filled"))
+    shift = float(
+        np.maximum((both.start_s_filled - both.start_s_alone).abs(), (both.end_s_filled - both.end_s_alone).abs()).max()
+    )
+    steps = [r.trace.metrics[r.trace.metrics.metric == "step_time_s"].value.sum() for r in (alone, filled)]
+    slowdown = steps[1] / steps[0] - 1.0
+    budget = scenario.system.fill.slowdown_budget
+    same = len(both) == len(a) and shift <= TIME_RTOL * steps[0]
+    return _check(
+        name,
+        same or slowdown <= budget + TIME_RTOL,
+        f"{len(both)} ops compared over {int(a.step.max())} steps; largest shift {shift:.3g} s; "
+        f"slowdown {slowdown:.3%} (budget {budget:.1%})",
+    )
+
+
+def _fill_dependencies(outcome) -> Check:
+    name = "fill: second instance's ops once per step, after their inputs, at their planned starts"
+    fill, ops = outcome.system.fill, outcome.trace.ops
+    kinds = {"fill forward": "F", "fill backward": "B", "fill update": "U"}
+    mine = ops[ops.op.isin(list(kinds)) & (ops.step >= 1)]
+    steps = outcome.trace.metrics[outcome.trace.metrics.metric == "step_time_s"]
+    starts = dict(zip(steps.step, steps.time_s - steps.value, strict=True))
+    problems, late = [], 0.0
+    for step, rows in mine.groupby("step"):
+        times = {Op(kinds[r.op], int(r.stage), int(r.microbatch)): Timed(0, r.start_s, r.end_s) for r in rows.itertuples()}
+        if len(times) != len(rows) or set(times) != set(fill.placement.times):
+            problems.append(f"step {step}: {len(rows)} ops, planned {len(fill.placement.times)}")
+            continue
+        for op, t in times.items():
+            for dep in fill_dependencies(fill.job(), op, fill.microbatches):
+                if times[dep].end > t.start:
+                    problems.append(f"step {step}: {op} started before {dep} ended")
+            late = max(late, t.start - (starts[step] + fill.placement.times[op].start))
+    steps_run = mine.step.nunique()
+    return _check(
+        name,
+        not problems and steps_run == len(steps),
+        "; ".join(problems[:3]) or f"{len(mine)} ops over {steps_run} steps; latest start {late:.3g} s after its plan",
+    )
+
+
+def reference_step(model, params, batches, lr: float, momentum: float) -> list[tuple[np.ndarray, ...]]:
+    """One device: forward and backward of every (x, y) micro-batch in turn, gradients summed,
+    then one SGD + momentum step on their mean (momentum starts at zero)."""
+    weights = [tuple(a.copy() for a in layer) for layer in params]
+    grads = [tuple(np.zeros_like(a) for a in layer) for layer in weights]
+    for x, y in batches:
+        inputs, pre = [], []
+        for li, (w, b) in enumerate(weights):
+            inputs.append(x)
+            z, x = model.forward_layer(li, x, w, b)
+            pre.append(z)
+        _, grad = model.loss(x, y)
+        for li in reversed(range(len(weights))):
+            grad, dw, db = model.backward_layer(li, inputs[li], pre[li], weights[li][0], grad)
+            grads[li][0][...] += dw
+            grads[li][1][...] += db
+    scale = np.float32(1.0 / len(batches))
+    for (w, b), (gw, gb) in zip(weights, grads, strict=True):
+        sgd_momentum(w, gw * scale, np.zeros_like(w), lr, momentum)
+        sgd_momentum(b, gb * scale, np.zeros_like(b), lr, momentum)
+    return weights
+
+
+def _math_check(outcome) -> Check:
+    name = "schedule-invariance of the math (one step vs one device)"
+    if outcome.status != "ok":
+        return _check(name, False, outcome.diagnosis)
+    system = outcome.system
+    spec, data = system.spec, system.data
+    idx, mb = system.step_samples[0], spec.microbatch
+    batches = [
+        (data.x_train[idx[q * mb : (q + 1) * mb]], data.y_train[idx[q * mb : (q + 1) * mb]]) for q in range(len(idx) // mb)
+    ]
+    want = reference_step(system.model, system.initial, batches, spec.lr, spec.momentum)
+    got = system.final_params()
+    scale = max(float(np.abs(w).max()) for layer in want for w in layer)
+    worst = max(float(np.abs(a - b).max()) for lw, lg in zip(want, got, strict=True) for a, b in zip(lw, lg, strict=True))
+    changed = max(
+        float(np.abs(a - b).max()) for lw, li in zip(want, system.initial, strict=True) for a, b in zip(lw, li, strict=True)
+    )
+    return _check(
+        name,
+        worst <= MATH_RTOL * scale,
+        f"largest weight difference {worst:.3g} (the step changed weights by up to {changed:.3g}; bound {MATH_RTOL:g} x {scale:.3g})",
+    )
+
+
+def table(checks: list[Check]) -> str:
+    """A Markdown table of the checks."""
+    lines = ["| check | result | detail |", "|---|---|---|"]
+    lines += [f"| {c.name} | {c.result} | {c.detail} |" for c in checks]
+    return "\n".join(lines)

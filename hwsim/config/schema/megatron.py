@@ -1,0 +1,59 @@
+"""Large models in 3D (`system.kind: megatron`): the layout and its settings."""
+
+from __future__ import annotations
+
+from hwsim.config.fields import spec
+from hwsim.config.schema.common import schema
+
+
+@schema
+class ParallelSpec:
+    """Megatron's 3D layout: tensor t, pipeline p and data d ranks (t p d NPUs), and where they sit."""
+
+    tensor: int = spec(1, doc="tensor-parallel ranks t (each block's GEMMs split over them)", min=1)
+    pipeline: int = spec(1, doc="pipeline stages' devices p", min=1)
+    data: int = spec(1, doc="data-parallel replicas d", min=1)
+    virtual: int = spec(1, doc="model chunks per pipeline device v (interleaved 1F1B when above 1)", min=1)
+    sequence: bool = spec(False, doc="sequence parallelism: all-gather / reduce-scatter, layer norms and dropouts split by t")
+    order: str = spec(
+        "tpd",
+        doc="placement: the axes from fastest-varying NPU index to slowest (tpd: tensor groups on adjacent NPUs, "
+        "so in a fabric's first dimension)",
+        choices=("tpd", "tdp", "ptd", "pdt", "dtp", "dpt"),
+    )
+
+
+@schema
+class MegatronSpec:
+    """Megatron-style training in 3D (tensor, pipeline, data parallelism): a transformer, timing-only, or an
+    mlp with the real math (tensor and data parallelism).
+
+    Each block's GEMMs run on the arithmetic unit's cycle model, element-wise work on the
+    memory roofline, tensor-parallel collectives on the fabric; the pipeline runs 1F1B
+    (interleaved with v > 1); then the data-parallel gradient reduction and the optimizer.
+    An mlp's layers pair up as column- and row-split layers with real all-reduces.
+    """
+
+    kind: str = spec("megatron", doc="system", choices=("megatron",))
+    parallel: ParallelSpec = spec(ParallelSpec, doc="the 3D layout")
+    batch: int = spec(doc="global batch: sequences per step over all replicas", min=1)
+    microbatch: int = spec(1, doc="sequences per micro-batch", min=1)
+    recompute: str = spec(
+        "none",
+        doc="activation recompute: none, selective (attention's scores, softmax, dropout and context redone), "
+        "full (each block's forward rerun before its backward)",
+        choices=("none", "selective", "full"),
+    )
+    optimizer: str = spec(
+        "allreduce",
+        doc="allreduce: gradients all-reduced over d, Adam state on every replica; distributed: ZeRO-1, gradients "
+        "reduce-scattered, Adam state sharded over d, parameters all-gathered",
+        choices=("allreduce", "distributed"),
+    )
+    precision: str = spec(
+        "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")
+    )
+    steps: int = spec(1, doc="training steps", min=1)
+    bank: str = spec("hbm", doc="bank that holds weights, gradients, optimizer state and activations")
+    lr: float = spec(0.05, doc="learning rate (an mlp's SGD + momentum)", gt=0)
+    momentum: float = spec(0.9, doc="SGD momentum (mlp)", min=0, max=0.999)

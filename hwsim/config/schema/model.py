@@ -1,0 +1,73 @@
+"""Models (`model`): an MLP with real math, a transformer and a list of layers for timing."""
+
+from __future__ import annotations
+
+from hwsim.config.fields import spec
+from hwsim.config.schema.common import schema
+
+
+@schema
+class MlpSpec:
+    """A multi-layer perceptron with ReLU hidden layers and a softmax output: real math."""
+
+    kind: str = spec("mlp", doc="model family", choices=("mlp",))
+    name: str = spec("mlp", doc="model name")
+    inputs: int = spec(doc="input features", min=1)
+    hidden: tuple[int, ...] = spec(doc="widths of the hidden layers (none: a linear model)", min=1)
+    classes: int = spec(doc="output classes", min=2)
+    dataset: str = spec("digits", doc="training data", choices=("digits",))
+    init: str = spec(
+        "he",
+        doc="initial weights: he (normal, std sqrt(2 / fan_in)), xavier (uniform, limit sqrt(6 / (fan_in + fan_out))), "
+        "normal (std init_std), zeros (a linear model only); biases start at zero",
+        choices=("he", "xavier", "normal", "zeros"),
+    )
+    init_std: float = spec(0.01, doc="init: normal: standard deviation of the weights", gt=0)
+
+
+@schema
+class TransformerSpec:
+    """A decoder-only transformer described by its shapes: timing-only (no math)."""
+
+    kind: str = spec("transformer", doc="model family", choices=("transformer",))
+    name: str = spec("transformer", doc="model name")
+    layers: int = spec(doc="transformer blocks", min=1)
+    d_model: int = spec(doc="hidden width", min=1)
+    heads: int = spec(doc="attention heads (must divide d_model)", min=1)
+    d_ff: int = spec(doc="feed-forward width", min=1)
+    vocab: int = spec(doc="vocabulary size", min=1)
+    seq_len: int = spec(doc="tokens per sequence", min=1)
+
+
+@schema
+class LayerSpec:
+    """One layer of a `layers` model: its times as measured on your own hardware, or its GEMM shape."""
+
+    name: str = spec("", doc="its name (empty: layer<i>)")
+    forward: float | None = spec(None, doc="forward time of one step's batch (or give gemm)", unit="time", min=0)
+    backward: float | None = spec(None, doc="backward time: input and weight gradients (or give gemm)", unit="time", min=0)
+    gemm: tuple[int, ...] | None = spec(
+        None,
+        doc="[m, n, k]: the forward GEMM C[m, n] = A[m, k] B[k, n] for one step's batch, timed by the systolic "
+        "array's cycle model; the backward is its two GEMMs (m, k, n) and (k, n, m)",
+        min=1,
+    )
+    params: float | None = spec(
+        None,
+        doc="its parameters' bytes, the gradient all-reduced after its backward (null with gemm: k n x 4)",
+        unit="size",
+        min=0,
+    )
+
+
+@schema
+class LayersSpec:
+    """A workload of plain layers with times measured on your hardware: timing-only."""
+
+    kind: str = spec("layers", doc="model family", choices=("layers",))
+    name: str = spec("layers", doc="model name")
+    layers: tuple[LayerSpec, ...] = spec(doc="the layers, first to last")
+    repeat: int = spec(1, doc="the list of layers this many times over (24 identical blocks: one layer, repeat: 24)", min=1)
+
+
+ModelSpec = MlpSpec | TransformerSpec | LayersSpec

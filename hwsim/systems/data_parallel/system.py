@@ -1,0 +1,411 @@
+"""Data parallelism over the fabric: R replicas, a gradient all-reduce per layer overlapped with backward.
+
+Replica r sits on NPU r (device `r<r>`). Every step each replica runs the forward of
+every layer, then the backward from the last layer to the first. A layer's gradient
+all-reduce (`system.collective`: algorithm, chunks, hierarchical, codec;
+`hwsim.collectives`) starts as soon as every replica has finished that layer's backward,
+and runs while the backward of the layers before it goes on; concurrent all-reduces
+share the fabric's links under its sharing model, and with `order: fifo` or `lifo` also
+share the `in_flight` chunk slots of each dimension, oldest or newest collective first
+(ASTRA-sim's scheduling policy). The optimizer runs after the last all-reduce.
+
+Two workloads:
+
+- `model.kind: layers`: each layer holds the systolic unit for its given times, or runs
+  its GEMM shape (`gemm: [m, n, k]`; the backward is the GEMM's two) through the
+  systolic array's cycle model; timing-only, the gradient is the layer's `params` bytes;
+- `model.kind: mlp`: each layer's GEMMs on the systolic array and its element-wise work
+  on the vector unit (the cycle model), and in full mode the real math: replica r takes
+  samples r b .. (r + 1) b - 1 of the step's R b, its float32 gradient is all-reduced as
+  real arrays (reductions on the vector unit; with a codec, every message is the encoded
+  buffer), and every replica applies SGD + momentum to the mean, so the replicas stay
+  identical and train as one device with batch R b (to float32 rounding without a codec:
+  a test holds them to it). Weights, velocity, gradients and activations sit in
+  `system.bank`.
+
+`mode: lockstep` simulates every replica but moves each all-reduce round's messages
+together (`executor.run`'s `lockstep`): exact where every message of a round lands at
+once (a test holds it to `exact` where `symmetric` is), far fewer events at scale.
+
+`mode: symmetric` simulates replica 0 alone: its compute, and its part in each
+all-reduce with its partners mirrored (`hwsim.collectives.executor`, `mirror`); exact for
+identical replicas on a symmetric switch fabric (a test holds it to `exact` on 16 NPUs and
+on 4 x 4 in every link-sharing model), refused otherwise, and timing-only.
+
+`collectives` holds one row per all-reduce: step, layer, bytes (of the gradient; `wire_bytes`
+what replica 0 sent), start, end, and its exposed time (the part after the step's last
+backward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from hwsim.codecs import CodecError, codec_from_setting
+from hwsim.collectives import CollectiveError, plan
+from hwsim.collectives.algorithms import SYMMETRY
+from hwsim.collectives.executor import loopbacks
+from hwsim.collectives.schedule import Slots, collective
+from hwsim.config.fields import to_plain
+from hwsim.config.schema import Scenario
+from hwsim.errors import ConfigError
+from hwsim.kernels import sgd_momentum
+from hwsim.network import Cluster, build_topology
+from hwsim.network.topology import dimension_groups
+from hwsim.systems.checks import check_bank
+from hwsim.systems.stages import UPDATE_OPS
+from hwsim.systems.training import finite_loss, flatten, unflatten
+from hwsim.workloads.data import BatchStream
+
+Progress = Callable[[int, int], None]
+GRADIENT_BYTES = 4  # an mlp's gradients are all-reduced in float32
+
+
+def check_scenario(scenario: Scenario, where: str) -> None:
+    """A layers model (timing-only) or an mlp, a collective the fabric can run, a codec that exists."""
+    system, model = scenario.system, scenario.model
+    if model.kind not in ("layers", "mlp"):
+        raise ConfigError(where, "model.kind", model.kind, "layers or mlp (data_parallel runs timed layers or an MLP)")
+    full = scenario.run.mode == "full"
+    if model.kind == "layers" and full:
+        raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a layers model has times, not math)")
+    if model.kind == "mlp":
+        check_bank(scenario.hardware.memory, "bank", system.bank, full, where)
+    spec = system.collective
+    if spec.codec is not None:
+        try:
+            codec_from_setting(spec.codec)
+        except CodecError as err:
+            raise ConfigError(where, "system.collective.codec", to_plain(spec.codec), f"a valid codec: {err}") from None
+    names = spec.algorithm if isinstance(spec.algorithm, (list, tuple)) else [spec.algorithm]
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ConfigError(where, "system.collective.algorithm", spec.algorithm, "an algorithm name, or a list of names")
+    if len(names) > 1 and not spec.hierarchical:
+        raise ConfigError(
+            where, "system.collective.algorithm", list(names), "one name (a list is one per dimension, hierarchical: true)"
+        )
+    t = build_topology(scenario.hardware, system.replicas, where)
+    groups = dimension_groups(t)
+    if spec.hierarchical and (len(groups) < 2 or t.npus != system.replicas):
+        raise ConfigError(
+            where,
+            "system.collective.hierarchical",
+            True,
+            f"a dims or torus fabric whose every NPU is a replica (this one: {t.kind}, {t.npus} NPUs, {system.replicas} replicas)",
+        )
+    if spec.hierarchical and len(names) not in (1, len(groups)):
+        raise ConfigError(where, "system.collective.algorithm", list(names), f"one name, or one per dimension ({len(groups)})")
+    sizes = [len(g[0]) for g in groups] if spec.hierarchical else [system.replicas]
+    for i, size in enumerate(sizes):
+        name = names[i] if len(names) > 1 else names[0]
+        try:
+            plan("reduce_scatter" if spec.hierarchical else "all_reduce", name, size, name in SYMMETRY)  # errors only
+        except CollectiveError as err:
+            key = "system.collective.algorithm" + (f"[{i}]" if len(names) > 1 else "")
+            raise ConfigError(where, key, name, str(err)) from None
+    if system.mode in ("symmetric", "lockstep") and full:
+        raise ConfigError(where, "system.mode", system.mode, "exact in full mode (the math runs transfer by transfer)")
+    if system.mode != "exact":
+        _check_symmetric(scenario, t, groups, names, where)
+
+
+def _check_symmetric(scenario: Scenario, t, groups, names, where: str) -> None:
+    """Symmetric and lockstep modes are exact only for identical replicas on a symmetric fabric, with
+    algorithms whose ranks step in rounds: refuse the rest. (Lockstep on a slow link would make every
+    round wait for it: measured 23 % short under `flow` and 66 % long under `ideal` on 16 NPUs.)"""
+    mode = scenario.system.mode
+    network = scenario.hardware.network
+    if network is not None and network.overrides:
+        raise ConfigError(
+            where, "system.mode", mode, "exact (hardware.network.overrides make the replicas differ: a slow or down link)"
+        )
+    for name in names:
+        if name not in SYMMETRY:
+            raise ConfigError(
+                where, "system.mode", mode, f"exact for {name} ({mode}: {', '.join(SYMMETRY)}, whose ranks step in rounds)"
+            )
+    if mode == "lockstep":
+        return
+    spec = scenario.system.collective
+    for per_dim in groups if spec.hierarchical else [[list(range(scenario.system.replicas))]]:
+        group = next(g for g in per_dim if 0 in g)
+        try:
+            loopbacks(t, group)
+        except CollectiveError as err:
+            raise ConfigError(where, "system.mode", "symmetric", f"exact here: {err}") from None
+
+
+class DataParallel:
+    """R replicas and their per-layer gradient all-reduces; `run()` is the SimPy process."""
+
+    check = staticmethod(check_scenario)
+    takes_layers = True
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        return [f"r{r}" for r in range(spec.replicas)]
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        """Each step takes replicas x batch distinct samples."""
+        if spec.batch * spec.replicas > train:
+            raise ConfigError(
+                "scenario",
+                "system.batch",
+                spec.batch,
+                f"at most {train // spec.replicas} ({train} training samples / {spec.replicas} replicas)",
+            )
+
+    def __init__(
+        self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None
+    ):
+        self.spec = spec = scenario.system
+        self.env, self.cluster, self.model, self.data, self.progress = cluster.env, cluster, model, data, progress
+        self.metric = cluster.recorder.metric
+        self.eval_every = scenario.run.eval_every
+        self.seed = scenario.seed
+        simulated = 1 if spec.mode == "symmetric" else spec.replicas  # symmetric: replica 0 stands for all
+        self.devices = [cluster.add(r, name, scenario.hardware) for r, name in enumerate(self.npu_names(spec)[:simulated])]
+        self.samples_per_step = spec.batch * spec.replicas
+        self.timed = scenario.model.kind == "layers"
+        self.ops = None if self.timed else model.layer_ops(spec.batch)
+        self.names = [x.name for x in model.layers] if self.timed else list(model.layer_names)
+        self.grad_bytes = [x.param_bytes for x in model.layers] if self.timed else [op.params * GRADIENT_BYTES for op in self.ops]
+        self.codec = None if spec.collective.codec is None else codec_from_setting(spec.collective.codec)
+        order = spec.collective.order
+        self.slots = None if order == "none" else Slots(self.env, spec.collective.in_flight, order)
+        self.transport = cluster.transport("allreduce", lambda npu: f"r{npu}")
+        self.math = data is not None
+        self.initial = model.init_params(rng) if self.math else None
+        self.batches = BatchStream(len(data.y_train), self.samples_per_step, rng) if self.math else None
+        self.params = [[tuple(a.copy() for a in layer) for layer in self.initial] for _ in self.devices] if self.math else None
+        self.velocity = (
+            [[tuple(np.zeros_like(a) for a in layer) for layer in self.initial] for _ in self.devices] if self.math else None
+        )
+        self.grads: list[list] = [[None] * len(self.names) for _ in self.devices]
+        self.step_samples: list[np.ndarray] = []
+        self.losses: list[float] = []
+        self.rows: list[list] = []
+        self.exposed: list[float] = []  # per step: the last all-reduce's end - the last backward's
+        if self.ops is not None:
+            for device in self.devices:
+                bank = device.bank(spec.bank)
+                for name, nbytes in zip(self.names, self.grad_bytes, strict=True):
+                    for what in ("weights", "velocity"):
+                        bank.allocate(f"{name}.{what}", nbytes=nbytes)
+
+    def run(self) -> Generator:
+        for step in range(1, self.spec.steps + 1):
+            start = self.env.now
+            if self.math:
+                self.step_samples.append(self.batches.next())
+            ready = [self.env.event() for _ in self.names]  # every replica has layer l's gradient
+            waiting = [len(self.devices)] * len(self.names)
+            computing = [self.env.process(self._replica(r, ready, waiting)) for r in range(len(self.devices))]
+            reduces = [self.env.process(self._reduce(step, li, ready[li])) for li in reversed(range(len(self.names)))]
+            yield simpy.AllOf(self.env, computing)
+            computed = self.env.now
+            yield simpy.AllOf(self.env, reduces)
+            self.exposed.append(self.env.now - computed)
+            for row in self.rows:
+                if row[0] == step:
+                    row[-1] = max(0.0, row[6] - max(row[5], computed))
+            yield simpy.AllOf(self.env, [self.env.process(self._optimizer(r)) for r in range(len(self.devices))])
+            self.metric(self.env.now, step, "step_time_s", self.env.now - start)
+            if self.math:
+                self._learning_metrics(step)
+            if self.progress:
+                self.progress(step, self.spec.steps)
+
+    def _replica(self, r: int, ready: list[simpy.Event], waiting: list[int]) -> Generator:
+        """One replica's forward and backward; the last replica to finish a layer's backward releases its
+        all-reduce."""
+        device, last = self.devices[r], len(self.names) - 1
+        if self.timed:
+            for layer in self.model.layers:
+                yield from self._timed(device, layer, "forward")
+        else:
+            acts, pre = yield from self._forward(r)
+            grad = self._loss(r, acts[-1])
+        for li in reversed(range(last + 1)):
+            if self.timed:
+                yield from self._timed(device, self.model.layers[li], "backward")
+            else:
+                grad = yield from self._backward(r, li, acts, pre, grad)
+            waiting[li] -= 1
+            if waiting[li] == 0:
+                ready[li].succeed()
+
+    def _timed(self, device, layer, what: str) -> Generator:
+        """A `layers` model's forward or backward of `layer`: its given time, or its GEMMs on the systolic
+        array (the backward of a GEMM is its two GEMMs)."""
+        if layer.gemm is None:
+            yield from device.systolic.busy(layer.forward_s if what == "forward" else layer.backward_s, f"{what} {layer.name}")
+            return
+        for g in (layer.gemm,) if what == "forward" else layer.gemm.backward():
+            yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, f"{what} {layer.name}", g.count)
+
+    def _forward(self, r: int) -> Generator:
+        """An mlp's forward on replica r: the cycle model's ops, and the math on its share of the batch."""
+        device, bank = self.devices[r], self.devices[r].bank(self.spec.bank)
+        x = None
+        if self.math:
+            b = self.spec.batch
+            x = self.data.x_train[self.step_samples[-1][r * b : (r + 1) * b]]
+        acts, pre = [x], []
+        for li, op in enumerate(self.ops):
+            for g in op.forward:
+                yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, f"fwd {op.name}", g.count)
+            yield from device.vector.elementwise(op.forward_vector_ops, 1, f"fwd {op.name} act")
+            z, a = self.model.forward_layer(li, acts[-1], *self.params[r][li]) if self.math else (None, None)
+            pre.append(z)
+            acts.append(a)
+            bank.allocate(f"{op.name}.act", nbytes=op.activations * GRADIENT_BYTES)
+        return acts, pre
+
+    def _loss(self, r: int, logits):
+        if not self.math:
+            return None
+        b = self.spec.batch
+        loss, grad = self.model.loss(logits, self.data.y_train[self.step_samples[-1][r * b : (r + 1) * b]])
+        self.losses.append(finite_loss(loss, self.devices[r].name))
+        return grad
+
+    def _backward(self, r: int, li: int, acts, pre, grad) -> Generator:
+        """An mlp layer's backward on replica r; keeps its flat float32 gradient for the all-reduce and
+        returns the gradient of its input."""
+        device, op = self.devices[r], self.ops[li]
+        for g in op.backward:
+            yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, f"bwd {op.name}", g.count)
+        yield from device.vector.elementwise(op.backward_vector_ops, 1, f"bwd {op.name} act")
+        bank = device.bank(self.spec.bank)
+        bank.free(f"{op.name}.act")
+        bank.allocate(f"{op.name}.grad", nbytes=self.grad_bytes[li])
+        if not self.math:
+            return None
+        d_input, dw, db = self.model.backward_layer(li, acts[li], pre[li], self.params[r][li][0], grad)
+        self.grads[r][li] = flatten((dw, db))
+        return d_input
+
+    def _reduce(self, step: int, li: int, ready: simpy.Event) -> Generator:
+        yield ready
+        c = self.spec.collective
+        names = [c.algorithm] if isinstance(c.algorithm, str) else list(c.algorithm)
+        start = self.env.now
+        out = yield from collective(
+            self.env,
+            self.cluster.fabric,
+            "all_reduce",
+            names[0] if len(names) == 1 else names,
+            self.grad_bytes[li],
+            chunks=c.chunks,
+            in_flight=c.in_flight,
+            hierarchical=c.hierarchical,
+            data=[g[li] for g in self.grads] if self.math else None,
+            devices=None if self.timed else self.devices,
+            npus=self.spec.replicas,
+            symmetric=self.spec.mode == "symmetric",
+            codec=self.codec,
+            seed=self.seed,
+            stream=step * len(self.names) + li,
+            slots=self.slots,
+            transport=self.transport,
+            lockstep=self.spec.mode == "lockstep",
+        )
+        self.rows.append(
+            [step, self.names[li], self.grad_bytes[li], out.bytes_sent[0], str(c.algorithm), start, self.env.now, 0.0]
+        )
+        name = f"all-reduce {self.names[li]} (step {step})"
+        self.cluster.recorder.collective(name, "all_reduce", str(c.algorithm), self.grad_bytes[li], start, self.env.now)
+
+    def _optimizer(self, r: int) -> Generator:
+        """The update after the last all-reduce: an mlp's SGD + momentum on the mean gradient (vector unit),
+        then `system.optimizer`'s time."""
+        device = self.devices[r]
+        for li, op in enumerate(self.ops or []):
+            yield from device.vector.elementwise(op.params, UPDATE_OPS, f"update {op.name}")
+            device.bank(self.spec.bank).free(f"{op.name}.grad")
+            if self.math:
+                mean = self.grads[r][li] * np.float32(1.0 / self.spec.replicas)
+                dw, db = unflatten(mean, [p.shape for p in self.params[r][li]])
+                (w, b), (vw, vb) = self.params[r][li], self.velocity[r][li]
+                sgd_momentum(w, dw, vw, self.spec.lr, self.spec.momentum)
+                sgd_momentum(b, db, vb, self.spec.lr, self.spec.momentum)
+        if self.spec.optimizer > 0:
+            yield from device.vector.busy(self.spec.optimizer, "optimizer")
+
+    def _learning_metrics(self, step: int) -> None:
+        """The step's mean training loss over the replicas and, every eval_every steps, test loss and accuracy."""
+        self.metric(self.env.now, step, "loss", float(np.mean(self.losses)))
+        self.losses.clear()
+        if step % self.eval_every == 0 or step == self.spec.steps:
+            loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
+            self.metric(self.env.now, step, "test_loss", loss)
+            self.metric(self.env.now, step, "test_accuracy", acc)
+
+    def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Replica 0's weights, layer by layer (full mode; every replica holds the same)."""
+        return self.params[0]
+
+    @property
+    def collectives(self) -> pd.DataFrame:
+        """One row per all-reduce: step, layer, bytes, wire bytes (replica 0 sent), algorithm, start, end,
+        exposed seconds."""
+        columns = ["step", "layer", "bytes", "wire_bytes", "algorithm", "start_s", "end_s", "exposed_s"]
+        return pd.DataFrame(self.rows, columns=columns)
+
+    def mirrored_links(self, links: pd.DataFrame) -> pd.DataFrame:
+        """Symmetric mode: every replica's links carry what replica 0's carry (the symmetry the mode
+        rests on), so they get its bytes, busy time and utilization, and `mirrored` says which did."""
+        links = links.assign(mirrored=False)
+        if self.spec.mode != "symmetric":
+            return links
+        npu = links.src.str.fullmatch(r"r\d+") | links.dst.str.fullmatch(r"r\d+")
+        own = links.link.str.replace(r"^r\d+\.", "r0.", regex=True)
+        copy = npu & ~links.link.str.startswith("r0.")
+        values = links.set_index("link").loc[own[copy], ["bytes", "busy_s", "util"]].to_numpy()
+        links.loc[copy, ["bytes", "busy_s", "util"]] = values
+        links.loc[copy, "mirrored"] = True
+        return links
+
+    def summary(self, trace) -> dict:
+        """The `data_parallel` section of summary.json (per step: compute, all-reduce time summed over
+        layers, the exposed part after the last backward, the bytes replica 0 sent)."""
+        table = self.collectives
+        steps = max(len(self.exposed), 1)
+        c = self.spec.collective
+        section = {
+            "replicas": self.spec.replicas,
+            "compute_s": self._compute_s(),
+            "allreduce_s": float((table.end_s - table.start_s).sum()) / steps,
+            "exposed_allreduce_s": float(np.mean(self.exposed)) if self.exposed else 0.0,
+            "optimizer_s": self.spec.optimizer,
+            "gradient_bytes": sum(self.grad_bytes),
+            "wire_bytes": float(table.wire_bytes.sum()) / steps,
+            "collective": {
+                "algorithm": c.algorithm,
+                "hierarchical": c.hierarchical,
+                "codec": to_plain(c.codec),
+                "order": c.order,
+            },
+        }
+        return {"data_parallel": section}
+
+    def _compute_s(self) -> float:
+        """One replica's forward and backward time per step (given, or the cycle model's)."""
+        device = self.devices[0]
+
+        def gemms(gemms) -> float:
+            cycles = sum(device.systolic.cycles(g.m, g.n, g.k, self.spec.compute_precision, g.count) for g in gemms)
+            return cycles / device.systolic.clock_hz
+
+        if self.timed:
+            return sum(
+                x.forward_s + x.backward_s if x.gemm is None else gemms((x.gemm, *x.gemm.backward())) for x in self.model.layers
+            )
+        vector = sum(device.vector.cycles(op.forward_vector_ops + op.backward_vector_ops, 1) for op in self.ops)
+        return sum(gemms(op.forward + op.backward) for op in self.ops) + vector / device.vector.clock_hz

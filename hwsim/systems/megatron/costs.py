@@ -1,0 +1,225 @@
+"""What one micro-batch costs a Megatron pipeline stage on one tensor rank, and what each NPU holds.
+
+Times come from the hardware description before anything runs: GEMMs from the
+arithmetic unit's cycle model (`array_cycles`: a GPU's tensor cores as small systolic
+arrays, tiles in waves) plus each wave's exposed prologue and epilogue (`gemm_seconds`),
+memory-bound kernels from the bank's achieved rate (the memory roofline: bytes / rate),
+tensor-parallel collectives from the collectives library
+played on the cluster's fabric over the NPUs of one tensor group (one run per
+operation and size, cached). A block's time is their sum: Megatron of 2022 runs them one
+after another on one stream, except the backward's re-gathers and reduce-scatters (or
+all-reduces) that it overlaps with the GEMMs, which hwsim runs in series too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import simpy
+
+from hwsim.collectives import plan
+from hwsim.collectives.executor import run as run_plan
+from hwsim.config.schema import BankSpec, HardwareSpec, SystolicSpec, TransformerSpec
+from hwsim.hardware import array_cycles, tile_waves
+from hwsim.network.fabric import Fabric
+from hwsim.network.topology import Topology
+from hwsim.workloads.megatron import ACT_BYTES, WGRAD_BYTES, BlockWork, Kernel, block_params, block_work
+from hwsim.workloads.ops import Gemm
+
+WEIGHT_BYTES = 2  # 16-bit weights the GEMMs read
+GRAD_BYTES = 4  # fp32 gradients accumulated across micro-batches (Megatron's main_grad)
+ADAM_BYTES = 12  # fp32 master weights, first and second moments
+# Megatron's vocabulary-parallel cross entropy on fp32 logits (its default, no --fp16-lm-cross-entropy), bytes
+# per logit: forward, the cast (read 2, write 4), max (4), subtract it (4 + 4), exp (4 + 4), sum (4), divide
+# into the softmax kept for backward (4 + 4); backward, scale by the loss gradient (4 + 4) and cast back (4 + 2)
+XENT_FORWARD_BYTES = 38
+XENT_BACKWARD_BYTES = 14
+
+
+def optimizer_bytes(precision: str) -> tuple[float, float]:
+    """Bytes the step's optimizer work moves per parameter, as Megatron's mixed-precision optimizer runs it
+    (Megatron-LM 2022, `Float16OptimizerWithFloat16Params.step`, each a memory-bound multi-tensor kernel):
+    (on every parameter) zeroing the fp32 gradient buffer, 4; (on the optimizer's shard) with fp16 only,
+    unscaling the gradients and checking them for inf/nan, read and write 4 + 4; the gradient norm for
+    clipping, read 4; Adam (apex FusedAdam), read master, gradient, m, v and write master, m, v, 16 + 12;
+    copying the master weights into the 16-bit ones, read 4 and write 2."""
+    unscale = 8.0 if precision == "fp16" else 0.0
+    return 4.0, unscale + 4.0 + 28.0 + 6.0
+
+
+def gemm_seconds(array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, out_bytes: float = ACT_BYTES) -> float:
+    """A GEMM on the arrays (a GPU's tensor cores): their cycles, tiles in waves (`array_cycles`), plus what
+    no MAC overlaps: each wave waits one bank latency for its first operands (the prologue), and stores its
+    output tiles, `out_bytes` per element, at the bank's rate (the epilogue). Or, if longer, the time to move
+    the operands and the result (the roofline)."""
+    compute = array_cycles(array, g.m, g.n, g.k, precision, g.count) / array.clock
+    outputs = g.count * g.m * g.n
+    exposed = tile_waves(array, g.m, g.n, g.count) * bank.latency + outputs * out_bytes / bank.rate
+    traffic = (g.count * (g.m * g.k + g.k * g.n) * ACT_BYTES + outputs * out_bytes) / bank.rate
+    return max(compute + exposed, traffic)
+
+
+@dataclass
+class Part:
+    """Seconds of one op split by where they go: GEMMs, memory-bound kernels, tensor-parallel collectives."""
+
+    gemm_s: float = 0.0
+    memory_s: float = 0.0
+    tensor_s: float = 0.0
+    gemm_flops: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.gemm_s + self.memory_s + self.tensor_s
+
+    def __add__(self, other: Part) -> Part:
+        return Part(
+            self.gemm_s + other.gemm_s,
+            self.memory_s + other.memory_s,
+            self.tensor_s + other.tensor_s,
+            self.gemm_flops + other.gemm_flops,
+        )
+
+    def times(self, n: float) -> Part:
+        return Part(self.gemm_s * n, self.memory_s * n, self.tensor_s * n, self.gemm_flops * n)
+
+
+@dataclass
+class CollectiveTimer:
+    """Seconds of a collective over a group of fabric NPUs, played once per (op, group, bytes) on a scratch
+    copy of the fabric by the ring algorithm (NCCL's default for these sizes), each message paying the NIC
+    overhead."""
+
+    topology: Topology
+    model: str
+    overhead: float
+    cache: dict = field(default_factory=dict)
+    fabric: Fabric | None = None
+
+    def seconds(self, op: str, group: tuple[int, ...], nbytes: float) -> float:
+        if len(group) < 2 or nbytes <= 0:
+            return 0.0
+        key = (op, group, int(nbytes))
+        if key not in self.cache:
+            if self.fabric is None:  # one scratch fabric: each collective runs alone on it, one after another
+                self.fabric = Fabric(
+                    simpy.Environment(), self.topology, self.model, [f"npu{i}" for i in range(self.topology.npus)]
+                )
+            env = self.fabric.env
+            start = env.now
+            steps = plan(op, "ring", len(group))
+            env.run(
+                env.process(run_plan(env, self.fabric, steps, list(group), int(nbytes), overhead=self.overhead, lockstep=True))
+            )
+            self.cache[key] = env.now - start
+        return self.cache[key]
+
+
+class StageCosts:
+    """Per micro-batch, the seconds of a stage's F, B (input gradient), W (weight gradient) and recompute
+    on one tensor rank, from `blocks` transformer blocks plus the embedding (first stage) or the final
+    layer norm, logits and loss (last stage)."""
+
+    def __init__(
+        self,
+        hardware: HardwareSpec,
+        bank: str,
+        model: TransformerSpec,
+        tensor_group: tuple[int, ...],
+        timer: CollectiveTimer,
+        *,
+        microbatch: int,
+        sequence: bool,
+        recompute: str,
+        precision: str,
+    ):
+        self.hardware, self.model, self.timer = hardware, model, timer
+        self.group, self.precision = tensor_group, precision
+        self.bank = hardware.memory[bank]
+        self.bandwidth = self.bank.rate
+        self.t = len(tensor_group)
+        self.b, self.sequence, self.recompute = microbatch, sequence, recompute
+        self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute)
+        self.block = {
+            name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")
+        }
+
+    def _part(self, kernels: tuple[Kernel, ...]) -> Part:
+        out = Part()
+        for k in kernels:
+            if k.kind == "gemm":
+                out = out + self._gemm(k.gemm, k.out_bytes)
+            elif k.kind == "memory":
+                out.memory_s += k.bytes / self.bandwidth
+            else:
+                out.tensor_s += self.timer.seconds(k.kind, self.group, k.bytes)
+        return out
+
+    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES) -> Part:
+        seconds = gemm_seconds(self.hardware.systolic, self.bank, g, self.precision, out_bytes)
+        return Part(gemm_s=seconds, gemm_flops=float(g.flops))
+
+    def edge(self, first: bool, last: bool) -> dict[str, Part]:
+        """The embedding's and the head's work: the lookup (first stage); final layer norm, logits GEMM
+        (tokens, V/t, h) against the tied embedding, cross entropy and their backward (last stage)."""
+        m, t = self.model, self.t
+        tokens, h = m.seq_len * self.b, m.d_model
+        out = {name: Part() for name in ("forward", "input_grad", "weight_grad")}
+        if first:
+            out["forward"].memory_s += 2 * tokens * h * ACT_BYTES / self.bandwidth  # gather rows, add positions
+            out["weight_grad"].memory_s += 2 * tokens * h * ACT_BYTES / self.bandwidth  # scatter-add into the table
+        if last:
+            logits = Gemm(tokens, m.vocab // t, h)
+            dx, dw = logits.backward()
+            elements = tokens * m.vocab / t
+            gather = "all_gather" if self.sequence else None
+            full = tokens * h * ACT_BYTES
+            out["forward"] = out["forward"] + self._gemm(logits)
+            out["forward"].memory_s += (
+                elements * XENT_FORWARD_BYTES + tokens * h / (t if self.sequence else 1) * 4
+            ) / self.bandwidth
+            out["input_grad"] = out["input_grad"] + self._gemm(dx)
+            out["input_grad"].memory_s += elements * XENT_BACKWARD_BYTES / self.bandwidth
+            reduce = "reduce_scatter" if self.sequence else "all_reduce"
+            out["input_grad"].tensor_s += self.timer.seconds(reduce, self.group, full)
+            if gather:
+                out["forward"].tensor_s += self.timer.seconds(gather, self.group, full)
+            out["weight_grad"] = out["weight_grad"] + self._gemm(dw, WGRAD_BYTES)
+        return out
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes one NPU holds: 16-bit weights, fp32 gradients, Adam state (fp32 master, m, v; sharded over d by
+    a distributed optimizer) and the activations at the schedule's peak."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "weights_bytes": self.weights,
+            "gradients_bytes": self.gradients,
+            "optimizer_bytes": self.optimizer,
+            "activations_bytes": self.activations,
+            "total_bytes": self.total,
+        }
+
+
+def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last: bool) -> float:
+    """Parameters of one tensor rank of a stage: its blocks' split by t, plus the vocabulary-parallel
+    embedding (V/t rows) and positions on the first stage and the tied copy on the last."""
+    edge = (model.vocab * model.d_model / t + model.seq_len * model.d_model) if first else 0.0
+    if last and not first:
+        edge += model.vocab * model.d_model / t
+    return blocks * block_params(model) / t + edge
+
+
+def stage_memory(params: float, d: int, distributed: bool, activations: float) -> Memory:
+    return Memory(params * WEIGHT_BYTES, params * GRAD_BYTES, params * ADAM_BYTES / (d if distributed else 1), activations)

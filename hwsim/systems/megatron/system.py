@@ -1,0 +1,485 @@
+"""Megatron-style 3D parallel training of a transformer: tensor, pipeline and data parallelism, timing-only
+(an mlp runs the real math with tensor and data parallelism instead: `megatron_mlp`).
+
+Sources: Shoeybi et al. 2019 (Megatron-LM: the tensor split), Narayanan et al. 2021 (the 3D
+layout, interleaved 1F1B), Korthikanti et al. 2022 (sequence parallelism, selective
+recompute, activation memory); Calculon (Isaev et al. 2023) was read for what a model of
+these runs must count, not copied.
+
+`system.parallel` lays t p d NPUs out on the fabric (`order`: which axis varies fastest
+in the NPU index; `tpd`, the default, puts each tensor group on adjacent NPUs, so in
+the fabric's first, fastest dimension). The run is symmetric: one tensor rank of one
+data-parallel replica stands for its group (Megatron's ranks of a group do identical
+work), so p devices are simulated, one per pipeline position, on the NPUs of tensor
+rank 0 of replica 0. Each runs its schedule's ops (1F1B; Megatron's interleaved 1F1B
+with v > 1), every op the sum of its blocks' GEMMs (cycle model), memory-bound kernels
+(roofline) and tensor-parallel collectives (played on the fabric, `megatron_costs`);
+activations cross to the next stage's NPU at the fabric's unloaded path time, each tensor
+rank sending 1/t of them (Megatron's scatter-gather; without sequence parallelism the
+receiver all-gathers), and the sender waits for the transfer as Megatron's synchronised
+point-to-point calls do (`pipeline_comm_s`). After its last backward a device reduces
+its gradients over its data-parallel group (all-reduce, or a reduce-scatter with the
+distributed optimizer); the first and the last stage all-reduce the tied embedding's
+gradient; each device runs the optimizer step at the bank's achieved rate
+(`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
+parameters.
+
+Memory per NPU: weights, gradients, optimizer state allocated at the start, each
+micro-batch's activations (Korthikanti et al.'s per-block bytes) from its forward to its
+backward; past the bank's capacity the run goes on counting and ends as out of memory with
+the breakdown.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+
+import numpy as np
+import simpy
+
+from hwsim.config.schema import Scenario
+from hwsim.config.units import format_quantity
+from hwsim.errors import ConfigError, OutOfMemory
+from hwsim.hardware.unit import Unit
+from hwsim.network import Cluster
+from hwsim.policies import Shape, build_schedule
+from hwsim.systems.megatron.checks import check_megatron, layout
+from hwsim.systems.megatron.costs import (
+    GRAD_BYTES,
+    WEIGHT_BYTES,
+    CollectiveTimer,
+    Part,
+    StageCosts,
+    optimizer_bytes,
+    stage_memory,
+    stage_params,
+)
+from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
+
+Progress = Callable[[int, int], None]
+MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
+BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
+
+
+class Megatron:
+    """p simulated pipeline devices standing for t p d NPUs; `run()` is the SimPy process."""
+
+    check = staticmethod(check_megatron)
+    takes_layers = False
+
+    @staticmethod
+    def npu_names(spec) -> list[str]:
+        place = layout(spec.parallel)
+        names = [""] * len(place)
+        for (i, j, k), npu in place.items():
+            names[npu] = f"t{i}.p{j}.d{k}"
+        return names
+
+    @staticmethod
+    def check_samples(spec, train: int) -> None:
+        """An mlp's step takes `batch` distinct samples."""
+        if spec.batch > train:
+            raise ConfigError("scenario", "system.batch", spec.batch, f"at most the {train} training samples")
+
+    def __new__(cls, scenario: Scenario, *args, **kwargs):
+        """An mlp runs the real math with tensor and data parallelism (`megatron_mlp`)."""
+        if scenario.model.kind == "mlp":
+            return MegatronMlp(scenario, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None
+    ):
+        self.spec = spec = scenario.system
+        self.model = m = scenario.model
+        self.env, self.cluster, self.progress = cluster.env, cluster, progress
+        self.hardware = scenario.hardware
+        par = spec.parallel
+        self.t, self.p, self.d, self.v = par.tensor, par.pipeline, par.data, par.virtual
+        self.place = layout(par)
+        self.microbatches = spec.batch // (self.d * spec.microbatch)
+        self.shape = Shape(self.p, self.v, self.microbatches, "looping" if self.v > 1 else "contiguous")
+        self.schedule_name = "interleaved" if self.v > 1 else "1f1b"
+        self.schedule = build_schedule(self.schedule_name, self.shape)
+        self.stages = self.p * self.v
+        self.blocks = m.layers // self.stages  # blocks per stage (model chunk)
+        net = self.hardware.network
+        timer = CollectiveTimer(cluster.topology, net.model if net is not None else "flow", self.hardware.nic.overhead)
+        self.timer = timer
+        self.costs = StageCosts(
+            self.hardware,
+            spec.bank,
+            m,
+            self.group("tensor", 0, 0),
+            timer,
+            microbatch=spec.microbatch,
+            sequence=par.sequence,
+            recompute=spec.recompute,
+            precision=spec.precision,
+        )
+        self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B")}
+        self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute)
+        self.act_transient = (
+            activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
+        )
+        # Megatron's scatter-gather (Narayanan et al. 2021, section 4.1): each tensor rank sends 1/t of the
+        # activation; without sequence parallelism the receiver all-gathers it over its tensor group
+        self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / self.t
+        self.p2p_gather_s = (
+            0.0 if par.sequence else timer.seconds("all_gather", self.group("tensor", 0, 0), self.p2p_bytes * self.t)
+        )
+        self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
+        self.plan = self._plan()
+        self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
+        self.pipeline_units = [self._unit(dev, "pipeline_comm") for dev in self.devices]
+        self.mirrors = self._mirrors(scenario)
+        self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
+        self.params = [
+            sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self.shape.stages_of(j))
+            for j in range(self.p)
+        ]
+        self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
+        self.held = [0.0] * self.p  # activation bytes each device holds now
+        self.peak_activations = [0.0] * self.p
+        self.overflow: list[str] = []  # the first allocation past each device's capacity
+        self.full = [False] * self.p  # past its capacity: the bank holds no more, the counts go on
+        self.records: list[dict] = []  # per step and device: the time breakdown
+
+    # --- layout -----------------------------------------------------------------------
+
+    def group(self, axis: str, j: int, k: int, i: int = 0) -> tuple[int, ...]:
+        """The NPUs of the tensor group of (stage device j, replica k), or the data group of (i, j)."""
+        if axis == "tensor":
+            return tuple(self.place[(r, j, k)] for r in range(self.t))
+        return tuple(self.place[(i, j, r)] for r in range(self.d))
+
+    def _unit(self, device, what: str) -> Unit:
+        unit = Unit(self.env, f"{device.name}.{what}", device.systolic.clock_hz)
+        unit.kind = "network"
+        self.cluster.recorder.attach_unit(unit, device.name)
+        return unit
+
+    def _mirrors(self, scenario: Scenario) -> list[list[tuple[Unit, Unit, Unit]]]:
+        """Trace tracks for tensor ranks 1..t-1 of each stage (kind `mirror`: they repeat rank 0's first step,
+        as the symmetric run says they would, so Perfetto shows a stage's ranks side by side; left out of
+        utilization and FLOP totals). Only with `report.trace` and at most MIRRORED_SPANS spans."""
+        spans = (self.t - 1) * sum(len(ops) for ops in self.schedule) * 3
+        if not scenario.report.trace or self.t == 1 or spans > MIRRORED_SPANS:
+            return [[] for _ in range(self.p)]
+        out = []
+        for j, dev in enumerate(self.devices):
+            ranks = []
+            for i in range(1, self.t):
+                name = f"t{i}.p{j}.d0"
+                units = tuple(
+                    Unit(self.env, f"{name}.{what}", dev.systolic.clock_hz) for what in ("systolic", "hbm", "tensor_comm")
+                )
+                for unit in units:
+                    unit.kind = "mirror"
+                    self.cluster.recorder.attach_unit(unit, name)
+                ranks.append(units)
+            out.append(ranks)
+        return out
+
+    # --- costs ------------------------------------------------------------------------
+
+    def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
+        """Per stage, the parts of an F or a B op (the fused backward: recompute, input and weight gradients)."""
+        c, out = self.costs, []
+        for s in range(self.stages):
+            edge = c.edge(s == 0, s == self.stages - 1)
+            if kind == "F":
+                out.append({"work": c.block["forward"].times(self.blocks) + edge["forward"], "recompute": Part()})
+            else:
+                work = (c.block["input_grad"] + c.block["weight_grad"]).times(self.blocks)
+                work = work + edge["input_grad"] + edge["weight_grad"]
+                out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
+        for parts in out:
+            work, redo = parts["work"], parts["recompute"]
+            parts["both"] = redo + work
+            parts["row"] = (
+                ("compute_s", work.gemm_s + work.memory_s),
+                ("recompute_s", redo.gemm_s + redo.memory_s),
+                ("tensor_comm_s", work.tensor_s + redo.tensor_s),
+            )
+        return out
+
+    def _transfer_s(self, src_stage: int, dst_stage: int) -> float:
+        """An activation (or its gradient) from one stage's device to another's: the fabric's unloaded path
+        time for one rank's 1/t, plus the receiver's all-gather when the tensor is not sequence-split."""
+        a = self.place[(0, self.shape.device(src_stage), 0)]
+        b = self.place[(0, self.shape.device(dst_stage), 0)]
+        return self.cluster.unloaded(a, b, self.p2p_bytes) + self.p2p_gather_s if a != b else 0.0
+
+    # --- the run ----------------------------------------------------------------------
+
+    def run(self) -> Generator:
+        """The steps; a device past its bank's capacity goes on counting bytes, and the run ends as out of
+        memory with every device's breakdown in the summary (so a sweep still sees its time and demand)."""
+        for j, dev in enumerate(self.devices):
+            for name in ("weights", "gradients", "optimizer"):
+                self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), activation=False)
+        for step in range(1, self.spec.steps + 1):
+            start = self.env.now
+            sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
+            waiting: dict[tuple, simpy.Event] = {}  # what a device waits for that has not arrived
+            rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
+            tied = (self.env.event(), self.env.event()) if self.p > 1 else None
+            devices = [self.env.process(self._device(step, j, sent, waiting, tied, rows[j])) for j in range(self.p)]
+            yield simpy.AllOf(self.env, devices)
+            for j, row in enumerate(rows):
+                row.update(step=step, device=self.devices[j].name, step_s=self.env.now - start)
+                self.records.append(row)
+            self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
+            if self.progress:
+                self.progress(step, self.spec.steps)
+        if self.overflow:
+            more = len(self.overflow) - 1
+            raise OutOfMemory(
+                self.overflow[0] + (f" (and {more} more device{'s' if more > 1 else ''} past capacity)" if more else "")
+            )
+
+    def _plan(self) -> list[list[tuple]]:
+        """Per device, its ops in order, worked out once rather than per op run: (its key (kind, stage, mb),
+        the key of the op on another device whose output it waits for or None, its label, its activations'
+        buffer name, its parts and seconds, and the seconds its output takes to reach another device or
+        None). An F waits for the F upstream, a B for the B
+        downstream (`policies.timing.dependencies`); an input made on the same device came from an earlier
+        op of its list, as a schedule runs a device's ops in dependency order."""
+        per_stage = {}
+        for kind in ("F", "B"):
+            step = 1 if kind == "F" else -1
+            for stage in range(self.stages):
+                parts = self.ops[kind][stage]
+                here = self.shape.device(stage)
+                to, source = stage + step, stage - step
+                send = self._transfer_s(stage, to) if 0 <= to < self.stages and self.shape.device(to) != here else None
+                remote = 0 <= source < self.stages and self.shape.device(source) != here
+                per_stage[kind, stage] = (parts, parts["both"].total_s, send, source if remote else None)
+        out = []
+        for ops in self.schedule:
+            steps = []
+            for op in ops:
+                kind, stage, mb = op.kind, op.stage, op.mb
+                parts, seconds, send, source = per_stage[kind, stage]
+                waits = None if source is None else (kind, source, mb)
+                where = f"{stage}.{mb}"
+                steps.append(((kind, stage, mb), waits, f"{kind} {where}", f"act {where}", parts, seconds, send))
+            out.append(steps)
+        return out
+
+    def _device(self, step: int, j: int, sent: set, waiting: dict, tied, row: dict) -> Generator:
+        bank = self.devices[j].bank(self.spec.bank)
+        env, record_op, act = self.env, self.cluster.recorder.op, self.blocks * self.act_block
+        name, transient, mirror = f"d{j}", self.act_transient, step == 1
+        rebuilt = False  # whether the full-recompute buffer is allocated
+        first = env.now
+        busy = 0.0
+        for key, waits, label, buffer, parts, seconds, send in self.plan[j]:
+            if waits is not None and waits not in sent:
+                waiting[waits] = event = env.event()
+                yield event
+            kind, stage, mb = key
+            forward = kind == "F"
+            if forward:
+                self._allocate(j, bank, buffer, act)
+            elif transient and not rebuilt:
+                # full recompute: one block's activations, rebuilt before each backward in one buffer that
+                # stays reserved to the step's end (as PyTorch's caching allocator keeps it)
+                self._allocate(j, bank, "recomputed block", transient)
+                rebuilt = True
+            begin = env.now
+            # one timeout for the op and the send that follows it (Megatron's point-to-point calls end in
+            # torch.cuda.synchronize(): the sender waits for the transfer too)
+            yield env.timeout(seconds + send if send else seconds)
+            end = begin + seconds
+            self._record(j, label, begin, parts["both"], mirror)
+            record_op(name, step, "forward" if forward else "backward", stage, mb, begin, end)
+            busy += seconds
+            for part, value in parts["row"]:
+                row[part] += value
+            if not forward:
+                self._free(j, bank, buffer, act)
+            if send is not None:
+                if send > 0:
+                    self.pipeline_units[j].record(f"send {label}", end, env.now)
+                    row["pipeline_comm_s"] += send
+                    busy += send
+                sent.add(key)
+                event = waiting.pop(key, None)
+                if event is not None:
+                    event.succeed()
+        if rebuilt:
+            self._free(j, bank, "recomputed block", transient)
+        row["bubble_s"] = env.now - first - busy
+        yield from self._update(j, row, tied)
+        row["end_s"] = env.now - first
+
+    def _record(self, j: int, label: str, begin: float, both: Part, mirror: bool) -> None:
+        """The op's spans on the device's units, end to end: GEMMs (arithmetic unit), memory-bound kernels
+        (the bank), tensor-parallel collectives (in the op they interleave; their sums are what count); and
+        on the mirrored tensor ranks' tracks in the first step."""
+        device, at = self.devices[j], begin
+        own = (device.systolic, device.bank(self.spec.bank), self.tensor_units[j])
+        for k, (seconds, work) in enumerate(((both.gemm_s, both.gemm_flops), (both.memory_s, 0.0), (both.tensor_s, 0.0))):
+            if seconds > 0:
+                own[k].record(label, at, at + seconds, work)
+                if mirror:
+                    for units in self.mirrors[j]:
+                        units[k].record(label, at, at + seconds)
+                at += seconds
+
+    def _update(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event] | None) -> Generator:
+        """Data-parallel gradient reduction, the tied embedding's all-reduce (first and last stage), the optimizer
+        step at the bank's achieved rate, the distributed optimizer's all-gather."""
+        group = self.group("data", j, 0)
+        distributed = self.spec.optimizer == "distributed"
+        params = self.params[j]
+        reduce_s = self.timer.seconds("reduce_scatter" if distributed else "all_reduce", group, params * GRAD_BYTES)
+        gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
+        every, shard = optimizer_bytes(self.spec.precision)
+        adam_s = (params * every + params / (self.d if distributed else 1) * shard) / self.hardware.memory[self.spec.bank].rate
+        yield from self._busy(self.data_units[j], reduce_s, "gradient reduce", row, "data_comm_s")
+        if tied is not None and j in (0, self.p - 1):
+            yield from self._tied_embedding(j, row, tied)
+        yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s")
+        yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s")
+
+    @staticmethod
+    def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str) -> Generator:
+        if seconds > 0:
+            yield from unit.busy(seconds, label)
+            row[key] += seconds
+
+    @functools.cached_property
+    def tied_s(self) -> float:
+        """The all-reduce of the word embedding's fp32 gradient (V/t rows) between the first and the last stage."""
+        pair = (self.place[(0, 0, 0)], self.place[(0, self.p - 1, 0)])
+        return self.timer.seconds("all_reduce", pair, self.model.vocab / self.t * self.model.d_model * GRAD_BYTES)
+
+    def _tied_embedding(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event]) -> Generator:
+        """Megatron's `train_step` (2022) all-reduces the tied embedding's gradient between the first and the
+        last stage once both have reduced their data-parallel gradients; the one there first waits."""
+        mine, other = tied if j == 0 else tied[::-1]
+        mine.succeed()
+        start = self.env.now
+        yield other
+        row["data_comm_s"] += self.env.now - start
+        yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s")
+
+    def _allocate(self, j: int, bank, name: str, nbytes: float, activation: bool = True) -> None:
+        if activation:
+            self.held[j] += nbytes
+            self.peak_activations[j] = max(self.peak_activations[j], self.held[j])
+        if self.full[j]:
+            return
+        try:
+            bank.allocate(name, nbytes=int(nbytes))
+        except OutOfMemory:
+            self.full[j] = True
+            self.overflow.append(self._oom(j, bank, name, nbytes))
+
+    def _free(self, j: int, bank, name: str, nbytes: float) -> None:
+        self.held[j] -= nbytes
+        if not self.full[j]:
+            bank.free(name)
+
+    def _oom(self, j: int, bank, name: str, nbytes: float) -> str:
+        s = self.static[j]
+        held = self.held[j] - (nbytes if name.startswith(("act", "recomputed")) else 0.0)
+        q = lambda x: format_quantity(x, "size")  # noqa: E731
+        return (
+            f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} "
+            f"({q(nbytes)}) on top of weights {q(s.weights)}, gradients {q(s.gradients)}, optimizer {q(s.optimizer)}, "
+            f"activations {q(held)}"
+        )
+
+    # --- results ----------------------------------------------------------------------
+
+    def memory(self) -> list[dict[str, float]]:
+        """Per simulated device, its bytes by kind at its activations' peak."""
+        out = []
+        for j in range(self.p):
+            mem = stage_memory(self.params[j], self.d, self.spec.optimizer == "distributed", self.peak_activations[j])
+            out.append(
+                {
+                    "device": self.devices[j].name,
+                    **mem.as_dict(),
+                    "capacity_bytes": float(self.devices[j].bank(self.spec.bank).capacity),
+                }
+            )
+        return out
+
+    def flops(self) -> tuple[float, float]:
+        """Model FLOPs of one step (no recompute) and the hardware's (with recompute)."""
+        model = model_flops(self.model, self.spec.batch)
+        work = block_work(self.model, 1, self.spec.microbatch, False, self.spec.recompute)
+        redo = sum(k.gemm.flops for k in work.recompute if k.kind == "gemm")
+        return model, model + redo * self.model.layers * self.spec.batch / self.spec.microbatch
+
+    def summary(self, trace) -> dict:
+        """The `megatron` section of summary.json."""
+        last = [r for r in self.records if r["step"] == self.spec.steps]
+        step_s = max(r["step_s"] for r in last) if last else 0.0
+        worst = max(last, key=lambda r: r["end_s"]) if last else {}  # the device that ends the step
+        array = self.hardware.systolic
+        peak = 2.0 * array.rows * array.cols * array.arrays * getattr(array.macs_per_cycle, self.spec.precision)
+        peak *= array.boost_clock or array.clock
+        npus = self.t * self.p * self.d
+        model, hardware = self.flops()
+        memory = self.memory()
+        par = self.spec.parallel
+        return {
+            "megatron": {
+                "layout": {
+                    "tensor": self.t,
+                    "pipeline": self.p,
+                    "data": self.d,
+                    "virtual": self.v,
+                    "sequence": par.sequence,
+                    "order": par.order,
+                },
+                "placement": self.placement(),
+                "schedule": self.schedule_name,
+                "microbatches": self.microbatches,
+                "recompute": self.spec.recompute,
+                "optimizer": self.spec.optimizer,
+                "step_s": step_s,
+                "breakdown": {k: float(worst.get(k, 0.0)) for k in BREAKDOWN},
+                "breakdown_device": worst.get("device"),
+                "devices": last,
+                "memory": memory,
+                "memory_per_npu_bytes": max(m["total_bytes"] for m in memory),
+                "fits": not self.overflow,
+                "model_flops": model,
+                "hardware_flops": hardware,
+                "peak_flop_per_s": peak,
+                "mfu": model / (step_s * npus * peak) if step_s else None,
+                "hfu": hardware / (step_s * npus * peak) if step_s else None,
+            }
+        }
+
+    def placement(self) -> dict[str, str]:
+        """Where each kind of group landed on the fabric: its NPUs, and the dimensions they differ along."""
+        t = self.cluster.topology
+        pipeline = tuple(self.place[(0, j, 0)] for j in range(self.p))
+        out = {}
+        for axis, group in (("tensor", self.group("tensor", 0, 0)), ("pipeline", pipeline), ("data", self.group("data", 0, 0))):
+            if len(group) < 2:
+                out[axis] = "one NPU"
+                continue
+            where = f"NPUs {_npus(group)}"
+            if t.coords:
+                spans = sorted(
+                    {i for a in group for i, (x, y) in enumerate(zip(t.coords[a], t.coords[group[0]], strict=True)) if x != y}
+                )
+                where += f" (dimension{'s' if len(spans) > 1 else ''} {', '.join(str(i + 1) for i in spans)})"
+            out[axis] = where
+        return out
+
+
+def _npus(group: tuple[int, ...]) -> str:
+    shown = ", ".join(map(str, group[:4]))
+    return shown + (f", ... ({len(group)} NPUs)" if len(group) > 4 else "")

@@ -1,0 +1,505 @@
+"""Megatron 3D parallelism: GEMM shapes, Korthikanti's memory and FLOPs, layout, timing against closed forms,
+memory from the schedule, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hwsim.build import check, simulate
+from hwsim.commands.published import BASE, KORTHIKANTI_2022
+from hwsim.config.load import load_scenario
+from hwsim.config.schema import TransformerSpec
+from hwsim.errors import ConfigError
+from hwsim.hardware import array_cycles, gemm_cycles, tile_waves, tiled_gemm_cycles
+from hwsim.systems.megatron.checks import layout
+from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, gemm_seconds, optimizer_bytes
+from hwsim.workloads.megatron import activation_bytes, block_work, model_flops
+from hwsim.workloads.ops import Gemm
+
+GIB = 2**30
+GPT3 = TransformerSpec(layers=96, d_model=12288, heads=96, d_ff=49152, vocab=51200, seq_len=2048)
+
+SMALL = """
+name: small_3d
+hardware:
+  base: a100_80gb
+  network:
+    model: {model}
+    dims:
+      - {{kind: switch, size: 8, bandwidth: 300 GB/s, latency: 1 us, efficiency: {eff}}}
+      - {{kind: switch, size: 0, bandwidth: 200 Gb/s, latency: 2 us}}
+model: {{kind: transformer, layers: 16, d_model: 512, heads: 8, d_ff: 2048, vocab: 1024, seq_len: 256}}
+system:
+  kind: megatron
+  parallel: {{tensor: {t}, pipeline: {p}, data: {d}, virtual: {v}, sequence: {sp}}}
+  batch: {batch}
+  microbatch: {mb}
+  recompute: {recompute}
+  optimizer: {optimizer}
+run: {{mode: timing-only}}
+report: {{plots: false, trace: false, html: false}}
+"""
+
+
+def small(
+    write_yaml,
+    model="ideal",
+    t=8,
+    p=1,
+    d=1,
+    v=1,
+    sp="false",
+    batch=8,
+    mb=1,
+    recompute="none",
+    optimizer="allreduce",
+    eff=1,
+    more=(),
+):
+    text = SMALL.format(
+        model=model, t=t, p=p, d=d, v=v, sp=sp, batch=batch, mb=mb, recompute=recompute, optimizer=optimizer, eff=eff
+    )
+    path = write_yaml(text)
+    scenario = load_scenario(path, list(more))
+    check(scenario, str(path))
+    return scenario
+
+
+def run(scenario):
+    outcome = simulate(scenario)
+    assert outcome.status == "ok", outcome.diagnosis
+    return outcome, outcome.system.summary(outcome.trace)["megatron"]
+
+
+# --- the model -----------------------------------------------------------------------
+
+
+def test_gpt3_gemm_shapes_per_rank_at_t8_match_hand_counts():
+    """GPT-3 175B, t = 8, one sequence: QKV 3h/t = 4608 columns, 96/8 = 12 heads of 128, projection and FC2
+    over h/t = 1536 and f/t = 6144 rows."""
+    work = block_work(GPT3, 8, 1, False, "none")
+    gemms = {k.name: k.gemm for k in work.forward if k.kind == "gemm"}
+    assert gemms == {
+        "qkv": Gemm(2048, 4608, 12288),
+        "scores": Gemm(2048, 2048, 128, 12),
+        "context": Gemm(2048, 128, 2048, 12),
+        "proj": Gemm(2048, 12288, 1536),
+        "fc1": Gemm(2048, 6144, 12288),
+        "fc2": Gemm(2048, 12288, 6144),
+    }
+    # every rank's share times t is the whole block's forward: 24 s h^2 + 4 s^2 h FLOPs
+    assert 8 * sum(g.flops for g in gemms.values()) == 2 * (12 * 2048 * 12288**2 + 2 * 2048**2 * 12288)
+    weights = {k.name: k.gemm for k in work.weight_grad}
+    assert weights["qkv dw"] == Gemm(12288, 4608, 2048) and weights["fc2 dw"] == Gemm(6144, 12288, 2048)
+
+
+def test_collectives_per_block_tensor_and_sequence_parallel():
+    """Tensor parallel: 2 all-reduces forward, 2 backward. Sequence parallel: all-gather + reduce-scatter
+    pairs forward, and in backward the conjugates plus the gathers again for the weight gradients."""
+
+    def kinds(work, part):
+        return [k.kind for k in getattr(work, part) if k.kind not in ("gemm", "memory")]
+
+    tp = block_work(GPT3, 8, 1, False, "none")
+    assert kinds(tp, "forward") == ["all_reduce", "all_reduce"] and kinds(tp, "input_grad") == ["all_reduce", "all_reduce"]
+    sp = block_work(GPT3, 8, 1, True, "none")
+    assert sorted(kinds(sp, "forward")) == ["all_gather"] * 2 + ["reduce_scatter"] * 2
+    assert sorted(kinds(sp, "input_grad")) == ["all_gather"] * 4 + ["reduce_scatter"] * 2
+    assert kinds(block_work(GPT3, 1, 1, False, "none"), "forward") == []
+    full = block_work(GPT3, 8, 1, True, "full")
+    assert full.recompute == full.forward
+    selective = [k.name for k in block_work(GPT3, 8, 1, True, "selective").recompute]
+    assert selective == ["scores", "softmax", "attention dropout", "context", "context permute"]
+
+
+@pytest.mark.parametrize("row", KORTHIKANTI_2022, ids=lambda r: r.model)
+def test_korthikanti_activation_formulas_reproduce_figure_1(row):
+    """Per-block bytes x blocks x the interleaved schedule's 1 + (p - 1)/(p v) reproduce Figure 1 to its
+    two decimals."""
+    m = load_scenario(BASE, [f"model={row.model}"]).model
+    factor = 1 + (row.pipeline - 1) / (row.pipeline * row.virtual) if row.virtual > 1 else 1
+    none = activation_bytes(m, 8, 1 if row.microbatch == 1 else row.microbatch, False, "none") * m.layers * factor / GIB
+    selective = activation_bytes(m, 8, row.microbatch, True, "selective") * m.layers * factor / GIB
+    assert none == pytest.approx(row.activations_gib, abs=0.006)
+    assert selective == pytest.approx(row.selective_gib, abs=0.006)
+    states = 12 * m.layers * m.d_model**2 / (row.tensor * row.pipeline) * (WEIGHT_BYTES + GRAD_BYTES + ADAM_BYTES) / GIB
+    assert states == pytest.approx(row.states_gib, abs=0.006)
+
+
+def test_activation_bytes_cases():
+    s, b, h, a = 2048, 2, 12288, 96
+    sbh = s * b * h
+    assert activation_bytes(GPT3, 1, b, False, "none") == pytest.approx(sbh * (34 + 5 * a * s / h))
+    assert activation_bytes(GPT3, 8, b, False, "none") == pytest.approx(sbh * (10 + 24 / 8 + 5 * a * s / (h * 8)))
+    assert activation_bytes(GPT3, 8, b, True, "none") == pytest.approx(sbh * (34 + 5 * a * s / h) / 8)
+    assert activation_bytes(GPT3, 8, b, True, "selective") == pytest.approx(sbh * 34 / 8)
+    assert activation_bytes(GPT3, 8, b, False, "full") == 2 * sbh
+    assert activation_bytes(GPT3, 8, b, True, "full") == 2 * sbh / 8
+
+
+def test_model_flops_is_korthikantis_formula():
+    """72 B s l h^2 (1 + s/(6h) + V/(12 l h)) with f = 4h (their §6)."""
+    batch, s, layers, h, vocab = 64, 2048, 96, 12288, 51200
+    expected = 72 * batch * s * layers * h * h * (1 + s / (6 * h) + vocab / (12 * layers * h))
+    assert model_flops(GPT3, batch) == pytest.approx(expected, rel=1e-12)
+
+
+# --- the tensor-core cycle model -----------------------------------------------------
+
+
+def test_tiled_gemm_is_waves_of_tiles():
+    # 4 tiles on 4 groups: one wave, each a (128, 128/4, k) output-stationary GEMM on a 16 x 8 array
+    one = gemm_cycles(128, 32, 1024, 16, 8, "output_stationary", 2)
+    assert tiled_gemm_cycles(256, 256, 1024, 1, 16, 8, 2, 16, 4, (128, 128)) == one
+    # a fifth tile (one row more) is a second wave; a partial tile costs a whole one
+    assert tiled_gemm_cycles(257, 256, 1024, 1, 16, 8, 2, 16, 4, (128, 128)) == 2 * one
+    assert tiled_gemm_cycles(128, 128, 1024, 5, 16, 8, 2, 16, 4, (128, 128)) == 2 * one
+    # the fold model inside: (128/16) x (32/8) folds of R + C + k/2 - 2 cycles
+    assert one == 8 * 4 * (16 + 8 + 512 - 2)
+
+
+def test_gpu_presets_peaks_are_the_datasheets():
+    s = load_scenario(BASE).hardware.systolic
+    peak = 2 * s.rows * s.cols * s.arrays * s.macs_per_cycle.fp16 * s.boost_clock
+    assert peak == pytest.approx(312e12, rel=0.001)
+    h = load_scenario(BASE, ["hardware=h100_sxm"]).hardware.systolic
+    assert 2 * h.rows * h.cols * h.arrays * h.macs_per_cycle.bf16 * h.clock == pytest.approx(989.4e12, rel=0.001)
+
+
+@pytest.mark.parametrize(
+    "hardware, mamf, shape",
+    [("a100_80gb", 271.2e12, (1024, 10240, 5120)), ("h100_sxm", 794.5e12, (2048, 2048, 13312))],
+)
+def test_gpu_presets_reach_the_measured_matmul_peak(hardware, mamf, shape):
+    """Each preset's tensor-core efficiency makes hwsim's GEMM time give the measured maximum achievable
+    matmul FLOPS (Bekman, ml-engineering: A100 SXM 271.2, H100 SXM 794.5 TFLOP/s bf16) at the measurement's
+    best shape."""
+    hw = load_scenario(BASE, [f"hardware={hardware}"]).hardware
+    m, n, k = shape
+    seconds = gemm_seconds(hw.systolic, hw.memory["hbm"], Gemm(m, n, k), "bf16")
+    assert 2 * m * n * k / seconds == pytest.approx(mamf, rel=0.01)
+
+
+def test_gemm_time_is_cycles_plus_each_waves_prologue_and_epilogue():
+    """A GEMM on a GPU's tensor cores: its cycles, plus one bank latency per wave and its outputs stored at
+    the bank's rate (out_bytes per element: 8 for a weight gradient added into the fp32 main_grad). The
+    attention's scores (k = h/a = 128) spend more on their s x s outputs than on their MACs."""
+    hw = load_scenario(BASE).hardware
+    array, bank = hw.systolic, hw.memory["hbm"]
+    fc1, scores = Gemm(2048, 6144, 12288), Gemm(2048, 2048, 128, 12)  # 175B at t = 8
+    assert tile_waves(array, fc1.m, fc1.n) == 8  # 16 x 48 tiles on 108 SMs
+    assert tile_waves(array, scores.m, scores.n, scores.count) == 29  # 12 x 16 x 16 tiles
+    for g, waves, out in ((fc1, 8, 2), (fc1, 8, 8), (scores, 29, 2)):
+        cycles = array_cycles(array, g.m, g.n, g.k, "fp16", g.count) / array.clock
+        stores = g.count * g.m * g.n * out / bank.rate
+        assert gemm_seconds(array, bank, g, "fp16", out) == pytest.approx(cycles + waves * bank.latency + stores, rel=1e-12)
+    score_cycles = array_cycles(array, 2048, 2048, 128, "fp16", 12) / array.clock
+    assert gemm_seconds(array, bank, scores, "fp16") > 1.9 * score_cycles
+    weight_grads = block_work(GPT3, 8, 1, True, "selective").weight_grad
+    assert [k.out_bytes for k in weight_grads] == [8, 8, 8, 8]
+
+
+def test_measured_efficiencies_scale_the_rates(write_yaml):
+    """The arrays issue on `efficiency` of their cycles; a bank moves bandwidth x efficiency; a fabric
+    dimension's links run at bandwidth x efficiency (the ring all-gather's closed form at half the rate)."""
+    hw = load_scenario(BASE).hardware
+    ideal = dataclasses.replace(hw.systolic, efficiency=1.0)
+    half = dataclasses.replace(hw.systolic, efficiency=0.5)
+    assert array_cycles(half, 4096, 4096, 4096, "fp16") == 2 * array_cycles(ideal, 4096, 4096, 4096, "fp16")
+    assert hw.memory["hbm"].rate == pytest.approx(hw.memory["hbm"].efficiency * 2039e9)
+    outcome, _ = run(small(write_yaml, t=8, sp="true", eff=0.5))
+    nbytes = 256 * 512 * 2
+    got = outcome.system.timer.seconds("all_gather", tuple(range(8)), nbytes)
+    assert got == pytest.approx(7 * (2e-6 + nbytes / 8 / 150e9), rel=1e-9)
+
+
+# --- layout and placement ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["tpd", "tdp", "ptd", "pdt", "dtp", "dpt"])
+def test_layout_is_a_bijection_with_the_first_axis_fastest(order):
+    from hwsim.config.schema import ParallelSpec
+
+    par = ParallelSpec(tensor=2, pipeline=3, data=4, order=order)
+    place = layout(par)
+    assert sorted(place.values()) == list(range(24))
+    first = {"t": (1, 0, 0), "p": (0, 1, 0), "d": (0, 0, 1)}[order[0]]
+    assert place[first] == 1
+
+
+def test_tensor_groups_sit_in_the_first_dimension_by_default(write_yaml):
+    _, out = run(small(write_yaml, t=8, p=2, d=2, batch=8))
+    assert out["placement"]["tensor"].endswith("(dimension 1)")
+    assert out["placement"]["pipeline"].endswith("(dimension 2)")
+
+
+# --- timing against closed forms -----------------------------------------------------
+
+
+def test_one_stage_step_is_the_sum_of_its_parts(write_yaml):
+    """p = d = 1: the step is L (F + B) per micro-batch plus the optimizer, and the breakdown sums to it."""
+    outcome, out = run(small(write_yaml, t=8, batch=4, recompute="full"))
+    system = outcome.system
+    f, b = system.ops["F"][0], system.ops["B"][0]
+    per_mb = f["work"].total_s + b["work"].total_s + b["recompute"].total_s
+    assert out["step_s"] == pytest.approx(4 * per_mb + out["breakdown"]["optimizer_s"], rel=1e-12)
+    assert sum(out["breakdown"].values()) == pytest.approx(out["step_s"], rel=1e-12)
+    assert out["breakdown"]["bubble_s"] == pytest.approx(0.0, abs=1e-12)
+    assert out["breakdown"]["recompute_s"] > 0
+
+
+def test_tensor_all_gather_is_the_ring_closed_form(write_yaml):
+    """Sequence parallel all-gather of B bytes over t ranks on one switch, ideal links: (t - 1) steps of
+    2 hops' latency + (B/t) / bandwidth."""
+    outcome, _ = run(small(write_yaml, t=8, sp="true"))
+    nbytes = 256 * 512 * 2
+    got = outcome.system.timer.seconds("all_gather", tuple(range(8)), nbytes)
+    assert got == pytest.approx(7 * (2e-6 + nbytes / 8 / 300e9), rel=1e-9)
+
+
+@pytest.mark.parametrize("optimizer", ["allreduce", "distributed"])
+def test_data_parallel_reduction_is_the_ring_closed_form(write_yaml, optimizer):
+    """d = 4 replicas across the scale-out switch (t = 8 fills a node): a ring all-reduce of the fp32
+    gradients, 2 (d - 1) steps; distributed: a reduce-scatter and an all-gather of the 16-bit weights."""
+    outcome, out = run(small(write_yaml, t=8, d=4, batch=8, optimizer=optimizer))
+    params = outcome.system.params[0]
+    step = 2 * 2e-6  # two InfiniBand hops
+
+    def ring(steps, nbytes):
+        return steps * (step + nbytes / 4 / 25e9)
+
+    if optimizer == "allreduce":
+        expected = ring(6, params * GRAD_BYTES)
+    else:
+        expected = ring(3, params * GRAD_BYTES) + ring(3, params * WEIGHT_BYTES)
+    assert out["breakdown"]["data_comm_s"] == pytest.approx(expected, rel=1e-9)
+    assert out["placement"]["data"].endswith("(dimension 2)")
+
+
+@pytest.mark.parametrize("sp", ["true", "false"])
+def test_pipeline_sends_block_the_sender(write_yaml, sp):
+    """p = 2, m = 4: each device sends 4 activations (or gradients), each rank 1/t of the tensor over the
+    scale-out switch (Megatron's scatter-gather; without sequence parallelism the receiver all-gathers), and
+    waits for each as Megatron's synchronised point-to-point calls do."""
+    outcome, out = run(small(write_yaml, t=8, p=2, batch=4, sp=sp))
+    system = outcome.system
+    nbytes = 256 * 512 * 2  # s b h 16-bit
+    a, b = system.place[(0, 0, 0)], system.place[(0, 1, 0)]
+    gather = 0.0 if sp == "true" else system.timer.seconds("all_gather", system.group("tensor", 0, 0), nbytes)
+    transfer = system.cluster.unloaded(a, b, nbytes / 8) + gather
+    assert transfer > 2 * 2e-6
+    for device in out["devices"]:
+        assert device["pipeline_comm_s"] == pytest.approx(4 * transfer, rel=1e-12)
+
+
+def test_first_and_last_stage_all_reduce_the_tied_embedding(write_yaml):
+    """p = 2: after the backward the two stages all-reduce the word embedding's fp32 gradient (V/t rows of h)
+    across the scale-out switch, a 2-NPU ring: 2 steps of two hops' latency + half the bytes / bandwidth; the
+    stage that gets there first waits for the other, and the breakdown still sums to the step."""
+    outcome, out = run(small(write_yaml, t=8, p=2, batch=4))
+    nbytes = 1024 / 8 * 512 * 4
+    assert outcome.system.tied_s == pytest.approx(2 * (2 * 2e-6 + nbytes / 2 / 25e9), rel=1e-9)
+    first, last = out["devices"]
+    assert min(first["data_comm_s"], last["data_comm_s"]) == pytest.approx(outcome.system.tied_s, rel=1e-9)
+    for device in out["devices"]:
+        parts = sum(device[k] for k in out["breakdown"])
+        assert parts == pytest.approx(device["end_s"], rel=1e-9)
+
+
+@pytest.mark.parametrize("precision, per_param", [("fp16", 4 + 8 + 4 + 28 + 6), ("bf16", 4 + 4 + 28 + 6)])
+def test_optimizer_step_moves_megatrons_bytes(write_yaml, precision, per_param):
+    """The optimizer step at the bank's achieved rate: zero the fp32 gradients, (fp16) unscale and check them,
+    the gradient norm, Adam, the copy into the 16-bit weights."""
+    assert sum(optimizer_bytes(precision)) == per_param
+    outcome, out = run(small(write_yaml, t=8, batch=4, more=[f"system.precision={precision}"]))
+    rate = outcome.system.hardware.memory["hbm"].rate
+    assert out["breakdown"]["optimizer_s"] == pytest.approx(outcome.system.params[0] * per_param / rate, rel=1e-12)
+
+
+def test_pipeline_bubble_and_interleaved_activation_peak(write_yaml):
+    """p = 4, v = 2, m = 8: device 0 holds Megatron's interleaved peak, (v - 1) p + 2 (p - 1) + 1 chunks
+    of micro-batches, = L (1 + (p - 1)/(p v)) blocks' worth (Korthikanti et al.)."""
+    outcome, out = run(small(write_yaml, t=8, p=4, v=2, batch=8))
+    per_block = activation_bytes(outcome.system.model, 8, 1, False, "none")
+    peak = out["memory"][0]["activations_bytes"]
+    assert peak == pytest.approx(16 * (1 + 3 / 8) * per_block, rel=1e-9)
+    assert out["breakdown"]["bubble_s"] > 0
+    plain, _ = run(small(write_yaml, t=8, p=4, v=1, batch=8))
+    assert plain.system.summary(plain.trace)["megatron"]["memory"][0]["activations_bytes"] == pytest.approx(
+        16 * per_block, rel=1e-9
+    )
+
+
+def test_recompute_and_sequence_parallelism_trade_time_for_memory(write_yaml):
+    results = {}
+    for recompute, sp in (("none", "false"), ("selective", "true"), ("full", "false")):
+        _, out = run(small(write_yaml, t=8, p=2, batch=8, recompute=recompute, sp=sp))
+        results[recompute] = (out["step_s"], out["memory"][0]["activations_bytes"], out["hfu"] - out["mfu"])
+    assert results["full"][0] > results["none"][0]
+    assert results["full"][1] < results["selective"][1] < results["none"][1]
+    assert results["none"][2] == pytest.approx(0.0, abs=1e-12) and results["full"][2] > results["selective"][2] > 0
+
+
+def test_deterministic(write_yaml):
+    a = run(small(write_yaml, t=8, p=2, d=2, batch=8))[1]
+    b = run(small(write_yaml, t=8, p=2, d=2, batch=8))[1]
+    assert a["step_s"] == b["step_s"] and a["memory"] == b["memory"]
+
+
+def test_out_of_memory_names_the_breakdown(write_yaml):
+    scenario = small(write_yaml, t=8, p=1, batch=64)
+    from dataclasses import replace
+
+    bank = replace(scenario.hardware.memory["hbm"], capacity=60e6)
+    scenario = replace(scenario, hardware=replace(scenario.hardware, memory={"hbm": bank}))
+    outcome = simulate(scenario)
+    assert outcome.status == "out_of_memory"
+    for word in ("weights", "gradients", "optimizer", "activations"):
+        assert word in outcome.diagnosis
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [
+        ({"t": 16}, "model.heads"),
+        ({"t": 8, "p": 3}, "model.layers"),
+        ({"t": 8, "d": 2, "batch": 3}, "system.batch"),
+        ({"t": 8, "d": 2, "mb": 2, "batch": 6}, "system.batch"),
+    ],
+)
+def test_bad_layouts_get_one_clear_error(write_yaml, kw, key):
+    with pytest.raises(ConfigError) as err:
+        small(write_yaml, **kw)
+    assert err.value.key == key
+
+
+def _fabric_error(write_yaml, old: str, new: str) -> ConfigError:
+    """The error of the small 8-NPU layout on a fabric edited by replacing `old` with `new`."""
+    text = SMALL.format(
+        model="ideal", t=8, p=1, d=1, v=1, sp="false", batch=8, mb=1, recompute="none", optimizer="allreduce", eff=1
+    )
+    path = write_yaml(text.replace(old, new))
+    with pytest.raises(ConfigError) as err:
+        check(load_scenario(path), str(path))
+    return err.value
+
+
+def test_layout_must_fill_the_fabric(write_yaml):
+    err = _fabric_error(write_yaml, "size: 0", "size: 2")
+    assert err.key == "system.parallel" and "16 NPUs" in str(err)
+
+
+def test_interleaving_needs_microbatches_in_multiples_of_p(write_yaml):
+    with pytest.raises(ConfigError) as err:
+        small(write_yaml, t=8, p=4, v=2, batch=6)
+    assert err.value.key == "system.parallel.virtual"
+
+
+def test_size_zero_only_in_the_last_dimension(write_yaml):
+    assert _fabric_error(write_yaml, "size: 8", "size: 0").key == "hardware.network.dims[0].size"
+
+
+# --- real math: tensor and data parallelism on an MLP ----------------------------------
+
+MLP = """
+name: megatron_mlp_test
+seed: 3
+hardware:
+  base: datacenter_npu
+  network: {{kind: switch, bandwidth: 100 Gb/s, latency: 1 us}}
+model: {{kind: mlp, inputs: 64, hidden: [{hidden}], classes: 10}}
+system: {system}
+run: {{mode: full, eval_every: 10}}
+report: {{plots: false, trace: false, html: false}}
+"""
+
+
+def _mlp_run(write_yaml, system: str, hidden: str = "32, 16"):
+    path = write_yaml(MLP.format(system=system, hidden=hidden))
+    scenario = load_scenario(path)
+    check(scenario, str(path))
+    outcome = simulate(scenario)
+    assert outcome.status == "ok", outcome.diagnosis
+    return outcome.system.final_params()
+
+
+@pytest.mark.parametrize("hidden", ["32, 16", "32, 16, 8"])  # a last layer held whole; two split pairs
+@pytest.mark.parametrize(("t", "d"), [(2, 2), (4, 1), (1, 4)])
+def test_tensor_and_data_parallel_mlp_trains_as_one_device(write_yaml, t, d, hidden):
+    """Column- and row-split layers with real all-reduces, data-parallel gradient all-reduces: after 12 steps of
+    SGD + momentum the gathered weights equal one device's with the whole batch, to float32 rounding."""
+    common = "batch: 32, steps: 12, lr: 0.1, momentum: 0.9, bank: working"
+    one = _mlp_run(write_yaml, f"{{kind: data_parallel, replicas: 1, {common}}}", hidden)
+    split = _mlp_run(write_yaml, f"{{kind: megatron, parallel: {{tensor: {t}, data: {d}}}, {common}}}", hidden)
+    assert len(split) == len(one)
+    for (w, b), (w1, b1) in zip(split, one, strict=True):
+        assert w.shape == w1.shape and b.shape == b1.shape
+        np.testing.assert_allclose(w, w1, rtol=1e-5, atol=1e-6)  # measured: at most 6e-8 apart
+        np.testing.assert_allclose(b, b1, rtol=1e-5, atol=1e-6)
+    start = _mlp_run(write_yaml, "{kind: data_parallel, replicas: 1, batch: 32, steps: 1, lr: 1.0e-9, bank: working}", hidden)
+    assert max(float(np.abs(w - w0).max()) for (w, _), (w0, _) in zip(split, start, strict=True)) > 1e-3  # it trained
+
+
+def test_mlp_widths_must_split_evenly(write_yaml):
+    path = write_yaml(MLP.format(system="{kind: megatron, parallel: {tensor: 3}, batch: 30, bank: working}", hidden="32, 16"))
+    with pytest.raises(ConfigError) as err:
+        check(load_scenario(path), str(path))
+    assert err.value.key == "model.hidden[0]"
+
+
+def test_published_suite_compares_predicted_with_published(tmp_path):
+    """The 22B rows of `hwsim validate published`: both time cases and the three memory figures, with errors
+    computed against the paper's numbers (the memory ones within the issue's 5 %)."""
+    from hwsim.commands.published import published, report
+
+    times, memory = published(rows=KORTHIKANTI_2022[:1])
+    assert list(times.case) == ["full recompute", "sequence + selective"]
+    assert (times.published_s == [1.42, 1.10]).all()
+    assert times.error.tolist() == pytest.approx((times.predicted_s / times.published_s - 1).tolist())
+    assert (times.predicted_s > 0).all() and times.mfu.between(0, 1).all() and (times.hfu >= times.mfu).all()
+    assert (memory.error.abs() <= 0.05).all(), memory
+    text = report(times, memory, tmp_path)
+    worst = 100 * times.error.abs().max()
+    assert f"time: worst |error| {worst:.1f} % (goal 10 %: {'met' if worst <= 10 else 'NOT met'})" in text
+    assert (tmp_path / "published_times.csv").is_file() and (tmp_path / "published.md").is_file()
+
+
+def test_published_goals_are_met_on_every_row():
+    """All of Korthikanti et al.'s Table 5 and Figure 1 (12 timing-only runs, about 10 s): every time within
+    10 % and their mean within 5 %, every memory figure within 5 % (the issue's goals; measured: worst
+    6.7 %, mean 4.9 %, memory 1.9 %)."""
+    from hwsim.commands.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published
+
+    times, memory = published()
+    assert len(times) == 8 and len(memory) == 12
+    assert times.error.abs().max() <= TIME_GOAL, times[["model", "case", "error"]]
+    assert times.error.abs().mean() <= MEAN_GOAL, times[["model", "case", "error"]]
+    assert memory.error.abs().max() <= MEMORY_GOAL, memory
+
+
+def test_trace_shows_every_tensor_rank_of_a_stage_side_by_side(write_yaml, tmp_path):
+    """With report.trace, ranks 1..t-1 of each stage get tracks (kind mirror) that repeat rank 0's first step,
+    so Perfetto shows a stage's tensor ranks on adjacent tracks; they stay out of the FLOP totals."""
+    from dataclasses import replace
+
+    from hwsim.trace.chrome import to_chrome
+
+    scenario = small(write_yaml, t=4, p=2, batch=4)
+    scenario = replace(scenario, report=replace(scenario.report, trace=True))
+    outcome, out = run(scenario)
+    units = outcome.trace.units
+    assert sorted(units[units.kind == "mirror"].device.unique()) == [f"t{i}.p{j}.d0" for i in range(1, 4) for j in range(2)]
+    busy = outcome.trace.busy
+    own = busy[busy.unit == "t0.p1.d0.systolic"][["label", "start_s", "end_s"]].reset_index(drop=True)
+    mirrored = busy[busy.unit == "t3.p1.d0.systolic"][["label", "start_s", "end_s"]].reset_index(drop=True)
+    assert own.equals(mirrored) and len(own) == 2 * 4 * 1  # F and B of 4 micro-batches on its one stage
+    names = [e["args"]["name"] for e in to_chrome(outcome.trace)["traceEvents"] if e.get("name") == "process_name"]
+    assert {"t0.p0.d0", "t1.p0.d0", "t2.p0.d0", "t3.p0.d0"} <= set(names)
+    plain = small(write_yaml, t=4, p=2, batch=4)
+    assert run(plain)[1]["mfu"] == out["mfu"]
