@@ -46,6 +46,14 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     class's `check`; the fabric must hold the system's NPUs."""
     system = scenario.system
     _check_name(scenario.name, where)
+    if len(scenario.description) > DESCRIPTION_LENGTH:
+        raise ConfigError(
+            where,
+            "description",
+            scenario.description,
+            f"at most {DESCRIPTION_LENGTH:,} characters (it is copied into summary.json and report.html); "
+            f"this one has {len(scenario.description):,}",
+        )
     _check_model(scenario.model, "model", where)
     fill = getattr(system, "fill", None)
     if fill is not None:
@@ -60,6 +68,7 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
 
 
 NAME_LENGTH = 100
+DESCRIPTION_LENGTH = 10_000
 
 
 def _check_name(name: str, where: str) -> None:
@@ -101,7 +110,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     kind = SYSTEMS[scenario.system.kind]
     if data is not None:
         kind.check_samples(scenario.system, len(data.y_train))
-    cluster = Cluster(env, scenario.hardware, kind.npu_names(scenario.system), recorder)
+    cluster = Cluster(env, scenario.hardware, kind.npu_names(scenario.system), recorder, precision=compute_precision(scenario))
     status, diagnosis, system = "ok", "", None
     with interruptible() as stop:
         try:  # building the system allocates its banks at time 0, which may already not fit
@@ -116,6 +125,12 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
         if stop.requested:
             status, diagnosis = "interrupted", f"interrupted (Ctrl-C) at simulated time {format_quantity(env.now, 'time')}"
     return Outcome(recorder.trace(), status, diagnosis, env.now, time.perf_counter() - wall_start, system, cluster)
+
+
+def compute_precision(scenario: Scenario) -> str:
+    """The precision of the system's GEMMs (`compute_precision`, or a 3D system's `precision`)."""
+    system = scenario.system
+    return getattr(system, "compute_precision", None) or getattr(system, "precision", None) or "fp32"
 
 
 class Stop:

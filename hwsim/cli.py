@@ -8,23 +8,47 @@ import os
 import sys
 from pathlib import Path
 
-from hwsim.commands.progress import ProgressBar
-from hwsim.config import Scenario, json_schema, load_scenario
-from hwsim.config.load import PRESET_DIR, PROJECT_ROOT, read_yaml
-from hwsim.errors import NOTHING, ConfigError
+from hwsim.commands.progress import ProgressBar, stages
+from hwsim.errors import NOTHING, WRITE_FAILED, ConfigError, ReportWriteError
+
+# Only the standard library and these two small modules load before a command runs, so `hwsim --help`,
+# `list` and `schema` start at once; each command imports what it needs.
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""hwsim's kernels call BLAS on small matrices (a layer of a micro-batch), where BLAS's threads only wait for
+each other: one thread each unless the environment says otherwise. Measured (dense_backward, 8 x 512 by
+512 x 512, float32, with another process on both cores): 32.7 ms a call with OpenBLAS's default threads,
+0.76 ms with one; `hwsim bench kernels` has the idle-machine figures."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    for name in BLAS_THREADS:  # before NumPy loads
+        os.environ.setdefault(name, "1")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    listed = "overrides" if hasattr(args, "overrides") else "items" if hasattr(args, "items") else None
+    if extra and (listed is None or any(x.startswith("-") or "=" not in x for x in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # overrides written after an option (`hwsim run S --out X system.steps=2`)
+        setattr(args, listed, [*getattr(args, listed), *extra])
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"hwsim: error: {err}", file=sys.stderr)
         return 2
+    except ReportWriteError as err:  # a full disk: no traceback, no half-written file, what was written named
+        print(f"hwsim: error: {err}", file=sys.stderr)
+        return WRITE_FAILED
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`hwsim list | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as err:  # a sweep's or comparison's files on a full disk, a folder taken away: one line
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"hwsim: error: could not read or write a file{where}: {err.strerror or err}", file=sys.stderr)
+        return WRITE_FAILED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,10 +78,10 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser(
         "validate",
-        help="check a pipeline scenario's schedule (invariants, closed forms, the math), or 'published': hwsim against "
-        "published Megatron figures",
+        help="check a scenario's run (what every run must hold; a pipeline's schedule: invariants, closed forms, the "
+        "math), or 'published': hwsim against published Megatron figures",
     )
-    validate.add_argument("scenario", help="scenario file (YAML) with system.kind: pipeline, or the word published")
+    validate.add_argument("scenario", help="scenario file (YAML), or the word published")
     validate.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
     validate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
     validate.set_defaults(func=_validate)
@@ -115,12 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a smoke run of the engine bench: short runs, once each")
     bench.add_argument("--size", default="256 MiB", help='float32 input size of the kernel benchmark (default "256 MiB")')
     bench.add_argument("--out", default="reports/bench", help="folder for bench.csv and bench.md")
+    bench.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress on stderr")
     bench.set_defaults(func=_bench)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
     from hwsim.build import check
+    from hwsim.config import load_scenario
     from hwsim.report.console import describe
     from hwsim.result import run
 
@@ -166,7 +192,7 @@ def _compare(args: argparse.Namespace) -> int:
     writable_folder(args.out, "--out")
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     try:
-        table = compare(paths, overrides, Path(args.out), lambda name: ProgressBar(name, enabled))
+        table = compare(paths, overrides, Path(args.out), stages("", enabled))
     except ValueError as err:
         raise ConfigError("command line", "SCENARIO", " ".join(paths), str(err)) from None
     print(markdown(table))
@@ -182,13 +208,14 @@ def _compare(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from hwsim.build import check
     from hwsim.commands.validate import table, validate
+    from hwsim.config import load_scenario
 
     if args.scenario == "published":
         return _published(args)
     scenario = load_scenario(args.scenario, args.overrides)
     check(scenario, args.scenario)
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
-    checks = validate(scenario, lambda what: ProgressBar(f"{scenario.name}: {what}", enabled))
+    checks = validate(scenario, stages(f"validate {scenario.name}", enabled))
     print(table(checks))
     failed = [c for c in checks if c.result == "FAIL"]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks did not fail" + (f"; FAILED: {len(failed)}" if failed else ""))
@@ -212,6 +239,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from hwsim.commands import sweep as engine
     from hwsim.config.sweep import sweep_from
     from hwsim.report.console import CONSOLE_ITEMS
+    from hwsim.report.sweep import maximized
 
     sweep = sweep_from(args.scenario, args.overrides, args.grid, args.zip, args.samples, args.seed)
     plots = {k: getattr(args, k) for k in ("metric", "x", "by", "pareto") if getattr(args, k) is not None}
@@ -240,6 +268,9 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"hwsim: interrupted; {done.pending} runs not finished. Re-run the same command to resume.", file=sys.stderr)
         return 130
     chosen = engine.write_report(folder, sweep, planned, units, done.table, plots)
+    metric = maximized(chosen["metric"])[0]
+    for dim in engine.no_effect(sweep, done.table):
+        print(f"hwsim: warning: {engine.NO_EFFECT.format(keys=' + '.join(dim), metric=metric)}", file=sys.stderr)
     print(_best(done.table, chosen["metric"], units))
     print(f"written: {folder}/sweep.parquet, sweep.csv, sweep.json, report.html and plots")
     return 1 if "error" in counts else 0
@@ -263,24 +294,43 @@ def _executor(args: argparse.Namespace):
 
 
 def _best(table, metric: str, units: dict) -> str:
+    """The console line of the best point on `metric`: its value and parameters; the tied points when
+    several share the best value; "all points equal" when every ok point does."""
+    import numpy as np
+
     from hwsim.report.sweep import maximized, show
 
     column, higher = maximized(metric)
     ok = table[(table.status == "ok") & table[column].notna()] if column in table else table.iloc[0:0]
     if ok.empty:
         return f"  no ok point has {column}"
-    row = ok.loc[ok[column].idxmax() if higher else ok[column].idxmin()]
-    params = ", ".join(f"{k}={show(row[k], units.get(k, ''))}" for k in table.columns[1 : table.columns.get_loc("status")])
-    return f"  best {column}: {row[column]:.4g} at point {row['point']} ({params})"
+    values = ok[column].astype(float)
+    top = values.max() if higher else values.min()
+    tied = ok[np.isclose(values, top, rtol=1e-9, atol=0.0)]
+    if len(tied) == len(ok) > 1:  # nothing to choose: no point is "best"
+        return f"  all points equal: {column} = {top:.4g} at every one of the {len(ok)} ok points"
+    keys = table.columns[1 : table.columns.get_loc("status")]
+
+    def value(k: str) -> str:
+        shown = [show(v, units.get(k, "")) for v in dict.fromkeys(tied[k])]
+        return shown[0] if len(shown) == 1 else "any of " + " / ".join(shown)
+
+    params = ", ".join(f"{k}={value(k)}" for k in keys)
+    where = f"point {tied.point.iloc[0]}" if len(tied) == 1 else "points " + ", ".join(map(str, tied.point))
+    return f"  best {column}: {top:.4g} at {where} ({params})"
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from hwsim.config import Scenario, json_schema
+
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **json_schema(Scenario)}
     print(json.dumps(schema, indent=2))
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
+    from hwsim.config.load import PRESET_DIR, PROJECT_ROOT, read_yaml
+
     sections = {
         "scenarios": sorted((PROJECT_ROOT / "scenarios").glob("*.yaml")),
         "models": sorted((PROJECT_ROOT / "models").glob("*.yaml")),
@@ -288,13 +338,14 @@ def _list(args: argparse.Namespace) -> int:
     }
     for title, files in sections.items():
         print(f"{title}:")
-        for file in files:
+        names = [str(f.relative_to(PROJECT_ROOT) if f.is_relative_to(PROJECT_ROOT) else f) for f in files]
+        width = max(map(len, names), default=0)
+        for file, shown in zip(files, names, strict=True):
             data = read_yaml(file)
-            about = data.get("description", "") if isinstance(data, dict) else ""
-            if not about and isinstance(data, dict):
-                about = data.get("kind", "") or data.get("name", "")
-            shown = file.relative_to(PROJECT_ROOT) if file.is_relative_to(PROJECT_ROOT) else file
-            print(f"  {str(shown):40s} {' '.join(str(about).split())[:90]}")
+            data = data if isinstance(data, dict) else {}
+            # a scenario's title (one line that tells it from its siblings), else the start of its description
+            about = data.get("title") or " ".join(str(data.get("description", "")).split())[:90]
+            print(f"  {shown:{width}s}  {about or data.get('kind', '') or data.get('name', '')}")
     from hwsim.codecs import describe
 
     print("codecs (wire bits per element at 2^20 elements; parameters with defaults):")
@@ -316,15 +367,16 @@ def _bench(args: argparse.Namespace) -> int:
     from hwsim.config.units import parse_quantity
 
     writable_folder(args.out, "--out")
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
     if args.what in ("engine", "all"):
-        print(run_bench(args.ops, Path(args.out), ProgressBar("bench engine"), quick=args.quick))
+        print(run_bench(args.ops, Path(args.out), ProgressBar("bench engine", enabled), quick=args.quick))
         print(f"written: {args.out}/bench.csv, {args.out}/bench.md")
     if args.what in ("kernels", "all"):
         try:
             nbytes = int(parse_quantity(args.size, "size"))
         except ValueError as err:
             raise ConfigError("command line", "--size", args.size, f"a size such as 256 MiB ({err})") from None
-        print(run_kernel_bench(nbytes, Path(args.out), progress=ProgressBar("bench kernels")))
+        print(run_kernel_bench(nbytes, Path(args.out), progress=ProgressBar("bench kernels", enabled)))
         print(f"written: {args.out}/kernels.csv, {args.out}/kernels.md")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 from datetime import datetime
 from functools import cached_property
@@ -13,24 +14,28 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
-from hwsim.report import (
-    fabric,
-    federated,
-    filling,
-    megatron,
-    memory_table,
-    online,
-    phase_table,
-    pipeline,
-    plots,
-    summarize,
-    unit_table,
-    write_report,
-)
+from hwsim.report.summary import memory_table, phase_table, summarize, unit_table
+from hwsim.report.write import write_report
 from hwsim.systems.pipeline.fill_map import fill_map
 from hwsim.trace import Trace
-from hwsim.trace.chrome import chrome_window
+from hwsim.trace.chrome import chrome_window, window_text
 from hwsim.trace.recorder import TABLES
+
+
+class _Later:
+    """A report module imported when first used: matplotlib loads only for runs that draw (or tables that
+    need a figure module's helpers), so a run with plots off starts faster."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+fabric, federated, filling, megatron, online, pipeline, plots = (
+    _Later(f"hwsim.report.{name}") for name in ("fabric", "federated", "filling", "megatron", "online", "pipeline", "plots")
+)
 
 MAX_UNITS_SHOWN = 32
 """The most units the timeline and utilization plots draw (the busiest); the tables keep them all."""
@@ -41,6 +46,32 @@ def package_version() -> str:
         return version("hwsim")
     except PackageNotFoundError:  # running from a checkout that is not installed
         return "unknown"
+
+
+class PlotNotApplicable(ValueError):
+    """A `RunResult.plot_*` helper asked of a run it has no picture for (a Gantt chart of a run without a
+    pipeline). The message names the helper and the runs that have it; `RunResult.figures()` lists the
+    plots that apply to a run."""
+
+
+FIGURES = {
+    "Unit timeline": ("plot_timeline", "every run"),
+    "Utilization": ("plot_utilization", "every run"),
+    "Memory over time": ("plot_memory", "every run"),
+    "Learning": ("plot_learning", "runs that record a training loss or test accuracy"),
+    "Fabric": ("plot_fabric", "runs whose fabric carried bytes"),
+    "Step phases": ("plot_phases", "parameter-server runs (their steps split into phases)"),
+    "Staleness": ("plot_staleness", "runs with an asynchronous parameter server"),
+    "Megatron breakdown": ("plot_megatron", "megatron runs of a transformer that finished"),
+    "Pipeline Gantt": ("plot_gantt", "pipeline runs and megatron runs of a transformer"),
+    "Activation memory": ("plot_activations", "pipeline runs and megatron runs of a transformer"),
+    "Bubble filling": ("plot_fill", "filled pipeline runs (system.fill) that finished"),
+    "Fill map": ("plot_fill_map", "filled pipeline runs (system.fill) that finished"),
+    "Online training": ("plot_online", "online runs that finished"),
+    "Federated learning": ("plot_federated", "federated runs that finished"),
+}
+"""Every plot of a run, in the report's order: caption (its PNG is the caption in lower case with
+underscores, `Pipeline Gantt` -> `pipeline_gantt.png`): the RunResult helper, and the runs it applies to."""
 
 
 class RunResult:
@@ -67,7 +98,12 @@ class RunResult:
 
     @cached_property
     def banks(self) -> pd.DataFrame:
-        return memory_table(self.trace)
+        """One row per bank: capacity, peak and final occupancy (n/a, NaN, when the system keeps nothing in
+        its banks: a layers model given as times)."""
+        table = memory_table(self.trace)
+        if not getattr(self.outcome.system, "holds_memory", True):
+            table[["peak_bytes", "final_bytes", "peak_fraction"]] = np.nan
+        return table
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -86,6 +122,7 @@ class RunResult:
             "rows": {name: self.trace.rows(name) for name in TABLES},
             "parquet": [name for name in TABLES if self.trace.on_disk(name)],
             "chrome_trace_window_s": None if window is None else [0.0, window],
+            "chrome_trace_window": None if window is None else window_text(self.trace, window),
         }
         out["provenance"] = {
             "version": package_version(),
@@ -99,6 +136,62 @@ class RunResult:
 
     # --- plots (matplotlib Figures) ---------------------------------------------
 
+    def figures(self) -> dict:
+        """The plots that apply to this run, in the report's order: {caption: helper} (call a helper for its
+        Figure). The report writes each as `<caption in lower case, spaces as underscores>.png`; a helper
+        left out raises PlotNotApplicable."""
+        return {caption: getattr(self, name) for caption, (name, _) in FIGURES.items() if self.plot_applies(name)}
+
+    def plot_applies(self, name: str) -> bool:
+        """Whether the plot helper `name` ("plot_gantt") has a picture of this run."""
+        ops = self.trace.ops
+        match name:
+            case "plot_timeline" | "plot_utilization" | "plot_memory":
+                return True
+            case "plot_learning":
+                return bool(self.metrics.metric.isin(("loss", "test_accuracy")).any())
+            case "plot_fabric":
+                return not self.links.empty and bool(self.links.bytes.any())
+            case "plot_phases":
+                return not self.phases.empty
+            case "plot_staleness":
+                return bool((self.metrics.metric == "staleness").any())
+            case "plot_megatron":
+                return self.status == "ok" and "megatron" in self.summary
+            case "plot_gantt":
+                return not ops.empty
+            case "plot_activations":
+                return not ops.empty and bool(self.trace.memory.event.str.startswith(pipeline.ACTIVATION_EVENTS).any())
+            case "plot_fill":
+                return self.filled
+            case "plot_fill_map":
+                return self.filled and "utilization_gain" in self.fill_map and self.fill_map.utilization_gain.notna().any()
+            case "plot_online":
+                return self.online
+            case "plot_federated":
+                return self.federated
+        raise ValueError(f"no plot helper {name!r}; the plots are " + ", ".join(n for n, _ in FIGURES.values()))
+
+    def _require(self, name: str) -> None:
+        """PlotNotApplicable, saying which runs have the plot, if `name` does not apply to this run."""
+        if self.plot_applies(name):
+            return
+        who = next(who for n, who in FIGURES.values() if n == name)
+        system = self.scenario.system
+        what = f"this run is {system.kind}"
+        if system.kind == "pipeline" and getattr(system, "fill", None) is None:
+            what += " without fill"
+        if self.status != "ok":
+            what += f" and ended {self.status}"
+        raise PlotNotApplicable(f"{name}: only {who} have this plot ({what})")
+
+    @staticmethod
+    def _drawn(name: str, fig):
+        """`fig`, or PlotNotApplicable if the figure function found nothing to draw."""
+        if fig is None:
+            raise PlotNotApplicable(f"{name}: nothing to draw for this run")
+        return fig
+
     def zoom_window(self, zoom_steps: int | None = None) -> tuple[float, float, int] | None:
         """(start_s, end_s, steps) of the first steps (until every device finished its step n), or
         None if the run is that short."""
@@ -109,13 +202,20 @@ class RunResult:
         return 0.0, float(steps.time_s[steps.step <= n].max()), n
 
     def shown_units(self) -> tuple[list[str], str]:
-        """The units the timeline and utilization plots draw: all of them, or (with many devices, as in a
-        federated run) the MAX_UNITS_SHOWN busiest; and a note for the title saying which."""
+        """The units the timeline and utilization plots draw: all of them, or (with many devices) of each kind
+        the busiest, the median and the least busy (many identical units would draw identical rows); and a
+        note for the title saying which."""
         table = self.utilization
         if len(table) <= MAX_UNITS_SHOWN:
             return list(table.unit), ""
-        keep = set(table.nlargest(MAX_UNITS_SHOWN, "busy_s").unit)
-        return [u for u in table.unit if u in keep], f" ({MAX_UNITS_SHOWN} busiest of {len(table)} units)"
+        keep = set()
+        for _, units in table.groupby("kind", sort=False):
+            ranked = units.sort_values("busy_s", kind="stable").unit.tolist()
+            keep.update(ranked[i] for i in {len(ranked) - 1, len(ranked) // 2, 0})
+        if len(keep) > MAX_UNITS_SHOWN:
+            keep = set(table[table.unit.isin(keep)].nlargest(MAX_UNITS_SHOWN, "busy_s").unit)
+        note = f" (of each kind, the busiest, median and least busy unit: {len(keep)} of {len(table)} units)"
+        return [u for u in table.unit if u in keep], note
 
     def plot_timeline(self, zoom_steps: int | None = None):
         units, note = self.shown_units()
@@ -129,29 +229,39 @@ class RunResult:
         return plots.memory_figure(self.trace, self.banks, self.sim_time_s, self.zoom_window())
 
     def plot_learning(self):
+        """Runs that learn: batch loss, test loss and accuracy against simulated time (PlotNotApplicable for a
+        timing-only run)."""
+        self._require("plot_learning")
         learning = self.summary["learning"]
         target = learning["target_accuracy"]
-        return plots.learning_figure(self.metrics, None if target is None else (target, learning["time_to_target_s"]))
+        figure = plots.learning_figure(self.metrics, None if target is None else (target, learning["time_to_target_s"]))
+        return self._drawn("plot_learning", figure)
 
     def plot_phases(self):
-        return plots.phases_figure(self.phases)
+        """Parameter-server runs: where each worker's step goes (PlotNotApplicable for other systems)."""
+        self._require("plot_phases")
+        return self._drawn("plot_phases", plots.phases_figure(self.phases))
 
     def plot_staleness(self):
-        return plots.staleness_figure(self.metrics)
+        """Asynchronous parameter-server runs: how stale each applied update was (PlotNotApplicable otherwise)."""
+        self._require("plot_staleness")
+        return self._drawn("plot_staleness", plots.staleness_figure(self.metrics))
 
     def plot_gantt(self, steps: int | None = None):
-        """Pipeline runs: per-device Gantt chart of the first steps (None for other systems)."""
-        return pipeline.gantt_figure(self.trace, steps or self.scenario.report.zoom_steps)
+        """Pipeline and megatron runs: per-device Gantt chart of the first steps (PlotNotApplicable for other
+        systems)."""
+        self._require("plot_gantt")
+        return self._drawn("plot_gantt", pipeline.gantt_figure(self.trace, steps or self.scenario.report.zoom_steps))
 
     def plot_megatron(self):
-        """Megatron runs: per-NPU step-time and memory breakdowns (None for other systems)."""
-        if self.status != "ok" or "megatron" not in self.summary:
-            return None
+        """Megatron runs that finished: per-NPU step-time and memory breakdowns (PlotNotApplicable otherwise)."""
+        self._require("plot_megatron")
         return megatron.megatron_figure(self.summary["megatron"])
 
     def plot_activations(self):
-        """Pipeline runs: activation bytes held per device over time (None for other systems)."""
-        return pipeline.activation_figure(self.trace.memory) if not self.trace.ops.empty else None
+        """Pipeline and megatron runs: activation bytes held per device over time (PlotNotApplicable otherwise)."""
+        self._require("plot_activations")
+        return self._drawn("plot_activations", pipeline.activation_figure(self.trace.memory))
 
     @cached_property
     def pipeline_devices(self) -> pd.DataFrame:
@@ -172,9 +282,9 @@ class RunResult:
         return mirrored(table) if mirrored is not None else table
 
     def plot_fabric(self):
-        """The topology with every cable coloured by its utilization (None when nothing crossed it)."""
-        if self.links.empty or not self.links.bytes.any():
-            return None
+        """The topology with every cable coloured by its utilization (PlotNotApplicable when no fabric, or
+        nothing crossed it)."""
+        self._require("plot_fabric")
         t, links = self.outcome.cluster.topology, self.links
         mirrored = "mirrored" in links and links.mirrored.any()
         title = f"Fabric: {t.kind}, {t.npus} NPUs (symmetric: replica 0's links, mirrored on the others)" if mirrored else ""
@@ -196,12 +306,15 @@ class RunResult:
         return fill_map(self.scenario) if self.filled else pd.DataFrame()
 
     def plot_fill(self):
-        """Filled pipeline runs: utilization per device before/after, both instances' learning."""
-        return filling.fill_figure(self.trace, self.outcome.system) if self.filled else None
+        """Filled pipeline runs that finished: utilization per device before/after, both instances' learning
+        (PlotNotApplicable otherwise)."""
+        self._require("plot_fill")
+        return filling.fill_figure(self.trace, self.outcome.system)
 
     def plot_fill_map(self):
-        """Filled pipeline runs: the heatmap of where filling pays."""
-        return filling.fill_map_figure(self.fill_map, self.scenario.system.fill.policy) if self.filled else None
+        """Filled pipeline runs that finished: the heatmap of where filling pays (PlotNotApplicable otherwise)."""
+        self._require("plot_fill_map")
+        return self._drawn("plot_fill_map", filling.fill_map_figure(self.fill_map, self.scenario.system.fill.policy))
 
     @property
     def online(self) -> bool:
@@ -221,8 +334,10 @@ class RunResult:
         return online.accuracy_over_time(self.predictions, self.scenario.system.duration, by_worker=True)
 
     def plot_online(self):
-        """Online runs: accuracy over time with drift points, staleness, latency, bytes per update type."""
-        return online.online_figure(self.trace, self.outcome.system) if self.online else None
+        """Online runs that finished: accuracy over time with drift points, staleness, latency, bytes per
+        update type (PlotNotApplicable otherwise)."""
+        self._require("plot_online")
+        return online.online_figure(self.trace, self.outcome.system)
 
     @property
     def federated(self) -> bool:
@@ -244,8 +359,9 @@ class RunResult:
 
     def plot_federated(self):
         """Federated runs: accuracy per round and over time, round durations, participation, bytes per
-        client, the memory trace of the client with the highest peak."""
-        return federated.federated_figure(self.trace, self.outcome.system) if self.federated else None
+        client, the memory trace of the client with the highest peak (PlotNotApplicable for other runs)."""
+        self._require("plot_federated")
+        return federated.federated_figure(self.trace, self.outcome.system)
 
     # --- output -------------------------------------------------------------------
 

@@ -161,6 +161,27 @@ def test_list_shows_shipped_files(capsys):
     assert "zb_h2          ZB-H2" in out and "source: Qi et al., Zero Bubble Pipeline Parallelism" in out
 
 
+def test_list_tells_every_shipped_scenario_apart_by_its_title(capsys, root):
+    import yaml
+
+    assert main(["list"]) == 0
+    lines = [line.split(maxsplit=1) for line in capsys.readouterr().out.splitlines() if line.startswith("  scenarios/")]
+    about = dict(lines)
+    assert len(about) == len(list((root / "scenarios").glob("*.yaml")))
+    pipelines = [text for name, text in about.items() if name.startswith("scenarios/pipeline_")]
+    assert len(pipelines) >= 13 and len(set(pipelines)) == len(pipelines)
+    for name, text in about.items():
+        title = yaml.safe_load((root / name).read_text())["title"]
+        assert text == title and len(title) <= 100, name
+
+
+def test_a_scenario_title_is_in_the_schema_and_one_short_line(capsys, write_yaml, tmp_path):
+    assert main(["schema"]) == 0
+    assert "100 characters" in json.loads(capsys.readouterr().out)["properties"]["title"]["description"]
+    assert main(["run", str(write_yaml(MINIMAL + "title: " + "t" * 101 + "\n")), "--out", str(tmp_path / "o")]) == 2
+    assert "title" in capsys.readouterr().err
+
+
 def test_list_shows_every_codec_with_its_wire_bits(capsys):
     from hwsim.codecs import CODECS
 
@@ -169,3 +190,79 @@ def test_list_shows_every_codec_with_its_wire_bits(capsys):
     for name in CODECS:
         assert f"\n  {name} " in out
     assert "drive       1.000 b  unbiased" in out
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_3(capsys, tmp_path, root, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name == "metrics.csv.tmp":
+            real(self, data[: len(data) // 2])  # a part, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    out = tmp_path / "r"
+    overrides = ["system.steps=3", "report.plots=false", "report.trace=false"]
+    code = main(["run", str(root / "scenarios" / "quickstart.yaml"), *overrides, "--out", str(out), "--progress", "off"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"hwsim: error: could not write the report to {out}: No space left on device; written so far: ")
+    written = err.strip().rsplit("written so far: ", 1)[1].split(", ")
+    assert written[0] == "summary.json" and "metrics.csv" not in written
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # no metrics.csv.tmp left behind
+
+
+def test_a_description_is_at_most_10000_characters(capsys, tmp_path, write_yaml):
+    path = write_yaml(MINIMAL + "description: " + "d" * 10_001 + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: description: got 'ddd" in err and "at most 10,000 characters" in err and "this one has 10,001" in err
+    assert len(err) < 600 and not (tmp_path / "r" / "summary.json").exists()
+    assert main(["run", str(write_yaml(MINIMAL + "description: " + "d" * 10_000 + "\n")), "--out", str(tmp_path / "r")]) == 0
+
+
+def test_overrides_may_follow_options(tmp_path, root):
+    path = str(root / "scenarios" / "quickstart.yaml")
+    assert main(["run", path, "--out", str(tmp_path), "system.steps=3", "--progress", "off"]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 3
+    with pytest.raises(SystemExit) as stop:  # what is neither an option nor key=value is still refused
+        main(["run", path, "--out", str(tmp_path), "stray"])
+    assert stop.value.code == 2
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    """`hwsim schema | head -c 10`: the pipe closes while hwsim writes; it stops quietly."""
+    proc = subprocess.Popen([sys.executable, "-m", "hwsim.cli", "schema"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err
+
+
+def test_validate_names_each_part_as_it_starts(root, capsys):
+    """Long commands are never silent: where stderr is not a terminal, each part is a line."""
+    path = str(root / "scenarios" / "pipeline_1f1b.yaml")
+    small = ["system.steps=2", "system.data_parallel=1", "run.mode=timing-only"]
+    assert main(["validate", path, *small]) == 0
+    err = capsys.readouterr().err
+    assert "validate pipeline_1f1b: simulate ..." in err and "one step, free network ..." in err
+
+
+def test_a_file_error_outside_a_run_report_is_one_line(monkeypatch, capsys, root, tmp_path):
+    """A comparison (or sweep) that cannot write its table: one line and exit 3, not a traceback."""
+    import errno
+
+    import hwsim.commands.compare as compare
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "comparison.csv"))
+
+    monkeypatch.setattr(compare, "write_atomic", full)
+    path = str(root / "scenarios" / "compressed_ps_int8.yaml")
+    assert main(["compare", path, "system.steps=2", "--out", str(tmp_path), "--progress", "off"]) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "comparison.csv" in err and "Traceback" not in err

@@ -366,6 +366,10 @@ def write_report(folder: Path, sweep: Sweep, planned: list[Planned], units: dict
     keys = [a.key for a in sweep.axes]
     chosen = report_sweep.choose(table, keys, {**sweep.plots, **plots})
     about["plots"] = chosen
+    about["no_effect"] = [
+        {"keys": dim, "note": NO_EFFECT.format(keys=" + ".join(dim), metric=report_sweep.maximized(chosen["metric"])[0])}
+        for dim in no_effect(sweep, table)
+    ]
     write_atomic(folder / "sweep.json", json.dumps(about, indent=1, default=str))
     dims = [[a.key] for a in sweep.grid] + [[a.key for a in group] for group in sweep.zips]
     figures = report_sweep.figures(table, dims, units, chosen, sampled=sweep.samples is not None)
@@ -375,6 +379,34 @@ def write_report(folder: Path, sweep: Sweep, planned: list[Planned], units: dict
     counts = table.status.value_counts().to_dict()
     write_atomic(folder / "report.html", report_sweep.page(about, table, chosen, images, counts))
     return chosen
+
+
+NO_EFFECT = (
+    "{keys} had no effect: {metric} and every other result are identical across its values (is it a setting "
+    "this system uses?); no point is better than another along it"
+)
+"""The warning of an axis that changed nothing (stderr, sweep.json's `no_effect`, the report)."""
+NOT_COMPARED = ("pending", "error")
+"""Statuses of points whose results are unknown: left out when looking for an axis without effect."""
+
+
+def no_effect(sweep: Sweep, table: pd.DataFrame) -> list[list[str]]:
+    """The sweep's dimensions (an axis, or the keys zipped together) that changed nothing: wherever the
+    other swept keys are equal, every point that ran, whatever this dimension's value, has the same
+    status and the same results (every column of the table but the point, the parameters and the key). A
+    dimension never seen with two values at equal other keys (a sampled sweep) is not judged."""
+    dims = [[a.key] for a in sweep.grid] + [[a.key for a in group] for group in sweep.zips]
+    keys = [k for dim in dims for k in dim]
+    ran = table[~table.status.isin(NOT_COMPARED)]
+    results = [c for c in ran.columns if c not in {"point", "key", "report", *keys}]
+    out = []
+    for dim in dims:
+        others = [k for k in keys if k not in dim]
+        groups = [rows for _, rows in ran.groupby(others, dropna=False, sort=False)] if others else [ran]
+        compared = [rows for rows in groups if len(rows[dim].drop_duplicates()) > 1]
+        if compared and all((rows[results].nunique(dropna=False) <= 1).all() for rows in compared):
+            out.append(dim)
+    return out
 
 
 def describe(sweep: Sweep, planned: list[Planned], units: dict) -> dict:

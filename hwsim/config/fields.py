@@ -41,9 +41,11 @@ def spec(
     min: float | None = None,
     gt: float | None = None,
     max: float | None = None,
+    length: int | None = None,
 ) -> Any:
-    """A schema field: `doc` is its help; `unit` a quantity kind from `units`; bounds inclusive except `gt`."""
-    meta = {"doc": doc, "unit": unit, "choices": choices, "min": min, "gt": gt, "max": max}
+    """A schema field: `doc` is its help; `unit` a quantity kind from `units`; bounds inclusive except `gt`
+    (on a list: on each item); `length` the number of items a list must have."""
+    meta = {"doc": doc, "unit": unit, "choices": choices, "min": min, "gt": gt, "max": max, "length": length}
     if isinstance(default, (list, dict)):
         raise TypeError("use a tuple or a factory for mutable defaults")
     if unit and isinstance(default, str):
@@ -94,6 +96,8 @@ def _value(hint: Any, meta: dict, raw: Any, key: str, where: str) -> Any:
     if origin is tuple:
         if not isinstance(raw, (list, tuple)):
             raise ConfigError(where, key, raw, f"a list ({meta['doc']})")
+        if meta.get("length") is not None and len(raw) != meta["length"]:
+            raise ConfigError(where, key, raw, f"a list of {meta['length']} items ({meta['doc']})")
         return tuple(_value(args[0], meta, v, f"{key}[{i}]", where) for i, v in enumerate(raw))
     return _scalar(hint, meta, raw, key, where)
 
@@ -212,7 +216,8 @@ def _schema_of(hint: Any, meta: dict) -> dict:
     if origin is dict:
         return {"type": "object", "additionalProperties": _schema_of(args[1], {}), **doc}
     if origin is tuple:
-        return {"type": "array", "items": _schema_of(args[0], {}), **doc}
+        sized = {"minItems": meta["length"], "maxItems": meta["length"]} if meta.get("length") is not None else {}
+        return {"type": "array", "items": _schema_of(args[0], {}), **sized, **doc}
     if meta.get("unit"):
         return {"type": "string", **doc, "description": f"{meta['doc']}: {EXAMPLES[meta['unit']]}"}
     if hint is str and meta.get("choices"):

@@ -42,6 +42,14 @@ def read_yaml(path: Path, what: str = "file") -> Any:
         return yaml.load(text, Loader=UniqueKeyLoader)
     except DuplicateKey as err:
         raise ConfigError(f"{path}:{err.line}", err.key, NOTHING, f"each key once (it is also set on line {err.first})") from None
+    except TooDeep as err:
+        raise ConfigError(f"{path}:{err.line}", "", NOTHING, f"a YAML document nested at most {NESTING} levels deep") from None
+    except RecursionError:  # a fallback: the loader counts levels itself
+        raise ConfigError(str(path), "", NOTHING, f"a YAML document nested at most {NESTING} levels deep") from None
+    except TooManyAliasNodes as err:
+        raise ConfigError(
+            str(path), "", NOTHING, f"a YAML document whose aliases expand to at most {ALIAS_NODES:,} nodes ({err.problem})"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -57,8 +65,72 @@ class DuplicateKey(yaml.YAMLError):
         self.key, self.first, self.line = key, first, line
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that sets a key twice (plain YAML keeps the last)."""
+NESTING = 100
+"""The most levels of lists and mappings inside one another a YAML document may have (PyYAML's composer
+recurses once per level: 1,000 levels end in a RecursionError)."""
+ALIAS_NODES = 100_000
+"""The most nodes aliases (`*name`) may add to a YAML document when expanded: a "billion laughs" of nine
+levels of nine aliases expands to billions, which a value's checks, copies and error messages would walk."""
+
+
+class TooDeep(yaml.YAMLError):
+    """A YAML document nested more than NESTING levels deep."""
+
+    def __init__(self, line: int):
+        super().__init__(f"nested more than {NESTING} levels deep")
+        self.line = line
+
+
+class TooManyAliasNodes(yaml.YAMLError):
+    """A YAML document whose aliases expand to more than ALIAS_NODES nodes, or refer to themselves."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.problem = problem
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a document nested more than NESTING levels, or whose aliases expand
+    to more than ALIAS_NODES nodes (counted on the node graph, without expanding it), or to themselves."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > NESTING:
+                raise TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node):
+        sizes: dict[int, int] = {}
+        expanded = _expanded_size(node, sizes, set())
+        if expanded - len(sizes) > ALIAS_NODES:
+            raise TooManyAliasNodes(f"its {len(sizes):,} nodes expand to {expanded:,}")
+        return super().construct_document(node)
+
+
+def _expanded_size(node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many nodes `node` is with every alias in it expanded (`sizes`: the nodes counted so far)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        raise TooManyAliasNodes("an alias refers to a list or mapping it is inside")
+    open_.add(id(node))
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, sizes, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
+    open_.discard(id(node))
+    sizes[id(node)] = total
+    return total
+
+
+class UniqueKeyLoader(BoundedLoader):
+    """The bounded safe loader, refusing a mapping that sets a key twice (plain YAML keeps the last)."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -201,14 +273,40 @@ def _resolve(value: Any, what: str, base_dir: Path, where: str, key: str) -> tup
         data = read_yaml(file, f"{what} file")
         if not isinstance(data, dict):
             raise ConfigError(str(file), "", data, f"a mapping of {what} settings")
+        if "base" in data:
+            top = key  # the key the scenario names it by (a base of a base: the same key)
+            while top.endswith(".base"):
+                top = top.removesuffix(".base")
+            raise ConfigError(
+                str(file),
+                f"{top}.base",
+                data["base"],
+                f"no base in a {what} file (base is followed only where a scenario names a {what}, as "
+                f"{top}: {{base: NAME, ...}}; a {what} file holds all its settings)",
+            )
         return data, file
     if isinstance(value, dict) and "base" in value:
         if not isinstance(value["base"], (str, dict)):
             raise ConfigError(where, key + ".base", value["base"], f"a {what} name, a path, or a mapping of {what} settings")
         base, file = _resolve(value["base"], what, base_dir, where, key + ".base")
         own = {k: v for k, v in value.items() if k != "base"}
+        if what == "hardware preset" and _replaces_network(base.get("network"), own.get("network")):
+            base = {k: v for k, v in base.items() if k != "network"}
         return _merge(base, own), file
     return value, None
+
+
+def _network_topology(network: dict) -> str:
+    """The topology a `hardware.network` mapping names: its `kind`, else dims (with `dims`), else switch."""
+    return network.get("kind") or ("dims" if "dims" in network else "switch")
+
+
+def _replaces_network(base: Any, own: Any) -> bool:
+    """Whether a scenario's `hardware.network` replaces its base's whole instead of merging into it: when
+    it names a topology (`kind`, or `dims`) other than the base's."""
+    if not isinstance(base, dict) or not isinstance(own, dict) or not ("kind" in own or "dims" in own):
+        return False
+    return _network_topology(own) != _network_topology(base)
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -232,7 +330,7 @@ def parse_value(text: str) -> Any:
     """A value written on the command line: YAML (numbers, true/false, null, [lists]), else the text;
     `1e-3` is a number (plain YAML reads it as a string)."""
     try:
-        parsed = yaml.safe_load(text) if text.strip() else ""
+        parsed = yaml.load(text, Loader=BoundedLoader) if text.strip() else ""
     except yaml.YAMLError:
         return text
     if isinstance(parsed, str):
@@ -260,10 +358,17 @@ def _origin(key: str, overrides: list, scenario_raw: dict, sources: dict, path: 
         if key == okey or key.startswith((okey + ".", okey + "[")) or okey.startswith(key + "."):
             return f"command-line override {text}"
     node: Any = scenario_raw
+    whole = False  # inside a list, or a network that replaced its base's: the scenario wrote all of it
     for part in key.split("."):
-        if isinstance(node, dict) and part.split("[")[0] in node:
-            node = node[part.split("[")[0]]
-        else:
-            top = key.split(".")[0]
-            return str(sources[top]) if sources.get(top) else str(path)
+        name, *indices = part.replace("]", "").split("[")
+        for step in ([name] if name else []) + indices:
+            if isinstance(node, dict) and step in node:
+                node = node[step]
+                whole = whole or (step == "network" and isinstance(node, dict) and ("kind" in node or "dims" in node))
+            elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+                node = node[int(step)]
+            else:
+                top = key.split(".")[0]
+                return str(sources[top]) if sources.get(top) and not whole else str(path)
+            whole = whole or isinstance(node, list)
     return str(path)

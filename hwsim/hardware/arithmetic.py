@@ -138,9 +138,13 @@ class ArithmeticUnit(Unit):
 
     kind = "systolic"
 
-    def __init__(self, env: simpy.Environment, name: str, spec: SystolicSpec):
+    def __init__(self, env: simpy.Environment, name: str, spec: SystolicSpec, precision: str = "fp32"):
         super().__init__(env, name, spec.clock)
         self.spec = spec
+        self.precision = precision
+        """The precision of FLOP recorded without one (`busy`, `record`): the system's compute precision."""
+        self.flops_at: dict[str, float] = {}
+        """FLOP done so far at each precision (the unit's peak is taken at the precisions it ran)."""
 
     def macs(self, precision: str) -> int:
         return getattr(self.spec.macs_per_cycle, precision)
@@ -150,8 +154,19 @@ class ArithmeticUnit(Unit):
 
     def gemm(self, m: int, n: int, k: int, precision: str, label: str, count: int = 1) -> Generator:
         """Run `count` independent GEMMs (m, n, k)."""
-        cycles = self.cycles(m, n, k, precision, count)
-        yield from self.busy(cycles / self.clock_hz, label, 2.0 * m * n * k * count)
+        seconds = self.cycles(m, n, k, precision, count) / self.clock_hz
+        with self._resource.request() as request:
+            yield request
+            start = self.env.now
+            yield self.env.timeout(seconds)
+        self.record(label, start, self.env.now, 2.0 * m * n * k * count, precision)
+
+    def record(self, label: str, start: float, end: float, work: float = 0.0, precision: str | None = None) -> None:
+        """A busy span that did `work` FLOP at `precision` (default: the unit's `precision`)."""
+        if work:
+            at = precision or self.precision
+            self.flops_at[at] = self.flops_at.get(at, 0.0) + work
+        super().record(label, start, end, work)
 
     def peak_flops(self, precision: str = "fp32", clock: float | None = None) -> float:
         """2 FLOP per MAC x PEs x arrays x MACs per cycle x clock (default: the array's clock)."""
@@ -160,7 +175,12 @@ class ArithmeticUnit(Unit):
 
     @property
     def peak_per_s(self) -> float:
-        return self.peak_flops("fp32")
+        """Peak FLOP/s at the precision the unit ran; if it ran several, the rate at which its FLOP would
+        take their ideal time (sum of FLOP / sum of FLOP / peak at each precision)."""
+        if len(self.flops_at) <= 1:
+            return self.peak_flops(next(iter(self.flops_at), self.precision))
+        ideal_s = sum(flops / self.peak_flops(p) for p, flops in self.flops_at.items())
+        return sum(self.flops_at.values()) / ideal_s
 
 
 class VectorUnit(Unit):

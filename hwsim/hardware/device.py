@@ -21,11 +21,11 @@ class Device:
     The device does nothing on its own: a system runs its controller process.
     """
 
-    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec):
+    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec, precision: str = "fp32"):
         self.env = env
         self.name = name
         self.spec = spec
-        self.systolic = ArithmeticUnit(env, f"{name}.systolic", spec.systolic)
+        self.systolic = ArithmeticUnit(env, f"{name}.systolic", spec.systolic, precision)
         self.vector = VectorUnit(env, f"{name}.vector", spec.vector)
         self.banks = {bank: MemoryBank(env, f"{name}.{bank}", bank_spec) for bank, bank_spec in spec.memory.items()}
         self.nic = Nic(env, f"{name}.nic", spec.nic)
@@ -49,8 +49,8 @@ class Server(Device):
     fabric); messages are handled one at a time, in arrival order.
     """
 
-    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec, handler: Handler):
-        super().__init__(env, name, spec)
+    def __init__(self, env: simpy.Environment, name: str, spec: HardwareSpec, handler: Handler, precision: str = "fp32"):
+        super().__init__(env, name, spec, precision)
         self.handler = handler
         self.process = env.process(self._serve())
 

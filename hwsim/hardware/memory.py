@@ -101,13 +101,17 @@ class MemoryBank(Unit):
             notify(self, self.env.now, self.used, label)
 
     def _diagnose(self, name: str, size: int, old: int) -> str:
-        holders = sorted(self._sizes.items(), key=lambda kv: -kv[1])
-        held = ", ".join(f"{n} {format_quantity(s, 'size')}" for n, s in holders[:5])
+        """The message of an allocation of `size` bytes under `name` (holding `old` bytes now) that does not
+        fit: `name`'s own bytes are counted once, as what it grows from, not as another holder."""
+        q = lambda x: format_quantity(x, "size")  # noqa: E731
+        holders = sorted(((n, s) for n, s in self._sizes.items() if n != name), key=lambda kv: -kv[1])
+        held = ", ".join(f"{n} {q(s)}" for n, s in holders[:5])
         more = f" and {len(holders) - 5} more" if len(holders) > 5 else ""
         free = self.capacity - self.used + old
         holding = f"held by {held}{more}" if held else "nothing else is held"
+        needs = f"grows from {q(old)} to {q(size)}" if name in self._sizes else f"needs {q(size)}"
         return (
             f"out of memory in bank '{self.name}' ({self.precision}, capacity "
-            f"{format_quantity(self.capacity, 'size')}) at t={self.env.now:.6g} s: "
-            f"'{name}' needs {format_quantity(size, 'size')} but only {format_quantity(free, 'size')} is free; {holding}"
+            f"{q(self.capacity)}) at t={self.env.now:.6g} s: "
+            f"'{name}' {needs} but only {q(free)} is free for it; {holding}"
         )

@@ -117,11 +117,21 @@ def _apply_overrides(t: Topology, net, needed: int, where: str) -> None:
 class Cluster:
     """The fabric and the devices on its NPUs (`names[i]` on NPU i)."""
 
-    def __init__(self, env: simpy.Environment, hardware: HardwareSpec, names: list[str], recorder, where: str = "scenario"):
+    def __init__(
+        self,
+        env: simpy.Environment,
+        hardware: HardwareSpec,
+        names: list[str],
+        recorder,
+        where: str = "scenario",
+        precision: str = "fp32",
+    ):
         self.env = env
         self.hardware = hardware
         self.recorder = recorder
         self.names = names
+        self.precision = precision
+        """The precision the devices' arithmetic units compute at (the system's), their peak's precision."""
         self.topology = build_topology(hardware, len(names), where)
         model = hardware.network.model if hardware.network is not None else "flow"
         self.fabric = Fabric(env, self.topology, model, names)
@@ -140,11 +150,11 @@ class Cluster:
 
     def add(self, npu: int, name: str, hardware: HardwareSpec, link_factor: float = 1.0) -> Device:
         """A device on NPU `npu`; `link_factor` scales its links' bandwidth."""
-        return self._place(npu, Device(self.env, name, hardware), link_factor)
+        return self._place(npu, Device(self.env, name, hardware, self.precision), link_factor)
 
     def add_server(self, npu: int, name: str, hardware: HardwareSpec, handler: Callable) -> Server:
         """A device on NPU `npu` whose controller hands each message it receives to `handler`."""
-        return self._place(npu, Server(self.env, name, hardware, handler), 1.0)
+        return self._place(npu, Server(self.env, name, hardware, handler, self.precision), 1.0)
 
     def set_links(self, npu: int, hardware: HardwareSpec, factor: float = 1.0) -> None:
         """NPU `npu`'s links for a device of `hardware` (its NIC's, on a switch without links of its own),

@@ -1,6 +1,4 @@
-"""Tables, figures and the HTML report, from a run's DataFrames."""
+"""Tables, figures and the HTML report, from a run's DataFrames: `summary` (the numbers), `write` (the
+folder), `html`, `console`, and one module of figures per view (`plots`, `pipeline`, `fabric`, ...).
 
-from hwsim.report.summary import memory_table, phase_table, summarize, time_to_accuracy, unit_table
-from hwsim.report.write import write_report
-
-__all__ = ["memory_table", "phase_table", "summarize", "time_to_accuracy", "unit_table", "write_report"]
+Nothing is imported here, so a module that needs the numbers does not load matplotlib."""

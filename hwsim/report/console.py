@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import statistics
+
 from hwsim.config.units import format_quantity
 
 CONSOLE_ITEMS = 10
 """The most units (busiest) and banks (fullest) the run line lists; summary.json has them all."""
 
 
-def _more(count: int) -> str:
-    return f" and {count - CONSOLE_ITEMS} more" if count > CONSOLE_ITEMS else ""
+NO_FLOPS = "layers given as times carry no FLOP count"
+NO_MEMORY = "layers given as times hold nothing in the banks"
 
 
 def _headline(s: dict) -> str:
@@ -29,25 +31,50 @@ def _headline(s: dict) -> str:
     return f"  {simulated} in {s['steps']:,} steps ({step}{s['samples_per_s']:,.0f} samples/s); {wall}"
 
 
+def _utilization(units: dict) -> str:
+    """The busy units, busiest first; with more than CONSOLE_ITEMS, one entry per kind of unit (many
+    identical devices would fill the line with identical numbers)."""
+    busy = sorted(((u["util"], name) for name, u in units.items() if u["util"] > 0), reverse=True)
+    if len(busy) <= CONSOLE_ITEMS:
+        return ", ".join(f"{name} {u:.0%}" for u, name in busy) or "none"
+    kinds: dict[str, list[float]] = {}
+    for u, name in busy:
+        kinds.setdefault(units[name]["kind"], []).append(u)
+    return ", ".join(
+        f"{kind} {statistics.median(utils):.0%} median of {len(utils)} ({min(utils):.0%} to {max(utils):.0%})"
+        for kind, utils in kinds.items()
+    )
+
+
+def _memory(banks: dict) -> str:
+    """Peak occupancy of the fullest banks; with more than CONSOLE_ITEMS, the fullest bank of each name
+    (`working` of every device, ...)."""
+    if banks and all(m["peak_bytes"] is None for m in banks.values()):
+        return f"n/a ({NO_MEMORY})"
+    fullest = sorted(banks.items(), key=lambda bm: -(bm[1]["peak_bytes"] or 0) / bm[1]["capacity_bytes"])
+    size = lambda m: f"{format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}"  # noqa: E731
+    if len(fullest) <= CONSOLE_ITEMS:
+        return ", ".join(f"{b} {size(m)}" for b, m in fullest)
+    names: dict[str, list[str]] = {}
+    for b, _ in fullest:
+        names.setdefault(b.rsplit(".", 1)[-1], []).append(b)
+    return ", ".join(f"{held[0]} {size(banks[held[0]])} (fullest of {len(held)} {name})" for name, held in names.items())
+
+
 def describe(summary: dict) -> str:
     """The console lines of a run: status, headline, utilization, FLOP/s, memory, learning, and the system's own."""
     s = summary
     lines = [f"{s['scenario']}: {s['status']}" + (f" - {s['diagnosis']}" if s["diagnosis"] else ""), _headline(s)]
-    busy = sorted(((u["util"], name) for name, u in s["units"].items() if u["util"] > 0), reverse=True)
-    util = ", ".join(f"{name} {u:.0%}" for u, name in busy[:CONSOLE_ITEMS]) + _more(len(busy))
-    lines.append(f"  utilization: {util or 'none'}")
+    lines.append(f"  utilization: {_utilization(s['units'])}")
     flops = s["flops"]
     if flops["fraction_of_peak"] is not None:
         lines.append(
             f"  FLOP/s: {format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} achieved of "
             f"{format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak ({flops['fraction_of_peak']:.0%})"
         )
-    fullest = sorted(s["memory"].items(), key=lambda bm: -bm[1]["peak_bytes"] / bm[1]["capacity_bytes"])
-    mem = ", ".join(
-        f"{b} {format_quantity(m['peak_bytes'], 'size')}/{format_quantity(m['capacity_bytes'], 'size')}"
-        for b, m in fullest[:CONSOLE_ITEMS]
-    ) + _more(len(fullest))
-    lines.append(f"  peak memory: {mem}")
+    elif flops["achieved_flop_per_s"] is None:
+        lines.append(f"  FLOP/s: n/a ({NO_FLOPS}) of {format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak")
+    lines.append(f"  peak memory: {_memory(s['memory'])}")
     learn = s["learning"]
     finals = [f"{what} {learn[key]:{form}}" for what, key, form in LEARNING if learn[key] is not None]
     if finals:

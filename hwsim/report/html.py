@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 
 import pandas as pd
 
 from hwsim.config.units import format_quantity
-from hwsim.trace.chrome import MAX_OPERATIONS
+from hwsim.report.console import NO_FLOPS, NO_MEMORY
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; padding: 0 1em; color: #222; }
@@ -18,6 +19,9 @@ th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 .fail { background: #fde2e2; border: 1px solid #c44; padding: 0.7em; }
 img { max-width: 100%; }
+td { white-space: nowrap; }
+.toc { font-size: 0.9em; }
+details summary { cursor: pointer; margin: 0.5em 0; }
 """
 
 
@@ -34,10 +38,7 @@ def render(
         ("steps", s["steps"]),
         ("mean step time", format_quantity(s["step_time_s"], "time") if s["step_time_s"] else "-"),
         ("throughput", f"{s['samples_per_s']:,.0f} samples/s"),
-        (
-            f"achieved / peak FLOP/s ({flops['compute_precision']})",
-            f"{format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} / {format_quantity(flops['peak_flop_per_s'], 'flop_rate')}",
-        ),
+        (f"achieved / peak FLOP/s ({flops['compute_precision']})", _flop_rates(flops)),
         ("bytes moved (memory ports)", format_quantity(s["bytes_moved"]["memory"], "size")),
         ("bytes moved (network)", format_quantity(s["bytes_moved"]["network"], "size")),
         ("final batch loss", _num(learning["final_loss"])),
@@ -59,30 +60,113 @@ def render(
     ]
     if s["status"] != "ok":
         parts.append(f"<p class='fail'><b>{html.escape(s['status'])}</b>: {html.escape(s['diagnosis'])}</p>")
-    parts.append("<h2>Summary</h2>" + _table(pd.DataFrame(key_rows, columns=["", "value"])))
+    sections = ["Summary", *images, "Units", "Memory banks"] + (
+        ["Step phases"] if phases is not None and not phases.empty else []
+    )
+    parts.append("<p class='toc'>" + " · ".join(f"<a href='#{_anchor(x)}'>{html.escape(x)}</a>" for x in sections) + "</p>")
+    parts.append(_heading("Summary") + _table(pd.DataFrame(key_rows, columns=["", "value"])))
+    for caption, png in images.items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"{_heading(caption)}<img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
     parts.append(
-        "<h2>Units</h2><p>util = busy time / simulated time; cycles = time x clock (compute units only); "
-        "work = FLOP on the systolic array, element operations (ops) on the vector unit, bytes on memory ports and links; "
+        _heading("Units") + "<p>util = busy time / simulated time; cycles = time x clock (compute units only); "
+        "work = FLOP on the systolic array (at the precision it ran; n/a for time a layer was given, not a GEMM), "
+        "element operations (ops) on the vector unit, bytes on memory ports, links and communication tracks; "
         "achieved = work / simulated time, against the peak (units.csv has the raw numbers).</p>"
     )
-    parts.append(_table(unit_view(units)))
-    parts.append("<h2>Memory banks</h2>" + _table(bank_view(memory)))
+    parts.append(_grouped(unit_view(units), units.kind, kind_view(units), "units", "units.csv"))
+    parts.append(_heading("Memory banks"))
+    parts.append(_grouped(bank_view(memory), memory.bank.str.rsplit(".", n=1).str[-1], bank_kinds(memory), "banks", "banks.csv"))
     if phases is not None and not phases.empty:
         parts.append(
-            "<h2>Step phases</h2><p>Mean seconds per step of each worker: decompress, compute, compress "
+            _heading("Step phases") + "<p>Mean seconds per step of each worker: decompress, compute, compress "
             "(the upload), send (until delivered), wait (for other workers or the staleness bound), aggregate "
             "(the server's work for it), receive (the reply's transfer and writing it into the bank).</p>"
         )
         parts.append(_table(phases.assign(**{c: phases[c].map(_time) for c in phases.columns if c.endswith("_s")})))
-    for caption, png in images.items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>")
     prov = s["provenance"]
     parts.append(
         f"<h2>Provenance</h2><p>hwsim {html.escape(prov['version'])}, seed {prov['seed']}; "
         "the resolved scenario is in summary.json.</p></body></html>"
     )
     return "\n".join(parts)
+
+
+MANY = 16
+"""Above this many rows a table is shown as one row per kind (min / median / max), the full table below it."""
+FULL_ROWS = 512
+"""The most rows of a full table the page holds; beyond, the CSV has them."""
+
+
+def _anchor(caption: str) -> str:
+    return caption.lower().replace(" ", "-")
+
+
+def _heading(caption: str) -> str:
+    return f"<h2 id='{_anchor(caption)}'>{html.escape(caption)}</h2>"
+
+
+def _grouped(full: pd.DataFrame, kinds: pd.Series, by_kind: pd.DataFrame, what: str, csv: str) -> str:
+    """A table of few rows as it is; of many, its summary by kind, then the full table folded below (or, past
+    FULL_ROWS, a pointer to the CSV)."""
+    if len(full) <= MANY:
+        return _table(full)
+    out = f"<p>{len(full):,} {what}: one row per kind (min / median / max over its {what}).</p>" + _table(by_kind)
+    if len(full) > FULL_ROWS:
+        return out + f"<p>The {len(full):,} {what} one by one: {csv}.</p>"
+    return out + f"<details><summary>all {len(full):,} {what}</summary>{_table(full)}</details>"
+
+
+def _spread(values: pd.Series, show) -> str:
+    """min / median / max of `values` as `show` writes each (one value when they are all equal)."""
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    low, mid, high = values.min(), values.median(), values.max()
+    return show(low) if low == high else " / ".join(show(v) for v in (low, mid, high))
+
+
+def kind_view(units: pd.DataFrame) -> pd.DataFrame:
+    """One row per kind of unit: how many, and util, achieved and share of peak as min / median / max."""
+    rows = []
+    for kind, group in units.groupby("kind", sort=False):
+        rate = functools.partial(_si, unit=WORK.get(kind, ("", "/s"))[1])
+        rows.append(
+            {
+                "kind": kind,
+                "units": len(group),
+                "util": _spread(group.util, _share),
+                "busy": _spread(group.busy_s, _time),
+                "achieved": _spread(group.achieved_per_s, rate),
+                "peak": _spread(group.peak_per_s, rate),
+                "of peak": _spread(group.achieved_fraction, _share),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def bank_kinds(memory: pd.DataFrame) -> pd.DataFrame:
+    """One row per bank name (`working` of every device, ...): how many, capacity and peak (min / median / max)."""
+    rows = []
+    for name, group in memory.groupby(memory.bank.str.rsplit(".", n=1).str[-1], sort=False):
+        rows.append(
+            {
+                "bank": name,
+                "banks": len(group),
+                "precision": ", ".join(dict.fromkeys(group.precision.astype(str))),
+                "capacity": _spread(group.capacity_bytes, _size),
+                "peak": _spread(group.peak_bytes, _size),
+                "peak share": _spread(group.peak_fraction, _share),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _flop_rates(flops: dict) -> str:
+    peak = format_quantity(flops["peak_flop_per_s"], "flop_rate")
+    if flops["achieved_flop_per_s"] is None:
+        return f"n/a ({NO_FLOPS}) / {peak}"
+    return f"{format_quantity(flops['achieved_flop_per_s'], 'flop_rate')} / {peak}"
 
 
 def _target_rows(learning: dict) -> list[tuple[str, str]]:
@@ -205,8 +289,7 @@ def _trace_rows(trace: dict | None) -> list[tuple[str, str]]:
         rows.append(("long tables (Parquet instead of CSV)", names))
     window = trace["chrome_trace_window_s"]
     if window is not None:
-        span = f"the first {MAX_OPERATIONS:,} of {trace['rows']['busy']:,} operations: 0 to {format_quantity(window[1], 'time')}"
-        rows.append(("trace.json covers", span))
+        rows.append(("trace.json covers", trace["chrome_trace_window"]))
     return rows
 
 
@@ -214,7 +297,13 @@ def _num(value) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-WORK = {"systolic": ("FLOP", "FLOP/s"), "vector": ("ops", "ops/s"), "memory": ("B", "B/s"), "link": ("B", "B/s")}
+WORK = {
+    "systolic": ("FLOP", "FLOP/s"),
+    "vector": ("ops", "ops/s"),
+    "memory": ("B", "B/s"),
+    "link": ("B", "B/s"),
+    "network": ("B", "B/s"),
+}
 """What a unit's work counts, and its rate, by unit kind."""
 
 
@@ -266,7 +355,10 @@ def unit_view(units: pd.DataFrame) -> pd.DataFrame:
 
 
 def bank_view(memory: pd.DataFrame) -> pd.DataFrame:
-    """The banks table as a page shows it: sizes with their units, the peak share in %."""
+    """The banks table as a page shows it: sizes with their units, the peak share in %; n/a where the
+    system kept nothing in its banks."""
+    if memory.peak_bytes.isna().all() and len(memory):
+        return memory[["bank", "precision"]].assign(capacity=memory.capacity_bytes.map(_size), peak=f"n/a ({NO_MEMORY})")
     return memory.assign(
         capacity_bytes=memory.capacity_bytes.map(_size),
         peak_bytes=memory.peak_bytes.map(_size),

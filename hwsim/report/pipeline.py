@@ -25,7 +25,9 @@ import re
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch
 
 from hwsim.policies import Op, Shape, Timed, bubbles, peak_activations
@@ -169,13 +171,17 @@ def _mean_bubble(ops: pd.DataFrame, devices: int) -> float:
     return float(np.mean([max(bubbles(_timed(step_rows), devices)) for _, step_rows in rows.groupby("step")]))
 
 
+ACTIVATION_EVENTS = ("alloc act ", "free act ", "alloc wgt ", "free wgt ")
+"""Memory events of activations, and of what a split backward's W still holds."""
+
+
 def activation_levels(memory: pd.DataFrame) -> pd.DataFrame:
     """Activation bytes held per bank over time (buffers named 'act ...', and 'wgt ...': what a split
     backward's W still needs), from the memory trace."""
     out = []
     for bank, rows in memory.groupby("bank", sort=False):
         delta = rows.used_bytes.diff().fillna(0.0)
-        mask = rows.event.str.startswith(("alloc act ", "free act ", "alloc wgt ", "free wgt "))
+        mask = rows.event.str.startswith(ACTIVATION_EVENTS)
         if mask.any():
             out.append(pd.DataFrame({"bank": bank, "time_s": rows.time_s[mask], "bytes": delta[mask].cumsum()}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["bank", "time_s", "bytes"])
@@ -215,9 +221,12 @@ def _network_spans(busy: pd.DataFrame, device: str) -> list[tuple[str, float, fl
     return out
 
 
-def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | None = None) -> None:
-    """Per device on `ax`: its compute row (forward, backward, weight, update, idle; numbers: micro-batch)
-    and its network row below it (send, receive, all-reduce), over the first `steps` steps."""
+def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | None = None) -> list[tuple]:
+    """Per device on `ax`: its compute row (forward, backward, weight, update, idle) and its network row
+    below it (send, receive, all-reduce), over the first `steps` steps. Returns the micro-batch labels
+    the compute boxes could carry, (start, end, y, text) in data units: `label_boxes` draws those that fit
+    once the figure's layout is known."""
+    labels = []
     ops = trace.ops
     shown = ops[ops.step <= steps]
     t1 = float(shown.end_s.max()) if not shown.empty else 0.0
@@ -232,9 +241,8 @@ def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | 
             rows = mine[mine.op == kind]
             spans = np.column_stack([rows.start_s * factor, (rows.end_s - rows.start_s) * factor])
             ax.broken_barh(spans, (y - 0.4, 0.8), facecolors=COLOURS[kind], edgecolor="white", linewidth=0.3)
-            if not kind.endswith("update") and len(mine) <= 40:
-                for row in rows.itertuples():
-                    ax.text((row.start_s + row.end_s) / 2 * factor, y, str(row.microbatch), ha="center", va="center", fontsize=5)
+            if not kind.endswith("update"):
+                labels += [(r.start_s * factor, r.end_s * factor, y, str(r.microbatch)) for r in rows.itertuples()]
         for kind, start, end in _network_spans(trace.busy[trace.busy.end_s <= t1], device):
             ax.broken_barh([(start * factor, (end - start) * factor)], (y + 0.5, 0.4), facecolors=COLOURS[kind])
     ax.set_yticks([2 * i for i in range(len(devices))], devices)
@@ -242,6 +250,36 @@ def draw_gantt(ax, trace, steps: int = 1, max_devices: int = 16, t_end: float | 
     ax.invert_yaxis()
     ax.set_xlim(0.0, t_end * factor)
     ax.set_xlabel(f"simulated time ({unit})")
+    return labels
+
+
+LABEL_SIZE = 6
+"""Font size of the micro-batch numbers in a Gantt chart's boxes."""
+
+
+def label_boxes(ax, labels: list[tuple], fontsize: float = LABEL_SIZE, pad_px: float = 2.0) -> int:
+    """Draw each (start, end, y, text) label of `draw_gantt` centred in its box where it fits: the box's
+    width in pixels (as the figure is laid out now) at least the text's width plus `pad_px` on each side,
+    and the row tall enough; the rest are left out (a number smudged over its neighbours reads as
+    nothing). Call after the layout is done (`fig.draw_without_rendering()`). Returns how many were drawn."""
+    if not labels:
+        return 0
+    renderer = RendererAgg(1, 1, ax.figure.dpi)  # measures text as the PNG (Agg) draws it
+    font = FontProperties(size=fontsize)
+    sizes: dict[str, tuple[float, float]] = {}
+    row_px = abs(ax.transData.transform((0, 0.8))[1] - ax.transData.transform((0, 0))[1])
+    x = ax.transData.transform(np.array([(a, y) for a, _, y, _ in labels] + [(b, y) for _, b, y, _ in labels]))[:, 0]
+    widths = x[len(labels) :] - x[: len(labels)]
+    drawn = 0
+    for (start, end, y, text), width in zip(labels, widths, strict=True):
+        if text not in sizes:
+            w, h, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
+            sizes[text] = (w, h)
+        w, h = sizes[text]
+        if width >= w + 2 * pad_px and row_px >= h + pad_px:
+            ax.text((start + end) / 2, y, text, ha="center", va="center", fontsize=fontsize)
+            drawn += 1
+    return drawn
 
 
 def _legend(ax, fill: bool = False) -> None:
@@ -257,7 +295,7 @@ def gantt_figure(trace, steps: int = 1, max_devices: int = 8) -> Figure | None:
     devices = min(total, max_devices)
     fig = Figure(figsize=(12, 1.0 + 0.55 * devices), layout="constrained")
     ax = fig.subplots()
-    draw_gantt(ax, trace, steps, max_devices)
+    labels = draw_gantt(ax, trace, steps, max_devices)
     more = f"; the first {devices} of {total} devices" if total > devices else ""
     fill = trace.ops.op.str.startswith("fill").any()
     both = " (both instances)" if fill else ""
@@ -266,6 +304,8 @@ def gantt_figure(trace, steps: int = 1, max_devices: int = 8) -> Figure | None:
         fontsize="medium",
     )
     _legend(ax, fill)
+    fig.draw_without_rendering()  # lay the figure out, so a box's width in pixels is what the PNG shows
+    label_boxes(ax, labels)
     return fig
 
 
@@ -278,12 +318,13 @@ def comparison_figure(runs: dict[str, tuple], max_devices: int = 8) -> Figure:
     axes = fig.subplots(len(runs) + 1, 1, height_ratios=[*(0.5 * r + 0.6 for r in rows), 2.2], squeeze=False)[:, 0]
     first_steps = [float(t.ops[t.ops.step == 1].end_s.max()) for t, _ in runs.values() if not t.ops.empty]
     t_end = max(first_steps or [1e-9])
+    labels = []
     for ax, (name, (trace, summary)) in zip(axes, runs.items(), strict=False):
         if trace.ops.empty:
             ax.set_axis_off()
             ax.set_title(f"{name}: {summary['status']} before any op ({summary['diagnosis'][:90]})", fontsize="small")
             continue
-        draw_gantt(ax, trace, 1, max_devices, t_end)
+        labels.append((ax, draw_gantt(ax, trace, 1, max_devices, t_end)))
         status = "" if summary["status"] == "ok" else f" [{summary['status']}]"
         ax.set_title(f"{name}{status}", fontsize="small", loc="left")
     _legend(axes[0])
@@ -308,6 +349,9 @@ def comparison_figure(runs: dict[str, tuple], max_devices: int = 8) -> Figure:
     bars.set_xlabel(f"step time ({unit})")
     bars.set_title("Step time: the pipeline, then what follows its last backward", fontsize="small")
     bars.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    fig.draw_without_rendering()
+    for ax, boxes in labels:
+        label_boxes(ax, boxes)
     return fig
 
 

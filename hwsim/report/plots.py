@@ -13,18 +13,25 @@ from matplotlib.patches import Patch
 
 from hwsim.report.downsample import busy_fractions, level_envelope
 
-# Colour per op category; the category is the first word of an op's label.
+# Colour per op category; the category is the first word of an op's label (or its alias), and every op
+# of a link or a communication track is "comm".
 CATEGORIES = {
     "fwd": "#4C72B0",
     "bwd": "#DD8452",
+    "wgt": "#C5A0DE",
     "update": "#55A868",
     "decompress": "#8172B3",
     "compress": "#937860",
     "read": "#64B5CD",
     "write": "#8C8C8C",
     "store": "#DA8BC3",
+    "comm": "#C44E52",
 }
 OTHER = "#CCB974"
+ALIASES = {"forward": "fwd", "F": "fwd", "backward": "bwd", "B": "bwd", "W": "wgt", "optimizer": "update"}
+"""First words of other systems' labels (a 3D run's "F 3.5", a timed layer's "forward") and their category."""
+COMM_KINDS = ("link", "network")
+"""Units whose every op is communication."""
 
 
 def time_scale(t_max: float) -> tuple[float, str]:
@@ -37,6 +44,7 @@ def time_scale(t_max: float) -> tuple[float, str]:
 
 def _category(label: str) -> str:
     word = label.split(" ", 1)[0]
+    word = ALIASES.get(word, word)
     return word if word in CATEGORIES else "other"
 
 
@@ -44,6 +52,13 @@ def categories_of(labels: pd.Series) -> pd.Series:
     """The category (first word, or "other") of each op label (worked out once per distinct label)."""
     codes, distinct = pd.factorize(labels)
     return pd.Series(np.array([_category(str(label)) for label in distinct], dtype=object)[codes], index=labels.index)
+
+
+def comm_labelled(chunks, comm: set[str]):
+    """The busy chunks with every op of a communication unit (`comm`) labelled "comm"."""
+    for chunk in chunks:
+        # labels read back from Parquet are categorical: widen to plain strings before adding "comm"
+        yield chunk.assign(label=chunk.label.astype(object).where(~chunk.unit.isin(comm), "comm")) if comm else chunk
 
 
 PIXEL_BINS = 800
@@ -110,7 +125,9 @@ def timeline_figure(trace, units: list[str], t_end: float, zoom: tuple[float, fl
     which units are shown)."""
     names = [*CATEGORIES, "other"]
     columns = ["unit", "label", "start_s", "end_s"]
-    fractions = busy_fractions(trace.chunks("busy", columns), units, names, categories_of, t_end, PIXEL_BINS)
+    comm = set(trace.units.unit[trace.units.kind.isin(COMM_KINDS)])
+    chunks = comm_labelled(trace.chunks("busy", columns), comm)
+    fractions = busy_fractions(chunks, units, names, categories_of, t_end, PIXEL_BINS)
     worked = fractions.sum(axis=(0, 2)) > 0
     idle = [u for u, w in zip(units, worked, strict=True) if not w]
     shown = [u for u, w in zip(units, worked, strict=True) if w]
@@ -119,10 +136,11 @@ def timeline_figure(trace, units: list[str], t_end: float, zoom: tuple[float, fl
     fig = Figure(figsize=(11, 1.2 + 0.45 * len(shown) * panels + 0.8 * (panels - 1)), layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     busy_shares(axes[0], fractions, shown, t_end)
-    axes[0].set_title("Unit timeline: whole run" + note + (f" (never busy: {', '.join(idle)})" if idle else ""))
+    never = f"never busy: {', '.join(idle[:4])}" + (f" and {len(idle) - 4} more" if len(idle) > 4 else "") if idle else ""
+    axes[0].set_title("\n".join(x for x in ("Unit timeline: whole run" + note, never) if x), fontsize="medium")
     if zoom:
         window = zoom[:2]
-        rows = [c[(c.end_s > window[0]) & (c.start_s < window[1])] for c in trace.chunks("busy", columns)]
+        rows = [c[(c.end_s > window[0]) & (c.start_s < window[1])] for c in comm_labelled(trace.chunks("busy", columns), comm)]
         timeline(pd.concat(rows, ignore_index=True), shown, axes[1], window)
         axes[1].set_title(f"Zoom: the first {zoom[2]} steps")
     return fig

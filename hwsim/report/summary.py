@@ -5,10 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hwsim.report.federated import federated_summary
-from hwsim.report.filling import fill_summary
-from hwsim.report.online import online_summary
-from hwsim.report.pipeline import pipeline_summary
 from hwsim.trace import Trace
 
 COMPUTE_KINDS = ("systolic", "vector")
@@ -20,25 +16,34 @@ def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
     util = busy_s / sim_time_s. Cycles (busy and idle) are time x clock and are given
     for compute units only; for memory ports and links `work` is bytes moved and
     `achieved_per_s` is bytes/s over the whole run, against `peak_per_s` (bandwidth).
+    An arithmetic unit's peak is at the precision it ran. A compute unit's `work` is NaN
+    (n/a) when some of its busy time did uncounted work (a layer or an optimizer given as a
+    time, not as a GEMM or element count).
     """
     parts = [
-        chunk.assign(dur_s=chunk.end_s - chunk.start_s)
+        chunk.assign(dur_s=chunk.end_s - chunk.start_s, uncounted=chunk.work.eq(0))
         .groupby("unit", observed=True)
-        .agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"))
+        .agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"), uncounted=("uncounted", "sum"))
         for chunk in trace.chunks("busy", ["unit", "start_s", "end_s", "work"])
     ]
-    per_unit = pd.concat(parts).groupby(level=0).sum() if parts else pd.DataFrame(columns=["busy_s", "ops", "work"])
+    columns = ["busy_s", "ops", "work", "uncounted"]
+    per_unit = pd.concat(parts).groupby(level=0).sum() if parts else pd.DataFrame(columns=columns)
     table = trace.units.set_index("unit")[["kind", "device", "clock_hz", "peak_per_s"]].join(per_unit)
     table[["busy_s", "work"]] = table[["busy_s", "work"]].astype(float).fillna(0.0)
-    table["ops"] = table["ops"].fillna(0).astype(int)
+    table[["ops", "uncounted"]] = table[["ops", "uncounted"]].fillna(0).astype(int)
     span = sim_time_s if sim_time_s > 0 else np.nan
     table["util"] = table.busy_s / span
     table["idle_s"] = sim_time_s - table.busy_s
     compute = table.kind.isin(COMPUTE_KINDS)
     table["busy_cycles"] = np.where(compute, np.round(table.busy_s * table.clock_hz), np.nan)
     table["idle_cycles"] = np.where(compute, np.round(table.idle_s * table.clock_hz), np.nan)
+    # a compute unit held for a given time (a layer or an optimizer timed by the user) did work nobody
+    # counted: n/a, not 0
+    unknown = compute & (table.uncounted > 0)
+    table.loc[unknown, "work"] = np.nan
     table["achieved_per_s"] = table.work / span
-    table["achieved_fraction"] = table.achieved_per_s / table.peak_per_s
+    peak = table.peak_per_s.where(table.peak_per_s > 0)  # a track without a peak: n/a
+    table["achieved_fraction"] = table.achieved_per_s / peak
     return table.reset_index()[
         [
             "unit",
@@ -94,8 +99,9 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         step_count, samples = local()
     systolic = units[units.kind == "systolic"]
     precision = getattr(scenario.system, "compute_precision", None) or getattr(scenario.system, "precision", "fp32")
-    peak_flops = float(systolic.peak_per_s.sum()) * _macs_ratio(scenario, precision)
-    achieved = float(systolic.work.sum()) / sim if sim > 0 else 0.0
+    peak_flops = float(systolic.peak_per_s.sum())  # each unit's peak at the precision it ran
+    counted = not systolic.work.isna().any()  # else some work was a given time: FLOP unknown
+    achieved = (float(systolic.work.sum()) / sim if sim > 0 else 0.0) if counted else None
 
     def last(name: str) -> float | None:
         rows = metrics[metrics.metric == name]
@@ -114,7 +120,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
             "compute_precision": precision,
             "achieved_flop_per_s": achieved,
             "peak_flop_per_s": peak_flops,
-            "fraction_of_peak": achieved / peak_flops if peak_flops else None,
+            "fraction_of_peak": achieved / peak_flops if peak_flops and achieved is not None else None,
         },
         "units": {
             row.unit: {
@@ -123,17 +129,21 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
                 "util": row.util,
                 "busy_cycles": None if np.isnan(row.busy_cycles) else int(row.busy_cycles),
                 "idle_cycles": None if np.isnan(row.idle_cycles) else int(row.idle_cycles),
-                "work": row.work,
+                "work": None if np.isnan(row.work) else row.work,
             }
             for row in units.itertuples()
         },
         "memory": {
-            row.bank: {"precision": row.precision, "capacity_bytes": int(row.capacity_bytes), "peak_bytes": int(row.peak_bytes)}
+            row.bank: {
+                "precision": row.precision,
+                "capacity_bytes": int(row.capacity_bytes),
+                "peak_bytes": None if np.isnan(row.peak_bytes) else int(row.peak_bytes),
+            }
             for row in memory.itertuples()
         },
         "bytes_moved": {
             "memory": int(units[units.kind == "memory"].work.sum()),
-            "network": int(sum(chunk.bytes.sum() for chunk in trace.chunks("messages", ["bytes"]))),
+            "network": _network_bytes(trace, outcome.system),
         },
         "learning": {
             "final_loss": last("loss"),
@@ -145,18 +155,36 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     phases = phase_table(trace)
     if not phases.empty:
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
+    # each system's section comes from its report module, imported only for that system
     if outcome.status == "ok" and not trace.ops.empty and scenario.system.kind == "pipeline":
+        from hwsim.report.pipeline import pipeline_summary
+
         out["pipeline"] = pipeline_summary(trace, outcome.system)
         if getattr(outcome.system, "fill", None) is not None:
+            from hwsim.report.filling import fill_summary
+
             out["fill"] = fill_summary(trace, outcome.system)
     if outcome.status == "ok" and hasattr(outcome.system, "predictions"):
+        from hwsim.report.online import online_summary
+
         out["online"] = online_summary(trace, outcome.system)
     if outcome.status == "ok" and hasattr(outcome.system, "round_table"):
+        from hwsim.report.federated import federated_summary
+
         out["federated"] = federated_summary(trace, outcome.system, scenario.run.target_accuracy)
     extra = getattr(outcome.system, "summary", None)
     if extra is not None:
         out |= extra(trace)
     return out
+
+
+def _network_bytes(trace: Trace, system) -> int:
+    """Bytes sent over the network: the delivered messages, or what a symmetric system worked out its ranks
+    sent (`network_bytes`: a 3D run simulates one rank per group)."""
+    sent = getattr(system, "network_bytes", None)
+    if sent is not None:
+        return int(sent())
+    return int(sum(chunk.bytes.sum() for chunk in trace.chunks("messages", ["bytes"])))
 
 
 def time_to_accuracy(trace: Trace, target: float | None) -> dict:
@@ -183,9 +211,3 @@ def phase_table(trace: Trace) -> pd.DataFrame:
     table = table.div(steps, axis=0).add_suffix("_s")
     table["step_s"] = table.sum(axis=1)
     return table.rename_axis(None, axis=1).reset_index()
-
-
-def _macs_ratio(scenario, precision: str) -> float:
-    """Peak at the compute precision relative to the fp32 peak the unit table carries."""
-    macs = scenario.hardware.systolic.macs_per_cycle
-    return getattr(macs, precision) / macs.fp32

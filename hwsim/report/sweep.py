@@ -173,7 +173,8 @@ def heatmap_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, metr
         art = ax.imshow(grid.values, cmap="viridis", aspect="auto", origin="lower")
         for (i, j), value in np.ndenumerate(grid.values):
             if not np.isnan(value):
-                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
+                colour = text_colour(art.cmap(art.norm(value)))
+                ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color=colour)
         ax.set_xticks(range(len(grid.columns)), [show(v, units.get(x, "")) for v in grid.columns], fontsize=8)
         ax.set_yticks(range(len(grid.index)), [show(v, units.get(y, "")) for v in grid.index], fontsize=8)
         ax.set_xlabel(x)
@@ -181,6 +182,14 @@ def heatmap_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, metr
     fig.colorbar(art, ax=ax, label=metric)
     ax.set_title(f"{metric} over {x} and {y}" + ("" if sampled else _mean_note(dims, [x, y])), fontsize=10)
     return fig
+
+
+def text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour `rgba`: black where the cell's relative
+    luminance (WCAG, linear sRGB) is above 0.179, where black and white give it the same contrast."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "black" if luminance > 0.179 else "white"
 
 
 def pareto_figure(table: pd.DataFrame, dims: list[list[str]], units: dict, pair: list[str]) -> Figure:
@@ -320,6 +329,7 @@ def page(about: dict, table: pd.DataFrame, chosen: dict, images: dict[str, bytes
         + (f" with {html.escape(', '.join(about['overrides']))}" if about["overrides"] else "")
         + f"; {how}; zipped together: {html.escape('; '.join(' + '.join(z) for z in about['zips']) or 'none')}.</p>",
         _table(axes),
+        *(f"<p><b>Warning:</b> {html.escape(n['note'])}.</p>" for n in about.get("no_effect", [])),
         "<p>" + ", ".join(f"{n} {html.escape(s)}" for s, n in counts.items()) + f" of {len(table)} points. "
         "Every column of every point is in sweep.parquet and sweep.csv; each point's record in points/.</p>",
     ]

@@ -1,27 +1,45 @@
 """Writing a run's report folder: summary.json, CSV tables, PNG plots, trace.json, report.html.
 
 Every file is written to a temporary name and renamed into place, so a folder never
-holds a half-written file.
+holds a half-written file. A write that fails (a full disk) removes its temporary file and
+ends in `ReportWriteError`, naming the files already written whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-
+from hwsim.errors import ReportWriteError
 from hwsim.report.html import render
 from hwsim.trace.chrome import write_chrome
 from hwsim.trace.recorder import TABLES
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through `path`.tmp; if that fails, the .tmp file is removed and the error raised."""
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    write_through_tmp(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_through_tmp(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to `path`.tmp, then rename it to `path`; if either fails, the .tmp file is removed."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def png(fig: Figure) -> bytes:
@@ -31,17 +49,30 @@ def png(fig: Figure) -> bytes:
 
 
 def write_report(result, folder: Path) -> Path:
-    """Write everything `result` (a RunResult) holds into `folder`; return the folder."""
+    """Write everything `result` (a RunResult) holds into `folder`; return the folder. A file that cannot be
+    written (OSError: a full disk) raises `ReportWriteError` naming the files written before it."""
+    written: list[str] = []
+    try:
+        _write_report(result, folder, written)
+    except OSError as err:
+        raise ReportWriteError(folder, err.strerror or str(err), written) from err
+    return folder
+
+
+def _write_report(result, folder: Path, written: list[str]) -> None:
+    def put(path: Path, data: bytes | str) -> None:
+        write_atomic(path, data)
+        written.append(path.name)
+
     folder.mkdir(parents=True, exist_ok=True)
     spec = result.scenario.report
     trace = result.trace
-    write_atomic(folder / "summary.json", json.dumps(result.summary, indent=2, default=float))
+    put(folder / "summary.json", json.dumps(result.summary, indent=2, default=float))
     tables = {}
     for name in TABLES:
         if trace.on_disk(name):  # a long run: the table stays in Parquet
-            tmp = folder / f"{name}.parquet.tmp"
-            trace.stores[name].copy_to(tmp)
-            os.replace(tmp, folder / f"{name}.parquet")
+            write_through_tmp(folder / f"{name}.parquet", trace.stores[name].copy_to)
+            written.append(f"{name}.parquet")
         elif name in ("busy", "memory", "messages", "metrics") or trace.rows(name):
             tables[name] = getattr(trace, name)
     tables |= {"units": result.utilization, "banks": result.banks}
@@ -59,34 +90,14 @@ def write_report(result, folder: Path) -> Path:
         tables |= {"predictions": result.predictions, "accuracy_over_time": result.accuracy_over_time}
     tables |= result.federated_tables()
     for name, frame in tables.items():
-        write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
+        put(folder / f"{name}.csv", frame.to_csv(index=False))
     images = {}
     if spec.plots:
-        figures = {
-            "Unit timeline": result.plot_timeline(),
-            "Utilization": result.plot_utilization(),
-            "Memory over time": result.plot_memory(),
-            "Learning": result.plot_learning(),
-            "Fabric": result.plot_fabric(),
-            "Step phases": result.plot_phases(),
-            "Staleness": result.plot_staleness(),
-            "Megatron breakdown": result.plot_megatron(),
-            "Pipeline Gantt": result.plot_gantt(),
-            "Activation memory": result.plot_activations(),
-            "Bubble filling": result.plot_fill(),
-            "Fill map": result.plot_fill_map(),
-            "Online training": result.plot_online(),
-            "Federated learning": result.plot_federated(),
-        }
-        for caption, fig in figures.items():
-            if fig is None:
-                continue
-            images[caption] = png(fig)
-            write_atomic(folder / (caption.lower().replace(" ", "_") + ".png"), images[caption])
+        for caption, plot in result.figures().items():  # only the plots that apply to this run
+            images[caption] = png(plot())
+            put(folder / (caption.lower().replace(" ", "_") + ".png"), images[caption])
     if spec.trace:
-        tmp = folder / "trace.json.tmp"
-        write_chrome(trace, tmp)
-        os.replace(tmp, folder / "trace.json")
+        write_through_tmp(folder / "trace.json", lambda tmp: write_chrome(trace, tmp))
+        written.append("trace.json")
     if spec.html:
-        write_atomic(folder / "report.html", render(result.summary, result.utilization, result.banks, images, result.phases))
-    return folder
+        put(folder / "report.html", render(result.summary, result.utilization, result.banks, images, result.phases))

@@ -12,9 +12,10 @@ Events on one track must nest, and a sender's messages overlap in time, so a sen
 gets as many tracks as it has messages in flight at once ("w0 sends #2", ...), each
 message on the first track that is free when it is sent.
 
-A long run is cut to a window: the first `MAX_OPERATIONS` operations, and the memory
-levels and messages up to the last of their ends (`chrome_window` says where the window
-ends; the report names it). Perfetto opens traces of a few hundred thousand events.
+A long or large run is cut to a window from 0: the longest one whose operations, memory
+levels and messages (four events each: two slices and an arrow) fit in `MAX_EVENTS`
+(`chrome_window` says where it ends; the report names it), so trace.json stays a few tens
+of MB however many NPUs or steps ran. Perfetto opens traces of a few hundred thousand events.
 """
 
 from __future__ import annotations
@@ -24,36 +25,50 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hwsim.trace.recorder import Trace
 
 _US = 1e6
-MAX_OPERATIONS = 200_000
-"""The most operations (busy rows) trace.json holds; a longer run's trace covers a window from 0."""
+MAX_EVENTS = 150_000
+"""The most events trace.json holds (about 25 MB); a run with more is cut to a window from 0."""
+MESSAGE_EVENTS = 4  # a message's slice at the sender, its mark at the receiver, and the flow arrow's two ends
 
 
 def chrome_window(trace: Trace) -> float | None:
-    """The end (simulated seconds) of the window trace.json covers, or None when it holds everything."""
-    if trace.rows("busy") <= MAX_OPERATIONS:
+    """The end (simulated seconds) of the window trace.json covers, or None when it holds everything: the
+    latest time by which the operations that ended, the memory levels and the messages delivered come to at
+    most MAX_EVENTS events."""
+    parts = [("busy", "end_s", 1), ("memory", "time_s", 1), ("messages", "delivered_s", MESSAGE_EVENTS)]
+    if sum(trace.rows(name) * weight for name, _, weight in parts) <= MAX_EVENTS:
         return None
-    return float(_first_operations(trace).end_s.max())
-
-
-def _first_operations(trace: Trace) -> pd.DataFrame:
-    taken, count = [], 0
-    for chunk in trace.chunks("busy"):
-        taken.append(chunk.iloc[: MAX_OPERATIONS - count])
-        count += len(taken[-1])
-        if count >= MAX_OPERATIONS:
-            break
-    return pd.concat(taken, ignore_index=True) if taken else pd.DataFrame(columns=["end_s"])
+    times, weights = [], []
+    for name, column, weight in parts:
+        for chunk in trace.chunks(name, [column]):
+            times.append(chunk[column].to_numpy(float))
+            weights.append(np.full(len(chunk), weight))
+    when = np.concatenate(times)
+    order = np.argsort(when, kind="stable")
+    when, count = when[order], np.cumsum(np.concatenate(weights)[order])
+    fits = np.searchsorted(count, MAX_EVENTS, side="right")  # events up to and including index fits - 1
+    end = when[fits - 1] if fits else 0.0
+    while fits and fits < len(when) and when[fits] == end:  # a time whose events do not all fit is left out
+        fits -= 1
+        end = when[fits - 1] if fits else 0.0
+    return float(end)
 
 
 def _until(trace: Trace, name: str, column: str, end: float | None) -> pd.DataFrame:
     if end is None:
         return getattr(trace, name)
     return pd.concat([c[c[column] <= end] for c in trace.chunks(name)], ignore_index=True)
+
+
+def window_text(trace: Trace, end: float) -> str:
+    """What a windowed trace.json holds, in words."""
+    ops = sum(int((c.end_s <= end).sum()) for c in trace.chunks("busy", ["end_s"]))
+    return f"0 to {end:.9g} s of simulated time: {ops:,} of {trace.rows('busy'):,} operations (at most {MAX_EVENTS:,} events)"
 
 
 def to_chrome(trace: Trace) -> dict:
@@ -75,14 +90,14 @@ def _document_fields(trace: Trace) -> dict:
     end = chrome_window(trace)
     doc = {"displayTimeUnit": "ns"}
     if end is not None:
-        doc["otherData"] = {"window": f"the first {MAX_OPERATIONS:,} operations: 0 to {end:.9g} s of simulated time"}
+        doc["otherData"] = {"window": window_text(trace, end)}
     return doc
 
 
 def events(trace: Trace) -> Iterator[dict]:
     """The trace's events: names of processes and tracks, operations, bank levels, messages."""
     end = chrome_window(trace)
-    busy = trace.busy if end is None else _first_operations(trace)
+    busy = _until(trace, "busy", "end_s", end)
     devices = {dev: i + 1 for i, dev in enumerate(dict.fromkeys(trace.units["device"]))}
     unit_ids = {}
     for tid, row in enumerate(trace.units.itertuples(index=False), start=1):

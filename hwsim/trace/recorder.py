@@ -88,7 +88,7 @@ class Recorder:
         )
         # one row per operation and per allocation: appended here, without a call, on the hot path
         self._busy_rows, self._memory_rows = self.tables["busy"].rows, self.tables["memory"].rows
-        self.units: list[tuple] = []
+        self.units: list[tuple[Unit, str]] = []  # every attached unit and its device: the units table at the end
 
     def attach_device(self, device: Device) -> None:
         for unit in device.units:
@@ -96,12 +96,10 @@ class Recorder:
         device.nic.delivery_observers.append(self._on_message)
 
     def attach_unit(self, unit: Unit, device: str = "") -> None:
-        capacity = precision = None
         if isinstance(unit, MemoryBank):
-            capacity, precision = unit.capacity, unit.precision
             unit.level_observers.append(self._on_level)
             self._on_level(unit, unit.env.now, unit.used, "start")
-        self.units.append((unit.name, unit.kind, device, unit.clock_hz, unit.peak_per_s, capacity, precision))
+        self.units.append((unit, device))
         unit.observers.append(self._on_busy)
 
     def metric(self, time_s: float, step: int, name: str, value: float) -> None:
@@ -143,4 +141,12 @@ class Recorder:
     def trace(self) -> Trace:
         for table in self.tables.values():
             table.close()
-        return Trace(dict(self.tables), pd.DataFrame(self.units, columns=UNIT_COLUMNS))
+        return Trace(dict(self.tables), pd.DataFrame([_unit_row(u, device) for u, device in self.units], columns=UNIT_COLUMNS))
+
+
+def _unit_row(unit: Unit, device: str) -> tuple:
+    """A unit as the units table holds it, at the end of the run (an arithmetic unit's peak is at the
+    precisions it ran)."""
+    bank = isinstance(unit, MemoryBank)
+    capacity, precision = (unit.capacity, unit.precision) if bank else (None, None)
+    return (unit.name, unit.kind, device, unit.clock_hz, unit.peak_per_s, capacity, precision)

@@ -286,6 +286,39 @@ def test_shipped_sweeps_run(tmp_path, name):
     assert (tmp_path / "sweep_metric.png").is_file() and (tmp_path / "sweep_pareto.png").is_file()
 
 
+def test_an_axis_that_changes_nothing_is_named_and_no_point_is_called_best(tmp_path, capsys):
+    """NIC bandwidth on a single device: every result identical across it; a warning on stderr, in sweep.json
+    and the report, and "all points equal" instead of a best point."""
+    out = tmp_path / "s"
+    code = main(["sweep", QUICK, "system.steps=20", "--grid", "hardware.nic.bandwidth=1,10,100Gb/s", "--workers", "1",
+                 "--out", str(out), "--progress", "off"])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0
+    assert "hwsim: warning: hardware.nic.bandwidth had no effect: step_time_s and every other result" in printed.err
+    assert "all points equal: step_time_s" in printed.out and "best" not in printed.out
+    about = json.loads((out / "sweep.json").read_text())
+    assert [n["keys"] for n in about["no_effect"]] == [["hardware.nic.bandwidth"]]
+    assert "Warning:</b> hardware.nic.bandwidth had no effect" in (out / "report.html").read_text()
+
+
+def test_no_effect_judges_each_axis_where_the_others_are_equal():
+    sweep = sweep_from(QUICK, [], ["system.batch=16,32", "hardware.nic.bandwidth=1,10 Gb/s", "system.lr=0.1"])
+    table = pd.DataFrame({"point": range(4), "system.batch": [16, 16, 32, 32], "hardware.nic.bandwidth": [1, 10, 1, 10],
+                          "system.lr": 0.1, "status": "ok", "error": None, "sim_time_s": [1.0, 1.0, 2.0, 2.0],
+                          "loss": [0.5, 0.5, 0.4, 0.4], "key": list("abcd"), "report": None})  # fmt: skip
+    assert engine.no_effect(sweep, table) == [["hardware.nic.bandwidth"]]  # lr: one value, not judged
+    assert engine.no_effect(sweep, table.assign(loss=[0.5, 0.6, 0.4, 0.4])) == []  # another result changed
+    assert engine.no_effect(sweep, table.assign(status=["ok", "out_of_memory", "ok", "ok"])) == []
+    assert engine.no_effect(sweep, table.assign(status=["ok", "pending", "ok", "ok"])) == [["hardware.nic.bandwidth"]]
+    from hwsim.cli import _best
+
+    line = _best(table, "sim_time_s", {"hardware.nic.bandwidth": "rate"})
+    bandwidths = "hardware.nic.bandwidth=any of 8 b/s / 80 b/s"  # tied: either value is as good
+    assert line == "  best sim_time_s: 1 at points 0, 1 (system.batch=16, " + bandwidths + ", system.lr=0.1)"
+    assert _best(table.assign(sim_time_s=1.0), "sim_time_s", {}).startswith("  all points equal: sim_time_s = 1 at every")
+    assert _best(table.head(1), "sim_time_s", {}).startswith("  best sim_time_s: 1 at point 0 (")
+
+
 def test_a_bad_plot_metric_names_the_columns_it_could_be(tmp_path):
     sweep = _quick_sweep("system.batch=16,32")
     done, planned, units = _run(sweep, tmp_path)

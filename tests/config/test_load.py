@@ -143,3 +143,93 @@ def test_json_schema_marks_required_keys():
     schema = json_schema(Scenario)
     assert {"name", "hardware", "model", "system"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("tile", ["[128]", "[]", "[128, 128, 128]"])
+def test_a_systolic_tile_is_two_values(write_yaml, tile):
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(write_yaml(MINIMAL), [f"hardware.systolic.tile={tile}"])
+    message = str(caught.value)
+    assert "hardware.systolic.tile:" in message and "a list of 2 items" in message
+    with pytest.raises(ConfigError, match=r"hardware\.systolic\.tile\[1\]: got 0; expected a value of at least 1"):
+        load_scenario(write_yaml(MINIMAL), ["hardware.systolic.tile=[128, 0]"])
+    tile_schema = json_schema(Scenario)["properties"]["hardware"]["properties"]["systolic"]["properties"]["tile"]
+    assert tile_schema["minItems"] == tile_schema["maxItems"] == 2
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_expanded(write_yaml):
+    # ten levels of nine aliases expand to over 9^10 nodes: walking them (to check or describe the value)
+    # would take minutes and gigabytes; the loader counts them on the 42-node graph instead
+    path = write_yaml(MINIMAL + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else '0'] * 9)}]\n" for i in range(10)))
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "aliases expand to at most 100,000 nodes" in message
+    expanded = int(message.rsplit("expand to ", 1)[1].rstrip(")").replace(",", ""))
+    assert expanded > 9**10  # counted on the graph, not expanded
+    with pytest.raises(ConfigError, match="an alias refers to a list or mapping it is inside"):
+        load_scenario(write_yaml(MINIMAL + "description: &a [*a]\n"))
+
+
+def test_a_few_aliases_still_load(write_yaml):
+    text = MINIMAL.replace("system: {kind: single_device, steps: 2}", "system: &s {kind: single_device, steps: 2}")
+    assert load_scenario(write_yaml(text + "run: {mode: full, eval_every: 1}\n")).system.steps == 2
+    shared = "hardware: {base: edge_npu, nic: &nic {bandwidth: 25 Gb/s, latency: 2 us}}\n"
+    assert load_scenario(write_yaml(MINIMAL.replace("hardware: edge_npu\n", shared))).hardware.nic.bandwidth == 25e9 / 8
+
+
+def test_describing_a_huge_shared_value_stops_early():
+    value: list = ["lol"]
+    for _ in range(40):  # 9^40 strings once expanded: repr() would never end
+        value = [value] * 9
+    message = str(ConfigError("f.yaml", "description", value, "a string"))
+    assert message.startswith("f.yaml: description: got [[[[") and "... (cut)" in message and len(message) < 250
+    looped: list = [1]
+    looped.append(looped)
+    assert "got [1, [...]]" in str(ConfigError("f.yaml", "k", looped, "x"))
+
+
+def test_a_document_nested_too_deep_is_a_clear_error(write_yaml):
+    with pytest.raises(ConfigError, match=r"scenario\.yaml:1; expected a YAML document nested at most 100 levels deep"):
+        load_scenario(write_yaml("[" * 1000 + "]" * 1000))
+    # on the command line the value is taken as text, as any value YAML does not read
+    assert load_scenario(write_yaml(MINIMAL), ["description=" + "[" * 1000]).description == "[" * 1000
+
+
+def test_an_error_in_the_scenarios_own_network_names_the_scenario(write_yaml):
+    network = "{dims: [{kind: switch, size: 2, bandwidth: 450 GB/s, latency: 0.5 us, efficiency: 2}]}"
+    path = write_yaml(MINIMAL.replace("hardware: edge_npu", f"hardware: {{base: datacenter_npu, network: {network}}}"))
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(path)
+    assert str(caught.value).startswith(f"{path}: hardware.network.dims[0].efficiency: got 2")
+    # a mistake in what the preset gave is still named against the preset
+    write_yaml("name: p\nsystolic: {rows: 0, cols: 4, clock: 1 GHz}\n", "bad_preset.yaml")
+    with pytest.raises(ConfigError, match=r"bad_preset\.yaml: hardware\.systolic\.rows"):
+        load_scenario(write_yaml(MINIMAL.replace("hardware: edge_npu", "hardware: {base: bad_preset.yaml, nic: {}}")))
+
+
+def test_a_network_of_another_topology_replaces_the_bases(write_yaml):
+    switch = "{kind: switch, npus: 64, bandwidth: 100 Gb/s, latency: 1 us}"
+    s = load_scenario(write_yaml(MINIMAL.replace("hardware: edge_npu", f"hardware: {{base: cluster_8x16, network: {switch}}}")))
+    assert s.hardware.network.kind == "switch" and s.hardware.network.npus == 64
+    assert s.hardware.network.model == "flow"  # the schema's default, not a key kept from the preset
+    # without kind or dims it merges: the preset's dimensions stay, its model changes
+    s = load_scenario(
+        write_yaml(MINIMAL.replace("hardware: edge_npu", "hardware: {base: cluster_8x16, network: {model: ideal}}"))
+    )
+    assert s.hardware.network.kind == "dims" and [d.size for d in s.hardware.network.dims] == [8, 16]
+    assert s.hardware.network.model == "ideal"
+
+
+def test_base_is_not_followed_inside_a_model_or_preset_file(write_yaml):
+    write_yaml("base: self.yaml\nhidden: [8]\n", "self.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_scenario(write_yaml(MINIMAL.replace("model: mlp_digits", "model: self.yaml")))
+    message = str(caught.value)
+    assert "self.yaml: model.base: got 'self.yaml'" in message and "no base in a model file" in message
+    assert "model: {base: NAME, ...}" in message
+    write_yaml("base: edge_npu\nname: mine\n", "mine.yaml")
+    with pytest.raises(
+        ConfigError, match=r"mine\.yaml: hardware\.base: got 'edge_npu'; expected no base in a hardware preset file"
+    ):
+        load_scenario(write_yaml(MINIMAL.replace("hardware: edge_npu", "hardware: {base: mine.yaml}")))

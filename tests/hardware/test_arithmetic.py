@@ -127,3 +127,22 @@ def test_peak_flops_and_vector_cycles():
     env.process(vec.elementwise(640, 2, "x"))
     env.run()
     assert env.now == pytest.approx(20e-9)
+
+
+def test_a_units_peak_is_at_the_precision_it_ran():
+    """The peak a unit's work is measured against is its rate at the precision it ran; with two precisions,
+    the rate at which its FLOP would take their ideal time (FLOP over the sum of FLOP / peak)."""
+    env = simpy.Environment()
+    unit = ArithmeticUnit(env, "a", SystolicSpec(rows=4, cols=4, clock=1e9), precision="bf16")
+    assert unit.peak_per_s == unit.peak_flops("bf16") == 2 * unit.peak_flops("fp32")  # nothing run: its own
+    env.process(unit.gemm(8, 8, 64, "fp32", "f"))
+    env.run()
+    assert unit.peak_per_s == unit.peak_flops("fp32")
+    env.process(unit.gemm(8, 8, 32, "bf16", "b"))
+    env.run()
+    flops = {"fp32": 2 * 8 * 8 * 64, "bf16": 2 * 8 * 8 * 32}
+    ideal = sum(f / unit.peak_flops(p) for p, f in flops.items())
+    assert unit.peak_per_s == pytest.approx(sum(flops.values()) / ideal)
+    assert sum(flops.values()) / env.now <= unit.peak_per_s  # achieved within the peak
+    unit.record("timed", env.now, env.now + 1e-6, 1000.0)  # a span timed elsewhere: at the unit's precision
+    assert unit.flops_at["bf16"] == flops["bf16"] + 1000.0

@@ -59,3 +59,21 @@ def test_out_of_memory_names_bank_request_and_holders():
     ):
         assert part in message
     assert b.used == 900  # a refused allocation changes nothing
+
+
+def test_out_of_memory_growing_a_held_buffer_counts_it_once():
+    env = simpy.Environment()
+    b = bank(env, capacity=1000)
+    b.allocate("weights", nbytes=600)
+    b.allocate("grads", nbytes=300)
+    with pytest.raises(OutOfMemory) as caught:
+        b.allocate("weights", nbytes=800)  # its own 600 B are free for it: 700 B in all
+    message = str(caught.value)
+    assert "'weights' grows from 600 B to 800 B but only 700 B is free for it; held by grads 300 B" in message
+    assert message.count("weights") == 1  # not also listed as a holder "on top of" itself
+    other = bank(env, capacity=1000)
+    other.allocate("solo", nbytes=100)
+    with pytest.raises(
+        OutOfMemory, match="'solo' grows from 100 B to 1.953 KiB but only 1000 B is free for it; nothing else is held"
+    ):
+        other.allocate("solo", nbytes=2000)

@@ -82,7 +82,7 @@ def test_plot_titles_notes_and_the_capacity_line(request):
 
 def test_the_html_report_shows_numbers_with_units_and_scrolls_wide_tables(result, tmp_path):
     html = (result.write(tmp_path / "r") / "report.html").read_text()
-    body = html.split("<h2>Units")[1].split("<img")[0]  # the units and banks tables
+    body = html.split("<h2 id='units'>Units")[1].split("<h2>Provenance")[0]  # the units and banks tables
     assert "GFLOP/s" in body and "GB/s" in body and "%" in body
     assert "e+" not in body and "e-0" not in body  # no raw scientific notation
     assert body.count("<div class='wide'>") == 2
@@ -111,3 +111,41 @@ def test_banks_of_one_kind_share_a_memory_panel_whatever_their_device_names():
 
     assert _bank_kind("t0.p3.d0.hbm") == _bank_kind("t0.p0.d0.hbm") == "hbm"
     assert _bank_kind("w0.params") == "params" and _bank_kind("params") == "params"
+
+
+def _disk_full_at(monkeypatch, name: str) -> None:
+    """Make the write of `name` (through its .tmp file) fill the disk: a part is written, then ENOSPC."""
+    import errno
+    from pathlib import Path
+
+    from hwsim.report import write as report_write
+
+    def partly(path: Path) -> None:
+        path.write_text('{"traceEvents": [')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_write_bytes, real_chrome = Path.write_bytes, report_write.write_chrome
+
+    def write_bytes(self, data):
+        return partly(self) if self.name == name + ".tmp" else real_write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(
+        report_write, "write_chrome", lambda trace, path: partly(path) if name == "trace.json" else real_chrome(trace, path)
+    )
+
+
+@pytest.mark.parametrize("failing", ["report.html", "trace.json", "busy.csv"])
+def test_a_full_disk_names_what_was_written_and_leaves_no_partial_file(result, tmp_path, monkeypatch, failing):
+    from hwsim.errors import ReportWriteError
+
+    _disk_full_at(monkeypatch, failing)
+    folder = tmp_path / "r"
+    with pytest.raises(ReportWriteError) as caught:
+        result.write(folder)
+    names = sorted(p.name for p in folder.iterdir())
+    assert not [n for n in names if n.endswith(".tmp")] and failing not in names
+    message = str(caught.value)
+    assert message.startswith(f"could not write the report to {folder}: No space left on device; written so far: summary.json")
+    assert sorted(caught.value.written) == names  # every file there is named, whole, and nothing else
+    assert ("trace.json" in names) == (failing == "report.html") and ("busy.csv" in names) == (failing != "busy.csv")

@@ -1,10 +1,12 @@
-"""Every shipped scenario runs (with few steps) and writes its report."""
+"""Every shipped scenario runs (with few steps), passes `hwsim validate`, and writes its report."""
 
 from pathlib import Path
 
 import pytest
 
 import hwsim
+from hwsim.commands.validate import validate_run
+from hwsim.result import RunResult
 
 SCENARIOS = sorted(
     p for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml") if not p.stem.startswith("sweep_")
@@ -22,7 +24,10 @@ def test_scenario_runs(path, tmp_path):
         scenario = hwsim.load_scenario(path, ["system.steps=2", "system.batch=384"])
     else:
         scenario = hwsim.load_scenario(path, ["system.steps=2", "run.eval_every=1"])
-    result = hwsim.run(scenario)
+    checks, outcome = validate_run(scenario)  # the run, and `hwsim validate`'s checks of it
+    failed = [c for c in checks if c.result == "FAIL"]
+    assert not failed, failed
+    result = RunResult(scenario, outcome)
     assert result.status == "ok", result.diagnosis
     if path.stem.startswith("online"):
         assert result.summary["online"]["requests"] > 0

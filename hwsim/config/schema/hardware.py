@@ -37,7 +37,9 @@ class SystolicSpec:
         1, doc="identical arrays (a GPU's tensor cores); more than one: GEMMs are cut into tiles run in waves", min=1
     )
     per_tile: int = spec(1, doc="arrays that share one output tile (a GPU's tensor cores per SM)", min=1)
-    tile: tuple[int, ...] = spec((128, 128), doc="[rows, cols] of the output tile one group of per_tile arrays computes", min=1)
+    tile: tuple[int, ...] = spec(
+        (128, 128), doc="[rows, cols] of the output tile one group of per_tile arrays computes", min=1, length=2
+    )
     boost_clock: float | None = spec(
         None, doc="the clock of the datasheet's peak, which MFU and HFU are quoted against (null: clock)", unit="frequency", gt=0
     )

@@ -12,6 +12,10 @@ from hwsim.config.schema.online import OnlineSpec
 from hwsim.config.schema.pipeline import PipelineSpec
 from hwsim.config.schema.run import ReportSpec, RunSpec
 from hwsim.config.schema.systems import CompressedPsSpec, DataParallelSpec, SingleDeviceSpec
+from hwsim.errors import ConfigError
+
+TITLE_LENGTH = 100
+"""The most characters of a scenario's `title`."""
 
 SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec
 
@@ -21,6 +25,11 @@ class Scenario:
     """A scenario file: hardware, a model, a system that trains it, and how to run and report."""
 
     name: str = spec(doc="scenario name (names the report folder)")
+    title: str = spec(
+        "",
+        doc=f"a one-line title of at most {TITLE_LENGTH} characters that tells this scenario from its siblings "
+        "(what `hwsim list` shows; without it, the description's start)",
+    )
     description: str = spec("", doc="one line on what this scenario shows")
     seed: int = spec(0, doc="seed of every random stream in the run", min=0)
     hardware: HardwareSpec = spec(doc="a preset name, a path, or a mapping (with optional 'base')")
@@ -28,3 +37,7 @@ class Scenario:
     system: SystemSpec = spec(doc="the training system and its settings")
     run: RunSpec = spec(RunSpec, doc="run settings")
     report: ReportSpec = spec(ReportSpec, doc="report settings")
+
+    def __post_init__(self) -> None:
+        if len(self.title) > TITLE_LENGTH or "\n" in self.title:
+            raise ConfigError("", "title", self.title, f"a one-line title of at most {TITLE_LENGTH} characters")

@@ -39,6 +39,8 @@ backward).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Generator
 
 import numpy as np
@@ -49,9 +51,10 @@ from hwsim.codecs import CodecError, codec_from_setting
 from hwsim.collectives import CollectiveError, plan
 from hwsim.collectives.algorithms import SYMMETRY
 from hwsim.collectives.executor import loopbacks
-from hwsim.collectives.schedule import Slots, collective
+from hwsim.collectives.schedule import Slots, collective, phases
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
+from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError
 from hwsim.kernels import sgd_momentum
 from hwsim.network import Cluster, build_topology
@@ -109,8 +112,90 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             raise ConfigError(where, key, name, str(err)) from None
     if system.mode in ("symmetric", "lockstep") and full:
         raise ConfigError(where, "system.mode", system.mode, "exact in full mode (the math runs transfer by transfer)")
+    if system.mode == "exact":
+        _check_exact_size(scenario, t, groups, sizes, names, where)
     if system.mode != "exact":
         _check_symmetric(scenario, t, groups, names, where)
+
+
+EXACT_TRANSFERS = 30_000_000
+"""The most transfers an exact run may simulate: about 53 minutes at EXACT_TRANSFERS_PER_S. Measured here
+(2 cores shared with other work) with `/usr/bin/time hwsim run scenarios/data_parallel_8x16.yaml
+system.replicas=R "hardware.network.dims=[{...size: 8...}, {...size: R/8...}]" system.mode=exact`, the
+simulation's wall time (the run's "wall") for its 2 steps of 24 hierarchical ring all-reduces:
+R = 64: 86,016 transfers in 5.0 s (17,200/s), max RSS 0.46 GB; R = 256: 933,888 in 52.4 s (17,800/s),
+0.58 GB; R = 1,024: 13,172,736 in 1,392 s (9,460/s), 2.7 GB (the report's tables of 13 million
+messages). 65,536 replicas would be 5.2e10 transfers: two months."""
+EXACT_PLAN_BYTES = 4 * 2**30
+"""The most memory the collective plans of an exact run may take (every rank's steps, built once per
+algorithm and group size): measured 190 B a step (a ring's or direct's Send or Recv), and 24 B more for
+every block past the first a halving-doubling step names. (65,536 replicas on 8 x 8,192: a ring plan of
+268 million steps, 51 GB: the MemoryError reported after 92 s.)"""
+EXACT_TRANSFERS_PER_S = 9_500
+"""Transfers an exact run simulates per second of wall time, measured here at 1,024 replicas (EXACT_TRANSFERS;
+faster at fewer: 17,000 at 64 and 256)."""
+
+
+def _sends_per_rank(op: str, algorithm: str, n: int) -> float:
+    """Messages each rank sends in `op` by `algorithm` on n ranks (a double binary tree: on average)."""
+    if n < 2:
+        return 0.0
+    if algorithm == "double_binary_tree":
+        return 4 * (n - 1) / n  # two trees, each edge carries one message up and one down
+    per_phase = math.log2(n) if algorithm == "halving_doubling" else n - 1  # ring, direct
+    return 2 * per_phase if op == "all_reduce" else per_phase
+
+
+def exact_cost(scenario: Scenario, sizes: list[int], names: list[str]) -> tuple[float, float]:
+    """(transfers, bytes of collective plans) of `scenario` in exact mode: every rank's every send of every
+    chunk of every layer's all-reduce in every step; and the plans (each built once) those sends come from.
+    `sizes`: the group size in each dimension (one: the flat all-reduce), `names`: the algorithm of each."""
+    system, model = scenario.system, scenario.model
+    layers = len(model.layers) * model.repeat if model.kind == "layers" else len(model.hidden) + 1
+    steps = phases("all_reduce", len(sizes)) if len(sizes) > 1 else [("all_reduce", 0)]
+    algorithm = [names[j] if len(names) > 1 else names[0] for j in range(len(sizes))]
+    per_rank = sum(_sends_per_rank(op, algorithm[j], sizes[j]) for op, j in steps)
+    transfers = system.steps * layers * system.collective.chunks * system.replicas * per_rank
+    plan_bytes = 0.0
+    for op, j in sorted(set(steps)):
+        n, name = sizes[j], algorithm[j]
+        sends = n * _sends_per_rank(op, name, n)
+        blocks = 2 * n * (n - 1) * (2 if op == "all_reduce" else 1) if name == "halving_doubling" else 0
+        plan_bytes += 2 * sends * 190 + max(blocks - 2 * sends, 0) * 24
+    return transfers, plan_bytes
+
+
+def _check_exact_size(scenario: Scenario, t, groups, sizes: list[int], names: list[str], where: str) -> None:
+    """Refuse an exact run this machine cannot finish in reasonable time or memory (`EXACT_TRANSFERS`,
+    `EXACT_PLAN_BYTES`), before it starts, saying which of the modes that scale applies here."""
+    transfers, plan_bytes = exact_cost(scenario, sizes, names)
+    if transfers <= EXACT_TRANSFERS and plan_bytes <= EXACT_PLAN_BYTES:
+        return
+    plans = format_quantity(plan_bytes, "size")
+    verdicts = []
+    for mode in ("symmetric", "lockstep"):
+        trial = dataclasses.replace(scenario, system=dataclasses.replace(scenario.system, mode=mode))
+        try:
+            _check_symmetric(trial, t, groups, names, where)
+        except ConfigError as err:
+            verdicts.append(f"{mode} does not apply ({err.expected.removeprefix('exact ')})")
+            continue
+        if mode == "lockstep" and plan_bytes > EXACT_PLAN_BYTES:
+            verdicts.append(f"lockstep builds the same {plans} of plans")
+        else:
+            verdicts.append(f"{mode} applies")
+    timing = " (in timing-only mode)" if scenario.run.mode == "full" else ""
+    raise ConfigError(
+        where,
+        "system.mode",
+        "exact",
+        f"symmetric (replica 0 alone, its partners mirrored) or lockstep (every replica, each round's messages "
+        f"together) at {scenario.system.replicas:,} replicas{timing}: exact simulates every transfer, here "
+        f"{transfers:,.0f} (about {transfers / EXACT_TRANSFERS_PER_S / 3600:,.1f} hours at the "
+        f"{EXACT_TRANSFERS_PER_S:,} a second measured) from {plans} of collective plans, and is refused beyond "
+        f"{EXACT_TRANSFERS:,} transfers or {format_quantity(EXACT_PLAN_BYTES, 'size')} of plans. Here "
+        f"{'; '.join(verdicts)}; else fewer replicas, layers, chunks or steps",
+    )
 
 
 def _check_symmetric(scenario: Scenario, t, groups, names, where: str) -> None:
@@ -191,6 +276,8 @@ class DataParallel:
         self.losses: list[float] = []
         self.rows: list[list] = []
         self.exposed: list[float] = []  # per step: the last all-reduce's end - the last backward's
+        self.holds_memory = not self.timed
+        """Whether the banks hold what the run needs (a layers model's times say nothing of its memory)."""
         if self.ops is not None:
             for device in self.devices:
                 bank = device.bank(spec.bank)
@@ -243,11 +330,12 @@ class DataParallel:
     def _timed(self, device, layer, what: str) -> Generator:
         """A `layers` model's forward or backward of `layer`: its given time, or its GEMMs on the systolic
         array (the backward of a GEMM is its two GEMMs)."""
+        label = f"{'fwd' if what == 'forward' else 'bwd'} {layer.name}"
         if layer.gemm is None:
-            yield from device.systolic.busy(layer.forward_s if what == "forward" else layer.backward_s, f"{what} {layer.name}")
-            return
-        for g in (layer.gemm,) if what == "forward" else layer.gemm.backward():
-            yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, f"{what} {layer.name}", g.count)
+            yield from device.systolic.busy(layer.forward_s if what == "forward" else layer.backward_s, label)
+        else:
+            for g in (layer.gemm,) if what == "forward" else layer.gemm.backward():
+                yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, label, g.count)
 
     def _forward(self, r: int) -> Generator:
         """An mlp's forward on replica r: the cycle model's ops, and the math on its share of the batch."""

@@ -13,7 +13,7 @@ all-reduces) that it overlaps with the GEMMs, which hwsim runs in series too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import simpy
 
@@ -61,27 +61,34 @@ def gemm_seconds(array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, o
 
 @dataclass
 class Part:
-    """Seconds of one op split by where they go: GEMMs, memory-bound kernels, tensor-parallel collectives."""
+    """One op split by where it goes: GEMMs (seconds, FLOP), memory-bound kernels (seconds, bytes moved to
+    and from the bank), tensor-parallel collectives (seconds, bytes each rank sends on the ring)."""
 
     gemm_s: float = 0.0
     memory_s: float = 0.0
     tensor_s: float = 0.0
     gemm_flops: float = 0.0
+    memory_bytes: float = 0.0
+    tensor_bytes: float = 0.0
 
     @property
     def total_s(self) -> float:
         return self.gemm_s + self.memory_s + self.tensor_s
 
     def __add__(self, other: Part) -> Part:
-        return Part(
-            self.gemm_s + other.gemm_s,
-            self.memory_s + other.memory_s,
-            self.tensor_s + other.tensor_s,
-            self.gemm_flops + other.gemm_flops,
-        )
+        return Part(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def times(self, n: float) -> Part:
-        return Part(self.gemm_s * n, self.memory_s * n, self.tensor_s * n, self.gemm_flops * n)
+        return Part(*(a * n for a in astuple(self)))
+
+
+def ring_wire_bytes(op: str, n: int, nbytes: float) -> float:
+    """Bytes each of n ranks sends to its successor in a ring `op` on a buffer of `nbytes` (an all-reduce
+    is a reduce-scatter and an all-gather: 2 (n - 1) / n of it; each of those alone: (n - 1) / n)."""
+    if n < 2:
+        return 0.0
+    share = (n - 1) / n * nbytes
+    return 2 * share if op == "all_reduce" else share
 
 
 @dataclass
@@ -150,10 +157,20 @@ class StageCosts:
             if k.kind == "gemm":
                 out = out + self._gemm(k.gemm, k.out_bytes)
             elif k.kind == "memory":
-                out.memory_s += k.bytes / self.bandwidth
+                self._memory(out, k.bytes)
             else:
-                out.tensor_s += self.timer.seconds(k.kind, self.group, k.bytes)
+                self._collective(out, k.kind, k.bytes)
         return out
+
+    def _memory(self, part: Part, nbytes: float) -> None:
+        """A memory-bound kernel moving `nbytes` at the bank's achieved rate."""
+        part.memory_s += nbytes / self.bandwidth
+        part.memory_bytes += nbytes
+
+    def _collective(self, part: Part, op: str, nbytes: float) -> None:
+        """A tensor-parallel collective on the whole tensor of `nbytes`."""
+        part.tensor_s += self.timer.seconds(op, self.group, nbytes)
+        part.tensor_bytes += ring_wire_bytes(op, self.t, nbytes)
 
     def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES) -> Part:
         seconds = gemm_seconds(self.hardware.systolic, self.bank, g, self.precision, out_bytes)
@@ -166,24 +183,20 @@ class StageCosts:
         tokens, h = m.seq_len * self.b, m.d_model
         out = {name: Part() for name in ("forward", "input_grad", "weight_grad")}
         if first:
-            out["forward"].memory_s += 2 * tokens * h * ACT_BYTES / self.bandwidth  # gather rows, add positions
-            out["weight_grad"].memory_s += 2 * tokens * h * ACT_BYTES / self.bandwidth  # scatter-add into the table
+            self._memory(out["forward"], 2 * tokens * h * ACT_BYTES)  # gather rows, add positions
+            self._memory(out["weight_grad"], 2 * tokens * h * ACT_BYTES)  # scatter-add into the table
         if last:
             logits = Gemm(tokens, m.vocab // t, h)
             dx, dw = logits.backward()
             elements = tokens * m.vocab / t
-            gather = "all_gather" if self.sequence else None
             full = tokens * h * ACT_BYTES
             out["forward"] = out["forward"] + self._gemm(logits)
-            out["forward"].memory_s += (
-                elements * XENT_FORWARD_BYTES + tokens * h / (t if self.sequence else 1) * 4
-            ) / self.bandwidth
+            self._memory(out["forward"], elements * XENT_FORWARD_BYTES + tokens * h / (t if self.sequence else 1) * 4)
             out["input_grad"] = out["input_grad"] + self._gemm(dx)
-            out["input_grad"].memory_s += elements * XENT_BACKWARD_BYTES / self.bandwidth
-            reduce = "reduce_scatter" if self.sequence else "all_reduce"
-            out["input_grad"].tensor_s += self.timer.seconds(reduce, self.group, full)
-            if gather:
-                out["forward"].tensor_s += self.timer.seconds(gather, self.group, full)
+            self._memory(out["input_grad"], elements * XENT_BACKWARD_BYTES)
+            self._collective(out["input_grad"], "reduce_scatter" if self.sequence else "all_reduce", full)
+            if self.sequence:
+                self._collective(out["forward"], "all_gather", full)
             out["weight_grad"] = out["weight_grad"] + self._gemm(dw, WGRAD_BYTES)
         return out
 

@@ -32,10 +32,12 @@ the breakdown.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Generator
 
 import numpy as np
+import pandas as pd
 import simpy
 
 from hwsim.config.schema import Scenario
@@ -52,15 +54,32 @@ from hwsim.systems.megatron.costs import (
     Part,
     StageCosts,
     optimizer_bytes,
+    ring_wire_bytes,
     stage_memory,
     stage_params,
 )
 from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.traffic import Traffic
 from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
 BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
+
+
+class CommTrack(Unit):
+    """The time one rank spends in one kind of communication (tensor, pipeline, data): its work is the bytes
+    the rank sends, its peak the bandwidth of the fabric path to a peer of its group."""
+
+    kind = "network"
+
+    def __init__(self, env: simpy.Environment, name: str, clock_hz: float, rate: float):
+        super().__init__(env, name, clock_hz)
+        self.rate = rate
+
+    @property
+    def peak_per_s(self) -> float:
+        return self.rate
 
 
 class Megatron:
@@ -130,12 +149,23 @@ class Megatron:
         self.p2p_gather_s = (
             0.0 if par.sequence else timer.seconds("all_gather", self.group("tensor", 0, 0), self.p2p_bytes * self.t)
         )
-        self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", self.hardware) for j in range(self.p)]
+        # the bank is labelled with the run's precision (its 16-bit weights and activations), not the preset's
+        bank = dataclasses.replace(self.hardware.memory[spec.bank], precision=spec.precision)
+        held = dataclasses.replace(self.hardware, memory={**self.hardware.memory, spec.bank: bank})
+        self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", held) for j in range(self.p)]
         self.plan = self._plan()
-        self.tensor_units = [self._unit(dev, "tensor_comm") for dev in self.devices]
-        self.pipeline_units = [self._unit(dev, "pipeline_comm") for dev in self.devices]
+        place, t, p, d = self.place, self.t, self.p, self.d
+        self.tensor_units = [
+            self._unit(dev, "tensor_comm", place[(1, j, 0)] if t > 1 else None) for j, dev in enumerate(self.devices)
+        ]
+        self.pipeline_units = [
+            self._unit(dev, "pipeline_comm", place[(0, (j + 1) % p, 0)] if p > 1 else None) for j, dev in enumerate(self.devices)
+        ]
         self.mirrors = self._mirrors(scenario)
-        self.data_units = [self._unit(dev, "data_comm") for dev in self.devices]
+        self.data_units = [
+            self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else None) for j, dev in enumerate(self.devices)
+        ]
+        self.traffic = Traffic(self.p)
         self.params = [
             sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self.shape.stages_of(j))
             for j in range(self.p)
@@ -155,9 +185,12 @@ class Megatron:
             return tuple(self.place[(r, j, k)] for r in range(self.t))
         return tuple(self.place[(i, j, r)] for r in range(self.d))
 
-    def _unit(self, device, what: str) -> Unit:
-        unit = Unit(self.env, f"{device.name}.{what}", device.systolic.clock_hz)
-        unit.kind = "network"
+    def _unit(self, device, what: str, peer: int | None) -> CommTrack:
+        """The track of one kind of communication of `device`'s rank, its peak the fabric path's bandwidth to
+        `peer` (an NPU of its group: the next stage's for pipeline sends; None when it has no group)."""
+        npu = self.cluster.npu[device.name]
+        rate = 0.0 if peer is None else self.cluster.fabric.path_bandwidth(self.cluster.fabric.route(npu, peer))
+        unit = CommTrack(self.env, f"{device.name}.{what}", device.systolic.clock_hz, float(rate))
         self.cluster.recorder.attach_unit(unit, device.name)
         return unit
 
@@ -244,8 +277,8 @@ class Megatron:
     def _plan(self) -> list[list[tuple]]:
         """Per device, its ops in order, worked out once rather than per op run: (its key (kind, stage, mb),
         the key of the op on another device whose output it waits for or None, its label, its activations'
-        buffer name, its parts and seconds, and the seconds its output takes to reach another device or
-        None). An F waits for the F upstream, a B for the B
+        buffer name, its parts and seconds, the seconds its output takes to reach another device or
+        None, and that device). An F waits for the F upstream, a B for the B
         downstream (`policies.timing.dependencies`); an input made on the same device came from an earlier
         op of its list, as a schedule runs a device's ops in dependency order."""
         per_stage = {}
@@ -257,16 +290,17 @@ class Megatron:
                 to, source = stage + step, stage - step
                 send = self._transfer_s(stage, to) if 0 <= to < self.stages and self.shape.device(to) != here else None
                 remote = 0 <= source < self.stages and self.shape.device(source) != here
-                per_stage[kind, stage] = (parts, parts["both"].total_s, send, source if remote else None)
+                dest = self.shape.device(to) if send is not None else None
+                per_stage[kind, stage] = (parts, parts["both"].total_s, send, dest, source if remote else None)
         out = []
         for ops in self.schedule:
             steps = []
             for op in ops:
                 kind, stage, mb = op.kind, op.stage, op.mb
-                parts, seconds, send, source = per_stage[kind, stage]
+                parts, seconds, send, dest, source = per_stage[kind, stage]
                 waits = None if source is None else (kind, source, mb)
                 where = f"{stage}.{mb}"
-                steps.append(((kind, stage, mb), waits, f"{kind} {where}", f"act {where}", parts, seconds, send))
+                steps.append(((kind, stage, mb), waits, f"{kind} {where}", f"act {where}", parts, seconds, send, dest))
             out.append(steps)
         return out
 
@@ -277,7 +311,8 @@ class Megatron:
         rebuilt = False  # whether the full-recompute buffer is allocated
         first = env.now
         busy = 0.0
-        for key, waits, label, buffer, parts, seconds, send in self.plan[j]:
+        sends, gather = self.traffic.sends[j], ring_wire_bytes("all_gather", self.t, self.p2p_bytes * self.t)
+        for key, waits, label, buffer, parts, seconds, send, dest in self.plan[j]:
             if waits is not None and waits not in sent:
                 waiting[waits] = event = env.event()
                 yield event
@@ -303,8 +338,11 @@ class Megatron:
             if not forward:
                 self._free(j, bank, buffer, act)
             if send is not None:
+                sends[dest] += self.p2p_bytes
+                if not self.spec.parallel.sequence:  # the receiver all-gathers the 1/t pieces
+                    self.traffic.tensor[dest] += gather
                 if send > 0:
-                    self.pipeline_units[j].record(f"send {label}", end, env.now)
+                    self.pipeline_units[j].record(f"send {label}", end, env.now, self.p2p_bytes)
                     row["pipeline_comm_s"] += send
                     busy += send
                 sent.add(key)
@@ -323,7 +361,9 @@ class Megatron:
         on the mirrored tensor ranks' tracks in the first step."""
         device, at = self.devices[j], begin
         own = (device.systolic, device.bank(self.spec.bank), self.tensor_units[j])
-        for k, (seconds, work) in enumerate(((both.gemm_s, both.gemm_flops), (both.memory_s, 0.0), (both.tensor_s, 0.0))):
+        self.traffic.tensor[j] += both.tensor_bytes
+        spans = ((both.gemm_s, both.gemm_flops), (both.memory_s, both.memory_bytes), (both.tensor_s, both.tensor_bytes))
+        for k, (seconds, work) in enumerate(spans):
             if seconds > 0:
                 own[k].record(label, at, at + seconds, work)
                 if mirror:
@@ -337,27 +377,36 @@ class Megatron:
         group = self.group("data", j, 0)
         distributed = self.spec.optimizer == "distributed"
         params = self.params[j]
-        reduce_s = self.timer.seconds("reduce_scatter" if distributed else "all_reduce", group, params * GRAD_BYTES)
+        reduce = "reduce_scatter" if distributed else "all_reduce"
+        reduce_s = self.timer.seconds(reduce, group, params * GRAD_BYTES)
+        reduce_bytes = ring_wire_bytes(reduce, self.d, params * GRAD_BYTES)
         gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
+        gather_bytes = ring_wire_bytes("all_gather", self.d, params * WEIGHT_BYTES) if distributed else 0.0
         every, shard = optimizer_bytes(self.spec.precision)
-        adam_s = (params * every + params / (self.d if distributed else 1) * shard) / self.hardware.memory[self.spec.bank].rate
-        yield from self._busy(self.data_units[j], reduce_s, "gradient reduce", row, "data_comm_s")
+        adam_bytes = params * every + params / (self.d if distributed else 1) * shard
+        adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
+        yield from self._busy(self.data_units[j], reduce_s, "gradient reduce", row, "data_comm_s", reduce_bytes)
+        self.traffic.data[j] += reduce_bytes + gather_bytes
         if tied is not None and j in (0, self.p - 1):
             yield from self._tied_embedding(j, row, tied)
-        yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s")
-        yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s")
+        yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s", adam_bytes)
+        yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
 
     @staticmethod
-    def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str) -> Generator:
+    def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str, work: float) -> Generator:
         if seconds > 0:
-            yield from unit.busy(seconds, label)
+            yield from unit.busy(seconds, label, work)
             row[key] += seconds
 
     @functools.cached_property
+    def tied_bytes(self) -> float:
+        """The word embedding's fp32 gradient (V/t rows), all-reduced between the first and the last stage."""
+        return self.model.vocab / self.t * self.model.d_model * GRAD_BYTES
+
+    @functools.cached_property
     def tied_s(self) -> float:
-        """The all-reduce of the word embedding's fp32 gradient (V/t rows) between the first and the last stage."""
         pair = (self.place[(0, 0, 0)], self.place[(0, self.p - 1, 0)])
-        return self.timer.seconds("all_reduce", pair, self.model.vocab / self.t * self.model.d_model * GRAD_BYTES)
+        return self.timer.seconds("all_reduce", pair, self.tied_bytes)
 
     def _tied_embedding(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event]) -> Generator:
         """Megatron's `train_step` (2022) all-reduces the tied embedding's gradient between the first and the
@@ -367,7 +416,10 @@ class Megatron:
         start = self.env.now
         yield other
         row["data_comm_s"] += self.env.now - start
-        yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s")
+        sent = ring_wire_bytes("all_reduce", 2, self.tied_bytes)
+        if j == 0:
+            self.traffic.tied += sent
+        yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s", sent)
 
     def _allocate(self, j: int, bank, name: str, nbytes: float, activation: bool = True) -> None:
         if activation:
@@ -390,10 +442,12 @@ class Megatron:
         s = self.static[j]
         held = self.held[j] - (nbytes if name.startswith(("act", "recomputed")) else 0.0)
         q = lambda x: format_quantity(x, "size")  # noqa: E731
+        # what the bank holds already: the static buffers allocated before this one (each once), and activations
+        others = [f"{n} {q(getattr(s, n))}" for n in ("weights", "gradients", "optimizer") if n != name and bank.holds(n)]
+        others += [f"activations {q(held)}"] if others or held > 0 else []
+        on_top = f"on top of {', '.join(others)}" if others else "with nothing else held"
         return (
-            f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} "
-            f"({q(nbytes)}) on top of weights {q(s.weights)}, gradients {q(s.gradients)}, optimizer {q(s.optimizer)}, "
-            f"activations {q(held)}"
+            f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} ({q(nbytes)}) {on_top}"
         )
 
     # --- results ----------------------------------------------------------------------
@@ -460,6 +514,19 @@ class Megatron:
                 "hfu": hardware / (step_s * npus * peak) if step_s else None,
             }
         }
+
+    def mirrored_links(self, links: pd.DataFrame) -> pd.DataFrame:
+        """The links as every rank of the layout uses them: the simulated ranks stand for their groups, so
+        each link gets the bytes all ranks' rings and sends put on it (`traffic`), busy for their
+        serialization; `mirrored` marks the links that carried something."""
+        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d)
+        bandwidth = links.bandwidth_bytes_per_s.to_numpy()
+        span = self.env.now if self.env.now > 0 else np.nan
+        return links.assign(bytes=loads, busy_s=loads / bandwidth, util=loads / (bandwidth * span), mirrored=loads > 0)
+
+    def network_bytes(self) -> float:
+        """Bytes all NPUs of the layout sent (what `bytes_moved.network` counts for this run)."""
+        return self.traffic.sent_bytes(self.t, self.d)
 
     def placement(self) -> dict[str, str]:
         """Where each kind of group landed on the fabric: its NPUs, and the dimensions they differ along."""

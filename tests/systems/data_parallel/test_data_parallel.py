@@ -193,3 +193,102 @@ def test_a_layer_is_timed_or_a_gemm(root, layer, key, words):
     with pytest.raises(ConfigError) as err:
         hwsim.run(scenario(root, f"model={{kind: layers, layers: [{layer}]}}"))
     assert err.value.key == key and words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "collective, sizes",
+    [
+        ("{algorithm: ring, hierarchical: true}", [8, 16]),
+        ("{algorithm: direct, hierarchical: true}", [8, 16]),
+        ("{algorithm: halving_doubling, hierarchical: true, chunks: 2}", [8, 16]),
+        ("{algorithm: ring}", [128]),
+        ("{algorithm: double_binary_tree}", [128]),
+    ],
+)
+def test_the_estimate_of_an_exact_run_counts_every_transfer(root, collective, sizes):
+    from hwsim.systems.data_parallel.system import exact_cost
+
+    s = hwsim.load_scenario(
+        root / "scenarios" / "data_parallel_8x16.yaml", ["system.steps=1", "model.repeat=2", f"system.collective={collective}"]
+    )
+    transfers, _ = exact_cost(s, sizes, [s.system.collective.algorithm])
+    assert transfers == len(hwsim.run(s).trace.messages)  # one row per message the run sent
+
+
+def test_an_exact_run_too_large_for_this_machine_is_refused_before_it_starts(root):
+    from hwsim.build import check
+    from hwsim.systems.data_parallel.system import EXACT_PLAN_BYTES, EXACT_TRANSFERS, exact_cost
+
+    dims = "[{kind: switch, size: 8, bandwidth: 450 GB/s, latency: 0.5 us}, {kind: switch, size: SIZE, bandwidth: 400 Gb/s, latency: 2 us}]"
+    path = root / "scenarios" / "data_parallel_8x16.yaml"
+    big = hwsim.load_scenario(path, ["system.replicas=65536", "hardware.network.dims=" + dims.replace("SIZE", "8192")])
+    transfers, plan_bytes = exact_cost(big, [8, 8192], ["ring"])
+    assert transfers > 1000 * EXACT_TRANSFERS and plan_bytes > 10 * EXACT_PLAN_BYTES  # a month, 47 GiB
+    with pytest.raises(ConfigError) as err:
+        check(big, str(path))
+    message = str(err.value)
+    assert err.value.key == "system.mode" and err.value.got == "exact" and "at 65,536 replicas" in message
+    assert "Here symmetric applies; lockstep builds the same 47.49 GiB of plans" in message
+    check(
+        hwsim.load_scenario(
+            path, ["system.replicas=65536", "hardware.network.dims=" + dims.replace("SIZE", "8192"), "system.mode=symmetric"]
+        )
+    )
+    # the shipped size, and 1,024 replicas (13.2 million transfers, measured: EXACT_TRANSFERS), are not refused
+    check(hwsim.load_scenario(path))
+    check(hwsim.load_scenario(path, ["system.replicas=1024", "hardware.network.dims=" + dims.replace("SIZE", "128")]))
+    # a flat double binary tree has no faster mode: the message says why
+    with pytest.raises(ConfigError, match="symmetric does not apply \\(for double_binary_tree"):
+        check(
+            hwsim.load_scenario(
+                path,
+                [
+                    "system.replicas=65536",
+                    "hardware.network={kind: switch, bandwidth: 400 Gb/s, latency: 1 us}",
+                    "system.collective={algorithm: double_binary_tree}",
+                    "system.steps=200",
+                ],
+            )
+        )
+
+
+def test_a_timed_layers_report_says_na_for_flop_and_memory(root, tmp_path):
+    """Layers given as times carry no FLOP count and hold nothing in the banks: the summary says n/a (not
+    0 FLOP/s of a peak, not 0 B) while the arrays are busy; ops are labelled fwd/bwd like every other
+    system's. A GEMM layer's FLOP are counted."""
+    from hwsim.report.console import describe
+
+    r = hwsim.run(scenario(root, replicas=4, layers=6, params="4 MiB"))
+    flops, units = r.summary["flops"], r.utilization
+    assert flops["achieved_flop_per_s"] is None and flops["fraction_of_peak"] is None and flops["peak_flop_per_s"] > 0
+    systolic = units[units.kind == "systolic"]
+    assert (systolic.util > 0.5).all() and systolic.work.isna().all() and systolic.achieved_fraction.isna().all()
+    assert r.banks.peak_bytes.isna().all() and all(m["peak_bytes"] is None for m in r.summary["memory"].values())
+    assert set(r.trace.busy[r.trace.busy.kind == "systolic"].label.str.split().str[0]) == {"fwd", "bwd"}
+    text = describe(r.summary)
+    assert "FLOP/s: n/a (layers given as times carry no FLOP count)" in text
+    assert "peak memory: n/a (layers given as times hold nothing in the banks)" in text
+    assert "n/a (layers given as times hold nothing" in (r.write(tmp_path) / "report.html").read_text()
+    gemm = "model={kind: layers, name: g, layers: [{gemm: [64, 64, 64]}], repeat: 2}"
+    counted = hwsim.run(scenario(root, gemm, replicas=2))
+    assert counted.summary["flops"]["achieved_flop_per_s"] > 0
+    steps, replicas, layers, gemms = 2, 2, 2, 3  # a GEMM layer: its forward and its backward's two
+    assert counted.summary["flops"]["achieved_flop_per_s"] * counted.sim_time_s == pytest.approx(
+        steps * replicas * layers * gemms * 2 * 64**3
+    )
+
+
+def test_many_identical_units_are_summed_up_by_kind(root, tmp_path):
+    """With many devices the console, the plots and the HTML page show each kind of unit once (its spread),
+    not a row per identical unit; the full table stays in units.csv."""
+    from hwsim.report.console import describe
+
+    r = hwsim.run(scenario(root, replicas=16, layers=2))
+    line = next(x for x in describe(r.summary).splitlines() if "utilization:" in x)
+    assert "systolic" in line and "median of 16 (" in line and "link" in line
+    units, note = r.shown_units()
+    assert len(units) < 16 and "median" in note and any(".up" in u or ".down" in u for u in units)
+    page = (r.write(tmp_path) / "report.html").read_text()
+    assert page.index("<h2 id='unit-timeline'>") < page.index("<h2 id='units'>")  # the plots before the tables
+    assert "one row per kind (min / median / max over its units)" in page
+    assert len(pd.read_csv(tmp_path / "units.csv")) == len(r.utilization)

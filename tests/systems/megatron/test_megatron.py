@@ -361,6 +361,30 @@ def test_out_of_memory_names_the_breakdown(write_yaml):
         assert word in outcome.diagnosis
 
 
+@pytest.mark.parametrize(
+    ("capacity", "says"),
+    [
+        (1e6, "allocating weights ({w}) with nothing else held"),  # the first buffer does not fit
+        ("weights + 1", "allocating gradients ({g}) on top of weights {w}, activations 0 B"),  # not of gradients too
+    ],
+)
+def test_out_of_memory_counts_each_buffer_once(write_yaml, capacity, says):
+    from dataclasses import replace
+
+    from hwsim.config.units import format_quantity
+
+    scenario = small(write_yaml, t=8, p=1, batch=64)
+    first = simulate(scenario).system.static[0]
+    if capacity == "weights + 1":
+        capacity = first.weights + 1
+    bank = replace(scenario.hardware.memory["hbm"], capacity=capacity)
+    outcome = simulate(replace(scenario, hardware=replace(scenario.hardware, memory={"hbm": bank})))
+    assert outcome.status == "out_of_memory"
+    q = lambda x: format_quantity(x, "size")  # noqa: E731
+    assert says.format(w=q(first.weights), g=q(first.gradients)) in outcome.diagnosis
+    assert outcome.diagnosis.count("weights") == 1 and "optimizer" not in outcome.diagnosis  # only what is held
+
+
 # --- bad input ----------------------------------------------------------------------
 
 
@@ -503,3 +527,35 @@ def test_trace_shows_every_tensor_rank_of_a_stage_side_by_side(write_yaml, tmp_p
     assert {"t0.p0.d0", "t1.p0.d0", "t2.p0.d0", "t3.p0.d0"} <= set(names)
     plain = small(write_yaml, t=4, p=2, batch=4)
     assert run(plain)[1]["mfu"] == out["mfu"]
+
+
+# --- what the report shows -------------------------------------------------------------
+
+
+def test_every_link_carries_what_every_rank_of_its_groups_sends(write_yaml):
+    """One rank per group is simulated; the links get every rank's traffic. t = 4 ranks in a ring on the
+    node's switch: each uplink carries its rank's tensor-parallel bytes plus its data-parallel ring's; the
+    sum over all NPUs' uplinks is what `bytes_moved.network` says they sent; each communication track
+    reports the bytes its rank sent, within the bandwidth of its path."""
+    import hwsim
+
+    sc = small(write_yaml, model="flow", t=4, p=2, d=2, sp="true", batch=8, mb=1, optimizer="distributed")
+    sc = dataclasses.replace(sc, system=dataclasses.replace(sc.system, precision="fp16"))
+    r = hwsim.run(sc)
+    assert r.status == "ok", r.diagnosis
+    links, units = r.links, r.utilization.set_index("unit")
+    system = r.outcome.system
+    up = links[links.src.str.fullmatch(r"t\d\.p\d\.d\d") & links.link.str.contains("nic0")]
+    assert len(up) == 16 and (up.bytes > 0).all() and links.mirrored.any()
+    every = links[links.link.str.endswith(".up") & links.src.isin(up.src)]  # each byte leaves an NPU once
+    assert every.bytes.sum() == pytest.approx(r.summary["bytes_moved"]["network"], rel=1e-9)
+    # the tensor ranks of stage 0 of replica 1 (not simulated) carry what stage 0 of replica 0 does on its node
+    ranks = up.set_index("src").bytes
+    assert ranks["t1.p0.d1"] == pytest.approx(ranks["t1.p0.d0"], rel=1e-12)
+    tensor = units.loc["t0.p0.d0.tensor_comm"]
+    assert tensor.work == pytest.approx(system.traffic.tensor[0], rel=1e-12) and tensor.work > 0
+    assert 0 < tensor.achieved_fraction <= 1
+    assert units.loc["t0.p0.d0.hbm"].work > 0 and units.loc["t0.p0.d0.data_comm"].work > 0
+    assert r.banks.set_index("bank").precision["t0.p0.d0.hbm"] == "fp16"  # the run's precision, not the preset's
+    assert (units[units.kind == "systolic"].achieved_fraction <= 1).all()
+    assert r.plot_fabric() is not None

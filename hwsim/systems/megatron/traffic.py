@@ -1,0 +1,60 @@
+"""What a symmetric 3D run sends, on every link of the fabric.
+
+The run simulates one tensor rank of one data-parallel replica per pipeline position; the
+other ranks of its groups do the same work at the same time. `Traffic` counts, per
+simulated device, the bytes its rank sends in each kind of communication; `link_bytes`
+then puts every rank's bytes on the links of the routes it uses: a ring collective sends
+each rank's share to its successor in the group (`costs.ring_wire_bytes`), a pipeline send
+goes from each rank to the same rank of the next stage. Loads are worked out, not
+simulated: what each link carries, not when.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from hwsim.network.topology import Topology
+
+
+class Traffic:
+    """Bytes the simulated rank of each of `p` pipeline devices has sent, by kind."""
+
+    def __init__(self, p: int):
+        self.tensor = [0.0] * p  # tensor-parallel rings (within its tensor group)
+        self.data = [0.0] * p  # data-parallel rings (within its data group)
+        self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
+        self.tied = 0.0  # the tied embedding's all-reduce between the first and the last device
+
+    def link_bytes(self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int) -> np.ndarray:
+        """Bytes on each link of `topology` once every rank of every group (tensor rank i, pipeline
+        position j, replica k on NPU place[(i, j, k)]) has sent what its simulated rank sent."""
+        loads = np.zeros(topology.links)
+        p = len(self.tensor)
+
+        def ring(group: list[int], nbytes: float) -> None:
+            if nbytes > 0 and len(group) > 1:
+                for a, b in zip(group, group[1:] + group[:1], strict=True):
+                    loads[list(topology.route(a, b))] += nbytes
+
+        for j in range(p):
+            for k in range(d):
+                ring([place[(i, j, k)] for i in range(t)], self.tensor[j])
+            for i in range(t):
+                ring([place[(i, j, k)] for k in range(d)], self.data[j])
+            for dest, nbytes in self.sends[j].items():
+                for i in range(t):
+                    for k in range(d):
+                        loads[list(topology.route(place[(i, j, k)], place[(i, dest, k)]))] += nbytes
+        if p > 1:
+            for i in range(t):
+                for k in range(d):
+                    ring([place[(i, 0, k)], place[(i, p - 1, k)]], self.tied)
+        return loads
+
+    def sent_bytes(self, t: int, d: int) -> float:
+        """Bytes every NPU of the layout has sent, summed."""
+        p = len(self.tensor)
+        per_rank = sum(self.tensor) + sum(self.data) + sum(sum(c.values()) for c in self.sends)
+        return t * d * (per_rank + (2 * self.tied if p > 1 else 0.0))
