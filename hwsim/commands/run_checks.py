@@ -2,8 +2,9 @@
 
 Each is a row of PASS / FAIL / n/a (`Check`): the run ended as it should; no two operations
 overlap on a unit that does one thing at a time; no bank held more than its capacity; no
-unit did more work than its peak allows in the time it ran; every span lies inside the
-simulated time; every message landed after it left. A system's own checks (the pipeline's
+unit did more work than its peak allows in the time it ran, and no link carried more than
+its bandwidth allows (with the loads a symmetric system worked out for the links it did not
+simulate); every span lies inside the simulated time; every message landed after it left. A system's own checks (the pipeline's
 schedule, closed forms and math) come on top, in `validate`.
 """
 
@@ -40,6 +41,8 @@ def run_checks(scenario, outcome) -> list[Check]:
     out.append(no_overlap(trace, shared))
     out.append(memory_within_capacity(trace, outcome.status))
     out.append(_within_peak(unit_table(trace, outcome.sim_time_s), shared))
+    if not shared:
+        out.append(_links_within_bandwidth(outcome))
     out.append(_spans_inside(trace, outcome.sim_time_s))
     out.append(_messages_in_order(trace))
     return out
@@ -99,6 +102,23 @@ def _within_peak(units: pd.DataFrame, shared: set[str]) -> Check:
         )
     )
     return check("units: work within each unit's peak (achieved / peak at most 100 %)", over.empty, detail)
+
+
+def _links_within_bandwidth(outcome) -> Check:
+    """Every link of the fabric carried at most bandwidth x simulated time, counting the loads a symmetric
+    system worked out for the links it did not simulate (`mirrored_links`)."""
+    name = "fabric: every link's bytes within its bandwidth x the simulated time"
+    if outcome.cluster is None or outcome.sim_time_s <= 0:
+        return Check(name, "n/a", "no fabric, or no time simulated")
+    links = outcome.cluster.fabric.links(outcome.sim_time_s)
+    mirrored = getattr(outcome.system, "mirrored_links", None)
+    links = mirrored(links) if mirrored is not None else links
+    used = links[links.bytes > 0]
+    over = used[used.util > 1 + SLACK]
+    if len(over):
+        return check(name, False, f"{over.link.iloc[0]} at {over.util.iloc[0]:.1%}")
+    top = f"; the busiest {used.link.iloc[used.util.argmax()]} at {used.util.max():.1%}" if len(used) else ""
+    return check(name, True, f"{len(used)} of {len(links)} links carried bytes{top}")
 
 
 def _spans_inside(trace, sim_time_s: float) -> Check:
