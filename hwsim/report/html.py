@@ -74,9 +74,9 @@ def render(
         "element operations (ops) on the vector unit, bytes on memory ports, links and communication tracks; "
         "achieved = work / simulated time, against the peak (units.csv has the raw numbers).</p>"
     )
-    parts.append(_grouped(unit_view(units), units.kind, kind_view(units), "units", "units.csv"))
+    parts.append(_grouped(unit_view(units), kind_view(units), "units", "units.csv"))
     parts.append(_heading("Memory banks"))
-    parts.append(_grouped(bank_view(memory), memory.bank.str.rsplit(".", n=1).str[-1], bank_kinds(memory), "banks", "banks.csv"))
+    parts.append(_grouped(bank_view(memory), bank_kinds(memory), "banks", "banks.csv"))
     if phases is not None and not phases.empty:
         parts.append(
             _heading("Step phases") + "<p>Mean seconds per step of each worker: decompress, compute, compress "
@@ -106,7 +106,7 @@ def _heading(caption: str) -> str:
     return f"<h2 id='{_anchor(caption)}'>{html.escape(caption)}</h2>"
 
 
-def _grouped(full: pd.DataFrame, kinds: pd.Series, by_kind: pd.DataFrame, what: str, csv: str) -> str:
+def _grouped(full: pd.DataFrame, by_kind: pd.DataFrame, what: str, csv: str) -> str:
     """A table of few rows as it is; of many, its summary by kind, then the full table folded below (or, past
     FULL_ROWS, a pointer to the CSV)."""
     if len(full) <= MANY:

@@ -21,7 +21,7 @@ def unit_table(trace: Trace, sim_time_s: float) -> pd.DataFrame:
     time, not as a GEMM or element count).
     """
     parts = [
-        chunk.assign(dur_s=chunk.end_s - chunk.start_s, uncounted=chunk.work.eq(0))
+        chunk.assign(dur_s=chunk.end_s - chunk.start_s, uncounted=chunk.work.eq(0) & (chunk.end_s > chunk.start_s))
         .groupby("unit", observed=True)
         .agg(busy_s=("dur_s", "sum"), ops=("dur_s", "size"), work=("work", "sum"), uncounted=("uncounted", "sum"))
         for chunk in trace.chunks("busy", ["unit", "start_s", "end_s", "work"])

@@ -65,6 +65,11 @@ class StageCost:
     weight_vector_s: float = 0.0
     weight_flops: float = 0.0
     weight_inputs: int = 0  # kept from B to W
+    # element operations on the vector unit (its work; the seconds above are these over its lanes)
+    forward_vector_ops: int = 0
+    backward_vector_ops: int = 0
+    input_vector_ops: int = 0
+    weight_vector_ops: int = 0
 
     @property
     def forward_s(self) -> float:
@@ -104,14 +109,17 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
         weight = [g for op in mine for g in op.weight]
         params = sum(op.params for op in mine)
         weight_vector = sum(op.weight_vector_ops for op in mine) + params * ACCUMULATE_OPS
+        forward_vector = sum(op.forward_vector_ops for op in mine)
+        backward_vector = sum(op.backward_vector_ops for op in mine) + params * ACCUMULATE_OPS
+        input_vector = sum(op.backward_vector_ops for op in mine) - sum(op.weight_vector_ops for op in mine)
         first = mine[0]
         inputs = first.forward[0].m * first.forward[0].k if first.forward else first.outputs
         out.append(
             StageCost(
                 forward_systolic_s=systolic_s(fwd),
-                forward_vector_s=vector_s(sum(op.forward_vector_ops for op in mine)),
+                forward_vector_s=vector_s(forward_vector),
                 backward_systolic_s=systolic_s(bwd),
-                backward_vector_s=vector_s(sum(op.backward_vector_ops for op in mine) + params * ACCUMULATE_OPS),
+                backward_vector_s=vector_s(backward_vector),
                 forward_flops=float(sum(g.flops for g in fwd)),
                 backward_flops=float(sum(g.flops for g in bwd)),
                 params=params,
@@ -119,11 +127,15 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
                 inputs=inputs,
                 outputs=mine[-1].outputs,
                 input_systolic_s=systolic_s([g for op in mine for g in op.input_backward]),
-                input_vector_s=vector_s(sum(op.backward_vector_ops for op in mine) - sum(op.weight_vector_ops for op in mine)),
+                input_vector_s=vector_s(input_vector),
                 weight_systolic_s=systolic_s(weight),
                 weight_vector_s=vector_s(weight_vector),
                 weight_flops=float(sum(g.flops for g in weight)),
                 weight_inputs=sum(op.weight_inputs for op in mine),
+                forward_vector_ops=forward_vector,
+                backward_vector_ops=backward_vector,
+                input_vector_ops=input_vector,
+                weight_vector_ops=weight_vector,
             )
         )
     return out

@@ -24,6 +24,11 @@ gradient; each device runs the optimizer step at the bank's achieved rate
 (`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
 parameters.
 
+What the report shows of the network: each simulated rank's communication tracks (tensor, pipeline,
+data) carry the bytes it sends, against the bandwidth of its group's path; the fabric's links
+carry what every rank of every group sends, worked out from the simulated ranks (`traffic`:
+ring collectives and pipeline sends on their routes), not simulated message by message.
+
 Memory per NPU: weights, gradients, optimizer state allocated at the start, each
 micro-batch's activations (Korthikanti et al.'s per-block bytes) from its forward to its
 backward; past the bank's capacity the run goes on counting and ends as out of memory with

@@ -247,7 +247,7 @@ class SecondInstance:
             x = yield from self.pipeline.receive(("fF", 0, step, s - 1, j))
         bank.allocate(f"fill act {s}.{j}", nbytes=cost.activations * elem)
         start = yield from device.systolic.busy(cost.forward_systolic_s, f"fill fwd s{s} mb{j}", cost.forward_flops)
-        yield from device.vector.busy(cost.forward_vector_s, f"fill fwd s{s} mb{j} act", 0.0)
+        yield from device.vector.busy(cost.forward_vector_s, f"fill fwd s{s} mb{j} act", cost.forward_vector_ops)
         out = None
         if self.math:
             out, self.kept[s, j] = stage_forward(self.model, self.stage_layers[s], self.params[s], x)
@@ -266,7 +266,7 @@ class SecondInstance:
         cost, bank = self.costs[s], device.bank(self.pipeline.spec.bank)
         grad = yield from self.pipeline.receive(("fB", 0, step, s + 1, j))
         start = yield from device.systolic.busy(cost.backward_systolic_s, f"fill bwd s{s} mb{j}", cost.backward_flops)
-        yield from device.vector.busy(cost.backward_vector_s, f"fill bwd s{s} mb{j} act", 0.0)
+        yield from device.vector.busy(cost.backward_vector_s, f"fill bwd s{s} mb{j} act", cost.backward_vector_ops)
         out = None
         if self.math:
             kept = self.kept.pop((s, j))

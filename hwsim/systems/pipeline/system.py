@@ -226,7 +226,7 @@ class Pipeline:
             x = yield from self.receive(("F", r, step, s - 1, j))
         bank.allocate(f"act {s}.{j}", nbytes=cost.activations * self.elem)  # the op writes them as it runs
         start = yield from device.systolic.busy(cost.forward_systolic_s, f"fwd s{s} mb{j}", cost.forward_flops)
-        yield from device.vector.busy(cost.forward_vector_s, f"fwd s{s} mb{j} act", 0.0)
+        yield from device.vector.busy(cost.forward_vector_s, f"fwd s{s} mb{j} act", cost.forward_vector_ops)
         out = None
         if self.math:
             out, self.kept[r, s, j] = stage_forward(self.model, self.stage_layers[s], self.params[r, s], x)
@@ -248,10 +248,12 @@ class Pipeline:
         grad = yield from self.receive(("B", r, step, s + 1, j))
         if self.split:
             systolic, vector, flops = cost.input_systolic_s, cost.input_vector_s, cost.backward_flops - cost.weight_flops
+            elements = cost.input_vector_ops
         else:
             systolic, vector, flops = cost.backward_systolic_s, cost.backward_vector_s, cost.backward_flops
+            elements = cost.backward_vector_ops
         start = yield from device.systolic.busy(systolic, f"bwd s{s} mb{j}", flops)
-        yield from device.vector.busy(vector, f"bwd s{s} mb{j} act", 0.0)
+        yield from device.vector.busy(vector, f"bwd s{s} mb{j} act", elements)
         out = None
         if self.math:
             kept = self.kept.pop((r, s, j))
@@ -274,7 +276,7 @@ class Pipeline:
         s, j = op.stage, op.mb
         cost = self.costs[s]
         start = yield from device.systolic.busy(cost.weight_systolic_s, f"wgt s{s} mb{j}", cost.weight_flops)
-        yield from device.vector.busy(cost.weight_vector_s, f"wgt s{s} mb{j} acc", 0.0)
+        yield from device.vector.busy(cost.weight_vector_s, f"wgt s{s} mb{j} acc", cost.weight_vector_ops)
         if self.math:
             stage_weight_backward(self.model, self.grads[r, s], self.saved.pop((r, s, j)))
         device.bank(self.spec.bank).free(f"wgt {s}.{j}")

@@ -266,3 +266,17 @@ def test_validate_command_exits_by_result(root, tmp_path, monkeypatch, capsys):
     assert main(["validate", str(root / "scenarios" / "quickstart.yaml"), "system.steps=20", "--progress", "off"]) == 0
     out = capsys.readouterr().out  # any scenario: what every run must hold
     assert "| simulation ends ok | PASS |" in out and "| units: work within each unit's peak" in out
+
+
+@pytest.mark.parametrize("schedule", ["1f1b", "zb_h1"])
+def test_every_unit_counts_its_work_within_its_peak(root, schedule):
+    """The arrays count FLOP and the vector units their element operations (activations, gradient
+    accumulation), so every compute unit's achieved rate is a number, never above its peak."""
+    r = hwsim.run(scenario(root, schedule, "run.mode=timing-only"))
+    compute = r.utilization[r.utilization.kind.isin(["systolic", "vector"])]
+    assert compute.work.notna().all() and (compute.work > 0).all()
+    assert (compute.achieved_fraction <= 1 + 1e-12).all()
+    system = r.outcome.system
+    f = sum(c.forward_vector_ops for c in system.costs) * system.shape.microbatches * system.replicas
+    vector = r.trace.busy[(r.trace.busy.kind == "vector") & r.trace.busy.label.str.startswith("fwd")]
+    assert vector.work.sum() == f  # each stage's forward activations, every micro-batch of every replica
