@@ -167,8 +167,10 @@ class Megatron:
             self._unit(dev, "pipeline_comm", place[(0, (j + 1) % p, 0)] if p > 1 else None) for j, dev in enumerate(self.devices)
         ]
         self.mirrors = self._mirrors(scenario)
+        # the data track's peer: a replica's, or (one replica) the stage at the other end of the tied embedding
+        tied_peer = {0: place[(0, p - 1, 0)], p - 1: place[(0, 0, 0)]} if p > 1 else {}
         self.data_units = [
-            self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else None) for j, dev in enumerate(self.devices)
+            self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else tied_peer.get(j)) for j, dev in enumerate(self.devices)
         ]
         self.traffic = Traffic(self.p)
         self.params = [

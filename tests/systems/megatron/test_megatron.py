@@ -559,3 +559,13 @@ def test_every_link_carries_what_every_rank_of_its_groups_sends(write_yaml):
     assert r.banks.set_index("bank").precision["t0.p0.d0.hbm"] == "fp16"  # the run's precision, not the preset's
     assert (units[units.kind == "systolic"].achieved_fraction <= 1).all()
     assert r.plot_fabric() is not None
+
+
+def test_with_one_replica_the_data_track_is_rated_by_the_tied_embeddings_path(write_yaml):
+    """One replica: the first and last stage's data tracks carry the tied embedding's all-reduce, against the
+    bandwidth of the path between them (a rate, never an infinite share of a zero peak)."""
+    import hwsim
+
+    r = hwsim.run(small(write_yaml, model="flow", t=4, p=2, d=1, batch=4))
+    data = r.utilization[r.utilization.unit.str.endswith("data_comm")]
+    assert (data.work > 0).all() and (data.peak_per_s > 0).all() and (data.achieved_fraction <= 1).all()
