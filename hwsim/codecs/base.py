@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.kernels.rng import MASK64, splitmix64
+from hwsim import kernels
 
 MAX_ELEMENTS = (1 << 32) - 1
 HEADER = 4
@@ -31,7 +31,7 @@ def stream_of(*fields: int) -> int:
     keys get unrelated streams whatever the fields' ranges (no packing into bit fields)."""
     z = 0
     for f in fields:
-        z = splitmix64(z ^ (int(f) & MASK64))
+        z = kernels.splitmix64(z ^ (int(f) & kernels.MASK64))
     return z
 
 

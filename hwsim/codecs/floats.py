@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim import kernels
 from hwsim.codecs.base import Codec
-from hwsim.kernels.floats import from_bf16, from_fp16, to_bf16, to_fp16
-from hwsim.kernels.gradq import count_nonfinite
 
 FP16_LIMIT = 65520.0  # magnitudes from here round to fp16 infinity
 BF16_LIMIT = float(np.float32(3.3961775e38))  # likewise for bf16 (2^128 - 2^119)
@@ -30,7 +29,7 @@ class Fp32(Codec):
 
     def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
-        if count_nonfinite(flat):
+        if kernels.count_nonfinite(flat):
             self.refuse(flat)
         buf, sections = self.new_buffer(flat.size)
         sections.take(np.float32, flat.size)[:] = flat
@@ -55,7 +54,7 @@ class Half(Codec):
         flat = self.flat_input(x)
         buf, sections = self.new_buffer(flat.size)
         halves = sections.take(np.uint16, flat.size)
-        convert = to_bf16 if self.name == "bf16" else to_fp16
+        convert = kernels.to_bf16 if self.name == "bf16" else kernels.to_fp16
         if convert(flat.view(np.uint32), halves):
             limit = FP16_LIMIT if self.name == "fp16" else BF16_LIMIT
             self.refuse(
@@ -68,7 +67,7 @@ class Half(Codec):
         halves = sections.take(np.uint16, n)
         out = np.empty(n, dtype=np.float32)
         if self.name == "bf16":
-            from_bf16(halves, out.view(np.uint32))
+            kernels.from_bf16(halves, out.view(np.uint32))
         else:
-            from_fp16(halves, out)
+            kernels.from_fp16(halves, out)
         return out

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim import kernels
 from hwsim.codecs.base import Codec, CodecError, block_size, blocks
-from hwsim.kernels.gradq import levels_decode, scaled_sign, sign_decode, stochastic_levels
-from hwsim.kernels.rng import keys
 
 
 def _check_bucket(name: str, bucket) -> None:
@@ -74,11 +73,11 @@ class Qsgd(Bucketed):
         return {"levels": self.levels, "bucket": self.bucket}
 
     def _codes(self, flat, bucket, floats, packed, seed, stream):
-        k1, k2 = keys(seed, stream)
-        return stochastic_levels(flat, bucket, self.levels, self.use_max, k1, k2, floats, self.width, packed)
+        k1, k2 = kernels.keys(seed, stream)
+        return kernels.stochastic_levels(flat, bucket, self.levels, self.use_max, k1, k2, floats, self.width, packed)
 
     def _values(self, packed, bucket, floats, out):
-        levels_decode(packed, self.width, bucket, self.levels, floats, out)
+        kernels.levels_decode(packed, self.width, bucket, self.levels, floats, out)
 
 
 class TernGrad(Qsgd):
@@ -103,7 +102,7 @@ class ScaledSign(Bucketed):
         return {"bucket": self.bucket}
 
     def _codes(self, flat, bucket, floats, packed, seed, stream):
-        return scaled_sign(flat, bucket, floats, packed)
+        return kernels.scaled_sign(flat, bucket, floats, packed)
 
     def _values(self, packed, bucket, floats, out):
-        sign_decode(packed, bucket, floats, out)
+        kernels.sign_decode(packed, bucket, floats, out)

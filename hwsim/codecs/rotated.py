@@ -24,11 +24,8 @@ from functools import cache
 
 import numpy as np
 
+from hwsim import kernels
 from hwsim.codecs.base import Codec, CodecError
-from hwsim.kernels.bits import pack, unpack
-from hwsim.kernels.gradq import SQUARES, bucket_stats, count_nonfinite
-from hwsim.kernels.hadamard import levels_times, padded_size, quantize_levels, rotate, unrotate
-from hwsim.kernels.rng import keys
 
 SCALES = ("biased", "unbiased")
 
@@ -77,25 +74,25 @@ class Rotated(Codec):
         return {"scale": self.scale}
 
     def wire_bytes(self, n: int) -> int:
-        return 4 + 8 + 4 + -(-padded_size(n) * self.bits // 8)
+        return 4 + 8 + 4 + -(-kernels.padded_size(n) * self.bits // 8)
 
     def encode(self, x, *, seed, stream):
         flat = self.flat_input(x)
-        if count_nonfinite(flat):
+        if kernels.count_nonfinite(flat):
             self.refuse(flat)
-        n, d = flat.size, padded_size(flat.size)
+        n, d = flat.size, kernels.padded_size(flat.size)
         buf, sections = self.new_buffer(n)
         key = sections.take(np.uint32, 2)
         scale = sections.take(np.float32, 1)
         packed = sections.take(np.uint8, -(-d * self.bits // 8))
-        k1, k2 = keys(seed, stream)
+        k1, k2 = kernels.keys(seed, stream)
         key[:] = (k1, k2)
-        y = rotate(flat, d, k1, k2)
-        norm2 = float(bucket_stats(y, max(d, 1), SQUARES)[0]) if d else 0.0
+        y = kernels.rotate(flat, d, k1, k2)
+        norm2 = float(kernels.bucket_stats(y, max(d, 1), kernels.SQUARES)[0]) if d else 0.0
         levels, mids, normalize = self.levels()
         eta = np.sqrt(d / norm2) if normalize and norm2 > 0 else 1.0
         codes = np.empty(d, dtype=np.uint8)
-        dot, qq = quantize_levels(y, eta, levels, mids, codes)
+        dot, qq = kernels.quantize_levels(y, eta, levels, mids, codes)
         if dot <= 0:
             s = 0.0
         elif self.scale == "biased":
@@ -103,17 +100,17 @@ class Rotated(Codec):
         else:
             s = norm2 / dot
         scale[0] = s
-        pack(codes, self.bits, packed)
+        kernels.pack(codes, self.bits, packed)
         return buf
 
     def decode(self, buf):
         n, sections = self.open_buffer(buf)
-        d = padded_size(n)
+        d = kernels.padded_size(n)
         k1, k2 = (int(k) for k in sections.take(np.uint32, 2))
         s = float(sections.take(np.float32, 1)[0])
-        codes = unpack(sections.take(np.uint8, -(-d * self.bits // 8)), self.bits, d)
+        codes = kernels.unpack(sections.take(np.uint8, -(-d * self.bits // 8)), self.bits, d)
         levels, _, _ = self.levels()
-        return unrotate(levels_times(codes, levels, s), n, k1, k2)
+        return kernels.unrotate(kernels.levels_times(codes, levels, s), n, k1, k2)
 
 
 class Drive(Rotated):

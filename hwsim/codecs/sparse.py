@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim import kernels
 from hwsim.codecs.base import Codec, CodecError
-from hwsim.kernels.gradq import count_nonfinite
-from hwsim.kernels.rng import keys
-from hwsim.kernels.sparse import gather, random_k_indices, scatter, top_k
 
 
 class Sparse(Codec):
@@ -42,7 +40,7 @@ class Sparse(Codec):
 
     def _check(self, x):
         flat = self.flat_input(x)
-        if count_nonfinite(flat):
+        if kernels.count_nonfinite(flat):
             self.refuse(flat)
         return flat
 
@@ -66,7 +64,7 @@ class TopK(Sparse):
         sections.take(np.uint32, 1)[0] = k
         idx = sections.take(np.uint32, k)
         vals = sections.take(np.float32, k)
-        top_k(flat, k, idx, vals)
+        kernels.top_k(flat, k, idx, vals)
         return buf
 
     def decode(self, buf):
@@ -74,7 +72,7 @@ class TopK(Sparse):
         k = int(sections.take(np.uint32, 1)[0])
         idx, vals = sections.take(np.uint32, k), sections.take(np.float32, k)
         out = np.zeros(n, dtype=np.float32)
-        scatter(idx, vals, np.float32(1.0), out)
+        kernels.scatter(idx, vals, np.float32(1.0), out)
         return out
 
 
@@ -101,9 +99,9 @@ class RandK(Sparse):
         buf, sections = self.new_buffer(n)
         sections.take(np.uint32, 1)[0] = k
         key = sections.take(np.uint32, 2)
-        k1, k2 = keys(seed, stream)
+        k1, k2 = kernels.keys(seed, stream)
         key[:] = (k1, k2)
-        gather(flat, random_k_indices(n, k, k1, k2), sections.take(np.float32, k))
+        kernels.gather(flat, kernels.random_k_indices(n, k, k1, k2), sections.take(np.float32, k))
         return buf
 
     def decode(self, buf):
@@ -113,5 +111,5 @@ class RandK(Sparse):
         vals = sections.take(np.float32, k)
         out = np.zeros(n, dtype=np.float32)
         scale = np.float32(n / k if self.scale == "unbiased" and k else 1.0)
-        scatter(random_k_indices(n, k, k1, k2), vals, scale, out)
+        kernels.scatter(kernels.random_k_indices(n, k, k1, k2), vals, scale, out)
         return out

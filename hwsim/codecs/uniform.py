@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim import kernels
 from hwsim.codecs.base import Codec, CodecError, block_size, blocks
-from hwsim.kernels.rng import keys
-from hwsim.kernels.uniform import dequantize_uniform, quantize_uniform
 
 BITS = (1, 2, 4, 8)
 ROUNDINGS = ("nearest", "stochastic")
@@ -52,9 +51,9 @@ class Uniform(Codec):
         buf, sections = self.new_buffer(n)
         params = sections.take(np.float32, self._floats_per_block() * blocks(n, self.block))
         codes = sections.take(np.uint8, -(-n * self.bits // 8))
-        k1, k2 = keys(seed, stream)
+        k1, k2 = kernels.keys(seed, stream)
         minmax = self.scheme == "minmax"
-        bad = quantize_uniform(
+        bad = kernels.quantize_uniform(
             flat, self.bits, block_size(n, self.block), minmax, self.rounding == "stochastic", k1, k2, params, codes
         )
         if bad >= 0:
@@ -66,5 +65,5 @@ class Uniform(Codec):
         params = sections.take(np.float32, self._floats_per_block() * blocks(n, self.block))
         codes = sections.take(np.uint8, -(-n * self.bits // 8))
         out = np.empty(n, dtype=np.float32)
-        dequantize_uniform(codes, self.bits, block_size(n, self.block), self.scheme == "minmax", params, out)
+        kernels.dequantize_uniform(codes, self.bits, block_size(n, self.block), self.scheme == "minmax", params, out)
         return out

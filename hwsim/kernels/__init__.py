@@ -15,28 +15,34 @@
 | aggregate | weighted sums of updates (mean, FedAvg)                                 |
 """
 
-from hwsim.kernels.dense import (
-    dense_backward,
-    dense_backward_sgd,
-    dense_forward,
-    dense_input_grad,
-    dense_weight_grad,
-    relu_backward,
-    relu_forward,
-)
-from hwsim.kernels.loss import softmax_xent
-from hwsim.kernels.optim import adam, sgd, sgd_momentum
+from __future__ import annotations
 
-__all__ = [
-    "adam",
-    "dense_backward",
-    "dense_backward_sgd",
-    "dense_forward",
-    "dense_input_grad",
-    "dense_weight_grad",
-    "relu_backward",
-    "relu_forward",
-    "sgd",
-    "sgd_momentum",
-    "softmax_xent",
-]
+import importlib
+
+_MODULES = {
+    "dense": ("dense_backward", "dense_backward_sgd", "dense_forward", "dense_input_grad", "dense_weight_grad",
+              "relu_backward", "relu_forward"),
+    "loss": ("softmax_xent",),
+    "optim": ("adam", "sgd", "sgd_momentum"),
+    "rng": ("MASK64", "keys", "splitmix64"),
+    "floats": ("from_bf16", "from_fp16", "to_bf16", "to_fp16"),
+    "gradq": ("SQUARES", "bucket_stats", "count_nonfinite", "levels_decode", "scaled_sign", "sign_decode", "stochastic_levels"),
+    "bits": ("pack", "unpack"),
+    "hadamard": ("levels_times", "quantize_levels", "rotate", "unrotate"),
+    "sizes": ("padded_size",),
+    "sparse": ("gather", "random_k_indices", "scatter", "top_k"),
+    "uniform": ("dequantize_uniform", "quantize_uniform"),
+}  # fmt: skip
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    """A kernel by name, its module imported (and Numba loaded) when first asked for: importing a module of
+    this package (`hwsim.kernels.sizes`) or listing the codecs does not compile or load any kernel."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value

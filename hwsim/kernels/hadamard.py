@@ -22,14 +22,10 @@ import numpy as np
 from numba import float32, float64, njit, prange, uint32
 
 from hwsim.kernels.rng import hash32
+from hwsim.kernels.sizes import padded_size  # noqa: F401 (part of this module's interface)
 from hwsim.kernels.threads import by_size, serial_twin
 
 CHUNK = 4096
-
-
-def padded_size(n: int) -> int:
-    """The power of two a vector of n elements is padded to (0 for an empty vector)."""
-    return 0 if n == 0 else 1 << (n - 1).bit_length()
 
 
 @njit(cache=True, error_model="numpy")
