@@ -64,6 +64,9 @@ def validate(scenario: Scenario, progress: Callable[[str], Callable] | None = No
 
 def validate_run(scenario: Scenario, progress: Callable[[str], Callable] | None = None) -> tuple[list[Check], Outcome | None]:
     """The checks, and the outcome of the scenario's own run (None when the schedule itself is invalid)."""
+    if scenario.system.kind == "megatron" and scenario.model.kind == "transformer":
+        outcome = simulate(scenario, progress("simulate") if progress else None)
+        return run_checks(scenario, outcome) + _megatron_checks(scenario, outcome), outcome
     if scenario.system.kind != "pipeline":
         outcome = simulate(scenario, progress("simulate") if progress else None)
         return run_checks(scenario, outcome), outcome
@@ -86,6 +89,18 @@ def validate_run(scenario: Scenario, progress: Callable[[str], Callable] | None 
     return checks, outcome
 
 
+def _megatron_checks(scenario: Scenario, outcome) -> list[Check]:
+    """A 3D run's pipeline: its schedule as data (with the cost model's mean stage times) and as simulated."""
+    system = outcome.system
+    ops = system.ops
+    means = {kind: float(np.mean([part["both"].total_s for part in ops[kind]])) for kind in ("F", "B", "W")}
+    tw = means["W"] if system.split else 0.0
+    out = schedule_checks(system.schedule_name, system.shape, system.schedule, means["F"], means["B"], tw)
+    if outcome.status in ("ok", "out_of_memory"):  # an out-of-memory run still runs every op (it keeps counting)
+        out += _trace_checks(scenario, outcome)
+    return out
+
+
 def _with(scenario: Scenario, **system) -> Scenario:
     return dataclasses.replace(scenario, system=dataclasses.replace(scenario.system, **system))
 
@@ -94,10 +109,32 @@ def _with(scenario: Scenario, **system) -> Scenario:
 
 
 def _policy_checks(scenario: Scenario) -> list[Check]:
+    """The schedule as data, with the pipeline's stage times from the cycle model."""
     spec = scenario.system
     shape = pipeline_shape(spec)
-    kind = resolve_schedule(spec.schedule)
     schedule = build_schedule(spec.schedule, shape)
+    split = is_split(schedule)
+    model = make_model(scenario.model)
+    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
+    costs = stage_costs(
+        model.layer_ops(spec.microbatch),
+        [model_stages[shape.model_stage(u)] for u in range(shape.stages)],
+        scenario.hardware,
+        spec.compute_precision,
+    )
+    tf = float(np.mean([c.forward_s for c in costs]))
+    if split:  # B the input gradient, W the weight gradient
+        tb, tw = float(np.mean([c.input_s for c in costs])), float(np.mean([c.weight_s for c in costs]))
+    else:  # B does both
+        tb, tw = float(np.mean([c.backward_s for c in costs])), 0.0
+    return schedule_checks(spec.schedule, shape, schedule, tf, tb, tw)
+
+
+def schedule_checks(name: str, shape, schedule, tf: float, tb: float, tw: float) -> list[Check]:
+    """The schedule as data: every op once on its device, no deadlock, and with uniform stages of the mean
+    times `tf`, `tb`, `tw` (seconds per stage and micro-batch; `tw` 0 for a fused backward) and free
+    communication, its makespan and bubble against the schedule's closed forms."""
+    kind = resolve_schedule(name)
     split = is_split(schedule)
     found = problems(shape, schedule)
     out = [
@@ -116,26 +153,13 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
     out.append(
         check("schedule: runs without deadlock", True, f"p={shape.devices}, v={shape.stages_per_device}, m={shape.microbatches}")
     )
-    model = make_model(scenario.model)
-    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
-    costs = stage_costs(
-        model.layer_ops(spec.microbatch),
-        [model_stages[shape.model_stage(u)] for u in range(shape.stages)],
-        scenario.hardware,
-        spec.compute_precision,
-    )
-    tf = float(np.mean([c.forward_s for c in costs]))
-    if split:  # B the input gradient, W the weight gradient
-        tb, tw = float(np.mean([c.input_s for c in costs])), float(np.mean([c.weight_s for c in costs]))
-    else:  # B does both
-        tb, tw = float(np.mean([c.backward_s for c in costs])), 0.0
     times = execute(shape, schedule, lambda s: tf, lambda s: tb, weight=(lambda s: tw) if split else None)
     v = shape.stages_per_device
     means = f"t_f={v * tf:.4g} s, t_b={v * tb:.4g} s" + (f", t_w={v * tw:.4g} s" if split else "")
     means += " per device and micro-batch: cycle-model means"
     measured = {"makespan": makespan(times), "bubble": max(bubbles(times, shape.devices))}
     for what, form in (("makespan", kind.closed_form), ("bubble", kind.bubble)):
-        name = f"{what} = closed form (uniform stages, free communication)"
+        label = f"{what} = closed form (uniform stages, free communication)"
         closed = form(shape, v * tf, v * tb, v * tw) if form else None
         if closed is None:
             why = (
@@ -143,10 +167,10 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
                 if form is None
                 else f"the closed form does not apply to p={shape.devices}, v={v}, m={shape.microbatches}, {shape.placement}"
             )
-            out.append(Check(name, "n/a", f"{spec.schedule}: {why}; measured {measured[what]:.6g} s"))
+            out.append(Check(label, "n/a", f"{name}: {why}; measured {measured[what]:.6g} s"))
             continue
         got, scale = measured[what], makespan(times)
-        out.append(check(name, abs(got - closed) <= TIME_RTOL * scale, f"{got:.6g} s vs {closed:.6g} s ({means})"))
+        out.append(check(label, abs(got - closed) <= TIME_RTOL * scale, f"{got:.6g} s vs {closed:.6g} s ({means})"))
     return out
 
 
@@ -154,14 +178,16 @@ def _policy_checks(scenario: Scenario) -> list[Check]:
 
 
 def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
+    """The schedule as the simulation ran it (a pipeline's, or a 3D run's: `schedule_name`, one replica)."""
     system, trace = outcome.system, outcome.trace
     shape, spec = system.shape, scenario.system
-    kind = resolve_schedule(spec.schedule)
+    name = getattr(system, "schedule_name", None) or spec.schedule
+    kind = resolve_schedule(name)
     out = []
     ops = trace.ops[trace.ops.op.isin(list(PIPELINE_OPS))]
     keyed = ops.assign(replica=[device_index(d)[0] for d in ops.device], dev=[device_index(d)[1] for d in ops.device])
     counts = keyed.groupby(["replica", "step", "op", "stage", "microbatch"]).size()
-    expected = system.replicas * spec.steps * sum(map(len, system.schedule))
+    expected = getattr(system, "replicas", 1) * spec.steps * sum(map(len, system.schedule))
     misplaced = int((keyed.dev != [shape.device(s) for s in keyed.stage]).sum())
     once = len(counts) == expected and (counts == 1).all() and misplaced == 0
     out.append(
@@ -211,7 +237,7 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
             Check(
                 "simulation: peak micro-batches of activations per device",
                 "n/a",
-                f"no formula for {spec.schedule}; measured {measured}",
+                f"no formula for {name}; measured {measured}",
             )
         )
     if kind.breadth_first_groups:
@@ -223,7 +249,7 @@ def _trace_checks(scenario: Scenario, outcome) -> list[Check]:
             )
         )
     else:
-        out.append(Check("simulation: breadth-first order", "n/a", f"{spec.schedule} is not breadth-first"))
+        out.append(Check("simulation: breadth-first order", "n/a", f"{name} is not breadth-first"))
     return out
 
 

@@ -1,11 +1,16 @@
-"""`hwsim bench` rows for Megatron 3D runs: the wall time of each `validate published` row and of a 1T
-model on 3,072 GPUs (the simulation alone, no report)."""
+"""`hwsim bench` rows for Megatron 3D runs: the wall time of each `validate published` row, of a 1T
+model on 3,072 GPUs, and of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library (the
+simulation alone, no report)."""
 
 from __future__ import annotations
 
 from hwsim.build import simulate
 from hwsim.commands.published import BASE, KORTHIKANTI_2022
 from hwsim.config.load import PROJECT_ROOT, load_scenario
+from hwsim.policies import SCHEDULES
+
+SCHEDULE_RUN = ["system.batch=1536", "system.parallel.data=16", "system.optimizer=distributed", "report.trace=false"]
+"""GPT-3 175B on 1,024 A100s: t8 p8 d16, the global batch of `sweep_megatron_175b` (96 micro-batches of 1 per replica)."""
 
 
 def megatron_rows(quick: bool = False) -> list[dict]:
@@ -21,6 +26,16 @@ def megatron_rows(quick: bool = False) -> list[dict]:
     if not quick:
         runs.append(
             ("megatron 1T on 3,072 GPUs (t8 p64 d6, symmetric)", PROJECT_ROOT / "scenarios" / "megatron_1t_3072.yaml", [])
+        )
+    gpt3 = PROJECT_ROOT / "scenarios" / "megatron_gpt3_175b.yaml"
+    for name, kind in SCHEDULES.items() if not quick else ():
+        v = 2 if kind.placement in ("looping", "vshape", "dual") else 1
+        runs.append(
+            (
+                f"megatron 175B on 1,024 GPUs (t8 p8 d16 v{v}), schedule {name}",
+                gpt3,
+                [*SCHEDULE_RUN, f"system.schedule={name}", f"system.parallel.virtual={v}"],
+            )
         )
     rows = []
     for name, path, overrides in runs:

@@ -30,12 +30,31 @@ class MegatronSpec:
 
     Each block's GEMMs run on the arithmetic unit's cycle model, element-wise work on the
     memory roofline, tensor-parallel collectives on the fabric; the pipeline runs 1F1B
-    (interleaved with v > 1); then the data-parallel gradient reduction and the optimizer.
+    (interleaved with v > 1) or any schedule of the library; then the data-parallel
+    gradient reduction and the optimizer.
     An mlp's layers pair up as column- and row-split layers with real all-reduces.
     """
 
     kind: str = spec("megatron", doc="system", choices=("megatron",))
     parallel: ParallelSpec = spec(ParallelSpec, doc="the 3D layout")
+    schedule: str | None = spec(
+        None,
+        doc="pipeline schedule: null for Megatron's own (1f1b, interleaved when parallel.virtual > 1), or any of the "
+        "schedule library (gpipe, 1f1b, interleaved, breadth_first, hybrid, zb_h1, zb_h2, zb_v, v_half, v_min, "
+        "dualpipe_v, dualpipe; split backward: W ops are the blocks' weight-gradient GEMMs) or 'file.py:function'",
+    )
+    placement: str | None = spec(
+        None,
+        doc="model chunks on devices: contiguous, looping, vshape or dual (v = 2); null: what the schedule needs "
+        "(looping when parallel.virtual > 1)",
+    )
+    group: int = spec(
+        0,
+        doc="micro-batches per group (0: the devices p): interleaved's microbatch_group_size_per_vp_stage, "
+        "hybrid's breadth-first micro-batches per depth-first group",
+        min=0,
+    )
+    reverse_backward: bool = spec(False, doc="gpipe, breadth_first: the backwards in reverse micro-batch order")
     batch: int = spec(doc="global batch: sequences per step over all replicas", min=1)
     microbatch: int = spec(1, doc="sequences per micro-batch", min=1)
     recompute: str = spec(

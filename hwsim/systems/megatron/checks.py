@@ -5,7 +5,7 @@ from __future__ import annotations
 from hwsim.config.schema import ParallelSpec, Scenario
 from hwsim.errors import ConfigError
 from hwsim.network.cluster import build_topology, fabric_npus
-from hwsim.policies import ScheduleError, Shape, build_schedule
+from hwsim.policies import ScheduleError, Shape, build_schedule, resolve_schedule
 from hwsim.systems.checks import check_bank
 
 
@@ -53,10 +53,6 @@ def check_megatron(scenario: Scenario, where: str) -> None:
     for key, value in (("heads", model.heads), ("d_model", model.d_model), ("d_ff", model.d_ff), ("vocab", model.vocab)):
         if value % t:
             raise ConfigError(where, f"model.{key}", value, f"a multiple of system.parallel.tensor ({t})")
-    if model.layers % (p * v):
-        raise ConfigError(
-            where, "model.layers", model.layers, f"a multiple of pipeline x virtual ({p} x {v} = {p * v} model chunks)"
-        )
     if system.batch % (d * system.microbatch):
         raise ConfigError(
             where,
@@ -64,11 +60,44 @@ def check_megatron(scenario: Scenario, where: str) -> None:
             system.batch,
             f"a multiple of data x microbatch ({d} x {system.microbatch} = {d * system.microbatch})",
         )
-    m = system.batch // (d * system.microbatch)
+    name, shape = megatron_schedule(system, where)
+    if model.layers % shape.model_stages:
+        chunks = f"pipeline x virtual ({p} x {v} = {p * v} model chunks)" if shape.placement != "dual" else f"pipeline ({p})"
+        raise ConfigError(where, "model.layers", model.layers, f"a multiple of {chunks}")
     try:
-        build_schedule("interleaved" if v > 1 else "1f1b", Shape(p, v, m, "looping" if v > 1 else "contiguous"))
+        build_schedule(name, shape)
     except ScheduleError as err:
-        raise ConfigError(where, "system.parallel.virtual", v, f"a layout Megatron's interleaved 1F1B can run: {err}") from None
+        if system.schedule is None:  # Megatron's own: what does not fit is the interleaving
+            raise ConfigError(
+                where, "system.parallel.virtual", v, f"a layout Megatron's interleaved 1F1B can run: {err}"
+            ) from None
+        raise ConfigError(where, "system.schedule", name, f"a schedule this layout can run: {err}") from None
+
+
+def megatron_schedule(system, where: str = "scenario") -> tuple[str, Shape]:
+    """The schedule's name and shape of a megatron system: `schedule` (default Megatron's own: 1f1b, or
+    interleaved with virtual > 1), p devices, v chunks each, the micro-batches per replica, the placement
+    (`placement`, else what the schedule needs, else looping with v > 1), `group`, `reverse_backward`."""
+    par = system.parallel
+    name = system.schedule or ("interleaved" if par.virtual > 1 else "1f1b")
+    try:
+        kind = resolve_schedule(name)
+    except ScheduleError as err:
+        raise ConfigError(where, "system.schedule", name, f"a schedule of the library or 'file.py:function' ({err})") from None
+    if system.placement is not None and kind.placement is not None and system.placement != kind.placement:
+        raise ConfigError(where, "system.placement", system.placement, f"{kind.placement} (what {name} runs on), or null")
+    placement = system.placement or kind.placement or ("looping" if par.virtual > 1 else "contiguous")
+    m = system.batch // (par.data * system.microbatch)
+    try:
+        shape = Shape(par.pipeline, par.virtual, max(m, 1), placement, system.group, system.reverse_backward)
+    except ScheduleError as err:
+        key, value = (
+            ("system.parallel.virtual", par.virtual) if "stages per device" in str(err) else ("system.placement", placement)
+        )
+        raise ConfigError(where, key, value, f"a layout {name} can run ({err})") from None
+    if system.group and m % system.group and name in ("hybrid",):
+        raise ConfigError(where, "system.group", system.group, f"a divisor of the {m} micro-batches per replica")
+    return name, shape
 
 
 def _check_mlp(scenario: Scenario, where: str) -> None:

@@ -91,6 +91,15 @@ def ring_wire_bytes(op: str, n: int, nbytes: float) -> float:
     return 2 * share if op == "all_reduce" else share
 
 
+def weight_grad_bytes(work: BlockWork) -> float:
+    """What a split backward keeps of a block from its B to its W on one rank: each weight-gradient GEMM's
+    operands, the layer's input and its output's gradient, 16-bit (dW = X^T dY needs both; zero-bubble
+    schedules hold them while W waits)."""
+    return float(
+        sum((k.gemm.m * k.gemm.k + k.gemm.k * k.gemm.n) * k.gemm.count * ACT_BYTES for k in work.weight_grad if k.kind == "gemm")
+    )
+
+
 @dataclass
 class CollectiveTimer:
     """Seconds of a collective over a group of fabric NPUs, played once per (op, group, bytes) on a scratch

@@ -50,8 +50,8 @@ from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, OutOfMemory
 from hwsim.hardware.unit import Unit
 from hwsim.network import Cluster
-from hwsim.policies import Shape, build_schedule
-from hwsim.systems.megatron.checks import check_megatron, layout
+from hwsim.policies import build_schedule, is_split
+from hwsim.systems.megatron.checks import check_megatron, layout, megatron_schedule
 from hwsim.systems.megatron.costs import (
     GRAD_BYTES,
     WEIGHT_BYTES,
@@ -62,6 +62,7 @@ from hwsim.systems.megatron.costs import (
     ring_wire_bytes,
     stage_memory,
     stage_params,
+    weight_grad_bytes,
 )
 from hwsim.systems.megatron.mlp import MegatronMlp
 from hwsim.systems.megatron.traffic import Traffic
@@ -69,6 +70,8 @@ from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, mo
 
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
+OP_NAMES = {"F": "forward", "B": "backward", "W": "weight"}
+"""The trace's names of a schedule's ops (`report.pipeline.PIPELINE_OPS`)."""
 BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
 
 
@@ -124,11 +127,11 @@ class Megatron:
         self.t, self.p, self.d, self.v = par.tensor, par.pipeline, par.data, par.virtual
         self.place = layout(par)
         self.microbatches = spec.batch // (self.d * spec.microbatch)
-        self.shape = Shape(self.p, self.v, self.microbatches, "looping" if self.v > 1 else "contiguous")
-        self.schedule_name = "interleaved" if self.v > 1 else "1f1b"
+        self.schedule_name, self.shape = megatron_schedule(spec)
         self.schedule = build_schedule(self.schedule_name, self.shape)
-        self.stages = self.p * self.v
-        self.blocks = m.layers // self.stages  # blocks per stage (model chunk)
+        self.split = is_split(self.schedule)  # B the input gradients, W the weight gradients
+        self.stages = self.shape.stages
+        self.blocks = m.layers // self.shape.model_stages  # blocks per stage (model chunk)
         net = self.hardware.network
         timer = CollectiveTimer(cluster.topology, net.model if net is not None else "flow", self.hardware.nic.overhead)
         self.timer = timer
@@ -143,8 +146,9 @@ class Megatron:
             recompute=spec.recompute,
             precision=spec.precision,
         )
-        self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B")}
+        self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B", "W")}
         self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute)
+        self.w_block = weight_grad_bytes(self.costs.work)  # a split backward's W buffer per block
         self.act_transient = (
             activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
         )
@@ -173,8 +177,12 @@ class Megatron:
             self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else tied_peer.get(j)) for j, dev in enumerate(self.devices)
         ]
         self.traffic = Traffic(self.p)
-        self.params = [
-            sum(stage_params(m, self.blocks, self.t, s == 0, s == self.stages - 1) for s in self.shape.stages_of(j))
+        shape, last = self.shape, self.shape.model_stages - 1
+        self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
+            sum(
+                stage_params(m, self.blocks, self.t, ms == 0, ms == last)
+                for ms in {shape.model_stage(s) for s in shape.stages_of(j)}
+            )
             for j in range(self.p)
         ]
         self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
@@ -226,15 +234,19 @@ class Megatron:
     # --- costs ------------------------------------------------------------------------
 
     def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
-        """Per stage, the parts of an F or a B op (the fused backward: recompute, input and weight gradients)."""
-        c, out = self.costs, []
+        """Per stage, the parts of an F, B or W op: a fused backward is the recompute, the input and the weight
+        gradients; a split one's B the recompute and the input gradients, its W the weight-gradient GEMMs
+        (with their fp32 main-grad accumulation) and the embedding's scatter-add."""
+        c, out, shape = self.costs, [], self.shape
         for s in range(self.stages):
-            edge = c.edge(s == 0, s == self.stages - 1)
+            edge = c.edge(shape.first(s), shape.last(s))
+            block = {name: c.block[name].times(self.blocks) + edge.get(name, Part()) for name in c.block}
             if kind == "F":
-                out.append({"work": c.block["forward"].times(self.blocks) + edge["forward"], "recompute": Part()})
+                out.append({"work": block["forward"], "recompute": Part()})
+            elif kind == "W":
+                out.append({"work": block["weight_grad"], "recompute": Part()})
             else:
-                work = (c.block["input_grad"] + c.block["weight_grad"]).times(self.blocks)
-                work = work + edge["input_grad"] + edge["weight_grad"]
+                work = block["input_grad"] + (Part() if self.split else block["weight_grad"])
                 out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
         for parts in out:
             work, redo = parts["work"], parts["recompute"]
@@ -288,16 +300,19 @@ class Megatron:
         None, and that device). An F waits for the F upstream, a B for the B
         downstream (`policies.timing.dependencies`); an input made on the same device came from an earlier
         op of its list, as a schedule runs a device's ops in dependency order."""
-        per_stage = {}
-        for kind in ("F", "B"):
-            step = 1 if kind == "F" else -1
+        per_stage, shape = {}, self.shape
+        for kind in ("F", "B", "W"):
             for stage in range(self.stages):
                 parts = self.ops[kind][stage]
-                here = self.shape.device(stage)
-                to, source = stage + step, stage - step
-                send = self._transfer_s(stage, to) if 0 <= to < self.stages and self.shape.device(to) != here else None
-                remote = 0 <= source < self.stages and self.shape.device(source) != here
-                dest = self.shape.device(to) if send is not None else None
+                here = shape.device(stage)
+                # an F's output goes down its pipeline, a B's back up; a W's stays (the schedule runs it after its B)
+                end, start = (shape.last(stage), shape.first(stage)) if kind == "F" else (shape.first(stage), shape.last(stage))
+                step = 1 if kind == "F" else -1
+                to = None if kind == "W" or end else stage + step
+                source = None if kind == "W" or start else stage - step
+                send = self._transfer_s(stage, to) if to is not None and shape.device(to) != here else None
+                remote = source is not None and shape.device(source) != here
+                dest = shape.device(to) if send is not None else None
                 per_stage[kind, stage] = (parts, parts["both"].total_s, send, dest, source if remote else None)
         out = []
         for ops in self.schedule:
@@ -327,7 +342,7 @@ class Megatron:
             forward = kind == "F"
             if forward:
                 self._allocate(j, bank, buffer, act)
-            elif transient and not rebuilt:
+            elif kind == "B" and transient and not rebuilt:
                 # full recompute: one block's activations, rebuilt before each backward in one buffer that
                 # stays reserved to the step's end (as PyTorch's caching allocator keeps it)
                 self._allocate(j, bank, "recomputed block", transient)
@@ -338,12 +353,16 @@ class Megatron:
             yield env.timeout(seconds + send if send else seconds)
             end = begin + seconds
             self._record(j, label, begin, parts["both"], mirror)
-            record_op(name, step, "forward" if forward else "backward", stage, mb, begin, end)
+            record_op(name, step, OP_NAMES[kind], stage, mb, begin, end)
             busy += seconds
             for part, value in parts["row"]:
                 row[part] += value
-            if not forward:
+            if kind == "B":
                 self._free(j, bank, buffer, act)
+                if self.split:  # what W needs (its GEMMs' inputs and output gradients) stays until W
+                    self._allocate(j, bank, "w" + buffer, self.w_block * self.blocks)
+            elif kind == "W":
+                self._free(j, bank, "w" + buffer, self.w_block * self.blocks)
             if send is not None:
                 sends[dest] += self.p2p_bytes
                 if not self.spec.parallel.sequence:  # the receiver all-gathers the 1/t pieces
@@ -504,6 +523,8 @@ class Megatron:
                 },
                 "placement": self.placement(),
                 "schedule": self.schedule_name,
+                "chunk_placement": self.shape.placement,
+                "split_backward": self.split,
                 "microbatches": self.microbatches,
                 "recompute": self.spec.recompute,
                 "optimizer": self.spec.optimizer,

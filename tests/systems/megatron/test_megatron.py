@@ -14,6 +14,7 @@ from hwsim.config.load import load_scenario
 from hwsim.config.schema import TransformerSpec
 from hwsim.errors import ConfigError
 from hwsim.hardware import array_cycles, gemm_cycles, tile_waves, tiled_gemm_cycles
+from hwsim.policies import SCHEDULES
 from hwsim.systems.megatron.checks import layout
 from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, gemm_seconds, optimizer_bytes
 from hwsim.workloads.megatron import activation_bytes, block_work, model_flops
@@ -569,3 +570,68 @@ def test_with_one_replica_the_data_track_is_rated_by_the_tied_embeddings_path(wr
     r = hwsim.run(small(write_yaml, model="flow", t=4, p=2, d=1, batch=4))
     data = r.utilization[r.utilization.unit.str.endswith("data_comm")]
     assert (data.work > 0).all() and (data.peak_per_s > 0).all() and (data.achieved_fraction <= 1).all()
+
+
+# --- every schedule of the library on the 3D system ---------------------------------------
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_every_schedule_runs_on_a_3d_layout_and_passes_validate(write_yaml, schedule):
+    """t = 2, p = 4, d = 1 (8 NPUs: one node), 8 micro-batches: each schedule of the library runs as the 3D
+    system's pipeline (two chunks per device where its placement needs them), every op once, in the
+    schedule's order, after its inputs, with the peak of micro-batches its formula gives."""
+    from hwsim.commands.validate import validate
+
+    v = 2 if SCHEDULES[schedule].placement in ("looping", "vshape", "dual") else 1
+    sc = small(write_yaml, t=2, p=4, d=1, v=v, batch=8, more=[f"system.schedule={schedule}"])
+    checks = validate(sc)
+    failed = [c for c in checks if c.result == "FAIL"]
+    assert not failed, failed
+    passed = {c.name for c in checks if c.result == "PASS"}
+    assert "simulation: devices ran the schedule's order" in passed and "schedule: runs without deadlock" in passed
+
+
+def test_the_default_schedule_is_megatrons_own(write_yaml):
+    outcome, m = run(small(write_yaml, t=2, p=4, d=1, v=2, batch=8))
+    assert m["schedule"] == "interleaved" and outcome.system.shape.placement == "looping"
+    explicit, e = run(small(write_yaml, t=2, p=4, d=1, v=2, batch=8, more=["system.schedule=interleaved"]))
+    assert e["step_s"] == m["step_s"]
+
+
+def test_a_split_backward_moves_the_weight_gradients_into_w_ops(write_yaml):
+    """ZB-H1's B + W do the fused backward's work (the same GEMM time per micro-batch and stage), and the
+    W ops hold what they need from B to W in the bank."""
+    fused, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=1f1b"]))
+    split, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=zb_h1"]))
+
+    def gemm(o):  # each device's seconds on its arrays
+        busy = o.trace.busy[o.trace.busy.kind == "systolic"]
+        return (busy.end_s - busy.start_s).groupby(busy.unit).sum()
+
+    assert gemm(split).to_numpy() == pytest.approx(gemm(fused).to_numpy(), rel=1e-12)
+    ops = split.trace.ops
+    assert set(ops.op) == {"forward", "backward", "weight"} and (ops.op == "weight").sum() == 4 * 8
+    assert split.trace.memory.event.str.startswith("alloc wact").sum() == 4 * 8  # each B's W buffer, until its W
+
+
+def test_dual_placement_holds_each_devices_two_model_chunks(write_yaml):
+    """DualPipe: each device holds two model stages' parameters (its own and the mirror's)."""
+    one, m1 = run(small(write_yaml, t=2, p=4, d=1, v=2, batch=8, more=["system.schedule=zb_v"]))
+    two, m2 = run(small(write_yaml, t=2, p=4, d=1, v=2, batch=8, more=["system.schedule=dualpipe"]))
+    assert m2["memory"][1]["weights_bytes"] == pytest.approx(2 * m1["memory"][1]["weights_bytes"], rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("more", "v", "p", "key"),
+    [
+        (["system.schedule=zb_v"], 1, 4, "system.parallel.virtual"),  # V-shape needs 2 chunks per device
+        (["system.schedule=dualpipe", "model.layers=12"], 2, 3, "system.schedule"),  # DualPipe needs an even p
+        (["system.schedule=zb_v", "system.placement=looping"], 2, 4, "system.placement"),
+        (["system.schedule=nosuch"], 1, 4, "system.schedule"),
+        (["system.schedule=hybrid", "system.group=3"], 2, 4, "system.group"),
+    ],
+)
+def test_a_schedule_the_layout_cannot_run_is_one_clear_error(write_yaml, more, v, p, key):
+    with pytest.raises(ConfigError) as err:
+        small(write_yaml, t=8 if p % 2 else 2, p=p, d=1, v=v, batch=8, more=more)
+    assert err.value.key == key
