@@ -55,6 +55,12 @@ class MegatronSpec:
         min=0,
     )
     reverse_backward: bool = spec(False, doc="gpipe, breadth_first: the backwards in reverse micro-batch order")
+    overlap_grad_reduce: bool = spec(
+        False,
+        doc="reduce each model chunk's gradients over the data group as soon as its last backward (or W) of the step "
+        "ends, overlapped with the rest of the pipeline (Megatron-core's --overlap-grad-reduce; layered gradient "
+        "accumulation); false: every chunk's after the device's last op (Megatron-LM 2022)",
+    )
     batch: int = spec(doc="global batch: sequences per step over all replicas", min=1)
     microbatch: int = spec(1, doc="sequences per micro-batch", min=1)
     recompute: str = spec(

@@ -178,6 +178,10 @@ class Megatron:
         ]
         self.traffic = Traffic(self.p)
         shape, last = self.shape, self.shape.model_stages - 1
+        self.stage_params = [
+            stage_params(m, self.blocks, self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
+            for s in range(self.stages)
+        ]
         self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
             sum(
                 stage_params(m, self.blocks, self.t, ms == 0, ms == last)
@@ -315,7 +319,11 @@ class Megatron:
                 dest = shape.device(to) if send is not None else None
                 per_stage[kind, stage] = (parts, parts["both"].total_s, send, dest, source if remote else None)
         out = []
+        closing = "W" if self.split else "B"
+        self.closes = []  # per device: {index in its plan: the stage whose gradients are complete after it}
         for ops in self.schedule:
+            last = {op.stage: i for i, op in enumerate(ops) if op.kind == closing}
+            self.closes.append({i: stage for stage, i in last.items()})
             steps = []
             for op in ops:
                 kind, stage, mb = op.kind, op.stage, op.mb
@@ -334,7 +342,8 @@ class Megatron:
         first = env.now
         busy = 0.0
         sends, gather = self.traffic.sends[j], ring_wire_bytes("all_gather", self.t, self.p2p_bytes * self.t)
-        for key, waits, label, buffer, parts, seconds, send, dest in self.plan[j]:
+        overlap, closes, reducing = self.spec.overlap_grad_reduce, self.closes[j], []
+        for index, (key, waits, label, buffer, parts, seconds, send, dest) in enumerate(self.plan[j]):
             if waits is not None and waits not in sent:
                 waiting[waits] = event = env.event()
                 yield event
@@ -363,6 +372,8 @@ class Megatron:
                     self._allocate(j, bank, "w" + buffer, self.w_block * self.blocks)
             elif kind == "W":
                 self._free(j, bank, "w" + buffer, self.w_block * self.blocks)
+            if overlap and index in closes:  # this chunk's gradients are complete: reduce them while the rest runs
+                reducing.append(env.process(self._reduce(j, self.stage_params[closes[index]], f"chunk {closes[index]}")))
             if send is not None:
                 sends[dest] += self.p2p_bytes
                 if not self.spec.parallel.sequence:  # the receiver all-gathers the 1/t pieces
@@ -378,6 +389,10 @@ class Megatron:
         if rebuilt:
             self._free(j, bank, "recomputed block", transient)
         row["bubble_s"] = env.now - first - busy
+        if reducing:  # what of the overlapped reductions outlasts the device's last op is exposed
+            waited = env.now
+            yield simpy.AllOf(env, reducing)
+            row["data_comm_s"] += env.now - waited
         yield from self._update(j, row, tied)
         row["end_s"] = env.now - first
 
@@ -403,20 +418,30 @@ class Megatron:
         group = self.group("data", j, 0)
         distributed = self.spec.optimizer == "distributed"
         params = self.params[j]
-        reduce = "reduce_scatter" if distributed else "all_reduce"
-        reduce_s = self.timer.seconds(reduce, group, params * GRAD_BYTES)
-        reduce_bytes = ring_wire_bytes(reduce, self.d, params * GRAD_BYTES)
+        if not self.spec.overlap_grad_reduce:
+            start = self.env.now
+            yield from self._reduce(j, params, "gradient reduce")
+            row["data_comm_s"] += self.env.now - start
         gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
         gather_bytes = ring_wire_bytes("all_gather", self.d, params * WEIGHT_BYTES) if distributed else 0.0
         every, shard = optimizer_bytes(self.spec.precision)
         adam_bytes = params * every + params / (self.d if distributed else 1) * shard
         adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
-        yield from self._busy(self.data_units[j], reduce_s, "gradient reduce", row, "data_comm_s", reduce_bytes)
-        self.traffic.data[j] += reduce_bytes + gather_bytes
+        self.traffic.data[j] += gather_bytes
         if tied is not None and j in (0, self.p - 1):
             yield from self._tied_embedding(j, row, tied)
         yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s", adam_bytes)
         yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
+
+    def _reduce(self, j: int, params: float, label: str) -> Generator:
+        """Reduce `params` parameters' fp32 gradients over device j's data group on its data track: an
+        all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track)."""
+        reduce = "reduce_scatter" if self.spec.optimizer == "distributed" else "all_reduce"
+        seconds = self.timer.seconds(reduce, self.group("data", j, 0), params * GRAD_BYTES)
+        sent = ring_wire_bytes(reduce, self.d, params * GRAD_BYTES)
+        self.traffic.data[j] += sent
+        if seconds > 0:
+            yield from self.data_units[j].busy(seconds, label, sent)
 
     @staticmethod
     def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str, work: float) -> Generator:
