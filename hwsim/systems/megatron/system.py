@@ -11,15 +11,17 @@ in the NPU index; `tpd`, the default, puts each tensor group on adjacent NPUs, s
 the fabric's first, fastest dimension). The run is symmetric: one tensor rank of one
 data-parallel replica stands for its group (Megatron's ranks of a group do identical
 work), so p devices are simulated, one per pipeline position, on the NPUs of tensor
-rank 0 of replica 0. Each runs its schedule's ops (1F1B; Megatron's interleaved 1F1B
-with v > 1), every op the sum of its blocks' GEMMs (cycle model), memory-bound kernels
+rank 0 of replica 0. Each runs its schedule's ops (Megatron's 1F1B, or its interleaved
+1F1B with v > 1, unless `system.schedule` names another of the library; a split backward's
+W is the blocks' weight-gradient GEMMs), every op the sum of its blocks' GEMMs (cycle model), memory-bound kernels
 (roofline) and tensor-parallel collectives (played on the fabric, `megatron_costs`);
 activations cross to the next stage's NPU at the fabric's unloaded path time, each tensor
 rank sending 1/t of them (Megatron's scatter-gather; without sequence parallelism the
 receiver all-gathers), and the sender waits for the transfer as Megatron's synchronised
 point-to-point calls do (`pipeline_comm_s`). After its last backward a device reduces
 its gradients over its data-parallel group (all-reduce, or a reduce-scatter with the
-distributed optimizer); the first and the last stage all-reduce the tied embedding's
+distributed optimizer), or, with `overlap_grad_reduce`, each model chunk's as soon as the
+chunk's last backward (or W) ends, on the data track while the pipeline goes on; the first and the last stage all-reduce the tied embedding's
 gradient; each device runs the optimizer step at the bank's achieved rate
 (`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
 parameters.
