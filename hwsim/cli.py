@@ -223,14 +223,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _published(args: argparse.Namespace) -> int:
-    """`hwsim validate published`: the Megatron / Korthikanti rows, predicted vs published; exit 1 if a goal is missed."""
+    """`hwsim validate published`: the Megatron / Korthikanti rows, predicted vs published (exit 1 if a goal is
+    missed); then the mechanisms' published claims next to hwsim's figures (no goal: the gap is shown)."""
+    from hwsim.commands import claims
     from hwsim.commands.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published, report
 
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
     times, memory = published(ProgressBar("published figures", enabled))
     out = writable_folder("reports/published", "reports/published")
     print(report(times, memory, out))
-    print(f"written: {out}/published.md, published_times.csv, published_memory.csv")
+    print(claims.report(claims.breadth_first(progress=ProgressBar("breadth-first vs Megatron-LM layouts", enabled)), out))
+    print(f"written: {out}/published.md, published_times.csv, published_memory.csv, breadth_first.csv")
     met = times.error.abs().max() <= TIME_GOAL and times.error.abs().mean() <= MEAN_GOAL
     return 0 if met and memory.error.abs().max() <= MEMORY_GOAL else 1
 

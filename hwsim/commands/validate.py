@@ -98,6 +98,44 @@ def _megatron_checks(scenario: Scenario, outcome) -> list[Check]:
     out = schedule_checks(system.schedule_name, system.shape, system.schedule, means["F"], means["B"], tw)
     if outcome.status in ("ok", "out_of_memory"):  # an out-of-memory run still runs every op (it keeps counting)
         out += _trace_checks(scenario, outcome)
+        out += _state_checks(system)
+    return out
+
+
+def _state_checks(system) -> list[Check]:
+    """What each NPU holds of weights, gradients and Adam state, against the optimizer's formula (16-bit
+    weights, fp32 gradients, 12 bytes of Adam state per parameter; ZeRO-1 shards the state over d, ZeRO-3
+    all three); sharded, the gathered chunks at most two chunks' full weights and gradients."""
+    from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES
+
+    d, optimizer = system.d, system.spec.optimizer
+    kept = 1 / d if optimizer == "sharded" else 1.0
+    state = 1.0 if optimizer == "allreduce" else 1 / d
+    bad, over = [], []
+    for j, mem in enumerate(system.memory()):
+        params = system.params[j]
+        want = (params * WEIGHT_BYTES * kept, params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
+        got = (mem["weights_bytes"], mem["gradients_bytes"], mem["optimizer_bytes"])
+        if not np.allclose(got, want, rtol=1e-9):
+            bad.append(mem["device"])
+        chunk = max((system.stage_params[s] for s in system.shape.stages_of(j)), default=0.0)
+        if mem["gathered_bytes"] > 2 * chunk * (WEIGHT_BYTES + GRAD_BYTES) * (1 + 1e-9):
+            over.append(mem["device"])
+    out = [
+        check(
+            f"memory: weights, gradients and optimizer state as {optimizer} holds them",
+            not bad,
+            f"differ on {', '.join(bad[:3])}" if bad else f"{system.p} devices, d = {d}",
+        )
+    ]
+    if optimizer == "sharded":
+        out.append(
+            check(
+                "memory: sharded, at most two chunks gathered (the one running, the one prefetched)",
+                not over,
+                f"more on {', '.join(over[:3])}" if over else f"{system.p} devices",
+            )
+        )
     return out
 
 

@@ -142,7 +142,8 @@ def _describe_megatron(m: dict) -> list[str]:
     worst = max(m["memory"], key=lambda x: x["total_bytes"])
     mem = ", ".join(
         f"{k.removesuffix('_bytes')} {format_quantity(worst[k], 'size')}"
-        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes")
+        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "gathered_bytes")
+        if k != "gathered_bytes" or worst.get(k)
     )
     out = [
         f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"

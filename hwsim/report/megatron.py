@@ -18,6 +18,7 @@ MEMORY_COLOURS = {
     "gradients_bytes": "#8172B2",
     "optimizer_bytes": "#55A868",
     "activations_bytes": "#DD8452",
+    "gathered_bytes": "#937860",  # sharded: the full weights and gradient buffers of the chunks in use
 }
 GIB = 2**30
 
@@ -41,7 +42,7 @@ def megatron_figure(section: dict) -> Figure:
     left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     at = [0.0] * len(names)
     for key, colour in MEMORY_COLOURS.items():
-        widths = [m[key] / GIB for m in section["memory"]]
+        widths = [m.get(key, 0.0) / GIB for m in section["memory"]]
         right.barh(y, widths, left=at, color=colour, label=key.removesuffix("_bytes"))
         at = [a + w for a, w in zip(at, widths, strict=True)]
     right.axvline(section["memory"][0]["capacity_bytes"] / GIB, color="black", linestyle="--", label="capacity")

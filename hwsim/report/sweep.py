@@ -27,7 +27,7 @@ TIME_METRICS = ("learning.time_to_target_s", "step_time_s", "sim_time_s")
 UNIT_KINDS = ("time", "size", "rate", "frequency", "flop_rate", "event_rate")
 SECOND_METRICS = ("bytes_moved.network", "max:learning.final_test_accuracy", "max:samples_per_s", "bytes_moved.memory")
 """The default second metric of the Pareto plot: the first of these that varies."""
-MAXIMIZED = ("accuracy", "samples_per_s", "util", "fraction_of_peak", "achieved_flop_per_s", "utilization_after")
+MAXIMIZED = ("accuracy", "samples_per_s", "util", "fraction_of_peak", "achieved_flop_per_s", "utilization_after", "mfu", "hfu")
 """A metric whose name ends with one of these is better higher (prefix min: or max: to say otherwise)."""
 HEADLINE = ("sim_time_s", "step_time_s", "samples_per_s", "learning.final_test_accuracy", "learning.time_to_target_s",
             "bytes_moved.network", "flops.fraction_of_peak")  # fmt: skip

@@ -20,7 +20,7 @@ import simpy
 
 from hwsim.commands.bench.collectives import compression_rows, data_parallel_rows
 from hwsim.commands.bench.fabric import fabric_rows
-from hwsim.commands.bench.megatron import megatron_rows
+from hwsim.commands.bench.megatron import megatron_rows, sweep_row
 from hwsim.config import load_scenario
 from hwsim.config.load import PROJECT_ROOT
 from hwsim.config.schema import SystolicSpec
@@ -242,6 +242,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[..., None] | None = None
         ("data parallel at 64 to 4,096 NPUs (several minutes)", lambda: data_parallel_rows(quick)),
         ("compressed all-reduce: time to accuracy", lambda: compression_rows(quick)),
         ("megatron: 22B to 1T", lambda: megatron_rows(quick)),
+        *([] if quick else [("sweep: 52B layouts (about a minute)", lambda: [sweep_row()])]),
         *[
             (
                 f"threads: {name}, default vs one",

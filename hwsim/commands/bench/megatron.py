@@ -1,8 +1,13 @@
 """`hwsim bench` rows for Megatron 3D runs: the wall time of each `validate published` row, of a 1T
-model on 3,072 GPUs, and of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library (the
-simulation alone, no report)."""
+model on 3,072 GPUs, of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library (the
+simulation alone, no report), and of the 52B layout sweep (`sweep_megatron_52b`: its points on a pool of
+two processes, as `hwsim sweep` runs them, the table and plots included)."""
 
 from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
 
 from hwsim.build import simulate
 from hwsim.commands.published import BASE, KORTHIKANTI_2022
@@ -52,3 +57,30 @@ def megatron_rows(quick: bool = False) -> list[dict]:
             }
         )
     return rows
+
+
+def sweep_row() -> dict:
+    """`sweep_megatron_52b` run whole into a scratch folder on two local processes."""
+    from hwsim.commands import sweep as engine
+    from hwsim.config.sweep import sweep_from
+
+    sweep = sweep_from(str(PROJECT_ROOT / "scenarios" / "sweep_megatron_52b.yaml"), [], [], [], None, None)
+    start = time.perf_counter()
+    planned, resolved, units = engine.plan(sweep)
+    executor = engine.local_executor(2)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            done = engine.run_sweep(sweep, planned, resolved, Path(folder), executor, in_flight=4)
+        finally:
+            engine.shutdown(executor)
+        engine.write_report(Path(folder), sweep, planned, units, done.table, {})
+    wall = time.perf_counter() - start
+    counts = ", ".join(f"{n} {s}" for s, n in done.table.status.value_counts().items())
+    return {
+        "benchmark": f"sweep: 52B layouts on 64 GPUs ({len(planned)} points, 2 processes)",
+        "ops": len(planned),
+        "wall_s": wall,
+        "ops_per_wall_s": len(planned) / wall,
+        "ratio": float("nan"),
+        "note": f"points per wall second; {done.ran} runs: {counts} (goal: >= 200 points in <= 300 s)",
+    }

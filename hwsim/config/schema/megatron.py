@@ -72,8 +72,10 @@ class MegatronSpec:
     optimizer: str = spec(
         "allreduce",
         doc="allreduce: gradients all-reduced over d, Adam state on every replica; distributed: ZeRO-1, gradients "
-        "reduce-scattered, Adam state sharded over d, parameters all-gathered",
-        choices=("allreduce", "distributed"),
+        "reduce-scattered, Adam state sharded over d, parameters all-gathered; sharded: ZeRO-3 / FSDP, weights, "
+        "gradients and Adam state sharded over d, each model chunk's weights all-gathered before each run of its "
+        "forwards and of its backwards, its gradients reduce-scattered after each run of its backwards (timing-only)",
+        choices=("allreduce", "distributed", "sharded"),
     )
     precision: str = spec(
         "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")

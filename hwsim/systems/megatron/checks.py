@@ -119,6 +119,10 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
             )
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
+    if system.optimizer == "sharded":
+        raise ConfigError(
+            where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp (sharded is timing-only)"
+        )
     npus = fabric_npus(scenario.hardware.network, par.tensor * par.data)
     if npus != par.tensor * par.data:
         raise ConfigError(where, "system.parallel", f"tensor {par.tensor} x data {par.data}", f"the fabric's {npus} NPUs")

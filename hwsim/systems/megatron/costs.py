@@ -213,16 +213,18 @@ class StageCosts:
 @dataclass(frozen=True)
 class Memory:
     """Bytes one NPU holds: 16-bit weights, fp32 gradients, Adam state (fp32 master, m, v; sharded over d by
-    a distributed optimizer) and the activations at the schedule's peak."""
+    a distributed optimizer, all three by a sharded one), and at the step's peak the activations and (sharded)
+    the gathered chunks' full weights and gradient buffers."""
 
     weights: float
     gradients: float
     optimizer: float
     activations: float
+    gathered: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return self.weights + self.gradients + self.optimizer + self.activations + self.gathered
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -230,6 +232,7 @@ class Memory:
             "gradients_bytes": self.gradients,
             "optimizer_bytes": self.optimizer,
             "activations_bytes": self.activations,
+            "gathered_bytes": self.gathered,
             "total_bytes": self.total,
         }
 
@@ -243,5 +246,9 @@ def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last:
     return blocks * block_params(model) / t + edge
 
 
-def stage_memory(params: float, d: int, distributed: bool, activations: float) -> Memory:
-    return Memory(params * WEIGHT_BYTES, params * GRAD_BYTES, params * ADAM_BYTES / (d if distributed else 1), activations)
+def stage_memory(params: float, d: int, optimizer: str, activations: float = 0.0, gathered: float = 0.0) -> Memory:
+    """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
+    sharded: ZeRO-3) over d replicas."""
+    state = params * ADAM_BYTES / (1 if optimizer == "allreduce" else d)
+    kept = 1 / d if optimizer == "sharded" else 1
+    return Memory(params * WEIGHT_BYTES * kept, params * GRAD_BYTES * kept, state, activations, gathered)

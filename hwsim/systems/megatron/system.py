@@ -24,7 +24,9 @@ distributed optimizer), or, with `overlap_grad_reduce`, each model chunk's as so
 chunk's last backward (or W) ends, on the data track while the pipeline goes on; the first and the last stage all-reduce the tied embedding's
 gradient; each device runs the optimizer step at the bank's achieved rate
 (`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
-parameters.
+parameters. With the sharded optimizer (ZeRO-3) each model chunk's weights are gathered
+before each run of its ops and its gradients reduce-scattered after each run of its
+backwards, on the data track and prefetched (`sharded`).
 
 What the report shows of the network: each simulated rank's communication tracks (tensor, pipeline,
 data) carry the bytes it sends, against the bandwidth of its group's path; the fabric's links
@@ -67,6 +69,7 @@ from hwsim.systems.megatron.costs import (
     weight_grad_bytes,
 )
 from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic
 from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 
@@ -130,6 +133,8 @@ class Megatron:
         self.place = layout(par)
         self.microbatches = spec.batch // (self.d * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
+        self.sharded = spec.optimizer == "sharded"
+        self.overlap = spec.overlap_grad_reduce and not self.sharded  # sharded reduces per run anyway
         self.schedule = build_schedule(self.schedule_name, self.shape)
         self.split = is_split(self.schedule)  # B the input gradients, W the weight gradients
         self.stages = self.shape.stages
@@ -191,9 +196,10 @@ class Megatron:
             )
             for j in range(self.p)
         ]
-        self.static = [stage_memory(self.params[j], self.d, spec.optimizer == "distributed", 0.0) for j in range(self.p)]
+        self.static = [stage_memory(self.params[j], self.d, spec.optimizer) for j in range(self.p)]
         self.held = [0.0] * self.p  # activation bytes each device holds now
-        self.peak_activations = [0.0] * self.p
+        self.gathered = [0.0] * self.p  # sharded: bytes of full chunk weights and gradient buffers held now
+        self.peak = [(0.0, 0.0)] * self.p  # (activations, gathered) when their sum peaked
         self.overflow: list[str] = []  # the first allocation past each device's capacity
         self.full = [False] * self.p  # past its capacity: the bank holds no more, the counts go on
         self.records: list[dict] = []  # per step and device: the time breakdown
@@ -278,7 +284,7 @@ class Megatron:
         memory with every device's breakdown in the summary (so a sweep still sees its time and demand)."""
         for j, dev in enumerate(self.devices):
             for name in ("weights", "gradients", "optimizer"):
-                self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), activation=False)
+                self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), kind="static")
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
             sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
@@ -334,6 +340,8 @@ class Megatron:
                 where = f"{stage}.{mb}"
                 steps.append(((kind, stage, mb), waits, f"{kind} {where}", f"act {where}", parts, seconds, send, dest))
             out.append(steps)
+        # sharded over one replica: the shard is the chunk, nothing to gather or scatter
+        self.runs = [runs(ops, self.split) if self.sharded and self.d > 1 else [] for ops in self.schedule]
         return out
 
     def _device(self, step: int, j: int, sent: set, waiting: dict, tied, row: dict) -> Generator:
@@ -344,11 +352,28 @@ class Megatron:
         first = env.now
         busy = 0.0
         sends, gather = self.traffic.sends[j], ring_wire_bytes("all_gather", self.t, self.p2p_bytes * self.t)
-        overlap, closes, reducing = self.spec.overlap_grad_reduce, self.closes[j], []
+        overlap, closes, reducing = self.overlap, self.closes[j], []
+        chunks = self.runs[j]  # sharded: the runs of ops on one model chunk
+        starts = {run.first: k for k, run in enumerate(chunks)}
+        ends = {run.last: k for k, run in enumerate(chunks)}
+        gathers: dict[int, simpy.Process] = {}
         for index, (key, waits, label, buffer, parts, seconds, send, dest) in enumerate(self.plan[j]):
+            k = starts.get(index)
+            if k is not None:  # a run starts: its chunk's gather and the next one's (prefetched) under way
+                for r in (k, next((r for r in range(k + 1, len(chunks)) if chunks[r].gathers), None)):
+                    if r is not None and chunks[r].gathers and r not in gathers:
+                        gathers[r] = env.process(self._gather(j, chunks[r], r))
             if waits is not None and waits not in sent:
                 waiting[waits] = event = env.event()
                 yield event
+            if k is not None:
+                if chunks[k].gathers:  # what of the gather is left once the op could start is exposed
+                    waited = env.now
+                    yield gathers[k]
+                    row["data_comm_s"] += env.now - waited
+                    busy += env.now - waited
+                if chunks[k].reduces:
+                    self._allocate(j, bank, f"full gradients {k}", self.stage_params[chunks[k].stage] * GRAD_BYTES, "gathered")
             kind, stage, mb = key
             forward = kind == "F"
             if forward:
@@ -376,6 +401,13 @@ class Megatron:
                 self._free(j, bank, "w" + buffer, self.w_block * self.blocks)
             if overlap and index in closes:  # this chunk's gradients are complete: reduce them while the rest runs
                 reducing.append(env.process(self._reduce(j, self.stage_params[closes[index]], f"chunk {closes[index]}")))
+            k = ends.get(index)
+            if k is not None:  # a run ends: its gathered weights go, its gradients are reduce-scattered into the shard
+                chunk = chunks[k]
+                if chunk.gathers:
+                    self._free(j, bank, f"gathered {k}", self.stage_params[chunk.stage] * WEIGHT_BYTES, "gathered")
+                if chunk.reduces:
+                    reducing.append(env.process(self._reduce_run(j, chunk, k)))
             if send is not None:
                 sends[dest] += self.p2p_bytes
                 if not self.spec.parallel.sequence:  # the receiver all-gathers the 1/t pieces
@@ -418,16 +450,18 @@ class Megatron:
         """Data-parallel gradient reduction, the tied embedding's all-reduce (first and last stage), the optimizer
         step at the bank's achieved rate, the distributed optimizer's all-gather."""
         group = self.group("data", j, 0)
-        distributed = self.spec.optimizer == "distributed"
+        distributed, sharded = self.spec.optimizer == "distributed", self.sharded
         params = self.params[j]
-        if not self.spec.overlap_grad_reduce:
+        if not self.spec.overlap_grad_reduce and not sharded:
             start = self.env.now
             yield from self._reduce(j, params, "gradient reduce")
             row["data_comm_s"] += self.env.now - start
         gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
         gather_bytes = ring_wire_bytes("all_gather", self.d, params * WEIGHT_BYTES) if distributed else 0.0
         every, shard = optimizer_bytes(self.spec.precision)
-        adam_bytes = params * every + params / (self.d if distributed else 1) * shard
+        adam_bytes = (
+            params / (self.d if sharded else 1) * every + params / (1 if self.spec.optimizer == "allreduce" else self.d) * shard
+        )
         adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
         self.traffic.data[j] += gather_bytes
         if tied is not None and j in (0, self.p - 1):
@@ -438,12 +472,29 @@ class Megatron:
     def _reduce(self, j: int, params: float, label: str) -> Generator:
         """Reduce `params` parameters' fp32 gradients over device j's data group on its data track: an
         all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track)."""
-        reduce = "reduce_scatter" if self.spec.optimizer == "distributed" else "all_reduce"
+        reduce = "all_reduce" if self.spec.optimizer == "allreduce" else "reduce_scatter"
         seconds = self.timer.seconds(reduce, self.group("data", j, 0), params * GRAD_BYTES)
         sent = ring_wire_bytes(reduce, self.d, params * GRAD_BYTES)
         self.traffic.data[j] += sent
         if seconds > 0:
             yield from self.data_units[j].busy(seconds, label, sent)
+
+    def _gather(self, j: int, run, k: int) -> Generator:
+        """Sharded: all-gather run k's model chunk's 16-bit weights over device j's data group, into a buffer
+        held to the run's end."""
+        nbytes = self.stage_params[run.stage] * WEIGHT_BYTES
+        self._allocate(j, self.devices[j].bank(self.spec.bank), f"gathered {k}", nbytes, "gathered")
+        seconds = self.timer.seconds("all_gather", self.group("data", j, 0), nbytes)
+        sent = ring_wire_bytes("all_gather", self.d, nbytes)
+        self.traffic.data[j] += sent
+        if seconds > 0:
+            yield from self.data_units[j].busy(seconds, f"gather chunk {run.stage}", sent)
+
+    def _reduce_run(self, j: int, run, k: int) -> Generator:
+        """Sharded: reduce-scatter the gradients run k accumulated, then free their full buffer."""
+        params = self.stage_params[run.stage]
+        yield from self._reduce(j, params, f"reduce-scatter chunk {run.stage}")
+        self._free(j, self.devices[j].bank(self.spec.bank), f"full gradients {k}", params * GRAD_BYTES, "gathered")
 
     @staticmethod
     def _busy(unit: Unit, seconds: float, label: str, row: dict, key: str, work: float) -> Generator:
@@ -453,8 +504,9 @@ class Megatron:
 
     @functools.cached_property
     def tied_bytes(self) -> float:
-        """The word embedding's fp32 gradient (V/t rows), all-reduced between the first and the last stage."""
-        return self.model.vocab / self.t * self.model.d_model * GRAD_BYTES
+        """The word embedding's fp32 gradient (V/t rows; sharded: the rank's 1/d of them), all-reduced between
+        the first and the last stage."""
+        return self.model.vocab / self.t * self.model.d_model * GRAD_BYTES / (self.d if self.sharded else 1)
 
     @functools.cached_property
     def tied_s(self) -> float:
@@ -474,10 +526,14 @@ class Megatron:
             self.traffic.tied += sent
         yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s", sent)
 
-    def _allocate(self, j: int, bank, name: str, nbytes: float, activation: bool = True) -> None:
-        if activation:
-            self.held[j] += nbytes
-            self.peak_activations[j] = max(self.peak_activations[j], self.held[j])
+    def _allocate(self, j: int, bank, name: str, nbytes: float, kind: str = "activation") -> None:
+        """Hold `nbytes` in device j's bank; `kind`: activation, gathered (counted towards the step's peak) or
+        static."""
+        if kind != "static":
+            held = self.held if kind == "activation" else self.gathered
+            held[j] += nbytes
+            if self.held[j] + self.gathered[j] > sum(self.peak[j]):
+                self.peak[j] = (self.held[j], self.gathered[j])
         if self.full[j]:
             return
         try:
@@ -486,18 +542,22 @@ class Megatron:
             self.full[j] = True
             self.overflow.append(self._oom(j, bank, name, nbytes))
 
-    def _free(self, j: int, bank, name: str, nbytes: float) -> None:
-        self.held[j] -= nbytes
+    def _free(self, j: int, bank, name: str, nbytes: float, kind: str = "activation") -> None:
+        held = self.held if kind == "activation" else self.gathered
+        held[j] -= nbytes
         if not self.full[j]:
             bank.free(name)
 
     def _oom(self, j: int, bank, name: str, nbytes: float) -> str:
         s = self.static[j]
+        transient = name.startswith(("gathered", "full gradients"))
         held = self.held[j] - (nbytes if name.startswith(("act", "recomputed")) else 0.0)
+        gathered = self.gathered[j] - (nbytes if transient else 0.0)
         q = lambda x: format_quantity(x, "size")  # noqa: E731
         # what the bank holds already: the static buffers allocated before this one (each once), and activations
         others = [f"{n} {q(getattr(s, n))}" for n in ("weights", "gradients", "optimizer") if n != name and bank.holds(n)]
         others += [f"activations {q(held)}"] if others or held > 0 else []
+        others += [f"gathered chunks {q(gathered)}"] if gathered > 0 else []
         on_top = f"on top of {', '.join(others)}" if others else "with nothing else held"
         return (
             f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} ({q(nbytes)}) {on_top}"
@@ -506,10 +566,10 @@ class Megatron:
     # --- results ----------------------------------------------------------------------
 
     def memory(self) -> list[dict[str, float]]:
-        """Per simulated device, its bytes by kind at its activations' peak."""
+        """Per simulated device, its bytes by kind when its activations and gathered chunks together peaked."""
         out = []
         for j in range(self.p):
-            mem = stage_memory(self.params[j], self.d, self.spec.optimizer == "distributed", self.peak_activations[j])
+            mem = stage_memory(self.params[j], self.d, self.spec.optimizer, *self.peak[j])
             out.append(
                 {
                     "device": self.devices[j].name,

@@ -19,61 +19,10 @@ from hwsim.systems.megatron.checks import layout
 from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES, gemm_seconds, optimizer_bytes
 from hwsim.workloads.megatron import activation_bytes, block_work, model_flops
 from hwsim.workloads.ops import Gemm
+from tests.systems.megatron.layouts import SMALL, run, small
 
 GIB = 2**30
 GPT3 = TransformerSpec(layers=96, d_model=12288, heads=96, d_ff=49152, vocab=51200, seq_len=2048)
-
-SMALL = """
-name: small_3d
-hardware:
-  base: a100_80gb
-  network:
-    model: {model}
-    dims:
-      - {{kind: switch, size: 8, bandwidth: 300 GB/s, latency: 1 us, efficiency: {eff}}}
-      - {{kind: switch, size: 0, bandwidth: 200 Gb/s, latency: 2 us}}
-model: {{kind: transformer, layers: 16, d_model: 512, heads: 8, d_ff: 2048, vocab: 1024, seq_len: 256}}
-system:
-  kind: megatron
-  parallel: {{tensor: {t}, pipeline: {p}, data: {d}, virtual: {v}, sequence: {sp}}}
-  batch: {batch}
-  microbatch: {mb}
-  recompute: {recompute}
-  optimizer: {optimizer}
-run: {{mode: timing-only}}
-report: {{plots: false, trace: false, html: false}}
-"""
-
-
-def small(
-    write_yaml,
-    model="ideal",
-    t=8,
-    p=1,
-    d=1,
-    v=1,
-    sp="false",
-    batch=8,
-    mb=1,
-    recompute="none",
-    optimizer="allreduce",
-    eff=1,
-    more=(),
-):
-    text = SMALL.format(
-        model=model, t=t, p=p, d=d, v=v, sp=sp, batch=batch, mb=mb, recompute=recompute, optimizer=optimizer, eff=eff
-    )
-    path = write_yaml(text)
-    scenario = load_scenario(path, list(more))
-    check(scenario, str(path))
-    return scenario
-
-
-def run(scenario):
-    outcome = simulate(scenario)
-    assert outcome.status == "ok", outcome.diagnosis
-    return outcome, outcome.system.summary(outcome.trace)["megatron"]
-
 
 # --- the model -----------------------------------------------------------------------
 

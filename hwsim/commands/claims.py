@@ -1,0 +1,163 @@
+"""`hwsim validate published`, second part: what the mechanisms buy at scale, hwsim's figure next to the
+published claim it answers.
+
+Breadth-first pipelining (Lamy-Poirier, "Breadth-First Pipeline Parallelism", MLSys 2023, arXiv
+2211.05953, abstract): "an increase of up to 43% in training throughput for a 52 billion-parameter
+model using a small batch size per GPU compared to Megatron-LM". The paper's tables (its layouts,
+cluster and per-batch figures) could not be read here, so each side gets the best layout hwsim finds
+for it: at each global batch, every (tensor, pipeline, data) layout of 64 A100s and every chunk count
+that divides the model, Megatron-LM with its own schedules (1F1B, interleaved) and its distributed
+optimizer, breadth-first (looping chunks, every micro-batch of a chunk at once; with many micro-batches
+its hybrid, breadth-first groups run depth-first) with fully sharded data parallelism; a layout that
+does not fit in 80 GB is out. The ratio is Megatron-LM's best step time over breadth-first's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from hwsim.build import check, simulate
+from hwsim.config.load import PROJECT_ROOT, load_scenario
+from hwsim.errors import ConfigError
+
+BREADTH_FIRST = PROJECT_ROOT / "scenarios" / "megatron_52b_breadth_first.yaml"
+LAMY_POIRIER_2023 = 1.43
+"""Breadth-first over Megatron-LM throughput, at most (Lamy-Poirier 2023, arXiv 2211.05953, abstract)."""
+BATCHES = (16, 32, 64, 128, 256)
+"""Global batches (2048-token sequences) on 64 GPUs: a quarter of a sequence to four per GPU."""
+LAYOUTS = tuple((t, p) for t in (1, 2, 4, 8) for p in (1, 2, 4, 8, 16))
+"""(tensor, pipeline) ranks; data = 64 / (t p)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A way to train: its schedules with their chunks per device, its optimizer."""
+
+    name: str
+    schedules: tuple[tuple[str, int], ...]
+    optimizer: str
+
+
+MEGATRON = Method("Megatron-LM", (("1f1b", 1), ("interleaved", 2), ("interleaved", 4)), "distributed")
+BREADTH = Method(
+    "breadth-first",
+    (("breadth_first", 2), ("breadth_first", 4), ("hybrid", 2), ("hybrid", 4)),
+    "sharded",
+)
+
+
+def candidates(method: Method, batch: int, layouts=LAYOUTS, npus: int = 64) -> list[list[str]]:
+    """The overrides of every run `method` could use at `batch`."""
+    out = []
+    for (t, p), (schedule, v) in itertools.product(layouts, method.schedules):
+        if npus % (t * p):
+            continue
+        out.append(
+            [
+                f"system.batch={batch}",
+                f"system.parallel.tensor={t}",
+                f"system.parallel.pipeline={p}",
+                f"system.parallel.data={npus // (t * p)}",
+                f"system.parallel.virtual={v}",
+                f"system.parallel.sequence={'true' if t > 1 else 'false'}",
+                f"system.schedule={schedule}",
+                f"system.optimizer={method.optimizer}",
+            ]
+        )
+    return out
+
+
+def best(method: Method, batch: int, layouts=LAYOUTS, tick: Callable[[], None] | None = None) -> dict:
+    """The fastest run of `method` at `batch` that fits: its layout, step time and MFU (None if none fits)."""
+    found = None
+    for overrides in candidates(method, batch, layouts):
+        if tick:
+            tick()
+        scenario = load_scenario(BREADTH_FIRST, overrides)
+        try:
+            check(scenario, str(BREADTH_FIRST))
+        except ConfigError:  # a layout this model, batch or schedule cannot take
+            continue
+        outcome = simulate(scenario)
+        if outcome.status != "ok":
+            continue
+        out = outcome.system.summary(outcome.trace)["megatron"]
+        if found is None or out["step_s"] < found["step_s"]:
+            lay = out["layout"]
+            found = {
+                "layout": f"t{lay['tensor']} p{lay['pipeline']} d{lay['data']} v{lay['virtual']} {out['schedule']}",
+                "step_s": out["step_s"],
+                "mfu": out["mfu"],
+            }
+    return found or {"layout": "none fits", "step_s": float("nan"), "mfu": float("nan")}
+
+
+def breadth_first(batches=BATCHES, layouts=LAYOUTS, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Per global batch: each method's best layout, step time and MFU, and the throughput ratio."""
+    total = sum(len(candidates(m, b, layouts)) for b in batches for m in (MEGATRON, BREADTH))
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    rows = []
+    for batch in batches:
+        mega, bf = best(MEGATRON, batch, layouts, tick), best(BREADTH, batch, layouts, tick)
+        rows.append(
+            {
+                "batch": batch,
+                "per_gpu": batch / 64,
+                "megatron_layout": mega["layout"],
+                "megatron_step_s": mega["step_s"],
+                "megatron_mfu": mega["mfu"],
+                "breadth_first_layout": bf["layout"],
+                "breadth_first_step_s": bf["step_s"],
+                "breadth_first_mfu": bf["mfu"],
+                "ratio": mega["step_s"] / bf["step_s"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def breadth_first_verdict(table: pd.DataFrame) -> str:
+    """The best ratio hwsim finds against the paper's, and the gap."""
+    top = table.loc[table.ratio.idxmax()] if table.ratio.notna().any() else None
+    if top is None:
+        return "breadth-first vs Megatron-LM: no batch had a layout that fits for both"
+    gap = top.ratio / LAMY_POIRIER_2023 - 1
+    return (
+        f"breadth-first vs Megatron-LM on a 52B GPT, 64 A100s: hwsim's best throughput ratio {top.ratio:.3f} "
+        f"(global batch {int(top.batch)}: {top.per_gpu:g} per GPU); Lamy-Poirier 2023 (arXiv 2211.05953, "
+        f"abstract): up to {LAMY_POIRIER_2023:.2f} at a small batch per GPU; gap {100 * gap:+.1f} %"
+    )
+
+
+def report(table: pd.DataFrame, out) -> str:
+    """The breadth-first table as Markdown with the verdict; also appended to `out`/published.md and written
+    as `out`/breadth_first.csv."""
+    from hwsim.commands.compare import markdown
+
+    table.to_csv(out / "breadth_first.csv", index=False)
+    shown = table.copy()
+    for col in ("megatron_mfu", "breadth_first_mfu"):
+        shown[col] = shown[col].map(lambda x: f"{100 * x:.1f} %")
+    shown["ratio"] = shown.ratio.map(lambda x: f"{x:.3f}")
+    text = "\n\n".join(
+        [
+            "Lamy-Poirier 2023 (arXiv 2211.05953): breadth-first + sharded data parallelism vs Megatron-LM, "
+            "a 52B GPT on 64 A100-80GB, each method's best layout per global batch (ratio: throughput, "
+            "breadth-first over Megatron-LM)",
+            markdown(shown),
+            breadth_first_verdict(table),
+        ]
+    )
+    with open(out / "published.md", "a", encoding="utf-8") as f:
+        f.write("\n" + text + "\n")
+    return text
