@@ -10,6 +10,14 @@ that divides the model, Megatron-LM with its own schedules (1F1B, interleaved) a
 optimizer, breadth-first (looping chunks, every micro-batch of a chunk at once; with many micro-batches
 its hybrid, breadth-first groups run depth-first) with fully sharded data parallelism; a layout that
 does not fit in 80 GB is out. The ratio is Megatron-LM's best step time over breadth-first's.
+
+ZeRO++ (Wang et al. 2023, arXiv 2306.10209, abstract: "up to 4x" less communication volume, "up to
+2.16x better throughput at 384 GPU scale"): `scenarios/megatron_zeropp.yaml` against its ZeRO-3
+baseline (16-bit gathers and reduce-scatters, no hierarchical partitioning), each micro-batch size of
+DeepSpeed's ZeRO++ blog Figure 7 (`blogs/zeropp/assets/images/eval2.png` in microsoft/DeepSpeed: 18B
+model, 384 V100s, one 100 Gb/s InfiniBand port per node, TFLOP/s per GPU). The volume is what a rank
+sends per step in data-parallel collectives over the whole data group (the gathers hierarchical
+partitioning keeps in the node are not counted, as ZeRO++'s accounting does not count them).
 """
 
 from __future__ import annotations
@@ -25,6 +33,14 @@ from hwsim.config.load import PROJECT_ROOT, load_scenario
 from hwsim.errors import ConfigError
 
 BREADTH_FIRST = PROJECT_ROOT / "scenarios" / "megatron_52b_breadth_first.yaml"
+ZEROPP = PROJECT_ROOT / "scenarios" / "megatron_zeropp.yaml"
+ZERO3 = ["system.compression.weights=null", "system.compression.gradients=fp16", "system.compression.hierarchical=false"]
+"""ZeRO++'s baseline: ZeRO-3 with DeepSpeed's 16-bit gathers and reduce-scatters."""
+ZEROPP_VOLUME, ZEROPP_SPEEDUP = 4.0, 2.16
+"""Wang et al. 2023 (arXiv 2306.10209), abstract: up to 4x less communication volume, up to 2.16x throughput."""
+ZEROPP_BLOG = ((2, 14.0, 31.0), (4, 26.0, 46.0))
+"""DeepSpeed's ZeRO++ blog, Figure 7 (IB: 1), the 18B model: (micro-batch of 512-token sequences: 1K and
+2K tokens per GPU, ZeRO-3 TFLOP/s per GPU, ZeRO++ TFLOP/s per GPU), read from the bars' labels."""
 LAMY_POIRIER_2023 = 1.43
 """Breadth-first over Megatron-LM throughput, at most (Lamy-Poirier 2023, arXiv 2211.05953, abstract)."""
 BATCHES = (16, 32, 64, 128, 256)
@@ -161,3 +177,72 @@ def report(table: pd.DataFrame, out) -> str:
     with open(out / "published.md", "a", encoding="utf-8") as f:
         f.write("\n" + text + "\n")
     return text
+
+
+def _zero_run(overrides: list[str]) -> dict:
+    scenario = load_scenario(ZEROPP, overrides)
+    check(scenario, str(ZEROPP))
+    outcome = simulate(scenario)
+    if outcome.status != "ok":
+        raise RuntimeError(f"{ZEROPP.name} {' '.join(overrides)}: {outcome.diagnosis}")
+    out = outcome.system.summary(outcome.trace)["megatron"]
+    npus = out["layout"]["tensor"] * out["layout"]["pipeline"] * out["layout"]["data"]
+    # Megatron-DeepSpeed's throughput counts the recomputed forward with --checkpoint-activations (its
+    # `throughput_calculator`: a factor of 4 forwards, not 3): hwsim's hardware FLOPs
+    tflops = out["hardware_flops"] / out["step_s"] / npus / 1e12
+    return {"step_s": out["step_s"], "tflops": tflops, **out["sent_per_rank_step"]}
+
+
+def zeropp(rows=ZEROPP_BLOG, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Per micro-batch of the blog's Figure 7: ZeRO-3 and ZeRO++ TFLOP/s per GPU, hwsim's and the blog's, the
+    throughput ratios, and hwsim's communication volume ratio (exact: the codecs' wire bytes)."""
+    out = []
+    for i, (microbatch, base_tflops, plus_tflops) in enumerate(rows):
+        size = [f"system.microbatch={microbatch}", f"system.batch={384 * microbatch}"]
+        base, plus = _zero_run([*size, *ZERO3]), _zero_run(size)
+        if progress:
+            progress(i + 1, len(rows))
+        out.append(
+            {
+                "tokens_per_gpu": microbatch * 512,
+                "zero3_tflops": base["tflops"],
+                "zero3_published": base_tflops,
+                "zeropp_tflops": plus["tflops"],
+                "zeropp_published": plus_tflops,
+                "speedup": base["step_s"] / plus["step_s"],
+                "speedup_published": plus_tflops / base_tflops,
+                "volume_ratio": base["data"] / plus["data"],
+                "in_node_gib": plus["data_in_node"] / 2**30,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def zeropp_report(table: pd.DataFrame, out) -> str:
+    """The ZeRO++ table as Markdown with the verdict; appended to `out`/published.md, written as zeropp.csv."""
+    from hwsim.commands.compare import markdown
+
+    table.to_csv(out / "zeropp.csv", index=False)
+    worst = table.speedup.max()
+    verdict = (
+        f"ZeRO++ vs ZeRO-3, 18B on 384 V100s, 100 Gb/s between nodes: hwsim's communication volume ratio "
+        f"{_span(table.volume_ratio)} (paper: up to {ZEROPP_VOLUME:.0f}x); "
+        f"throughput ratio up to {worst:.2f} (paper: up to {ZEROPP_SPEEDUP}x at 384 GPUs; blog Figure 7: "
+        f"{table.speedup_published.max():.2f}x); gap {100 * (worst / ZEROPP_SPEEDUP - 1):+.1f} % against the paper"
+    )
+    text = "\n\n".join(
+        [
+            "ZeRO++ (Wang et al. 2023, arXiv 2306.10209) vs ZeRO-3: an 18B GPT on 384 V100s (DeepSpeed's blog, "
+            "Figure 7, IB: 1), TFLOP/s per GPU, hwsim's and published",
+            markdown(table.round(3)),
+            verdict,
+        ]
+    )
+    with open(out / "published.md", "a", encoding="utf-8") as f:
+        f.write("\n" + text + "\n")
+    return text
+
+
+def _span(values: pd.Series) -> str:
+    low, high = f"{values.min():.2f}", f"{values.max():.2f}"
+    return low if low == high else f"{low} to {high}"

@@ -114,7 +114,8 @@ def _state_checks(system) -> list[Check]:
     bad, over = [], []
     for j, mem in enumerate(system.memory()):
         params = system.params[j]
-        want = (params * WEIGHT_BYTES * kept, params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
+        second = 1 / system.secondary if system.secondary else 0.0  # hierarchical partitioning's second copy
+        want = (params * WEIGHT_BYTES * (kept + second), params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
         got = (mem["weights_bytes"], mem["gradients_bytes"], mem["optimizer_bytes"])
         if not np.allclose(got, want, rtol=1e-9):
             bad.append(mem["device"])

@@ -293,11 +293,12 @@ def gantt_figure(trace, steps: int = 1, max_devices: int = 8) -> Figure | None:
         return None
     total = trace.ops.device.nunique()
     devices = min(total, max_devices)
-    fig = Figure(figsize=(12, 1.0 + 0.55 * devices), layout="constrained")
+    fill = trace.ops.op.str.startswith("fill").any()
+    entries = sum(1 for k in COLOURS if fill or not k.startswith("fill"))  # the legend beside it must fit
+    fig = Figure(figsize=(12, max(1.0 + 0.55 * devices, 0.8 + 0.22 * entries)), layout="constrained")
     ax = fig.subplots()
     labels = draw_gantt(ax, trace, steps, max_devices)
     more = f"; the first {devices} of {total} devices" if total > devices else ""
-    fill = trace.ops.op.str.startswith("fill").any()
     both = " (both instances)" if fill else ""
     ax.set_title(
         f"Pipeline schedule{both}, first {steps} step(s){more}: compute row (numbers: micro-batch) and network row below it",

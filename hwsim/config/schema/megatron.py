@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hwsim.config.fields import spec
 from hwsim.config.schema.common import schema
 
@@ -20,6 +22,29 @@ class ParallelSpec:
         doc="placement: the axes from fastest-varying NPU index to slowest (tpd: tensor groups on adjacent NPUs, "
         "so in a fabric's first dimension)",
         choices=("tpd", "tdp", "ptd", "pdt", "dtp", "dpt"),
+    )
+
+
+@schema
+class CompressionSpec:
+    """Codecs on the 3D system's communication (M1 at scale), each exact in its bytes on the wire: a name
+    (int8), a mapping {name: int8, block: 2048}, or null for what Megatron sends."""
+
+    weights: Any = spec(
+        None,
+        doc="weight all-gathers (sharded's gathers, distributed's parameter all-gather); ZeRO++'s qwZ: int8 in "
+        "blocks; null: 16-bit",
+    )
+    gradients: Any = spec(
+        None,
+        doc="gradient reductions (all-reduce, reduce-scatter); ZeRO++'s qgZ: int4; fp16 or bf16 for DeepSpeed's "
+        "16-bit reduction; null: fp32 (Megatron's main_grad)",
+    )
+    pipeline: Any = spec(None, doc="activations and their gradients sent between pipeline stages; null: 16-bit")
+    hierarchical: bool = spec(
+        False,
+        doc="sharded: ZeRO++'s hpZ, a second copy of each chunk's weights partitioned over the data ranks of the "
+        "node, kept from its forward's gather, so its backward's gathers stay inside the node",
     )
 
 
@@ -77,6 +102,7 @@ class MegatronSpec:
         "forwards and of its backwards, its gradients reduce-scattered after each run of its backwards (timing-only)",
         choices=("allreduce", "distributed", "sharded"),
     )
+    compression: CompressionSpec = spec(CompressionSpec, doc="codecs on the communication (all null: none)")
     precision: str = spec(
         "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwsim.codecs import CodecError, codec_from_setting
+from hwsim.config.fields import to_plain
 from hwsim.config.schema import ParallelSpec, Scenario
 from hwsim.errors import ConfigError
 from hwsim.network.cluster import build_topology, fabric_npus
@@ -60,6 +62,7 @@ def check_megatron(scenario: Scenario, where: str) -> None:
             system.batch,
             f"a multiple of data x microbatch ({d} x {system.microbatch} = {d * system.microbatch})",
         )
+    _check_compression(system, where)
     name, shape = megatron_schedule(system, where)
     if model.layers % shape.model_stages:
         chunks = f"pipeline x virtual ({p} x {v} = {p * v} model chunks)" if shape.placement != "dual" else f"pipeline ({p})"
@@ -72,6 +75,25 @@ def check_megatron(scenario: Scenario, where: str) -> None:
                 where, "system.parallel.virtual", v, f"a layout Megatron's interleaved 1F1B can run: {err}"
             ) from None
         raise ConfigError(where, "system.schedule", name, f"a schedule this layout can run: {err}") from None
+
+
+def _check_compression(system, where: str) -> None:
+    """Each codec a valid one; hierarchical partitioning only with the sharded optimizer."""
+    spec = system.compression
+    for key in ("weights", "gradients", "pipeline"):
+        setting = getattr(spec, key)
+        if setting is not None:
+            try:
+                codec_from_setting(setting)
+            except CodecError as err:
+                raise ConfigError(where, f"system.compression.{key}", to_plain(setting), f"a valid codec: {err}") from None
+    if spec.hierarchical and system.optimizer != "sharded":
+        raise ConfigError(
+            where,
+            "system.compression.hierarchical",
+            True,
+            "false unless system.optimizer is sharded (hpZ partitions its weights)",
+        )
 
 
 def megatron_schedule(system, where: str = "scenario") -> tuple[str, Shape]:
@@ -119,6 +141,11 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
             )
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
+    for key in ("weights", "gradients", "pipeline", "hierarchical"):
+        if getattr(system.compression, key):
+            raise ConfigError(
+                where, f"system.compression.{key}", to_plain(getattr(system.compression, key)), "null for an mlp (timing-only)"
+            )
     if system.optimizer == "sharded":
         raise ConfigError(
             where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp (sharded is timing-only)"

@@ -246,9 +246,13 @@ def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last:
     return blocks * block_params(model) / t + edge
 
 
-def stage_memory(params: float, d: int, optimizer: str, activations: float = 0.0, gathered: float = 0.0) -> Memory:
+def stage_memory(
+    params: float, d: int, optimizer: str, activations: float = 0.0, gathered: float = 0.0, secondary: int = 0
+) -> Memory:
     """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
-    sharded: ZeRO-3) over d replicas."""
+    sharded: ZeRO-3) over d replicas; `secondary` > 0: hierarchical partitioning's second copy of the
+    16-bit weights, over that many ranks of the node."""
     state = params * ADAM_BYTES / (1 if optimizer == "allreduce" else d)
     kept = 1 / d if optimizer == "sharded" else 1
-    return Memory(params * WEIGHT_BYTES * kept, params * GRAD_BYTES * kept, state, activations, gathered)
+    weights = params * WEIGHT_BYTES * (kept + (1 / secondary if secondary else 0.0))
+    return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered)

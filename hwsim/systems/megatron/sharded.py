@@ -24,13 +24,15 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Run:
     """Ops `first`..`last` (indices into a device's op list) of one model chunk `stage`; `gathers`: it has an
-    F or B (needs the chunk's weights); `reduces`: it finishes weight gradients (fused B, or W)."""
+    F or B (needs the chunk's weights); `reduces`: it finishes weight gradients (fused B, or W); `forward`:
+    it has an F (hierarchical partitioning gathers a run without one inside the node)."""
 
     first: int
     last: int
     stage: int
     gathers: bool
     reduces: bool
+    forward: bool = True
 
 
 def runs(ops, split: bool) -> list[Run]:
@@ -41,6 +43,7 @@ def runs(ops, split: bool) -> list[Run]:
         if i + 1 < len(ops) and ops[i + 1].stage == op.stage:
             continue
         kinds = {o.kind for o in ops[first : i + 1]}
-        out.append(Run(first, i, op.stage, bool(kinds & {"F", "B"}), "W" in kinds if split else "B" in kinds))
+        reduces = "W" in kinds if split else "B" in kinds
+        out.append(Run(first, i, op.stage, bool(kinds & {"F", "B"}), reduces, "F" in kinds))
         first = i + 1
     return out

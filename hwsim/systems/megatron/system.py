@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, OutOfMemory
@@ -70,7 +71,8 @@ from hwsim.systems.megatron.costs import (
 )
 from hwsim.systems.megatron.mlp import MegatronMlp
 from hwsim.systems.megatron.sharded import runs
-from hwsim.systems.megatron.traffic import Traffic
+from hwsim.systems.megatron.traffic import Traffic, node_parts
+from hwsim.systems.megatron.wire import Wire
 from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
 
 Progress = Callable[[int, int], None]
@@ -161,7 +163,10 @@ class Megatron:
         )
         # Megatron's scatter-gather (Narayanan et al. 2021, section 4.1): each tensor rank sends 1/t of the
         # activation; without sequence parallelism the receiver all-gathers it over its tensor group
-        self.p2p_bytes = m.seq_len * spec.microbatch * m.d_model * ACT_BYTES / self.t
+        self.wire = wire = Wire(spec.compression, self.hardware.memory[spec.bank].rate)
+        self.p2p_elements = m.seq_len * spec.microbatch * m.d_model / self.t
+        self.p2p_bytes = wire.total(wire.pipeline, self.p2p_elements, ACT_BYTES)
+        self.p2p_codec_s = wire.codec_s(wire.pipeline, self.p2p_elements, ACT_BYTES)
         self.p2p_gather_s = (
             0.0 if par.sequence else timer.seconds("all_gather", self.group("tensor", 0, 0), self.p2p_bytes * self.t)
         )
@@ -196,7 +201,9 @@ class Megatron:
             )
             for j in range(self.p)
         ]
-        self.static = [stage_memory(self.params[j], self.d, spec.optimizer) for j in range(self.p)]
+        # hierarchical partitioning: a second copy of the weights over the data ranks of the node
+        self.secondary = len(self.local_group(0)) if spec.compression.hierarchical else 0
+        self.static = [stage_memory(self.params[j], self.d, spec.optimizer, secondary=self.secondary) for j in range(self.p)]
         self.held = [0.0] * self.p  # activation bytes each device holds now
         self.gathered = [0.0] * self.p  # sharded: bytes of full chunk weights and gradient buffers held now
         self.peak = [(0.0, 0.0)] * self.p  # (activations, gathered) when their sum peaked
@@ -211,6 +218,11 @@ class Megatron:
         if axis == "tensor":
             return tuple(self.place[(r, j, k)] for r in range(self.t))
         return tuple(self.place[(i, j, r)] for r in range(self.d))
+
+    def local_group(self, j: int) -> tuple[int, ...]:
+        """The data ranks of stage device j's group that share its node (hierarchical partitioning)."""
+        group, npu = list(self.group("data", j, 0)), self.place[(0, j, 0)]
+        return tuple(next(part for part in node_parts(self.cluster.topology, group) if npu in part))
 
     def _unit(self, device, what: str, peer: int | None) -> CommTrack:
         """The track of one kind of communication of `device`'s rank, its peak the fabric path's bandwidth to
@@ -275,7 +287,7 @@ class Megatron:
         time for one rank's 1/t, plus the receiver's all-gather when the tensor is not sequence-split."""
         a = self.place[(0, self.shape.device(src_stage), 0)]
         b = self.place[(0, self.shape.device(dst_stage), 0)]
-        return self.cluster.unloaded(a, b, self.p2p_bytes) + self.p2p_gather_s if a != b else 0.0
+        return self.cluster.unloaded(a, b, self.p2p_bytes) + self.p2p_gather_s + self.p2p_codec_s if a != b else 0.0
 
     # --- the run ----------------------------------------------------------------------
 
@@ -456,8 +468,10 @@ class Megatron:
             start = self.env.now
             yield from self._reduce(j, params, "gradient reduce")
             row["data_comm_s"] += self.env.now - start
-        gather_s = self.timer.seconds("all_gather", group, params * WEIGHT_BYTES) if distributed else 0.0
-        gather_bytes = ring_wire_bytes("all_gather", self.d, params * WEIGHT_BYTES) if distributed else 0.0
+        weights, codec = self.wire.total(self.wire.weights, params, WEIGHT_BYTES, self.d), self.wire.weights
+        gather_s = self.timer.seconds("all_gather", group, weights) if distributed else 0.0
+        gather_s += self.wire.codec_s(codec, params, WEIGHT_BYTES, self.d) if distributed else 0.0
+        gather_bytes = ring_wire_bytes("all_gather", self.d, weights) if distributed else 0.0
         every, shard = optimizer_bytes(self.spec.precision)
         adam_bytes = (
             params / (self.d if sharded else 1) * every + params / (1 if self.spec.optimizer == "allreduce" else self.d) * shard
@@ -473,20 +487,28 @@ class Megatron:
         """Reduce `params` parameters' fp32 gradients over device j's data group on its data track: an
         all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track)."""
         reduce = "all_reduce" if self.spec.optimizer == "allreduce" else "reduce_scatter"
-        seconds = self.timer.seconds(reduce, self.group("data", j, 0), params * GRAD_BYTES)
-        sent = ring_wire_bytes(reduce, self.d, params * GRAD_BYTES)
+        codec = self.wire.gradients
+        nbytes = self.wire.total(codec, params, GRAD_BYTES, self.d)
+        seconds = self.timer.seconds(reduce, self.group("data", j, 0), nbytes)
+        seconds += self.wire.codec_s(codec, params, GRAD_BYTES, self.d) if self.d > 1 else 0.0
+        sent = ring_wire_bytes(reduce, self.d, nbytes)
         self.traffic.data[j] += sent
         if seconds > 0:
             yield from self.data_units[j].busy(seconds, label, sent)
 
     def _gather(self, j: int, run, k: int) -> Generator:
-        """Sharded: all-gather run k's model chunk's 16-bit weights over device j's data group, into a buffer
-        held to the run's end."""
-        nbytes = self.stage_params[run.stage] * WEIGHT_BYTES
-        self._allocate(j, self.devices[j].bank(self.spec.bank), f"gathered {k}", nbytes, "gathered")
-        seconds = self.timer.seconds("all_gather", self.group("data", j, 0), nbytes)
-        sent = ring_wire_bytes("all_gather", self.d, nbytes)
-        self.traffic.data[j] += sent
+        """Sharded: all-gather run k's model chunk's 16-bit weights over device j's data group (encoded by the
+        weights codec), into a buffer held to the run's end; with hierarchical partitioning, a run without a
+        forward gathers the second copy's 16-bit shares from the node's ranks alone."""
+        params = self.stage_params[run.stage]
+        self._allocate(j, self.devices[j].bank(self.spec.bank), f"gathered {k}", params * WEIGHT_BYTES, "gathered")
+        local = self.secondary and not run.forward
+        group, codec = (self.local_group(j), None) if local else (self.group("data", j, 0), self.wire.weights)
+        nbytes = self.wire.total(codec, params, WEIGHT_BYTES, len(group))
+        seconds = self.timer.seconds("all_gather", group, nbytes)
+        seconds += self.wire.codec_s(codec, params, WEIGHT_BYTES, len(group)) if len(group) > 1 else 0.0
+        sent = ring_wire_bytes("all_gather", len(group), nbytes)
+        (self.traffic.local if local else self.traffic.data)[j] += sent
         if seconds > 0:
             yield from self.data_units[j].busy(seconds, f"gather chunk {run.stage}", sent)
 
@@ -569,7 +591,7 @@ class Megatron:
         """Per simulated device, its bytes by kind when its activations and gathered chunks together peaked."""
         out = []
         for j in range(self.p):
-            mem = stage_memory(self.params[j], self.d, self.spec.optimizer, *self.peak[j])
+            mem = stage_memory(self.params[j], self.d, self.spec.optimizer, *self.peak[j], secondary=self.secondary)
             out.append(
                 {
                     "device": self.devices[j].name,
@@ -615,6 +637,10 @@ class Megatron:
                 "microbatches": self.microbatches,
                 "recompute": self.spec.recompute,
                 "optimizer": self.spec.optimizer,
+                "compression": {
+                    k: to_plain(getattr(self.spec.compression, k)) for k in ("weights", "gradients", "pipeline", "hierarchical")
+                },
+                "sent_per_rank_step": self.sent_per_rank_step(),
                 "step_s": step_s,
                 "breakdown": {k: float(worst.get(k, 0.0)) for k in BREAKDOWN},
                 "breakdown_device": worst.get("device"),
@@ -628,6 +654,19 @@ class Megatron:
                 "mfu": model / (step_s * npus * peak) if step_s else None,
                 "hfu": hardware / (step_s * npus * peak) if step_s else None,
             }
+        }
+
+    def sent_per_rank_step(self) -> dict[str, float]:
+        """Bytes a rank sends per step, by kind, averaged over the pipeline positions: tensor-parallel rings,
+        pipeline sends, data-parallel collectives (over the whole data group, so across nodes), and those
+        inside the node (hierarchical partitioning's gathers)."""
+        per = self.p * self.spec.steps
+        tr = self.traffic
+        return {
+            "tensor": sum(tr.tensor) / per,
+            "pipeline": sum(sum(c.values()) for c in tr.sends) / per,
+            "data": sum(tr.data) / per,
+            "data_in_node": sum(tr.local) / per,
         }
 
     def mirrored_links(self, links: pd.DataFrame) -> pd.DataFrame:

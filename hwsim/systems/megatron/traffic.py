@@ -24,6 +24,7 @@ class Traffic:
     def __init__(self, p: int):
         self.tensor = [0.0] * p  # tensor-parallel rings (within its tensor group)
         self.data = [0.0] * p  # data-parallel rings (within its data group)
+        self.local = [0.0] * p  # rings within the node's part of its data group (hierarchical partitioning)
         self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
         self.tied = 0.0  # the tied embedding's all-reduce between the first and the last device
 
@@ -42,7 +43,11 @@ class Traffic:
             for k in range(d):
                 ring([place[(i, j, k)] for i in range(t)], self.tensor[j])
             for i in range(t):
-                ring([place[(i, j, k)] for k in range(d)], self.data[j])
+                group = [place[(i, j, k)] for k in range(d)]
+                ring(group, self.data[j])
+                if self.local[j]:
+                    for part in node_parts(topology, group):
+                        ring(part, self.local[j])
             for dest, nbytes in self.sends[j].items():
                 for i in range(t):
                     for k in range(d):
@@ -56,5 +61,16 @@ class Traffic:
     def sent_bytes(self, t: int, d: int) -> float:
         """Bytes every NPU of the layout has sent, summed."""
         p = len(self.tensor)
-        per_rank = sum(self.tensor) + sum(self.data) + sum(sum(c.values()) for c in self.sends)
+        per_rank = sum(self.tensor) + sum(self.data) + sum(self.local) + sum(sum(c.values()) for c in self.sends)
         return t * d * (per_rank + (2 * self.tied if p > 1 else 0.0))
+
+
+def node_parts(topology: Topology, group: list[int]) -> list[list[int]]:
+    """`group` split by node: the NPUs that share every coordinate but the first (the fabric's first dimension
+    is a node's NVSwitch); a fabric without dimensions is one node."""
+    if not topology.coords:
+        return [list(group)]
+    parts: dict[tuple, list[int]] = {}
+    for npu in group:
+        parts.setdefault(topology.coords[npu][1:], []).append(npu)
+    return list(parts.values())

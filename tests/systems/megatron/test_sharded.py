@@ -109,3 +109,16 @@ def test_breadth_first_comparison_picks_each_methods_fastest_layout_that_fits():
     empty = claims.best(claims.BREADTH, 16, layouts=((1, 1),))  # the whole 52B model on each GPU: out of memory
     assert empty["layout"] == "none fits"
     assert "1.43" in claims.breadth_first_verdict(table)
+
+
+def test_zeropp_comparison_reports_volume_and_throughput_against_the_blog(tmp_path):
+    """One micro-batch size of the blog's Figure 7: ZeRO++ sends about a quarter of ZeRO-3's bytes across
+    nodes (int8 forward gathers with their scales, no backward gathers across nodes, int4 reduce-scatters),
+    and the report sets hwsim's TFLOP/s beside the blog's."""
+    table = claims.zeropp(rows=((2, 14.0, 31.0),))
+    row = table.iloc[0]
+    assert 3.8 < row.volume_ratio < 4.0  # 3M against 0.75M plus the scales; the last layer is gathered once
+    assert row.speedup > 1 and row.speedup_published == pytest.approx(31 / 14)
+    assert row.zeropp_tflops > row.zero3_tflops
+    text = claims.zeropp_report(table, tmp_path)
+    assert "2.16x" in text and (tmp_path / "zeropp.csv").is_file()
