@@ -234,7 +234,8 @@ def _published(args: argparse.Namespace) -> int:
     print(report(times, memory, out))
     print(claims.report(claims.breadth_first(progress=ProgressBar("breadth-first vs Megatron-LM layouts", enabled)), out))
     print(claims.zeropp_report(claims.zeropp(progress=ProgressBar("ZeRO++ vs ZeRO-3", enabled)), out))
-    print(f"written: {out}/published.md, published_times.csv, published_memory.csv, breadth_first.csv, zeropp.csv")
+    print(claims.pipefill_report(claims.pipefill(progress=ProgressBar("bubble filling", enabled)), out))
+    print(f"written: {out}/published.md, published_times.csv, published_memory.csv, breadth_first.csv, zeropp.csv, pipefill.csv")
     met = times.error.abs().max() <= TIME_GOAL and times.error.abs().mean() <= MEAN_GOAL
     return 0 if met and memory.error.abs().max() <= MEMORY_GOAL else 1
 

@@ -292,8 +292,9 @@ class RunResult:
 
     @property
     def filled(self) -> bool:
-        """Whether this is a pipeline run with a second instance in its idle windows that ran."""
-        return self.status == "ok" and getattr(self.outcome.system, "fill", None) is not None
+        """Whether this is a pipeline run with a second instance in its idle windows that ran (a megatron run's
+        fill job reports in its own section, `megatron.fill`)."""
+        return self.status == "ok" and self.scenario.system.kind == "pipeline" and self.outcome.system.fill is not None
 
     @cached_property
     def fill_devices(self) -> pd.DataFrame:

@@ -99,7 +99,27 @@ def _megatron_checks(scenario: Scenario, outcome) -> list[Check]:
     if outcome.status in ("ok", "out_of_memory"):  # an out-of-memory run still runs every op (it keeps counting)
         out += _trace_checks(scenario, outcome)
         out += _state_checks(system)
+    if system.fill is not None and outcome.status == "ok":
+        out += _megatron_fill_checks(system, outcome)
     return out
+
+
+def _megatron_fill_checks(system, outcome) -> list[Check]:
+    """A filled 3D run: every placed fill op ran, and the main job's step stayed within `fill.budget` of its
+    step alone."""
+    fill = system.summary(outcome.trace)["megatron"]["fill"]
+    ops = outcome.trace.ops
+    ran = int(ops.op.str.startswith("fill").sum())
+    kinds = ("F",) if system.fill.spec.mode == "inference" else ("F", "B", "U")
+    planned = system.spec.steps * sum(sum(op.kind in kinds for op in p.times) for p in system.fill.placements)
+    return [
+        check("fill: every placed fill op ran, each step", ran == planned, f"{ran} of {planned} ops"),
+        check(
+            "fill: the main job's slowdown within fill.budget",
+            fill["slowdown"] <= fill["budget"] + 1e-12,
+            f"{fill['slowdown']:.3%} over its step alone ({fill['step_alone_s']:.6g} s); budget {fill['budget']:.1%}",
+        ),
+    ]
 
 
 def _state_checks(system) -> list[Check]:

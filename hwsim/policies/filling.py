@@ -184,9 +184,11 @@ def _take(free: list[tuple[float, float]], i: int, start: float, end: float) -> 
     free[i : i + 1] = [(x, y) for x, y in parts if y > x]
 
 
-def _place_op(job, mapping, free, times, op, placed, best, slack) -> str:
+def _place_op(job, mapping, free, times, op, placed, best, slack, ready: float | None = None) -> str:
+    """Place `op` in device mapping[op.stage]'s free intervals after its inputs (`ready`, if the caller knows
+    it); the reason it does not fit, or ""."""
     d = mapping[op.stage]
-    ready = _ready(job, mapping, times, op, placed)
+    ready = _ready(job, mapping, times, op, placed) if ready is None else ready
     duration = job.duration(op)
     if duration <= 0.0:
         times[op] = Timed(d, ready, ready)
@@ -200,9 +202,13 @@ def _place_op(job, mapping, free, times, op, placed, best, slack) -> str:
     return ""
 
 
-def _memory_problem(job: Job, mapping, times: dict[Op, Timed], headroom: list[float]) -> str:
+def _memory_problem(job: Job, mapping, times: dict[Op, Timed], headroom: list[float], placed: int | None = None) -> str:
+    """Which device would hold more of the job than its headroom (`placed`: the micro-batches in `times`, if
+    known: then a device that fits them all held at once needs no closer look)."""
     for d, room in enumerate(headroom):
         static = sum(job.static(s) for s in range(job.stages) if mapping[s] == d)
+        if placed is not None and static + placed * sum(job.held(s) for s in range(job.stages) if mapping[s] == d) <= room:
+            continue
         events = []
         for op, t in times.items():
             if op.kind == "F" and mapping[op.stage] == d:  # from when its input can arrive to its backward's end
@@ -232,17 +238,22 @@ def place(windows: Windows, job: Job, headroom: list[float], mapping: tuple[int,
     updates: dict[Op, Timed] = {}
     reason = _memory_problem(job, mapping, {}, headroom)
     placed = 0
+    last_b = [0.0] * job.stages
     while not reason and placed < job.microbatches:
         j = placed
         trial_free, trial = [list(w) for w in free], dict(times)
         order = [Op("F", s, j) for s in range(job.stages)] + [Op("B", s, j) for s in reversed(range(job.stages))]
         for op in order:
             reason = reason or _place_op(job, mapping, trial_free, trial, op, j + 1, best, slack)
-        reason = reason or _memory_problem(job, mapping, trial, headroom)
+        reason = reason or _memory_problem(job, mapping, trial, headroom, j + 1)
         trial_updates = dict(trial)
         update_free = [list(w) for w in trial_free]
+        if not reason:  # an update waits for its stage's backwards: the latest of them, kept as they are placed
+            for s in range(job.stages):
+                last_b[s] = max(last_b[s], trial[Op("B", s, j)].end)
         for s in range(job.stages):
-            reason = reason or _place_op(job, mapping, update_free, trial_updates, Op("U", s, -1), j + 1, best, slack)
+            ready = last_b[s] if not reason else None
+            reason = reason or _place_op(job, mapping, update_free, trial_updates, Op("U", s, -1), j + 1, best, slack, ready)
         if reason:
             reason = f"micro-batch {j}: {reason}"
             break

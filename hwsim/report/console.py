@@ -142,8 +142,8 @@ def _describe_megatron(m: dict) -> list[str]:
     worst = max(m["memory"], key=lambda x: x["total_bytes"])
     mem = ", ".join(
         f"{k.removesuffix('_bytes')} {format_quantity(worst[k], 'size')}"
-        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "gathered_bytes")
-        if k != "gathered_bytes" or worst.get(k)
+        for k in ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "gathered_bytes", "fill_bytes")
+        if k not in ("gathered_bytes", "fill_bytes") or worst.get(k)
     )
     out = [
         f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"
@@ -154,7 +154,21 @@ def _describe_megatron(m: dict) -> list[str]:
         f"{format_quantity(worst['capacity_bytes'], 'size')}",
         "  placement: " + "; ".join(f"{axis} {where}" for axis, where in m["placement"].items()),
     ]
+    if "fill" in m:
+        out.append(_describe_fill(m["fill"], lay["tensor"] * lay["pipeline"] * lay["data"]))
     return out
+
+
+def _describe_fill(f: dict, gpus: int) -> str:
+    placed = f["microbatches_placed"]
+    count = f"{min(placed)}" if min(placed) == max(placed) else f"{min(placed)} to {max(placed)}"
+    return (
+        f"  fill {f['model']} ({f['mode']}, {f['policy']}): {count} of {f['microbatches_requested']} micro-batches per "
+        f"GPU; {f['samples_per_s']:,.0f} samples/s over {gpus:,} GPUs ({format_quantity(f['flop_per_s'], 'flop_rate')}); "
+        f"bubble {f['bubble_before_mean']:.1%}, idle {f['idle_before_mean']:.1%} -> {f['idle_after_mean']:.1%}, "
+        f"utilization +{f['utilization_gain']:.1%}; main job slowdown "
+        f"{f['slowdown']:.2%} (budget {f['budget']:.0%}); headroom used up to {max(f['headroom_used']):.1%}"
+    )
 
 
 def _describe_online(on: dict) -> str:

@@ -13,12 +13,14 @@ TIME_COLOURS = {
     "data_comm_s": "#C44E52",
     "optimizer_s": "#55A868",
 }
+FILL_COLOUR = "#DA8BC3"
 MEMORY_COLOURS = {
     "weights_bytes": "#4C72B0",
     "gradients_bytes": "#8172B2",
     "optimizer_bytes": "#55A868",
     "activations_bytes": "#DD8452",
-    "gathered_bytes": "#937860",  # sharded: the full weights and gradient buffers of the chunks in use
+    "gathered_bytes": "#64B5CD",  # sharded: the full weights and gradient buffers of the chunks in use
+    "fill_bytes": "#DA8BC3",  # a fill job's weights and activations
 }
 GIB = 2**30
 
@@ -33,9 +35,13 @@ def megatron_figure(section: dict) -> Figure:
     y = range(len(names))
     at = [0.0] * len(names)
     for key, colour in TIME_COLOURS.items():
-        widths = [d[key] for d in devices]
+        widths = [d[key] - d.get("fill_s", 0.0) if key == "bubble_s" else d[key] for d in devices]
         left.barh(y, widths, left=at, color=colour, label=key.removesuffix("_s").replace("_", " "))
         at = [a + w for a, w in zip(at, widths, strict=True)]
+        if key == "bubble_s" and any("fill_s" in d for d in devices):  # the fill job's work, in the bubble
+            widths = [d.get("fill_s", 0.0) for d in devices]
+            left.barh(y, widths, left=at, color=FILL_COLOUR, label="fill job (in the bubble)")
+            at = [a + w for a, w in zip(at, widths, strict=True)]
     left.set_yticks(list(y), names)
     left.invert_yaxis()
     left.set_xlabel("seconds per step")

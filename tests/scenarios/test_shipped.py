@@ -12,6 +12,10 @@ SCENARIOS = sorted(
     p for p in (Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml") if not p.stem.startswith("sweep_")
 )
 """Scenario files; the sweep files (sweep_*.yaml) run in tests/test_sweep.py."""
+SMALLER = {
+    "megatron_175b_fill": ["system.parallel.data=2", "system.batch=48"],  # 256 GPUs, still 24 micro-batches
+    "megatron_zeropp": ["system.parallel.data=32", "system.batch=64"],  # two nodes, still ZeRO-3 over them
+}
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
@@ -22,6 +26,8 @@ def test_scenario_runs(path, tmp_path):
         scenario = hwsim.load_scenario(path, ["system.rounds=2"])
     elif path.stem == "megatron_1t_3072":  # 64 micro-batches per replica (= p) rather than 512
         scenario = hwsim.load_scenario(path, ["system.steps=1", "system.batch=384"])
+    elif path.stem in SMALLER:  # fewer replicas: the same pipeline per replica
+        scenario = hwsim.load_scenario(path, ["system.steps=1", *SMALLER[path.stem]])
     else:
         scenario = hwsim.load_scenario(path, ["system.steps=1", "run.eval_every=1"])  # one step: validate adds runs
     checks, outcome = validate_run(scenario)  # the run, and `hwsim validate`'s checks of it

@@ -42,6 +42,14 @@ def megatron_rows(quick: bool = False) -> list[dict]:
                 [*SCHEDULE_RUN, f"system.schedule={name}", f"system.parallel.virtual={v}"],
             )
         )
+    if not quick:
+        runs.append(
+            (
+                "megatron 175B on 8,192 GPUs (t8 p16 d64) with a fill job (GPT-2 small inference)",
+                PROJECT_ROOT / "scenarios" / "megatron_175b_fill.yaml",
+                ["report.trace=false"],
+            )
+        )
     rows = []
     for name, path, overrides in runs:
         outcome = simulate(load_scenario(path, overrides))

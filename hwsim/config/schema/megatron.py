@@ -6,6 +6,7 @@ from typing import Any
 
 from hwsim.config.fields import spec
 from hwsim.config.schema.common import schema
+from hwsim.config.schema.model import ModelSpec
 
 
 @schema
@@ -45,6 +46,28 @@ class CompressionSpec:
         False,
         doc="sharded: ZeRO++'s hpZ, a second copy of each chunk's weights partitioned over the data ranks of the "
         "node, kept from its forward's gather, so its backward's gathers stay inside the node",
+    )
+
+
+@schema
+class MegatronFillSpec:
+    """Bubble filling at scale (M2, as PipeFill does it): a second job on every GPU of the pipeline, run in
+    the idle windows the cost model and the schedule predict for it."""
+
+    model: ModelSpec = spec(doc="the fill job's model: a transformer name from models/, a path, or a mapping")
+    mode: str = spec(
+        "inference",
+        doc="inference: forward passes only (batch inference); train: forward, backward and an Adam step "
+        "(fine-tuning), each GPU its own replica",
+        choices=("inference", "train"),
+    )
+    policy: str = spec(
+        "best_fit", doc="filling policy: first_fit, best_fit, reverse, best_mapping, or a registered / 'file.py:function' one"
+    )
+    microbatches: int = spec(64, doc="the fill job's micro-batches per step to place; as many as fit run", min=1)
+    microbatch: int = spec(1, doc="sequences per fill micro-batch", min=1)
+    budget: float = spec(
+        0.02, doc="largest slowdown of the main job's step the filling may cause (a fraction); hwsim validate checks it", min=0
     )
 
 
@@ -103,6 +126,7 @@ class MegatronSpec:
         choices=("allreduce", "distributed", "sharded"),
     )
     compression: CompressionSpec = spec(CompressionSpec, doc="codecs on the communication (all null: none)")
+    fill: MegatronFillSpec | None = spec(None, doc="a second job in the pipeline's bubbles (timing-only); null: none")
     precision: str = spec(
         "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")
     )

@@ -8,6 +8,7 @@ from hwsim.config.schema import ParallelSpec, Scenario
 from hwsim.errors import ConfigError
 from hwsim.network.cluster import build_topology, fabric_npus
 from hwsim.policies import ScheduleError, Shape, build_schedule, resolve_schedule
+from hwsim.policies.filling import FillError, resolve_filler
 from hwsim.systems.checks import check_bank
 
 
@@ -63,6 +64,13 @@ def check_megatron(scenario: Scenario, where: str) -> None:
             f"a multiple of data x microbatch ({d} x {system.microbatch} = {d * system.microbatch})",
         )
     _check_compression(system, where)
+    if system.fill is not None:
+        if system.fill.model.kind != "transformer":
+            raise ConfigError(where, "system.fill.model", system.fill.model.kind, "a transformer (the fill job is timing-only)")
+        try:
+            resolve_filler(system.fill.policy)
+        except FillError as err:
+            raise ConfigError(where, "system.fill.policy", system.fill.policy, str(err)) from None
     name, shape = megatron_schedule(system, where)
     if model.layers % shape.model_stages:
         chunks = f"pipeline x virtual ({p} x {v} = {p * v} model chunks)" if shape.placement != "dual" else f"pipeline ({p})"
@@ -141,6 +149,8 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
             )
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
+    if system.fill is not None:
+        raise ConfigError(where, "system.fill", "a fill job", "null for an mlp (filling at scale is timing-only)")
     for key in ("weights", "gradients", "pipeline", "hierarchical"):
         if getattr(system.compression, key):
             raise ConfigError(

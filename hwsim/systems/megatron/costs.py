@@ -221,10 +221,11 @@ class Memory:
     optimizer: float
     activations: float
     gathered: float = 0.0
+    fill: float = 0.0  # a fill job's weights (and state) and activations at the peak
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.gathered
+        return self.weights + self.gradients + self.optimizer + self.activations + self.gathered + self.fill
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -233,6 +234,7 @@ class Memory:
             "optimizer_bytes": self.optimizer,
             "activations_bytes": self.activations,
             "gathered_bytes": self.gathered,
+            "fill_bytes": self.fill,
             "total_bytes": self.total,
         }
 
@@ -247,7 +249,13 @@ def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last:
 
 
 def stage_memory(
-    params: float, d: int, optimizer: str, activations: float = 0.0, gathered: float = 0.0, secondary: int = 0
+    params: float,
+    d: int,
+    optimizer: str,
+    activations: float = 0.0,
+    gathered: float = 0.0,
+    fill: float = 0.0,
+    secondary: int = 0,
 ) -> Memory:
     """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
     sharded: ZeRO-3) over d replicas; `secondary` > 0: hierarchical partitioning's second copy of the
@@ -255,4 +263,4 @@ def stage_memory(
     state = params * ADAM_BYTES / (1 if optimizer == "allreduce" else d)
     kept = 1 / d if optimizer == "sharded" else 1
     weights = params * WEIGHT_BYTES * (kept + (1 / secondary if secondary else 0.0))
-    return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered)
+    return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered, fill)

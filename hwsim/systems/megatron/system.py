@@ -69,6 +69,7 @@ from hwsim.systems.megatron.costs import (
     stage_params,
     weight_grad_bytes,
 )
+from hwsim.systems.megatron.fill import Fill
 from hwsim.systems.megatron.mlp import MegatronMlp
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
@@ -206,10 +207,14 @@ class Megatron:
         self.static = [stage_memory(self.params[j], self.d, spec.optimizer, secondary=self.secondary) for j in range(self.p)]
         self.held = [0.0] * self.p  # activation bytes each device holds now
         self.gathered = [0.0] * self.p  # sharded: bytes of full chunk weights and gradient buffers held now
-        self.peak = [(0.0, 0.0)] * self.p  # (activations, gathered) when their sum peaked
+        self.filled = [0.0] * self.p  # a fill job's bytes held now
+        self.peak = [(0.0, 0.0, 0.0)] * self.p  # (activations, gathered, fill) when their sum peaked
         self.overflow: list[str] = []  # the first allocation past each device's capacity
         self.full = [False] * self.p  # past its capacity: the bank holds no more, the counts go on
         self.records: list[dict] = []  # per step and device: the time breakdown
+        self.fill = Fill(self, scenario) if spec.fill is not None else None
+        if self.fill is not None:
+            self.fill.plan()
 
     # --- layout -----------------------------------------------------------------------
 
@@ -297,6 +302,9 @@ class Megatron:
         for j, dev in enumerate(self.devices):
             for name in ("weights", "gradients", "optimizer"):
                 self._allocate(j, dev.bank(self.spec.bank), name, getattr(self.static[j], name), kind="static")
+        if self.fill is not None:
+            self.fill.allocate()
+        filling = []
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
             sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
@@ -304,6 +312,7 @@ class Megatron:
             rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
             tied = (self.env.event(), self.env.event()) if self.p > 1 else None
             devices = [self.env.process(self._device(step, j, sent, waiting, tied, rows[j])) for j in range(self.p)]
+            filling += self.fill.run_step(step) if self.fill is not None else []
             yield simpy.AllOf(self.env, devices)
             for j, row in enumerate(rows):
                 row.update(step=step, device=self.devices[j].name, step_s=self.env.now - start)
@@ -311,6 +320,7 @@ class Megatron:
             self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
             if self.progress:
                 self.progress(step, self.spec.steps)
+        yield simpy.AllOf(self.env, filling)  # the fill job's last ops, if they outlast the step
         if self.overflow:
             more = len(self.overflow) - 1
             raise OutOfMemory(
@@ -338,6 +348,7 @@ class Megatron:
                 remote = source is not None and shape.device(source) != here
                 dest = shape.device(to) if send is not None else None
                 per_stage[kind, stage] = (parts, parts["both"].total_s, send, dest, source if remote else None)
+        self.per_stage = per_stage
         out = []
         closing = "W" if self.split else "B"
         self.closes = []  # per device: {index in its plan: the stage whose gradients are complete after it}
@@ -369,6 +380,7 @@ class Megatron:
         starts = {run.first: k for k, run in enumerate(chunks)}
         ends = {run.last: k for k, run in enumerate(chunks)}
         gathers: dict[int, simpy.Process] = {}
+        lock = self.fill.locks[j] if self.fill is not None else None
         for index, (key, waits, label, buffer, parts, seconds, send, dest) in enumerate(self.plan[j]):
             k = starts.get(index)
             if k is not None:  # a run starts: its chunk's gather and the next one's (prefetched) under way
@@ -395,10 +407,16 @@ class Megatron:
                 # stays reserved to the step's end (as PyTorch's caching allocator keeps it)
                 self._allocate(j, bank, "recomputed block", transient)
                 rebuilt = True
-            begin = env.now
             # one timeout for the op and the send that follows it (Megatron's point-to-point calls end in
-            # torch.cuda.synchronize(): the sender waits for the transfer too)
+            # torch.cuda.synchronize(): the sender waits for the transfer too); with a fill job, once the
+            # device is free of the fill op running on it
+            turn = lock.request() if lock is not None else None
+            if turn is not None:
+                yield turn
+            begin = env.now
             yield env.timeout(seconds + send if send else seconds)
+            if turn is not None:
+                lock.release(turn)
             end = begin + seconds
             self._record(j, label, begin, parts["both"], mirror)
             record_op(name, step, OP_NAMES[kind], stage, mb, begin, end)
@@ -480,7 +498,12 @@ class Megatron:
         self.traffic.data[j] += gather_bytes
         if tied is not None and j in (0, self.p - 1):
             yield from self._tied_embedding(j, row, tied)
+        turn = self.fill.locks[j].request() if self.fill is not None else None  # the fill job waits, or it is waited for
+        if turn is not None:
+            yield turn
         yield from self._busy(self.devices[j].bank(self.spec.bank), adam_s, "optimizer step", row, "optimizer_s", adam_bytes)
+        if turn is not None:
+            self.fill.locks[j].release(turn)
         yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
 
     def _reduce(self, j: int, params: float, label: str) -> Generator:
@@ -549,13 +572,12 @@ class Megatron:
         yield from self._busy(self.data_units[j], self.tied_s, "embedding all-reduce", row, "data_comm_s", sent)
 
     def _allocate(self, j: int, bank, name: str, nbytes: float, kind: str = "activation") -> None:
-        """Hold `nbytes` in device j's bank; `kind`: activation, gathered (counted towards the step's peak) or
-        static."""
+        """Hold `nbytes` in device j's bank; `kind`: activation, gathered, fill (counted towards the step's peak)
+        or static."""
         if kind != "static":
-            held = self.held if kind == "activation" else self.gathered
-            held[j] += nbytes
-            if self.held[j] + self.gathered[j] > sum(self.peak[j]):
-                self.peak[j] = (self.held[j], self.gathered[j])
+            self._held(kind)[j] += nbytes
+            if self.held[j] + self.gathered[j] + self.filled[j] > sum(self.peak[j]):
+                self.peak[j] = (self.held[j], self.gathered[j], self.filled[j])
         if self.full[j]:
             return
         try:
@@ -565,21 +587,25 @@ class Megatron:
             self.overflow.append(self._oom(j, bank, name, nbytes))
 
     def _free(self, j: int, bank, name: str, nbytes: float, kind: str = "activation") -> None:
-        held = self.held if kind == "activation" else self.gathered
-        held[j] -= nbytes
+        self._held(kind)[j] -= nbytes
         if not self.full[j]:
             bank.free(name)
+
+    def _held(self, kind: str) -> list[float]:
+        return {"activation": self.held, "gathered": self.gathered, "fill": self.filled}[kind]
 
     def _oom(self, j: int, bank, name: str, nbytes: float) -> str:
         s = self.static[j]
         transient = name.startswith(("gathered", "full gradients"))
         held = self.held[j] - (nbytes if name.startswith(("act", "recomputed")) else 0.0)
         gathered = self.gathered[j] - (nbytes if transient else 0.0)
+        filled = self.filled[j] - (nbytes if name.startswith("fill") else 0.0)
         q = lambda x: format_quantity(x, "size")  # noqa: E731
         # what the bank holds already: the static buffers allocated before this one (each once), and activations
         others = [f"{n} {q(getattr(s, n))}" for n in ("weights", "gradients", "optimizer") if n != name and bank.holds(n)]
         others += [f"activations {q(held)}"] if others or held > 0 else []
         others += [f"gathered chunks {q(gathered)}"] if gathered > 0 else []
+        others += [f"the fill job {q(filled)}"] if filled > 0 else []
         on_top = f"on top of {', '.join(others)}" if others else "with nothing else held"
         return (
             f"out of memory on {self.devices[j].name} ({bank.name}, {q(bank.capacity)}): allocating {name} ({q(nbytes)}) {on_top}"
@@ -653,8 +679,17 @@ class Megatron:
                 "peak_flop_per_s": peak,
                 "mfu": model / (step_s * npus * peak) if step_s else None,
                 "hfu": hardware / (step_s * npus * peak) if step_s else None,
+                **self._fill_summary(step_s, last),
             }
         }
+
+    def _fill_summary(self, step_s: float, last: list[dict]) -> dict:
+        """With a fill job, its section; each device's row gets `fill_s`, its seconds of fill work a step."""
+        if self.fill is None or not last:
+            return {}
+        for j, row in enumerate(last):
+            row["fill_s"] = sum(t.end - t.start for t in self.fill.placements[j].times.values())
+        return {"fill": self.fill.summary(step_s, last)}
 
     def sent_per_rank_step(self) -> dict[str, float]:
         """Bytes a rank sends per step, by kind, averaged over the pipeline positions: tensor-parallel rings,
