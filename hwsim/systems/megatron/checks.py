@@ -151,11 +151,12 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
     if system.fill is not None:
         raise ConfigError(where, "system.fill", "a fill job", "null for an mlp (filling at scale is timing-only)")
-    for key in ("weights", "gradients", "pipeline", "hierarchical"):
+    for key in ("weights", "pipeline", "hierarchical"):  # an mlp has no weight gathers or pipeline
         if getattr(system.compression, key):
             raise ConfigError(
                 where, f"system.compression.{key}", to_plain(getattr(system.compression, key)), "null for an mlp (timing-only)"
             )
+    _check_compression(system, where)
     if system.optimizer == "sharded":
         raise ConfigError(
             where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp (sharded is timing-only)"

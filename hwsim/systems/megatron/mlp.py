@@ -11,7 +11,10 @@ whole by every rank. Each of the d data-parallel replicas takes b/d of the step'
 samples; after the backward every rank all-reduces its gradient over its data group (the
 ranks of the same tensor index), every rank applies SGD + momentum to the mean, so all
 replicas stay identical and the whole trains as one device with batch b (to float32
-rounding: the GEMMs' sums are split differently; a test holds it).
+rounding: the GEMMs' sums are split differently; a test holds it). With
+`system.compression.gradients` the data-parallel all-reduce's messages are the codec's real
+encodings (each partial sum encoded at each hop, as the collectives library runs it): every rank of
+a data group still ends with the same bits, since each decodes the same messages.
 
 Every collective runs on the fabric (`collectives.executor`, ring, the reductions on the
 vector unit); every GEMM on the systolic array's cycle model at its shard's shape.
@@ -24,6 +27,7 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
+from hwsim.codecs import codec_from_setting, stream_of
 from hwsim.collectives import plan
 from hwsim.collectives.executor import run as run_plan
 from hwsim.config.schema import Scenario
@@ -58,6 +62,10 @@ class MegatronMlp:
             {r: [tuple(np.zeros_like(a) for a in layer) for layer in self.params[r]] for r in self.ranks} if self.math else None
         )
         self.samples_per_step = spec.batch
+        setting = spec.compression.gradients
+        self.codec = None if setting is None else codec_from_setting(setting)  # the data-parallel all-reduce's
+        self.seed = scenario.seed
+        self.wire_bytes = 0.0  # what the data-parallel all-reduces sent, every rank
         self.pending: dict[tuple, list] = {}
         self.losses: list[float] = []
         for r in self.ranks:  # weights, velocity and gradient of each rank's shards, fp32
@@ -196,7 +204,8 @@ class MegatronMlp:
         if len(held) == len(members):
             data = [held[m] for m in members] if self.math else None
             group = [self.place[(m[0], 0, m[1])] for m in members]
-            yield from run_plan(
+            codec = self.codec if axis == "data" else None
+            out = yield from run_plan(
                 self.env,
                 self.cluster.fabric,
                 plan("all_reduce", "ring", len(members)),
@@ -205,7 +214,12 @@ class MegatronMlp:
                 data=data,
                 devices=[self.devices[m] for m in members],
                 transport=self.cluster.transport(f"{axis} all-reduce", lambda npu: f"npu{npu}"),
+                codec=codec,
+                seed=self.seed,
+                stream=stream_of(*key[1:]) if codec is not None else 0,
             )
+            if axis == "data":
+                self.wire_bytes += sum(out.bytes_sent)
             done.succeed()
             del self.pending[key]
         else:
@@ -213,6 +227,16 @@ class MegatronMlp:
         if array is None:
             return None
         return held[rank].reshape(np.shape(array))
+
+    def summary(self, trace) -> dict:
+        """The `megatron_mlp` section of summary.json: the data-parallel all-reduce's codec and its bytes."""
+        return {
+            "megatron_mlp": {
+                "layout": {"tensor": self.t, "data": self.d},
+                "gradient_codec": None if self.codec is None else repr(self.codec),
+                "data_wire_bytes": self.wire_bytes,
+            }
+        }
 
     def _learning_metrics(self, step: int) -> None:
         self.cluster.recorder.metric(self.env.now, step, "loss", float(np.mean(self.losses)))
