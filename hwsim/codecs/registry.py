@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from hwsim.codecs.base import Codec, CodecError
 from hwsim.codecs.floats import Fp32, Half
+from hwsim.codecs.fp8 import Fp8
 from hwsim.codecs.gradient import Qsgd, ScaledSign, TernGrad
 from hwsim.codecs.rotated import Drive, Eden
 from hwsim.codecs.sparse import RandK, TopK
@@ -28,6 +29,8 @@ CODECS: dict[str, tuple[Callable[..., Codec], str]] = {
     "fp32": (lambda name: Fp32(), "float32 as is"),
     "bf16": (lambda name: Half("bf16"), "bfloat16, round to nearest even"),
     "fp16": (lambda name: Half("fp16"), "IEEE half, round to nearest even; |x| < 65520"),
+    "fp8_e4m3": (lambda name, block=None: Fp8(name, "e4m3", block), "OCP FP8 e4m3, scaled per tensor (or block)"),
+    "fp8_e5m2": (lambda name, block=None: Fp8(name, "e5m2", block), "OCP FP8 e5m2, scaled per tensor (or block)"),
     "int8": (_uniform(8), "uniform 8-bit, per block"),
     "int4": (_uniform(4), "uniform 4-bit, per block"),
     "int2": (_uniform(2), "uniform 2-bit, per block"),

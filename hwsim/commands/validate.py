@@ -124,8 +124,9 @@ def _megatron_fill_checks(system, outcome) -> list[Check]:
 
 def _state_checks(system) -> list[Check]:
     """What each NPU holds of weights, gradients and Adam state, against the optimizer's formula (16-bit
-    weights, fp32 gradients, 12 bytes of Adam state per parameter; ZeRO-1 shards the state over d, ZeRO-3
-    all three); sharded, the gathered chunks at most two chunks' full weights and gradients."""
+    weights or the storage codec's bytes, fp32 gradients, 12 bytes of Adam state per parameter; ZeRO-1
+    shards the state over d, ZeRO-3 all three); sharded, the gathered chunks at most two chunks' full
+    weights and gradients."""
     from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES
 
     d, optimizer = system.d, system.spec.optimizer
@@ -135,7 +136,9 @@ def _state_checks(system) -> list[Check]:
     for j, mem in enumerate(system.memory()):
         params = system.params[j]
         second = 1 / system.secondary if system.secondary else 0.0  # hierarchical partitioning's second copy
-        want = (params * WEIGHT_BYTES * (kept + second), params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
+        stored = system.weight_bytes[j]  # per weight as the bank holds it (compression.storage)
+        weights = params * (stored * kept + WEIGHT_BYTES * second)
+        want = (weights, params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
         got = (mem["weights_bytes"], mem["gradients_bytes"], mem["optimizer_bytes"])
         if not np.allclose(got, want, rtol=1e-9):
             bad.append(mem["device"])

@@ -6,6 +6,7 @@ from matplotlib.figure import Figure
 
 TIME_COLOURS = {
     "compute_s": "#4C72B0",
+    "decompress_s": "#64B5CD",  # stored weights to 16-bit (compression.storage)
     "recompute_s": "#8172B2",
     "tensor_comm_s": "#DD8452",
     "pipeline_comm_s": "#937860",

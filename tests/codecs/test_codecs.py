@@ -23,6 +23,8 @@ WIRE = {
     "fp32": lambda n: 4 + 4 * n,
     "bf16": lambda n: 4 + 2 * n,
     "fp16": lambda n: 4 + 2 * n,
+    "fp8_e4m3": lambda n: 4 + 4 * (n > 0) + n,  # one fp32 scale per tensor
+    "fp8_e5m2": lambda n: 4 + 4 * (n > 0) + n,
     "int8": lambda n: 4 + 4 * ceil(n, 256) + n,
     "int4": lambda n: 4 + 4 * ceil(n, 256) + ceil(n, 2),
     "int2": lambda n: 4 + 4 * ceil(n, 256) + ceil(n, 4),

@@ -130,3 +130,43 @@ def test_uniform_stochastic_per_tensor_minmax_matches_its_closed_form():
 
     got, want = nmse(make_codec("int4", rounding="stochastic", scheme="minmax", block=None), expected=closed_form)
     assert got == pytest.approx(want, rel=0.03)
+
+
+@pytest.mark.parametrize(("name", "mantissa", "bias"), [("fp8_e4m3", 3, 7), ("fp8_e5m2", 2, 15)])
+def test_fp8(name, mantissa, bias):
+    """FP8 rounds each scaled value to the nearest of its format (OCP OFP8 1.0): uniform error within half
+    a unit in the last place, E err^2 = ulp^2 / 12 (Widrow & Kollar 2008, ch. 12), the ulp of the scaled
+    value 2^(floor(log2 |y|) - m) in the normal range and 2^(1 - bias - m) below it."""
+    codec = make_codec(name)
+
+    def closed_form(x):
+        scale = float(np.float32(np.abs(x).max() / codec.largest))
+        y = np.abs(x) / scale
+        exponent = np.maximum(np.floor(np.log2(y)), 1 - bias)
+        ulp = 2.0 ** (exponent - mantissa) * scale
+        return np.sum(ulp**2 / 12) / np.sum(x**2)
+
+    got, want = nmse(codec, expected=closed_form)
+    assert got == pytest.approx(want, rel=0.03)
+
+
+@pytest.mark.parametrize(("name", "largest", "smallest"), [("fp8_e4m3", 448.0, 2.0**-9), ("fp8_e5m2", 57344.0, 2.0**-16)])
+def test_fp8_matches_the_ocp_tables_and_an_exhaustive_nearest(name, largest, smallest):
+    """The format's largest finite and smallest subnormal values are the specification's; every element
+    decodes to the representable value nearest its scaled input (an exhaustive float64 search over the
+    256 codes, ties to the even code), times the scale."""
+    codec = make_codec(name, block=64)
+    assert codec.values[-1] == largest and codec.values[1] == smallest
+    x = (np.random.default_rng().standard_normal(640) * 10.0 ** np.random.default_rng().uniform(-3, 3, 640)).astype(np.float32)
+    out = codec.decode(codec.encode(x, seed=0, stream=0)).astype(np.float64)
+    table = np.concatenate([-codec.values[::-1], codec.values])
+    codes = np.concatenate([128 + np.arange(len(codec.values))[::-1], np.arange(len(codec.values))])
+    for a in range(0, 640, 64):
+        block = x[a : a + 64].astype(np.float64)
+        scale = float(np.float32(np.abs(block).max() / largest))
+        y = block / scale
+        dist = np.abs(y[:, None] - table[None, :])
+        best = dist.min(axis=1, keepdims=True)
+        tied = dist == best
+        pick = np.where(tied.sum(axis=1) > 1, np.argmax(tied & (codes % 2 == 0), axis=1), np.argmin(dist, axis=1))
+        np.testing.assert_array_equal(out[a : a + 64], (table[pick] * scale).astype(np.float32))

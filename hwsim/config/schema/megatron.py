@@ -42,6 +42,12 @@ class CompressionSpec:
         "16-bit reduction; null: fp32 (Megatron's main_grad)",
     )
     pipeline: Any = spec(None, doc="activations and their gradients sent between pipeline stages; null: 16-bit")
+    storage: Any = spec(
+        None,
+        doc="the weights as the bank holds them (M6: fp8_e4m3, int8, int4, any codec), each stage's decompressed to "
+        "16-bit one block at a time just before its forward and its backward, on the vector unit, and freed after; "
+        "null: 16-bit",
+    )
     hierarchical: bool = spec(
         False,
         doc="sharded: ZeRO++'s hpZ, a second copy of each chunk's weights partitioned over the data ranks of the "

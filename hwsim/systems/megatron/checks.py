@@ -88,13 +88,20 @@ def check_megatron(scenario: Scenario, where: str) -> None:
 def _check_compression(system, where: str) -> None:
     """Each codec a valid one; hierarchical partitioning only with the sharded optimizer."""
     spec = system.compression
-    for key in ("weights", "gradients", "pipeline"):
+    for key in ("weights", "gradients", "pipeline", "storage"):
         setting = getattr(spec, key)
         if setting is not None:
             try:
                 codec_from_setting(setting)
             except CodecError as err:
                 raise ConfigError(where, f"system.compression.{key}", to_plain(setting), f"a valid codec: {err}") from None
+    if spec.storage is not None and system.optimizer == "sharded":
+        raise ConfigError(
+            where,
+            "system.compression.storage",
+            to_plain(spec.storage),
+            "null with the sharded optimizer (its gathers carry the weights: compress them with compression.weights)",
+        )
     if spec.hierarchical and system.optimizer != "sharded":
         raise ConfigError(
             where,
@@ -151,7 +158,7 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
     if system.fill is not None:
         raise ConfigError(where, "system.fill", "a fill job", "null for an mlp (filling at scale is timing-only)")
-    for key in ("weights", "pipeline", "hierarchical"):  # an mlp has no weight gathers or pipeline
+    for key in ("weights", "pipeline", "storage", "hierarchical"):  # an mlp has no weight gathers or pipeline
         if getattr(system.compression, key):
             raise ConfigError(
                 where, f"system.compression.{key}", to_plain(getattr(system.compression, key)), "null for an mlp (timing-only)"

@@ -256,11 +256,12 @@ def stage_memory(
     gathered: float = 0.0,
     fill: float = 0.0,
     secondary: int = 0,
+    weight_bytes: float = WEIGHT_BYTES,
 ) -> Memory:
     """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
     sharded: ZeRO-3) over d replicas; `secondary` > 0: hierarchical partitioning's second copy of the
-    16-bit weights, over that many ranks of the node."""
+    16-bit weights, over that many ranks of the node; `weight_bytes`: per weight as the bank stores it."""
     state = params * ADAM_BYTES / (1 if optimizer == "allreduce" else d)
     kept = 1 / d if optimizer == "sharded" else 1
-    weights = params * WEIGHT_BYTES * (kept + (1 / secondary if secondary else 0.0))
+    weights = params * (weight_bytes * kept + (WEIGHT_BYTES / secondary if secondary else 0.0))
     return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered, fill)

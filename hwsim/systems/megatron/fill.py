@@ -272,7 +272,8 @@ class Fill:
 def busy_s(row: dict) -> float:
     """A device's seconds running the main job's work in a step: its ops (with the sends they wait for) and
     the optimizer step; the rest of the step its arrays idle (the bubble, the data-parallel reduction)."""
-    return row["compute_s"] + row["recompute_s"] + row["tensor_comm_s"] + row["pipeline_comm_s"] + row["optimizer_s"]
+    parts = ("compute_s", "decompress_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "optimizer_s")
+    return sum(row[part] for part in parts)
 
 
 def _counting(run: Generator) -> Generator:

@@ -74,13 +74,22 @@ from hwsim.systems.megatron.mlp import MegatronMlp
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
 from hwsim.systems.megatron.wire import Wire
-from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_work, model_flops
+from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_params, block_work, model_flops
 
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
 OP_NAMES = {"F": "forward", "B": "backward", "W": "weight"}
 """The trace's names of a schedule's ops (`report.pipeline.PIPELINE_OPS`)."""
-BREAKDOWN = ("compute_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "bubble_s", "data_comm_s", "optimizer_s")
+BREAKDOWN = (
+    "compute_s",
+    "decompress_s",
+    "recompute_s",
+    "tensor_comm_s",
+    "pipeline_comm_s",
+    "bubble_s",
+    "data_comm_s",
+    "optimizer_s",
+)
 
 
 class CommTrack(Unit):
@@ -175,6 +184,18 @@ class Megatron:
         bank = dataclasses.replace(self.hardware.memory[spec.bank], precision=spec.precision)
         held = dataclasses.replace(self.hardware, memory={**self.hardware.memory, spec.bank: bank})
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", held) for j in range(self.p)]
+        shape, last = self.shape, self.shape.model_stages - 1
+        self.stage_params = [
+            stage_params(m, self.blocks, self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
+            for s in range(self.stages)
+        ]
+        self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
+            sum(
+                stage_params(m, self.blocks, self.t, ms == 0, ms == last)
+                for ms in {shape.model_stage(s) for s in shape.stages_of(j)}
+            )
+            for j in range(self.p)
+        ]
         self.plan = self._plan()
         place, t, p, d = self.place, self.t, self.p, self.d
         self.tensor_units = [
@@ -190,21 +211,17 @@ class Megatron:
             self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else tied_peer.get(j)) for j, dev in enumerate(self.devices)
         ]
         self.traffic = Traffic(self.p)
-        shape, last = self.shape, self.shape.model_stages - 1
-        self.stage_params = [
-            stage_params(m, self.blocks, self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
-            for s in range(self.stages)
-        ]
-        self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
-            sum(
-                stage_params(m, self.blocks, self.t, ms == 0, ms == last)
-                for ms in {shape.model_stage(s) for s in shape.stages_of(j)}
-            )
-            for j in range(self.p)
-        ]
         # hierarchical partitioning: a second copy of the weights over the data ranks of the node
         self.secondary = len(self.local_group(0)) if spec.compression.hierarchical else 0
-        self.static = [stage_memory(self.params[j], self.d, spec.optimizer, secondary=self.secondary) for j in range(self.p)]
+        # stored weights (compression.storage): bytes per weight as the bank holds the device's
+        self.weight_bytes = [
+            wire.total(wire.storage, self.params[j], WEIGHT_BYTES) / self.params[j] if self.params[j] else WEIGHT_BYTES
+            for j in range(self.p)
+        ]
+        self.static = [
+            stage_memory(self.params[j], self.d, spec.optimizer, secondary=self.secondary, weight_bytes=self.weight_bytes[j])
+            for j in range(self.p)
+        ]
         self.held = [0.0] * self.p  # activation bytes each device holds now
         self.gathered = [0.0] * self.p  # sharded: bytes of full chunk weights and gradient buffers held now
         self.filled = [0.0] * self.p  # a fill job's bytes held now
@@ -327,6 +344,11 @@ class Megatron:
                 self.overflow[0] + (f" (and {more} more device{'s' if more > 1 else ''} past capacity)" if more else "")
             )
 
+    @functools.cached_property
+    def decompress_s(self) -> list[float]:
+        """Per stage, the seconds to decompress its stored weights before an F or a B (0: 16-bit storage)."""
+        return [self.wire.decompress_s(self.stage_params[s]) for s in range(self.stages)]
+
     def _plan(self) -> list[list[tuple]]:
         """Per device, its ops in order, worked out once rather than per op run: (its key (kind, stage, mb),
         the key of the op on another device whose output it waits for or None, its label, its activations'
@@ -347,7 +369,8 @@ class Megatron:
                 send = self._transfer_s(stage, to) if to is not None and shape.device(to) != here else None
                 remote = source is not None and shape.device(source) != here
                 dest = shape.device(to) if send is not None else None
-                per_stage[kind, stage] = (parts, parts["both"].total_s, send, dest, source if remote else None)
+                seconds = parts["both"].total_s + (self.decompress_s[stage] if kind != "W" else 0.0)
+                per_stage[kind, stage] = (parts, seconds, send, dest, source if remote else None)
         self.per_stage = per_stage
         out = []
         closing = "W" if self.split else "B"
@@ -414,11 +437,20 @@ class Megatron:
             if turn is not None:
                 yield turn
             begin = env.now
+            unpack = self.decompress_s[stage] if kind != "W" else 0.0  # stored weights to 16-bit, block by block
+            if unpack:
+                self._allocate(j, bank, "decompressed block", self.block_weight_bytes, "gathered")
             yield env.timeout(seconds + send if send else seconds)
             if turn is not None:
                 lock.release(turn)
             end = begin + seconds
-            self._record(j, label, begin, parts["both"], mirror)
+            if unpack:
+                row["decompress_s"] += unpack
+                self._free(j, bank, "decompressed block", self.block_weight_bytes, "gathered")
+                elements = self.stage_params[stage]
+                self.devices[j].vector.record(f"decompress {label}", begin, begin + unpack, elements)
+                self.devices[j].bank(self.spec.bank).record(f"decompress {label}", begin, begin + unpack, unpack * self.wire.rate)
+            self._record(j, label, begin + unpack, parts["both"], mirror)
             record_op(name, step, OP_NAMES[kind], stage, mb, begin, end)
             busy += seconds
             for part, value in parts["row"]:
@@ -494,6 +526,8 @@ class Megatron:
         adam_bytes = (
             params / (self.d if sharded else 1) * every + params / (1 if self.spec.optimizer == "allreduce" else self.d) * shard
         )
+        if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
+            adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
         adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
         self.traffic.data[j] += gather_bytes
         if tied is not None and j in (0, self.p - 1):
@@ -546,6 +580,11 @@ class Megatron:
         if seconds > 0:
             yield from unit.busy(seconds, label, work)
             row[key] += seconds
+
+    @functools.cached_property
+    def block_weight_bytes(self) -> float:
+        """One block's weights on a tensor rank in 16-bit: what decompression holds at a time."""
+        return block_params(self.model) / self.t * WEIGHT_BYTES
 
     @functools.cached_property
     def tied_bytes(self) -> float:
@@ -617,7 +656,14 @@ class Megatron:
         """Per simulated device, its bytes by kind when its activations and gathered chunks together peaked."""
         out = []
         for j in range(self.p):
-            mem = stage_memory(self.params[j], self.d, self.spec.optimizer, *self.peak[j], secondary=self.secondary)
+            mem = stage_memory(
+                self.params[j],
+                self.d,
+                self.spec.optimizer,
+                *self.peak[j],
+                secondary=self.secondary,
+                weight_bytes=self.weight_bytes[j],
+            )
             out.append(
                 {
                     "device": self.devices[j].name,
@@ -664,7 +710,8 @@ class Megatron:
                 "recompute": self.spec.recompute,
                 "optimizer": self.spec.optimizer,
                 "compression": {
-                    k: to_plain(getattr(self.spec.compression, k)) for k in ("weights", "gradients", "pipeline", "hierarchical")
+                    k: to_plain(getattr(self.spec.compression, k))
+                    for k in ("weights", "gradients", "pipeline", "storage", "hierarchical")
                 },
                 "sent_per_rank_step": self.sent_per_rank_step(),
                 "step_s": step_s,

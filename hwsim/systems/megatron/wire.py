@@ -23,6 +23,7 @@ class Wire:
         self.weights = _codec(compression.weights)
         self.gradients = _codec(compression.gradients)
         self.pipeline = _codec(compression.pipeline)
+        self.storage = _codec(compression.storage)
         self.rate = bank_rate
 
     @staticmethod
@@ -32,6 +33,13 @@ class Wire:
             return elements * width
         share = math.ceil(elements / ranks)
         return float(ranks * codec.wire_bytes(share))
+
+    def decompress_s(self, elements: float) -> float:
+        """Seconds to decompress `elements` stored weights into 16-bit ones: read the stored bytes, write 2 per
+        element (0 without a storage codec)."""
+        if self.storage is None:
+            return 0.0
+        return (self.total(self.storage, elements, 2) + 2 * elements) / self.rate
 
     def codec_s(self, codec: Codec | None, elements: float, width: float, ranks: int = 1) -> float:
         """Seconds to encode and decode `elements` of `width` bytes (0 without a codec)."""

@@ -130,3 +130,41 @@ def test_real_math_compressed_all_reduce_keeps_replicas_identical_and_determinis
     loss = int8.cluster.recorder.trace().metrics
     losses = loss[loss.metric == "loss"].value.to_numpy()
     assert losses[-5:].mean() < losses[:5].mean()
+
+
+@pytest.mark.parametrize("codec", ["fp8_e4m3", "int4"])
+def test_stored_weights_are_decompressed_block_by_block_before_each_forward_and_backward(write_yaml, codec):
+    """M6 at scale: the bank holds each device's weights in the codec's exact bytes; every F and B first
+    decompresses its stage's weights on the vector unit, (stored + 2 bytes per weight) at the bank's rate,
+    holding one block's 16-bit weights meanwhile; W needs none."""
+    plain, m0 = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=zb_h1"]))
+    packed, m = run(
+        small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=zb_h1", f"system.compression.storage={codec}"])
+    )
+    system = packed.system
+    for j, mem in enumerate(m["memory"]):
+        assert mem["weights_bytes"] == make_codec(codec).wire_bytes(int(system.params[j]))
+        assert mem["weights_bytes"] < (0.51 if codec == "fp8_e4m3" else 0.27) * m0["memory"][j]["weights_bytes"]
+        assert mem["gathered_bytes"] == system.block_weight_bytes  # one block at a time
+    busy = packed.trace.busy
+    spans = busy[busy.unit.str.endswith(".vector") & busy.label.str.startswith("decompress")]
+    ops = packed.trace.ops
+    assert len(spans) == int(ops.op.isin(["forward", "backward"]).sum())  # not the W ops
+    stage = system.stage_params[0]
+    per_op = (make_codec(codec).wire_bytes(int(stage)) + 2 * stage) / system.wire.rate
+    first = spans[spans.unit == "t0.p0.d0.vector"].iloc[0]
+    assert first.end_s - first.start_s == pytest.approx(per_op, rel=1e-9)
+    assert m["step_s"] > m0["step_s"] and m["devices"][0]["decompress_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("more", "key"),
+    [
+        (["system.optimizer=sharded", "system.compression.storage=int8"], "system.compression.storage"),
+        (["system.compression.storage=fp8_e3m4"], "system.compression.storage"),
+    ],
+)
+def test_storage_the_layout_cannot_take_is_one_clear_error(write_yaml, more, key):
+    with pytest.raises(ConfigError) as err:
+        small(write_yaml, t=2, p=2, d=2, batch=8, more=more)
+    assert err.value.key == key
