@@ -138,22 +138,16 @@ def megatron_schedule(system, where: str = "scenario") -> tuple[str, Shape]:
 
 
 def _check_mlp(scenario: Scenario, where: str) -> None:
-    """An mlp: tensor and data parallelism only, widths the tensor ranks split evenly, a batch the replicas split."""
+    """An mlp: widths the tensor ranks split evenly, a batch the replicas (and with a pipeline, the
+    micro-batches) split; with a pipeline, stages of whole column/row pairs under a contiguous or looping
+    placement."""
     system, model = scenario.system, scenario.model
     par = system.parallel
     check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
-    for key, value, expected in (
-        ("pipeline", par.pipeline, 1),
-        ("virtual", par.virtual, 1),
-        ("sequence", par.sequence, False),
-    ):
-        if value != expected:
-            raise ConfigError(
-                where,
-                f"system.parallel.{key}",
-                value,
-                f"{expected} for an mlp (tensor and data parallelism; pipelines: kind pipeline)",
-            )
+    if par.sequence:
+        raise ConfigError(where, "system.parallel.sequence", True, "false for an mlp (no sequence to split)")
+    if par.pipeline == 1 and par.virtual != 1:
+        raise ConfigError(where, "system.parallel.virtual", par.virtual, "1 for an mlp without a pipeline")
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
     if system.fill is not None:
@@ -168,12 +162,55 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         raise ConfigError(
             where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp (sharded is timing-only)"
         )
-    npus = fabric_npus(scenario.hardware.network, par.tensor * par.data)
-    if npus != par.tensor * par.data:
-        raise ConfigError(where, "system.parallel", f"tensor {par.tensor} x data {par.data}", f"the fabric's {npus} NPUs")
+    t, p, d = par.tensor, par.pipeline, par.data
+    npus = fabric_npus(scenario.hardware.network, t * p * d)
+    if npus != t * p * d:
+        raise ConfigError(where, "system.parallel", f"tensor {t} x pipeline {p} x data {d}", f"the fabric's {npus} NPUs")
     widths = (*model.hidden, model.classes)
     for li, role in enumerate(roles(len(widths))):
         if role == "col" and widths[li] % par.tensor:
             raise ConfigError(where, f"model.hidden[{li}]", widths[li], f"a multiple of system.parallel.tensor ({par.tensor})")
     if system.batch % par.data:
         raise ConfigError(where, "system.batch", system.batch, f"a multiple of system.parallel.data ({par.data})")
+    if p > 1:
+        _check_mlp_pipeline(system, model, where)
+
+
+def _check_mlp_pipeline(system, model, where: str) -> None:
+    """An mlp's pipeline: micro-batches that split each replica's share, a contiguous or looping placement,
+    model stages of whole column/row pairs, no compressed all-reduce."""
+    par = system.parallel
+    if system.batch % (par.data * system.microbatch):
+        raise ConfigError(
+            where, "system.batch", system.batch, f"a multiple of data x microbatch ({par.data} x {system.microbatch})"
+        )
+    if system.compression.gradients is not None:
+        raise ConfigError(
+            where, "system.compression.gradients", to_plain(system.compression.gradients), "null for an mlp with a pipeline"
+        )
+    name, shape = megatron_schedule(system, where)
+    if shape.placement not in ("contiguous", "looping", "vshape"):
+        raise ConfigError(
+            where,
+            "system.schedule",
+            name,
+            "a schedule of contiguous, looping or V-shaped placement for an mlp (dual: timing-only)",
+        )
+    layers = len(model.hidden) + 1
+    if layers % shape.model_stages:
+        raise ConfigError(
+            where, "model.hidden", list(model.hidden), f"{shape.model_stages} x k - 1 widths: stages of equal layers"
+        )
+    per, kinds = layers // shape.model_stages, roles(layers)
+    for start in range(per, layers, per):
+        if kinds[start] == "row":
+            raise ConfigError(
+                where,
+                "model.hidden",
+                list(model.hidden),
+                f"stages of whole column/row pairs ({per} layers a stage splits a pair)",
+            )
+    try:
+        build_schedule(name, shape)
+    except ScheduleError as err:
+        raise ConfigError(where, "system.schedule", name, f"a schedule this layout can run: {err}") from None

@@ -71,6 +71,7 @@ from hwsim.systems.megatron.costs import (
 )
 from hwsim.systems.megatron.fill import Fill
 from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.mlp3d import MegatronMlp3D
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
 from hwsim.systems.megatron.wire import Wire
@@ -130,7 +131,8 @@ class Megatron:
     def __new__(cls, scenario: Scenario, *args, **kwargs):
         """An mlp runs the real math with tensor and data parallelism (`megatron_mlp`)."""
         if scenario.model.kind == "mlp":
-            return MegatronMlp(scenario, *args, **kwargs)
+            kind = MegatronMlp3D if scenario.system.parallel.pipeline > 1 else MegatronMlp
+            return kind(scenario, *args, **kwargs)
         return super().__new__(cls)
 
     def __init__(
