@@ -293,10 +293,11 @@ class MegatronMlp3D(MegatronMlp):
                     p, np.ascontiguousarray(mean[a - block.start : z - block.start]), v, self.spec.lr, self.spec.momentum
                 )
 
-    def _collective(self, op: str, key: tuple, rank, array, elements: int) -> Generator:
-        """A real ring `op` over the rank's data group (every member once it has arrived)."""
+    def _collective(self, op: str, key: tuple, rank, array, elements: int, axis: str = "data") -> Generator:
+        """A real ring `op` over the rank's data (or tensor) group, once every member has arrived; returns the
+        rank's array after it (None timing-only)."""
         i, j, k = rank
-        members = [(i, j, r) for r in range(self.d)]
+        members = [(i, j, r) for r in range(self.d)] if axis == "data" else [(r, j, k) for r in range(self.t)]
         if len(members) == 1:
             return array
         entry = self.pending.setdefault(key, [{}, self.env.event()])
@@ -311,7 +312,7 @@ class MegatronMlp3D(MegatronMlp):
                 elements * 4,
                 data=[held[m] for m in members] if self.math else None,
                 devices=[self.devices[m] for m in members],
-                transport=self.cluster.transport(f"data {op}", lambda npu: f"npu{npu}"),
+                transport=self.cluster.transport(f"{axis} {op}", lambda npu: f"npu{npu}"),
             )
             done.succeed()
             del self.pending[key]
@@ -320,29 +321,6 @@ class MegatronMlp3D(MegatronMlp):
         return held[rank]
 
     def _all_reduce(self, key: tuple, axis: str, rank, array, elements: int) -> Generator:
-        """Sum `array` over the rank's tensor group (a real ring all-reduce once every member has arrived)."""
-        i, j, k = rank
-        members = [(r, j, k) for r in range(self.t)]
-        if len(members) == 1:
-            return array
-        entry = self.pending.setdefault(key, [{}, self.env.event()])
-        held, done = entry
-        held[rank] = np.ascontiguousarray(array, dtype=np.float32).ravel().copy() if array is not None else None
-        if len(held) == len(members):
-            yield from run_plan(
-                self.env,
-                self.cluster.fabric,
-                plan("all_reduce", "ring", len(members)),
-                [self.place[m] for m in members],
-                elements * 4,
-                data=[held[m] for m in members] if self.math else None,
-                devices=[self.devices[m] for m in members],
-                transport=self.cluster.transport("tensor all-reduce", lambda npu: f"npu{npu}"),
-            )
-            done.succeed()
-            del self.pending[key]
-        else:
-            yield done
-        if array is None:
-            return None
-        return held[rank].reshape(np.shape(array))
+        """Sum `array` over the rank's tensor group."""
+        out = yield from self._collective("all_reduce", key, rank, array, elements, axis)
+        return None if array is None else out.reshape(np.shape(array))
