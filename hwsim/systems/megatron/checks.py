@@ -158,10 +158,8 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
                 where, f"system.compression.{key}", to_plain(getattr(system.compression, key)), "null for an mlp (timing-only)"
             )
     _check_compression(system, where)
-    if system.optimizer == "sharded":
-        raise ConfigError(
-            where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp (sharded is timing-only)"
-        )
+    if system.optimizer == "sharded" and par.pipeline == 1:
+        raise ConfigError(where, "system.optimizer", system.optimizer, "allreduce or distributed for an mlp without a pipeline")
     t, p, d = par.tensor, par.pipeline, par.data
     npus = fabric_npus(scenario.hardware.network, t * p * d)
     if npus != t * p * d:
@@ -183,10 +181,6 @@ def _check_mlp_pipeline(system, model, where: str) -> None:
     if system.batch % (par.data * system.microbatch):
         raise ConfigError(
             where, "system.batch", system.batch, f"a multiple of data x microbatch ({par.data} x {system.microbatch})"
-        )
-    if system.compression.gradients is not None:
-        raise ConfigError(
-            where, "system.compression.gradients", to_plain(system.compression.gradients), "null for an mlp with a pipeline"
         )
     name, shape = megatron_schedule(system, where)
     if shape.placement not in ("contiguous", "looping", "vshape"):

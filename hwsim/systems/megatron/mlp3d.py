@@ -18,8 +18,12 @@ of the same tensor index and pipeline device), scaled by 1 / (d m), and applies 
 `optimizer: allreduce` a ring all-reduce and the whole update on every rank; with `distributed` (ZeRO-1)
 a ring reduce-scatter, the update of the rank's block of the flattened layer (its block of the momentum
 too), and a ring all-gather of the updated weights (a ring all-reduce is this reduce-scatter and this
-all-gather, so the reduced values are the same bits). Replicas stay identical and the whole trains as one
-device with the whole batch, to float32 rounding (a test holds it for every schedule of these placements).
+all-gather, so the reduced values are the same bits); with `sharded` (ZeRO-3) each run of a chunk's ops
+(`sharded.runs`) first all-gathers the chunk's weights from the data group, and a run that finished weight
+gradients reduce-scatters them into the rank's block, which the step's update then uses. With
+`compression.gradients` the reductions' messages are the codec's real encodings. Replicas stay identical
+and the whole trains as one device with the whole batch, to float32 rounding (a test holds it for every
+schedule of these placements and each optimizer).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
+from hwsim.codecs import codec_from_setting, stream_of
 from hwsim.collectives import plan
 from hwsim.collectives.executor import bounds
 from hwsim.collectives.executor import run as run_plan
@@ -36,6 +41,7 @@ from hwsim.kernels import dense_forward, dense_input_grad, dense_weight_grad, re
 from hwsim.policies import build_schedule, is_split
 from hwsim.systems.megatron.checks import layout, megatron_schedule, roles
 from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
@@ -62,7 +68,9 @@ class MegatronMlp3D(MegatronMlp):
         self.devices = {r: cluster.add(self.place[r], f"t{r[0]}.p{r[1]}.d{r[2]}", scenario.hardware) for r in self.ranks}
         self.math = data is not None
         self.eval_every = scenario.run.eval_every
-        self.codec, self.seed, self.wire_bytes = None, scenario.seed, 0.0  # no compressed all-reduce here
+        setting = spec.compression.gradients  # the data-parallel reduction's messages
+        self.codec = None if setting is None else codec_from_setting(setting)
+        self.seed, self.wire_bytes = scenario.seed, 0.0
         full = model.init_params(rng) if self.math else None
         self.batches = BatchStream(len(data.y_train), spec.batch, rng) if self.math else None
         self.mine = {
@@ -125,9 +133,16 @@ class MegatronMlp3D(MegatronMlp):
         device, shape = self.devices[rank], self.shape
         grads = {li: None for li in self.mine[j]}
         kept: dict[tuple[int, int], tuple] = {}  # (stage, mb): inputs, pre-activations, output, dL/dz
-        for op in self.schedule[j]:
+        sharded = self.spec.optimizer == "sharded" and self.d > 1
+        chunks = runs(self.schedule[j], self.split) if sharded else []
+        starts, ends = {r.first: r for r in chunks}, {r.last: r for r in chunks}
+        shard = {li: None for li in self.mine[j]}  # sharded: the rank's block of each layer's reduced gradients
+        for index, op in enumerate(self.schedule[j]):
             s, mb = op.stage, op.mb
             layers = self.stage_layers[shape.model_stage(s)]
+            if index in starts and starts[index].gathers:  # the chunk's weights, gathered from the data group
+                for li in layers:
+                    yield from self._gather(step, rank, li, index)
             if op.kind == "F":
                 if shape.first(s):
                     x = self.data.x_train[self._rows(k, mb, samples)] if self.math else None
@@ -163,8 +178,16 @@ class MegatronMlp3D(MegatronMlp):
                 self._record(rank, step, "weight", s, mb, begin)
             if op.kind == ("W" if self.split else "B"):
                 kept.pop((s, mb), None)
+            if index in ends and ends[index].reduces:  # the run's gradients, reduce-scattered into the shard
+                for li in layers:
+                    part = yield from self._collective(
+                        "reduce_scatter", ("rs", step, li, index, i, j), rank, grads[li], self._shard_elements(li)
+                    )
+                    grads[li] = None
+                    if self.math:
+                        shard[li] = part if shard[li] is None else shard[li] + part
         for li in self.mine[j]:
-            yield from self._update(step, rank, li, grads[li])
+            yield from self._update(step, rank, li, shard[li] if sharded else grads[li], reduced=sharded)
 
     def _record(self, rank, step: int, kind: str, stage: int, mb: int, begin: float) -> None:
         """The op in the trace, once per replica (tensor rank 0 stands for its group), named as the pipeline
@@ -252,12 +275,24 @@ class MegatronMlp3D(MegatronMlp):
         del self.mail[key]
         return value
 
-    def _update(self, step: int, rank: tuple[int, int, int], li: int, grad) -> Generator:
+    def _gather(self, step: int, rank, li: int, index: int) -> Generator:
+        """Sharded: all-gather layer li's weights from the ranks' blocks (every rank's copy is the same)."""
+        weights = flatten(self.params[rank][li]) if self.math else None
+        weights = yield from self._collective(
+            "all_gather", ("ag", step, li, index, *rank[:2]), rank, weights, self._shard_elements(li)
+        )
+        if self.math:
+            w, b = self.params[rank][li]
+            nw, nb = unflatten(weights, [w.shape, b.shape])
+            w[...], b[...] = nw, nb
+
+    def _update(self, step: int, rank: tuple[int, int, int], li: int, grad, reduced: bool = False) -> Generator:
         """Reduce layer li's accumulated gradient over the data group, then SGD + momentum (distributed: on
-        the rank's block, then an all-gather of the updated weights)."""
+        the rank's block, then an all-gather of the updated weights; sharded: `grad` is already the rank's
+        reduced block)."""
         i, j, k = rank
         device, size = self.devices[rank], self._shard_elements(li)
-        distributed = self.spec.optimizer == "distributed" and self.d > 1
+        distributed = self.spec.optimizer in ("distributed", "sharded") and self.d > 1
         scale = np.float32(1.0 / (self.d * self.microbatches))
         if not distributed:
             flat = yield from self._collective("all_reduce", ("grad", step, li, i, j), rank, grad, size)
@@ -265,7 +300,7 @@ class MegatronMlp3D(MegatronMlp):
             if self.math:
                 self._sgd(rank, li, flat * scale, slice(0, size))
             return
-        flat = yield from self._collective("reduce_scatter", ("grad", step, li, i, j), rank, grad, size)
+        flat = grad if reduced else (yield from self._collective("reduce_scatter", ("grad", step, li, i, j), rank, grad, size))
         edges = bounds(size, self.d)
         block = slice(edges[k], edges[k + 1])
         yield from device.vector.elementwise(block.stop - block.start, UPDATE_OPS, f"update {self.model.layer_names[li]}")
@@ -304,7 +339,8 @@ class MegatronMlp3D(MegatronMlp):
         held, done = entry
         held[rank] = np.ascontiguousarray(array, dtype=np.float32).ravel().copy() if array is not None else None
         if len(held) == len(members):
-            yield from run_plan(
+            codec = self.codec if axis == "data" and op != "all_gather" else None  # gradients, not weights
+            out = yield from run_plan(
                 self.env,
                 self.cluster.fabric,
                 plan(op, "ring", len(members)),
@@ -313,7 +349,12 @@ class MegatronMlp3D(MegatronMlp):
                 data=[held[m] for m in members] if self.math else None,
                 devices=[self.devices[m] for m in members],
                 transport=self.cluster.transport(f"{axis} {op}", lambda npu: f"npu{npu}"),
+                codec=codec,
+                seed=self.seed,
+                stream=stream_of(*key[1:]) if codec is not None else 0,
             )
+            if axis == "data":
+                self.wire_bytes += sum(out.bytes_sent)
             done.succeed()
             del self.pending[key]
         else:
