@@ -26,7 +26,10 @@ gradient; each device runs the optimizer step at the bank's achieved rate
 (`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
 parameters. With the sharded optimizer (ZeRO-3) each model chunk's weights are gathered
 before each run of its ops and its gradients reduce-scattered after each run of its
-backwards, on the data track and prefetched (`sharded`).
+backwards, on the data track and prefetched (`sharded`). `compression` puts codecs on the
+weight gathers, gradient reductions and pipeline sends (exact wire bytes, `wire`) and on the
+weights the bank holds (decompressed block by block before each F and B); `fill` runs a second
+job in the predicted bubbles of every GPU (`fill`).
 
 What the report shows of the network: each simulated rank's communication tracks (tensor, pipeline,
 data) carry the bytes it sends, against the bandwidth of its group's path; the fabric's links
