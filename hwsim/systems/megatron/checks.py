@@ -151,7 +151,7 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
     if system.fill is not None:
-        raise ConfigError(where, "system.fill", "a fill job", "null for an mlp (filling at scale is timing-only)")
+        _check_mlp_fill(scenario, where)
     for key in ("weights", "pipeline", "storage", "hierarchical"):  # an mlp has no weight gathers or pipeline
         if getattr(system.compression, key):
             raise ConfigError(
@@ -208,3 +208,25 @@ def _check_mlp_pipeline(system, model, where: str) -> None:
         build_schedule(name, shape)
     except ScheduleError as err:
         raise ConfigError(where, "system.schedule", name, f"a schedule this layout can run: {err}") from None
+
+
+def _check_mlp_fill(scenario: Scenario, where: str) -> None:
+    """An mlp's fill job: with a pipeline (its bubbles), the real math, an mlp on the same data."""
+    system, model, fill = scenario.system, scenario.model, scenario.system.fill
+    if system.parallel.pipeline == 1:
+        raise ConfigError(where, "system.fill", "a fill job", "null for an mlp without a pipeline (no bubbles to fill)")
+    if fill.model.kind != "mlp":
+        raise ConfigError(where, "system.fill.model", fill.model.kind, "an mlp (the main job is one)")
+    if (fill.model.inputs, fill.model.classes) != (model.inputs, model.classes):
+        raise ConfigError(
+            where,
+            "system.fill.model",
+            f"{fill.model.inputs} inputs, {fill.model.classes} classes",
+            f"the data's {model.inputs} inputs and {model.classes} classes",
+        )
+    if scenario.run.mode != "full":
+        raise ConfigError(where, "run.mode", scenario.run.mode, "full for an mlp's fill job (it trains on the data)")
+    try:
+        resolve_filler(fill.policy)
+    except FillError as err:
+        raise ConfigError(where, "system.fill.policy", fill.policy, str(err)) from None

@@ -41,10 +41,13 @@ from hwsim.kernels import dense_forward, dense_input_grad, dense_weight_grad, re
 from hwsim.policies import build_schedule, is_split
 from hwsim.systems.megatron.checks import layout, megatron_schedule, roles
 from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.mlp_fill import MlpFill
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
+
+FILL_STREAM = 7  # the fill job's random stream, apart from the main job's
 
 
 class MegatronMlp3D(MegatronMlp):
@@ -96,6 +99,19 @@ class MegatronMlp3D(MegatronMlp):
             for li in self.mine[r[1]]:
                 for what in ("weights", "velocity", "grad"):
                     bank.allocate(f"{model.layer_names[li]}.{what}", nbytes=self._shard_elements(li) * 4)
+        self.fill = None
+        if spec.fill is not None:  # a second mlp on every GPU in its predicted bubbles, with its own samples
+            fill_rng = np.random.default_rng(np.random.SeedSequence(scenario.seed, spawn_key=(FILL_STREAM,)))
+            self.fill = MlpFill(self, scenario, data, fill_rng)
+            self.fill.plan()
+            self.fill.allocate()
+
+    def summary(self, trace) -> dict:
+        out = super().summary(trace)
+        out["megatron_mlp"]["layout"]["pipeline"] = self.p
+        if self.fill is not None:
+            out["megatron_mlp"]["fill"] = self.fill.summary()
+        return out
 
     def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The whole model, gathered from replica 0's ranks."""
@@ -117,7 +133,9 @@ class MegatronMlp3D(MegatronMlp):
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
             samples = self.batches.next() if self.math else None
+            filling = self.fill.run_step(step) if self.fill is not None else []
             yield simpy.AllOf(self.env, [self.env.process(self._rank(step, r, samples)) for r in self.ranks])
+            yield simpy.AllOf(self.env, filling)  # a fill op past its window delays the next step
             self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
             if self.math:
                 self._learning_metrics(step)

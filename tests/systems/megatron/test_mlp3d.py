@@ -107,3 +107,30 @@ def test_a_compressed_reduction_keeps_every_rank_identical_and_repeats(write_yam
             assert w.tobytes() == w0.tobytes() and w.tobytes() == again.params[(i, j, k)][li][0].tobytes()
     plain = _train(write_yaml, _layout("interleaved", optimizer)).system
     assert first.wire_bytes < 0.3 * plain.wire_bytes if optimizer == "allreduce" else first.wire_bytes < plain.wire_bytes
+
+
+def test_a_fill_job_trains_in_the_bubbles_and_the_main_job_is_the_same_bits(write_yaml):
+    """A second mlp on every GPU in the predicted bubbles, with the real math: its loss falls, the main
+    job's weights are the same bits as without it, and (placed in the windows) it delays nothing."""
+    plain = _train(write_yaml, _layout("1f1b", "allreduce").replace("steps: 3", "steps: 12"))
+    system = _layout("1f1b", "allreduce").replace("steps: 3", "steps: 12")
+    filled = _train(write_yaml, system[:-1] + ", fill: {model: mlp_digits, mode: train, microbatches: 16, microbatch: 4}}")
+    for (w, b), (w1, b1) in zip(plain.system.final_params(), filled.system.final_params(), strict=True):
+        assert w.tobytes() == w1.tobytes() and b.tobytes() == b1.tobytes()
+    fill = filled.system.summary(filled.trace)["megatron_mlp"]["fill"]
+    assert min(fill["microbatches_placed"]) > 0 and fill["last_loss"] < fill["first_loss"]
+    assert filled.sim_time_s == plain.sim_time_s
+    assert filled.trace.ops.op.str.startswith("fill").any()
+
+
+@pytest.mark.parametrize(
+    ("fill", "key"),
+    [
+        ("{model: gpt2_small}", "system.fill.model"),  # a transformer beside an mlp
+        ("{model: {kind: mlp, inputs: 32, hidden: [16], classes: 10}}", "system.fill.model"),  # not the data's inputs
+    ],
+)
+def test_a_fill_job_the_mlp_cannot_run_is_one_clear_error(write_yaml, fill, key):
+    with pytest.raises(ConfigError) as err:
+        _scenario(write_yaml, _layout("1f1b", "allreduce")[:-1] + f", fill: {fill}}}")
+    assert err.value.key == key
