@@ -60,11 +60,14 @@ class MegatronFillSpec:
     """Bubble filling at scale (M2, as PipeFill does it): a second job on every GPU of the pipeline, run in
     the idle windows the cost model and the schedule predict for it."""
 
-    model: ModelSpec = spec(doc="the fill job's model: a transformer name from models/, a path, or a mapping")
+    model: ModelSpec = spec(
+        doc="the fill job's model: a transformer name from models/, a path, or a mapping (with an mlp main job and a "
+        "pipeline: an mlp, trained with the real math)"
+    )
     mode: str = spec(
         "inference",
         doc="inference: forward passes only (batch inference); train: forward, backward and an Adam step "
-        "(fine-tuning), each GPU its own replica",
+        "(fine-tuning; an mlp: SGD + momentum at system.lr and system.momentum), each GPU its own replica",
         choices=("inference", "train"),
     )
     policy: str = spec(
@@ -128,7 +131,8 @@ class MegatronSpec:
         doc="allreduce: gradients all-reduced over d, Adam state on every replica; distributed: ZeRO-1, gradients "
         "reduce-scattered, Adam state sharded over d, parameters all-gathered; sharded: ZeRO-3 / FSDP, weights, "
         "gradients and Adam state sharded over d, each model chunk's weights all-gathered before each run of its "
-        "forwards and of its backwards, its gradients reduce-scattered after each run of its backwards (timing-only)",
+        "forwards and of its backwards, its gradients reduce-scattered after each run of its backwards (an mlp: "
+        "with a pipeline)",
         choices=("allreduce", "distributed", "sharded"),
     )
     compression: CompressionSpec = spec(CompressionSpec, doc="codecs on the communication (all null: none)")
