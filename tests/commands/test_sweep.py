@@ -281,7 +281,7 @@ def test_shipped_sweeps_run(tmp_path, name):
         zipped = ["system.parallel.tensor=1,4,8", "system.parallel.pipeline=1,8,8", "system.parallel.data=64,2,1"]
     sweep = sweep_from(path, short, grid, zipped)
     done, planned, units = _run(sweep, tmp_path)
-    if "megatron" in name:  # layouts past 80 GiB are meant to be there, marked on the Pareto plot
+    if name in ("sweep_megatron_175b", "sweep_megatron_52b"):  # layouts past 80 GiB are meant to be there, marked
         assert set(done.table.status) == {"ok", "out_of_memory"}, done.table.error.dropna().tolist()
     else:
         assert (done.table.status == "ok").all(), done.table.error.dropna().tolist()
