@@ -183,13 +183,6 @@ def _check_mlp_pipeline(system, model, where: str) -> None:
             where, "system.batch", system.batch, f"a multiple of data x microbatch ({par.data} x {system.microbatch})"
         )
     name, shape = megatron_schedule(system, where)
-    if shape.placement not in ("contiguous", "looping", "vshape"):
-        raise ConfigError(
-            where,
-            "system.schedule",
-            name,
-            "a schedule of contiguous, looping or V-shaped placement for an mlp (dual: timing-only)",
-        )
     layers = len(model.hidden) + 1
     if layers % shape.model_stages:
         raise ConfigError(

@@ -3,8 +3,8 @@ mlp` and `parallel.pipeline` > 1).
 
 The layers are cut into the schedule's model stages, each a run of whole column/row pairs (a pair is never
 split between stages: `megatron_mlp`'s tensor split inside each stage). Every rank (tensor i, pipeline
-device j, replica k) runs device j's ops of the schedule (`system.schedule`, contiguous or looping
-placement) on its replica's b/d samples, in micro-batches of `system.microbatch`:
+device j, replica k) runs device j's ops of the schedule (`system.schedule`, any placement) on its
+replica's b/d samples, in micro-batches of `system.microbatch`:
 
 - F: the stage's layers forward (the row layers' partial products summed by a real all-reduce over the
   tensor group); its output goes to the next stage's device (the fabric's unloaded time for the
@@ -13,8 +13,10 @@ placement) on its replica's b/d samples, in micro-batches of `system.microbatch`
   input gradients summed over the tensor group; a fused backward adds the weight gradients into the
   step's accumulators, a split one keeps dL/dz for its W, which adds them later.
 
-After its last op a rank reduces each of its layers' accumulated gradients over its data group (the ranks
-of the same tensor index and pipeline device), scaled by 1 / (d m), and applies SGD + momentum: with
+After its last op a rank reduces each of its layers' accumulated gradients (with DualPipe's dual placement,
+first summed with the mirrored device's copy of the model stage, which ran the other half of the
+micro-batches) over its data group (the ranks of the same tensor index and pipeline device), scaled by
+1 / (d m), and applies SGD + momentum: with
 `optimizer: allreduce` a ring all-reduce and the whole update on every rank; with `distributed` (ZeRO-1)
 a ring reduce-scatter, the update of the rank's block of the flattened layer (its block of the momentum
 too), and a ring all-gather of the updated weights (a ring all-reduce is this reduce-scatter and this
@@ -76,8 +78,10 @@ class MegatronMlp3D(MegatronMlp):
         self.seed, self.wire_bytes = scenario.seed, 0.0
         full = model.init_params(rng) if self.math else None
         self.batches = BatchStream(len(data.y_train), spec.batch, rng) if self.math else None
+        # each device's layers, in one order for all (DualPipe's mirrored devices reduce them in turn)
         self.mine = {
-            j: [li for s in self.shape.stages_of(j) for li in self.stage_layers[self.shape.model_stage(s)]] for j in range(self.p)
+            j: sorted({li for s in self.shape.stages_of(j) for li in self.stage_layers[self.shape.model_stage(s)]})
+            for j in range(self.p)
         }
         shards = {i: self._shard(full, i) for i in range(self.t)} if self.math else None
         self.params = (
@@ -205,7 +209,11 @@ class MegatronMlp3D(MegatronMlp):
                     if self.math:
                         shard[li] = part if shard[li] is None else shard[li] + part
         for li in self.mine[j]:
-            yield from self._update(step, rank, li, shard[li] if sharded else grads[li], reduced=sharded)
+            grad = shard[li] if sharded else grads[li]
+            if self.shape.placement == "dual":  # the model stage's other copy, on the mirrored device, ran the other half
+                size = len(grad) if grad is not None else self._shard_elements(li)
+                grad = yield from self._collective("all_reduce", ("mirror", step, li, i, k), rank, grad, size, "mirror")
+            yield from self._update(step, rank, li, grad, reduced=sharded)
 
     def _record(self, rank, step: int, kind: str, stage: int, mb: int, begin: float) -> None:
         """The op in the trace, once per replica (tensor rank 0 stands for its group), named as the pipeline
@@ -350,7 +358,10 @@ class MegatronMlp3D(MegatronMlp):
         """A real ring `op` over the rank's data (or tensor) group, once every member has arrived; returns the
         rank's array after it (None timing-only)."""
         i, j, k = rank
-        members = [(i, j, r) for r in range(self.d)] if axis == "data" else [(r, j, k) for r in range(self.t)]
+        if axis == "mirror":  # the two devices that hold the same model stage (dual placement)
+            members = sorted({(i, j, k), (i, self.p - 1 - j, k)})
+        else:
+            members = [(i, j, r) for r in range(self.d)] if axis == "data" else [(r, j, k) for r in range(self.t)]
         if len(members) == 1:
             return array
         entry = self.pending.setdefault(key, [{}, self.env.event()])
