@@ -88,7 +88,7 @@ def test_gathers_are_prefetched_under_the_compute(write_yaml):
     assert m["breakdown"]["data_comm_s"] < (data.end_s - data.start_s).sum()
 
 
-def test_sharded_is_timing_only(root):
+def test_sharded_on_an_mlp_needs_a_pipeline(root):
     from hwsim.build import check
     from hwsim.config.load import load_scenario
 
