@@ -78,6 +78,14 @@ class MegatronFillSpec:
     budget: float = spec(
         0.02, doc="largest slowdown of the main job's step the filling may cause (a fraction); hwsim validate checks it", min=0
     )
+    resident: bool = spec(
+        True,
+        doc="the fill job's weights stay in the bank; false (inference only): they stay in host memory and are "
+        "copied in over host_bandwidth before each forward, held during it",
+    )
+    host_bandwidth: float = spec(
+        32e9, doc="host-to-GPU copy rate for a fill job that is not resident (PCIe 4.0 x16: 32 GB/s each way)", unit="rate", gt=0
+    )
 
 
 @schema

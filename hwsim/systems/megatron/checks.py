@@ -67,6 +67,8 @@ def check_megatron(scenario: Scenario, where: str) -> None:
     if system.fill is not None:
         if system.fill.model.kind != "transformer":
             raise ConfigError(where, "system.fill.model", system.fill.model.kind, "a transformer (the fill job is timing-only)")
+        if not system.fill.resident and system.fill.mode != "inference":
+            raise ConfigError(where, "system.fill.resident", False, "true for a training fill job (its state stays in the bank)")
         try:
             resolve_filler(system.fill.policy)
         except FillError as err:
@@ -219,6 +221,8 @@ def _check_mlp_fill(scenario: Scenario, where: str) -> None:
         )
     if scenario.run.mode != "full":
         raise ConfigError(where, "run.mode", scenario.run.mode, "full for an mlp's fill job (it trains on the data)")
+    if not fill.resident:
+        raise ConfigError(where, "system.fill.resident", False, "true for an mlp's fill job")
     try:
         resolve_filler(fill.policy)
     except FillError as err:

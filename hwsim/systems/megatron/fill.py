@@ -53,6 +53,8 @@ class FillWork:
     static_bytes: float
     held_bytes: float
     flops_per_sample: float
+    swap_s: float = 0.0  # a job not resident: its weights copied in from the host before each forward
+    swap_bytes: float = 0.0
 
 
 def fill_work(system, spec) -> FillWork:
@@ -80,14 +82,18 @@ def fill_work(system, spec) -> FillWork:
     rate = system.hardware.memory[system.spec.bank].rate
     update = params * sum(optimizer_bytes(system.spec.precision)) if train else 0.0
     per_block = activation_bytes(m, 1, spec.microbatch, False, "none")
+    weights = params * WEIGHT_BYTES
+    swapped = not spec.resident  # its weights copied in for each forward and held during it, not kept
     return FillWork(
         forward=forward,
         backward=backward,
         update_s=update / rate,
         update_bytes=update,
-        static_bytes=params * (WEIGHT_BYTES + GRAD_BYTES + ADAM_BYTES if train else WEIGHT_BYTES),
-        held_bytes=per_block * (m.layers if train else 1),
+        static_bytes=0.0 if swapped else params * (WEIGHT_BYTES + GRAD_BYTES + ADAM_BYTES if train else WEIGHT_BYTES),
+        held_bytes=per_block * (m.layers if train else 1) + (weights if swapped else 0.0),
         flops_per_sample=model_flops(m, 1) if train else model_flops(m, 1) / 3,
+        swap_s=weights / spec.host_bandwidth if swapped else 0.0,
+        swap_bytes=weights if swapped else 0.0,
     )
 
 
@@ -135,7 +141,7 @@ class Fill:
     def job(self) -> Job:
         w = self.work
         return Job(
-            forward=(w.forward.total_s,),
+            forward=(w.forward.total_s + w.swap_s,),
             backward=(w.backward.total_s,),
             update=(w.update_s,),
             microbatches=self.spec.microbatches,
@@ -210,15 +216,18 @@ class Fill:
             if op.kind == "F":
                 s._allocate(j, bank, name, w.held_bytes, kind="fill")
             part = {"F": w.forward, "B": w.backward}.get(op.kind)
-            seconds = part.total_s if part is not None else w.update_s
+            swap = w.swap_s if op.kind == "F" else 0.0
+            seconds = part.total_s + swap if part is not None else w.update_s
             with self.locks[j].request() as turn:
                 yield turn
                 start = env.now
                 if seconds > 0:
                     yield env.timeout(seconds)
             label = f"{OP_NAMES[op.kind]} {op.mb}" if op.kind != "U" else "fill update"
+            if swap:  # the weights from the host, into the bank
+                s.devices[j].bank(s.spec.bank).record(f"fill swap-in {op.mb}", start, start + swap, w.swap_bytes)
             if part is not None:
-                s._record(j, label, start, part, False)
+                s._record(j, label, start + swap, part, False)
             elif seconds > 0:
                 s.devices[j].bank(s.spec.bank).record(label, start, env.now, w.update_bytes)
             s.cluster.recorder.op(f"d{j}", step, OP_NAMES[op.kind], 0, max(op.mb, 0), start, env.now)
@@ -248,6 +257,8 @@ class Fill:
             "model": self.spec.model.name,
             "mode": self.spec.mode,
             "policy": self.spec.policy,
+            "resident": self.spec.resident,
+            "swap_s_per_microbatch": w.swap_s,
             "microbatches_requested": self.spec.microbatches,
             "microbatches_placed": [p.microbatches for p in self.placements],
             "why_not_more": reasons[0] if reasons else "",

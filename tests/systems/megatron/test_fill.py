@@ -99,3 +99,23 @@ def test_pipefill_comparison_reports_the_gain_next_to_the_papers():
     row = table.iloc[0]
     assert row.idle_filled < row.idle_alone and row.utilization_gain > 0 and row.slowdown <= 0.02
     assert row.gap_to_top == pytest.approx(row.utilization_gain / 0.15 - 1)
+
+
+def test_a_fill_job_not_resident_copies_its_weights_in_before_each_forward(write_yaml):
+    """resident: false: no fill weights stay in the bank; each forward first copies them in from the host
+    (weights / host_bandwidth, on the bank's track) and holds them during the forward; fewer fit."""
+    _, kept = run(small(write_yaml, more=_fill(), **LAYOUT))
+    swapped, m = run(
+        small(write_yaml, more=[*_fill(), "system.fill.resident=false", "system.fill.host_bandwidth=1 GB/s"], **LAYOUT)
+    )
+    work = swapped.system.fill.work
+    assert work.static_bytes == 0 and work.swap_s == pytest.approx(work.swap_bytes / 1e9)
+    busy = swapped.trace.busy
+    spans = busy[busy.label.str.startswith("fill swap-in")]
+    assert len(spans) == sum(m["fill"]["microbatches_placed"]) and spans.work.eq(work.swap_bytes).all()
+    assert sum(m["fill"]["microbatches_placed"]) < sum(kept["fill"]["microbatches_placed"])
+    events = swapped.trace.memory
+    assert not events.event.str.contains("fill weights").any()
+    with pytest.raises(ConfigError) as err:
+        small(write_yaml, more=[*_fill("train"), "system.fill.resident=false"], **LAYOUT)
+    assert err.value.key == "system.fill.resident"
