@@ -67,6 +67,10 @@ def validate_run(scenario: Scenario, progress: Callable[[str], Callable] | None 
     if scenario.system.kind == "megatron" and scenario.model.kind == "transformer":
         outcome = simulate(scenario, progress("simulate") if progress else None)
         return run_checks(scenario, outcome) + _megatron_checks(scenario, outcome), outcome
+    if scenario.system.kind == "megatron" and scenario.system.parallel.pipeline > 1:  # a 3D mlp: its schedule as run
+        outcome = simulate(scenario, progress("simulate") if progress else None)
+        checks = run_checks(scenario, outcome)
+        return checks + (_trace_checks(scenario, outcome) if outcome.status == "ok" else []), outcome
     if scenario.system.kind != "pipeline":
         outcome = simulate(scenario, progress("simulate") if progress else None)
         return run_checks(scenario, outcome), outcome

@@ -110,6 +110,11 @@ class MegatronMlp3D(MegatronMlp):
             self.fill.plan()
             self.fill.allocate()
 
+    @property
+    def replicas(self) -> int:
+        """Data-parallel replicas, each recording its ops (`r<k>.d<j>`), as a pipeline's do."""
+        return self.d
+
     def summary(self, trace) -> dict:
         out = super().summary(trace)
         out["megatron_mlp"]["layout"]["pipeline"] = self.p

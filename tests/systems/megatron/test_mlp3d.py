@@ -133,3 +133,17 @@ def test_a_fill_job_the_mlp_cannot_run_is_one_clear_error(write_yaml, fill, key)
     with pytest.raises(ConfigError) as err:
         _scenario(write_yaml, _layout("1f1b", "allreduce")[:-1] + f", fill: {fill}}}")
     assert err.value.key == key
+
+
+@pytest.mark.parametrize("schedule", ["interleaved", "dualpipe"])
+def test_validate_checks_the_schedule_a_3d_mlp_ran(write_yaml, schedule):
+    """`hwsim validate` on a 3D mlp: every op once per step on its device, in the schedule's order, after its
+    inputs, with the schedule's activation peaks, for each replica."""
+    from hwsim.commands.validate import validate
+
+    checks = validate(_scenario(write_yaml, _layout(schedule, "allreduce").replace("steps: 3", "steps: 1")))
+    assert not [c for c in checks if c.result == "FAIL"]
+    passed = {c.name for c in checks if c.result == "PASS"}
+    assert (
+        "simulation: devices ran the schedule's order" in passed and "simulation: each op once per step, on its device" in passed
+    )
