@@ -109,7 +109,6 @@ class Fill:
         self.windows: list[list[tuple[float, float]]] = []
         self.headroom: list[float] = []
         self.alone: dict = {}
-        self.held = [0.0] * system.p
         self.samples = 0  # fill samples run on the simulated GPUs so far
 
     # --- before the run -------------------------------------------------------------
