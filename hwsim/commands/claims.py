@@ -188,18 +188,28 @@ def report(table: pd.DataFrame, out) -> str:
             breadth_first_verdict(table),
         ]
     )
+    return _append(out, text)
+
+
+def _megatron(path, overrides: list[str]) -> dict:
+    """The `megatron` summary of a shipped scenario with `overrides`, run to the end (or an error saying why not)."""
+    scenario = load_scenario(path, overrides)
+    check(scenario, str(path))
+    outcome = simulate(scenario)
+    if outcome.status != "ok":
+        raise RuntimeError(f"{path.name} {' '.join(overrides)}: {outcome.diagnosis}")
+    return outcome.system.summary(outcome.trace)["megatron"]
+
+
+def _append(out, text: str) -> str:
+    """`text` added to `out`/published.md after the tables before it; returned for the console."""
     with open(out / "published.md", "a", encoding="utf-8") as f:
         f.write("\n" + text + "\n")
     return text
 
 
 def _zero_run(overrides: list[str]) -> dict:
-    scenario = load_scenario(ZEROPP, overrides)
-    check(scenario, str(ZEROPP))
-    outcome = simulate(scenario)
-    if outcome.status != "ok":
-        raise RuntimeError(f"{ZEROPP.name} {' '.join(overrides)}: {outcome.diagnosis}")
-    out = outcome.system.summary(outcome.trace)["megatron"]
+    out = _megatron(ZEROPP, overrides)
     npus = out["layout"]["tensor"] * out["layout"]["pipeline"] * out["layout"]["data"]
     # Megatron-DeepSpeed's throughput counts the recomputed forward with --checkpoint-activations (its
     # `throughput_calculator`: a factor of 4 forwards, not 3): hwsim's hardware FLOPs
@@ -252,9 +262,7 @@ def zeropp_report(table: pd.DataFrame, out) -> str:
             verdict,
         ]
     )
-    with open(out / "published.md", "a", encoding="utf-8") as f:
-        f.write("\n" + text + "\n")
-    return text
+    return _append(out, text)
 
 
 def _span(values: pd.Series) -> str:
@@ -267,12 +275,7 @@ def pipefill(rows=PIPEFILL, progress: Callable[[int, int], None] | None = None) 
     utilization gain and the training job's slowdown, next to PipeFill's quoted gain."""
     out = []
     for i, (name, overrides, quoted, top) in enumerate(rows):
-        scenario = load_scenario(FILL, overrides)
-        check(scenario, str(FILL))
-        outcome = simulate(scenario)
-        if outcome.status != "ok":
-            raise RuntimeError(f"{FILL.name} {' '.join(overrides)}: {outcome.diagnosis}")
-        m = outcome.system.summary(outcome.trace)["megatron"]
+        m = _megatron(FILL, overrides)
         f = m["fill"]
         out.append(
             {
@@ -309,6 +312,4 @@ def pipefill_report(table: pd.DataFrame, out) -> str:
             markdown(shown),
         ]
     )
-    with open(out / "published.md", "a", encoding="utf-8") as f:
-        f.write("\n" + text + "\n")
-    return text
+    return _append(out, text)

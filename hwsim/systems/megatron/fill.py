@@ -155,18 +155,7 @@ class Fill:
         self.windows = self.predicted_windows()
         capacity = self.system.hardware.memory[self.system.spec.bank].capacity
         self.headroom = [capacity - peak for peak in self.alone["peak_bytes"]]
-        job, filler = self.job(), resolve_filler(self.spec.policy)
-        self.placements = []
-        for d in range(self.system.p):
-            windows, room = [self.windows[d]], [self.headroom[d]]
-            try:
-                placement = filler(windows, job, room)
-                found = check_placement(windows, job, placement, room)
-            except (FillError, TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
-                raise InvalidSchedule(f"filling policy {self.spec.policy!r} failed: {type(err).__name__}: {err}") from None
-            if found:
-                raise InvalidSchedule(f"filling policy {self.spec.policy!r}: " + "; ".join(found[:3]))
-            self.placements.append(placement)
+        self.placements = place_per_device(self.spec.policy, self.windows, self.job(), self.headroom)
 
     def _alone(self) -> dict:
         """The main job's first step without the fill job, on its own timeline."""
@@ -284,6 +273,22 @@ def busy_s(row: dict) -> float:
     the optimizer step; the rest of the step its arrays idle (the bubble, the data-parallel reduction)."""
     parts = ("compute_s", "decompress_s", "recompute_s", "tensor_comm_s", "pipeline_comm_s", "optimizer_s")
     return sum(row[part] for part in parts)
+
+
+def place_per_device(policy: str, windows, job: Job, headroom: list[float]) -> list[Placement]:
+    """Each device's own fill replica placed by `policy` in that device's windows and headroom; raises
+    InvalidSchedule if the policy fails or breaks the placement rules."""
+    filler, out = resolve_filler(policy), []
+    for gaps, room in zip(windows, headroom, strict=True):
+        try:
+            placement = filler([gaps], job, [room])
+            found = check_placement([gaps], job, placement, [room])
+        except (FillError, TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+            raise InvalidSchedule(f"filling policy {policy!r} failed: {type(err).__name__}: {err}") from None
+        if found:
+            raise InvalidSchedule(f"filling policy {policy!r}: " + "; ".join(found[:3]))
+        out.append(placement)
+    return out
 
 
 def _counting(run: Generator) -> Generator:

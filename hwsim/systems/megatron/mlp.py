@@ -104,11 +104,15 @@ class MegatronMlp:
             else fan_in * fan_out + fan_out
         )
 
+    def _holder(self, i: int, li: int) -> tuple:
+        """The rank of tensor index i in replica 0 that holds layer li."""
+        return (i, 0)
+
     def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The whole model, gathered from replica 0's tensor ranks."""
         out = []
         for li, role in enumerate(self.roles):
-            shards = [self.params[(i, 0)][li] for i in range(self.t)]
+            shards = [self.params[self._holder(i, li)][li] for i in range(self.t)]
             if role == "col":
                 out.append((np.concatenate([w for w, _ in shards], axis=1), np.concatenate([b for _, b in shards])))
             elif role == "row":

@@ -122,19 +122,9 @@ class MegatronMlp3D(MegatronMlp):
             out["megatron_mlp"]["fill"] = self.fill.summary()
         return out
 
-    def final_params(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The whole model, gathered from replica 0's ranks."""
-        out = []
-        for li, role in enumerate(self.roles):
-            j = next(j for j in range(self.p) if li in self.mine[j])
-            shards = [self.params[(i, j, 0)][li] for i in range(self.t)]
-            if role == "col":
-                out.append((np.concatenate([w for w, _ in shards], axis=1), np.concatenate([b for _, b in shards])))
-            elif role == "row":
-                out.append((np.concatenate([w for w, _ in shards], axis=0), shards[0][1].copy()))
-            else:
-                out.append((shards[0][0].copy(), shards[0][1].copy()))
-        return out
+    def _holder(self, i: int, li: int) -> tuple:
+        """The rank of tensor index i in replica 0 on the first device that holds layer li."""
+        return (i, next(j for j in range(self.p) if li in self.mine[j]), 0)
 
     # --- the run ------------------------------------------------------------------------
 

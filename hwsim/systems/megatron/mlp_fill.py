@@ -20,11 +20,11 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
-from hwsim.errors import InvalidSchedule
 from hwsim.network import Cluster
 from hwsim.policies import Op, Timed, idle_windows
-from hwsim.policies.filling import FillError, Job, Placement, check_placement, resolve_filler
+from hwsim.policies.filling import Job, Placement
 from hwsim.systems.megatron.checks import layout
+from hwsim.systems.megatron.fill import place_per_device
 from hwsim.systems.stages import stage_backward, stage_costs, stage_forward, stage_update
 from hwsim.systems.training import finite_loss
 from hwsim.trace import Recorder
@@ -95,18 +95,8 @@ class MlpFill:
         self.windows = idle_windows(times, self.system.p)
         bank = scenario.hardware.memory[scenario.system.bank]
         held = max(d.bank(scenario.system.bank).peak for d in main.devices.values())
-        job, filler = self.job(), resolve_filler(self.spec.policy)
-        self.placements = []
-        for j in range(self.system.p):
-            room = [bank.capacity - held]
-            try:
-                placement = filler([self.windows[j]], job, room)
-                found = check_placement([self.windows[j]], job, placement, room)
-            except (FillError, TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
-                raise InvalidSchedule(f"filling policy {self.spec.policy!r} failed: {type(err).__name__}: {err}") from None
-            if found:
-                raise InvalidSchedule(f"filling policy {self.spec.policy!r}: " + "; ".join(found[:3]))
-            self.placements.append(placement)
+        headroom = [bank.capacity - held] * self.system.p
+        self.placements = place_per_device(self.spec.policy, self.windows, self.job(), headroom)
 
     def allocate(self) -> None:
         """The fill job's weights, velocity and gradients in every rank's bank, where it was placed."""
