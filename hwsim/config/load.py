@@ -19,6 +19,10 @@ from hwsim.config.schema import Scenario
 from hwsim.errors import NOTHING, ConfigError
 
 PRESET_DIR = Path(__file__).parent / "presets"
+FRAMEWORK_DIR = Path(__file__).parent / "frameworks"
+DEFAULT_FRAMEWORK = "megatron-2022"
+"""A Megatron system's framework profile when the scenario names none."""
+FRAMEWORK_KEY = "system.framework"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The checkout the package runs from (an editable install); it holds models/ and scenarios/."""
 
@@ -195,9 +199,13 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
         if key in raw:
             where = next((f"command-line override {t}" for k, _, t in whole if k == key), str(path))
             raw[key], sources[key] = _resolve(raw[key], what, path.parent, where, key)
+    inside = [o for o in parsed if o[0].startswith(FRAMEWORK_KEY + ".")]  # set once the profile is read
     for key, value, text in parsed:
-        if key not in _REFERENCES:
+        if key not in _REFERENCES and not key.startswith(FRAMEWORK_KEY + "."):
             _set(raw, key, value, text)
+    _resolve_framework(raw, path.parent, str(path))
+    for key, value, text in inside:
+        _set(raw, key, value, text)
     _network_kind(raw)
     _merge_hardware_changes(raw, path.parent, str(path))
     _resolve_trace(raw, path.parent)
@@ -210,6 +218,18 @@ def _network_kind(raw: dict) -> None:
     network = raw.get("hardware", {}).get("network") if isinstance(raw.get("hardware"), dict) else None
     if isinstance(network, dict) and "kind" not in network:
         network["kind"] = "dims" if "dims" in network else "switch"
+
+
+def _resolve_framework(raw: dict, base_dir: Path, where: str) -> None:
+    """A Megatron system's framework: a profile name or {base: NAME, ...} read from its file (default
+    DEFAULT_FRAMEWORK), or the switches as written."""
+    system = raw.get("system")
+    if not isinstance(system, dict) or system.get("kind") != "megatron":
+        return
+    value = system.get("framework", DEFAULT_FRAMEWORK)
+    if isinstance(value, str) or (isinstance(value, dict) and "base" in value):
+        value = _resolve(value, "framework profile", base_dir, where, FRAMEWORK_KEY)[0]
+    system["framework"] = value
 
 
 def _resolve_trace(raw: dict, base_dir: Path) -> None:
@@ -263,6 +283,8 @@ def find_reference(name: str, what: str, base_dir: Path, where: str = "", key: s
     candidates = [base_dir / as_path, Path.cwd() / as_path] if as_path.suffix in (".yaml", ".yml") else []
     if what == "model":
         dirs = [base_dir, base_dir.parent / "models", Path.cwd() / "models", PROJECT_ROOT / "models"]
+    elif what == "framework profile":
+        dirs = [base_dir, FRAMEWORK_DIR]
     else:
         dirs = [base_dir, PRESET_DIR]
     candidates += [d / f"{name}.yaml" for d in dirs]
@@ -272,7 +294,9 @@ def find_reference(name: str, what: str, base_dir: Path, where: str = "", key: s
                 return candidate
         except OSError:  # a name too long for the file system, or otherwise not a file name
             continue
-    known = sorted({p.stem for d in dirs if d.is_dir() and (d.name in ("models", "presets")) for p in d.glob("*.yaml")})
+    known = sorted(
+        {p.stem for d in dirs if d.is_dir() and (d.name in ("models", "presets", "frameworks")) for p in d.glob("*.yaml")}
+    )
     raise ConfigError(
         where or str(base_dir / name), key, name, f"a {what} file path or one of the names: {', '.join(known) or 'none found'}"
     )

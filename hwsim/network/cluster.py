@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 import simpy
 
 from hwsim.config.schema import HardwareSpec, NetworkSpec
+from hwsim.config.units import UnitError, parse_quantity
 from hwsim.errors import ConfigError
 from hwsim.hardware import Device, Message, Placeholder, Server
 from hwsim.hardware.network import DeliveryObserver
@@ -49,6 +50,41 @@ def dim_sizes(network: NetworkSpec, needed: int) -> list[int]:
     if sizes and sizes[-1] == 0:
         sizes[-1] = max(1, -(-needed // max(1, math.prod(sizes[:-1]))))
     return sizes
+
+
+def size_curves(hardware: HardwareSpec, where: str = "scenario") -> dict[str, list[tuple[float, float]]]:
+    """Per dimension of a `dims` fabric with `efficiency_by_size` (by its links' level, "dim0", ...): its points
+    (bytes, that size's efficiency over the dimension's `efficiency`, the rate its links were built at),
+    sorted by size. A key that is not a size is a ConfigError naming it."""
+    net, out = hardware.network, {}
+    if net is None or net.kind != "dims":
+        return out
+    for i, d in enumerate(net.dims):
+        if d.efficiency_by_size is None:
+            continue
+        points = []
+        for key, value in d.efficiency_by_size.items():
+            try:
+                size = parse_quantity(key, "size")
+            except UnitError as err:
+                raise ConfigError(where, f"hardware.network.dims[{i}].efficiency_by_size", key, str(err)) from None
+            if size <= 0:
+                raise ConfigError(where, f"hardware.network.dims[{i}].efficiency_by_size", key, "a size above 0")
+            points.append((size, value / d.efficiency))
+        if points:
+            out[f"dim{i}"] = sorted(points)
+    return out
+
+
+def curve_at(points: list[tuple[float, float]], nbytes: float) -> float:
+    """A size curve's value at `nbytes`: interpolated in log size between its points, the nearest beyond them."""
+    if nbytes <= points[0][0]:
+        return points[0][1]
+    for (s0, e0), (s1, e1) in zip(points, points[1:], strict=False):
+        if nbytes <= s1:
+            w = math.log(nbytes / s0) / math.log(s1 / s0)
+            return e0 + w * (e1 - e0)
+    return points[-1][1]
 
 
 def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario") -> Topology:
@@ -86,6 +122,7 @@ def build_topology(hardware: HardwareSpec, needed: int, where: str = "scenario")
         t = topo.dims([(d.kind, size, d.bandwidth * d.efficiency, d.latency) for d, size in zip(net.dims, sizes, strict=True)])
     if net is not None:
         _apply_overrides(t, net, needed, where)
+    size_curves(hardware, where)  # its keys checked with the rest
     return t
 
 

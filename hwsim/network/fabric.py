@@ -105,6 +105,15 @@ class Fabric:
         if hasattr(self.model, "capacity"):
             self.model.capacity = self.bandwidth.copy()
 
+    def set_rates(self, bandwidth: np.ndarray) -> None:
+        """Every link's bandwidth at once, on an idle fabric (a collective's size-dependent rates)."""
+        for i in np.flatnonzero(bandwidth != self.bandwidth):
+            self.bandwidth[i] = bandwidth[i]
+            self.units[i].rate = self.units[i].clock_hz = self.bandwidth[i]
+            self.topology.set_link(i, float(self.bandwidth[i]), float(self.latency[i]))
+        if hasattr(self.model, "capacity"):
+            self.model.capacity = self.bandwidth.copy()
+
     # --- what links carry (called by the sharing models) -----------------------------
 
     def touch(self, i: int) -> None:

@@ -149,7 +149,9 @@ def _describe_megatron(m: dict) -> list[str]:
         f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"
         f"{' +sequence' if lay['sequence'] else ''}, {m['schedule']}, m={m['microbatches']}, recompute {m['recompute']}, "
         f"optimizer {m['optimizer']}: step {q(m['step_s'])}, MFU {m['mfu']:.1%}, HFU {m['hfu']:.1%}",
-        f"  {m['breakdown_device']}: {parts}",
+        f"  {m['breakdown_device']}: {parts}"
+        + (f" (tensor comm beside GEMMs {q(m['tensor_comm_hidden_s'])})" if m.get("tensor_comm_hidden_s") else ""),
+        f"  framework {m['framework']['name']}: " + ", ".join(f"{k} {v}" for k, v in m["framework"].items() if k != "name"),
         f"  memory per NPU ({worst['device']}): {mem} = {format_quantity(worst['total_bytes'], 'size')} of "
         f"{format_quantity(worst['capacity_bytes'], 'size')}",
         "  placement: " + "; ".join(f"{axis} {where}" for axis, where in m["placement"].items()),

@@ -28,6 +28,7 @@ context permute.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from hwsim.config.schema import TransformerSpec
@@ -35,6 +36,7 @@ from hwsim.workloads.ops import Gemm
 
 ACT_BYTES = 2  # 16-bit activations
 MASK_BYTES = 1  # a dropout mask element
+GRAD_BYTES = 4  # an element of the fp32 main gradient
 WGRAD_BYTES = 8  # a weight gradient GEMM adds into the fp32 main_grad: read 4, write 4 per element (Megatron's
 # gradient_accumulation_fusion, its default: fused_dense_cuda.wgrad_gemm_accum_fp32)
 RECOMPUTE = ("none", "selective", "full")
@@ -50,6 +52,7 @@ class Kernel:
     gemm: Gemm | None = None
     bytes: float = 0.0
     out_bytes: float = ACT_BYTES  # a GEMM's bytes moved per output element
+    beside: str = ""  # a collective: the GEMM it can run beside (Megatron's async communication), by name
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,12 @@ def _memory(name: str, elements: float, bytes_per_element: float) -> Kernel:
     return Kernel("memory", name, bytes=elements * bytes_per_element)
 
 
-def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute: str) -> BlockWork:
-    """One block on one of t tensor ranks for a micro-batch of b sequences (see the module's docstring)."""
+def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute: str, wgrad_fusion: bool = True) -> BlockWork:
+    """One block on one of t tensor ranks for a micro-batch of b sequences (see the module's docstring).
+    Each column-parallel layer's backward re-gather names its input-gradient GEMM as the one it can run
+    beside, the reduction of its input gradient its weight-gradient GEMM (`Kernel.beside`). Without
+    `wgrad_fusion` a weight-gradient GEMM writes 16-bit gradients, and a kernel adds them into the fp32
+    main gradient (read 2 + 4, write 4 bytes per weight: Megatron-LM before 2022-02)."""
     s, h, a, f = model.seq_len, model.d_model, model.heads, model.d_ff
     tokens = s * b
     full = tokens * h * ACT_BYTES  # a whole activation tensor, what a tensor-parallel collective carries
@@ -128,6 +135,12 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
     def dx(name: str) -> Kernel:
         return Kernel("gemm", f"{name} dx", gemms[name].backward()[0])
 
+    def regather(name: str) -> tuple[Kernel, ...]:  # a column-parallel layer's input, again, for its dW
+        return tuple(dataclasses.replace(k, name="re-gather", beside=f"{name} dx") for k in gather)
+
+    def reduce_dx(name: str) -> tuple[Kernel, ...]:  # a column-parallel layer's input gradient
+        return tuple(dataclasses.replace(k, beside=f"{name} dw") for k in reduce)
+
     input_grad = (
         _memory("dropout-add 2 grad", local, back_dropout),
         _memory("fc2 bias grad", local, ACT_BYTES),
@@ -136,8 +149,8 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
         _memory("bias-gelu grad", tokens * f / t, 3 * ACT_BYTES),
         _memory("fc1 bias grad", tokens * f / t, ACT_BYTES),
         dx("fc1"),
-        *gather,
-        *reduce,
+        *regather("fc1"),
+        *reduce_dx("fc1"),
         _memory("layernorm 2 grad", local, back_ln),
         _memory("layernorm 2 weight grad", local, ln_weight),
         _memory("residual 2 grad", local, residual),
@@ -155,15 +168,24 @@ def block_work(model: TransformerSpec, t: int, b: int, sequence: bool, recompute
         _memory("qkv split grad", tokens * 3 * h / t, 2 * ACT_BYTES),  # q, k, v gradients joined
         _memory("qkv bias grad", tokens * 3 * h / t, ACT_BYTES),
         dx("qkv"),
-        *gather,
-        *reduce,
+        *regather("qkv"),
+        *reduce_dx("qkv"),
         _memory("layernorm 1 grad", local, back_ln),
         _memory("layernorm 1 weight grad", local, ln_weight),
         _memory("residual 1 grad", local, residual),
     )
-    weight_grad = tuple(
-        Kernel("gemm", f"{name} dw", gemms[name].backward()[1], out_bytes=WGRAD_BYTES) for name in ("qkv", "proj", "fc1", "fc2")
-    )
+    weighted = ("qkv", "proj", "fc1", "fc2")
+    if wgrad_fusion:
+        weight_grad = tuple(Kernel("gemm", f"{n} dw", gemms[n].backward()[1], out_bytes=WGRAD_BYTES) for n in weighted)
+    else:
+        weight_grad = tuple(
+            k
+            for n in weighted
+            for k in (
+                Kernel("gemm", f"{n} dw", gemms[n].backward()[1]),
+                _memory(f"{n} main_grad add", gemms[n].k * gemms[n].n, ACT_BYTES + 2 * GRAD_BYTES),
+            )
+        )
     if recompute == "full":
         redo = forward
     elif recompute == "selective":

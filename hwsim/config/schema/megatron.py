@@ -89,6 +89,47 @@ class MegatronFillSpec:
 
 
 @schema
+class FrameworkSpec:
+    """What the training framework runs around the model's math, as a version of it does by default: a profile
+    (`hwsim/config/frameworks/NAME.yaml`, each switch with its source) or these switches written out."""
+
+    name: str = spec("custom", doc="the profile's name (a label in the report)")
+    tp_overlap: bool = spec(
+        False,
+        doc="the backward's tensor-parallel collectives overlapped with its GEMMs: each column-parallel layer's "
+        "re-gather of its input with its input-gradient GEMM, its input gradient's all-reduce (reduce-scatter with "
+        "sequence parallelism) with its weight-gradient GEMM (Megatron-LM's async communication, 2021-09 on)",
+    )
+    wgrad_fusion: bool = spec(
+        True,
+        doc="weight-gradient GEMMs add into the fp32 main gradient (gradient_accumulation_fusion, Megatron-LM "
+        "2022-02 on); false: they write 16-bit gradients that a separate kernel adds into it",
+    )
+    overlap_grad_reduce: bool = spec(
+        False,
+        doc="the data-parallel gradient reduction overlapped with the backward (Megatron-core's "
+        "--overlap-grad-reduce, 2023-08 on); system.overlap_grad_reduce, when set, decides instead",
+    )
+    comm_slowdown: float = spec(
+        0.0,
+        doc="fraction by which a GEMM slows while a collective runs beside it on the same GPU (the communication "
+        "kernels' share of the SMs and of the memory bandwidth)",
+        min=0,
+        max=1,
+    )
+    gemm_efficiency: float = spec(
+        1.0,
+        doc="the fraction of the hardware's GEMM rate (its preset's, from the latest measured libraries) that this "
+        "framework's PyTorch and cuBLAS reach",
+        gt=0,
+        max=1,
+    )
+    kernel_gap: float = spec(
+        "0 s", doc="idle time between two consecutive kernels of an op on the GPU (launch and framework)", unit="time", min=0
+    )
+
+
+@schema
 class MegatronSpec:
     """Megatron-style training in 3D (tensor, pipeline, data parallelism): a transformer, timing-only, or an
     mlp with the real math (tensor and data parallelism).
@@ -120,11 +161,23 @@ class MegatronSpec:
         min=0,
     )
     reverse_backward: bool = spec(False, doc="gpipe, breadth_first: the backwards in reverse micro-batch order")
-    overlap_grad_reduce: bool = spec(
-        False,
+    layers_per_stage: tuple[int, ...] | None = spec(
+        None,
+        doc="transformer blocks of each model chunk, in model order (an uneven split: the first and the last often "
+        "hold fewer, where the embedding and the head take their place, as DeepSpeed's partition "
+        "'type:transformer|embedding' does); null: model.layers / chunks each",
+        min=1,
+    )
+    overlap_grad_reduce: bool | None = spec(
+        None,
         doc="reduce each model chunk's gradients over the data group as soon as its last backward (or W) of the step "
         "ends, overlapped with the rest of the pipeline (Megatron-core's --overlap-grad-reduce; layered gradient "
-        "accumulation); false: every chunk's after the device's last op (Megatron-LM 2022)",
+        "accumulation); false: every chunk's after the device's last op (Megatron-LM 2022); null: as the framework does",
+    )
+    framework: FrameworkSpec = spec(
+        FrameworkSpec,
+        doc="the framework's version and what it overlaps: a profile name (megatron-2021, megatron-2022, "
+        "megatron-core; default megatron-2022 for a transformer), {base: NAME, ...changes}, or the switches",
     )
     batch: int = spec(doc="global batch: sequences per step over all replicas", min=1)
     microbatch: int = spec(1, doc="sequences per micro-batch", min=1)

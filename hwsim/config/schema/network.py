@@ -106,6 +106,14 @@ class DimSpec:
         gt=0,
         max=1,
     )
+    efficiency_by_size: dict[str, float] | None = spec(
+        None,
+        doc="the fraction as it changes with a collective's buffer size, {size: fraction} (e.g. {1 MB: 0.2, 1 GB: "
+        "0.77}; between sizes interpolated in log size, beyond them the nearest): what the 3D system's "
+        "collectives run at; null: efficiency at every size",
+        gt=0,
+        max=1,
+    )
 
 
 @schema

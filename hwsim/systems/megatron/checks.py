@@ -74,9 +74,17 @@ def check_megatron(scenario: Scenario, where: str) -> None:
         except FillError as err:
             raise ConfigError(where, "system.fill.policy", system.fill.policy, str(err)) from None
     name, shape = megatron_schedule(system, where)
-    if model.layers % shape.model_stages:
-        chunks = f"pipeline x virtual ({p} x {v} = {p * v} model chunks)" if shape.placement != "dual" else f"pipeline ({p})"
-        raise ConfigError(where, "model.layers", model.layers, f"a multiple of {chunks}")
+    chunks = f"pipeline x virtual ({p} x {v} = {p * v} model chunks)" if shape.placement != "dual" else f"pipeline ({p})"
+    given = system.layers_per_stage
+    if given is not None:
+        if len(given) != shape.model_stages:
+            raise ConfigError(where, "system.layers_per_stage", list(given), f"one count per model chunk: {chunks}")
+        if sum(given) != model.layers:
+            raise ConfigError(
+                where, "system.layers_per_stage", list(given), f"counts that add up to model.layers ({model.layers})"
+            )
+    elif model.layers % shape.model_stages:
+        raise ConfigError(where, "model.layers", model.layers, f"a multiple of {chunks}, or system.layers_per_stage")
     try:
         build_schedule(name, shape)
     except ScheduleError as err:
@@ -152,6 +160,10 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, "system.parallel.virtual", par.virtual, "1 for an mlp without a pipeline")
     if system.recompute != "none":
         raise ConfigError(where, "system.recompute", system.recompute, "none for an mlp")
+    if system.layers_per_stage is not None:
+        raise ConfigError(
+            where, "system.layers_per_stage", list(system.layers_per_stage), "null for an mlp (stages of whole pairs)"
+        )
     if system.fill is not None:
         _check_mlp_fill(scenario, where)
     for key in ("weights", "pipeline", "storage", "hierarchical"):  # an mlp has no weight gathers or pipeline

@@ -13,21 +13,25 @@ all-reduces) that it overlaps with the GEMMs, which hwsim runs in series too.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, field
+import dataclasses
+from dataclasses import dataclass, field
 
+import numpy as np
 import simpy
 
 from hwsim.collectives import plan
 from hwsim.collectives.executor import run as run_plan
 from hwsim.config.schema import BankSpec, HardwareSpec, SystolicSpec, TransformerSpec
+from hwsim.config.schema.megatron import FrameworkSpec
 from hwsim.hardware import array_cycles, tile_waves
+from hwsim.network.cluster import curve_at
 from hwsim.network.fabric import Fabric
 from hwsim.network.topology import Topology
-from hwsim.workloads.megatron import ACT_BYTES, WGRAD_BYTES, BlockWork, Kernel, block_params, block_work
+from hwsim.systems.megatron.traffic import channels
+from hwsim.workloads.megatron import ACT_BYTES, GRAD_BYTES, WGRAD_BYTES, BlockWork, Kernel, block_params, block_work
 from hwsim.workloads.ops import Gemm
 
 WEIGHT_BYTES = 2  # 16-bit weights the GEMMs read
-GRAD_BYTES = 4  # fp32 gradients accumulated across micro-batches (Megatron's main_grad)
 ADAM_BYTES = 12  # fp32 master weights, first and second moments
 # Megatron's vocabulary-parallel cross entropy on fp32 logits (its default, no --fp16-lm-cross-entropy), bytes
 # per logit: forward, the cast (read 2, write 4), max (4), subtract it (4 + 4), exp (4 + 4), sum (4), divide
@@ -61,25 +65,32 @@ def gemm_seconds(array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, o
 
 @dataclass
 class Part:
-    """One op split by where it goes: GEMMs (seconds, FLOP), memory-bound kernels (seconds, bytes moved to
-    and from the bank), tensor-parallel collectives (seconds, bytes each rank sends on the ring)."""
+    """One op split by where it goes: GEMMs (seconds, FLOP; with the slowdown of a collective beside them),
+    memory-bound kernels (seconds, bytes moved to and from the bank), tensor-parallel collectives (exposed
+    seconds, bytes each rank sends on the ring), gaps between kernels; and the communication hidden
+    beside GEMMs."""
 
     gemm_s: float = 0.0
     memory_s: float = 0.0
-    tensor_s: float = 0.0
+    tensor_s: float = 0.0  # exposed: what no GEMM beside it hides
     gemm_flops: float = 0.0
     memory_bytes: float = 0.0
     tensor_bytes: float = 0.0
+    gap_s: float = 0.0  # idle between kernels (launch and framework)
+    hidden_s: float = 0.0  # tensor-parallel communication run beside a GEMM, not in the total
 
     @property
     def total_s(self) -> float:
-        return self.gemm_s + self.memory_s + self.tensor_s
+        return self.gemm_s + self.memory_s + self.tensor_s + self.gap_s
 
     def __add__(self, other: Part) -> Part:
-        return Part(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        return Part(*(getattr(self, f) + getattr(other, f) for f in PART_FIELDS))
 
     def times(self, n: float) -> Part:
-        return Part(*(a * n for a in astuple(self)))
+        return Part(*(getattr(self, f) * n for f in PART_FIELDS))
+
+
+PART_FIELDS = tuple(f.name for f in dataclasses.fields(Part))
 
 
 def ring_wire_bytes(op: str, n: int, nbytes: float) -> float:
@@ -100,15 +111,26 @@ def weight_grad_bytes(work: BlockWork) -> float:
     )
 
 
+ROUNDS = {"all_reduce": lambda n: 2 * (n - 1), "all_gather": lambda n: n - 1, "reduce_scatter": lambda n: n - 1}
+"""Rounds of a ring collective over n ranks: Patarasuk and Yuan's all-reduce is a reduce-scatter and an all-gather."""
+
+
 @dataclass
 class CollectiveTimer:
-    """Seconds of a collective over a group of fabric NPUs, played once per (op, group, bytes) on a scratch
-    copy of the fabric by the ring algorithm (NCCL's default for these sizes), each message paying the NIC
-    overhead."""
+    """Seconds of a ring collective (NCCL's algorithm for these sizes) over a group of fabric NPUs, worked out
+    once per (op, group, bytes) on a scratch copy of the fabric: a group spread over nodes with several ranks
+    on each runs NCCL's channels, rings side by side that leave each node through different NICs
+    (`traffic.channels`). In lockstep every round of a ring moves the same block from each rank to the next,
+    so one round, every channel's messages leaving together (each paying the NIC overhead), is played on the
+    fabric and counted once per round: the collective executor's lockstep run of the same plan, one round
+    instead of all (under store_and_forward, whose queues let channels drift apart, several channels run the
+    executor's whole plan). With `curves` (`cluster.size_curves`) each dimension's links run at the rate of the
+    collective's size."""
 
     topology: Topology
     model: str
     overhead: float
+    curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     fabric: Fabric | None = None
 
@@ -121,13 +143,29 @@ class CollectiveTimer:
                 self.fabric = Fabric(
                     simpy.Environment(), self.topology, self.model, [f"npu{i}" for i in range(self.topology.npus)]
                 )
-            env = self.fabric.env
+                self.base = self.fabric.bandwidth.copy()
+                self.levels = np.asarray(self.topology.level)
+            if self.curves:  # the links at this size's rates
+                rates = self.base.copy()
+                for level, points in self.curves.items():
+                    rates[self.levels == level] *= curve_at(points, nbytes)
+                self.fabric.set_rates(rates)
+            env, n = self.fabric.env, len(group)
+            rings = channels(self.topology, group)
             start = env.now
-            steps = plan(op, "ring", len(group))
-            env.run(
-                env.process(run_plan(env, self.fabric, steps, list(group), int(nbytes), overhead=self.overhead, lockstep=True))
-            )
-            self.cache[key] = env.now - start
+            if len(rings) > 1 and self.model == "store_and_forward":  # queued channels drift apart: play them all
+                steps = plan(op, "ring", n)
+                share = int(nbytes) // len(rings)
+                runs = [
+                    env.process(run_plan(env, self.fabric, steps, r, share, overhead=self.overhead, lockstep=True)) for r in rings
+                ]
+                env.run(simpy.AllOf(env, runs))
+                self.cache[key] = env.now - start
+            else:
+                block = max(1, int(nbytes) // (n * len(rings)))  # each rank's block of its channel's share
+                moves = [(a, b, block) for ring in rings for a, b in zip(ring, ring[1:] + ring[:1], strict=True)]
+                env.run(env.process(self.fabric.transfer_group(moves, f"{op} round", self.overhead)))
+                self.cache[key] = ROUNDS[op](n) * (env.now - start)
         return self.cache[key]
 
 
@@ -148,26 +186,47 @@ class StageCosts:
         sequence: bool,
         recompute: str,
         precision: str,
+        framework: FrameworkSpec | None = None,
     ):
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
+        self.framework = framework = framework or FrameworkSpec()
         self.bank = hardware.memory[bank]
         self.bandwidth = self.bank.rate
+        # the arrays at the rate this framework's libraries reach
+        self.array = dataclasses.replace(hardware.systolic, efficiency=hardware.systolic.efficiency * framework.gemm_efficiency)
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
-        self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute)
+        self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute, framework.wgrad_fusion)
         self.block = {
             name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")
         }
+        self.block["backward"] = self._part(self.work.backward)  # fused: a reduction beside its weight gradient
 
     def _part(self, kernels: tuple[Kernel, ...]) -> Part:
-        out = Part()
+        """The kernels one after another, each followed by the framework's gap; with `tp_overlap` a collective
+        whose GEMM is among them runs beside it: the pair takes max(c, g + slowdown min(c, g))."""
+        fw = self.framework
+        out = Part(gap_s=len(kernels) * fw.kernel_gap)
+        gemms = {k.name: k for k in kernels if k.kind == "gemm"}
+        beside: dict[str, float] = {}  # a GEMM's name: seconds of the collective run beside it
+        for k in kernels:
+            if k.kind not in ("gemm", "memory") and fw.tp_overlap and k.beside in gemms:
+                beside[k.beside] = beside.get(k.beside, 0.0) + self.timer.seconds(k.kind, self.group, k.bytes)
+                out.tensor_bytes += ring_wire_bytes(k.kind, self.t, k.bytes)
         for k in kernels:
             if k.kind == "gemm":
-                out = out + self._gemm(k.gemm, k.out_bytes)
+                gemm = self._gemm(k.gemm, k.out_bytes)
+                c = beside.get(k.name, 0.0)
+                if c:
+                    g = gemm.gemm_s
+                    gemm.gemm_s = g + fw.comm_slowdown * min(c, g)
+                    gemm.tensor_s = max(0.0, c - gemm.gemm_s)
+                    gemm.hidden_s = c - gemm.tensor_s
+                out = out + gemm
             elif k.kind == "memory":
                 self._memory(out, k.bytes)
-            else:
+            elif not (fw.tp_overlap and k.beside in gemms):
                 self._collective(out, k.kind, k.bytes)
         return out
 
@@ -182,7 +241,7 @@ class StageCosts:
         part.tensor_bytes += ring_wire_bytes(op, self.t, nbytes)
 
     def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES) -> Part:
-        seconds = gemm_seconds(self.hardware.systolic, self.bank, g, self.precision, out_bytes)
+        seconds = gemm_seconds(self.array, self.bank, g, self.precision, out_bytes)
         return Part(gemm_s=seconds, gemm_flops=float(g.flops))
 
     def edge(self, first: bool, last: bool) -> dict[str, Part]:
@@ -206,7 +265,10 @@ class StageCosts:
             self._collective(out["input_grad"], "reduce_scatter" if self.sequence else "all_reduce", full)
             if self.sequence:
                 self._collective(out["forward"], "all_gather", full)
-            out["weight_grad"] = out["weight_grad"] + self._gemm(dw, WGRAD_BYTES)
+            out["weight_grad"] = out["weight_grad"] + self._gemm(dw, WGRAD_BYTES if self.framework.wgrad_fusion else ACT_BYTES)
+            if not self.framework.wgrad_fusion:
+                self._memory(out["weight_grad"], dw.m * dw.n * (ACT_BYTES + 2 * GRAD_BYTES))
+        out["backward"] = out["input_grad"] + out["weight_grad"]
         return out
 
 

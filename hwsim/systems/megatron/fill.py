@@ -71,13 +71,13 @@ def fill_work(system, spec) -> FillWork:
         sequence=False,
         recompute="none",
         precision=system.spec.precision,
+        framework=system.spec.framework,
     )
     edge = costs.edge(True, True)
     forward = costs.block["forward"].times(m.layers) + edge["forward"]
     backward = Part()
     if train:
-        backward = (costs.block["input_grad"] + costs.block["weight_grad"]).times(m.layers)
-        backward = backward + edge["input_grad"] + edge["weight_grad"]
+        backward = costs.block["backward"].times(m.layers) + edge["backward"]
     params = stage_params(m, m.layers, 1, True, True)
     rate = system.hardware.memory[system.spec.bank].rate
     update = params * sum(optimizer_bytes(system.spec.precision)) if train else 0.0

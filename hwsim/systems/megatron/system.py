@@ -58,6 +58,7 @@ from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, OutOfMemory
 from hwsim.hardware.unit import Unit
 from hwsim.network import Cluster
+from hwsim.network.cluster import size_curves
 from hwsim.policies import build_schedule, is_split
 from hwsim.systems.megatron.checks import check_megatron, layout, megatron_schedule
 from hwsim.systems.megatron.costs import (
@@ -151,13 +152,21 @@ class Megatron:
         self.microbatches = spec.batch // (self.d * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
         self.sharded = spec.optimizer == "sharded"
-        self.overlap = spec.overlap_grad_reduce and not self.sharded  # sharded reduces per run anyway
+        self.framework = spec.framework
+        grad_overlap = spec.framework.overlap_grad_reduce if spec.overlap_grad_reduce is None else spec.overlap_grad_reduce
+        self.overlap = grad_overlap and not self.sharded  # sharded reduces per run anyway
         self.schedule = build_schedule(self.schedule_name, self.shape)
         self.split = is_split(self.schedule)  # B the input gradients, W the weight gradients
         self.stages = self.shape.stages
-        self.blocks = m.layers // self.shape.model_stages  # blocks per stage (model chunk)
+        per = m.layers // self.shape.model_stages
+        self.chunk_blocks = list(spec.layers_per_stage or [per] * self.shape.model_stages)  # blocks per model chunk
         net = self.hardware.network
-        timer = CollectiveTimer(cluster.topology, net.model if net is not None else "flow", self.hardware.nic.overhead)
+        timer = CollectiveTimer(
+            cluster.topology,
+            net.model if net is not None else "flow",
+            self.hardware.nic.overhead,
+            size_curves(self.hardware),
+        )
         self.timer = timer
         self.costs = StageCosts(
             self.hardware,
@@ -169,6 +178,7 @@ class Megatron:
             sequence=par.sequence,
             recompute=spec.recompute,
             precision=spec.precision,
+            framework=spec.framework,
         )
         self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B", "W")}
         self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute)
@@ -191,12 +201,12 @@ class Megatron:
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", held) for j in range(self.p)]
         shape, last = self.shape, self.shape.model_stages - 1
         self.stage_params = [
-            stage_params(m, self.blocks, self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
+            stage_params(m, self.blocks(s), self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
             for s in range(self.stages)
         ]
         self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
             sum(
-                stage_params(m, self.blocks, self.t, ms == 0, ms == last)
+                stage_params(m, self.chunk_blocks[ms], self.t, ms == 0, ms == last)
                 for ms in {shape.model_stage(s) for s in shape.stages_of(j)}
             )
             for j in range(self.p)
@@ -284,6 +294,10 @@ class Megatron:
 
     # --- costs ------------------------------------------------------------------------
 
+    def blocks(self, stage: int) -> int:
+        """Transformer blocks of a schedule stage (its model chunk's)."""
+        return self.chunk_blocks[self.shape.model_stage(stage)]
+
     def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
         """Per stage, the parts of an F, B or W op: a fused backward is the recompute, the input and the weight
         gradients; a split one's B the recompute and the input gradients, its W the weight-gradient GEMMs
@@ -291,20 +305,21 @@ class Megatron:
         c, out, shape = self.costs, [], self.shape
         for s in range(self.stages):
             edge = c.edge(shape.first(s), shape.last(s))
-            block = {name: c.block[name].times(self.blocks) + edge.get(name, Part()) for name in c.block}
+            blocks = self.blocks(s)
+            block = {name: c.block[name].times(blocks) + edge.get(name, Part()) for name in c.block}
             if kind == "F":
                 out.append({"work": block["forward"], "recompute": Part()})
             elif kind == "W":
                 out.append({"work": block["weight_grad"], "recompute": Part()})
             else:
-                work = block["input_grad"] + (Part() if self.split else block["weight_grad"])
-                out.append({"work": work, "recompute": c.block["recompute"].times(self.blocks)})
+                work = block["input_grad"] if self.split else block["backward"]
+                out.append({"work": work, "recompute": c.block["recompute"].times(blocks)})
         for parts in out:
             work, redo = parts["work"], parts["recompute"]
             parts["both"] = redo + work
             parts["row"] = (
-                ("compute_s", work.gemm_s + work.memory_s),
-                ("recompute_s", redo.gemm_s + redo.memory_s),
+                ("compute_s", work.gemm_s + work.memory_s + work.gap_s),
+                ("recompute_s", redo.gemm_s + redo.memory_s + redo.gap_s),
                 ("tensor_comm_s", work.tensor_s + redo.tensor_s),
             )
         return out
@@ -397,7 +412,7 @@ class Megatron:
 
     def _device(self, step: int, j: int, sent: set, waiting: dict, tied, row: dict) -> Generator:
         bank = self.devices[j].bank(self.spec.bank)
-        env, record_op, act = self.env, self.cluster.recorder.op, self.blocks * self.act_block
+        env, record_op = self.env, self.cluster.recorder.op
         name, transient, mirror = f"d{j}", self.act_transient, step == 1
         rebuilt = False  # whether the full-recompute buffer is allocated
         first = env.now
@@ -427,7 +442,7 @@ class Megatron:
                 if chunks[k].reduces:
                     self._allocate(j, bank, f"full gradients {k}", self.stage_params[chunks[k].stage] * GRAD_BYTES, "gathered")
             kind, stage, mb = key
-            forward = kind == "F"
+            forward, act = kind == "F", self.blocks(stage) * self.act_block
             if forward:
                 self._allocate(j, bank, buffer, act)
             elif kind == "B" and transient and not rebuilt:
@@ -463,9 +478,9 @@ class Megatron:
             if kind == "B":
                 self._free(j, bank, buffer, act)
                 if self.split:  # what W needs (its GEMMs' inputs and output gradients) stays until W
-                    self._allocate(j, bank, "w" + buffer, self.w_block * self.blocks)
+                    self._allocate(j, bank, "w" + buffer, self.w_block * self.blocks(stage))
             elif kind == "W":
-                self._free(j, bank, "w" + buffer, self.w_block * self.blocks)
+                self._free(j, bank, "w" + buffer, self.w_block * self.blocks(stage))
             if overlap and index in closes:  # this chunk's gradients are complete: reduce them while the rest runs
                 reducing.append(env.process(self._reduce(j, self.stage_params[closes[index]], f"chunk {closes[index]}")))
             k = ends.get(index)
@@ -519,7 +534,7 @@ class Megatron:
         group = self.group("data", j, 0)
         distributed, sharded = self.spec.optimizer == "distributed", self.sharded
         params = self.params[j]
-        if not self.spec.overlap_grad_reduce and not sharded:
+        if not self.overlap and not sharded:
             start = self.env.now
             yield from self._reduce(j, params, "gradient reduce")
             row["data_comm_s"] += self.env.now - start
@@ -678,6 +693,12 @@ class Megatron:
             )
         return out
 
+    def hidden_s(self, device: str | None) -> float:
+        """Seconds of tensor-parallel communication a step of `device` runs beside its GEMMs (not in its
+        breakdown: `framework.tp_overlap`)."""
+        j = next((j for j, dev in enumerate(self.devices) if dev.name == device), None)
+        return 0.0 if j is None else float(sum(step[4]["both"].hidden_s for step in self.plan[j]))
+
     def flops(self) -> tuple[float, float]:
         """Model FLOPs of one step (no recompute) and the hardware's (with recompute)."""
         model = model_flops(self.model, self.spec.batch)
@@ -714,6 +735,8 @@ class Megatron:
                 "microbatches": self.microbatches,
                 "recompute": self.spec.recompute,
                 "optimizer": self.spec.optimizer,
+                "framework": to_plain(self.spec.framework),
+                "tensor_comm_hidden_s": self.hidden_s(worst.get("device")),
                 "compression": {
                     k: to_plain(getattr(self.spec.compression, k))
                     for k in ("weights", "gradients", "pipeline", "storage", "hierarchical")

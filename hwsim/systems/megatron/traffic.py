@@ -7,6 +7,13 @@ then puts every rank's bytes on the links of the routes it uses: a ring collecti
 each rank's share to its successor in the group (`costs.ring_wire_bytes`), a pipeline send
 goes from each rank to the same rank of the next stage. Loads are worked out, not
 simulated: what each link carries, not when.
+
+A group with r > 1 ranks on each of several nodes runs its ring collectives as NCCL does, on r
+channels (`channels`): each a ring over the whole group carrying 1/r of the buffer, its order
+inside every node turned by one rank more than the last channel's, so each channel leaves a node
+through another rank's NIC and the node's r NICs all carry inter-node traffic. (NCCL builds its
+rings one per channel and spreads the channels over the node's NICs: Hu et al. 2025,
+"Demystifying NCCL", arXiv 2507.04786, section 4 on channels and ring topology search.)
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ class Traffic:
 
         def ring(group: list[int], nbytes: float) -> None:
             if nbytes > 0 and len(group) > 1:
-                for a, b in zip(group, group[1:] + group[:1], strict=True):
-                    loads[list(topology.route(a, b))] += nbytes
+                rings = channels(topology, group)
+                for order in rings:
+                    for a, b in zip(order, order[1:] + order[:1], strict=True):
+                        loads[list(topology.route(a, b))] += nbytes / len(rings)
 
         for j in range(p):
             for k in range(d):
@@ -74,3 +83,14 @@ def node_parts(topology: Topology, group: list[int]) -> list[list[int]]:
     for npu in group:
         parts.setdefault(topology.coords[npu][1:], []).append(npu)
     return list(parts.values())
+
+
+def channels(topology: Topology, group: list[int] | tuple[int, ...]) -> list[list[int]]:
+    """The rings of `group`'s ring collectives: one over the group as it is, unless the group has the same
+    number r > 1 of ranks on each of two or more nodes; then r rings, ring c taking each node's ranks turned
+    by c, so ring c leaves every node from its (c - 1)-th rank: every rank's NIC carries one ring."""
+    parts = node_parts(topology, list(group))
+    r = len(parts[0])
+    if len(parts) < 2 or r < 2 or any(len(part) != r for part in parts):
+        return [list(group)]
+    return [[npu for part in parts for npu in part[c:] + part[:c]] for c in range(r)]

@@ -428,33 +428,42 @@ def test_mlp_widths_must_split_evenly(write_yaml):
 
 
 def test_published_suite_compares_predicted_with_published(tmp_path):
-    """The 22B rows of `hwsim validate published`: both time cases and the three memory figures, with errors
-    computed against the paper's numbers (the memory ones within the issue's 5 %)."""
-    from hwsim.commands.published import published, report
+    """The 22B rows of Korthikanti's table and BLOOM's row of `hwsim validate published`: times and memory with
+    errors computed against the published numbers, the per-table summary, the trend with scale and the goals."""
+    from hwsim.commands.published import BLOOM_2022, goals_met, published, report, trends
 
-    times, memory = published(rows=KORTHIKANTI_2022[:1])
-    assert list(times.case) == ["full recompute", "sequence + selective"]
-    assert (times.published_s == [1.42, 1.10]).all()
+    times, memory = published(rows=KORTHIKANTI_2022[:1], measured=BLOOM_2022)
+    assert list(times.row) == ["megatron_22b, full recompute", "megatron_22b, sequence + selective", "384 GPUs, batch 2048"]
+    assert (times.published_s == [1.42, 1.10, 105.22]).all() and list(times.gpus) == [8, 8, 384]
+    assert list(times.layout) == ["t8 p1 v1 d1", "t8 p1 v1 d1", "t4 p12 v1 d8"]
     assert times.error.tolist() == pytest.approx((times.predicted_s / times.published_s - 1).tolist())
     assert (times.predicted_s > 0).all() and times.mfu.between(0, 1).all() and (times.hfu >= times.mfu).all()
     assert (memory.error.abs() <= 0.05).all(), memory
+    trend = trends(times)
+    assert trend["gpus"] == pytest.approx(np.corrcoef(np.log2(times.gpus), times.error)[0, 1])
     text = report(times, memory, tmp_path)
     worst = 100 * times.error.abs().max()
-    assert f"time: worst |error| {worst:.1f} % (goal 10 %: {'met' if worst <= 10 else 'NOT met'})" in text
+    assert f"time: worst |error| {worst:.1f} % (goal 5 %: {'met' if worst <= 5 else 'NOT met'})" in text
+    assert "trend with scale: correlation of the error with log2 GPUs" in text and "Per table" in text
+    assert goals_met(times, memory) == (worst <= 5 and times.error.abs().mean() <= 0.025)
     assert (tmp_path / "published_times.csv").is_file() and (tmp_path / "published.md").is_file()
 
 
-def test_published_goals_are_met_on_every_row():
-    """All of Korthikanti et al.'s Table 5 and Figure 1 (12 timing-only runs, about 10 s): every time within
-    10 % and their mean within 5 %, every memory figure within 5 % (the issue's goals; measured: worst
-    6.7 %, mean 4.9 %, memory 1.9 %)."""
-    from hwsim.commands.published import MEAN_GOAL, MEMORY_GOAL, TIME_GOAL, published
+def test_published_rows_stay_where_they_were_measured():
+    """Every Korthikanti row, MegaScale's smallest and largest, and BLOOM (16 timing-only runs): what
+    `hwsim validate published` measured when this test was written (README), held so a change that moves
+    them shows: Korthikanti within 6 % each and 3 % on average (measured: worst 5.4 %, mean 2.6 %),
+    MegaScale within 7 % (6.0 %, 4.7 %), BLOOM within 16 % (14.5 % fast), memory within 5 %. The issue's
+    goals (5 % each, 2.5 % mean over every row) are not met: the command says so and exits 1."""
+    from hwsim.commands.published import BLOOM_2022, MEGASCALE_2024, published
 
-    times, memory = published()
-    assert len(times) == 8 and len(memory) == 12
-    assert times.error.abs().max() <= TIME_GOAL, times[["model", "case", "error"]]
-    assert times.error.abs().mean() <= MEAN_GOAL, times[["model", "case", "error"]]
-    assert memory.error.abs().max() <= MEMORY_GOAL, memory
+    times, memory = published(measured=(MEGASCALE_2024[0], MEGASCALE_2024[-1], *BLOOM_2022))
+    errors = times.set_index("row").error
+    korthikanti = times[times.table.str.startswith("Korthikanti")].error.abs()
+    assert len(korthikanti) == 8 and korthikanti.max() <= 0.06 and korthikanti.mean() <= 0.03, times[["row", "error"]]
+    assert errors[["256 GPUs, batch 768", "12,288 GPUs, batch 6144"]].abs().max() <= 0.07, errors
+    assert -0.16 <= errors["384 GPUs, batch 2048"] < 0, errors
+    assert memory.error.abs().max() <= 0.05, memory
 
 
 def test_trace_shows_every_tensor_rank_of_a_stage_side_by_side(write_yaml, tmp_path):
@@ -550,8 +559,9 @@ def test_the_default_schedule_is_megatrons_own(write_yaml):
 def test_a_split_backward_moves_the_weight_gradients_into_w_ops(write_yaml):
     """ZB-H1's B + W do the fused backward's work (the same GEMM time per micro-batch and stage), and the
     W ops hold what they need from B to W in the bank."""
-    fused, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=1f1b"]))
-    split, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=zb_h1"]))
+    serial = ["system.framework.tp_overlap=false"]  # overlapped, a fused backward's dW GEMMs run slowed
+    fused, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=1f1b", *serial]))
+    split, _ = run(small(write_yaml, t=2, p=4, d=1, batch=8, more=["system.schedule=zb_h1", *serial]))
 
     def gemm(o):  # each device's seconds on its arrays
         busy = o.trace.busy[o.trace.busy.kind == "systolic"]
