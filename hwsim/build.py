@@ -13,7 +13,7 @@ import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
 from hwsim.codecs import NonFiniteInput
-from hwsim.config.schema import Scenario
+from hwsim.config.schema import HardwareSpec, Scenario
 from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, Diverged, SimulatedFailure
 from hwsim.network import Cluster, build_topology
@@ -64,7 +64,37 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
             where, "model.kind", "layers", f"an mlp or a transformer for system.kind {system.kind} (layers: data_parallel)"
         )
     kind.check(scenario, where)
+    for key, hardware in _hardware_specs(scenario):
+        _check_energy(hardware, key, where)
     build_topology(scenario.hardware, len(kind.npu_names(system)), where)
+
+
+def _hardware_specs(scenario: Scenario) -> list[tuple[str, HardwareSpec]]:
+    """The scenario's hardware and every device-specific one of its system, with their keys."""
+    system, out = scenario.system, [("hardware", scenario.hardware)]
+    for key in ("server_hardware", "prediction_hardware", "training_hardware"):
+        if getattr(system, key, None) is not None:
+            out.append((f"system.{key}", getattr(system, key)))
+    for name, hardware in (getattr(system, "worker_hardware", None) or {}).items():
+        out.append((f"system.worker_hardware.{name}", hardware))
+    clients = getattr(system, "client_hardware", None)
+    if clients is not None and getattr(clients, "hardware", None) is not None:
+        out.append(("system.client_hardware.hardware", clients.hardware))
+    return out
+
+
+def _check_energy(hardware: HardwareSpec, key: str, where: str) -> None:
+    """An energy model names each of the hardware's banks once, and no other."""
+    if hardware.energy is None:
+        return
+    given, banks = set(hardware.energy.memory), set(hardware.memory)
+    if given != banks:
+        raise ConfigError(
+            where,
+            f"{key}.energy.memory",
+            sorted(given),
+            f"the energy per byte of each bank of {key}.memory: {', '.join(sorted(banks))}",
+        )
 
 
 NAME_LENGTH = 100

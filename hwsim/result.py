@@ -58,6 +58,7 @@ FIGURES = {
     "Unit timeline": ("plot_timeline", "every run"),
     "Utilization": ("plot_utilization", "every run"),
     "Memory over time": ("plot_memory", "every run"),
+    "Power": ("plot_power", "runs whose hardware has an energy model (hardware.energy)"),
     "Learning": ("plot_learning", "runs that record a training loss or test accuracy"),
     "Fabric": ("plot_fabric", "runs whose fabric carried bytes"),
     "Step phases": ("plot_phases", "parameter-server runs (their steps split into phases)"),
@@ -115,8 +116,20 @@ class RunResult:
         return phase_table(self.trace)
 
     @cached_property
+    def energy(self):
+        """The run's energy and power (`report.energy.EnergyModel`)."""
+        from hwsim.report.energy import EnergyModel
+
+        return EnergyModel(self.scenario, self.outcome, self.utilization)
+
+    @cached_property
+    def power(self) -> pd.DataFrame:
+        """Power per device and for the cluster over time (empty without an energy model)."""
+        return self.energy.power if self.energy.modelled else pd.DataFrame(columns=["start_s", "end_s", "device", "power_w"])
+
+    @cached_property
     def summary(self) -> dict:
-        out = summarize(self.scenario, self.outcome, self.utilization, self.banks)
+        out = summarize(self.scenario, self.outcome, self.utilization, self.banks, self.energy)
         window = chrome_window(self.trace)
         out["trace"] = {
             "rows": {name: self.trace.rows(name) for name in TABLES},
@@ -148,6 +161,8 @@ class RunResult:
         match name:
             case "plot_timeline" | "plot_utilization" | "plot_memory":
                 return True
+            case "plot_power":
+                return not self.power.empty
             case "plot_learning":
                 return bool(self.metrics.metric.isin(("loss", "test_accuracy")).any())
             case "plot_fabric":
@@ -227,6 +242,12 @@ class RunResult:
 
     def plot_memory(self):
         return plots.memory_figure(self.trace, self.banks, self.sim_time_s, self.zoom_window())
+
+    def plot_power(self):
+        self._require("plot_power")
+        from hwsim.report.plots import power
+
+        return power(self.power, self.energy.devices)
 
     def plot_learning(self):
         """Runs that learn: batch loss, test loss and accuracy against simulated time (PlotNotApplicable for a

@@ -309,3 +309,83 @@ def report(
     text = "\n\n".join([*parts, "\n".join(verdict)])
     (out / "published.md").write_text(text + "\n")
     return text
+
+
+# --- energy ---------------------------------------------------------------------------------------------
+
+ENERGY_GOAL = 0.15
+"""hwsim's energy for BLOOM's training within 15 % of the published figure."""
+BLOOM_KWH, BLOOM_GPU_HOURS, BLOOM_TOKENS = 433_196.0, 1_082_990.0, 366e9
+"""Luccioni, Viguier and Ligozat 2022 (arXiv 2211.02001), Table 1 and section 4: 1,082,990 GPU-hours of
+training, 433,196 kWh: the GPU-hours at the A100's 400 W TDP (an estimate of the GPUs' draw, not a
+measurement; no PUE, no host). Tokens: 366B (the BLOOM paper, section 3.5)."""
+H100_NODE_W, H100_NODE_FRACTION = 10_200.0, 0.76
+"""Newkirk et al. 2025 (arXiv 2506.14551, abstract): 8 x H100 nodes under compute-heavy load at 76 % of their
+10.2 kW rating (the whole node: GPUs, CPUs, NICs, fans)."""
+
+
+def energy() -> pd.DataFrame:
+    """hwsim's energy and power against the published figures: BLOOM's training energy (by its tokens and by its
+    GPU-hours) and an H100 node's power under training load (GPT-3 175B as Korthikanti ran it, on H100s)."""
+    from hwsim.result import run
+
+    bloom = run(load_scenario(SCENARIOS / "megatron_bloom_176b.yaml", ["report.plots=false"])).summary["energy"]
+    steps = BLOOM_TOKENS / (2048 * 2048)
+    h100 = run(load_scenario(BASE, ["report.plots=false", "hardware=h100_sxm", "system.framework=megatron-core"])).summary[
+        "energy"
+    ]
+    node = 8 * h100["average_power_per_npu_w"] / H100_NODE_W
+    rows = [
+        (
+            "BLOOM-176B training, 366B tokens (MWh)",
+            BLOOM_KWH / 1e3,
+            bloom["per_step_j"] * steps / 3.6e9,
+            "hwsim's energy per step x 87,261 steps",
+            True,
+        ),
+        (
+            "BLOOM-176B training, 1,082,990 GPU-hours (MWh)",
+            BLOOM_KWH / 1e3,
+            bloom["average_power_per_npu_w"] * BLOOM_GPU_HOURS / 1e6,
+            "hwsim's average power per GPU x the published GPU-hours",
+            True,
+        ),
+        (
+            "BLOOM-176B, average power per A100 (W)",
+            400.0,
+            bloom["average_power_per_npu_w"],
+            "published: the TDP it assumed",
+            False,
+        ),
+        (
+            "8 x H100 node under training load (fraction of 10.2 kW)",
+            H100_NODE_FRACTION,
+            node,
+            "hwsim: GPT-3 175B t8 p8 v3 on H100s, 8 GPUs' boards only (no CPUs, NICs, fans)",
+            False,
+        ),
+    ]
+    return pd.DataFrame(
+        [
+            {"check": what, "published": pub, "predicted": pred, "error": pred / pub - 1, "how": how, "goal": goal}
+            for what, pub, pred, how, goal in rows
+        ]
+    )
+
+
+def energy_report(table: pd.DataFrame, out: Path) -> str:
+    """The energy table as Markdown, with the goal (the rows marked `goal`) and whether it is met."""
+    table.to_csv(out / "published_energy.csv", index=False)
+    shown = _percent(table, ("error",))
+    worst = table[table.goal].error.abs().max()
+    verdict = f"energy: worst |error| {100 * worst:.1f} % (goal {100 * ENERGY_GOAL:.0f} %: {'met' if worst <= ENERGY_GOAL else 'NOT met'})"
+    text = "\n\n".join(
+        [
+            "Energy: BLOOM-176B (Luccioni et al. 2022: GPU-hours x the 400 W TDP) and an H100 node (Newkirk et al. 2025)",
+            markdown(shown[["check", "published", "predicted", "error", "how"]]),
+            verdict,
+        ]
+    )
+    with (out / "published.md").open("a") as f:
+        f.write("\n" + text + "\n")
+    return text

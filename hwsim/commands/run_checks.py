@@ -45,6 +45,41 @@ def run_checks(scenario, outcome) -> list[Check]:
         out.append(_links_within_bandwidth(outcome))
     out.append(_spans_inside(trace, outcome.sim_time_s))
     out.append(_messages_in_order(trace))
+    out += energy_checks(scenario, outcome)
+    return out
+
+
+def energy_checks(scenario, outcome) -> list[Check]:
+    """With an energy model: each device's energy is its parts' sum and its power over time integrates to it;
+    each device averages within its power cap (hwsim does not throttle: over it, the preset's clock is more
+    than the board can hold)."""
+    from hwsim.report.energy import EnergyModel
+
+    model = EnergyModel(scenario, outcome, unit_table(outcome.trace, outcome.sim_time_s))
+    if not model.modelled or outcome.sim_time_s <= 0:
+        return [Check("energy: parts and power add up", "n/a", "no energy model (hardware.energy)")]
+    devices, power = model.devices, model.power
+    parts = devices[["compute_j", "vector_j", "memory_j", "static_j"]].sum(axis=1)
+    integral = (power.power_w * (power.end_s - power.start_s)).groupby(power.device).sum()
+    by_device = devices.set_index("device").energy_j
+    worst = float(np.max(np.abs(integral[by_device.index] / by_device - 1))) if len(by_device) else 0.0
+    ok = np.allclose(parts, devices.energy_j, rtol=1e-9) and worst <= 1e-6 and (devices.energy_j >= 0).all()
+    out = [
+        check("energy: parts and power add up", ok, f"{len(devices)} devices; power over time within {worst:.1e} of each total")
+    ]
+    capped = devices[devices.cap_w.notna()]
+    if capped.empty:
+        out.append(Check("energy: within each power cap", "n/a", "no device has a cap"))
+        return out
+    over = capped[capped.over_cap]
+    top = capped.loc[(capped.average_power_w / capped.cap_w).idxmax()]
+    detail = f"highest average {top.average_power_w:.4g} W of {top.cap_w:.4g} W ({top.device})"
+    if not over.empty:
+        clock = top.clock_under_cap_hz
+        detail += f"; over the cap: {', '.join(over.device[:5])}" + (
+            f" (arrays at {clock / 1e6:.0f} MHz would fit)" if clock else ""
+        )
+    out.append(check("energy: within each power cap", over.empty, detail))
     return out
 
 

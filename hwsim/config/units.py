@@ -28,11 +28,14 @@ _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12,
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S+)\s*$")
 
 
-def _prefixed(table: dict[str, float]) -> dict[str, float]:
-    """Every prefix in front of every base unit of `table`."""
+_SMALL = {"m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
+
+
+def _prefixed(table: dict[str, float], small: bool = False) -> dict[str, float]:
+    """Every prefix in front of every base unit of `table` (with `small`: milli to femto too, not binary)."""
     units = {}
     for base, factor in table.items():
-        for prefix, scale in {**_DECIMAL, **_BINARY}.items():
+        for prefix, scale in ({**_DECIMAL, **_SMALL} if small else {**_DECIMAL, **_BINARY}).items():
             units[prefix + base] = scale * factor
     return units
 
@@ -44,6 +47,9 @@ _UNITS: dict[str, dict[str, float]] = {
     "frequency": {p + "Hz": s for p, s in _DECIMAL.items()},
     "flop_rate": {p + base: s for p, s in _DECIMAL.items() for base in ("FLOP/s", "FLOPS")},
     "event_rate": {p + "/s": s for p, s in _DECIMAL.items()},
+    "energy": {**_prefixed({"J": 1.0}, small=True), **_prefixed({"Wh": 3600.0}, small=True)},
+    "energy_per_byte": _prefixed({"J/B": 1.0, "J/bit": 8.0}, small=True),
+    "power": _prefixed({"W": 1.0}, small=True),
 }
 
 EXAMPLES = {
@@ -53,6 +59,9 @@ EXAMPLES = {
     "frequency": "a frequency such as '1 GHz'",
     "flop_rate": "a FLOP rate such as '312 TFLOP/s'",
     "event_rate": "events per second such as '2000 /s' or '2 k/s'",
+    "energy": "an energy such as '1.4 pJ' or '3 kWh'",
+    "energy_per_byte": "an energy per byte or bit such as '13 pJ/bit' or '100 pJ/B'",
+    "power": "a power such as '400 W' or '6.5 kW'",
 }
 
 
@@ -86,7 +95,16 @@ def format_quantity(value: float, kind: str) -> str:
     if kind == "rate":
         value, suffix = value * 8, "b/s"
     else:
-        suffix = {"size": "B", "time": "s", "frequency": "Hz", "flop_rate": "FLOP/s", "event_rate": "/s"}[kind]
+        suffix = {
+            "size": "B",
+            "time": "s",
+            "frequency": "Hz",
+            "flop_rate": "FLOP/s",
+            "event_rate": "/s",
+            "energy": "J",
+            "power": "W",
+            "energy_per_byte": "J/B",
+        }[kind]
     if kind == "time":
         if value == 0:
             return "0 s"
@@ -102,4 +120,9 @@ def format_quantity(value: float, kind: str) -> str:
     for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.4g} {prefix}{suffix}"
+    if kind in ("energy", "power", "energy_per_byte") and value:
+        for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9), ("p", 1e-12)):
+            if abs(value) >= scale:
+                return f"{value / scale:.4g} {prefix}{suffix}"
+        return f"{value / 1e-15:.4g} f{suffix}"
     return f"{value:.4g} {suffix}"

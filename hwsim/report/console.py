@@ -61,6 +61,22 @@ def _memory(banks: dict) -> str:
     return ", ".join(f"{held[0]} {size(banks[held[0]])} (fullest of {len(held)} {name})" for name, held in names.items())
 
 
+def _energy(e: dict) -> str:
+    """Energy per step and per sample, average and peak power per NPU and of the cluster, and any cap exceeded."""
+    j, w = (lambda x: format_quantity(x, "energy")), (lambda x: format_quantity(x, "power"))
+    step = f"{j(e['per_step_j'])} per step, " if e["per_step_j"] is not None else ""
+    sample = f"{j(e['per_sample_j'])} per sample, " if e["per_sample_j"] is not None else ""
+    peak = max(d["peak_power_w"] for d in e["devices"].values())
+    text = f"  energy: {step}{sample}{j(e['total_j'])} in all; power {w(e['average_power_per_npu_w'])} per NPU on average (peak {w(peak)})"
+    if e["npus"] > 1:
+        text += f", cluster {w(e['average_power_w'])} over {e['npus']:,} NPUs (peak {w(e['peak_power_w'])})"
+    if e.get("to_target_j") is not None:
+        text += f"; to the target accuracy {j(e['to_target_j'])}"
+    if e["over_cap"]:
+        text += f"; OVER the power cap: {', '.join(e['over_cap'][:3])}"
+    return text
+
+
 def describe(summary: dict) -> str:
     """The console lines of a run: status, headline, utilization, FLOP/s, memory, learning, and the system's own."""
     s = summary
@@ -75,6 +91,8 @@ def describe(summary: dict) -> str:
     elif flops["achieved_flop_per_s"] is None:
         lines.append(f"  FLOP/s: n/a ({NO_FLOPS}) of {format_quantity(flops['peak_flop_per_s'], 'flop_rate')} peak")
     lines.append(f"  peak memory: {_memory(s['memory'])}")
+    if s.get("energy"):
+        lines.append(_energy(s["energy"]))
     learn = s["learning"]
     finals = [f"{what} {learn[key]:{form}}" for what, key, form in LEARNING if learn[key] is not None]
     if finals:

@@ -41,6 +41,7 @@ def render(
         (f"achieved / peak FLOP/s ({flops['compute_precision']})", _flop_rates(flops)),
         ("bytes moved (memory ports)", format_quantity(s["bytes_moved"]["memory"], "size")),
         ("bytes moved (network)", format_quantity(s["bytes_moved"]["network"], "size")),
+        *_energy_rows(s.get("energy")),
         ("final batch loss", _num(learning["final_loss"])),
         ("final test accuracy", _num(learning["final_test_accuracy"])),
         *_target_rows(learning),
@@ -160,6 +161,27 @@ def bank_kinds(memory: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _energy_rows(e: dict | None) -> list[tuple[str, str]]:
+    if not e:
+        return [("energy", "- (no energy model: hardware.energy)")]
+    j, w = (lambda x: format_quantity(x, "energy")), (lambda x: format_quantity(x, "power"))
+    rows = [
+        (
+            "energy per step / per sample",
+            f"{j(e['per_step_j']) if e['per_step_j'] is not None else '-'} / "
+            f"{j(e['per_sample_j']) if e['per_sample_j'] is not None else '-'}",
+        ),
+        ("energy in all", f"{j(e['total_j'])} ({e['total_kwh']:.4g} kWh) over {e['npus']:,} NPUs"),
+        ("power per NPU: average", w(e["average_power_per_npu_w"])),
+        ("cluster power: average / peak", f"{w(e['average_power_w'])} / {w(e['peak_power_w'])}"),
+    ]
+    if e.get("to_target_j") is not None:
+        rows.append(("energy to the target accuracy", j(e["to_target_j"])))
+    if e["over_cap"]:
+        rows.append(("over the power cap", ", ".join(e["over_cap"])))
+    return rows
 
 
 def _flop_rates(flops: dict) -> str:

@@ -413,3 +413,53 @@ def comparison_figure(table: pd.DataFrame, curves: dict[str, pd.DataFrame]) -> F
     scatter.set_ylim(bottom=0)
     scatter.set_title("Time-to-accuracy against bytes sent")
     return fig
+
+
+def _power_scale(peak: float) -> tuple[float, str]:
+    for scale, unit in ((1e6, "MW"), (1e3, "kW")):
+        if peak >= scale:
+            return scale, unit
+    return 1.0, "W"
+
+
+KINDS_SHOWN = 6
+"""At most this many kinds of hardware get a line of their own in the power plot."""
+
+
+def power(table: pd.DataFrame, devices: pd.DataFrame, shown: int = 12) -> Figure:
+    """Power over time: each device (or, with more than `shown`, each kind of hardware's mean and range),
+    its cap and idle power marked; and the cluster's (every NPU the devices stand for, and the network)."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    scale_t, unit_t = time_scale(float(table.end_s.max()))
+    per = table[table.device != "cluster"]
+    mid = (per.start_s + per.end_s) / 2 * scale_t
+    per = per.assign(t=mid)
+    kinds = devices.set_index("device").hardware
+    if kinds.nunique() > KINDS_SHOWN:  # per-device hardware (a federated run's clients): one group
+        kinds = kinds.map(lambda _: "all devices")
+    if per.device.nunique() <= shown:
+        for name, rows in per.groupby("device", sort=False):
+            left.plot(rows.t, rows.power_w, lw=1, label=name)
+    else:
+        for kind, rows in per.assign(kind=per.device.map(kinds)).groupby("kind", sort=False):
+            band = rows.groupby("t").power_w
+            left.fill_between(band.min().index, band.min(), band.max(), alpha=0.25)
+            left.plot(band.mean().index, band.mean(), lw=1.2, label=f"{kind} (mean of {rows.device.nunique()}, range shaded)")
+    for cap in devices.cap_w.dropna().unique():
+        left.axhline(cap, color="black", ls="--", lw=0.8)
+        left.annotate(f"cap {cap:.0f} W", (0, cap), xytext=(2, 2), textcoords="offset points", fontsize=7)
+    left.set_xlabel(f"simulated time ({unit_t})")
+    left.set_ylabel("power per device (W)")
+    left.set_ylim(0, 1.1 * max(float(per.power_w.max()), float(devices.cap_w.max()) if devices.cap_w.notna().any() else 0.0))
+    left.legend(fontsize=7, loc="lower right")
+    cluster = table[table.device == "cluster"]
+    scale_p, unit_p = _power_scale(float(cluster.power_w.max()) if len(cluster) else 0.0)
+    right.plot((cluster.start_s + cluster.end_s) / 2 * scale_t, cluster.power_w / scale_p, color="tab:red", lw=1.2)
+    npus = int(devices.represents.sum())
+    right.set_title(f"cluster: {npus:,} NPUs", fontsize=9)
+    right.set_xlabel(f"simulated time ({unit_t})")
+    right.set_ylabel(f"power ({unit_p})")
+    right.set_ylim(0, 1.1 * float(cluster.power_w.max()) / scale_p if len(cluster) else 1.0)
+    fig.suptitle("Power over time (the boards' idle power plus each unit's energy per operation)")
+    return fig

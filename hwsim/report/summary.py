@@ -85,8 +85,9 @@ def memory_table(trace: Trace) -> pd.DataFrame:
     return out.rename_axis("bank").reset_index()
 
 
-def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> dict:
-    """The run's `summary.json` contents (provenance is added by the caller)."""
+def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame, energy=None) -> dict:
+    """The run's `summary.json` contents (provenance is added by the caller); `energy`: the run's
+    `report.energy.EnergyModel` (made here if not given)."""
     trace, sim = outcome.trace, outcome.sim_time_s
     metrics = trace.metrics
     steps = metrics[metrics.metric == "step_time_s"]  # one row per step of each training device
@@ -143,7 +144,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
         },
         "bytes_moved": {
             "memory": int(units[units.kind == "memory"].work.sum()),
-            "network": _network_bytes(trace, outcome.system),
+            "network": network_bytes(trace, outcome.system),
         },
         "learning": {
             "final_loss": last("loss"),
@@ -152,6 +153,12 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
             **time_to_accuracy(trace, scenario.run.target_accuracy),
         },
     }
+    if energy is None:
+        from hwsim.report.energy import EnergyModel
+
+        energy = EnergyModel(scenario, outcome, units)
+    learning = out["learning"]
+    out["energy"] = energy.summary(step_count, int(samples), out["step_time_s"], learning.get("time_to_target_s"))
     phases = phase_table(trace)
     if not phases.empty:
         out["phases"] = {row.pop("device"): row for row in phases.to_dict("records")}
@@ -178,7 +185,7 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame) -> d
     return out
 
 
-def _network_bytes(trace: Trace, system) -> int:
+def network_bytes(trace: Trace, system) -> int:
     """Bytes sent over the network: the delivered messages, or what a symmetric system worked out its ranks
     sent (`network_bytes`: a 3D run simulates one rank per group)."""
     sent = getattr(system, "network_bytes", None)

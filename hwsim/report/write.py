@@ -80,6 +80,8 @@ def _write_report(result, folder: Path, written: list[str]) -> None:
         tables |= {"links": result.links}
     if hasattr(result.outcome.system, "collectives"):
         tables |= {"collectives": result.outcome.system.collectives}
+    if not result.power.empty:
+        tables |= {"power": result.power, "energy_devices": result.energy.devices}
     if trace.rows("phases"):
         tables |= {"step_phases": result.phases}
     if trace.rows("ops"):

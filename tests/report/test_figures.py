@@ -108,10 +108,19 @@ def test_a_plot_helper_that_does_not_apply_says_which_runs_have_it(quick, pipe):
 @pytest.mark.parametrize(
     "run, pngs",
     [
-        ("quick", {"unit_timeline", "utilization", "memory_over_time", "learning"}),
+        ("quick", {"unit_timeline", "utilization", "memory_over_time", "power", "learning"}),
         (
             "pipe",
-            {"unit_timeline", "utilization", "memory_over_time", "learning", "fabric", "pipeline_gantt", "activation_memory"},
+            {
+                "unit_timeline",
+                "utilization",
+                "memory_over_time",
+                "power",
+                "learning",
+                "fabric",
+                "pipeline_gantt",
+                "activation_memory",
+            },
         ),
     ],  # fmt: skip
 )

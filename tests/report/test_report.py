@@ -25,11 +25,12 @@ def test_report_folder_holds_everything(result, tmp_path):
         "trace.json",
         "report.html",
     }
-    expected |= {"unit_timeline.png", "utilization.png", "memory_over_time.png", "learning.png"}
+    expected |= {"unit_timeline.png", "utilization.png", "memory_over_time.png", "learning.png", "power.png"}
+    expected |= {"power.csv", "energy_devices.csv"}
     assert expected <= names
     assert not [n for n in names if n.endswith(".tmp")]
     html = (folder / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert json.loads((folder / "summary.json").read_text())["steps"] == 40
 
 

@@ -90,6 +90,34 @@ class NicSpec:
 
 
 @schema
+class MacEnergySpec:
+    """Energy of one multiply-accumulate on the arrays, per operand precision."""
+
+    fp32: float = spec(doc="energy of an fp32 MAC", unit="energy", min=0)
+    bf16: float = spec(doc="energy of a bf16 MAC", unit="energy", min=0)
+    fp16: float = spec(doc="energy of an fp16 MAC", unit="energy", min=0)
+    int8: float = spec(doc="energy of an int8 MAC", unit="energy", min=0)
+    int4: float = spec(doc="energy of an int4 MAC", unit="energy", min=0)
+
+
+@schema
+class EnergySpec:
+    """What a device's work costs in energy, and what it draws doing nothing: each unit's energy per
+    operation (dynamic), the board's idle (static) power, and its power cap."""
+
+    mac: MacEnergySpec = spec(doc="per MAC of the arrays, by precision")
+    vector: float = spec(doc="per FLOP of the vector unit", unit="energy", min=0)
+    memory: dict[str, float] = spec(doc="per byte each bank moves, by bank name", unit="energy_per_byte", min=0)
+    network: float = spec(
+        "0 J/B", doc="per byte the device sends over the fabric (its NIC, links and switches)", unit="energy_per_byte", min=0
+    )
+    static: float = spec(doc="the board's power when idle", unit="power", min=0)
+    cap: float | None = spec(
+        None, doc="the board's power limit (TDP): a device averaging more is reported over it", unit="power", gt=0
+    )
+
+
+@schema
 class HardwareSpec:
     """One device: a systolic array, a vector unit, named memory banks and a NIC; and the cluster's
     network (the scenario's top-level hardware describes it for every device)."""
@@ -103,3 +131,4 @@ class HardwareSpec:
         None,
         doc="the cluster's fabric (null: one switch, each device's link from its nic); a mapping with `kind`, or with `dims`",
     )
+    energy: EnergySpec | None = spec(None, doc="energy per operation, idle power and power cap (null: no energy model)")

@@ -254,6 +254,7 @@ class DataParallel:
         self.eval_every = scenario.run.eval_every
         self.seed = scenario.seed
         simulated = 1 if spec.mode == "symmetric" else spec.replicas  # symmetric: replica 0 stands for all
+        self.represented = lambda device: spec.replicas // simulated  # NPUs a simulated device stands for
         self.devices = [cluster.add(r, name, scenario.hardware) for r, name in enumerate(self.npu_names(spec)[:simulated])]
         self.samples_per_step = spec.batch * spec.replicas
         self.timed = scenario.model.kind == "layers"

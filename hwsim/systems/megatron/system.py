@@ -792,6 +792,10 @@ class Megatron:
         """Bytes all NPUs of the layout sent (what `bytes_moved.network` counts for this run)."""
         return self.traffic.sent_bytes(self.t, self.d)
 
+    def represented(self, device: str) -> int:
+        """NPUs a simulated device stands for: its pipeline position's t x d ranks (energy, power)."""
+        return self.t * self.d
+
     def placement(self) -> dict[str, str]:
         """Where each kind of group landed on the fabric: its NPUs, and the dimensions they differ along."""
         t = self.cluster.topology
