@@ -214,7 +214,8 @@ def _schema_of(hint: Any, meta: dict) -> dict:
     if dataclasses.is_dataclass(hint):
         return json_schema(hint)
     if origin is dict:
-        return {"type": "object", "additionalProperties": _schema_of(args[1], {}), **doc}
+        values = {"unit": meta["unit"], "doc": meta["doc"]} if meta.get("unit") else {}  # a unit applies to each value
+        return {"type": "object", "additionalProperties": _schema_of(args[1], values), **doc}
     if origin is tuple:
         sized = {"minItems": meta["length"], "maxItems": meta["length"]} if meta.get("length") is not None else {}
         return {"type": "array", "items": _schema_of(args[0], {}), **sized, **doc}

@@ -47,7 +47,8 @@ class EnergyModel:
         """Whether every device's hardware has an energy model."""
         return bool(self.hardware) and all(spec.energy is not None for spec in self.hardware.values())
 
-    def _per_work(self) -> pd.DataFrame:
+    @cached_property
+    def per_work(self) -> pd.DataFrame:
         """Per unit of a modelled device: joules per unit of its work, and joules per busy second for work not
         counted (an array or vector unit held for a given time)."""
         rows = []
@@ -71,7 +72,7 @@ class EnergyModel:
     def devices(self) -> pd.DataFrame:
         """One row per device: energy by part (J), average and peak power (W), the NPUs it stands for, its
         cap, whether it averages over it and the arrays' clock that would bring it under."""
-        per = self._per_work().set_index("unit")
+        per = self.per_work.set_index("unit")
         units = self.units.set_index("unit").join(per[["per_work", "peak"]].rename(columns={"peak": "peak_work"}), how="inner")
         counted = units.work.notna()
         joules = np.where(counted, units.work * units.per_work, units.busy_s * units.peak_work * units.per_work)
@@ -118,7 +119,7 @@ class EnergyModel:
     def power(self) -> pd.DataFrame:
         """Power per device over time: (start_s, end_s, device, power_w) for each of BINS windows, and the
         cluster's (device "cluster": every NPU each device stands for, plus the network)."""
-        per = self._per_work()
+        per = self.per_work
         if per.empty or self.sim_s <= 0:
             return pd.DataFrame(columns=["start_s", "end_s", "device", "power_w"])
         names = list(self.hardware)
@@ -140,14 +141,17 @@ class EnergyModel:
         static = np.array([self.hardware[n].energy.static for n in names])
         power = energy / width + static[:, None]
         edges = np.arange(BINS + 1) * width
-        frames = [
-            pd.DataFrame({"start_s": edges[:-1], "end_s": edges[1:], "device": name, "power_w": power[i]})
-            for i, name in enumerate(names)
-        ]
         counts = np.array([self.count[n] for n in names], float)
         cluster = (power * counts[:, None]).sum(axis=0) + self.network_j / self.sim_s
-        frames.append(pd.DataFrame({"start_s": edges[:-1], "end_s": edges[1:], "device": "cluster", "power_w": cluster}))
-        return pd.concat(frames, ignore_index=True)
+        rows = len(names) + 1
+        return pd.DataFrame(
+            {
+                "start_s": np.tile(edges[:-1], rows),
+                "end_s": np.tile(edges[1:], rows),
+                "device": np.repeat([*names, "cluster"], BINS),
+                "power_w": np.concatenate([power.ravel(), cluster]),
+            }
+        )
 
     @cached_property
     def network_j(self) -> float:

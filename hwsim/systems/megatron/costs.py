@@ -6,9 +6,10 @@ arrays, tiles in waves) plus each wave's exposed prologue and epilogue (`gemm_se
 memory-bound kernels from the bank's achieved rate (the memory roofline: bytes / rate),
 tensor-parallel collectives from the collectives library
 played on the cluster's fabric over the NPUs of one tensor group (one run per
-operation and size, cached). A block's time is their sum: Megatron of 2022 runs them one
-after another on one stream, except the backward's re-gathers and reduce-scatters (or
-all-reduces) that it overlaps with the GEMMs, which hwsim runs in series too.
+operation and size, cached). A block's time is their sum, as Megatron runs them one after
+another on one stream, except what the framework (`system.framework`) runs beside a GEMM:
+with `tp_overlap` the backward's re-gathers and input-gradient reductions, each pair taking
+max(c, g + comm_slowdown min(c, g)). The arrays run at the framework's `gemm_efficiency`.
 """
 
 from __future__ import annotations

@@ -152,7 +152,6 @@ class Megatron:
         self.microbatches = spec.batch // (self.d * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
         self.sharded = spec.optimizer == "sharded"
-        self.framework = spec.framework
         grad_overlap = spec.framework.overlap_grad_reduce if spec.overlap_grad_reduce is None else spec.overlap_grad_reduce
         self.overlap = grad_overlap and not self.sharded  # sharded reduces per run anyway
         self.schedule = build_schedule(self.schedule_name, self.shape)
