@@ -200,37 +200,10 @@ class MegatronMlp:
         member has arrived); returns the rank's summed array (None timing-only)."""
         i, k = rank
         members = [(j, k) for j in range(self.t)] if axis == "tensor" else [(i, j) for j in range(self.d)]
-        if len(members) == 1:
-            return array
-        entry = self.pending.setdefault(key, [{}, self.env.event()])
-        held, done = entry
-        held[rank] = np.ascontiguousarray(array, dtype=np.float32).ravel().copy() if array is not None else None
-        if len(held) == len(members):
-            data = [held[m] for m in members] if self.math else None
-            group = [self.place[(m[0], 0, m[1])] for m in members]
-            codec = self.codec if axis == "data" else None
-            out = yield from run_plan(
-                self.env,
-                self.cluster.fabric,
-                plan("all_reduce", "ring", len(members)),
-                group,
-                elements * 4,
-                data=data,
-                devices=[self.devices[m] for m in members],
-                transport=self.cluster.transport(f"{axis} all-reduce", lambda npu: f"npu{npu}"),
-                codec=codec,
-                seed=self.seed,
-                stream=stream_of(*key[1:]) if codec is not None else 0,
-            )
-            if axis == "data":
-                self.wire_bytes += sum(out.bytes_sent)
-            done.succeed()
-            del self.pending[key]
-        else:
-            yield done
-        if array is None:
-            return None
-        return held[rank].reshape(np.shape(array))
+        npus = [self.place[(m[0], 0, m[1])] for m in members]
+        codec = self.codec if axis == "data" else None
+        out = yield from when_all_arrive(self, "all_reduce", key, rank, array, elements, members, npus, axis, codec, "all-reduce")
+        return None if array is None else out.reshape(np.shape(array))
 
     def summary(self, trace) -> dict:
         """The `megatron_mlp` section of summary.json: the data-parallel all-reduce's codec and its bytes."""
@@ -249,3 +222,36 @@ class MegatronMlp:
             loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
             self.cluster.recorder.metric(self.env.now, step, "test_loss", loss)
             self.cluster.recorder.metric(self.env.now, step, "test_accuracy", acc)
+
+
+def when_all_arrive(
+    system, op: str, key: tuple, rank, array, elements: int, members, npus, axis: str, codec, label: str
+) -> Generator:
+    """A real ring `op` over `members` (on fabric NPUs `npus`) of an mlp system's group, once every member has
+    arrived with its array under `key`; returns the rank's flat array after it (None timing-only; a group of
+    one: `array` as it is). The data group's wire bytes are added to `system.wire_bytes`."""
+    if len(members) == 1:
+        return array
+    held, done = system.pending.setdefault(key, [{}, system.env.event()])
+    held[rank] = np.ascontiguousarray(array, dtype=np.float32).ravel().copy() if array is not None else None
+    if len(held) == len(members):
+        out = yield from run_plan(
+            system.env,
+            system.cluster.fabric,
+            plan(op, "ring", len(members)),
+            npus,
+            elements * 4,
+            data=[held[m] for m in members] if system.math else None,
+            devices=[system.devices[m] for m in members],
+            transport=system.cluster.transport(f"{axis} {label}", lambda npu: f"npu{npu}"),
+            codec=codec,
+            seed=system.seed,
+            stream=stream_of(*key[1:]) if codec is not None else 0,
+        )
+        if axis == "data":
+            system.wire_bytes += sum(out.bytes_sent)
+        done.succeed()
+        del system.pending[key]
+    else:
+        yield done
+    return held[rank]

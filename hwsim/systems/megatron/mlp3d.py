@@ -35,14 +35,12 @@ from collections.abc import Generator
 import numpy as np
 import simpy
 
-from hwsim.codecs import codec_from_setting, stream_of
-from hwsim.collectives import plan
+from hwsim.codecs import codec_from_setting
 from hwsim.collectives.executor import bounds
-from hwsim.collectives.executor import run as run_plan
 from hwsim.kernels import dense_forward, dense_input_grad, dense_weight_grad, relu_forward, sgd_momentum
 from hwsim.policies import build_schedule, is_split
 from hwsim.systems.megatron.checks import layout, megatron_schedule, roles
-from hwsim.systems.megatron.mlp import MegatronMlp
+from hwsim.systems.megatron.mlp import MegatronMlp, when_all_arrive
 from hwsim.systems.megatron.mlp_fill import MlpFill
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.stages import UPDATE_OPS
@@ -357,33 +355,9 @@ class MegatronMlp3D(MegatronMlp):
             members = sorted({(i, j, k), (i, self.p - 1 - j, k)})
         else:
             members = [(i, j, r) for r in range(self.d)] if axis == "data" else [(r, j, k) for r in range(self.t)]
-        if len(members) == 1:
-            return array
-        entry = self.pending.setdefault(key, [{}, self.env.event()])
-        held, done = entry
-        held[rank] = np.ascontiguousarray(array, dtype=np.float32).ravel().copy() if array is not None else None
-        if len(held) == len(members):
-            codec = self.codec if axis == "data" and op != "all_gather" else None  # gradients, not weights
-            out = yield from run_plan(
-                self.env,
-                self.cluster.fabric,
-                plan(op, "ring", len(members)),
-                [self.place[m] for m in members],
-                elements * 4,
-                data=[held[m] for m in members] if self.math else None,
-                devices=[self.devices[m] for m in members],
-                transport=self.cluster.transport(f"{axis} {op}", lambda npu: f"npu{npu}"),
-                codec=codec,
-                seed=self.seed,
-                stream=stream_of(*key[1:]) if codec is not None else 0,
-            )
-            if axis == "data":
-                self.wire_bytes += sum(out.bytes_sent)
-            done.succeed()
-            del self.pending[key]
-        else:
-            yield done
-        return held[rank]
+        codec = self.codec if axis == "data" and op != "all_gather" else None  # gradients, not weights
+        npus = [self.place[m] for m in members]
+        return (yield from when_all_arrive(self, op, key, rank, array, elements, members, npus, axis, codec, op))
 
     def _all_reduce(self, key: tuple, axis: str, rank, array, elements: int) -> Generator:
         """Sum `array` over the rank's tensor group."""
