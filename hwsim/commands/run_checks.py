@@ -51,15 +51,15 @@ def run_checks(scenario, outcome) -> list[Check]:
 
 def energy_checks(scenario, outcome) -> list[Check]:
     """With an energy model: each device's energy is its parts' sum and its power over time integrates to it;
-    each device averages within its power cap (hwsim does not throttle: over it, the preset's clock is more
-    than the board can hold)."""
+    each device averages within its power cap (the limiter holds each GEMM at the cap, but not the other units:
+    over it, the preset's clocks are more than the board can hold)."""
     from hwsim.report.energy import EnergyModel
 
     model = EnergyModel(scenario, outcome, unit_table(outcome.trace, outcome.sim_time_s))
     if not model.modelled or outcome.sim_time_s <= 0:
         return [Check("energy: parts and power add up", "n/a", "no energy model (hardware.energy)")]
     devices, power = model.devices, model.power
-    parts = devices[["compute_j", "vector_j", "memory_j", "static_j"]].sum(axis=1)
+    parts = devices[["compute_j", "onchip_j", "vector_j", "memory_j", "static_j"]].sum(axis=1)
     integral = (power.power_w * (power.end_s - power.start_s)).groupby(power.device).sum()
     by_device = devices.set_index("device").energy_j
     worst = float(np.max(np.abs(integral[by_device.index] / by_device - 1))) if len(by_device) else 0.0

@@ -1,6 +1,14 @@
 """SimPy hardware components. They know nothing about training."""
 
-from hwsim.hardware.arithmetic import ArithmeticUnit, VectorUnit, array_cycles, gemm_cycles, tile_waves, tiled_gemm_cycles
+from hwsim.hardware.arithmetic import (
+    ArithmeticUnit,
+    VectorUnit,
+    array_cycles,
+    gemm_cycles,
+    tile_traffic,
+    tile_waves,
+    tiled_gemm_cycles,
+)
 from hwsim.hardware.device import Device, Server
 from hwsim.hardware.memory import MemoryBank
 from hwsim.hardware.network import Link, Message, Nic, Placeholder
@@ -19,6 +27,7 @@ __all__ = [
     "VectorUnit",
     "array_cycles",
     "gemm_cycles",
+    "tile_traffic",
     "tile_waves",
     "tiled_gemm_cycles",
 ]

@@ -115,6 +115,21 @@ def tile_waves(spec: SystolicSpec, m: int, n: int, count: int = 1) -> int:
     return count if spec.arrays == 1 else _waves(m, n, count, spec.arrays, spec.per_tile, tuple(spec.tile))
 
 
+def tile_traffic(spec: SystolicSpec, element_bytes: float) -> tuple[float, float]:
+    """(L2, L1) bytes per FLOP a GEMM moves inside the chip on the arrays `spec` describes, from the tile model
+    of `tiled_gemm_cycles`: for each step of k, a tile[0] x tile[1] output tile reads its tile[0] + tile[1]
+    operands from L2 into shared memory (written once into L1), and each of its per_tile arrays reads its
+    tile[0] rows and its tile[1] / per_tile columns from there; the step is 2 x tile[0] x tile[1] FLOPs. One
+    array: (0, 0), its operands come from its banks."""
+    if spec.arrays == 1:
+        return 0.0, 0.0
+    rows, cols = spec.tile
+    flops = 2 * rows * cols
+    l2 = (rows + cols) * element_bytes / flops
+    l1 = ((rows + cols) + spec.per_tile * rows + cols) * element_bytes / flops
+    return l2, l1
+
+
 def array_cycles(spec: SystolicSpec, m: int, n: int, k: int, precision: str, count: int = 1) -> int:
     """Cycles of `count` GEMMs (m, n, k) on the arrays `spec` describes: back to back on one array
     (`gemm_cycles`), or in waves of tiles on many (`tiled_gemm_cycles`); with an `efficiency` below 1 the

@@ -1,21 +1,26 @@
 """Energy and power of a run, from what its units did and its hardware's energy model (`hardware.energy`).
 
 A device's energy is its units' work at their energy per operation (dynamic) plus its idle power over the
-whole run (static):
-- the arrays: each MAC (half a FLOP of their work) at `energy.mac` of the run's compute precision; an
-  array held for a given time (work not counted) at its peak for that time;
+whole run (static), as Antepara et al. (SC'25, Eq. 1) model a GPU: P = min(TDP, P_idle + sum of energy per
+operation x rate):
+- the arrays: each MAC (half a FLOP of their work) at `energy.mac` of the run's compute precision, and the
+  on-chip traffic the tile model gives per FLOP (`hardware.tile_traffic`) at `energy.l2` and `energy.l1`
+  per byte; an array held for a given time (work not counted) at its peak for that time;
 - the vector unit: each FLOP at `energy.vector` (the same for a given time);
 - each bank: each byte moved at `energy.memory[bank]`;
 - the board's `energy.static` watts from the run's start to its end.
+The power limiter: no interval of the arrays draws more than `energy.cap` with the idle power (SC'25's min:
+an A100's fp16 GEMM runs at its 400 W TDP, Table 2); what it holds back is `limited_j`. The arrays' time is not
+stretched: the presets' GEMM rates are measured at the cap (the A100's 1305 MHz clock, MAMF). Other units'
+power is not limited, so a device can still average over its cap; it is reported, with the arrays' clock at
+which it would fit.
 The cluster adds what every device sent over the fabric at `energy.network` per byte (the top-level
 hardware's), and counts each simulated device as many times as it stands for NPUs (a symmetric 3D run
 simulates one tensor rank of one replica per pipeline position: `system.represented`). The NPUs' boards
 only: host CPUs, NICs, switches, fans and cooling are not in.
 
 Power over time: the run cut into `BINS` equal windows; a unit's busy interval spreads its energy evenly
-over its length. Peak power is the highest window's. A device averaging more than its `energy.cap` is
-reported over it, with the arrays' clock at which their dynamic power would fit under the cap (the rest
-unchanged): hwsim does not lower the clock during the run.
+over its length. Peak power is the highest window's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+
+from hwsim.hardware import tile_traffic
+from hwsim.systems.storage import element_bytes
 
 BINS = 200
 """Windows of the power-over-time table."""
@@ -49,63 +57,117 @@ class EnergyModel:
 
     @cached_property
     def per_work(self) -> pd.DataFrame:
-        """Per unit of a modelled device: joules per unit of its work, and joules per busy second for work not
-        counted (an array or vector unit held for a given time)."""
+        """Per unit of a modelled device: joules per unit of its work (an array's FLOP with its on-chip traffic;
+        `onchip`: the traffic's share of it), and its peak work rate (for work held for a given time)."""
         rows = []
+        bytes_ = element_bytes(self.precision)
         for row in self.units.itertuples():
             spec = self.hardware.get(row.device)
             if spec is None or spec.energy is None:
                 continue
-            energy = spec.energy
+            energy, onchip = spec.energy, 0.0
             if row.kind == "systolic":
-                per = getattr(energy.mac, self.precision) / 2  # a MAC is two FLOPs of work
+                l2, l1 = tile_traffic(spec.systolic, bytes_)
+                onchip = l2 * energy.l2 + l1 * energy.l1
+                per = getattr(energy.mac, self.precision) / 2 + onchip  # a MAC is two FLOPs of work
             elif row.kind == "vector":
                 per = energy.vector
             elif row.kind in MEMORY_KINDS:
                 per = energy.memory.get(row.unit.removeprefix(f"{row.device}."), 0.0)
             else:
                 continue
-            rows.append({"unit": row.unit, "device": row.device, "kind": row.kind, "per_work": per, "peak": row.peak_per_s})
-        return pd.DataFrame(rows, columns=["unit", "device", "kind", "per_work", "peak"])
+            share = onchip / per if per > 0 else 0.0
+            rows.append(
+                {
+                    "unit": row.unit,
+                    "device": row.device,
+                    "kind": row.kind,
+                    "per_work": per,
+                    "onchip": share,
+                    "peak": row.peak_per_s,
+                }
+            )
+        return pd.DataFrame(rows, columns=["unit", "device", "kind", "per_work", "onchip", "peak"])
+
+    @cached_property
+    def _spent(self) -> tuple[np.ndarray, pd.DataFrame]:
+        """One pass over the busy intervals: each device's dynamic joules in each of BINS windows, and its joules
+        by part (compute, onchip, vector, memory) with what the power limiter held back (limited)."""
+        names = list(self.hardware)
+        index = {name: i for i, name in enumerate(names)}
+        energy = np.zeros((len(names), BINS))
+        parts = pd.DataFrame(0.0, index=names, columns=["compute", "onchip", "vector", "memory", "limited"])
+        per = self.per_work
+        if per.empty or self.sim_s <= 0:
+            return energy, parts
+        width = self.sim_s / BINS
+        info = per.set_index("unit")
+        room = {n: (s.energy.cap - s.energy.static if s.energy.cap is not None else np.inf) for n, s in self.hardware.items()}
+        for chunk in self.outcome.trace.chunks("busy", ["unit", "start_s", "end_s", "work"]):
+            chunk = chunk[chunk.unit.isin(info.index)]
+            if chunk.empty:
+                continue
+            unit = info.loc[chunk.unit.astype(str)]
+            start, end = chunk.start_s.to_numpy(float), chunk.end_s.to_numpy(float)
+            work = chunk.work.to_numpy(float)
+            given = (work == 0) & (end > start)  # held for a given time: at peak
+            joules = np.where(given, (end - start) * unit.peak.to_numpy(float), work) * unit.per_work.to_numpy(float)
+            kind, device = unit.kind.to_numpy(), unit.device.to_numpy()
+            arrays = kind == "systolic"
+            allowed = (end - start) * np.array([room[d] for d in device])
+            held = np.where(arrays & (end > start), np.maximum(joules - allowed, 0.0), 0.0)
+            joules = joules - held
+            share = unit.onchip.to_numpy(float)
+            frame = pd.DataFrame(
+                {
+                    "device": device,
+                    "compute": np.where(arrays, joules * (1 - share), 0.0),
+                    "onchip": np.where(arrays, joules * share, 0.0),
+                    "vector": np.where(kind == "vector", joules, 0.0),
+                    "memory": np.where(np.isin(kind, MEMORY_KINDS), joules, 0.0),
+                    "limited": held,
+                }
+            )
+            parts = parts.add(frame.groupby("device").sum(), fill_value=0.0)
+            _spread(energy, np.array([index[d] for d in device]), start, end, joules, width)
+        return energy, parts
 
     @cached_property
     def devices(self) -> pd.DataFrame:
         """One row per device: energy by part (J), average and peak power (W), the NPUs it stands for, its
-        cap, whether it averages over it and the arrays' clock that would bring it under."""
-        per = self.per_work.set_index("unit")
-        units = self.units.set_index("unit").join(per[["per_work", "peak"]].rename(columns={"peak": "peak_work"}), how="inner")
-        counted = units.work.notna()
-        joules = np.where(counted, units.work * units.per_work, units.busy_s * units.peak_work * units.per_work)
-        units = units.assign(joules=joules)
-        parts = units.pivot_table(index="device", columns="kind", values="joules", aggfunc="sum", fill_value=0.0)
+        cap, what the limiter held back, whether it averages over the cap and the arrays' clock that would
+        bring it under."""
+        parts = self._spent[1]
         rows = []
         peak = self.power.groupby("device").power_w.max() if not self.power.empty else pd.Series(dtype=float)
         for name, spec in self.hardware.items():
             if spec.energy is None:
                 continue
-            part = parts.loc[name] if name in parts.index else pd.Series(dtype=float)
-            compute = float(part.get("systolic", 0.0))
-            dynamic = compute + float(part.get("vector", 0.0)) + float(part.get("memory", 0.0))
+            part = parts.loc[name]
+            arrays = float(part.compute + part.onchip)
+            dynamic = arrays + float(part.vector + part.memory)
             static = spec.energy.static * self.sim_s
             total = dynamic + static
             average = total / self.sim_s if self.sim_s > 0 else 0.0
             cap = spec.energy.cap
             over = cap is not None and average > cap
-            compute_w = compute / self.sim_s if self.sim_s > 0 else 0.0
+            arrays_w = arrays / self.sim_s if self.sim_s > 0 else 0.0
             clock = None
-            if over and compute_w > 0:
-                room = cap - (average - compute_w)  # what the cap leaves the arrays
-                clock = max(0.0, room) / compute_w * spec.systolic.clock
+            if over and arrays_w > 0:
+                left = cap - (average - arrays_w)  # what the cap leaves the arrays
+                clock = max(0.0, left) / arrays_w * spec.systolic.clock
             rows.append(
                 {
                     "device": name,
                     "hardware": spec.name,
                     "represents": self.count[name],
-                    "compute_j": compute,
-                    "vector_j": float(part.get("vector", 0.0)),
-                    "memory_j": float(part.get("memory", 0.0)),
+                    "compute_j": float(part.compute),
+                    "onchip_j": float(part.onchip),
+                    "vector_j": float(part.vector),
+                    "memory_j": float(part.memory),
                     "static_j": static,
                     "energy_j": total,
+                    "limited_j": float(part.limited),
                     "average_power_w": average,
                     "peak_power_w": float(peak.get(name, average)),
                     "cap_w": cap,
@@ -119,27 +181,12 @@ class EnergyModel:
     def power(self) -> pd.DataFrame:
         """Power per device over time: (start_s, end_s, device, power_w) for each of BINS windows, and the
         cluster's (device "cluster": every NPU each device stands for, plus the network)."""
-        per = self.per_work
-        if per.empty or self.sim_s <= 0:
+        if self.per_work.empty or self.sim_s <= 0:
             return pd.DataFrame(columns=["start_s", "end_s", "device", "power_w"])
         names = list(self.hardware)
-        index = {name: i for i, name in enumerate(names)}
         width = self.sim_s / BINS
-        energy = np.zeros((len(names), BINS))
-        info = per.set_index("unit")
-        for chunk in self.outcome.trace.chunks("busy", ["unit", "start_s", "end_s", "work"]):
-            chunk = chunk[chunk.unit.isin(info.index)]
-            if chunk.empty:
-                continue
-            unit = info.loc[chunk.unit.astype(str)]
-            start, end = chunk.start_s.to_numpy(float), chunk.end_s.to_numpy(float)
-            work = chunk.work.to_numpy(float)
-            given = (work == 0) & (end > start)  # held for a given time: at peak
-            joules = np.where(given, (end - start) * unit.peak.to_numpy(float), work) * unit.per_work.to_numpy(float)
-            rows = np.array([index[d] for d in unit.device])
-            _spread(energy, rows, start, end, joules, width)
         static = np.array([self.hardware[n].energy.static for n in names])
-        power = energy / width + static[:, None]
+        power = self._spent[0] / width + static[:, None]
         edges = np.arange(BINS + 1) * width
         counts = np.array([self.count[n] for n in names], float)
         cluster = (power * counts[:, None]).sum(axis=0) + self.network_j / self.sim_s
@@ -180,6 +227,7 @@ class EnergyModel:
             "per_sample_j": cluster / samples if samples else None,
             "edp_js": per_step * step_time_s if per_step is not None and step_time_s else None,
             "network_j": self.network_j,
+            "limited_j": float((devices.limited_j * devices.represents).sum()),
             "npus": npus,
             "average_power_w": cluster / self.sim_s if self.sim_s > 0 else 0.0,
             "peak_power_w": float(power.max()) if len(power) else 0.0,

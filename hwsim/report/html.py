@@ -179,6 +179,8 @@ def _energy_rows(e: dict | None) -> list[tuple[str, str]]:
     ]
     if e.get("to_target_j") is not None:
         rows.append(("energy to the target accuracy", j(e["to_target_j"])))
+    if e.get("limited_j"):
+        rows.append(("held back by the power limiter (GEMMs at the cap)", j(e["limited_j"])))
     if e["over_cap"]:
         rows.append(("over the power cap", ", ".join(e["over_cap"])))
     return rows

@@ -108,12 +108,27 @@ class EnergySpec:
     mac: MacEnergySpec = spec(doc="per MAC of the arrays, by precision")
     vector: float = spec(doc="per FLOP of the vector unit", unit="energy", min=0)
     memory: dict[str, float] = spec(doc="per byte each bank moves, by bank name", unit="energy_per_byte", min=0)
+    l2: float = spec(
+        "0 J/B",
+        doc="per byte a GEMM's tiles read from the L2 cache (arrays > 1: the tile model's traffic, `tile_traffic`)",
+        unit="energy_per_byte",
+        min=0,
+    )
+    l1: float = spec(
+        "0 J/B",
+        doc="per byte through L1/shared memory: a tile's operands written in from L2 and read by each array",
+        unit="energy_per_byte",
+        min=0,
+    )
     network: float = spec(
         "0 J/B", doc="per byte the device sends over the fabric (its NIC, links and switches)", unit="energy_per_byte", min=0
     )
     static: float = spec(doc="the board's power when idle", unit="power", min=0)
     cap: float | None = spec(
-        None, doc="the board's power limit (TDP): a device averaging more is reported over it", unit="power", gt=0
+        None,
+        doc="the board's power limit (TDP): each GEMM draws at most this (the power limiter), and a device averaging more is reported over it",
+        unit="power",
+        gt=0,
     )
 
 
