@@ -112,6 +112,10 @@ def _check_name(name: str, where: str) -> None:
 def _check_model(model, key: str, where: str) -> None:
     if model.kind == "transformer" and model.d_model % model.heads:
         raise ConfigError(where, f"{key}.heads", model.heads, f"a divisor of d_model ({model.d_model})")
+    if model.kind == "transformer" and model.heads % model.kv:
+        raise ConfigError(
+            where, f"{key}.kv_heads", model.kv_heads, f"a divisor of heads ({model.heads}): each key/value head serves a group"
+        )
     if model.kind == "layers":
         for sub, value, expected in check_layers(model):
             raise ConfigError(where, f"{key}.{sub}", value, expected)

@@ -164,8 +164,7 @@ def _describe_megatron(m: dict) -> list[str]:
         if k not in ("gathered_bytes", "fill_bytes") or worst.get(k)
     )
     out = [
-        f"  megatron t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}"
-        f"{' +sequence' if lay['sequence'] else ''}, {m['schedule']}, m={m['microbatches']}, recompute {m['recompute']}, "
+        f"  megatron {layout_label(lay)}, {m['schedule']}, m={m['microbatches']}, recompute {m['recompute']}, "
         f"optimizer {m['optimizer']}: step {q(m['step_s'])}, MFU {m['mfu']:.1%}, HFU {m['hfu']:.1%}",
         f"  {m['breakdown_device']}: {parts}"
         + (f" (tensor comm beside GEMMs {q(m['tensor_comm_hidden_s'])})" if m.get("tensor_comm_hidden_s") else ""),
@@ -214,3 +213,10 @@ def _describe_federated(fed: dict) -> str:
         f"{format_quantity(sent['sent_down'], 'size')} down, {format_quantity(sent['sent_up'], 'size')} up; client peak memory "
         f"{format_quantity(mem['client_peak_bytes']['max'] or 0, 'size')} ({mem['decompression']})"
     )
+
+
+def layout_label(lay: dict) -> str:
+    """A 3D layout in a few characters: t=8 p=16 c=16 d=8 v=8 +sequence (c only when above 1)."""
+    context = f" c={lay['context']}" if lay.get("context", 1) > 1 else ""
+    sequence = " +sequence" if lay["sequence"] else ""
+    return f"t={lay['tensor']} p={lay['pipeline']}{context} d={lay['data']} v={lay['virtual']}{sequence}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from hwsim.report.console import layout_label
+
 TIME_COLOURS = {
     "compute_s": "#4C72B0",
     "decompress_s": "#64B5CD",  # stored weights to 16-bit (compression.storage)
@@ -57,7 +59,7 @@ def megatron_figure(section: dict) -> Figure:
     right.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     lay = section["layout"]
     fig.suptitle(
-        f"t={lay['tensor']} p={lay['pipeline']} d={lay['data']} v={lay['virtual']}{' +sequence' if lay['sequence'] else ''}, "
+        f"{layout_label(lay)}, "
         f"recompute {section['recompute']}: step {section['step_s']:.4g} s, MFU {section['mfu']:.1%}, HFU {section['hfu']:.1%}"
     )
     fig.tight_layout()

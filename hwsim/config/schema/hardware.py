@@ -43,6 +43,13 @@ class SystolicSpec:
     boost_clock: float | None = spec(
         None, doc="the clock of the datasheet's peak, which MFU and HFU are quoted against (null: clock)", unit="frequency", gt=0
     )
+    attention_efficiency: float = spec(
+        1.0,
+        doc="the fraction of the arrays' GEMM rate a fused attention kernel reaches on its GEMMs (the softmax between "
+        "them on chip): measured attention throughput over the tile model's on the same shapes",
+        gt=0,
+        max=1,
+    )
     efficiency: float = spec(
         1.0,
         doc="the fraction of cycles on which the arrays issue MACs in a GEMM's steady state (the rest are operand "

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import permutations
 from typing import Any
 
 from hwsim.config.fields import spec
 from hwsim.config.schema.common import schema
 from hwsim.config.schema.model import ModelSpec
+
+ORDERS = tuple("".join(o) for axes in ("tpd", "tcpd") for o in permutations(axes))
+"""The placement orders: each permutation of tensor, pipeline, data (and context)."""
 
 
 @schema
@@ -18,11 +22,26 @@ class ParallelSpec:
     data: int = spec(1, doc="data-parallel replicas d", min=1)
     virtual: int = spec(1, doc="model chunks per pipeline device v (interleaved 1F1B when above 1)", min=1)
     sequence: bool = spec(False, doc="sequence parallelism: all-gather / reduce-scatter, layer norms and dropouts split by t")
+    context: int = spec(
+        1,
+        doc="context-parallel ranks c: each sequence split over them in 2c chunks, rank r holding chunks r and 2c-1-r "
+        "(causal balance); they exchange keys and values in every attention and reduce gradients with the data ranks "
+        "(t p c d NPUs)",
+        min=1,
+    )
+    context_comm: str = spec(
+        "ring",
+        doc="how context ranks get each other's keys and values: ring (Megatron-core / Transformer Engine: passed "
+        "round the ring beside the attention, gradients back the same way) or all_gather (Llama 3: gathered before "
+        "the attention, gradients reduce-scattered after it)",
+        choices=("ring", "all_gather"),
+    )
     order: str = spec(
         "tpd",
         doc="placement: the axes from fastest-varying NPU index to slowest (tpd: tensor groups on adjacent NPUs, "
-        "so in a fabric's first dimension)",
-        choices=("tpd", "tdp", "ptd", "pdt", "dtp", "dpt"),
+        "so in a fabric's first dimension); with context ranks, c among them (tcpd: Llama 3's [TP, CP, PP, DP]; "
+        "without c, it follows t)",
+        choices=ORDERS,
     )
 
 
@@ -127,6 +146,12 @@ class FrameworkSpec:
     kernel_gap: float = spec(
         "0 s", doc="idle time between two consecutive kernels of an op on the GPU (launch and framework)", unit="time", min=0
     )
+    flash_attention: bool = spec(
+        False,
+        doc="the attention as one fused kernel each way (FlashAttention-2 or cuDNN's: causal blocks skipped, no s x s "
+        "tensor in memory; Transformer Engine's default in Megatron-core); false: Megatron-LM's GEMMs, fused softmax "
+        "and dropout on the whole s x s scores",
+    )
 
 
 @schema
@@ -165,8 +190,9 @@ class MegatronSpec:
         None,
         doc="transformer blocks of each model chunk, in model order (an uneven split: the first and the last often "
         "hold fewer, where the embedding and the head take their place, as DeepSpeed's partition "
-        "'type:transformer|embedding' does); null: model.layers / chunks each",
-        min=1,
+        "'type:transformer|embedding' does; Llama 3's first and last chunks hold them alone: 0); null: model.layers "
+        "/ chunks each",
+        min=0,
     )
     overlap_grad_reduce: bool | None = spec(
         None,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from hwsim.config.fields import spec
 from hwsim.config.schema.common import schema
 
+MLPS = ("gelu", "swiglu")
+NORMS = ("layernorm", "rmsnorm")
+
 
 @schema
 class MlpSpec:
@@ -37,6 +40,28 @@ class TransformerSpec:
     d_ff: int = spec(doc="feed-forward width", min=1)
     vocab: int = spec(doc="vocabulary size", min=1)
     seq_len: int = spec(doc="tokens per sequence", min=1)
+    kv_heads: int | None = spec(
+        None, doc="key and value heads: grouped-query attention (a divisor of heads; 1: multi-query; null: heads)", min=1
+    )
+    mlp: str = spec(
+        "gelu",
+        doc="the feed-forward block: gelu (d_model to d_ff, GeLU, back) or swiglu (gate and up, d_ff each, SiLU(gate) x up, down)",
+        choices=MLPS,
+    )
+    norm: str = spec("layernorm", doc="the blocks' normalization: layernorm (scale and shift) or rmsnorm (scale)", choices=NORMS)
+    bias: bool = spec(True, doc="the linear layers have biases (GPT: yes; Llama: no)")
+    dropout: bool = spec(True, doc="dropout on the attention probabilities and the residual branches (a 1-byte mask each)")
+    rotary: bool = spec(False, doc="rotary position embeddings on queries and keys in every block, no learned position table")
+    tied_embeddings: bool = spec(True, doc="the output layer uses the input embedding's weights (false: its own V x d_model)")
+
+    @property
+    def kv(self) -> int:
+        """Key and value heads (heads without grouped-query attention)."""
+        return self.kv_heads or self.heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
 
 
 @schema

@@ -13,16 +13,20 @@ from hwsim.systems.checks import check_bank
 
 
 def layout(par: ParallelSpec) -> dict[tuple[int, int, int], int]:
-    """The NPU of (tensor rank i, pipeline device j, data replica k): `par.order` names the axes from the
-    fastest-varying NPU index to the slowest (tpd: i + t (j + p k))."""
-    sizes = {"t": par.tensor, "p": par.pipeline, "d": par.data}
+    """The NPU of (tensor rank i, pipeline device j, data rank k): `par.order` names the axes from the
+    fastest-varying NPU index to the slowest (tpd: i + t (j + p k)). With c context ranks the data index k
+    runs over c d ranks, context rank k % c of replica k // c; the context axis sits where the order puts c,
+    or right after t (Megatron-core's tp-cp-dp-pp)."""
+    c = par.context
+    order = par.order if "c" in par.order or c == 1 else par.order.replace("t", "tc")
+    sizes = {"t": par.tensor, "p": par.pipeline, "c": c, "d": par.data}
     out = {}
     for i in range(par.tensor):
         for j in range(par.pipeline):
-            for k in range(par.data):
-                at = {"t": i, "p": j, "d": k}
+            for k in range(c * par.data):
+                at = {"t": i, "p": j, "c": k % c, "d": k // c}
                 npu, stride = 0, 1
-                for axis in par.order:
+                for axis in order:
                     npu += at[axis] * stride
                     stride *= sizes[axis]
                 out[(i, j, k)] = npu
@@ -47,15 +51,26 @@ def check_megatron(scenario: Scenario, where: str) -> None:
     if scenario.run.mode != "timing-only":
         raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a transformer has shapes, not math)")
     check_bank(scenario.hardware.memory, "bank", system.bank, False, where)
-    npus = fabric_npus(scenario.hardware.network, t * p * d)
-    build_topology(scenario.hardware, min(npus, t * p * d), where)  # the fabric's own mistakes first
-    if npus != t * p * d:
-        raise ConfigError(
-            where, "system.parallel", f"tensor {t} x pipeline {p} x data {d} = {t * p * d}", f"the fabric's {npus} NPUs"
-        )
+    c = par.context
+    needed = t * p * c * d
+    npus = fabric_npus(scenario.hardware.network, needed)
+    build_topology(scenario.hardware, min(npus, needed), where)  # the fabric's own mistakes first
+    if npus != needed:
+        axes = f"tensor {t} x pipeline {p} x " + (f"context {c} x " if c > 1 else "") + f"data {d} = {needed}"
+        raise ConfigError(where, "system.parallel", axes, f"the fabric's {npus} NPUs")
+    if c > 1:
+        _check_context(scenario, where)
     for key, value in (("heads", model.heads), ("d_model", model.d_model), ("d_ff", model.d_ff), ("vocab", model.vocab)):
         if value % t:
             raise ConfigError(where, f"model.{key}", value, f"a multiple of system.parallel.tensor ({t})")
+    if model.kv % t and t % model.kv:
+        raise ConfigError(
+            where,
+            "model.kv_heads",
+            model.kv,
+            f"a multiple of system.parallel.tensor ({t}), or a divisor of it (each rank then holds one key/value head, "
+            "replicated)",
+        )
     if system.batch % (d * system.microbatch):
         raise ConfigError(
             where,
@@ -82,6 +97,14 @@ def check_megatron(scenario: Scenario, where: str) -> None:
         if sum(given) != model.layers:
             raise ConfigError(
                 where, "system.layers_per_stage", list(given), f"counts that add up to model.layers ({model.layers})"
+            )
+        if 0 in given[1:-1]:
+            raise ConfigError(
+                where,
+                "system.layers_per_stage",
+                list(given),
+                "at least one block in every chunk but the first and the last (which may hold the embedding or the "
+                "output layer alone)",
             )
     elif model.layers % shape.model_stages:
         raise ConfigError(where, "model.layers", model.layers, f"a multiple of {chunks}, or system.layers_per_stage")
@@ -151,6 +174,8 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
     """An mlp: widths the tensor ranks split evenly, a batch the replicas (and with a pipeline, the
     micro-batches) split; with a pipeline, stages of whole column/row pairs under a contiguous or looping
     placement."""
+    if scenario.system.parallel.context > 1:
+        raise ConfigError(where, "system.parallel.context", scenario.system.parallel.context, "1 for an mlp (it has no sequence)")
     system, model = scenario.system, scenario.model
     par = system.parallel
     check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
@@ -186,6 +211,30 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, "system.batch", system.batch, f"a multiple of system.parallel.data ({par.data})")
     if p > 1:
         _check_mlp_pipeline(system, model, where)
+
+
+def _check_context(scenario: Scenario, where: str) -> None:
+    """Context parallelism: a sequence that splits into 2c equal chunks, fused attention (no rank could hold
+    the s x s scores the plain attention makes), and the order's axes."""
+    system, model = scenario.system, scenario.model
+    c = system.parallel.context
+    if model.seq_len % (2 * c):
+        raise ConfigError(
+            where,
+            "model.seq_len",
+            model.seq_len,
+            f"a multiple of 2 x system.parallel.context ({2 * c}): chunks for the causal balance",
+        )
+    if not system.framework.flash_attention:
+        raise ConfigError(
+            where,
+            "system.framework.flash_attention",
+            False,
+            "true with context parallelism (its attention runs block by block on chip; a framework such as megatron-core)",
+        )
+    if system.fill is not None or system.optimizer == "sharded":
+        key, value = ("system.fill", "a fill job") if system.fill is not None else ("system.optimizer", "sharded")
+        raise ConfigError(where, key, value, "none with context parallelism (not modelled together)")
 
 
 def _check_mlp_pipeline(system, model, where: str) -> None:

@@ -52,15 +52,19 @@ def optimizer_bytes(precision: str) -> tuple[float, float]:
     return 4.0, unscale + 4.0 + 28.0 + 6.0
 
 
-def gemm_seconds(array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, out_bytes: float = ACT_BYTES) -> float:
+def gemm_seconds(
+    array: SystolicSpec, bank: BankSpec, g: Gemm, precision: str, out_bytes: float = ACT_BYTES, fused: bool = False
+) -> float:
     """A GEMM on the arrays (a GPU's tensor cores): their cycles, tiles in waves (`array_cycles`), plus what
     no MAC overlaps: each wave waits one bank latency for its first operands (the prologue), and stores its
     output tiles, `out_bytes` per element, at the bank's rate (the epilogue). Or, if longer, the time to move
-    the operands and the result (the roofline)."""
+    the operands and the result (the roofline); `fused` (a fused attention kernel, whose m x k operand is made
+    on chip): the result only."""
     compute = array_cycles(array, g.m, g.n, g.k, precision, g.count) / array.clock
     outputs = g.count * g.m * g.n
     exposed = tile_waves(array, g.m, g.n, g.count) * bank.latency + outputs * out_bytes / bank.rate
-    traffic = (g.count * (g.m * g.k + g.k * g.n) * ACT_BYTES + outputs * out_bytes) / bank.rate
+    operands = 0 if fused else g.count * (g.m * g.k + g.k * g.n) * ACT_BYTES
+    traffic = (operands + outputs * out_bytes) / bank.rate
     return max(compute + exposed, traffic)
 
 
@@ -77,6 +81,7 @@ class Part:
     gemm_flops: float = 0.0
     memory_bytes: float = 0.0
     tensor_bytes: float = 0.0
+    context_bytes: float = 0.0  # what the rank sends to its context ranks (their seconds are in tensor_s)
     gap_s: float = 0.0  # idle between kernels (launch and framework)
     hidden_s: float = 0.0  # tensor-parallel communication run beside a GEMM, not in the total
 
@@ -188,17 +193,35 @@ class StageCosts:
         recompute: str,
         precision: str,
         framework: FrameworkSpec | None = None,
+        context_group: tuple[int, ...] = (),
+        context_comm: str = "ring",
     ):
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
+        self.groups = {"tensor": tensor_group, "context": context_group}
+        self.c = max(len(context_group), 1)
         self.framework = framework = framework or FrameworkSpec()
         self.bank = hardware.memory[bank]
         self.bandwidth = self.bank.rate
         # the arrays at the rate this framework's libraries reach
         self.array = dataclasses.replace(hardware.systolic, efficiency=hardware.systolic.efficiency * framework.gemm_efficiency)
+        # the fused attention kernel at its measured fraction of that rate
+        self.attention_array = dataclasses.replace(
+            self.array, efficiency=self.array.efficiency * hardware.systolic.attention_efficiency
+        )
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
-        self.work: BlockWork = block_work(model, self.t, microbatch, sequence, recompute, framework.wgrad_fusion)
+        self.work: BlockWork = block_work(
+            model,
+            self.t,
+            microbatch,
+            sequence,
+            recompute,
+            framework.wgrad_fusion,
+            framework.flash_attention,
+            self.c,
+            context_comm,
+        )
         self.block = {
             name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")
         }
@@ -206,18 +229,23 @@ class StageCosts:
 
     def _part(self, kernels: tuple[Kernel, ...]) -> Part:
         """The kernels one after another, each followed by the framework's gap; with `tp_overlap` a collective
-        whose GEMM is among them runs beside it: the pair takes max(c, g + slowdown min(c, g))."""
+        whose GEMM is among them runs beside it: the pair takes max(c, g + slowdown min(c, g)). A context ring
+        always runs beside its attention (it is built to)."""
         fw = self.framework
         out = Part(gap_s=len(kernels) * fw.kernel_gap)
         gemms = {k.name: k for k in kernels if k.kind == "gemm"}
         beside: dict[str, float] = {}  # a GEMM's name: seconds of the collective run beside it
+
+        def overlapped(k: Kernel) -> bool:
+            return k.kind not in ("gemm", "memory") and k.beside in gemms and (fw.tp_overlap or k.group == "context")
+
         for k in kernels:
-            if k.kind not in ("gemm", "memory") and fw.tp_overlap and k.beside in gemms:
-                beside[k.beside] = beside.get(k.beside, 0.0) + self.timer.seconds(k.kind, self.group, k.bytes)
-                out.tensor_bytes += ring_wire_bytes(k.kind, self.t, k.bytes)
+            if overlapped(k):
+                beside[k.beside] = beside.get(k.beside, 0.0) + self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
+                self._count_bytes(out, k)
         for k in kernels:
             if k.kind == "gemm":
-                gemm = self._gemm(k.gemm, k.out_bytes)
+                gemm = self._gemm(k.gemm, k.out_bytes, k.attention)
                 c = beside.get(k.name, 0.0)
                 if c:
                     g = gemm.gemm_s
@@ -227,8 +255,8 @@ class StageCosts:
                 out = out + gemm
             elif k.kind == "memory":
                 self._memory(out, k.bytes)
-            elif not (fw.tp_overlap and k.beside in gemms):
-                self._collective(out, k.kind, k.bytes)
+            elif not overlapped(k):
+                self._collective(out, k.kind, k.bytes, k.group)
         return out
 
     def _memory(self, part: Part, nbytes: float) -> None:
@@ -236,20 +264,30 @@ class StageCosts:
         part.memory_s += nbytes / self.bandwidth
         part.memory_bytes += nbytes
 
-    def _collective(self, part: Part, op: str, nbytes: float) -> None:
-        """A tensor-parallel collective on the whole tensor of `nbytes`."""
-        part.tensor_s += self.timer.seconds(op, self.group, nbytes)
-        part.tensor_bytes += ring_wire_bytes(op, self.t, nbytes)
+    def _collective(self, part: Part, op: str, nbytes: float, group: str = "tensor") -> None:
+        """A tensor-parallel (or context-parallel) collective on the whole tensor of `nbytes`: its time is the
+        op's tensor communication."""
+        part.tensor_s += self.timer.seconds(op, self.groups[group], nbytes)
+        self._count_bytes(part, Kernel(op, "", bytes=nbytes, group=group))
 
-    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES) -> Part:
-        seconds = gemm_seconds(self.array, self.bank, g, self.precision, out_bytes)
+    def _count_bytes(self, part: Part, k: Kernel) -> None:
+        """What this rank sends on the ring of a collective, by group."""
+        sent = ring_wire_bytes(k.kind, len(self.groups[k.group]), k.bytes)
+        if k.group == "context":
+            part.context_bytes += sent
+        else:
+            part.tensor_bytes += sent
+
+    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES, attention: bool = False) -> Part:
+        array = self.attention_array if attention else self.array
+        seconds = gemm_seconds(array, self.bank, g, self.precision, out_bytes, fused=attention)
         return Part(gemm_s=seconds, gemm_flops=float(g.flops))
 
     def edge(self, first: bool, last: bool) -> dict[str, Part]:
         """The embedding's and the head's work: the lookup (first stage); final layer norm, logits GEMM
         (tokens, V/t, h) against the tied embedding, cross entropy and their backward (last stage)."""
         m, t = self.model, self.t
-        tokens, h = m.seq_len * self.b, m.d_model
+        tokens, h = m.seq_len * self.b // self.c, m.d_model
         out = {name: Part() for name in ("forward", "input_grad", "weight_grad")}
         if first:
             self._memory(out["forward"], 2 * tokens * h * ACT_BYTES)  # gather rows, add positions
@@ -304,9 +342,11 @@ class Memory:
 
 def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last: bool) -> float:
     """Parameters of one tensor rank of a stage: its blocks' split by t, plus the vocabulary-parallel
-    embedding (V/t rows) and positions on the first stage and the tied copy on the last."""
-    edge = (model.vocab * model.d_model / t + model.seq_len * model.d_model) if first else 0.0
-    if last and not first:
+    embedding (V/t rows) and the learned positions (none with rotary) on the first stage, and the output layer
+    (the tied copy, or its own) on the last."""
+    positions = 0 if model.rotary else model.seq_len * model.d_model
+    edge = (model.vocab * model.d_model / t + positions) if first else 0.0
+    if last and (not first or not model.tied_embeddings):
         edge += model.vocab * model.d_model / t
     return blocks * block_params(model) / t + edge
 

@@ -81,7 +81,7 @@ def fill_work(system, spec) -> FillWork:
     params = stage_params(m, m.layers, 1, True, True)
     rate = system.hardware.memory[system.spec.bank].rate
     update = params * sum(optimizer_bytes(system.spec.precision)) if train else 0.0
-    per_block = activation_bytes(m, 1, spec.microbatch, False, "none")
+    per_block = activation_bytes(m, 1, spec.microbatch, False, "none", system.spec.framework.flash_attention)
     weights = params * WEIGHT_BYTES
     swapped = not spec.resident  # its weights copied in for each forward and held during it, not kept
     return FillWork(

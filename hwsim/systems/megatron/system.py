@@ -21,8 +21,8 @@ receiver all-gathers), and the sender waits for the transfer as Megatron's synch
 point-to-point calls do (`pipeline_comm_s`). After its last backward a device reduces
 its gradients over its data-parallel group (all-reduce, or a reduce-scatter with the
 distributed optimizer), or, with `overlap_grad_reduce`, each model chunk's as soon as the
-chunk's last backward (or W) ends, on the data track while the pipeline goes on; the first and the last stage all-reduce the tied embedding's
-gradient; each device runs the optimizer step at the bank's achieved rate
+chunk's last backward (or W) ends, on the data track while the pipeline goes on; the first and the last
+stage all-reduce the tied embedding's gradient (`tied_embeddings`); each device runs the optimizer step at the bank's achieved rate
 (`megatron_costs.optimizer_bytes`) and, with the distributed optimizer, all-gathers its
 parameters. With the sharded optimizer (ZeRO-3) each model chunk's weights are gathered
 before each run of its ops and its gradients reduce-scattered after each run of its
@@ -147,9 +147,12 @@ class Megatron:
         self.env, self.cluster, self.progress = cluster.env, cluster, progress
         self.hardware = scenario.hardware
         par = spec.parallel
-        self.t, self.p, self.d, self.v = par.tensor, par.pipeline, par.data, par.virtual
+        self.t, self.p, self.v, self.c = par.tensor, par.pipeline, par.virtual, par.context
+        # the gradients' group: the data replicas' ranks, with each replica's context ranks (Megatron-core reduces
+        # over data x context); the batch splits over the replicas alone
+        self.d = par.data * self.c
         self.place = layout(par)
-        self.microbatches = spec.batch // (self.d * spec.microbatch)
+        self.microbatches = spec.batch // (par.data * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
         self.sharded = spec.optimizer == "sharded"
         grad_overlap = spec.framework.overlap_grad_reduce if spec.overlap_grad_reduce is None else spec.overlap_grad_reduce
@@ -178,17 +181,20 @@ class Megatron:
             recompute=spec.recompute,
             precision=spec.precision,
             framework=spec.framework,
+            context_group=self.group("context", 0, 0) if self.c > 1 else (),
+            context_comm=par.context_comm,
         )
         self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B", "W")}
-        self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute)
+        flash = spec.framework.flash_attention
+        self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute, flash, self.c)
         self.w_block = weight_grad_bytes(self.costs.work)  # a split backward's W buffer per block
         self.act_transient = (
-            activation_bytes(m, self.t, spec.microbatch, par.sequence, "none") if spec.recompute == "full" else 0.0
+            activation_bytes(m, self.t, spec.microbatch, par.sequence, "none", flash, self.c) if spec.recompute == "full" else 0.0
         )
         # Megatron's scatter-gather (Narayanan et al. 2021, section 4.1): each tensor rank sends 1/t of the
         # activation; without sequence parallelism the receiver all-gathers it over its tensor group
         self.wire = wire = Wire(spec.compression, self.hardware.memory[spec.bank].rate)
-        self.p2p_elements = m.seq_len * spec.microbatch * m.d_model / self.t
+        self.p2p_elements = m.seq_len * spec.microbatch * m.d_model / (self.t * self.c)
         self.p2p_bytes = wire.total(wire.pipeline, self.p2p_elements, ACT_BYTES)
         self.p2p_codec_s = wire.codec_s(wire.pipeline, self.p2p_elements, ACT_BYTES)
         self.p2p_gather_s = (
@@ -220,7 +226,7 @@ class Megatron:
         ]
         self.mirrors = self._mirrors(scenario)
         # the data track's peer: a replica's, or (one replica) the stage at the other end of the tied embedding
-        tied_peer = {0: place[(0, p - 1, 0)], p - 1: place[(0, 0, 0)]} if p > 1 else {}
+        tied_peer = {0: place[(0, p - 1, 0)], p - 1: place[(0, 0, 0)]} if p > 1 and m.tied_embeddings else {}
         self.data_units = [
             self._unit(dev, "data_comm", place[(0, j, 1)] if d > 1 else tied_peer.get(j)) for j, dev in enumerate(self.devices)
         ]
@@ -250,9 +256,13 @@ class Megatron:
     # --- layout -----------------------------------------------------------------------
 
     def group(self, axis: str, j: int, k: int, i: int = 0) -> tuple[int, ...]:
-        """The NPUs of the tensor group of (stage device j, replica k), or the data group of (i, j)."""
+        """The NPUs of the tensor group of (stage device j, data rank k), the context group of (i, j, k), or the
+        data group of (i, j) (the gradients': every replica's context ranks)."""
         if axis == "tensor":
             return tuple(self.place[(r, j, k)] for r in range(self.t))
+        if axis == "context":
+            first = k - k % self.c
+            return tuple(self.place[(i, j, first + r)] for r in range(self.c))
         return tuple(self.place[(i, j, r)] for r in range(self.d))
 
     def local_group(self, j: int) -> tuple[int, ...]:
@@ -346,7 +356,7 @@ class Megatron:
             sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
             waiting: dict[tuple, simpy.Event] = {}  # what a device waits for that has not arrived
             rows = [dict.fromkeys(BREAKDOWN, 0.0) for _ in range(self.p)]
-            tied = (self.env.event(), self.env.event()) if self.p > 1 else None
+            tied = (self.env.event(), self.env.event()) if self.p > 1 and self.model.tied_embeddings else None
             devices = [self.env.process(self._device(step, j, sent, waiting, tied, rows[j])) for j in range(self.p)]
             filling += self.fill.run_step(step) if self.fill is not None else []
             yield simpy.AllOf(self.env, devices)
@@ -518,6 +528,7 @@ class Megatron:
         device, at = self.devices[j], begin
         own = (device.systolic, device.bank(self.spec.bank), self.tensor_units[j])
         self.traffic.tensor[j] += both.tensor_bytes
+        self.traffic.context[j] += both.context_bytes
         spans = ((both.gemm_s, both.gemm_flops), (both.memory_s, both.memory_bytes), (both.tensor_s, both.tensor_bytes))
         for k, (seconds, work) in enumerate(spans):
             if seconds > 0:
@@ -722,7 +733,8 @@ class Megatron:
                 "layout": {
                     "tensor": self.t,
                     "pipeline": self.p,
-                    "data": self.d,
+                    "data": par.data,
+                    "context": self.c,
                     "virtual": self.v,
                     "sequence": par.sequence,
                     "order": par.order,
@@ -782,7 +794,7 @@ class Megatron:
         """The links as every rank of the layout uses them: the simulated ranks stand for their groups, so
         each link gets the bytes all ranks' rings and sends put on it (`traffic`), busy for their
         serialization; `mirrored` marks the links that carried something."""
-        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d)
+        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d, self.c)
         bandwidth = links.bandwidth_bytes_per_s.to_numpy()
         span = self.env.now if self.env.now > 0 else np.nan
         return links.assign(bytes=loads, busy_s=loads / bandwidth, util=loads / (bandwidth * span), mirrored=loads > 0)
@@ -792,7 +804,7 @@ class Megatron:
         return self.traffic.sent_bytes(self.t, self.d)
 
     def represented(self, device: str) -> int:
-        """NPUs a simulated device stands for: its pipeline position's t x d ranks (energy, power)."""
+        """NPUs a simulated device stands for: its pipeline position's t x c x d ranks (energy, power)."""
         return self.t * self.d
 
     def placement(self) -> dict[str, str]:
@@ -800,7 +812,10 @@ class Megatron:
         t = self.cluster.topology
         pipeline = tuple(self.place[(0, j, 0)] for j in range(self.p))
         out = {}
-        for axis, group in (("tensor", self.group("tensor", 0, 0)), ("pipeline", pipeline), ("data", self.group("data", 0, 0))):
+        groups = [("tensor", self.group("tensor", 0, 0)), ("pipeline", pipeline), ("data", self.group("data", 0, 0))]
+        if self.c > 1:
+            groups.insert(2, ("context", self.group("context", 0, 0)))
+        for axis, group in groups:
             if len(group) < 2:
                 out[axis] = "one NPU"
                 continue

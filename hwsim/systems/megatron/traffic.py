@@ -30,14 +30,16 @@ class Traffic:
 
     def __init__(self, p: int):
         self.tensor = [0.0] * p  # tensor-parallel rings (within its tensor group)
+        self.context = [0.0] * p  # context-parallel rings (within its context group)
         self.data = [0.0] * p  # data-parallel rings (within its data group)
         self.local = [0.0] * p  # rings within the node's part of its data group (hierarchical partitioning)
         self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
         self.tied = 0.0  # the tied embedding's all-reduce between the first and the last device
 
-    def link_bytes(self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int) -> np.ndarray:
+    def link_bytes(self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int, c: int = 1) -> np.ndarray:
         """Bytes on each link of `topology` once every rank of every group (tensor rank i, pipeline
-        position j, replica k on NPU place[(i, j, k)]) has sent what its simulated rank sent."""
+        position j, data rank k on NPU place[(i, j, k)]: d of them, c context ranks each) has sent what its
+        simulated rank sent."""
         loads = np.zeros(topology.links)
         p = len(self.tensor)
 
@@ -51,6 +53,10 @@ class Traffic:
         for j in range(p):
             for k in range(d):
                 ring([place[(i, j, k)] for i in range(t)], self.tensor[j])
+            if c > 1:
+                for i in range(t):
+                    for first in range(0, d, c):
+                        ring([place[(i, j, first + r)] for r in range(c)], self.context[j])
             for i in range(t):
                 group = [place[(i, j, k)] for k in range(d)]
                 ring(group, self.data[j])
@@ -70,7 +76,9 @@ class Traffic:
     def sent_bytes(self, t: int, d: int) -> float:
         """Bytes every NPU of the layout has sent, summed."""
         p = len(self.tensor)
-        per_rank = sum(self.tensor) + sum(self.data) + sum(self.local) + sum(sum(c.values()) for c in self.sends)
+        per_rank = (
+            sum(self.tensor) + sum(self.context) + sum(self.data) + sum(self.local) + sum(sum(c.values()) for c in self.sends)
+        )
         return t * d * (per_rank + (2 * self.tied if p > 1 else 0.0))
 
 
