@@ -59,6 +59,16 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     if fill is not None:
         _check_model(fill.model, "system.fill.model", where)
     kind = SYSTEMS[system.kind]
+    model = scenario.model
+    if model.kind == "transformer" and system.kind != "megatron":
+        for key, value, default in (("moe", model.moe, None), ("attention", model.attention, "mha")):
+            if value != default:
+                raise ConfigError(
+                    where,
+                    f"model.{key}",
+                    "set" if key == "moe" else value,
+                    f"{default or 'null'} for system.kind {system.kind} (megatron runs it)",
+                )
     if scenario.model.kind == "layers" and not getattr(kind, "takes_layers", False):
         raise ConfigError(
             where, "model.kind", "layers", f"an mlp or a transformer for system.kind {system.kind} (layers: data_parallel)"

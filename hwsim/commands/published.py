@@ -146,7 +146,23 @@ DP is 8, as its 16,384 GPUs and 16M tokens require: some copies of the table pri
 1 TiB bank: the paper's FSDP shards the fp32 gradients over the data ranks; hwsim's distributed optimizer keeps
 them whole (11.9 GiB more per GPU), which alone takes its stage 1 past 80 GiB. The published TFLOP/s become a
 time through hwsim's model FLOPs (PaLM's count, which the paper cites: attention's s x s in full)."""
-MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024
+DEEPSEEK_GPU_HOURS_PER_T, DEEPSEEK_TOKENS = 180e3, 15360 * 4096
+DEEPSEEK_V3_2024 = (
+    Measured(
+        "DeepSeek-V3 2024 (GPU-hours per trillion tokens)",
+        "2,048 H800s, batch 15,360 x 4K",
+        SCENARIOS / "deepseek_v3_2048.yaml",
+        ("hardware.memory.hbm.capacity=1 TiB",),
+        DEEPSEEK_GPU_HOURS_PER_T * 3600 / 2048 * DEEPSEEK_TOKENS / 1e12,
+    ),
+)
+"""DeepSeek-AI 2024 (arXiv 2412.19437), section 1: "training DeepSeek-V3 on each trillion tokens requires only 180K
+H800 GPU hours, i.e., 3.7 days on our cluster with 2048 H800 GPUs", at the batch of section 4.2 (15,360 sequences
+of 4,096 tokens): a step of 19.9 s. The GPU-hours include what the steps do not (the batch ramp-up, restarts).
+Measured at a 1 TiB bank: hwsim keeps fp32 gradients whole, 16-bit activations and no recompute, and DualPipe's
+in-flight micro-batches take its middle stages past 80 GiB (DeepSeek recomputes norms and up-projections and
+caches activations in fp8, section 3.2.3)."""
+MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024 + DEEPSEEK_V3_2024
 
 
 def _simulate(path: Path, overrides: list[str] | tuple[str, ...], what: str) -> dict:

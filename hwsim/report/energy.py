@@ -69,7 +69,10 @@ class EnergyModel:
             if row.kind == "systolic":
                 l2, l1 = tile_traffic(spec.systolic, bytes_)
                 onchip = l2 * energy.l2 + l1 * energy.l1
-                per = getattr(energy.mac, self.precision) / 2 + onchip  # a MAC is two FLOPs of work
+                mac = getattr(energy.mac, self.precision)
+                if mac is None:  # fp8 without its own figure: half a bf16 MAC, the same power per cycle
+                    mac = energy.mac.bf16 / 2
+                per = mac / 2 + onchip  # a MAC is two FLOPs of work
             elif row.kind == "vector":
                 per = energy.vector
             elif row.kind in MEMORY_KINDS:

@@ -43,7 +43,7 @@ def stored_bytes(n: int, precision: str, block: int) -> int:
 
 
 def element_bytes(precision: str) -> float:
-    return {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5, "int2": 0.25}[precision]
+    return {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "int2": 0.25}[precision]
 
 
 @dataclass(frozen=True)

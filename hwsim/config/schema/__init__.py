@@ -15,7 +15,7 @@ from hwsim.config.schema.federated import (
 )
 from hwsim.config.schema.hardware import BankSpec, HardwareSpec, MacsSpec, NicSpec, SystolicSpec, VectorSpec
 from hwsim.config.schema.megatron import MegatronSpec, ParallelSpec
-from hwsim.config.schema.model import LayerSpec, LayersSpec, MlpSpec, ModelSpec, TransformerSpec
+from hwsim.config.schema.model import LayerSpec, LayersSpec, MlaSpec, MlpSpec, ModelSpec, MoeSpec, TransformerSpec
 from hwsim.config.schema.network import (
     SHARING,
     DimsNet,
@@ -63,7 +63,9 @@ __all__ = [
     "LocalTrainingSpec",
     "MacsSpec",
     "MegatronSpec",
+    "MlaSpec",
     "MlpSpec",
+    "MoeSpec",
     "ModelSpec",
     "NetworkSpec",
     "NicSpec",

@@ -16,6 +16,7 @@ class MacsSpec:
     fp16: int = spec(2, doc="MACs per PE per cycle at fp16", min=1)
     int8: int = spec(4, doc="MACs per PE per cycle at int8", min=1)
     int4: int = spec(8, doc="MACs per PE per cycle at int4", min=1)
+    fp8: int | None = spec(None, doc="MACs per PE per cycle at fp8 (e4m3 and e5m2); null: no fp8 tensor cores", min=1)
 
 
 @schema
@@ -105,6 +106,9 @@ class MacEnergySpec:
     fp16: float = spec(doc="energy of an fp16 MAC", unit="energy", min=0)
     int8: float = spec(doc="energy of an int8 MAC", unit="energy", min=0)
     int4: float = spec(doc="energy of an int4 MAC", unit="energy", min=0)
+    fp8: float | None = spec(
+        None, doc="energy of an fp8 MAC (null: half a bf16 one, the same power per cycle at twice the rate)", unit="energy", min=0
+    )
 
 
 @schema

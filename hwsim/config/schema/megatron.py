@@ -29,6 +29,13 @@ class ParallelSpec:
         "(t p c d NPUs)",
         min=1,
     )
+    expert: int = spec(
+        1,
+        doc="expert-parallel ranks e: a MoE layer's experts split over e of the data (and context) ranks, tokens "
+        "dispatched to them and combined back by all-to-all; expert gradients reduced over the c d / e ranks that "
+        "hold the same experts",
+        min=1,
+    )
     context_comm: str = spec(
         "ring",
         doc="how context ranks get each other's keys and values: ring (Megatron-core / Transformer Engine: passed "
@@ -194,6 +201,12 @@ class MegatronSpec:
         "/ chunks each",
         min=0,
     )
+    moe_overlap: bool = spec(
+        False,
+        doc="MoE: each dispatch and combine all-to-all runs beside the experts' GEMMs (DualPipe's pairing of one "
+        "micro-batch's forward with another's backward hides them behind computation: DeepSeek-V3, section 3.2.1), "
+        "slowing them by the framework's comm_slowdown; false: each waits for the all-to-all",
+    )
     overlap_grad_reduce: bool | None = spec(
         None,
         doc="reduce each model chunk's gradients over the data group as soon as its last backward (or W) of the step "
@@ -225,7 +238,17 @@ class MegatronSpec:
     compression: CompressionSpec = spec(CompressionSpec, doc="codecs on the communication (all null: none)")
     fill: MegatronFillSpec | None = spec(None, doc="a second job in the pipeline's bubbles (timing-only); null: none")
     precision: str = spec(
-        "bf16", doc="compute precision (fp32 master weights, gradients and Adam state)", choices=("bf16", "fp16")
+        "bf16",
+        doc="compute precision (fp32 master weights, gradients and Adam state); fp8: the linear layers' GEMMs in fp8 "
+        "(Transformer Engine's recipe: each GEMM's inputs quantized, `fp8_scaling`), attention and the rest in bf16",
+        choices=("bf16", "fp16", "fp8"),
+    )
+    fp8_scaling: str = spec(
+        "tensor",
+        doc="precision fp8: tensor (one scale per tensor, Transformer Engine's delayed scaling) or block (DeepSeek-V3's "
+        "1 x 128 tiles of activations, 128 x 128 blocks of weights: a scale per 128 values more to move); each GEMM "
+        "input quantized by a pass that reads 16 bits and writes 8",
+        choices=("tensor", "block"),
     )
     steps: int = spec(1, doc="training steps", min=1)
     bank: str = spec("hbm", doc="bank that holds weights, gradients, optimizer state and activations")

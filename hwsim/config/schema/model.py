@@ -29,6 +29,53 @@ class MlpSpec:
 
 
 @schema
+class MoeSpec:
+    """A transformer's mixture-of-experts layers: a router sends each token to top_k of `experts` feed-forward
+    experts (SwiGLU or GeLU as the model's `mlp`, d_ff_expert wide), beside `shared_experts` every token uses."""
+
+    experts: int = spec(doc="routed experts per MoE layer", min=1)
+    top_k: int = spec(doc="experts each token goes to", min=1)
+    d_ff_expert: int = spec(doc="an expert's feed-forward width", min=1)
+    shared_experts: int = spec(0, doc="experts every token goes to as well (DeepSeek's shared experts)", min=0)
+    every: int = spec(1, doc="a MoE layer every this many layers (after the first_dense ones)", min=1)
+    first_dense: int = spec(0, doc="the first layers keep a dense feed-forward block (DeepSeek-V3: 3)", min=0)
+    node_limit: int | None = spec(
+        None,
+        doc="each token's experts on at most this many nodes (DeepSeek-V3: 4), its dispatch and combine in two levels: "
+        "once per node over the scale-out network, then within the node; null: one all-to-all over the expert ranks",
+        min=1,
+    )
+    capacity_factor: float | None = spec(
+        None, doc="tokens an expert takes, at most, as a multiple of its even share (the rest dropped); null: no cap", gt=0
+    )
+    load: str = spec(
+        "uniform",
+        doc="how the router spreads tokens over the experts: uniform, zipf (expert popularity ~ 1 / rank^zipf_alpha, "
+        "experts placed on the expert ranks in a seeded shuffle) or measured (`fractions`); the busiest expert rank "
+        "sets the pace",
+        choices=("uniform", "zipf", "measured"),
+    )
+    zipf_alpha: float = spec(1.0, doc="load zipf: the exponent", min=0)
+    fractions: tuple[float, ...] | None = spec(None, doc="load measured: each expert's share of the routed tokens", min=0)
+
+    def is_moe(self, layer: int) -> bool:
+        """Whether layer (from 0) is a MoE layer."""
+        return layer >= self.first_dense and (layer - self.first_dense) % self.every == 0
+
+
+@schema
+class MlaSpec:
+    """DeepSeek's multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, section 2.1): queries and keys/values
+    through low-rank latents, each head's query and key a non-rotary part and a rotary part shared by the heads."""
+
+    q_rank: int = spec(doc="the queries' latent width (d_c')", min=1)
+    kv_rank: int = spec(doc="the keys' and values' latent width (d_c), what the KV cache holds", min=1)
+    nope_dim: int = spec(doc="per head, the query and key width without rotary (d_h)", min=1)
+    rope_dim: int = spec(doc="per head, the rotary query width; one rotary key of this width for all heads (d_h^R)", min=1)
+    v_dim: int = spec(doc="per head, the value width", min=1)
+
+
+@schema
 class TransformerSpec:
     """A decoder-only transformer described by its shapes: timing-only (no math)."""
 
@@ -53,6 +100,11 @@ class TransformerSpec:
     dropout: bool = spec(True, doc="dropout on the attention probabilities and the residual branches (a 1-byte mask each)")
     rotary: bool = spec(False, doc="rotary position embeddings on queries and keys in every block, no learned position table")
     tied_embeddings: bool = spec(True, doc="the output layer uses the input embedding's weights (false: its own V x d_model)")
+    attention: str = spec(
+        "mha", doc="mha (heads, or kv_heads for grouped-query) or mla (latent attention: `mla`)", choices=("mha", "mla")
+    )
+    mla: MlaSpec | None = spec(None, doc="attention mla: the latent widths")
+    moe: MoeSpec | None = spec(None, doc="mixture-of-experts layers (null: every feed-forward block dense)")
 
     @property
     def kv(self) -> int:

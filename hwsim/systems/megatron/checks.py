@@ -51,6 +51,14 @@ def check_megatron(scenario: Scenario, where: str) -> None:
     if scenario.run.mode != "timing-only":
         raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a transformer has shapes, not math)")
     check_bank(scenario.hardware.memory, "bank", system.bank, False, where)
+    if system.precision == "fp8" and scenario.hardware.systolic.macs_per_cycle.fp8 is None:
+        raise ConfigError(
+            where,
+            "system.precision",
+            "fp8",
+            f"bf16 or fp16: {scenario.hardware.name}'s arrays have no fp8 rate (hardware.systolic.macs_per_cycle.fp8; "
+            "an H100 or H800 has, an A100 has not)",
+        )
     c = par.context
     needed = t * p * c * d
     npus = fabric_npus(scenario.hardware.network, needed)
@@ -60,6 +68,7 @@ def check_megatron(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, "system.parallel", axes, f"the fabric's {npus} NPUs")
     if c > 1:
         _check_context(scenario, where)
+    _check_experts(scenario, where)
     for key, value in (("heads", model.heads), ("d_model", model.d_model), ("d_ff", model.d_ff), ("vocab", model.vocab)):
         if value % t:
             raise ConfigError(where, f"model.{key}", value, f"a multiple of system.parallel.tensor ({t})")
@@ -235,6 +244,51 @@ def _check_context(scenario: Scenario, where: str) -> None:
     if system.fill is not None or system.optimizer == "sharded":
         key, value = ("system.fill", "a fill job") if system.fill is not None else ("system.optimizer", "sharded")
         raise ConfigError(where, key, value, "none with context parallelism (not modelled together)")
+
+
+def _check_experts(scenario: Scenario, where: str) -> None:
+    """Mixture of experts and latent attention: experts that split over the expert ranks, which split the data
+    (and context) ranks; top_k within the experts; measured loads one per expert; tensor parallelism with
+    sequence parallelism (each tensor rank routes its own tokens); latent attention with its widths and the
+    fused attention kernel."""
+    system, model = scenario.system, scenario.model
+    par = system.parallel
+    e, moe = par.expert, model.moe
+    if model.attention == "mla":
+        if model.mla is None:
+            raise ConfigError(
+                where, "model.mla", None, "the latent widths {q_rank, kv_rank, nope_dim, rope_dim, v_dim} with attention: mla"
+            )
+        if not system.framework.flash_attention:
+            raise ConfigError(where, "system.framework.flash_attention", False, "true with attention: mla (hwsim runs it fused)")
+    if moe is None:
+        if e > 1:
+            raise ConfigError(where, "system.parallel.expert", e, "1 for a model without model.moe")
+        return
+    if moe.top_k > moe.experts:
+        raise ConfigError(where, "model.moe.top_k", moe.top_k, f"at most model.moe.experts ({moe.experts})")
+    if moe.experts % e:
+        raise ConfigError(where, "model.moe.experts", moe.experts, f"a multiple of system.parallel.expert ({e})")
+    if (par.context * par.data) % e:
+        raise ConfigError(
+            where,
+            "system.parallel.expert",
+            e,
+            f"a divisor of context x data ({par.context} x {par.data}): expert ranks split them",
+        )
+    if moe.load == "measured" and (moe.fractions is None or len(moe.fractions) != moe.experts):
+        got = None if moe.fractions is None else f"{len(moe.fractions)} fractions"
+        raise ConfigError(where, "model.moe.fractions", got, f"one share per expert ({moe.experts}) with load: measured")
+    if par.tensor > 1 and not par.sequence:
+        raise ConfigError(
+            where,
+            "system.parallel.sequence",
+            False,
+            "true with tensor parallelism and MoE (each tensor rank routes its s / t tokens)",
+        )
+    if system.optimizer == "sharded" or system.fill is not None:
+        key, value = ("system.fill", "a fill job") if system.fill is not None else ("system.optimizer", "sharded")
+        raise ConfigError(where, key, value, "none with MoE (not modelled together)")
 
 
 def _check_mlp_pipeline(system, model, where: str) -> None:

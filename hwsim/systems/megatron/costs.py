@@ -29,11 +29,23 @@ from hwsim.network.cluster import curve_at
 from hwsim.network.fabric import Fabric
 from hwsim.network.topology import Topology
 from hwsim.systems.megatron.traffic import channels
-from hwsim.workloads.megatron import ACT_BYTES, GRAD_BYTES, WGRAD_BYTES, BlockWork, Kernel, block_params, block_work
+from hwsim.workloads.megatron import (
+    ACT_BYTES,
+    GRAD_BYTES,
+    OP,
+    WGRAD_BYTES,
+    BlockWork,
+    Kernel,
+    block_params,
+    block_work,
+    layer_is_moe,
+)
+from hwsim.workloads.moe import ExpertShare, expert_params
 from hwsim.workloads.ops import Gemm
 
 WEIGHT_BYTES = 2  # 16-bit weights the GEMMs read
 ADAM_BYTES = 12  # fp32 master weights, first and second moments
+FP8_BYTES = 1  # an fp8 (e4m3 or e5m2) element
 # Megatron's vocabulary-parallel cross entropy on fp32 logits (its default, no --fp16-lm-cross-entropy), bytes
 # per logit: forward, the cast (read 2, write 4), max (4), subtract it (4 + 4), exp (4 + 4), sum (4), divide
 # into the softmax kept for backward (4 + 4); backward, scale by the loss gradient (4 + 4) and cast back (4 + 2)
@@ -82,6 +94,7 @@ class Part:
     memory_bytes: float = 0.0
     tensor_bytes: float = 0.0
     context_bytes: float = 0.0  # what the rank sends to its context ranks (their seconds are in tensor_s)
+    expert_bytes: float = 0.0  # what the rank sends to its expert ranks in all-to-alls (seconds in tensor_s)
     gap_s: float = 0.0  # idle between kernels (launch and framework)
     hidden_s: float = 0.0  # tensor-parallel communication run beside a GEMM, not in the total
 
@@ -141,6 +154,9 @@ class CollectiveTimer:
     fabric: Fabric | None = None
 
     def seconds(self, op: str, group: tuple[int, ...], nbytes: float) -> float:
+        """`op` on a buffer of `nbytes` on each rank of `group`. An all-to-all sends each other rank its share
+        (nbytes / n) at once, every pair a flow on the fabric (NCCL's all-to-all: a send and a receive per peer
+        in one group call), played whole."""
         if len(group) < 2 or nbytes <= 0:
             return 0.0
         key = (op, group, int(nbytes))
@@ -159,7 +175,12 @@ class CollectiveTimer:
             env, n = self.fabric.env, len(group)
             rings = channels(self.topology, group)
             start = env.now
-            if len(rings) > 1 and self.model == "store_and_forward":  # queued channels drift apart: play them all
+            if op == "all_to_all":
+                block = max(1, int(nbytes) // n)
+                moves = [(a, b, block) for a in group for b in group if a != b]
+                env.run(env.process(self.fabric.transfer_group(moves, "all-to-all", self.overhead)))
+                self.cache[key] = env.now - start
+            elif len(rings) > 1 and self.model == "store_and_forward":  # queued channels drift apart: play them all
                 steps = plan(op, "ring", n)
                 share = int(nbytes) // len(rings)
                 runs = [
@@ -195,10 +216,15 @@ class StageCosts:
         framework: FrameworkSpec | None = None,
         context_group: tuple[int, ...] = (),
         context_comm: str = "ring",
+        expert_groups: dict[str, tuple[int, ...]] | None = None,
+        experts: ExpertShare | None = None,
+        fp8_scaling: str = "tensor",
     ):
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
-        self.groups = {"tensor": tensor_group, "context": context_group}
+        self._bf16 = "bf16" if precision == "fp8" else precision  # what runs at 16 bits
+        self.framework_scaling = fp8_scaling
+        self.groups = {"tensor": tensor_group, "context": context_group, **(expert_groups or {})}
         self.c = max(len(context_group), 1)
         self.framework = framework = framework or FrameworkSpec()
         self.bank = hardware.memory[bank]
@@ -222,30 +248,53 @@ class StageCosts:
             self.c,
             context_comm,
         )
-        self.block = {
-            name: self._part(getattr(self.work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")
-        }
-        self.block["backward"] = self._part(self.work.backward)  # fused: a reduction beside its weight gradient
+        self.block = self._parts(self.work)
+        self.moe_work: BlockWork | None = None
+        self.moe_block: dict[str, Part] = {}
+        if model.moe is not None:  # a MoE layer's block, on the busiest expert rank
+            self.moe_work = block_work(
+                model,
+                self.t,
+                microbatch,
+                sequence,
+                recompute,
+                framework.wgrad_fusion,
+                framework.flash_attention,
+                self.c,
+                context_comm,
+                experts or ExpertShare(1),
+            )
+            self.moe_block = self._parts(self.moe_work)
+
+    def _parts(self, work: BlockWork) -> dict[str, Part]:
+        out = {name: self._part(getattr(work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")}
+        out["backward"] = self._part(work.backward)  # fused: a reduction beside its weight gradient
+        return out
 
     def _part(self, kernels: tuple[Kernel, ...]) -> Part:
         """The kernels one after another, each followed by the framework's gap; with `tp_overlap` a collective
         whose GEMM is among them runs beside it: the pair takes max(c, g + slowdown min(c, g)). A context ring
-        always runs beside its attention (it is built to)."""
+        always runs beside its attention (it is built to); collectives beside OP (MoE's all-to-alls with
+        moe_overlap) beside all the op's GEMMs together, as another micro-batch's work hides them in DualPipe."""
         fw = self.framework
         out = Part(gap_s=len(kernels) * fw.kernel_gap)
         gemms = {k.name: k for k in kernels if k.kind == "gemm"}
         beside: dict[str, float] = {}  # a GEMM's name: seconds of the collective run beside it
 
         def overlapped(k: Kernel) -> bool:
-            return k.kind not in ("gemm", "memory") and k.beside in gemms and (fw.tp_overlap or k.group == "context")
+            return k.kind not in ("gemm", "memory") and k.beside in gemms and (fw.tp_overlap or k.group != "tensor")
 
+        pooled = 0.0  # collectives beside the op's GEMMs as a whole (beside OP)
         for k in kernels:
-            if overlapped(k):
+            if k.kind not in ("gemm", "memory") and k.beside == OP:
+                pooled += self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
+                self._count_bytes(out, k)
+            elif overlapped(k):
                 beside[k.beside] = beside.get(k.beside, 0.0) + self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
                 self._count_bytes(out, k)
         for k in kernels:
             if k.kind == "gemm":
-                gemm = self._gemm(k.gemm, k.out_bytes, k.attention)
+                gemm = self._gemm(k.gemm, k.out_bytes, k.attention, quantize=not k.name.endswith(" dw"))
                 c = beside.get(k.name, 0.0)
                 if c:
                     g = gemm.gemm_s
@@ -255,8 +304,14 @@ class StageCosts:
                 out = out + gemm
             elif k.kind == "memory":
                 self._memory(out, k.bytes)
-            elif not overlapped(k):
+            elif not overlapped(k) and k.beside != OP:
                 self._collective(out, k.kind, k.bytes, k.group)
+        if pooled:
+            g = out.gemm_s
+            out.gemm_s = g + fw.comm_slowdown * min(pooled, g)
+            exposed = max(0.0, pooled - out.gemm_s)
+            out.tensor_s += exposed
+            out.hidden_s += pooled - exposed
         return out
 
     def _memory(self, part: Part, nbytes: float) -> None:
@@ -275,13 +330,23 @@ class StageCosts:
         sent = ring_wire_bytes(k.kind, len(self.groups[k.group]), k.bytes)
         if k.group == "context":
             part.context_bytes += sent
+        elif k.group.startswith("expert"):
+            part.expert_bytes += sent
         else:
             part.tensor_bytes += sent
 
-    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES, attention: bool = False) -> Part:
+    def _gemm(self, g: Gemm, out_bytes: float = ACT_BYTES, attention: bool = False, quantize: bool = False) -> Part:
+        """A GEMM at the run's precision (fp8: the linear layers; the attention stays bf16); with fp8 and
+        `quantize` its first input is quantized first: a pass reading 16 and writing 8 bits per element (and a
+        32-bit scale per 128 with block scaling)."""
         array = self.attention_array if attention else self.array
-        seconds = gemm_seconds(array, self.bank, g, self.precision, out_bytes, fused=attention)
-        return Part(gemm_s=seconds, gemm_flops=float(g.flops))
+        fp8 = self.precision == "fp8" and not attention
+        seconds = gemm_seconds(array, self.bank, g, "fp8" if fp8 else self._bf16, out_bytes, fused=attention)
+        part = Part(gemm_s=seconds, gemm_flops=float(g.flops))
+        if fp8 and quantize:
+            per = ACT_BYTES + FP8_BYTES + (4 / 128 if self.framework_scaling == "block" else 0.0)
+            self._memory(part, g.m * g.k * g.count * per)
+        return part
 
     def edge(self, first: bool, last: bool) -> dict[str, Part]:
         """The embedding's and the head's work: the lookup (first stage); final layer norm, logits GEMM
@@ -340,15 +405,29 @@ class Memory:
         }
 
 
-def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last: bool) -> float:
-    """Parameters of one tensor rank of a stage: its blocks' split by t, plus the vocabulary-parallel
-    embedding (V/t rows) and the learned positions (none with rotary) on the first stage, and the output layer
-    (the tied copy, or its own) on the last."""
+def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last: bool, start: int = 0, expert: int = 1) -> float:
+    """Parameters of one tensor rank of a stage whose blocks are layers start .. start + blocks - 1: a dense
+    block's split by t; a MoE block's attention and norms split by t, its routed experts by the e expert ranks
+    (`routed_params`), its shared experts and router whole; plus the vocabulary-parallel embedding (V/t rows)
+    and the learned positions (none with rotary) on the first stage, and the output layer (the tied copy, or
+    its own) on the last."""
     positions = 0 if model.rotary else model.seq_len * model.d_model
     edge = (model.vocab * model.d_model / t + positions) if first else 0.0
     if last and (not first or not model.tied_embeddings):
         edge += model.vocab * model.d_model / t
-    return blocks * block_params(model) / t + edge
+    moe = sum(layer_is_moe(model, i) for i in range(start, start + blocks))
+    dense = (blocks - moe) * block_params(model) / t
+    if moe:
+        routed, rest = expert_params(model)
+        dense += moe * ((block_params(model, True) - routed - rest) / t + rest)
+    return dense + routed_params(model, blocks, start, expert) + edge
+
+
+def routed_params(model: TransformerSpec, blocks: int, start: int, expert: int) -> float:
+    """The routed experts' parameters one of e expert ranks holds in layers start .. start + blocks - 1 (their
+    gradients are reduced over the ranks that hold the same experts)."""
+    moe = sum(layer_is_moe(model, i) for i in range(start, start + blocks))
+    return moe * expert_params(model)[0] / expert if moe else 0.0
 
 
 def stage_memory(
@@ -360,11 +439,16 @@ def stage_memory(
     fill: float = 0.0,
     secondary: int = 0,
     weight_bytes: float = WEIGHT_BYTES,
+    routed: float = 0.0,
+    expert: int = 1,
 ) -> Memory:
     """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
     sharded: ZeRO-3) over d replicas; `secondary` > 0: hierarchical partitioning's second copy of the
-    16-bit weights, over that many ranks of the node; `weight_bytes`: per weight as the bank stores it."""
-    state = params * ADAM_BYTES / (1 if optimizer == "allreduce" else d)
+    16-bit weights, over that many ranks of the node; `weight_bytes`: per weight as the bank stores it;
+    `routed` of the params are routed experts, whose state the distributed optimizer shards over the d / e
+    ranks that hold them."""
+    shards = 1 if optimizer == "allreduce" else d
+    state = (params - routed) * ADAM_BYTES / shards + routed * ADAM_BYTES / max(shards // expert, 1)
     kept = 1 / d if optimizer == "sharded" else 1
     weights = params * (weight_bytes * kept + (WEIGHT_BYTES / secondary if secondary else 0.0))
     return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered, fill)

@@ -62,6 +62,7 @@ from hwsim.network.cluster import size_curves
 from hwsim.policies import build_schedule, is_split
 from hwsim.systems.megatron.checks import check_megatron, layout, megatron_schedule
 from hwsim.systems.megatron.costs import (
+    FP8_BYTES,
     GRAD_BYTES,
     WEIGHT_BYTES,
     CollectiveTimer,
@@ -69,6 +70,7 @@ from hwsim.systems.megatron.costs import (
     StageCosts,
     optimizer_bytes,
     ring_wire_bytes,
+    routed_params,
     stage_memory,
     stage_params,
     weight_grad_bytes,
@@ -79,7 +81,8 @@ from hwsim.systems.megatron.mlp3d import MegatronMlp3D
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
 from hwsim.systems.megatron.wire import Wire
-from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_params, block_work, model_flops
+from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_params, block_work, layer_is_moe, model_flops
+from hwsim.workloads.moe import ExpertShare, busiest_load, moe_activation_bytes
 
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
@@ -151,6 +154,7 @@ class Megatron:
         # the gradients' group: the data replicas' ranks, with each replica's context ranks (Megatron-core reduces
         # over data x context); the batch splits over the replicas alone
         self.d = par.data * self.c
+        self.e = par.expert  # expert ranks: a MoE layer's experts split over e of the d data ranks
         self.place = layout(par)
         self.microbatches = spec.batch // (par.data * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
@@ -183,11 +187,20 @@ class Megatron:
             framework=spec.framework,
             context_group=self.group("context", 0, 0) if self.c > 1 else (),
             context_comm=par.context_comm,
+            expert_groups=self.expert_groups(),
+            experts=self.experts(scenario),
+            fp8_scaling=spec.fp8_scaling,
         )
         self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B", "W")}
         flash = spec.framework.flash_attention
         self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute, flash, self.c)
         self.w_block = weight_grad_bytes(self.costs.work)  # a split backward's W buffer per block
+        self.act_moe = self.w_moe = 0.0  # the same for a MoE block, on the busiest expert rank
+        if self.costs.moe_work is not None:
+            tokens = m.seq_len * spec.microbatch // self.c
+            local = tokens // (self.t if par.sequence else 1)
+            self.act_moe = moe_activation_bytes(m, self.act_block, self.t, tokens, local, self.experts(scenario))
+            self.w_moe = weight_grad_bytes(self.costs.moe_work)
         self.act_transient = (
             activation_bytes(m, self.t, spec.microbatch, par.sequence, "none", flash, self.c) if spec.recompute == "full" else 0.0
         )
@@ -201,21 +214,16 @@ class Megatron:
             0.0 if par.sequence else timer.seconds("all_gather", self.group("tensor", 0, 0), self.p2p_bytes * self.t)
         )
         # the bank is labelled with the run's precision (its 16-bit weights and activations), not the preset's
-        bank = dataclasses.replace(self.hardware.memory[spec.bank], precision=spec.precision)
+        stored = "bf16" if spec.precision == "fp8" else spec.precision  # fp8: the weights stay 16-bit, quantized per GEMM
+        bank = dataclasses.replace(self.hardware.memory[spec.bank], precision=stored)
         held = dataclasses.replace(self.hardware, memory={**self.hardware.memory, spec.bank: bank})
         self.devices = [cluster.add(self.place[(0, j, 0)], f"t0.p{j}.d0", held) for j in range(self.p)]
-        shape, last = self.shape, self.shape.model_stages - 1
-        self.stage_params = [
-            stage_params(m, self.blocks(s), self.t, shape.model_stage(s) == 0, shape.model_stage(s) == last)
-            for s in range(self.stages)
-        ]
-        self.params = [  # each model chunk a device holds once (dual placement: two, each run twice)
-            sum(
-                stage_params(m, self.chunk_blocks[ms], self.t, ms == 0, ms == last)
-                for ms in {shape.model_stage(s) for s in shape.stages_of(j)}
-            )
-            for j in range(self.p)
-        ]
+        shape = self.shape
+        self.stage_params = [self._chunk_params(shape.model_stage(s)) for s in range(self.stages)]
+        chunks = [{shape.model_stage(s) for s in shape.stages_of(j)} for j in range(self.p)]
+        # each model chunk a device holds once (dual placement: two, each run twice)
+        self.params = [sum(self._chunk_params(ms) for ms in held) for held in chunks]
+        self.routed = [sum(routed_params(m, self.chunk_blocks[ms], self.start(ms), self.e) for ms in held) for held in chunks]
         self.plan = self._plan()
         place, t, p, d = self.place, self.t, self.p, self.d
         self.tensor_units = [
@@ -238,10 +246,7 @@ class Megatron:
             wire.total(wire.storage, self.params[j], WEIGHT_BYTES) / self.params[j] if self.params[j] else WEIGHT_BYTES
             for j in range(self.p)
         ]
-        self.static = [
-            stage_memory(self.params[j], self.d, spec.optimizer, secondary=self.secondary, weight_bytes=self.weight_bytes[j])
-            for j in range(self.p)
-        ]
+        self.static = [self._memory(j) for j in range(self.p)]
         self.held = [0.0] * self.p  # activation bytes each device holds now
         self.gathered = [0.0] * self.p  # sharded: bytes of full chunk weights and gradient buffers held now
         self.filled = [0.0] * self.p  # a fill job's bytes held now
@@ -256,13 +261,17 @@ class Megatron:
     # --- layout -----------------------------------------------------------------------
 
     def group(self, axis: str, j: int, k: int, i: int = 0) -> tuple[int, ...]:
-        """The NPUs of the tensor group of (stage device j, data rank k), the context group of (i, j, k), or the
-        data group of (i, j) (the gradients': every replica's context ranks)."""
+        """The NPUs of the tensor group of (stage device j, data rank k), the context or expert group of (i, j, k),
+        the expert data group of (i, j, k) (the ranks holding the same experts), or the data group of (i, j)
+        (the gradients': every replica's context ranks)."""
         if axis == "tensor":
             return tuple(self.place[(r, j, k)] for r in range(self.t))
-        if axis == "context":
-            first = k - k % self.c
-            return tuple(self.place[(i, j, first + r)] for r in range(self.c))
+        if axis in ("context", "expert"):
+            size = self.c if axis == "context" else self.e
+            first = k - k % size
+            return tuple(self.place[(i, j, first + r)] for r in range(size))
+        if axis == "expert data":  # the ranks that hold the same experts
+            return tuple(self.place[(i, j, k % self.e + self.e * q)] for q in range(self.d // self.e))
         return tuple(self.place[(i, j, r)] for r in range(self.d))
 
     def local_group(self, j: int) -> tuple[int, ...]:
@@ -307,6 +316,67 @@ class Megatron:
         """Transformer blocks of a schedule stage (its model chunk's)."""
         return self.chunk_blocks[self.shape.model_stage(stage)]
 
+    def start(self, chunk: int) -> int:
+        """The first layer of model chunk `chunk`."""
+        return sum(self.chunk_blocks[:chunk])
+
+    def moe_blocks(self, stage: int) -> int:
+        """The MoE blocks of a schedule stage's model chunk."""
+        chunk = self.shape.model_stage(stage)
+        first = self.start(chunk)
+        return sum(layer_is_moe(self.model, i) for i in range(first, first + self.chunk_blocks[chunk]))
+
+    def activations(self, stage: int) -> float:
+        """Bytes a stage's forward keeps for its backward, for one micro-batch."""
+        moe = self.moe_blocks(stage)
+        return (self.blocks(stage) - moe) * self.act_block + moe * self.act_moe
+
+    def w_buffer(self, stage: int) -> float:
+        """Bytes a split backward keeps of a stage from its B to its W."""
+        moe = self.moe_blocks(stage)
+        return (self.blocks(stage) - moe) * self.w_block + moe * self.w_moe
+
+    def _chunk_params(self, chunk: int) -> float:
+        last = self.shape.model_stages - 1
+        return stage_params(self.model, self.chunk_blocks[chunk], self.t, chunk == 0, chunk == last, self.start(chunk), self.e)
+
+    def _memory(self, j: int, *peak: float):
+        """What device j holds: its parameters' weights, gradients and optimizer state (`stage_memory`), and
+        `peak` (activations, gathered, fill)."""
+        return stage_memory(
+            self.params[j],
+            self.d,
+            self.spec.optimizer,
+            *peak,
+            secondary=self.secondary,
+            weight_bytes=self.weight_bytes[j],
+            routed=self.routed[j],
+            expert=self.e,
+        )
+
+    def expert_groups(self) -> dict[str, tuple[int, ...]]:
+        """The simulated rank's expert group, and its parts: the ranks of it in the rank's node (`expert local`)
+        and the ranks with the same place in each node (`expert across`)."""
+        if self.e == 1:
+            return {}
+        group = self.group("expert", 0, 0)
+        parts = node_parts(self.cluster.topology, list(group))
+        local = next(part for part in parts if group[0] in part)
+        index = local.index(group[0])
+        across = tuple(part[index] for part in parts if len(part) > index)
+        return {"expert": group, "expert local": tuple(local), "expert across": across}
+
+    def experts(self, scenario: Scenario) -> ExpertShare | None:
+        """How a MoE layer runs on the simulated rank: the busiest of the e expert ranks (`moe.busiest_load`,
+        seeded by the scenario), its all-to-alls beside the op's GEMMs with `moe_overlap`, fp8 dispatch with
+        precision fp8 (DeepSeek-V3, section 3.3: a byte and a 32-bit scale per 128), the nodes its ranks span."""
+        moe = self.model.moe
+        if moe is None:
+            return None
+        nodes = len(node_parts(self.cluster.topology, list(self.group("expert", 0, 0)))) if self.e > 1 else 1
+        per = FP8_BYTES + 4 / 128 if self.spec.precision == "fp8" else ACT_BYTES
+        return ExpertShare(self.e, busiest_load(moe, self.e, scenario.seed), self.spec.moe_overlap, per, nodes)
+
     def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
         """Per stage, the parts of an F, B or W op: a fused backward is the recompute, the input and the weight
         gradients; a split one's B the recompute and the input gradients, its W the weight-gradient GEMMs
@@ -314,15 +384,20 @@ class Megatron:
         c, out, shape = self.costs, [], self.shape
         for s in range(self.stages):
             edge = c.edge(shape.first(s), shape.last(s))
-            blocks = self.blocks(s)
-            block = {name: c.block[name].times(blocks) + edge.get(name, Part()) for name in c.block}
+            moe = self.moe_blocks(s)
+            dense = self.blocks(s) - moe
+
+            def times(name: str, moe=moe, dense=dense) -> Part:
+                return c.block[name].times(dense) + (c.moe_block[name].times(moe) if moe else Part())
+
+            block = {name: times(name) + edge.get(name, Part()) for name in c.block}
             if kind == "F":
                 out.append({"work": block["forward"], "recompute": Part()})
             elif kind == "W":
                 out.append({"work": block["weight_grad"], "recompute": Part()})
             else:
                 work = block["input_grad"] if self.split else block["backward"]
-                out.append({"work": work, "recompute": c.block["recompute"].times(blocks)})
+                out.append({"work": work, "recompute": times("recompute")})
         for parts in out:
             work, redo = parts["work"], parts["recompute"]
             parts["both"] = redo + work
@@ -451,7 +526,7 @@ class Megatron:
                 if chunks[k].reduces:
                     self._allocate(j, bank, f"full gradients {k}", self.stage_params[chunks[k].stage] * GRAD_BYTES, "gathered")
             kind, stage, mb = key
-            forward, act = kind == "F", self.blocks(stage) * self.act_block
+            forward, act = kind == "F", self.activations(stage)
             if forward:
                 self._allocate(j, bank, buffer, act)
             elif kind == "B" and transient and not rebuilt:
@@ -487,11 +562,13 @@ class Megatron:
             if kind == "B":
                 self._free(j, bank, buffer, act)
                 if self.split:  # what W needs (its GEMMs' inputs and output gradients) stays until W
-                    self._allocate(j, bank, "w" + buffer, self.w_block * self.blocks(stage))
+                    self._allocate(j, bank, "w" + buffer, self.w_buffer(stage))
             elif kind == "W":
-                self._free(j, bank, "w" + buffer, self.w_block * self.blocks(stage))
+                self._free(j, bank, "w" + buffer, self.w_buffer(stage))
             if overlap and index in closes:  # this chunk's gradients are complete: reduce them while the rest runs
-                reducing.append(env.process(self._reduce(j, self.stage_params[closes[index]], f"chunk {closes[index]}")))
+                closed = closes[index]
+                routed = routed_params(self.model, self.blocks(closed), self.start(self.shape.model_stage(closed)), self.e)
+                reducing.append(env.process(self._reduce(j, self.stage_params[closed], f"chunk {closed}", routed)))
             k = ends.get(index)
             if k is not None:  # a run ends: its gathered weights go, its gradients are reduce-scattered into the shard
                 chunk = chunks[k]
@@ -529,6 +606,7 @@ class Megatron:
         own = (device.systolic, device.bank(self.spec.bank), self.tensor_units[j])
         self.traffic.tensor[j] += both.tensor_bytes
         self.traffic.context[j] += both.context_bytes
+        self.traffic.expert[j] += both.expert_bytes
         spans = ((both.gemm_s, both.gemm_flops), (both.memory_s, both.memory_bytes), (both.tensor_s, both.tensor_bytes))
         for k, (seconds, work) in enumerate(spans):
             if seconds > 0:
@@ -544,18 +622,25 @@ class Megatron:
         group = self.group("data", j, 0)
         distributed, sharded = self.spec.optimizer == "distributed", self.sharded
         params = self.params[j]
+        routed = self.routed[j]
         if not self.overlap and not sharded:
             start = self.env.now
-            yield from self._reduce(j, params, "gradient reduce")
+            yield from self._reduce(j, params, "gradient reduce", routed)
             row["data_comm_s"] += self.env.now - start
-        weights, codec = self.wire.total(self.wire.weights, params, WEIGHT_BYTES, self.d), self.wire.weights
-        gather_s = self.timer.seconds("all_gather", group, weights) if distributed else 0.0
-        gather_s += self.wire.codec_s(codec, params, WEIGHT_BYTES, self.d) if distributed else 0.0
-        gather_bytes = ring_wire_bytes("all_gather", self.d, weights) if distributed else 0.0
+        codec = self.wire.weights
+        gather_s = gather_bytes = 0.0
+        if distributed:  # each rank's updated shard back to every rank (routed experts: to those that hold them)
+            for count, members in ((params - routed, group), (routed, self.group("expert data", j, 0))):
+                if count <= 0 or len(members) < 2:
+                    continue
+                weights = self.wire.total(codec, count, WEIGHT_BYTES, len(members))
+                gather_s += self.timer.seconds("all_gather", members, weights)
+                gather_s += self.wire.codec_s(codec, count, WEIGHT_BYTES, len(members))
+                gather_bytes += ring_wire_bytes("all_gather", len(members), weights)
         every, shard = optimizer_bytes(self.spec.precision)
-        adam_bytes = (
-            params / (self.d if sharded else 1) * every + params / (1 if self.spec.optimizer == "allreduce" else self.d) * shard
-        )
+        shards = 1 if self.spec.optimizer == "allreduce" else self.d
+        owned = (params - routed) / shards + routed / max(shards // self.e, 1)  # the master weights this rank updates
+        adam_bytes = params / (self.d if sharded else 1) * every + owned * shard
         if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
             adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
         adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
@@ -570,15 +655,19 @@ class Megatron:
             self.fill.locks[j].release(turn)
         yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
 
-    def _reduce(self, j: int, params: float, label: str) -> Generator:
+    def _reduce(self, j: int, params: float, label: str, routed: float = 0.0) -> Generator:
         """Reduce `params` parameters' fp32 gradients over device j's data group on its data track: an
-        all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track)."""
+        all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track); `routed` of
+        them (routed experts) over the d / e ranks that hold the same experts."""
         reduce = "all_reduce" if self.spec.optimizer == "allreduce" else "reduce_scatter"
         codec = self.wire.gradients
-        nbytes = self.wire.total(codec, params, GRAD_BYTES, self.d)
-        seconds = self.timer.seconds(reduce, self.group("data", j, 0), nbytes)
-        seconds += self.wire.codec_s(codec, params, GRAD_BYTES, self.d) if self.d > 1 else 0.0
-        sent = ring_wire_bytes(reduce, self.d, nbytes)
+        seconds = sent = 0.0
+        for count, group in ((params - routed, self.group("data", j, 0)), (routed, self.group("expert data", j, 0))):
+            if count <= 0 or len(group) < 2:
+                continue
+            nbytes = self.wire.total(codec, count, GRAD_BYTES, len(group))
+            seconds += self.timer.seconds(reduce, group, nbytes) + self.wire.codec_s(codec, count, GRAD_BYTES, len(group))
+            sent += ring_wire_bytes(reduce, len(group), nbytes)
         self.traffic.data[j] += sent
         if seconds > 0:
             yield from self.data_units[j].busy(seconds, label, sent)
@@ -686,14 +775,7 @@ class Megatron:
         """Per simulated device, its bytes by kind when its activations and gathered chunks together peaked."""
         out = []
         for j in range(self.p):
-            mem = stage_memory(
-                self.params[j],
-                self.d,
-                self.spec.optimizer,
-                *self.peak[j],
-                secondary=self.secondary,
-                weight_bytes=self.weight_bytes[j],
-            )
+            mem = self._memory(j, *self.peak[j])
             out.append(
                 {
                     "device": self.devices[j].name,
@@ -794,7 +876,7 @@ class Megatron:
         """The links as every rank of the layout uses them: the simulated ranks stand for their groups, so
         each link gets the bytes all ranks' rings and sends put on it (`traffic`), busy for their
         serialization; `mirrored` marks the links that carried something."""
-        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d, self.c)
+        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d, self.c, self.e)
         bandwidth = links.bandwidth_bytes_per_s.to_numpy()
         span = self.env.now if self.env.now > 0 else np.nan
         return links.assign(bytes=loads, busy_s=loads / bandwidth, util=loads / (bandwidth * span), mirrored=loads > 0)

@@ -31,12 +31,15 @@ class Traffic:
     def __init__(self, p: int):
         self.tensor = [0.0] * p  # tensor-parallel rings (within its tensor group)
         self.context = [0.0] * p  # context-parallel rings (within its context group)
+        self.expert = [0.0] * p  # all-to-alls within its expert group (to each other rank, an equal share)
         self.data = [0.0] * p  # data-parallel rings (within its data group)
         self.local = [0.0] * p  # rings within the node's part of its data group (hierarchical partitioning)
         self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
         self.tied = 0.0  # the tied embedding's all-reduce between the first and the last device
 
-    def link_bytes(self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int, c: int = 1) -> np.ndarray:
+    def link_bytes(
+        self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int, c: int = 1, e: int = 1
+    ) -> np.ndarray:
         """Bytes on each link of `topology` once every rank of every group (tensor rank i, pipeline
         position j, data rank k on NPU place[(i, j, k)]: d of them, c context ranks each) has sent what its
         simulated rank sent."""
@@ -57,6 +60,14 @@ class Traffic:
                 for i in range(t):
                     for first in range(0, d, c):
                         ring([place[(i, j, first + r)] for r in range(c)], self.context[j])
+            if e > 1 and self.expert[j]:
+                for i in range(t):
+                    for first in range(0, d, e):
+                        group = [place[(i, j, first + r)] for r in range(e)]
+                        for a in group:
+                            for b in group:
+                                if a != b:
+                                    loads[list(topology.route(a, b))] += self.expert[j] / (e - 1)
             for i in range(t):
                 group = [place[(i, j, k)] for k in range(d)]
                 ring(group, self.data[j])
@@ -77,7 +88,12 @@ class Traffic:
         """Bytes every NPU of the layout has sent, summed."""
         p = len(self.tensor)
         per_rank = (
-            sum(self.tensor) + sum(self.context) + sum(self.data) + sum(self.local) + sum(sum(c.values()) for c in self.sends)
+            sum(self.tensor)
+            + sum(self.context)
+            + sum(self.expert)
+            + sum(self.data)
+            + sum(self.local)
+            + sum(sum(c.values()) for c in self.sends)
         )
         return t * d * (per_rank + (2 * self.tied if p > 1 else 0.0))
 

@@ -1,0 +1,167 @@
+"""A mixture-of-experts feed-forward block as Megatron-core runs it with expert parallelism, on one rank.
+
+A router (a GEMM to the experts' logits, softmax and top-k) picks top_k of the `experts` for each token;
+the token copies are permuted into expert order and sent to the ranks that hold their experts by an
+all-to-all over the e expert-parallel ranks (dispatch); each rank runs its experts / e experts as grouped
+GEMMs (FC1 with SwiGLU's gate and up, the activation, FC2) on the copies it received; a second all-to-all
+brings the outputs back (combine), and they are un-permuted and summed with the router's weights. Shared
+experts run on every token beside them. The backward runs the same in reverse, with the all-to-alls of the
+gradients. (Megatron-core's `MoELayer` with the all-to-all token dispatcher, expert-tensor parallelism 1:
+each tensor rank routes its own s / t tokens, so tensor parallelism needs sequence parallelism here.)
+
+The symmetric run simulates one rank for all: the busiest one, which receives `load` times the even share of
+token copies (1 when the router spreads them evenly), as the others wait for it at the combine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hwsim.config.schema import MoeSpec, TransformerSpec
+from hwsim.workloads.ops import Gemm
+
+if TYPE_CHECKING:
+    from hwsim.workloads.megatron import Ctx, Part3
+
+ROUTER_BYTES = 4  # the router's logits and probabilities in fp32 (Megatron-core's router runs in fp32)
+
+
+@dataclass(frozen=True)
+class ExpertShare:
+    """How a MoE layer runs on the simulated rank: e expert-parallel ranks, the busiest rank's load (token
+    copies received over the even share), and whether the all-to-alls run beside the experts' GEMMs."""
+
+    expert: int
+    load: float = 1.0
+    overlap: bool = False
+    dispatch_bytes: float = 2.0  # per element the dispatch sends (DeepSeek-V3's fp8: 1 and a scale per 128)
+    nodes: int = 1  # the nodes the expert ranks span (with node_limit: a two-level all-to-all)
+
+
+def expert_loads(moe: MoeSpec, expert: int, seed: int) -> np.ndarray:
+    """Each expert rank's share of the routed token copies, relative to the even share (mean 1 without a
+    capacity): uniform; zipf (expert i's popularity ~ 1 / (i + 1)^alpha, the experts placed on the ranks in a
+    shuffle seeded by `seed`); measured (`fractions`, expert i on rank i // (experts / e)). With a capacity
+    factor an expert takes at most capacity_factor times its even share; the rest is dropped."""
+    n = moe.experts
+    if moe.load == "uniform":
+        share = np.full(n, 1.0 / n)
+        placed = np.arange(n)
+    elif moe.load == "zipf":
+        share = 1.0 / np.arange(1, n + 1) ** moe.zipf_alpha
+        placed = np.random.default_rng(seed).permutation(n)
+    else:
+        share = np.asarray(moe.fractions, float)
+        placed = np.arange(n)
+    share = share / share.sum()
+    if moe.capacity_factor is not None:
+        share = np.minimum(share, moe.capacity_factor / n)
+    per_rank = share[placed].reshape(expert, n // expert).sum(axis=1)
+    return per_rank * expert
+
+
+def busiest_load(moe: MoeSpec, expert: int, seed: int) -> float:
+    """The busiest expert rank's token copies over the even share (`expert_loads`' largest)."""
+    return float(expert_loads(moe, expert, seed).max())
+
+
+def expert_params(model: TransformerSpec) -> tuple[int, int]:
+    """(routed, the rest) parameters of one MoE layer's feed-forward block: the routed experts' FC1 (SwiGLU: gate
+    and up) and FC2; the shared experts' and the router's."""
+    moe, h = model.moe, model.d_model
+    per_expert = h * moe.d_ff_expert * (3 if model.mlp == "swiglu" else 2)
+    return moe.experts * per_expert, moe.shared_experts * per_expert + h * moe.experts
+
+
+def moe_part(ctx: Ctx, share: ExpertShare) -> Part3:
+    """The MoE block on the busiest rank for one micro-batch (see the module's docstring): its T tokens (s b / c,
+    / t with sequence parallelism) send T top_k copies; it receives load x that many for its experts / e
+    experts, n each."""
+    from hwsim.workloads.megatron import ACT_BYTES, OP, Kernel, Part3, _memory, activation_kernels
+
+    model = ctx.model
+    moe, h = model.moe, model.d_model
+    tokens = int(ctx.local // h)
+    local_experts = moe.experts // share.expert
+    copies = tokens * moe.top_k
+    received = copies * share.load
+    n = math.ceil(received / local_experts)
+    up = 2 * moe.d_ff_expert if model.mlp == "swiglu" else moe.d_ff_expert
+    router = Gemm(tokens, moe.experts, h)
+    fc1, fc2 = Gemm(n, up, h, local_experts), Gemm(n, h, moe.d_ff_expert, local_experts)
+
+    def all_to_all(name: str, per_element: float) -> tuple[Kernel, ...]:
+        """The busiest rank's all-to-all of its copies (`received` of them, h each). With `node_limit` and ranks
+        on several nodes, two levels as DeepSeek-V3 runs it (section 3.2.2): each token crosses to each of its at
+        most node_limit nodes once, to the rank with the sender's index there, over InfiniBand; then NVLink
+        takes each copy to its expert's rank in that node."""
+        beside = OP if share.overlap else ""
+        if moe.node_limit is None or share.nodes < 2:
+            return (Kernel("all_to_all", name, bytes=received * h * per_element, group="expert", beside=beside),)
+        crossing = tokens * min(moe.node_limit, moe.top_k, share.nodes) * share.load * h * per_element
+        return (
+            Kernel("all_to_all", f"{name} between nodes", bytes=crossing, group="expert across", beside=beside),
+            Kernel("all_to_all", f"{name} in the node", bytes=received * h * per_element, group="expert local", beside=beside),
+        )
+
+    activation, activation_grad = activation_kernels(model, n * local_experts * moe.d_ff_expert, "expert ")
+    route = _memory("router softmax top-k", tokens * moe.experts, 2 * ROUTER_BYTES)
+    permute = _memory("permute", copies * h, 2 * ACT_BYTES)  # token copies into expert order
+    unpermute = _memory("unpermute", copies * h + tokens * h, 2 * ACT_BYTES)  # back, weighted and summed
+    forward = [
+        Kernel("gemm", "router", router),
+        route,
+        permute,
+        *all_to_all("dispatch", share.dispatch_bytes),
+        Kernel("gemm", "expert fc1", fc1),
+        activation,
+        Kernel("gemm", "expert fc2", fc2),
+        *all_to_all("combine", ACT_BYTES),
+        unpermute,
+    ]
+    input_grad = [
+        _memory("unpermute grad", copies * h + tokens * h, 2 * ACT_BYTES),
+        *all_to_all("combine grad", ACT_BYTES),
+        Kernel("gemm", "expert fc2 dx", fc2.backward()[0]),
+        activation_grad,
+        Kernel("gemm", "expert fc1 dx", fc1.backward()[0]),
+        *all_to_all("dispatch grad", ACT_BYTES),
+        _memory("permute grad", copies * h, 2 * ACT_BYTES),
+        _memory("router grad", tokens * moe.experts, 3 * ROUTER_BYTES),
+        Kernel("gemm", "router dx", router.backward()[0]),
+    ]
+    weights = {"router": router, "expert fc1": fc1, "expert fc2": fc2}
+    if moe.shared_experts:
+        wide = moe.shared_experts * moe.d_ff_expert
+        shared1 = Gemm(tokens, wide * (2 if model.mlp == "swiglu" else 1), h)
+        shared2 = Gemm(tokens, h, wide)
+        act, act_grad = activation_kernels(model, tokens * wide, "shared ")
+        forward += [Kernel("gemm", "shared fc1", shared1), act, Kernel("gemm", "shared fc2", shared2)]
+        input_grad = [
+            Kernel("gemm", "shared fc2 dx", shared2.backward()[0]),
+            act_grad,
+            Kernel("gemm", "shared fc1 dx", shared1.backward()[0]),
+            *input_grad,
+        ]
+        weights |= {"shared fc1": shared1, "shared fc2": shared2}
+    return Part3(tuple(forward), tuple(input_grad), weights)
+
+
+def moe_activation_bytes(model: TransformerSpec, dense: float, t: int, tokens: int, local: int, share: ExpertShare) -> float:
+    """A MoE block's kept bytes on the busiest rank: a dense block's (`dense`, from `activation_bytes`) without
+    its feed-forward tensors (the rank's `tokens`, s b / c, split by t), plus, for its `local` tokens (/ t with
+    sequence parallelism), the router's fp32 probabilities, the received copies' FC1 inputs, FC1 outputs
+    (SwiGLU: gate and up) and FC2 inputs, and the shared experts' likewise."""
+    from hwsim.workloads.megatron import ACT_BYTES
+
+    moe, h, f = model.moe, model.d_model, model.d_ff
+    glu = 3 if model.mlp == "swiglu" else 2
+    dense_mlp = tokens * glu * f / t * ACT_BYTES  # GeLU's input and FC2's (SwiGLU: gate, up, FC2's)
+    received = local * moe.top_k * share.load
+    routed = received * (h + glu * moe.d_ff_expert) * ACT_BYTES
+    shared = local * glu * moe.shared_experts * moe.d_ff_expert * ACT_BYTES
+    return dense - dense_mlp + local * moe.experts * ROUTER_BYTES + routed + shared
