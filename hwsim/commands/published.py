@@ -291,6 +291,8 @@ def report(
     out: Path,
     collectives: pd.DataFrame | None = None,
     gemm_table: pd.DataFrame | None = None,
+    all_to_all: pd.DataFrame | None = None,
+    fp8_table: pd.DataFrame | None = None,
 ) -> str:
     """The tables as Markdown, each table's and the overall mean and worst error, the error's trend with
     scale, the goals and whether each is met; also written to `out`."""
@@ -323,7 +325,8 @@ def report(
     ]
     parts = [
         "Iteration times: Korthikanti et al. 2022 (arXiv 2205.05198) Table 5; MegaScale (arXiv 2402.15627) Table 2, "
-        "Megatron-LM; BLOOM-176B (BigScience 2022, training chronicles)",
+        "Megatron-LM; BLOOM-176B (BigScience 2022, training chronicles); Llama 3 (arXiv 2407.21783) Table 4; "
+        "DeepSeek-V3 (arXiv 2412.19437) GPU-hours per trillion tokens",
         markdown(t[shown]),
         "Per table",
         markdown(per_table),
@@ -355,6 +358,26 @@ def report(
             "framework's gemm_efficiency comes from these; every shape in published_gemms.csv)",
             markdown(_percent(_percent(kinds, ("mean_abs_error", "worst"), signed=False), ("mean_error",))),
             f"GEMM check set: mean |error| {100 * check.mean():.1f} %, worst {100 * check.max():.1f} % over {len(check)} shapes",
+        ]
+    if all_to_all is not None:
+        all_to_all.to_csv(out / "published_all_to_all.csv", index=False)
+        parts += [
+            "All-to-all: hwsim's MoE dispatch and combine against DeepEP's normal kernels on H800 (deepseek-ai/DeepEP "
+            "README at 567632d; GB/s over the bottleneck link; error on the time)",
+            markdown(_percent(all_to_all, ("error",))),
+        ]
+    if fp8_table is not None:
+        fp8_table.to_csv(out / "published_fp8_gemms.csv", index=False)
+        by_use = (
+            fp8_table.assign(abs_error=fp8_table.error.abs())
+            .groupby(["use", "kind"], sort=False)
+            .agg(shapes=("error", "size"), mean_abs_error=("abs_error", "mean"), worst=("abs_error", "max"))
+            .reset_index()
+        )
+        parts += [
+            "FP8 GEMMs: hwsim's H800 fp8 GEMM time against DeepGEMM's README (a6d97a1; the CUTLASS 3.6 rates it compares "
+            "with; 'fit': the preset's fp8_efficiency comes from these; every shape in published_fp8_gemms.csv)",
+            markdown(_percent(by_use, ("mean_abs_error", "worst"), signed=False)),
         ]
     text = "\n\n".join([*parts, "\n".join(verdict)])
     (out / "published.md").write_text(text + "\n")

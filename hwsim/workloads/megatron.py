@@ -59,7 +59,8 @@ class Kernel:
     out_bytes: float = ACT_BYTES  # a GEMM's bytes moved per output element
     beside: str = ""  # a collective: the GEMM it can run beside (Megatron's async communication), by name
     attention: bool = False  # a GEMM of the fused attention kernel (at the arrays' attention_efficiency)
-    group: str = "tensor"  # a collective's group: the tensor ranks, or the context ranks
+    group: str = "tensor"  # a collective's group: the tensor ranks, the context ranks, the expert ranks (or parts)
+    pipelined: bool = False  # a collective that runs side by side with the next one: the pair takes the longer
 
 
 @dataclass(frozen=True)

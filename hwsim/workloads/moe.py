@@ -97,14 +97,15 @@ def moe_part(ctx: Ctx, share: ExpertShare) -> Part3:
     def all_to_all(name: str, per_element: float) -> tuple[Kernel, ...]:
         """The busiest rank's all-to-all of its copies (`received` of them, h each). With `node_limit` and ranks
         on several nodes, two levels as DeepSeek-V3 runs it (section 3.2.2): each token crosses to each of its at
-        most node_limit nodes once, to the rank with the sender's index there, over InfiniBand; then NVLink
-        takes each copy to its expert's rank in that node."""
+        most node_limit nodes once, to the rank with the sender's index there, over InfiniBand, and NVLink takes
+        each copy on to its expert's rank in that node as it arrives (DeepEP's normal kernels: the two levels at
+        once, the longer one's time)."""
         beside = OP if share.overlap else ""
         if moe.node_limit is None or share.nodes < 2:
             return (Kernel("all_to_all", name, bytes=received * h * per_element, group="expert", beside=beside),)
         crossing = tokens * min(moe.node_limit, moe.top_k, share.nodes) * share.load * h * per_element
-        return (
-            Kernel("all_to_all", f"{name} between nodes", bytes=crossing, group="expert across", beside=beside),
+        return (  # DeepEP forwards over NVLink as the InfiniBand data arrives: the two levels side by side
+            Kernel("all_to_all", f"{name} between nodes", bytes=crossing, group="expert across", beside=beside, pipelined=True),
             Kernel("all_to_all", f"{name} in the node", bytes=received * h * per_element, group="expert local", beside=beside),
         )
 

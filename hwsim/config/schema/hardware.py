@@ -44,6 +44,13 @@ class SystolicSpec:
     boost_clock: float | None = spec(
         None, doc="the clock of the datasheet's peak, which MFU and HFU are quoted against (null: clock)", unit="frequency", gt=0
     )
+    fp8_efficiency: float = spec(
+        1.0,
+        doc="the fraction of `efficiency` an fp8 GEMM reaches (its scaling and the accumulation's promotion cost "
+        "issue slots): measured fp8 throughput over the tile model's on the same shapes",
+        gt=0,
+        max=1,
+    )
     attention_efficiency: float = spec(
         1.0,
         doc="the fraction of the arrays' GEMM rate a fused attention kernel reaches on its GEMMs (the softmax between "

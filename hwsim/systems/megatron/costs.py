@@ -231,7 +231,8 @@ class StageCosts:
         self.bandwidth = self.bank.rate
         # the arrays at the rate this framework's libraries reach
         self.array = dataclasses.replace(hardware.systolic, efficiency=hardware.systolic.efficiency * framework.gemm_efficiency)
-        # the fused attention kernel at its measured fraction of that rate
+        # fp8 GEMMs at their measured fraction of it; the fused attention kernel at its measured fraction
+        self.fp8_array = dataclasses.replace(self.array, efficiency=self.array.efficiency * hardware.systolic.fp8_efficiency)
         self.attention_array = dataclasses.replace(
             self.array, efficiency=self.array.efficiency * hardware.systolic.attention_efficiency
         )
@@ -284,15 +285,16 @@ class StageCosts:
         def overlapped(k: Kernel) -> bool:
             return k.kind not in ("gemm", "memory") and k.beside in gemms and (fw.tp_overlap or k.group != "tensor")
 
+        seconds = self._collective_seconds(kernels)
         pooled = 0.0  # collectives beside the op's GEMMs as a whole (beside OP)
-        for k in kernels:
+        for i, k in enumerate(kernels):
             if k.kind not in ("gemm", "memory") and k.beside == OP:
-                pooled += self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
+                pooled += seconds[i]
                 self._count_bytes(out, k)
             elif overlapped(k):
-                beside[k.beside] = beside.get(k.beside, 0.0) + self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
+                beside[k.beside] = beside.get(k.beside, 0.0) + seconds[i]
                 self._count_bytes(out, k)
-        for k in kernels:
+        for i, k in enumerate(kernels):
             if k.kind == "gemm":
                 gemm = self._gemm(k.gemm, k.out_bytes, k.attention, quantize=not k.name.endswith(" dw"))
                 c = beside.get(k.name, 0.0)
@@ -305,13 +307,27 @@ class StageCosts:
             elif k.kind == "memory":
                 self._memory(out, k.bytes)
             elif not overlapped(k) and k.beside != OP:
-                self._collective(out, k.kind, k.bytes, k.group)
+                out.tensor_s += seconds[i]
+                self._count_bytes(out, k)
         if pooled:
             g = out.gemm_s
             out.gemm_s = g + fw.comm_slowdown * min(pooled, g)
             exposed = max(0.0, pooled - out.gemm_s)
             out.tensor_s += exposed
             out.hidden_s += pooled - exposed
+        return out
+
+    def _collective_seconds(self, kernels: tuple[Kernel, ...]) -> dict[int, float]:
+        """Each collective's seconds by its index; a `pipelined` one and the next run side by side: the first
+        takes the pair's longer time, the second none."""
+        out = {
+            i: self.timer.seconds(k.kind, self.groups[k.group], k.bytes)
+            for i, k in enumerate(kernels)
+            if k.kind not in ("gemm", "memory")
+        }
+        for i, k in enumerate(kernels):
+            if k.pipelined and i + 1 in out:
+                out[i], out[i + 1] = max(out[i], out[i + 1]), 0.0
         return out
 
     def _memory(self, part: Part, nbytes: float) -> None:
@@ -339,8 +355,8 @@ class StageCosts:
         """A GEMM at the run's precision (fp8: the linear layers; the attention stays bf16); with fp8 and
         `quantize` its first input is quantized first: a pass reading 16 and writing 8 bits per element (and a
         32-bit scale per 128 with block scaling)."""
-        array = self.attention_array if attention else self.array
         fp8 = self.precision == "fp8" and not attention
+        array = self.attention_array if attention else self.fp8_array if fp8 else self.array
         seconds = gemm_seconds(array, self.bank, g, "fp8" if fp8 else self._bf16, out_bytes, fused=attention)
         part = Part(gemm_s=seconds, gemm_flops=float(g.flops))
         if fp8 and quantize:
