@@ -153,7 +153,8 @@ def test_bad_moe_layouts_are_refused_by_name(overrides, key, expected):
 
 def test_a_small_moe_job_runs_and_its_all_to_alls_hide_beside_the_op():
     """8 layers of DeepSeek-V3 on 64 H800s (p2, e16): it runs; with moe_overlap the all-to-alls hide behind the
-    op's GEMMs (hidden time, less exposed), without they add up; fp8 GEMMs faster than bf16 ones; the expert
+    op's GEMMs (hidden time, less exposed), without they add up; fp8 GEMMs faster than bf16 ones, with their
+    inputs' quantization passes; the expert
     traffic on the fabric; the busiest rank under a Zipf router slower than under an even one."""
     runs = {}
     for name, extra in (
@@ -169,7 +170,8 @@ def test_a_small_moe_job_runs_and_its_all_to_alls_hide_beside_the_op():
     overlap, serial = runs["overlap"].costs.moe_block["forward"], runs["serial"].costs.moe_block["forward"]
     assert overlap.hidden_s > 0 and overlap.tensor_s < serial.tensor_s and serial.hidden_s == 0
     assert overlap.expert_bytes == serial.expert_bytes > 0
-    assert runs["bf16"].costs.moe_block["forward"].gemm_s > 1.5 * overlap.gemm_s
+    bf16 = runs["bf16"].costs.moe_block["forward"]
+    assert bf16.gemm_s > 1.2 * overlap.gemm_s and bf16.memory_s < overlap.memory_s  # fp8: faster GEMMs, quantize passes
     assert runs["zipf"].costs.moe_block["forward"].gemm_s > overlap.gemm_s
     system = runs["overlap"]
     assert sum(system.traffic.expert) > 0
