@@ -1,6 +1,6 @@
 """`hwsim bench` rows for Megatron 3D runs: the wall time of each `validate published` row, of a 1T
 model on 3,072 GPUs, of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library (the
-simulation alone, no report), of the 52B layout sweep (`sweep_megatron_52b`: its points on a pool of
+simulation alone, no report), of Llama 3 405B on 16,384 GPUs and DeepSeek-V3 on 2,048, of the 52B layout sweep (`sweep_megatron_52b`: its points on a pool of
 two processes, as `hwsim sweep` runs them, the table and plots included), and of `hwsim validate
 published` whole (every table, as a user runs it)."""
 
@@ -44,13 +44,29 @@ def megatron_rows(quick: bool = False) -> list[dict]:
             )
         )
     if not quick:
-        runs.append(
+        big = ["report.trace=false", "hardware.memory.hbm.capacity=1 TiB"]
+        runs += [
             (
                 "megatron 175B on 8,192 GPUs (t8 p16 d64) with a fill job (GPT-2 small inference)",
                 PROJECT_ROOT / "scenarios" / "megatron_175b_fill.yaml",
                 ["report.trace=false"],
-            )
-        )
+            ),
+            (
+                "Llama 3 405B on 16,384 H100s (t8 p16 v8 d128, 8K; goal 10 s)",
+                PROJECT_ROOT / "scenarios" / "llama3_405b_16k.yaml",
+                big,
+            ),
+            (
+                "Llama 3 405B on 16,384 H100s (t8 p16 v8 c16 d8, 128K)",
+                PROJECT_ROOT / "scenarios" / "llama3_405b_16k.yaml",
+                [*big, "model.seq_len=131072", "system.parallel.context=16", "system.parallel.data=8", "system.batch=128"],
+            ),
+            (
+                "DeepSeek-V3 on 2,048 H800s (p16 e64 d128, DualPipe, fp8; goal 10 s)",
+                PROJECT_ROOT / "scenarios" / "deepseek_v3_2048.yaml",
+                big,
+            ),
+        ]
     rows = []
     for name, path, overrides in runs:
         outcome = simulate(load_scenario(path, overrides))
