@@ -129,8 +129,8 @@ def _megatron_fill_checks(system, outcome) -> list[Check]:
 def _state_checks(system) -> list[Check]:
     """What each NPU holds of weights, gradients and Adam state, against the optimizer's formula (16-bit
     weights or the storage codec's bytes, fp32 gradients, 12 bytes of Adam state per parameter; ZeRO-1
-    shards the state over d, ZeRO-3 all three); sharded, the gathered chunks at most two chunks' full
-    weights and gradients."""
+    shards the state over d, the routed experts' over the d / e ranks that hold them, ZeRO-3 all three);
+    sharded, the gathered chunks at most two chunks' full weights and gradients."""
     from hwsim.systems.megatron.costs import ADAM_BYTES, GRAD_BYTES, WEIGHT_BYTES
 
     d, optimizer = system.d, system.spec.optimizer
@@ -142,7 +142,9 @@ def _state_checks(system) -> list[Check]:
         second = 1 / system.secondary if system.secondary else 0.0  # hierarchical partitioning's second copy
         stored = system.weight_bytes[j]  # per weight as the bank holds it (compression.storage)
         weights = params * (stored * kept + WEIGHT_BYTES * second)
-        want = (weights, params * GRAD_BYTES * kept, params * ADAM_BYTES * state)
+        routed = system.routed[j]
+        adam = (params - routed) * state + routed * (1.0 if optimizer == "allreduce" else system.e / d)
+        want = (weights, params * GRAD_BYTES * kept, adam * ADAM_BYTES)
         got = (mem["weights_bytes"], mem["gradients_bytes"], mem["optimizer_bytes"])
         if not np.allclose(got, want, rtol=1e-9):
             bad.append(mem["device"])

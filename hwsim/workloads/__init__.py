@@ -8,6 +8,10 @@ from hwsim.workloads.transformer import Transformer
 
 
 def make_model(spec: MlpSpec | TransformerSpec | LayersSpec) -> Mlp | Transformer | Layers:
+    if spec.kind == "mlp" and spec.moe is not None:
+        from hwsim.workloads.moe_mlp import MoeMlp
+
+        return MoeMlp(spec)
     return {"mlp": Mlp, "transformer": Transformer, "layers": Layers}[spec.kind](spec)
 
 

@@ -10,6 +10,16 @@ NORMS = ("layernorm", "rmsnorm")
 
 
 @schema
+class MlpMoeSpec:
+    """An mlp's mixture-of-experts layer after its hidden layer: a router and `experts` two-layer experts
+    (hidden -> width -> hidden), top_k of them per sample."""
+
+    experts: int = spec(doc="experts", min=1)
+    top_k: int = spec(doc="experts each sample goes to", min=1)
+    width: int = spec(doc="an expert's hidden width", min=1)
+
+
+@schema
 class MlpSpec:
     """A multi-layer perceptron with ReLU hidden layers and a softmax output: real math."""
 
@@ -26,6 +36,9 @@ class MlpSpec:
         choices=("he", "xavier", "normal", "zeros"),
     )
     init_std: float = spec(0.01, doc="init: normal: standard deviation of the weights", gt=0)
+    moe: MlpMoeSpec | None = spec(
+        None, doc="a mixture-of-experts layer after the one hidden layer (the megatron system with expert ranks)"
+    )
 
 
 @schema

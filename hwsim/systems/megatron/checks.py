@@ -185,6 +185,11 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
     placement."""
     if scenario.system.parallel.context > 1:
         raise ConfigError(where, "system.parallel.context", scenario.system.parallel.context, "1 for an mlp (it has no sequence)")
+    if scenario.model.moe is not None:
+        _check_moe_mlp(scenario, where)
+        return
+    if scenario.system.parallel.expert > 1:
+        raise ConfigError(where, "system.parallel.expert", scenario.system.parallel.expert, "1 for an mlp without model.moe")
     system, model = scenario.system, scenario.model
     par = system.parallel
     check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
@@ -289,6 +294,37 @@ def _check_experts(scenario: Scenario, where: str) -> None:
     if system.optimizer == "sharded" or system.fill is not None:
         key, value = ("system.fill", "a fill job") if system.fill is not None else ("system.optimizer", "sharded")
         raise ConfigError(where, key, value, "none with MoE (not modelled together)")
+
+
+def _check_moe_mlp(scenario: Scenario, where: str) -> None:
+    """A MoE mlp: one hidden layer, expert ranks that are the data ranks and split the experts and the batch, no
+    tensor or pipeline ranks, top_k within the experts."""
+    system, model = scenario.system, scenario.model
+    par, moe = system.parallel, model.moe
+    check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
+    for key, value in (("tensor", par.tensor), ("pipeline", par.pipeline)):
+        if value != 1:
+            raise ConfigError(where, f"system.parallel.{key}", value, "1 for a MoE mlp (expert ranks only)")
+    if par.expert != par.data:
+        raise ConfigError(
+            where, "system.parallel.expert", par.expert, f"system.parallel.data ({par.data}): every data rank holds experts"
+        )
+    if len(model.hidden) != 1:
+        raise ConfigError(where, "model.hidden", list(model.hidden), "one hidden layer before the MoE layer")
+    if moe.top_k > moe.experts:
+        raise ConfigError(where, "model.moe.top_k", moe.top_k, f"at most model.moe.experts ({moe.experts})")
+    if moe.experts % par.expert:
+        raise ConfigError(where, "model.moe.experts", moe.experts, f"a multiple of system.parallel.expert ({par.expert})")
+    if system.batch % par.data:
+        raise ConfigError(where, "system.batch", system.batch, f"a multiple of system.parallel.data ({par.data})")
+    for key in ("weights", "gradients", "pipeline", "storage", "hierarchical"):
+        if getattr(system.compression, key):
+            raise ConfigError(
+                where, f"system.compression.{key}", to_plain(getattr(system.compression, key)), "null for a MoE mlp"
+            )
+    npus = fabric_npus(scenario.hardware.network, par.data)
+    if npus != par.data:
+        raise ConfigError(where, "system.parallel", f"data {par.data}", f"the fabric's {npus} NPUs")
 
 
 def _check_mlp_pipeline(system, model, where: str) -> None:

@@ -95,6 +95,8 @@ class Part:
     tensor_bytes: float = 0.0
     context_bytes: float = 0.0  # what the rank sends to its context ranks (their seconds are in tensor_s)
     expert_bytes: float = 0.0  # what the rank sends to its expert ranks in all-to-alls (seconds in tensor_s)
+    expert_across_bytes: float = 0.0  # two-level all-to-alls: to the ranks of its index on the other nodes
+    expert_local_bytes: float = 0.0  # ... and to the expert ranks of its node
     gap_s: float = 0.0  # idle between kernels (launch and framework)
     hidden_s: float = 0.0  # tensor-parallel communication run beside a GEMM, not in the total
 
@@ -346,7 +348,11 @@ class StageCosts:
         sent = ring_wire_bytes(k.kind, len(self.groups[k.group]), k.bytes)
         if k.group == "context":
             part.context_bytes += sent
-        elif k.group.startswith("expert"):
+        elif k.group == "expert across":
+            part.expert_across_bytes += sent
+        elif k.group == "expert local":
+            part.expert_local_bytes += sent
+        elif k.group == "expert":
             part.expert_bytes += sent
         else:
             part.tensor_bytes += sent

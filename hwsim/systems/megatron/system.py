@@ -78,6 +78,7 @@ from hwsim.systems.megatron.costs import (
 from hwsim.systems.megatron.fill import Fill
 from hwsim.systems.megatron.mlp import MegatronMlp
 from hwsim.systems.megatron.mlp3d import MegatronMlp3D
+from hwsim.systems.megatron.moe_mlp import MegatronMoeMlp
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
 from hwsim.systems.megatron.wire import Wire
@@ -138,6 +139,8 @@ class Megatron:
     def __new__(cls, scenario: Scenario, *args, **kwargs):
         """An mlp runs the real math with tensor and data parallelism (`megatron_mlp`)."""
         if scenario.model.kind == "mlp":
+            if scenario.model.moe is not None:
+                return MegatronMoeMlp(scenario, *args, **kwargs)
             kind = MegatronMlp3D if scenario.system.parallel.pipeline > 1 else MegatronMlp
             return kind(scenario, *args, **kwargs)
         return super().__new__(cls)
@@ -607,6 +610,8 @@ class Megatron:
         self.traffic.tensor[j] += both.tensor_bytes
         self.traffic.context[j] += both.context_bytes
         self.traffic.expert[j] += both.expert_bytes
+        self.traffic.expert_across[j] += both.expert_across_bytes
+        self.traffic.expert_local[j] += both.expert_local_bytes
         spans = ((both.gemm_s, both.gemm_flops), (both.memory_s, both.memory_bytes), (both.tensor_s, both.tensor_bytes))
         for k, (seconds, work) in enumerate(spans):
             if seconds > 0:

@@ -32,6 +32,8 @@ class Traffic:
         self.tensor = [0.0] * p  # tensor-parallel rings (within its tensor group)
         self.context = [0.0] * p  # context-parallel rings (within its context group)
         self.expert = [0.0] * p  # all-to-alls within its expert group (to each other rank, an equal share)
+        self.expert_across = [0.0] * p  # two-level all-to-alls: to the ranks of its index on the group's other nodes
+        self.expert_local = [0.0] * p  # ... and within the group's part of its node
         self.data = [0.0] * p  # data-parallel rings (within its data group)
         self.local = [0.0] * p  # rings within the node's part of its data group (hierarchical partitioning)
         self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
@@ -45,6 +47,13 @@ class Traffic:
         simulated rank sent."""
         loads = np.zeros(topology.links)
         p = len(self.tensor)
+
+        def pairs(group: list[int], nbytes: float) -> None:  # an all-to-all: an equal share to each other member
+            if nbytes > 0 and len(group) > 1:
+                for a in group:
+                    for b in group:
+                        if a != b:
+                            loads[list(topology.route(a, b))] += nbytes / (len(group) - 1)
 
         def ring(group: list[int], nbytes: float) -> None:
             if nbytes > 0 and len(group) > 1:
@@ -60,14 +69,18 @@ class Traffic:
                 for i in range(t):
                     for first in range(0, d, c):
                         ring([place[(i, j, first + r)] for r in range(c)], self.context[j])
-            if e > 1 and self.expert[j]:
+            if e > 1:
                 for i in range(t):
                     for first in range(0, d, e):
                         group = [place[(i, j, first + r)] for r in range(e)]
-                        for a in group:
-                            for b in group:
-                                if a != b:
-                                    loads[list(topology.route(a, b))] += self.expert[j] / (e - 1)
+                        parts = node_parts(topology, group)
+                        across = [[part[x] for part in parts if x < len(part)] for x in range(len(parts[0]))]
+                        for members, nbytes in (
+                            ((group, self.expert[j]),)
+                            + tuple((m, self.expert_local[j]) for m in parts)
+                            + tuple((m, self.expert_across[j]) for m in across)
+                        ):
+                            pairs(members, nbytes)
             for i in range(t):
                 group = [place[(i, j, k)] for k in range(d)]
                 ring(group, self.data[j])
@@ -91,6 +104,8 @@ class Traffic:
             sum(self.tensor)
             + sum(self.context)
             + sum(self.expert)
+            + sum(self.expert_across)
+            + sum(self.expert_local)
             + sum(self.data)
             + sum(self.local)
             + sum(sum(c.values()) for c in self.sends)

@@ -169,16 +169,20 @@ def test_a_small_moe_job_runs_and_its_all_to_alls_hide_beside_the_op():
         runs[name] = outcome.system
     overlap, serial = runs["overlap"].costs.moe_block["forward"], runs["serial"].costs.moe_block["forward"]
     assert overlap.hidden_s > 0 and overlap.tensor_s < serial.tensor_s and serial.hidden_s == 0
-    assert overlap.expert_bytes == serial.expert_bytes > 0
+
+    def sent(part):  # the two levels' bytes (the small job's expert ranks span two nodes)
+        return part.expert_bytes + part.expert_across_bytes + part.expert_local_bytes
+
+    assert sent(overlap) == sent(serial) > 0 and overlap.expert_across_bytes > 0
     bf16 = runs["bf16"].costs.moe_block["forward"]
     assert bf16.gemm_s > 1.2 * overlap.gemm_s and bf16.memory_s < overlap.memory_s  # fp8: faster GEMMs, quantize passes
     assert runs["zipf"].costs.moe_block["forward"].gemm_s > overlap.gemm_s
     system = runs["overlap"]
-    assert sum(system.traffic.expert) > 0
-    with_experts = system.traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, system.e)
-    without = system.traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, 1)
-    sent = sum(system.traffic.expert) * system.d * system.t  # every rank's all-to-all bytes, on routes of 2+ links
-    assert 2 * sent <= with_experts.sum() - without.sum() <= 4 * sent
+    traffic = system.traffic
+    with_experts = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, system.e)
+    without = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, 1)
+    every = (sum(traffic.expert) + sum(traffic.expert_across) + sum(traffic.expert_local)) * system.d * system.t
+    assert every > 0 and 2 * every <= with_experts.sum() - without.sum() <= 4 * every  # routes of 2 or more links
 
 
 def test_model_flops_count_the_activated_experts():
