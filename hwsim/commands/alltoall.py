@@ -19,7 +19,7 @@ import pandas as pd
 
 from hwsim.commands.nccl import _timer
 from hwsim.config.load import PROJECT_ROOT, load_scenario
-from hwsim.workloads.megatron import Ctx, Kernel
+from hwsim.workloads.megatron import BlockContext, Kernel
 from hwsim.workloads.moe import ExpertShare, moe_part
 
 DEEPEP_NORMAL = (  # (EP ranks, dispatch GB/s, combine GB/s, bottleneck)
@@ -37,7 +37,7 @@ def _kernels(e: int) -> list[Kernel]:
     """DeepSeek-V3's MoE layer on one of e expert ranks (4,096 tokens, fp8 dispatch) as hwsim runs it."""
     model = load_scenario(PROJECT_ROOT / "scenarios" / "deepseek_v3_2048.yaml").model
     model = dataclasses.replace(model, seq_len=TOKENS)
-    ctx = Ctx(model, 1, 1, False, TOKENS, (), ())
+    ctx = BlockContext(model, 1, 1, False, TOKENS, (), ())
     nodes = max(e // GPUS_PER_NODE, 1)
     part = moe_part(ctx, ExpertShare(e, 1.0, dispatch_bytes=1 + 4 / 128, nodes=nodes))
     return [k for k in part.forward if k.kind == "all_to_all"]

@@ -83,7 +83,7 @@ def _memory(name: str, elements: float, bytes_per_element: float) -> Kernel:
 
 
 @dataclass(frozen=True)
-class Part3:
+class BlockPart:
     """A block's attention or feed-forward part on one rank: its forward kernels, its input-gradient kernels
     (in backward order), its weighted GEMMs by name (their weight gradients are the W work), and what
     selective recompute runs again."""
@@ -95,7 +95,7 @@ class Part3:
 
 
 @dataclass(frozen=True)
-class Ctx:
+class BlockContext:
     """What every part of a block needs: the model, t tensor ranks, b sequences, sequence parallelism, the
     rank's tokens, the tensor-parallel collectives (forward gather, reduce) and the backward's helpers."""
 
@@ -158,7 +158,7 @@ def block_work(
     h = model.d_model
     tokens = model.seq_len * b // context
     full = tokens * h * ACT_BYTES  # a whole activation tensor, what a tensor-parallel collective carries
-    ctx = Ctx(
+    ctx = BlockContext(
         model,
         t,
         b,
@@ -231,7 +231,7 @@ def block_work(
     return BlockWork(forward, input_grad, weight_grad, redo)
 
 
-def mha_part(ctx: Ctx, flash: bool, context: int, exchange) -> Part3:
+def mha_part(ctx: BlockContext, flash: bool, context: int, exchange) -> BlockPart:
     """Multi-head (or grouped-query) attention on one rank: QKV (column-parallel), the attention core of its
     a / t heads (Megatron-LM's GEMMs, softmax and dropout on the s x s scores, or the fused kernel), the
     projection (row-parallel)."""
@@ -284,10 +284,10 @@ def mha_part(ctx: Ctx, flash: bool, context: int, exchange) -> Part3:
         *ctx.regather("qkv"),
         *ctx.reduce_dx("qkv"),
     )
-    return Part3(forward, input_grad, {"qkv": qkv, "proj": proj}, core)
+    return BlockPart(forward, input_grad, {"qkv": qkv, "proj": proj}, core)
 
 
-def dense_mlp_part(ctx: Ctx) -> Part3:
+def dense_mlp_part(ctx: BlockContext) -> BlockPart:
     """The dense feed-forward block on one rank: FC1 (column-parallel; SwiGLU's gate and up in one GEMM), the
     activation, FC2 (row-parallel)."""
     model, t, tokens = ctx.model, ctx.t, ctx.tokens
@@ -306,7 +306,7 @@ def dense_mlp_part(ctx: Ctx) -> Part3:
         *ctx.regather("fc1"),
         *ctx.reduce_dx("fc1"),
     )
-    return Part3(forward, input_grad, {"fc1": fc1, "fc2": fc2})
+    return BlockPart(forward, input_grad, {"fc1": fc1, "fc2": fc2})
 
 
 def activation_kernels(model: TransformerSpec, elements: float, name: str = "") -> tuple[Kernel, Kernel]:
@@ -319,7 +319,7 @@ def activation_kernels(model: TransformerSpec, elements: float, name: str = "") 
     return _memory(gelu, elements, 2 * ACT_BYTES), _memory(f"{gelu} grad", elements, 3 * ACT_BYTES)
 
 
-def mla_part(ctx: Ctx, context: int, exchange) -> Part3:
+def mla_part(ctx: BlockContext, context: int, exchange) -> BlockPart:
     """DeepSeek's multi-head latent attention on one rank (DeepSeek-V2, arXiv 2405.04434, section 2.1; the
     widths in `model.mla`): queries down to q_rank and normed, up to a / t heads of nope + rope; keys and values
     down to kv_rank (plus one rotary key of rope for all heads) and normed, up to a / t heads of nope (keys) and
@@ -370,7 +370,7 @@ def mla_part(ctx: Ctx, context: int, exchange) -> Part3:
         *ctx.reduce_dx("q down"),
     )
     weights = {"q down": q_down, "kv down": kv_down, "q up": q_up, "kv up": kv_up, "proj": proj}
-    return Part3(forward, input_grad, weights, core)
+    return BlockPart(forward, input_grad, weights, core)
 
 
 def kv_per_rank(model: TransformerSpec, t: int) -> int:

@@ -25,7 +25,7 @@ from hwsim.config.schema import MoeSpec, TransformerSpec
 from hwsim.workloads.ops import Gemm
 
 if TYPE_CHECKING:
-    from hwsim.workloads.megatron import Ctx, Part3
+    from hwsim.workloads.megatron import BlockContext, BlockPart
 
 ROUTER_BYTES = 4  # the router's logits and probabilities in fp32 (Megatron-core's router runs in fp32)
 
@@ -77,11 +77,11 @@ def expert_params(model: TransformerSpec) -> tuple[int, int]:
     return moe.experts * per_expert, moe.shared_experts * per_expert + h * moe.experts
 
 
-def moe_part(ctx: Ctx, share: ExpertShare) -> Part3:
+def moe_part(ctx: BlockContext, share: ExpertShare) -> BlockPart:
     """The MoE block on the busiest rank for one micro-batch (see the module's docstring): its T tokens (s b / c,
     / t with sequence parallelism) send T top_k copies; it receives load x that many for its experts / e
     experts, n each."""
-    from hwsim.workloads.megatron import ACT_BYTES, OP, Kernel, Part3, _memory, activation_kernels
+    from hwsim.workloads.megatron import ACT_BYTES, OP, BlockPart, Kernel, _memory, activation_kernels
 
     model = ctx.model
     moe, h = model.moe, model.d_model
@@ -149,7 +149,7 @@ def moe_part(ctx: Ctx, share: ExpertShare) -> Part3:
             *input_grad,
         ]
         weights |= {"shared fc1": shared1, "shared fc2": shared2}
-    return Part3(tuple(forward), tuple(input_grad), weights)
+    return BlockPart(tuple(forward), tuple(input_grad), weights)
 
 
 def moe_activation_bytes(model: TransformerSpec, dense: float, t: int, tokens: int, local: int, share: ExpertShare) -> float:

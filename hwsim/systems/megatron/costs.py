@@ -225,7 +225,7 @@ class StageCosts:
         self.hardware, self.model, self.timer = hardware, model, timer
         self.group, self.precision = tensor_group, precision
         self._bf16 = "bf16" if precision == "fp8" else precision  # what runs at 16 bits
-        self.framework_scaling = fp8_scaling
+        self.fp8_scaling = fp8_scaling
         self.groups = {"tensor": tensor_group, "context": context_group, **(expert_groups or {})}
         self.c = max(len(context_group), 1)
         self.framework = framework = framework or FrameworkSpec()
@@ -366,7 +366,7 @@ class StageCosts:
         seconds = gemm_seconds(array, self.bank, g, "fp8" if fp8 else self._bf16, out_bytes, fused=attention)
         part = Part(gemm_s=seconds, gemm_flops=float(g.flops))
         if fp8 and quantize:
-            per = ACT_BYTES + FP8_BYTES + (4 / 128 if self.framework_scaling == "block" else 0.0)
+            per = ACT_BYTES + FP8_BYTES + (4 / 128 if self.fp8_scaling == "block" else 0.0)
             self._memory(part, g.m * g.k * g.count * per)
         return part
 
