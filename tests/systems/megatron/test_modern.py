@@ -201,3 +201,16 @@ def test_llama3_table4_rows_run_with_the_published_figures_beside():
     assert (times.published_s == times.predicted_s / (1 + times.error)).all()
     assert times.predicted_s.iloc[1] < times.predicted_s.iloc[0]  # twice the replicas, half the micro-batches each
     assert (times.mfu.iloc[0] > times.mfu.iloc[1]) and (times.error.between(-0.32, -0.2)).all(), times
+
+
+@pytest.mark.parametrize("name", ["llama3_8b", "llama3_70b"])
+def test_the_smaller_llama3_models_run(name):
+    """Llama 3 8B and 70B on 8 x 16 H100s (t8 p2 d8, 8K, batch 64): each step runs, MFU between 20 and 70 %."""
+    from hwsim.build import simulate
+
+    scenario = _llama(f"model={name}", "system.parallel.pipeline=2", "system.parallel.virtual=1", "system.layers_per_stage=null",
+                      "system.parallel.data=8", "system.batch=64")  # fmt: skip
+    outcome = simulate(scenario)
+    assert outcome.status == "ok", outcome.diagnosis
+    mfu = outcome.system.summary(outcome.trace)["megatron"]["mfu"]
+    assert 0.2 < mfu < 0.7, mfu
