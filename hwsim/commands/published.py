@@ -146,6 +146,40 @@ DP is 8, as its 16,384 GPUs and 16M tokens require: some copies of the table pri
 1 TiB bank: the paper's FSDP shards the fp32 gradients over the data ranks; hwsim's distributed optimizer keeps
 them whole (11.9 GiB more per GPU), which alone takes its stage 1 past 80 GiB. The published TFLOP/s become a
 time through hwsim's model FLOPs (PaLM's count, which the paper cites: attention's s x s in full)."""
+MEGATRON_CORE_H100 = tuple(
+    Measured(
+        "Megatron-Core r0.8.0 on H100 (NVIDIA)",
+        f"{size}, {t * p * 48:,} GPUs",
+        SCENARIOS / "megatron_core_h100.yaml",
+        (
+            f"model.layers={layers}",
+            f"model.d_model={hidden}",
+            f"model.heads={heads}",
+            f"model.d_ff={4 * hidden}",
+            f"system.parallel.tensor={t}",
+            f"system.parallel.pipeline={p}",
+            f"system.parallel.sequence={'true' if t > 1 else 'false'}",
+            f"system.batch={batch}",
+            "hardware.memory.hbm.capacity=1 TiB",
+        ),
+        published_tflops=tflops,
+    )
+    for size, heads, hidden, layers, t, p, batch, tflops in (
+        ("1.7B", 16, 2048, 24, 1, 1, 192, 408.8),
+        ("7.1B", 32, 4096, 30, 2, 1, 192, 465.9),
+        ("16B", 48, 6144, 32, 4, 1, 192, 489.1),
+        ("32B", 56, 7168, 48, 8, 1, 192, 459.6),
+        ("70B", 64, 8192, 84, 8, 2, 384, 419.7),
+        ("119B", 80, 10240, 92, 8, 4, 768, 420.5),
+        ("177B", 96, 12288, 96, 8, 6, 1152, 432.8),
+        ("314B", 128, 16384, 96, 8, 8, 1536, 474.4),
+        ("462B", 144, 18432, 112, 8, 16, 3072, 459.9),
+    )
+)
+"""NVIDIA/Megatron-LM README, weak scaling with Megatron-Core r0.8.0 (images/model_table.png, f2e5db4, 2024-07-15):
+model, heads, hidden, layers, TP, PP (DP 48), batch, TFLOP/s per GPU; vocabulary 131,072, sequence 4,096. hwsim
+assumes what the table does not say (`scenarios/megatron_core_h100.yaml`) and measures at a 1 TiB bank (no
+recompute on the larger rows is past 80 GiB in hwsim's count)."""
 DEEPSEEK_GPU_HOURS_PER_T, DEEPSEEK_TOKENS = 180e3, 15360 * 4096
 DEEPSEEK_V3_2024 = (
     Measured(
@@ -162,7 +196,7 @@ of 4,096 tokens): a step of 19.9 s. The GPU-hours include what the steps do not 
 Measured at a 1 TiB bank: hwsim keeps fp32 gradients whole, 16-bit activations and no recompute, and DualPipe's
 in-flight micro-batches take its middle stages past 80 GiB (DeepSeek recomputes norms and up-projections and
 caches activations in fp8, section 3.2.3)."""
-MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024 + DEEPSEEK_V3_2024
+MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024 + DEEPSEEK_V3_2024 + MEGATRON_CORE_H100
 
 
 def _simulate(path: Path, overrides: list[str] | tuple[str, ...], what: str) -> dict:
