@@ -203,9 +203,9 @@ class MegatronSpec:
     )
     moe_overlap: bool = spec(
         False,
-        doc="MoE: each dispatch and combine all-to-all runs beside the experts' GEMMs (DualPipe's pairing of one "
-        "micro-batch's forward with another's backward hides them behind computation: DeepSeek-V3, section 3.2.1), "
-        "slowing them by the framework's comm_slowdown; false: each waits for the all-to-all",
+        doc="MoE: the dispatch and combine all-to-alls run beside all their op's GEMMs together (DualPipe's pairing of "
+        "one micro-batch's forward with another's backward hides them behind computation: DeepSeek-V3, section "
+        "3.2.1), the GEMMs slowed by the framework's comm_slowdown; false: each waits for its all-to-all",
     )
     overlap_grad_reduce: bool | None = spec(
         None,
