@@ -14,14 +14,11 @@ the h800_sxm preset's arrays at fp8).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 
+from hwsim.commands import gemms
 from hwsim.config.load import PROJECT_ROOT, load_scenario
-from hwsim.systems.megatron.costs import gemm_seconds
-from hwsim.workloads.ops import Gemm
 
 DEEPGEMM_H800 = (  # (kind, groups, m per group, n, k, TFLOPS, speedup over the CUTLASS 3.6 implementation)
     ("dense", 1, 64, 2112, 7168, 206, 2.7),
@@ -65,14 +62,9 @@ def measurements() -> pd.DataFrame:
 
 
 def predicted_tflops(table: pd.DataFrame, fp8_efficiency: float) -> np.ndarray:
+    """hwsim's fp8 rate on each shape of `table` on the h800_sxm preset, at `fp8_efficiency` of its arrays' rate."""
     hardware = load_scenario(PROJECT_ROOT / "scenarios" / "deepseek_v3_2048.yaml").hardware
-    array = dataclasses.replace(hardware.systolic, efficiency=hardware.systolic.efficiency * fp8_efficiency)
-    bank = hardware.memory["hbm"]
-    out = []
-    for r in table.itertuples():
-        g = Gemm(int(r.m), int(r.n), int(r.k), int(r.groups))
-        out.append(g.flops / gemm_seconds(array, bank, g, "fp8") / 1e12)
-    return np.asarray(out)
+    return gemms.predicted_tflops(table, hardware, fp8_efficiency, "fp8", "groups")
 
 
 def fit_fp8_efficiency() -> float:

@@ -33,14 +33,17 @@ def _hardware(framework: str):
     return scenario.hardware, scenario.system.framework
 
 
-def predicted_tflops(data: pd.DataFrame, hardware, gemm_efficiency: float) -> np.ndarray:
-    """hwsim's fp16 rate on each shape of `data` (TFLOP/s), its arrays at `gemm_efficiency` of the preset's."""
+def predicted_tflops(
+    data: pd.DataFrame, hardware, gemm_efficiency: float, precision: str = "fp16", count: str = "batch"
+) -> np.ndarray:
+    """hwsim's rate at `precision` on each shape (m, n, k and the `count` column) of `data` (TFLOP/s), its arrays
+    at `gemm_efficiency` of the preset's."""
     array = dataclasses.replace(hardware.systolic, efficiency=hardware.systolic.efficiency * gemm_efficiency)
     bank = hardware.memory["hbm"]
     out = []
     for r in data.itertuples():
-        g = Gemm(int(r.m), int(r.n), int(r.k), int(r.batch))
-        out.append(g.flops / gemm_seconds(array, bank, g, "fp16") / 1e12)
+        g = Gemm(int(r.m), int(r.n), int(r.k), int(getattr(r, count)))
+        out.append(g.flops / gemm_seconds(array, bank, g, precision) / 1e12)
     return np.asarray(out)
 
 

@@ -240,22 +240,9 @@ class StageCosts:
         )
         self.t = len(tensor_group)
         self.b, self.sequence, self.recompute = microbatch, sequence, recompute
-        self.work: BlockWork = block_work(
-            model,
-            self.t,
-            microbatch,
-            sequence,
-            recompute,
-            framework.wgrad_fusion,
-            framework.flash_attention,
-            self.c,
-            context_comm,
-        )
-        self.block = self._parts(self.work)
-        self.moe_work: BlockWork | None = None
-        self.moe_block: dict[str, Part] = {}
-        if model.moe is not None:  # a MoE layer's block, on the busiest expert rank
-            self.moe_work = block_work(
+
+        def work(experts_share: ExpertShare | None) -> BlockWork:
+            return block_work(
                 model,
                 self.t,
                 microbatch,
@@ -265,9 +252,14 @@ class StageCosts:
                 framework.flash_attention,
                 self.c,
                 context_comm,
-                experts or ExpertShare(1),
+                experts_share,
             )
-            self.moe_block = self._parts(self.moe_work)
+
+        self.work: BlockWork = work(None)
+        self.block = self._parts(self.work)
+        # a MoE layer's block, on the busiest expert rank
+        self.moe_work: BlockWork | None = work(experts or ExpertShare(1)) if model.moe is not None else None
+        self.moe_block: dict[str, Part] = self._parts(self.moe_work) if self.moe_work is not None else {}
 
     def _parts(self, work: BlockWork) -> dict[str, Part]:
         out = {name: self._part(getattr(work, name)) for name in ("forward", "input_grad", "weight_grad", "recompute")}

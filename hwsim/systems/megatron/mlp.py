@@ -216,12 +216,7 @@ class MegatronMlp:
         }
 
     def _learning_metrics(self, step: int) -> None:
-        self.cluster.recorder.metric(self.env.now, step, "loss", float(np.mean(self.losses)))
-        self.losses.clear()
-        if step % self.eval_every == 0 or step == self.spec.steps:
-            loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
-            self.cluster.recorder.metric(self.env.now, step, "test_loss", loss)
-            self.cluster.recorder.metric(self.env.now, step, "test_accuracy", acc)
+        learning_metrics(self, step)
 
 
 def when_all_arrive(
@@ -255,3 +250,14 @@ def when_all_arrive(
     else:
         yield done
     return held[rank]
+
+
+def learning_metrics(system, step: int) -> None:
+    """An mlp system's step: the mean training loss of its ranks, and every `eval_every` steps (and the last)
+    the test loss and accuracy of its gathered weights."""
+    system.cluster.recorder.metric(system.env.now, step, "loss", float(np.mean(system.losses)))
+    system.losses.clear()
+    if step % system.eval_every == 0 or step == system.spec.steps:
+        loss, acc = system.model.evaluate(system.final_params(), system.data.x_test, system.data.y_test)
+        system.cluster.recorder.metric(system.env.now, step, "test_loss", loss)
+        system.cluster.recorder.metric(system.env.now, step, "test_accuracy", acc)

@@ -28,7 +28,7 @@ from hwsim.config.schema import Scenario
 from hwsim.kernels import dense_forward, dense_input_grad, dense_weight_grad, relu_backward, relu_forward, sgd_momentum
 from hwsim.network import Cluster
 from hwsim.systems.megatron.checks import layout
-from hwsim.systems.megatron.mlp import when_all_arrive
+from hwsim.systems.megatron.mlp import learning_metrics, when_all_arrive
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
@@ -118,7 +118,7 @@ class MegatronMoeMlp:
             yield simpy.AllOf(self.env, [self.env.process(self._rank(step, k, samples)) for k in self.ranks])
             self.cluster.recorder.metric(self.env.now, step, "step_time_s", self.env.now - start)
             if self.math:
-                self._learning_metrics(step)
+                learning_metrics(self, step)
             if self.progress:
                 self.progress(step, self.spec.steps)
 
@@ -300,11 +300,3 @@ class MegatronMoeMlp:
                 "data_wire_bytes": self.wire_bytes,
             }
         }
-
-    def _learning_metrics(self, step: int) -> None:
-        self.cluster.recorder.metric(self.env.now, step, "loss", float(np.mean(self.losses)))
-        self.losses.clear()
-        if step % self.eval_every == 0 or step == self.spec.steps:
-            loss, acc = self.model.evaluate(self.final_params(), self.data.x_test, self.data.y_test)
-            self.cluster.recorder.metric(self.env.now, step, "test_loss", loss)
-            self.cluster.recorder.metric(self.env.now, step, "test_accuracy", acc)
