@@ -216,7 +216,9 @@ def _describe_federated(fed: dict) -> str:
 
 
 def layout_label(lay: dict) -> str:
-    """A 3D layout in a few characters: t=8 p=16 c=16 d=8 v=8 +sequence (c only when above 1)."""
+    """A 3D layout in a few characters: t=8 p=16 c=16 d=8 v=8 e=8 et=2 +sequence (c only when above 1; e and et
+    with MoE)."""
     context = f" c={lay['context']}" if lay.get("context", 1) > 1 else ""
+    experts = f" e={lay['expert']} et={lay['expert_tensor']}" if "expert" in lay else ""
     sequence = " +sequence" if lay["sequence"] else ""
-    return f"t={lay['tensor']} p={lay['pipeline']}{context} d={lay['data']} v={lay['virtual']}{sequence}"
+    return f"t={lay['tensor']} p={lay['pipeline']}{context} d={lay['data']} v={lay['virtual']}{experts}{sequence}"

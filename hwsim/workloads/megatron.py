@@ -97,7 +97,8 @@ class BlockPart:
 @dataclass(frozen=True)
 class BlockContext:
     """What every part of a block needs: the model, t tensor ranks, b sequences, sequence parallelism, the
-    rank's tokens, the tensor-parallel collectives (forward gather, reduce) and the backward's helpers."""
+    rank's tokens, the tensor-parallel collectives (forward gather, reduce; with `overlap` each beside the GEMM
+    it feeds or follows) and the backward's helpers."""
 
     model: TransformerSpec
     t: int
@@ -106,6 +107,13 @@ class BlockContext:
     tokens: int
     gather: tuple[Kernel, ...]
     reduce: tuple[Kernel, ...]
+    overlap: bool = False  # Transformer Engine's userbuffers: each forward gather and reduce beside its GEMM
+
+    def gather_for(self, name: str) -> tuple[Kernel, ...]:  # the gather before GEMM `name` (beside it with overlap)
+        return tuple(dataclasses.replace(k, beside=name) for k in self.gather) if self.overlap else self.gather
+
+    def reduce_after(self, name: str) -> tuple[Kernel, ...]:  # the reduction after GEMM `name` (beside it with overlap)
+        return tuple(dataclasses.replace(k, beside=name) for k in self.reduce) if self.overlap else self.reduce
 
     @property
     def local(self) -> float:  # elements a norm or dropout touches
@@ -144,6 +152,7 @@ def block_work(
     context: int = 1,
     context_comm: str = "ring",
     experts: ExpertShare | None = None,
+    comm_overlap: bool = False,
 ) -> BlockWork:
     """One block on one of t tensor ranks for a micro-batch of b sequences (see the module's docstring).
     Each column-parallel layer's backward re-gather names its input-gradient GEMM as the one it can run
@@ -152,7 +161,12 @@ def block_work(
     main gradient (read 2 + 4, write 4 bytes per weight: Megatron-LM before 2022-02). With `flash` the
     attention is one fused kernel each way (`flash_attention`). With `context` c > 1 ranks the rank holds s / c
     of each sequence's tokens and needs every key and value (`context_exchange`). With `experts` the block is
-    a mixture-of-experts layer (`workloads.moe.moe_part`); `model.attention` mla runs latent attention."""
+    a mixture-of-experts layer (`workloads.moe.moe_part`); `model.attention` mla runs latent attention. With
+    `comm_overlap` (Transformer Engine's userbuffers, Megatron-core's --tp-comm-overlap; sequence parallelism)
+    the forward's all-gathers run beside the column-parallel GEMMs they feed and its reduce-scatters beside the
+    row-parallel GEMMs they follow, and the backward's all-gathers of the output gradients beside the
+    row-parallel input-gradient GEMMs (TE's ring-exchange and pipelined overlaps of qkv/fc1 fprop, proj/fc2
+    fprop and proj/fc2 dgrad; the bulk overlaps of the dgrad and wgrad GEMMs are `tp_overlap`'s)."""
     from hwsim.workloads.moe import moe_part
 
     h = model.d_model
@@ -166,6 +180,7 @@ def block_work(
         tokens,
         (Kernel("all_gather", "all-gather", bytes=full),) if sequence and t > 1 else (),
         (Kernel("reduce_scatter" if sequence else "all_reduce", "reduce", bytes=full),) if t > 1 else (),
+        comm_overlap and sequence,
     )
     exchange = context_exchange(model, t, b, context, context_comm)
     if model.attention == "mla":
@@ -271,10 +286,17 @@ def mha_part(ctx: BlockContext, flash: bool, context: int, exchange) -> BlockPar
             Kernel("gemm", "scores dw", score_gemm.backward()[1]),  # the keys' gradient: not a weight
         )
     rotary_grad = tuple(dataclasses.replace(k, name="rotary grad") for k in rotary)
-    forward = (*ctx.gather, ctx.gemm("qkv", qkv), *ctx.bias("qkv", qkv_elements), *core, ctx.gemm("proj", proj), *ctx.reduce)
+    forward = (
+        *ctx.gather_for("qkv"),
+        ctx.gemm("qkv", qkv),
+        *ctx.bias("qkv", qkv_elements),
+        *core,
+        ctx.gemm("proj", proj),
+        *ctx.reduce_after("proj"),
+    )
     input_grad = (
         *ctx.bias("proj", ctx.local, grad=True),
-        *ctx.gather,
+        *ctx.gather_for("proj dx"),
         ctx.dx("proj", proj),
         *core_grad,
         *rotary_grad,
@@ -287,26 +309,27 @@ def mha_part(ctx: BlockContext, flash: bool, context: int, exchange) -> BlockPar
     return BlockPart(forward, input_grad, {"qkv": qkv, "proj": proj}, core)
 
 
-def dense_mlp_part(ctx: BlockContext) -> BlockPart:
+def dense_mlp_part(ctx: BlockContext, width: int | None = None, name: str = "") -> BlockPart:
     """The dense feed-forward block on one rank: FC1 (column-parallel; SwiGLU's gate and up in one GEMM), the
-    activation, FC2 (row-parallel)."""
+    activation, FC2 (row-parallel); `width` wide (the model's d_ff), its kernels' names after `name`."""
     model, t, tokens = ctx.model, ctx.t, ctx.tokens
-    h, f = model.d_model, model.d_ff
+    h, f = model.d_model, width or model.d_ff
     up = 2 * f if model.mlp == "swiglu" else f  # SwiGLU's gate and up projections, one GEMM
     fc1, fc2 = Gemm(tokens, up // t, h), Gemm(tokens, h, f // t)
-    activation, activation_grad = activation_kernels(model, tokens * f / t)
-    forward = (*ctx.gather, ctx.gemm("fc1", fc1), activation, ctx.gemm("fc2", fc2), *ctx.reduce)
+    n1, n2 = f"{name}fc1", f"{name}fc2"
+    activation, activation_grad = activation_kernels(model, tokens * f / t, name)
+    forward = (*ctx.gather_for(n1), ctx.gemm(n1, fc1), activation, ctx.gemm(n2, fc2), *ctx.reduce_after(n2))
     input_grad = (
-        *ctx.bias("fc2", ctx.local, grad=True),
-        *ctx.gather,
-        ctx.dx("fc2", fc2),
+        *ctx.bias(n2, ctx.local, grad=True),
+        *ctx.gather_for(f"{n2} dx"),
+        ctx.dx(n2, fc2),
         activation_grad,
-        *ctx.bias("fc1", tokens * up / t, grad=True),
-        ctx.dx("fc1", fc1),
-        *ctx.regather("fc1"),
-        *ctx.reduce_dx("fc1"),
+        *ctx.bias(n1, tokens * up / t, grad=True),
+        ctx.dx(n1, fc1),
+        *ctx.regather(n1),
+        *ctx.reduce_dx(n1),
     )
-    return BlockPart(forward, input_grad, {"fc1": fc1, "fc2": fc2})
+    return BlockPart(forward, input_grad, {n1: fc1, n2: fc2})
 
 
 def activation_kernels(model: TransformerSpec, elements: float, name: str = "") -> tuple[Kernel, Kernel]:
@@ -347,7 +370,7 @@ def mla_part(ctx: BlockContext, context: int, exchange) -> BlockPart:
         *(dataclasses.replace(k, name="rotary grad") for k in rotary),
     )
     forward = (
-        *ctx.gather,
+        *ctx.gather_for("q down"),
         ctx.gemm("q down", q_down),
         ctx.gemm("kv down", kv_down),
         *norms,
@@ -355,10 +378,10 @@ def mla_part(ctx: BlockContext, context: int, exchange) -> BlockPart:
         ctx.gemm("kv up", kv_up),
         *core,
         ctx.gemm("proj", proj),
-        *ctx.reduce,
+        *ctx.reduce_after("proj"),
     )
     input_grad = (
-        *ctx.gather,
+        *ctx.gather_for("proj dx"),
         ctx.dx("proj", proj),
         *core_grad,
         ctx.dx("kv up", kv_up),

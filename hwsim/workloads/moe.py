@@ -6,8 +6,14 @@ all-to-all over the e expert-parallel ranks (dispatch); each rank runs its exper
 GEMMs (FC1 with SwiGLU's gate and up, the activation, FC2) on the copies it received; a second all-to-all
 brings the outputs back (combine), and they are un-permuted and summed with the router's weights. Shared
 experts run on every token beside them. The backward runs the same in reverse, with the all-to-alls of the
-gradients. (Megatron-core's `MoELayer` with the all-to-all token dispatcher, expert-tensor parallelism 1:
-each tensor rank routes its own s / t tokens, so tensor parallelism needs sequence parallelism here.)
+gradients. (Megatron-core's `MoELayer` with the all-to-all token dispatcher, `MoEAlltoAllTokenDispatcher`:
+each tensor rank routes its own s / t tokens, so tensor parallelism needs sequence parallelism.)
+
+With et expert-tensor ranks each expert's FC1 is split by columns and FC2 by rows over them: the copies a rank
+receives are all-gathered over its expert-tensor group after the dispatch, so each of its et ranks runs every
+copy on its shard, and the outputs are reduce-scattered back before the combine (the dispatcher's steps (4)
+and (5), "AG(TP)" and "RS(TP)"; NVIDIA/Megatron-LM megatron/core/transformer/moe/token_dispatcher.py).
+The shared experts run as a dense feed-forward block of their joint width, split over the tensor ranks.
 
 The symmetric run simulates one rank for all: the busiest one, which receives `load` times the even share of
 token copies (1 when the router spreads them evenly), as the others wait for it at the combine.
@@ -40,6 +46,7 @@ class ExpertShare:
     overlap: bool = False
     dispatch_bytes: float = 2.0  # per element the dispatch sends (DeepSeek-V3's fp8: 1 and a scale per 128)
     nodes: int = 1  # the nodes the expert ranks span (with node_limit: a two-level all-to-all)
+    tensor: int = 1  # expert-tensor ranks: each expert's GEMMs split over them
 
 
 def expert_loads(moe: MoeSpec, expert: int, seed: int) -> np.ndarray:
@@ -69,30 +76,31 @@ def busiest_load(moe: MoeSpec, expert: int, seed: int) -> float:
     return float(expert_loads(moe, expert, seed).max())
 
 
-def expert_params(model: TransformerSpec) -> tuple[int, int]:
-    """(routed, the rest) parameters of one MoE layer's feed-forward block: the routed experts' FC1 (SwiGLU: gate
-    and up) and FC2; the shared experts' and the router's."""
+def expert_params(model: TransformerSpec) -> tuple[int, int, int]:
+    """(routed, shared, router) parameters of one MoE layer's feed-forward block: the routed experts' FC1
+    (SwiGLU: gate and up) and FC2, the shared experts' likewise, the router's."""
     moe, h = model.moe, model.d_model
     per_expert = h * moe.d_ff_expert * (3 if model.mlp == "swiglu" else 2)
-    return moe.experts * per_expert, moe.shared_experts * per_expert + h * moe.experts
+    return moe.experts * per_expert, moe.shared_experts * per_expert, h * moe.experts
 
 
 def moe_part(ctx: BlockContext, share: ExpertShare) -> BlockPart:
     """The MoE block on the busiest rank for one micro-batch (see the module's docstring): its T tokens (s b / c,
     / t with sequence parallelism) send T top_k copies; it receives load x that many for its experts / e
-    experts, n each."""
-    from hwsim.workloads.megatron import ACT_BYTES, OP, BlockPart, Kernel, _memory, activation_kernels
+    experts, and with et expert-tensor ranks runs et times that many on its 1 / et of each expert, n per expert."""
+    from hwsim.workloads.megatron import ACT_BYTES, OP, BlockPart, Kernel, _memory, activation_kernels, dense_mlp_part
 
     model = ctx.model
-    moe, h = model.moe, model.d_model
+    moe, h, et = model.moe, model.d_model, share.tensor
     tokens = int(ctx.local // h)
     local_experts = moe.experts // share.expert
     copies = tokens * moe.top_k
     received = copies * share.load
-    n = math.ceil(received / local_experts)
+    gathered = received * et  # the copies this rank's expert shards run on
+    n = math.ceil(gathered / local_experts)
     up = 2 * moe.d_ff_expert if model.mlp == "swiglu" else moe.d_ff_expert
     router = Gemm(tokens, moe.experts, h)
-    fc1, fc2 = Gemm(n, up, h, local_experts), Gemm(n, h, moe.d_ff_expert, local_experts)
+    fc1, fc2 = Gemm(n, up // et, h, local_experts), Gemm(n, h, moe.d_ff_expert // et, local_experts)
 
     def all_to_all(name: str, per_element: float) -> tuple[Kernel, ...]:
         """The busiest rank's all-to-all of its copies (`received` of them, h each). With `node_limit` and ranks
@@ -109,7 +117,11 @@ def moe_part(ctx: BlockContext, share: ExpertShare) -> BlockPart:
             Kernel("all_to_all", f"{name} in the node", bytes=received * h * per_element, group="expert local", beside=beside),
         )
 
-    activation, activation_grad = activation_kernels(model, n * local_experts * moe.d_ff_expert, "expert ")
+    def over_shards(kind: str, name: str, per_element: float) -> tuple[Kernel, ...]:
+        """An all-gather or reduce-scatter of the gathered copies over the expert-tensor ranks."""
+        return (Kernel(kind, name, bytes=gathered * h * per_element, group="expert tensor"),) if et > 1 else ()
+
+    activation, activation_grad = activation_kernels(model, n * local_experts * moe.d_ff_expert / et, "expert ")
     route = _memory("router softmax top-k", tokens * moe.experts, 2 * ROUTER_BYTES)
     permute = _memory("permute", copies * h, 2 * ACT_BYTES)  # token copies into expert order
     unpermute = _memory("unpermute", copies * h + tokens * h, 2 * ACT_BYTES)  # back, weighted and summed
@@ -118,18 +130,22 @@ def moe_part(ctx: BlockContext, share: ExpertShare) -> BlockPart:
         route,
         permute,
         *all_to_all("dispatch", share.dispatch_bytes),
+        *over_shards("all_gather", "expert all-gather", share.dispatch_bytes),
         Kernel("gemm", "expert fc1", fc1),
         activation,
         Kernel("gemm", "expert fc2", fc2),
+        *over_shards("reduce_scatter", "expert reduce-scatter", ACT_BYTES),
         *all_to_all("combine", ACT_BYTES),
         unpermute,
     ]
     input_grad = [
         _memory("unpermute grad", copies * h + tokens * h, 2 * ACT_BYTES),
         *all_to_all("combine grad", ACT_BYTES),
+        *over_shards("all_gather", "expert all-gather grad", ACT_BYTES),
         Kernel("gemm", "expert fc2 dx", fc2.backward()[0]),
         activation_grad,
         Kernel("gemm", "expert fc1 dx", fc1.backward()[0]),
+        *over_shards("reduce_scatter", "expert reduce-scatter grad", ACT_BYTES),
         *all_to_all("dispatch grad", ACT_BYTES),
         _memory("permute grad", copies * h, 2 * ACT_BYTES),
         _memory("router grad", tokens * moe.experts, 3 * ROUTER_BYTES),
@@ -137,32 +153,25 @@ def moe_part(ctx: BlockContext, share: ExpertShare) -> BlockPart:
     ]
     weights = {"router": router, "expert fc1": fc1, "expert fc2": fc2}
     if moe.shared_experts:
-        wide = moe.shared_experts * moe.d_ff_expert
-        shared1 = Gemm(tokens, wide * (2 if model.mlp == "swiglu" else 1), h)
-        shared2 = Gemm(tokens, h, wide)
-        act, act_grad = activation_kernels(model, tokens * wide, "shared ")
-        forward += [Kernel("gemm", "shared fc1", shared1), act, Kernel("gemm", "shared fc2", shared2)]
-        input_grad = [
-            Kernel("gemm", "shared fc2 dx", shared2.backward()[0]),
-            act_grad,
-            Kernel("gemm", "shared fc1 dx", shared1.backward()[0]),
-            *input_grad,
-        ]
-        weights |= {"shared fc1": shared1, "shared fc2": shared2}
+        shared = dense_mlp_part(ctx, moe.shared_experts * moe.d_ff_expert, "shared ")
+        forward += shared.forward
+        input_grad = [*shared.input_grad, *input_grad]
+        weights |= shared.weights
     return BlockPart(tuple(forward), tuple(input_grad), weights)
 
 
 def moe_activation_bytes(model: TransformerSpec, dense: float, t: int, tokens: int, local: int, share: ExpertShare) -> float:
     """A MoE block's kept bytes on the busiest rank: a dense block's (`dense`, from `activation_bytes`) without
     its feed-forward tensors (the rank's `tokens`, s b / c, split by t), plus, for its `local` tokens (/ t with
-    sequence parallelism), the router's fp32 probabilities, the received copies' FC1 inputs, FC1 outputs
-    (SwiGLU: gate and up) and FC2 inputs, and the shared experts' likewise."""
+    sequence parallelism), the router's fp32 probabilities, the gathered copies' FC1 inputs, their FC1 outputs
+    (SwiGLU: gate and up) and FC2 inputs on its 1 / et of the experts' width, and the shared experts' tensors
+    as a dense block's of their width."""
     from hwsim.workloads.megatron import ACT_BYTES
 
     moe, h, f = model.moe, model.d_model, model.d_ff
     glu = 3 if model.mlp == "swiglu" else 2
     dense_mlp = tokens * glu * f / t * ACT_BYTES  # GeLU's input and FC2's (SwiGLU: gate, up, FC2's)
     received = local * moe.top_k * share.load
-    routed = received * (h + glu * moe.d_ff_expert) * ACT_BYTES
-    shared = local * glu * moe.shared_experts * moe.d_ff_expert * ACT_BYTES
+    routed = received * (share.tensor * h + glu * moe.d_ff_expert) * ACT_BYTES
+    shared = tokens * glu * moe.shared_experts * moe.d_ff_expert / t * ACT_BYTES
     return dense - dense_mlp + local * moe.experts * ROUTER_BYTES + routed + shared

@@ -31,9 +31,17 @@ class ParallelSpec:
     )
     expert: int = spec(
         1,
-        doc="expert-parallel ranks e: a MoE layer's experts split over e of the data (and context) ranks, tokens "
-        "dispatched to them and combined back by all-to-all; expert gradients reduced over the c d / e ranks that "
-        "hold the same experts",
+        doc="expert-parallel ranks e: a MoE layer's experts split over e ranks of a stage (with expert_tensor "
+        "et: every et-th of its t c d ranks, Megatron-core's folding), tokens dispatched to them and combined back "
+        "by all-to-all; expert gradients reduced over the t c d / (et e) ranks that hold the same expert shards",
+        min=1,
+    )
+    expert_tensor: int | None = spec(
+        None,
+        doc="expert-tensor ranks: each expert's GEMMs split over them (FC1 by columns, FC2 by rows), the tokens the "
+        "expert ranks receive all-gathered over them before and reduce-scattered after (Megatron-core's "
+        "--expert-tensor-parallel-size); the t c d ranks of a stage regrouped as expert_tensor x expert x expert "
+        "data (its parallel folding); null: tensor, Megatron-core's default",
         min=1,
     )
     context_comm: str = spec(
@@ -126,6 +134,12 @@ class FrameworkSpec:
         "re-gather of its input with its input-gradient GEMM, its input gradient's all-reduce (reduce-scatter with "
         "sequence parallelism) with its weight-gradient GEMM (Megatron-LM's async communication, 2021-09 on)",
     )
+    tp_comm_overlap: bool = spec(
+        False,
+        doc="Transformer Engine's userbuffers (Megatron-core's --tp-comm-overlap, with sequence parallelism): the "
+        "forward's all-gathers beside the GEMMs they feed, its reduce-scatters beside the GEMMs they follow, the "
+        "backward's output-gradient all-gathers beside the input-gradient GEMMs; needs tp_overlap",
+    )
     wgrad_fusion: bool = spec(
         True,
         doc="weight-gradient GEMMs add into the fp32 main gradient (gradient_accumulation_fusion, Megatron-LM "
@@ -135,6 +149,12 @@ class FrameworkSpec:
         False,
         doc="the data-parallel gradient reduction overlapped with the backward (Megatron-core's "
         "--overlap-grad-reduce, 2023-08 on); system.overlap_grad_reduce, when set, decides instead",
+    )
+    overlap_param_gather: bool = spec(
+        False,
+        doc="the distributed optimizer's all-gather of the updated weights overlapped with the next step's forwards, "
+        "bucket by bucket: a forward waits for its chunk's first bucket to start and for the rest to end "
+        "(Megatron-core's --overlap-param-gather)",
     )
     comm_slowdown: float = spec(
         0.0,

@@ -33,6 +33,30 @@ def layout(par: ParallelSpec) -> dict[tuple[int, int, int], int]:
     return out
 
 
+def expert_tensor(par: ParallelSpec) -> int:
+    """The expert-tensor ranks: `par.expert_tensor`, or the tensor ranks (Megatron-core's default)."""
+    return par.expert_tensor or par.tensor
+
+
+def expert_group(axis: str, q: int, ranks: int, et: int, e: int) -> list[int]:
+    """The ranks of rank q's `axis` group (expert tensor, expert, expert data) among a stage's `ranks` = t c d,
+    numbered q = i + t k (tensor rank i, data rank k), as Megatron-core regroups them for the MoE layers
+    (`initialize_model_parallel`'s expert rank generator, order tp-ep-dp): et expert-tensor ranks fastest, then
+    e expert ranks, then the ranks / (et e) that hold the same expert shards."""
+    a, b, g = q % et, q // et % e, q // (et * e)
+    if axis == "expert tensor":
+        return [x + et * (b + e * g) for x in range(et)]
+    if axis == "expert":
+        return [a + et * (x + e * g) for x in range(e)]
+    return [a + et * (b + e * x) for x in range(ranks // (et * e))]
+
+
+def expert_groups(axis: str, ranks: int, et: int, e: int) -> list[list[int]]:
+    """Every `axis` group of a stage's ranks once (`expert_group`), each from its rank of index 0 on the axis."""
+    index = {"expert tensor": lambda q: q % et, "expert": lambda q: q // et % e, "expert data": lambda q: q // (et * e)}[axis]
+    return [expert_group(axis, q, ranks, et, e) for q in range(ranks) if index(q) == 0]
+
+
 def roles(layers: int) -> list[str]:
     """How an mlp's layers split over the tensor ranks: col and row in pairs, a last unpaired layer whole (rep)."""
     return ["col" if i % 2 == 0 else "row" for i in range(layers - layers % 2)] + (["rep"] if layers % 2 else [])
@@ -66,6 +90,7 @@ def check_megatron(scenario: Scenario, where: str) -> None:
     if npus != needed:
         axes = f"tensor {t} x pipeline {p} x " + (f"context {c} x " if c > 1 else "") + f"data {d} = {needed}"
         raise ConfigError(where, "system.parallel", axes, f"the fabric's {npus} NPUs")
+    _check_framework(scenario, where)
     if c > 1:
         _check_context(scenario, where)
     _check_experts(scenario, where)
@@ -190,6 +215,10 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
         return
     if scenario.system.parallel.expert > 1:
         raise ConfigError(where, "system.parallel.expert", scenario.system.parallel.expert, "1 for an mlp without model.moe")
+    if scenario.system.parallel.expert_tensor is not None:
+        raise ConfigError(
+            where, "system.parallel.expert_tensor", scenario.system.parallel.expert_tensor, "null for an mlp without model.moe"
+        )
     system, model = scenario.system, scenario.model
     par = system.parallel
     check_bank(scenario.hardware.memory, "bank", system.bank, scenario.run.mode == "full", where)
@@ -251,9 +280,31 @@ def _check_context(scenario: Scenario, where: str) -> None:
         raise ConfigError(where, key, value, "none with context parallelism (not modelled together)")
 
 
+def _check_framework(scenario: Scenario, where: str) -> None:
+    """Switches that need others: userbuffers' overlap needs the backward's (tp_overlap) and, with tensor ranks,
+    sequence parallelism (Megatron-core asserts it); the weights' overlapped all-gather the distributed
+    optimizer's all-gather."""
+    system = scenario.system
+    fw = system.framework
+    if fw.tp_comm_overlap and not fw.tp_overlap:
+        raise ConfigError(where, "system.framework.tp_comm_overlap", True, "false unless system.framework.tp_overlap is true")
+    if fw.tp_comm_overlap and system.parallel.tensor > 1 and not system.parallel.sequence:
+        raise ConfigError(
+            where, "system.framework.tp_comm_overlap", True, "false without sequence parallelism (system.parallel.sequence)"
+        )
+    if fw.overlap_param_gather and system.optimizer != "distributed":
+        raise ConfigError(
+            where,
+            "system.framework.overlap_param_gather",
+            True,
+            f"false with optimizer {system.optimizer} (it overlaps the distributed optimizer's all-gather)",
+        )
+
+
 def _check_experts(scenario: Scenario, where: str) -> None:
-    """Mixture of experts and latent attention: experts that split over the expert ranks, which split the data
-    (and context) ranks; top_k within the experts; measured loads one per expert; tensor parallelism with
+    """Mixture of experts and latent attention: experts that split over the expert ranks; expert-tensor and
+    expert ranks that regroup a stage's tensor, context and data ranks; expert widths that split over the
+    expert-tensor ranks; top_k within the experts; measured loads one per expert; tensor parallelism with
     sequence parallelism (each tensor rank routes its own tokens); latent attention with its widths and the
     fused attention kernel."""
     system, model = scenario.system, scenario.model
@@ -269,18 +320,25 @@ def _check_experts(scenario: Scenario, where: str) -> None:
     if moe is None:
         if e > 1:
             raise ConfigError(where, "system.parallel.expert", e, "1 for a model without model.moe")
+        if par.expert_tensor is not None:
+            raise ConfigError(where, "system.parallel.expert_tensor", par.expert_tensor, "null for a model without model.moe")
         return
     if moe.top_k > moe.experts:
         raise ConfigError(where, "model.moe.top_k", moe.top_k, f"at most model.moe.experts ({moe.experts})")
     if moe.experts % e:
         raise ConfigError(where, "model.moe.experts", moe.experts, f"a multiple of system.parallel.expert ({e})")
-    if (par.context * par.data) % e:
+    et = expert_tensor(par)
+    ranks = par.tensor * par.context * par.data
+    if ranks % (et * e):
         raise ConfigError(
             where,
             "system.parallel.expert",
             e,
-            f"a divisor of context x data ({par.context} x {par.data}): expert ranks split them",
+            f"a divisor of tensor x context x data / expert_tensor ({par.tensor} x {par.context} x {par.data} / {et}): "
+            "a stage's ranks regroup as expert_tensor x expert x expert data",
         )
+    if moe.d_ff_expert % et:
+        raise ConfigError(where, "model.moe.d_ff_expert", moe.d_ff_expert, f"a multiple of system.parallel.expert_tensor ({et})")
     if moe.load == "measured" and (moe.fractions is None or len(moe.fractions) != moe.experts):
         got = None if moe.fractions is None else f"{len(moe.fractions)} fractions"
         raise ConfigError(where, "model.moe.fractions", got, f"one share per expert ({moe.experts}) with load: measured")
@@ -305,6 +363,8 @@ def _check_moe_mlp(scenario: Scenario, where: str) -> None:
     for key, value in (("tensor", par.tensor), ("pipeline", par.pipeline)):
         if value != 1:
             raise ConfigError(where, f"system.parallel.{key}", value, "1 for a MoE mlp (expert ranks only)")
+    if par.expert_tensor not in (None, 1):
+        raise ConfigError(where, "system.parallel.expert_tensor", par.expert_tensor, "null or 1 for a MoE mlp")
     if par.expert != par.data:
         raise ConfigError(
             where, "system.parallel.expert", par.expert, f"system.parallel.data ({par.data}): every data rank holds experts"

@@ -97,6 +97,7 @@ class Part:
     expert_bytes: float = 0.0  # what the rank sends to its expert ranks in all-to-alls (seconds in tensor_s)
     expert_across_bytes: float = 0.0  # two-level all-to-alls: to the ranks of its index on the other nodes
     expert_local_bytes: float = 0.0  # ... and to the expert ranks of its node
+    expert_tensor_bytes: float = 0.0  # to its expert-tensor ranks (the received copies gathered, the outputs scattered)
     gap_s: float = 0.0  # idle between kernels (launch and framework)
     hidden_s: float = 0.0  # tensor-parallel communication run beside a GEMM, not in the total
 
@@ -253,6 +254,7 @@ class StageCosts:
                 self.c,
                 context_comm,
                 experts_share,
+                framework.tp_comm_overlap,
             )
 
         self.work: BlockWork = work(None)
@@ -346,6 +348,8 @@ class StageCosts:
             part.expert_local_bytes += sent
         elif k.group == "expert":
             part.expert_bytes += sent
+        elif k.group == "expert tensor":
+            part.expert_tensor_bytes += sent
         else:
             part.tensor_bytes += sent
 
@@ -421,10 +425,10 @@ class Memory:
 
 def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last: bool, start: int = 0, expert: int = 1) -> float:
     """Parameters of one tensor rank of a stage whose blocks are layers start .. start + blocks - 1: a dense
-    block's split by t; a MoE block's attention and norms split by t, its routed experts by the e expert ranks
-    (`routed_params`), its shared experts and router whole; plus the vocabulary-parallel embedding (V/t rows)
-    and the learned positions (none with rotary) on the first stage, and the output layer (the tied copy, or
-    its own) on the last."""
+    block's split by t; a MoE block's attention, norms and shared experts split by t, its routed experts by the
+    `expert` shards (expert x expert-tensor ranks, `routed_params`), its router whole; plus the
+    vocabulary-parallel embedding (V/t rows) and the learned positions (none with rotary) on the first stage,
+    and the output layer (the tied copy, or its own) on the last."""
     positions = 0 if model.rotary else model.seq_len * model.d_model
     edge = (model.vocab * model.d_model / t + positions) if first else 0.0
     if last and (not first or not model.tied_embeddings):
@@ -432,14 +436,14 @@ def stage_params(model: TransformerSpec, blocks: int, t: int, first: bool, last:
     moe = sum(layer_is_moe(model, i) for i in range(start, start + blocks))
     dense = (blocks - moe) * block_params(model) / t
     if moe:
-        routed, rest = expert_params(model)
-        dense += moe * ((block_params(model, True) - routed - rest) / t + rest)
+        routed, _, router = expert_params(model)
+        dense += moe * ((block_params(model, True) - routed - router) / t + router)
     return dense + routed_params(model, blocks, start, expert) + edge
 
 
 def routed_params(model: TransformerSpec, blocks: int, start: int, expert: int) -> float:
-    """The routed experts' parameters one of e expert ranks holds in layers start .. start + blocks - 1 (their
-    gradients are reduced over the ranks that hold the same experts)."""
+    """The routed experts' parameters a rank holds in layers start .. start + blocks - 1, split into `expert`
+    shards (expert x expert-tensor ranks; their gradients are reduced over the ranks that hold the same shard)."""
     moe = sum(layer_is_moe(model, i) for i in range(start, start + blocks))
     return moe * expert_params(model)[0] / expert if moe else 0.0
 
@@ -454,15 +458,15 @@ def stage_memory(
     secondary: int = 0,
     weight_bytes: float = WEIGHT_BYTES,
     routed: float = 0.0,
-    expert: int = 1,
+    expert_data: int = 1,
 ) -> Memory:
     """What an NPU holding `params` parameters keeps with the `optimizer` (allreduce, distributed: ZeRO-1,
     sharded: ZeRO-3) over d replicas; `secondary` > 0: hierarchical partitioning's second copy of the
     16-bit weights, over that many ranks of the node; `weight_bytes`: per weight as the bank stores it;
-    `routed` of the params are routed experts, whose state the distributed optimizer shards over the d / e
-    ranks that hold them."""
-    shards = 1 if optimizer == "allreduce" else d
-    state = (params - routed) * ADAM_BYTES / shards + routed * ADAM_BYTES / max(shards // expert, 1)
+    `routed` of the params are routed experts, whose state the distributed optimizer shards over the
+    `expert_data` ranks that hold the same shards."""
+    shards, routed_shards = (1, 1) if optimizer == "allreduce" else (d, expert_data)
+    state = (params - routed) * ADAM_BYTES / shards + routed * ADAM_BYTES / routed_shards
     kept = 1 / d if optimizer == "sharded" else 1
     weights = params * (weight_bytes * kept + (WEIGHT_BYTES / secondary if secondary else 0.0))
     return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered, fill)

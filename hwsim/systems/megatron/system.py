@@ -60,7 +60,7 @@ from hwsim.hardware.unit import Unit
 from hwsim.network import Cluster
 from hwsim.network.cluster import size_curves
 from hwsim.policies import build_schedule, is_split
-from hwsim.systems.megatron.checks import check_megatron, layout, megatron_schedule
+from hwsim.systems.megatron.checks import check_megatron, expert_group, expert_tensor, layout, megatron_schedule
 from hwsim.systems.megatron.costs import (
     FP8_BYTES,
     GRAD_BYTES,
@@ -88,6 +88,9 @@ from hwsim.workloads.moe import ExpertShare, busiest_load, moe_activation_bytes
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
 OP_NAMES = {"F": "forward", "B": "backward", "W": "weight"}
+# Megatron-core's default gradient bucket: max(40M, 1M x data-parallel ranks) parameters
+# (NVIDIA/Megatron-LM megatron/core/distributed/distributed_data_parallel.py, f2e5db4)
+DDP_BUCKET, DDP_BUCKET_PER_RANK = 40_000_000, 1_000_000
 """The trace's names of a schedule's ops (`report.pipeline.PIPELINE_OPS`)."""
 BREAKDOWN = (
     "compute_s",
@@ -157,13 +160,17 @@ class Megatron:
         # the gradients' group: the data replicas' ranks, with each replica's context ranks (Megatron-core reduces
         # over data x context); the batch splits over the replicas alone
         self.d = par.data * self.c
-        self.e = par.expert  # expert ranks: a MoE layer's experts split over e of the d data ranks
+        self.e = par.expert  # expert ranks: a MoE layer's experts split over e of a stage's t d ranks
+        self.et = expert_tensor(par)  # expert-tensor ranks: each expert split over et of them
+        self.ed = self.t * self.d // (self.et * self.e) if m.moe is not None else 1  # ranks holding the same shards
         self.place = layout(par)
         self.microbatches = spec.batch // (par.data * spec.microbatch)
         self.schedule_name, self.shape = megatron_schedule(spec)
         self.sharded = spec.optimizer == "sharded"
         grad_overlap = spec.framework.overlap_grad_reduce if spec.overlap_grad_reduce is None else spec.overlap_grad_reduce
         self.overlap = grad_overlap and not self.sharded  # sharded reduces per run anyway
+        # the updated weights' all-gather beside the next step's forwards (the distributed optimizer's)
+        self.prefetch = spec.framework.overlap_param_gather and spec.optimizer == "distributed" and self.d > 1
         self.schedule = build_schedule(self.schedule_name, self.shape)
         self.split = is_split(self.schedule)  # B the input gradients, W the weight gradients
         self.stages = self.shape.stages
@@ -226,7 +233,9 @@ class Megatron:
         chunks = [{shape.model_stage(s) for s in shape.stages_of(j)} for j in range(self.p)]
         # each model chunk a device holds once (dual placement: two, each run twice)
         self.params = [sum(self._chunk_params(ms) for ms in held) for held in chunks]
-        self.routed = [sum(routed_params(m, self.chunk_blocks[ms], self.start(ms), self.e) for ms in held) for held in chunks]
+        self.routed = [
+            sum(routed_params(m, self.chunk_blocks[ms], self.start(ms), self.e * self.et) for ms in held) for held in chunks
+        ]
         self.plan = self._plan()
         place, t, p, d = self.place, self.t, self.p, self.d
         self.tensor_units = [
@@ -264,17 +273,17 @@ class Megatron:
     # --- layout -----------------------------------------------------------------------
 
     def group(self, axis: str, j: int, k: int, i: int = 0) -> tuple[int, ...]:
-        """The NPUs of the tensor group of (stage device j, data rank k), the context or expert group of (i, j, k),
-        the expert data group of (i, j, k) (the ranks holding the same experts), or the data group of (i, j)
-        (the gradients': every replica's context ranks)."""
+        """The NPUs of the tensor group of (stage device j, data rank k), the context group of (i, j, k), the
+        expert, expert tensor or expert data group of (i, j, k) (`checks.expert_group`), or the data group of
+        (i, j) (the gradients': every replica's context ranks)."""
         if axis == "tensor":
             return tuple(self.place[(r, j, k)] for r in range(self.t))
-        if axis in ("context", "expert"):
-            size = self.c if axis == "context" else self.e
-            first = k - k % size
-            return tuple(self.place[(i, j, first + r)] for r in range(size))
-        if axis == "expert data":  # the ranks that hold the same experts
-            return tuple(self.place[(i, j, k % self.e + self.e * q)] for q in range(self.d // self.e))
+        if axis == "context":
+            first = k - k % self.c
+            return tuple(self.place[(i, j, first + r)] for r in range(self.c))
+        if axis.startswith("expert"):
+            group = expert_group(axis, i + self.t * k, self.t * self.d, self.et, self.e)
+            return tuple(self.place[(q % self.t, j, q // self.t)] for q in group)
         return tuple(self.place[(i, j, r)] for r in range(self.d))
 
     def local_group(self, j: int) -> tuple[int, ...]:
@@ -341,7 +350,9 @@ class Megatron:
 
     def _chunk_params(self, chunk: int) -> float:
         last = self.shape.model_stages - 1
-        return stage_params(self.model, self.chunk_blocks[chunk], self.t, chunk == 0, chunk == last, self.start(chunk), self.e)
+        return stage_params(
+            self.model, self.chunk_blocks[chunk], self.t, chunk == 0, chunk == last, self.start(chunk), self.e * self.et
+        )
 
     def _memory(self, j: int, *peak: float):
         """What device j holds: its parameters' weights, gradients and optimizer state (`stage_memory`), and
@@ -354,20 +365,25 @@ class Megatron:
             secondary=self.secondary,
             weight_bytes=self.weight_bytes[j],
             routed=self.routed[j],
-            expert=self.e,
+            expert_data=self.ed,
         )
 
     def expert_groups(self) -> dict[str, tuple[int, ...]]:
         """The simulated rank's expert group, and its parts: the ranks of it in the rank's node (`expert local`)
-        and the ranks with the same place in each node (`expert across`)."""
-        if self.e == 1:
+        and the ranks with the same place in each node (`expert across`); its expert-tensor group."""
+        if self.model.moe is None:
             return {}
         group = self.group("expert", 0, 0)
         parts = node_parts(self.cluster.topology, list(group))
         local = next(part for part in parts if group[0] in part)
         index = local.index(group[0])
         across = tuple(part[index] for part in parts if len(part) > index)
-        return {"expert": group, "expert local": tuple(local), "expert across": across}
+        return {
+            "expert": group,
+            "expert local": tuple(local),
+            "expert across": across,
+            "expert tensor": self.group("expert tensor", 0, 0),
+        }
 
     def experts(self, scenario: Scenario) -> ExpertShare | None:
         """How a MoE layer runs on the simulated rank: the busiest of the e expert ranks (`moe.busiest_load`,
@@ -378,7 +394,8 @@ class Megatron:
             return None
         nodes = len(node_parts(self.cluster.topology, list(self.group("expert", 0, 0)))) if self.e > 1 else 1
         per = FP8_BYTES + 4 / 128 if self.spec.precision == "fp8" else ACT_BYTES
-        return ExpertShare(self.e, busiest_load(moe, self.e, scenario.seed), self.spec.moe_overlap, per, nodes)
+        load = busiest_load(moe, self.e, scenario.seed)
+        return ExpertShare(self.e, load, self.spec.moe_overlap, per, nodes, self.et)
 
     def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
         """Per stage, the parts of an F, B or W op: a fused backward is the recompute, the input and the weight
@@ -506,6 +523,7 @@ class Megatron:
         busy = 0.0
         sends, gather = self.traffic.sends[j], ring_wire_bytes("all_gather", self.t, self.p2p_bytes * self.t)
         overlap, closes, reducing = self.overlap, self.closes[j], []
+        prefetch = self._prefetch(j) if self.prefetch else {}
         chunks = self.runs[j]  # sharded: the runs of ops on one model chunk
         starts = {run.first: k for k, run in enumerate(chunks)}
         ends = {run.last: k for k, run in enumerate(chunks)}
@@ -540,6 +558,12 @@ class Megatron:
             # one timeout for the op and the send that follows it (Megatron's point-to-point calls end in
             # torch.cuda.synchronize(): the sender waits for the transfer too); with a fill job, once the
             # device is free of the fill op running on it
+            gathering = prefetch.pop(stage, None) if kind == "F" else None
+            if gathering is not None:  # overlap_param_gather: the chunk's first bucket before the forward starts
+                waited = env.now
+                yield gathering[0]
+                row["data_comm_s"] += env.now - waited
+                busy += env.now - waited
             turn = lock.request() if lock is not None else None
             if turn is not None:
                 yield turn
@@ -547,7 +571,15 @@ class Megatron:
             unpack = self.decompress_s[stage] if kind != "W" else 0.0  # stored weights to 16-bit, block by block
             if unpack:
                 self._allocate(j, bank, "decompressed block", self.block_weight_bytes, "gathered")
+            closed = closes.get(index) if overlap else None
+            if closed == 0:  # the first chunk's buckets, reduced as the op finishes each (`_reduce_buckets`)
+                reducing.append(env.process(self._reduce_buckets(j, begin, seconds)))
             yield env.timeout(seconds + send if send else seconds)
+            if gathering is not None:  # ... and the rest before it ends
+                waited = env.now
+                yield gathering[1]
+                row["data_comm_s"] += env.now - waited
+                busy += env.now - waited
             if turn is not None:
                 lock.release(turn)
             end = begin + seconds
@@ -568,10 +600,8 @@ class Megatron:
                     self._allocate(j, bank, "w" + buffer, self.w_buffer(stage))
             elif kind == "W":
                 self._free(j, bank, "w" + buffer, self.w_buffer(stage))
-            if overlap and index in closes:  # this chunk's gradients are complete: reduce them while the rest runs
-                closed = closes[index]
-                routed = routed_params(self.model, self.blocks(closed), self.start(self.shape.model_stage(closed)), self.e)
-                reducing.append(env.process(self._reduce(j, self.stage_params[closed], f"chunk {closed}", routed)))
+            if closed:  # this chunk's gradients are complete: reduce them, one bucket, while the rest runs
+                reducing.append(env.process(self._reduce(j, self.stage_params[closed], f"chunk {closed}", self._routed(closed))))
             k = ends.get(index)
             if k is not None:  # a run ends: its gathered weights go, its gradients are reduce-scattered into the shard
                 chunk = chunks[k]
@@ -612,6 +642,7 @@ class Megatron:
         self.traffic.expert[j] += both.expert_bytes
         self.traffic.expert_across[j] += both.expert_across_bytes
         self.traffic.expert_local[j] += both.expert_local_bytes
+        self.traffic.expert_tensor[j] += both.expert_tensor_bytes
         spans = ((both.gemm_s, both.gemm_flops), (both.memory_s, both.memory_bytes), (both.tensor_s, both.tensor_bytes))
         for k, (seconds, work) in enumerate(spans):
             if seconds > 0:
@@ -624,7 +655,6 @@ class Megatron:
     def _update(self, j: int, row: dict, tied: tuple[simpy.Event, simpy.Event] | None) -> Generator:
         """Data-parallel gradient reduction, the tied embedding's all-reduce (first and last stage), the optimizer
         step at the bank's achieved rate, the distributed optimizer's all-gather."""
-        group = self.group("data", j, 0)
         distributed, sharded = self.spec.optimizer == "distributed", self.sharded
         params = self.params[j]
         routed = self.routed[j]
@@ -632,19 +662,12 @@ class Megatron:
             start = self.env.now
             yield from self._reduce(j, params, "gradient reduce", routed)
             row["data_comm_s"] += self.env.now - start
-        codec = self.wire.weights
-        gather_s = gather_bytes = 0.0
-        if distributed:  # each rank's updated shard back to every rank (routed experts: to those that hold them)
-            for count, members in ((params - routed, group), (routed, self.group("expert data", j, 0))):
-                if count <= 0 or len(members) < 2:
-                    continue
-                weights = self.wire.total(codec, count, WEIGHT_BYTES, len(members))
-                gather_s += self.timer.seconds("all_gather", members, weights)
-                gather_s += self.wire.codec_s(codec, count, WEIGHT_BYTES, len(members))
-                gather_bytes += ring_wire_bytes("all_gather", len(members), weights)
+        # each rank's updated shard back to every rank; with overlap_param_gather in the next step's forwards
+        gather_s, gather_bytes = self._param_gather(j, params, routed) if distributed and not self.prefetch else (0.0, 0.0)
         every, shard = optimizer_bytes(self.spec.precision)
         shards = 1 if self.spec.optimizer == "allreduce" else self.d
-        owned = (params - routed) / shards + routed / max(shards // self.e, 1)  # the master weights this rank updates
+        routed_shards = 1 if self.spec.optimizer == "allreduce" else self.ed
+        owned = (params - routed) / shards + routed / routed_shards  # the master weights this rank updates
         adam_bytes = params / (self.d if sharded else 1) * every + owned * shard
         if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
             adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
@@ -660,10 +683,71 @@ class Megatron:
             self.fill.locks[j].release(turn)
         yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
 
+    def _param_gather(self, j: int, params: float, routed: float) -> tuple[float, float]:
+        """(seconds, bytes sent) of the distributed optimizer's all-gather of `params` updated 16-bit weights over
+        device j's data group (the `routed` of them over the ranks that hold the same expert shards)."""
+        seconds = sent = 0.0
+        codec = self.wire.weights
+        for count, members in ((params - routed, self.group("data", j, 0)), (routed, self.group("expert data", j, 0))):
+            if count <= 0 or len(members) < 2:
+                continue
+            weights = self.wire.total(codec, count, WEIGHT_BYTES, len(members))
+            seconds += self.timer.seconds("all_gather", members, weights)
+            seconds += self.wire.codec_s(codec, count, WEIGHT_BYTES, len(members))
+            sent += ring_wire_bytes("all_gather", len(members), weights)
+        return seconds, sent
+
+    def _prefetch(self, j: int) -> dict[int, tuple[simpy.Event, simpy.Event]]:
+        """overlap_param_gather: the previous step's all-gather of device j's updated weights, chunk by chunk in
+        the order its forwards first need them, bucket by bucket (`_bucket`): {chunk: (its first bucket is in,
+        all of it is in)}. Megatron-core dispatches the first bucket's all-gather at the optimizer step and each
+        next one from the forward pre-hook of the bucket before (distributed optimizer, f2e5db4), so a forward
+        waits for its chunk's first bucket before it starts and for the rest before it ends."""
+        order = list(dict.fromkeys(key[1] for key, *_ in self.plan[j] if key[0] == "F"))
+        events = {stage: (self.env.event(), self.env.event()) for stage in order}
+
+        def gather(pairs: list) -> Generator:
+            for stage, (first, done) in pairs:
+                params, routed = self.stage_params[stage], self._routed(stage)
+                n = self._buckets(params)
+                seconds, sent = self._param_gather(j, params / n, routed / n)
+                self.traffic.data[j] += sent * n
+                for i in range(n):
+                    yield from self.data_units[j].busy(seconds, f"parameter all-gather {stage}", sent)
+                    if i == 0:
+                        first.succeed()
+                done.succeed()
+
+        self.env.process(gather(list(events.items())))
+        return events
+
+    def _buckets(self, params: float) -> int:
+        """How many of Megatron-core's default buckets (at least max(40M, 1M x d) parameters) `params` fill."""
+        return max(1, int(params // max(DDP_BUCKET, DDP_BUCKET_PER_RANK * self.spec.parallel.data)))
+
+    def _routed(self, stage: int) -> float:
+        """The routed experts' parameters of model chunk `stage` on a rank."""
+        return routed_params(self.model, self.blocks(stage), self.start(self.shape.model_stage(stage)), self.e * self.et)
+
+    def _reduce_buckets(self, j: int, begin: float, seconds: float) -> Generator:
+        """Reduce the first model chunk's gradients bucket by bucket as the op that completes them (from `begin`,
+        `seconds` long) finishes each: Megatron-core's DDP splits a chunk's gradients into buckets of at least
+        max(40M, 1M x d) parameters and reduces each once all its gradients are in (distributed_data_parallel.py
+        and param_and_grad_buffer.py at f2e5db4, 2024-07); only on the first pipeline rank's first model chunk
+        (the others' reductions are off the critical path; disable_bucketing for chunks after the first): there,
+        one bucket. Here the gradients arrive evenly over the op."""
+        params, routed = self.stage_params[0], self._routed(0)
+        n = self._buckets(params)
+        for i in range(n):
+            ready = begin + seconds * (i + 1) / n
+            if ready > self.env.now:
+                yield self.env.timeout(ready - self.env.now)
+            yield from self._reduce(j, params / n, f"chunk 0 bucket {i}" if n > 1 else "chunk 0", routed / n)
+
     def _reduce(self, j: int, params: float, label: str, routed: float = 0.0) -> Generator:
         """Reduce `params` parameters' fp32 gradients over device j's data group on its data track: an
         all-reduce, or the distributed optimizer's reduce-scatter (reductions queue on the track); `routed` of
-        them (routed experts) over the d / e ranks that hold the same experts."""
+        them (routed experts) over the ranks that hold the same expert shards."""
         reduce = "all_reduce" if self.spec.optimizer == "allreduce" else "reduce_scatter"
         codec = self.wire.gradients
         seconds = sent = 0.0
@@ -825,6 +909,7 @@ class Megatron:
                     "virtual": self.v,
                     "sequence": par.sequence,
                     "order": par.order,
+                    **({"expert": self.e, "expert_tensor": self.et} if self.model.moe is not None else {}),
                 },
                 "placement": self.placement(),
                 "schedule": self.schedule_name,
@@ -881,7 +966,7 @@ class Megatron:
         """The links as every rank of the layout uses them: the simulated ranks stand for their groups, so
         each link gets the bytes all ranks' rings and sends put on it (`traffic`), busy for their
         serialization; `mirrored` marks the links that carried something."""
-        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d, self.c, self.e)
+        loads = self.traffic.link_bytes(self.cluster.topology, self.place, self.t, self.d, self.c, (self.e, self.et))
         bandwidth = links.bandwidth_bytes_per_s.to_numpy()
         span = self.env.now if self.env.now > 0 else np.nan
         return links.assign(bytes=loads, busy_s=loads / bandwidth, util=loads / (bandwidth * span), mirrored=loads > 0)
@@ -902,6 +987,8 @@ class Megatron:
         groups = [("tensor", self.group("tensor", 0, 0)), ("pipeline", pipeline), ("data", self.group("data", 0, 0))]
         if self.c > 1:
             groups.insert(2, ("context", self.group("context", 0, 0)))
+        if self.model.moe is not None:
+            groups += [("expert", self.group("expert", 0, 0)), ("expert tensor", self.group("expert tensor", 0, 0))]
         for axis, group in groups:
             if len(group) < 2:
                 out[axis] = "one NPU"

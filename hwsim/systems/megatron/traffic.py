@@ -34,17 +34,27 @@ class Traffic:
         self.expert = [0.0] * p  # all-to-alls within its expert group (to each other rank, an equal share)
         self.expert_across = [0.0] * p  # two-level all-to-alls: to the ranks of its index on the group's other nodes
         self.expert_local = [0.0] * p  # ... and within the group's part of its node
+        self.expert_tensor = [0.0] * p  # rings within its expert-tensor group
         self.data = [0.0] * p  # data-parallel rings (within its data group)
         self.local = [0.0] * p  # rings within the node's part of its data group (hierarchical partitioning)
         self.sends: list[Counter] = [Counter() for _ in range(p)]  # bytes sent to each other pipeline device
         self.tied = 0.0  # the tied embedding's all-reduce between the first and the last device
 
     def link_bytes(
-        self, topology: Topology, place: dict[tuple[int, int, int], int], t: int, d: int, c: int = 1, e: int = 1
+        self,
+        topology: Topology,
+        place: dict[tuple[int, int, int], int],
+        t: int,
+        d: int,
+        c: int = 1,
+        experts: tuple[int, int] = (1, 1),
     ) -> np.ndarray:
         """Bytes on each link of `topology` once every rank of every group (tensor rank i, pipeline
-        position j, data rank k on NPU place[(i, j, k)]: d of them, c context ranks each) has sent what its
-        simulated rank sent."""
+        position j, data rank k on NPU place[(i, j, k)]: d of them, c context ranks each; `experts`: (e, et)
+        expert and expert-tensor ranks regrouping them, `checks.expert_groups`) has sent what its simulated
+        rank sent."""
+        from hwsim.systems.megatron.checks import expert_groups
+
         loads = np.zeros(topology.links)
         p = len(self.tensor)
 
@@ -69,18 +79,19 @@ class Traffic:
                 for i in range(t):
                     for first in range(0, d, c):
                         ring([place[(i, j, first + r)] for r in range(c)], self.context[j])
-            if e > 1:
-                for i in range(t):
-                    for first in range(0, d, e):
-                        group = [place[(i, j, first + r)] for r in range(e)]
-                        parts = node_parts(topology, group)
-                        across = [[part[x] for part in parts if x < len(part)] for x in range(len(parts[0]))]
-                        for members, nbytes in (
-                            ((group, self.expert[j]),)
-                            + tuple((m, self.expert_local[j]) for m in parts)
-                            + tuple((m, self.expert_across[j]) for m in across)
-                        ):
-                            pairs(members, nbytes)
+            e, et = experts
+            for members in expert_groups("expert tensor", t * d, et, e) if et > 1 else ():
+                ring([place[(q % t, j, q // t)] for q in members], self.expert_tensor[j])
+            for members in expert_groups("expert", t * d, et, e) if e > 1 else ():
+                group = [place[(q % t, j, q // t)] for q in members]
+                parts = node_parts(topology, group)
+                across = [[part[x] for part in parts if x < len(part)] for x in range(len(parts[0]))]
+                for ranks, nbytes in (
+                    ((group, self.expert[j]),)
+                    + tuple((m, self.expert_local[j]) for m in parts)
+                    + tuple((m, self.expert_across[j]) for m in across)
+                ):
+                    pairs(ranks, nbytes)
             for i in range(t):
                 group = [place[(i, j, k)] for k in range(d)]
                 ring(group, self.data[j])
@@ -106,6 +117,7 @@ class Traffic:
             + sum(self.expert)
             + sum(self.expert_across)
             + sum(self.expert_local)
+            + sum(self.expert_tensor)
             + sum(self.data)
             + sum(self.local)
             + sum(sum(c.values()) for c in self.sends)

@@ -217,13 +217,13 @@ def test_the_smaller_llama3_models_run(name):
 
 
 def test_megatron_core_h100_rows_stay_where_they_were_measured():
-    """NVIDIA's Megatron-Core r0.8.0 H100 table (held out; hwsim's assumptions in `megatron_core_h100.yaml`):
-    measured when written, the 1.7B row 20 % fast, the 32B row (t8, no pipeline) 46 % slow, the 177B and 462B
-    rows within 2.4 and 0.1 %."""
+    """NVIDIA's Megatron-Core r0.8.0 H100 table (held out; hwsim's assumptions in `megatron_core_h100.yaml`, with
+    the README's overlap flags): measured when written, the 1.7B row 25 % fast, the 32B row (t8, no pipeline) 16 %
+    slow, the 177B and 462B rows 9-11 % fast."""
     from hwsim.commands.published import MEGATRON_CORE_H100, published
 
     rows = [m for m in MEGATRON_CORE_H100 if m.label.split(",")[0] in ("1.7B", "32B", "177B", "462B")]
     times, _ = published(rows=(), measured=tuple(rows))
     error = dict(zip(times.row.str.split(",").str[0], times.error, strict=True))
-    assert -0.25 < error["1.7B"] < -0.15 and 0.4 < error["32B"] < 0.5, error
-    assert abs(error["177B"]) < 0.05 and abs(error["462B"]) < 0.05, error
+    assert -0.3 < error["1.7B"] < -0.2 and 0.1 < error["32B"] < 0.2, error
+    assert -0.15 < error["177B"] < -0.05 and -0.15 < error["462B"] < -0.05, error

@@ -14,6 +14,7 @@ from hwsim.config.schema import MoeSpec
 from hwsim.errors import ConfigError
 from hwsim.workloads.megatron import attention_params, block_params, block_work, model_flops
 from hwsim.workloads.moe import ExpertShare, busiest_load, expert_loads, expert_params
+from hwsim.workloads.ops import Gemm
 
 DEEPSEEK = PROJECT_ROOT / "scenarios" / "deepseek_v3_2048.yaml"
 # a small DeepSeek-shaped job: 8 layers on 2 stages, 64 GPUs (8 nodes of 8), expert ranks over 2 nodes
@@ -41,7 +42,7 @@ def test_deepseek_v3_has_its_published_size():
     """671B parameters, 37B activated per token (DeepSeek-V3, abstract; the multi-token prediction module's 14B
     not counted), from the latent attention's and the experts' widths."""
     m = _deepseek().model
-    routed, rest = expert_params(m)
+    routed = expert_params(m)[0]
     total = 3 * block_params(m) + 58 * block_params(m, True) + 2 * m.vocab * m.d_model + m.d_model
     active = total - 58 * routed * (1 - m.moe.top_k / m.moe.experts)
     assert total / 1e9 == pytest.approx(671, abs=0.5) and active / 1e9 == pytest.approx(37.5, abs=0.5)
@@ -134,7 +135,13 @@ def test_all_to_all_time_is_the_executors_and_the_closed_form_on_a_switch(model)
     [
         (("system.parallel.expert=48",), "model.moe.experts", "a multiple of system.parallel.expert"),
         (("model.moe.top_k=300",), "model.moe.top_k", "at most model.moe.experts"),
-        (("system.parallel.expert=256", "system.parallel.data=128"), "system.parallel.expert", "a divisor of context x data"),
+        (
+            ("system.parallel.expert=256", "system.parallel.data=128"),
+            "system.parallel.expert",
+            "a divisor of tensor x context x data",
+        ),
+        (("system.parallel.expert_tensor=3",), "system.parallel.expert", "a divisor of tensor x context x data"),
+        (("system.parallel.expert_tensor=2", "model.moe.d_ff_expert=2049"), "model.moe.d_ff_expert", "expert_tensor (2)"),
         (("model.moe.load=measured",), "model.moe.fractions", "one share per expert"),
         (("hardware=a100_80gb",), "system.precision", "no fp8 rate"),
         (("system.framework.flash_attention=false",), "system.framework.flash_attention", "attention: mla"),
@@ -142,6 +149,12 @@ def test_all_to_all_time_is_the_executors_and_the_closed_form_on_a_switch(model)
             ("model=llama3_8b", "system.layers_per_stage=null", "system.parallel.data=256", "system.parallel.pipeline=8"),
             "system.parallel.expert",
             "1 for a model without model.moe",
+        ),
+        (
+            ("model=llama3_8b", "system.layers_per_stage=null", "system.parallel.data=256", "system.parallel.pipeline=8")
+            + ("system.parallel.expert=1", "system.parallel.expert_tensor=2"),
+            "system.parallel.expert_tensor",
+            "null for a model without model.moe",
         ),
     ],
 )
@@ -179,8 +192,8 @@ def test_a_small_moe_job_runs_and_its_all_to_alls_hide_beside_the_op():
     assert runs["zipf"].costs.moe_block["forward"].gemm_s > overlap.gemm_s
     system = runs["overlap"]
     traffic = system.traffic
-    with_experts = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, system.e)
-    without = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, 1)
+    with_experts = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c, (system.e, system.et))
+    without = traffic.link_bytes(system.cluster.topology, system.place, system.t, system.d, system.c)
     every = (sum(traffic.expert) + sum(traffic.expert_across) + sum(traffic.expert_local)) * system.d * system.t
     assert every > 0 and 2 * every <= with_experts.sum() - without.sum() <= 4 * every  # routes of 2 or more links
 
@@ -189,7 +202,7 @@ def test_model_flops_count_the_activated_experts():
     """DeepSeek-V3: 6 FLOPs per activated parameter per token (the input embedding's table is no GEMM), plus the
     attention's s x s in full, S over 192 and P V over 128 per head: 6 x 61 x s x 128 x 320."""
     m = _deepseek().model
-    routed, _ = expert_params(m)
+    routed = expert_params(m)[0]
     total = 3 * block_params(m) + 58 * block_params(m, True) + m.vocab * m.d_model
     active = total - 58 * routed * (1 - m.moe.top_k / m.moe.experts)
     per_token = model_flops(m, 1) / m.seq_len
@@ -210,7 +223,7 @@ def test_mixtral_has_its_published_size():
     """Mixtral 8x7B: 47B parameters, 13B active (Jiang et al. 2024, abstract: "47B parameters, but only uses 13B
     active parameters during inference"): 46.70B and 12.88B from Table 1's shapes."""
     m = load_scenario(DEEPSEEK, ["model=mixtral_8x7b"]).model
-    routed, _ = expert_params(m)
+    routed = expert_params(m)[0]
     total = 32 * block_params(m, True) + 2 * m.vocab * m.d_model + m.d_model
     assert total / 1e9 == pytest.approx(46.70, abs=0.01)
     assert (total - 32 * routed * (1 - 2 / 8)) / 1e9 == pytest.approx(12.88, abs=0.01)
@@ -231,3 +244,79 @@ def test_fp8_efficiency_is_refitted_from_deepgemm_and_all_to_alls_are_near_deepe
     assert table[table.use == "fit"].error.abs().mean() < 0.06
     a2a = all_to_alls()
     assert a2a[a2a.ep == 8].error.abs().max() < 0.05 and len(a2a) == 8
+
+
+def test_the_expert_grid_regroups_a_stages_ranks():
+    """Megatron-core's folding (order tp-ep-dp, expert-tensor ranks fastest): on 8 ranks with et 2 and e 2, the
+    expert-tensor groups are [0, 1], [2, 3], ...; the expert groups [0, 2], [1, 3], [4, 6], [5, 7]; the expert
+    data groups [0, 4], [1, 5], ... On random shapes each axis's groups partition the ranks, and a rank's three
+    groups meet in it alone; with et = t the expert-tensor group is the tensor group."""
+    from hwsim.systems.megatron.checks import expert_group, expert_groups
+
+    assert expert_groups("expert tensor", 8, 2, 2) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert expert_groups("expert", 8, 2, 2) == [[0, 2], [1, 3], [4, 6], [5, 7]]
+    assert expert_groups("expert data", 8, 2, 2) == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    rng = np.random.default_rng()
+    t, d = int(rng.choice([1, 2, 4])), int(rng.choice([4, 8, 16]))
+    et = t if rng.uniform() < 0.5 else int(rng.choice([x for x in (1, 2, 4) if (t * d) % x == 0]))
+    e = int(rng.choice([x for x in (1, 2, 4) if (t * d) % (et * x) == 0]))
+    ranks = t * d
+    for axis, size in (("expert tensor", et), ("expert", e), ("expert data", ranks // (et * e))):
+        groups = expert_groups(axis, ranks, et, e)
+        assert sorted(q for g in groups for q in g) == list(range(ranks)) and {len(g) for g in groups} == {size}
+    for q in range(ranks):
+        sets = [set(expert_group(axis, q, ranks, et, e)) for axis in ("expert tensor", "expert", "expert data")]
+        assert sets[0] & sets[1] == sets[1] & sets[2] == sets[0] & sets[2] == {q}
+        if et == t:  # q = i + t k: the tensor ranks of data rank k
+            assert sets[0] == {i + t * (q // t) for i in range(t)}
+
+
+def test_expert_tensor_ranks_split_each_expert_and_gather_its_copies():
+    """Two tensor ranks with sequence parallelism, 8 expert ranks: with et 2 each rank runs twice the copies on
+    half of each expert's width (the same FLOPs as et 1, on half the weights), the copies all-gathered over the
+    expert-tensor ranks after the dispatch and the outputs reduce-scattered before the combine (and the reverse
+    in the backward); the shared expert split by the tensor ranks with their collectives."""
+    m = _deepseek().model
+    one = block_work(m, 2, 1, True, "none", flash=True, experts=ExpertShare(8))
+    two = block_work(m, 2, 1, True, "none", flash=True, experts=ExpertShare(8, tensor=2))
+
+    def gemms(work):
+        return {k.name: k.gemm for k in work.forward if k.kind == "gemm"}
+
+    copies = 4096 // 2 * 8  # the rank's s / t tokens, top 8
+    assert gemms(two)["expert fc1"] == Gemm(2 * copies // 32, 2048, 7168, 32) and gemms(one)["expert fc1"].n == 4096
+    assert gemms(two)["expert fc2"].k == 1024
+    for name in ("expert fc1", "expert fc2"):
+        assert gemms(two)[name].flops == gemms(one)[name].flops
+    shards = [(k.name, k.kind, k.bytes) for k in two.forward + two.input_grad if k.group == "expert tensor"]
+    gathered = 2 * copies * 7168 * 2
+    assert shards == [
+        ("expert all-gather", "all_gather", gathered),
+        ("expert reduce-scatter", "reduce_scatter", gathered),
+        ("expert all-gather grad", "all_gather", gathered),
+        ("expert reduce-scatter grad", "reduce_scatter", gathered),
+    ]
+    assert not [k for k in one.forward + one.input_grad if k.group == "expert tensor"]
+    assert gemms(two)["shared fc1"] == Gemm(4096, 2048 * 2 // 2, 7168)  # SwiGLU's gate and up, split by t
+    shared = [k.name for k in two.forward if k.kind in ("all_gather", "reduce_scatter") and k.group == "tensor"]
+    assert shared.count("all-gather") == 2  # the attention's and the shared expert's
+
+
+def test_mixtral_with_and_without_expert_tensor_ranks():
+    """Mixtral on 64 H100s (t2, e8): with et 2 (Megatron-core's default, et = t) a rank holds half of each of its
+    experts, nobody else holds that half (no routed gradient reduction), and its expert-tensor rings carry traffic;
+    with et 1 its expert holds whole, over 16 ranks, 2 of them holding each: routed gradients reduced over 2.
+    The routed experts' optimizer state is the same per rank either way (sharded over those that hold them)."""
+    runs = {}
+    for et in (1, 2):
+        scenario = load_scenario(
+            PROJECT_ROOT / "scenarios" / "mixtral_8x7b_64.yaml", [f"system.parallel.expert_tensor={et}", "report.plots=false"]
+        )
+        check(scenario, "mixtral")
+        runs[et] = simulate(scenario).system
+    one, two = runs[1], runs[2]
+    assert one.routed[0] == pytest.approx(2 * two.routed[0]) and two.routed[0] > 0
+    assert len(one.group("expert data", 0, 0)) == 2 and len(two.group("expert data", 0, 0)) == 1
+    assert len(set(one.group("expert", 0, 0)) & set(one.group("tensor", 0, 0))) == 2  # et 1: e spans the tensor ranks
+    assert sum(two.traffic.expert_tensor) > 0 and sum(one.traffic.expert_tensor) == 0
+    assert one.memory()[0]["optimizer_bytes"] == pytest.approx(two.memory()[0]["optimizer_bytes"])
