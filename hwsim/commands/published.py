@@ -196,7 +196,21 @@ of 4,096 tokens): a step of 19.9 s. The GPU-hours include what the steps do not 
 Measured at a 1 TiB bank: hwsim keeps fp32 gradients whole, 16-bit activations and no recompute, and DualPipe's
 in-flight micro-batches take its middle stages past 80 GiB (DeepSeek recomputes norms and up-projections and
 caches activations in fp8, section 3.2.3)."""
-MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024 + DEEPSEEK_V3_2024 + MEGATRON_CORE_H100
+MIXTRAL_2024 = (
+    Measured(
+        "Mixtral 8x7B, Megatron-Core v0.8 (NVIDIA)",
+        "64 H100s, batch 256 x 4K",
+        SCENARIOS / "mixtral_8x7b_64.yaml",
+        (),
+        published_tflops=438.0,
+    ),
+)
+"""NVIDIA/Megatron-LM megatron/core/transformer/moe/README.md at 0b981f9 (2024-08-02): "This boosts Mixtral 8X7B
+bf16 training to achieve 438 TFLOPS as of MCore v0.8", and its reference mapping for the model (TP 1, EP 8, PP 4,
+VP 8, micro-batch 1, batch 256, 64 GPUs, sequences of 4,096, 8 x H100 with 8 x 400 Gb/s InfiniBand per node).
+The headline is not tied to the mapping's row in the text; the same README at c230e0d (2024-11-21) gives 468 with
+MCore v0.9. The TFLOP/s become a time through hwsim's model FLOPs."""
+MEASURED = MEGASCALE_2024 + BLOOM_2022 + LLAMA3_2024 + DEEPSEEK_V3_2024 + MEGATRON_CORE_H100 + MIXTRAL_2024
 
 
 def _simulate(path: Path, overrides: list[str] | tuple[str, ...], what: str) -> dict:
@@ -360,7 +374,8 @@ def report(
     parts = [
         "Iteration times: Korthikanti et al. 2022 (arXiv 2205.05198) Table 5; MegaScale (arXiv 2402.15627) Table 2, "
         "Megatron-LM; BLOOM-176B (BigScience 2022, training chronicles); Llama 3 (arXiv 2407.21783) Table 4; "
-        "DeepSeek-V3 (arXiv 2412.19437) GPU-hours per trillion tokens",
+        "DeepSeek-V3 (arXiv 2412.19437) GPU-hours per trillion tokens; NVIDIA's Megatron-Core r0.8.0 H100 table "
+        "(Megatron-LM README, f2e5db4); Mixtral 8x7B with Megatron-Core v0.8 (Megatron-LM MoE README, 0b981f9)",
         markdown(t[shown]),
         "Per table",
         markdown(per_table),
