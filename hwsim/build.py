@@ -69,6 +69,10 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
                     "set" if key == "moe" else value,
                     f"{default or 'null'} for system.kind {system.kind} (megatron runs it)",
                 )
+    if (model.kind == "chakra") != getattr(kind, "takes_traces", False):
+        if model.kind == "chakra":
+            raise ConfigError(where, "system.kind", system.kind, "replay for a chakra model (a recorded trace set)")
+        raise ConfigError(where, "model.kind", model.kind, "chakra (a recorded trace set) for system.kind replay")
     if scenario.model.kind == "layers" and not getattr(kind, "takes_layers", False):
         raise ConfigError(
             where, "model.kind", "layers", f"an mlp or a transformer for system.kind {system.kind} (layers: data_parallel)"
@@ -76,7 +80,15 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     kind.check(scenario, where)
     for key, hardware in _hardware_specs(scenario):
         _check_energy(hardware, key, where)
-    build_topology(scenario.hardware, len(kind.npu_names(system)), where)
+    build_topology(scenario.hardware, len(npu_names(scenario)), where)
+
+
+def npu_names(scenario: Scenario) -> list[str]:
+    """The device on each NPU of the scenario's cluster: its system's, from its model for a replay."""
+    kind = SYSTEMS[scenario.system.kind]
+    if getattr(kind, "takes_traces", False):
+        return kind.npu_names(scenario.system, scenario.model)
+    return kind.npu_names(scenario.system)
 
 
 def _hardware_specs(scenario: Scenario) -> list[tuple[str, HardwareSpec]]:
@@ -154,7 +166,7 @@ def simulate(scenario: Scenario, progress: Progress | None = None) -> Outcome:
     kind = SYSTEMS[scenario.system.kind]
     if data is not None:
         kind.check_samples(scenario.system, len(data.y_train))
-    cluster = Cluster(env, scenario.hardware, kind.npu_names(scenario.system), recorder, precision=compute_precision(scenario))
+    cluster = Cluster(env, scenario.hardware, npu_names(scenario), recorder, precision=compute_precision(scenario))
     status, diagnosis, system = "ok", "", None
     with interruptible() as stop:
         try:  # building the system allocates its banks at time 0, which may already not fit

@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr")
     sweep.set_defaults(func=_sweep)
 
+    export = sub.add_parser("export", help="write a scenario's workload in another tool's format")
+    export.add_argument("format", choices=("chakra",), help="chakra: execution traces, one file per NPU (ASTRA-sim's input)")
+    export.add_argument("scenario", help="scenario file (YAML)")
+    export.add_argument("out", help="folder for the files (NAME.0.et, NAME.1.et, ...)")
+    export.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
+    export.set_defaults(func=_export)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -165,6 +172,19 @@ def _run(args: argparse.Namespace) -> int:
     print(describe(result.summary))
     print(f"report: {folder}/report.html")
     return {"ok": 0, "interrupted": 130}.get(result.status, 1)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from hwsim.build import check
+    from hwsim.commands.export import check_exportable, export_chakra
+    from hwsim.config import load_scenario
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    check(scenario, args.scenario)
+    check_exportable(scenario, args.scenario)
+    files = export_chakra(scenario, writable_folder(args.out, "out"))
+    print(f"wrote {len(files)} Chakra ET files: {files[0].parent / scenario.name}.{{0..{len(files) - 1}}}.et")
+    return 0
 
 
 def writable_folder(path: str, option: str) -> Path:

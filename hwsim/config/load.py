@@ -209,6 +209,7 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
     _network_kind(raw)
     _merge_hardware_changes(raw, path.parent, str(path))
     _resolve_trace(raw, path.parent)
+    _resolve_traces(raw, path.parent)
     return raw, parsed, scenario_keys, sources
 
 
@@ -238,6 +239,15 @@ def _resolve_trace(raw: dict, base_dir: Path) -> None:
     trace = stream.get("trace") if isinstance(stream, dict) else None
     if isinstance(trace, str) and not Path(trace).is_absolute() and (base_dir / trace).is_file():
         stream["trace"] = str(base_dir / trace)
+
+
+def _resolve_traces(raw: dict, base_dir: Path) -> None:
+    """A Chakra model's trace prefix, relative to the scenario file."""
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("kind") == "chakra":
+        traces = model.get("traces")
+        if isinstance(traces, str) and not Path(traces).is_absolute():
+            model["traces"] = str(base_dir / traces)
 
 
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:

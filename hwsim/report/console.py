@@ -10,8 +10,8 @@ CONSOLE_ITEMS = 10
 """The most units (busiest) and banks (fullest) the run line lists; summary.json has them all."""
 
 
-NO_FLOPS = "layers given as times carry no FLOP count"
-NO_MEMORY = "layers given as times hold nothing in the banks"
+NO_FLOPS = "work given as times (layers, recorded traces) carries no FLOP count"
+NO_MEMORY = "work given as times (layers, recorded traces) holds nothing in the banks"
 
 
 def _headline(s: dict) -> str:
@@ -138,6 +138,12 @@ def describe(summary: dict) -> str:
             f"compute {format_quantity(dp['compute_s'], 'time')}, all-reduce {format_quantity(dp['allreduce_s'], 'time')} "
             f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step; "
             f"each NPU sends {format_quantity(dp['wire_bytes'], 'size')} per step" + (f" ({codec})" if codec else "")
+        )
+    if "replay" in s:
+        rp = s["replay"]
+        lines.append(
+            f"  replay of {rp['traces']} ({rp['npus']} NPUs, {rp['nodes']:,} nodes, compute {rp['compute']}, {rp['mode']}): "
+            f"{rp['collectives_per_iteration']} collectives per iteration taking {format_quantity(rp['collective_s'], 'time')}"
         )
     if "online" in s:
         lines.append(_describe_online(s["online"]))

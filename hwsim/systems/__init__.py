@@ -6,6 +6,7 @@ from hwsim.systems.federated import Federated
 from hwsim.systems.megatron import Megatron
 from hwsim.systems.online import Online
 from hwsim.systems.pipeline import Pipeline
+from hwsim.systems.replay import Replay
 from hwsim.systems.single_device import SingleDevice
 
 SYSTEMS = {
@@ -16,12 +17,14 @@ SYSTEMS = {
     "federated": Federated,
     "data_parallel": DataParallel,
     "megatron": Megatron,
+    "replay": Replay,
 }
 """System classes by the `system.kind` that names them in scenario files.
 
 A system class has `npu_names(spec)` (the device on each NPU of the cluster, in order),
-`check(scenario, where)` (its cross-field checks), `check_samples(spec, training samples)`,
+`check(scenario, where)` (its cross-field checks), `check_samples(spec, training samples)`
+(a system whose NPUs come from its model, `takes_traces`, has `npu_names(spec, model)`),
 and is built as `kind(scenario, cluster, model, data, rng, progress)`; `run()` is its
 SimPy process. A new system is a class with these and an entry here."""
 
-__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Megatron", "Online", "Pipeline", "SingleDevice"]
+__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Megatron", "Online", "Pipeline", "Replay", "SingleDevice"]

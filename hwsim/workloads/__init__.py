@@ -1,17 +1,21 @@
 """Models: per-layer costs derived from a description, and real math where it is small enough."""
 
-from hwsim.config.schema import LayersSpec, MlpSpec, TransformerSpec
 from hwsim.workloads.layers import Layers
 from hwsim.workloads.mlp import Mlp
 from hwsim.workloads.ops import Gemm, LayerOps
 from hwsim.workloads.transformer import Transformer
 
 
-def make_model(spec: MlpSpec | TransformerSpec | LayersSpec) -> Mlp | Transformer | Layers:
+def make_model(spec):
+    """The workload object of a model spec: an mlp, a transformer, a list of layers or a Chakra trace set."""
     if spec.kind == "mlp" and spec.moe is not None:
         from hwsim.workloads.moe_mlp import MoeMlp
 
         return MoeMlp(spec)
+    if spec.kind == "chakra":
+        from hwsim.workloads.chakra import TraceSet
+
+        return TraceSet(spec)
     return {"mlp": Mlp, "transformer": Transformer, "layers": Layers}[spec.kind](spec)
 
 

@@ -36,6 +36,8 @@ def test_scenario_runs(path, tmp_path):
         scenario = hwsim.load_scenario(path, ["system.rounds=2"])
     elif path.stem == "megatron_1t_3072":  # 64 micro-batches per replica (= p) rather than 512
         scenario = hwsim.load_scenario(path, ["system.steps=1", "system.batch=384"])
+    elif path.stem.startswith("replay"):  # iterations of a trace set, not training steps
+        scenario = hwsim.load_scenario(path, ["system.iterations=1"])
     elif path.stem in SMALLER:  # fewer replicas: the same pipeline per replica
         scenario = hwsim.load_scenario(path, ["system.steps=1", *SMALLER[path.stem]])
     else:

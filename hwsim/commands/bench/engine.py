@@ -21,6 +21,7 @@ import simpy
 from hwsim.commands.bench.collectives import compression_rows, data_parallel_rows
 from hwsim.commands.bench.fabric import fabric_rows
 from hwsim.commands.bench.megatron import megatron_rows, published_row, sweep_row
+from hwsim.commands.bench.replay import replay_row
 from hwsim.config import load_scenario
 from hwsim.config.load import PROJECT_ROOT
 from hwsim.config.schema import SystolicSpec
@@ -242,6 +243,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[..., None] | None = None
         ("data parallel at 64 to 4,096 NPUs (several minutes)", lambda: data_parallel_rows(quick)),
         ("compressed all-reduce: time to accuracy", lambda: compression_rows(quick)),
         ("megatron: 22B to 1T", lambda: megatron_rows(quick)),
+        ("chakra: a 1,024-NPU trace set", lambda: [replay_row()]),
         *([] if quick else [("sweep: 52B layouts (about a minute)", lambda: [sweep_row()])]),
         *([] if quick else [("validate published (about a minute)", lambda: [published_row()])]),
         *[

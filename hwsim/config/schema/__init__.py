@@ -15,7 +15,7 @@ from hwsim.config.schema.federated import (
 )
 from hwsim.config.schema.hardware import BankSpec, HardwareSpec, MacsSpec, NicSpec, SystolicSpec, VectorSpec
 from hwsim.config.schema.megatron import MegatronSpec, ParallelSpec
-from hwsim.config.schema.model import LayerSpec, LayersSpec, MlaSpec, MlpSpec, ModelSpec, MoeSpec, TransformerSpec
+from hwsim.config.schema.model import ChakraSpec, LayerSpec, LayersSpec, MlaSpec, MlpSpec, ModelSpec, MoeSpec, TransformerSpec
 from hwsim.config.schema.network import (
     SHARING,
     DimsNet,
@@ -34,7 +34,14 @@ from hwsim.config.schema.online import FullSpec, LinkDownSpec, OnlineSpec, Realt
 from hwsim.config.schema.pipeline import FillSpec, PipelineSpec
 from hwsim.config.schema.run import ReportSpec, RunSpec
 from hwsim.config.schema.scenario import Scenario, SystemSpec
-from hwsim.config.schema.systems import CollectiveSpec, CompressedPsSpec, DataParallelSpec, LocalTrainingSpec, SingleDeviceSpec
+from hwsim.config.schema.systems import (
+    CollectiveSpec,
+    CompressedPsSpec,
+    DataParallelSpec,
+    LocalTrainingSpec,
+    ReplaySpec,
+    SingleDeviceSpec,
+)
 
 __all__ = [
     "AvailabilitySpec",
@@ -44,6 +51,7 @@ __all__ = [
     "CollectiveSpec",
     "CompressedPsSpec",
     "DATAFLOWS",
+    "ChakraSpec",
     "DataParallelSpec",
     "DeadlineSpec",
     "DimSpec",
@@ -58,6 +66,7 @@ __all__ = [
     "HardwareSpec",
     "LayerSpec",
     "LayersSpec",
+    "ReplaySpec",
     "LinkDownSpec",
     "LinkOverride",
     "LocalTrainingSpec",

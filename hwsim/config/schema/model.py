@@ -1,4 +1,4 @@
-"""Models (`model`): an MLP with real math, a transformer and a list of layers for timing."""
+"""Models (`model`): an MLP with real math, a transformer and a list of layers for timing, a recorded trace."""
 
 from __future__ import annotations
 
@@ -160,4 +160,17 @@ class LayersSpec:
     repeat: int = spec(1, doc="the list of layers this many times over (24 identical blocks: one layer, repeat: 24)", min=1)
 
 
-ModelSpec = MlpSpec | TransformerSpec | LayersSpec
+@schema
+class ChakraSpec:
+    """A recorded workload: a Chakra execution-trace set, one file per NPU (ASTRA-sim's workload input), replayed
+    by system kind `replay`: timing-only."""
+
+    kind: str = spec("chakra", doc="model family", choices=("chakra",))
+    name: str = spec("chakra", doc="model name")
+    traces: str = spec(
+        doc="the trace set's prefix: files PREFIX.0.et, PREFIX.1.et, ... (ASTRA-sim's --workload-configuration), "
+        "relative to the scenario file"
+    )
+
+
+ModelSpec = MlpSpec | TransformerSpec | LayersSpec | ChakraSpec

@@ -11,13 +11,15 @@ from hwsim.config.schema.model import ModelSpec
 from hwsim.config.schema.online import OnlineSpec
 from hwsim.config.schema.pipeline import PipelineSpec
 from hwsim.config.schema.run import ReportSpec, RunSpec
-from hwsim.config.schema.systems import CompressedPsSpec, DataParallelSpec, SingleDeviceSpec
+from hwsim.config.schema.systems import CompressedPsSpec, DataParallelSpec, ReplaySpec, SingleDeviceSpec
 from hwsim.errors import ConfigError
 
 TITLE_LENGTH = 100
 """The most characters of a scenario's `title`."""
 
-SystemSpec = SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec
+SystemSpec = (
+    SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec | ReplaySpec
+)
 
 
 @schema

@@ -122,3 +122,28 @@ class DataParallelSpec:
         "replica, each all-reduce round's messages moved together (timing-only; ring, direct or halving_doubling)",
         choices=("exact", "symmetric", "lockstep"),
     )
+
+
+@schema
+class ReplaySpec:
+    """A recorded workload replayed (model kind chakra): each NPU runs its trace's nodes as their dependencies
+    allow, one compute node at a time on its arithmetic unit (a CPU node on its host), one collective or send at
+    a time; collectives on the fabric with `collective`'s algorithm (the k-th collective of every NPU together),
+    sends and receives as messages, memory nodes on the bank."""
+
+    kind: str = spec("replay", doc="system", choices=("replay",))
+    iterations: int = spec(1, doc="times the traces run, one after another (each an iteration: a step)", min=1)
+    compute: str = spec(
+        "recorded",
+        doc="a compute node's time: recorded (its duration_micros) or roofline (its num_ops at the arrays' peak or "
+        "tensor_size at the bank's rate, whichever is slower: ASTRA-sim's roofline mode with this hardware)",
+        choices=("recorded", "roofline"),
+    )
+    bank: str | None = spec(None, doc="the bank memory nodes and the roofline use (null: the hardware's first)")
+    collective: CollectiveSpec = spec(CollectiveSpec, doc="how the traces' collectives run")
+    mode: str = spec(
+        "exact",
+        doc="exact: every NPU's trace simulated; symmetric: NPU 0's alone, its partners mirrored (every trace the "
+        "same, no sends or receives, a symmetric switch fabric; ring, direct or halving_doubling)",
+        choices=("exact", "symmetric"),
+    )

@@ -88,10 +88,10 @@ from hwsim.workloads.moe import ExpertShare, busiest_load, moe_activation_bytes
 Progress = Callable[[int, int], None]
 MIRRORED_SPANS = 200_000  # trace spans of the mirrored tensor ranks, at most (a 1T run's would be millions)
 OP_NAMES = {"F": "forward", "B": "backward", "W": "weight"}
+"""The trace's names of a schedule's ops (`report.pipeline.PIPELINE_OPS`)."""
 # Megatron-core's default gradient bucket: max(40M, 1M x data-parallel ranks) parameters
 # (NVIDIA/Megatron-LM megatron/core/distributed/distributed_data_parallel.py, f2e5db4)
 DDP_BUCKET, DDP_BUCKET_PER_RANK = 40_000_000, 1_000_000
-"""The trace's names of a schedule's ops (`report.pipeline.PIPELINE_OPS`)."""
 BREAKDOWN = (
     "compute_s",
     "decompress_s",
@@ -558,7 +558,7 @@ class Megatron:
             # one timeout for the op and the send that follows it (Megatron's point-to-point calls end in
             # torch.cuda.synchronize(): the sender waits for the transfer too); with a fill job, once the
             # device is free of the fill op running on it
-            gathering = prefetch.pop(stage, None) if kind == "F" else None
+            gathering = prefetch.pop(self.shape.model_stage(stage), None) if kind == "F" else None
             if gathering is not None:  # overlap_param_gather: the chunk's first bucket before the forward starts
                 waited = env.now
                 yield gathering[0]
@@ -698,22 +698,24 @@ class Megatron:
         return seconds, sent
 
     def _prefetch(self, j: int) -> dict[int, tuple[simpy.Event, simpy.Event]]:
-        """overlap_param_gather: the previous step's all-gather of device j's updated weights, chunk by chunk in
-        the order its forwards first need them, bucket by bucket (`_bucket`): {chunk: (its first bucket is in,
-        all of it is in)}. Megatron-core dispatches the first bucket's all-gather at the optimizer step and each
+        """overlap_param_gather: the previous step's all-gather of device j's updated weights, model chunk by model
+        chunk in the order its forwards first need them, bucket by bucket (`_buckets`): {model chunk: (its first
+        bucket is in, all of it is in)}. Megatron-core dispatches the first bucket's all-gather at the optimizer step and each
         next one from the forward pre-hook of the bucket before (distributed optimizer, f2e5db4), so a forward
         waits for its chunk's first bucket before it starts and for the rest before it ends."""
-        order = list(dict.fromkeys(key[1] for key, *_ in self.plan[j] if key[0] == "F"))
-        events = {stage: (self.env.event(), self.env.event()) for stage in order}
+        model_stage = self.shape.model_stage  # a model chunk that two stages run (dual placement) gathers once
+        order = list(dict.fromkeys(model_stage(key[1]) for key, *_ in self.plan[j] if key[0] == "F"))
+        events = {chunk: (self.env.event(), self.env.event()) for chunk in order}
 
         def gather(pairs: list) -> Generator:
-            for stage, (first, done) in pairs:
-                params, routed = self.stage_params[stage], self._routed(stage)
+            for chunk, (first, done) in pairs:
+                params = self._chunk_params(chunk)
+                routed = routed_params(self.model, self.chunk_blocks[chunk], self.start(chunk), self.e * self.et)
                 n = self._buckets(params)
                 seconds, sent = self._param_gather(j, params / n, routed / n)
                 self.traffic.data[j] += sent * n
                 for i in range(n):
-                    yield from self.data_units[j].busy(seconds, f"parameter all-gather {stage}", sent)
+                    yield from self.data_units[j].busy(seconds, f"parameter all-gather {chunk}", sent)
                     if i == 0:
                         first.succeed()
                 done.succeed()

@@ -1,0 +1,175 @@
+"""The replay system: Chakra traces run node by node, against the data-parallel system, the symmetric mode
+against the exact one, and closed forms for dependencies, resources and messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwsim.build import check, simulate
+from hwsim.config.load import load_scenario
+from hwsim.errors import ConfigError
+from hwsim.workloads.chakra import EtNode, write_trace
+
+RING8 = "{base: datacenter_npu, network: {kind: ring, npus: 8, bandwidth: 50 GB/s, latency: 500 ns}}"
+
+
+def _scenario(tmp_path, traces: list[list[EtNode]], hardware: str = RING8, system: str = "{kind: replay}"):
+    for r, nodes in enumerate(traces):
+        write_trace(tmp_path / f"t.{r}.et", nodes)
+    path = tmp_path / "replay.yaml"
+    path.write_text(
+        f"name: replay\nhardware: {hardware}\nmodel: {{kind: chakra, traces: t}}\nsystem: {system}\n"
+        "run: {mode: timing-only}\nreport: {plots: false}\n"
+    )
+    scenario = load_scenario(path)
+    check(scenario, str(path))
+    return scenario
+
+
+def _step(outcome) -> float:
+    metrics = outcome.trace.metrics
+    return float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+
+
+def _data_parallel_step(tmp_path) -> list[EtNode]:
+    return [
+        EtNode(1, "forward", "compute", seconds=100e-6),
+        EtNode(2, "backward", "compute", (1,), seconds=200e-6),
+        EtNode(3, "gradient all-reduce", "collective", (2,), bytes=1 << 20, collective="all_reduce"),
+        EtNode(4, "optimizer", "compute", (3,), seconds=10e-6),
+    ]
+
+
+def test_a_data_parallel_step_replays_as_the_data_parallel_system_runs_it(tmp_path):
+    """One layer's forward and backward, its 1 MiB gradient's ring all-reduce and the optimizer, as a trace on 8
+    NPUs of a ring: the same step time as the data-parallel system's for the same layer (to rounding)."""
+    replayed = simulate(_scenario(tmp_path, [_data_parallel_step(tmp_path)] * 8))
+    path = tmp_path / "dp.yaml"
+    path.write_text(
+        f"name: dp\nhardware: {RING8}\n"
+        "model: {kind: layers, layers: [{name: block, forward: 100 us, backward: 200 us, params: 1 MiB}]}\n"
+        "system: {kind: data_parallel, replicas: 8, optimizer: 10 us}\nrun: {mode: timing-only}\nreport: {plots: false}\n"
+    )
+    alone = simulate(load_scenario(path))
+    assert replayed.status == alone.status == "ok"
+    assert _step(replayed) == pytest.approx(_step(alone), rel=1e-9)
+    assert _step(replayed) > 310e-6  # the all-reduce takes time
+
+
+def test_symmetric_mode_equals_the_exact_run(tmp_path):
+    """16 identical traces on a switch (two all-reduces, an all-gather, compute between): NPU 0 alone with its
+    partners mirrored takes the same time as every NPU simulated."""
+    nodes = [
+        EtNode(1, "f", "compute", seconds=50e-6),
+        EtNode(2, "ar1", "collective", (1,), bytes=3 << 20, collective="all_reduce"),
+        EtNode(3, "b", "compute", (1,), seconds=80e-6),
+        EtNode(4, "ar2", "collective", (3,), bytes=1 << 20, collective="all_reduce"),
+        EtNode(5, "ag", "collective", (2, 4), bytes=1 << 19, collective="all_gather"),
+    ]
+    switch = "{base: datacenter_npu, network: {kind: switch, npus: 16, bandwidth: 100 GB/s, latency: 1 us}}"
+    exact = simulate(_scenario(tmp_path, [nodes] * 16, switch))
+    symmetric = simulate(_scenario(tmp_path, [nodes] * 16, switch, "{kind: replay, mode: symmetric}"))
+    assert _step(symmetric) == pytest.approx(_step(exact), rel=1e-9) and len(symmetric.system.devices) == 1
+
+
+def test_dependencies_and_one_node_per_resource(tmp_path):
+    """On each NPU: two GPU compute nodes without dependencies run one after the other, in id order; a CPU node
+    beside them; a node waiting for the second and the CPU node starts when both are done."""
+    nodes = [
+        EtNode(1, "a", "compute", seconds=10e-6),
+        EtNode(2, "b", "compute", seconds=20e-6),
+        EtNode(3, "host", "compute", seconds=25e-6, cpu=True),
+        EtNode(4, "after", "compute", (2, 3), seconds=5e-6),
+    ]
+    two = "{base: datacenter_npu, network: {kind: switch, npus: 2, bandwidth: 100 GB/s, latency: 1 us}}"
+    outcome = simulate(_scenario(tmp_path, [nodes] * 2, two))
+    assert _step(outcome) == pytest.approx(35e-6)
+    busy = outcome.trace.busy
+    after = busy[busy.label.str.startswith("after") & busy.unit.str.startswith("npu0")]
+    assert float(after.start_s.iloc[0]) == pytest.approx(30e-6)
+
+
+def test_a_send_and_its_receive(tmp_path):
+    """NPU 0 computes, then sends 8 MiB to NPU 1, whose receive then lets its compute start: the step is the two
+    computes and the message's unloaded time on the fabric."""
+    size = 8 << 20
+    sender = [EtNode(1, "c0", "compute", seconds=40e-6), EtNode(2, "send", "send", (1,), bytes=size, peer=1, tag=7)]
+    receiver = [EtNode(1, "recv", "recv", bytes=size, peer=0, tag=7), EtNode(2, "c1", "compute", (1,), seconds=30e-6)]
+    two = "{base: datacenter_npu, network: {kind: switch, npus: 2, bandwidth: 100 GB/s, latency: 1 us}}"
+    outcome = simulate(_scenario(tmp_path, [sender, receiver], two))
+    message = outcome.cluster.unloaded(0, 1, size)
+    assert _step(outcome) == pytest.approx(40e-6 + message + 30e-6, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("traces", "system", "key", "expected"),
+    [
+        (
+            [
+                [EtNode(1, "ar", "collective", bytes=64, collective="all_reduce")],
+                [EtNode(1, "ar", "collective", bytes=32, collective="all_reduce")],
+            ],
+            "{kind: replay}",
+            "node 1 (ar)",
+            "collective 0 of every NPU alike",
+        ),
+        (
+            [[EtNode(1, "s", "send", bytes=8, peer=1)], [EtNode(1, "c", "compute", seconds=1e-6)]],
+            "{kind: replay}",
+            "messages from NPU 0 to NPU 1, tag 0",
+            "a receive for every send",
+        ),
+        (
+            [[EtNode(1, "c", "compute", seconds=1e-6)], [EtNode(1, "c", "compute", seconds=2e-6)]],
+            "{kind: replay, mode: symmetric}",
+            "system.mode",
+            "NPU 1's trace differs",
+        ),
+        ([[EtNode(1, "c", "compute", seconds=1e-6, deps=(9,))]] * 2, "{kind: replay}", "node 1 (c)", "nodes of its own file"),
+        (
+            [[EtNode(1, "a", "compute", (2,), seconds=1e-6), EtNode(2, "b", "compute", (1,), seconds=1e-6)]] * 2,
+            "{kind: replay}",
+            "node 1",
+            "without cycles",
+        ),
+    ],
+)
+def test_traces_the_replay_cannot_run_are_refused_by_name(tmp_path, traces, system, key, expected):
+    two = "{base: datacenter_npu, network: {kind: switch, npus: 2, bandwidth: 100 GB/s, latency: 1 us}}"
+    with pytest.raises(ConfigError) as err:
+        _scenario(tmp_path, traces, two, system)
+    assert err.value.key == key and expected in err.value.expected, (err.value.key, err.value.expected)
+
+
+def test_a_chakra_model_needs_the_replay_system(tmp_path):
+    write_trace(tmp_path / "t.0.et", [EtNode(1, "c", "compute", seconds=1e-6)])
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nhardware: datacenter_npu\nmodel: {kind: chakra, traces: t}\nsystem: {kind: single_device}\n")
+    with pytest.raises(ConfigError) as err:
+        check(load_scenario(path), str(path))
+    assert err.value.key == "system.kind" and "replay" in err.value.expected
+
+
+def test_an_exported_data_parallel_job_replays_to_its_step_time(tmp_path):
+    """`hwsim export chakra` on the 24-layer data-parallel job (8 replicas on one node of cluster_8x16): the files
+    read back as the job's step, and replayed (one collective at a time per NPU) give the data-parallel system's
+    step time to 1e-9 (its layer all-reduces queue one after another there as well); a system export does not
+    know is refused, and nothing is written."""
+    from hwsim.cli import main
+    from hwsim.commands.export import data_parallel_step
+    from hwsim.config.load import PROJECT_ROOT
+    from hwsim.workloads.chakra import read_trace
+
+    job = PROJECT_ROOT / "scenarios" / "data_parallel_8x16.yaml"
+    small = ["system.replicas=8", "system.collective.hierarchical=false", "system.steps=1", "report.plots=false"]
+    assert main(["export", "chakra", str(job), str(tmp_path / "out"), *small]) == 0
+    files = sorted((tmp_path / "out").glob("*.et"))
+    assert len(files) == 8 and read_trace(files[3]) == data_parallel_step(load_scenario(job, small))
+    path = tmp_path / "replay.yaml"
+    path.write_text(
+        "name: r\nhardware: cluster_8x16\nmodel: {kind: chakra, traces: out/data_parallel_8x16}\n"
+        "system: {kind: replay}\nrun: {mode: timing-only}\nreport: {plots: false}\n"
+    )
+    assert _step(simulate(load_scenario(path))) == pytest.approx(_step(simulate(load_scenario(job, small))), rel=1e-9)
+    assert main(["export", "chakra", str(PROJECT_ROOT / "scenarios" / "quickstart.yaml"), str(tmp_path / "no")]) == 2
+    assert not (tmp_path / "no").exists()
