@@ -243,7 +243,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[..., None] | None = None
         ("data parallel at 64 to 4,096 NPUs (several minutes)", lambda: data_parallel_rows(quick)),
         ("compressed all-reduce: time to accuracy", lambda: compression_rows(quick)),
         ("megatron: 22B to 1T", lambda: megatron_rows(quick)),
-        ("chakra: a 1,024-NPU trace set", lambda: [replay_row()]),
+        ("chakra: a 1,024-NPU trace set", lambda: [replay_row(quick)]),
         *([] if quick else [("sweep: 52B layouts (about a minute)", lambda: [sweep_row()])]),
         *([] if quick else [("validate published (about a minute)", lambda: [published_row()])]),
         *[

@@ -15,18 +15,22 @@ DIMS = "[{kind: switch, size: 8, bandwidth: 450 GB/s, latency: 0.5 us}, {kind: s
 """cluster_8x16's two levels, with 128 nodes."""
 
 
-def replay_row() -> dict:
+def replay_row(quick: bool = False) -> dict:
+    """The row; `quick`: 128 NPUs (a smoke run)."""
+    nodes = 16 if quick else 128
+    dims = DIMS.replace("size: 128", f"size: {nodes}")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
         job = load_scenario(
-            PROJECT_ROOT / "scenarios" / "data_parallel_8x16.yaml", ["system.replicas=1024", f"hardware.network.dims={DIMS}"]
+            PROJECT_ROOT / "scenarios" / "data_parallel_8x16.yaml",
+            [f"system.replicas={8 * nodes}", f"hardware.network.dims={dims}"],
         )
         start = time.perf_counter()
         files = export_chakra(job, out)
         exported = time.perf_counter() - start
         path = out / "replay.yaml"
         path.write_text(
-            f"name: replay_1024\nhardware: {{base: cluster_8x16, network: {{dims: {DIMS}}}}}\n"
+            f"name: replay\nhardware: {{base: cluster_8x16, network: {{dims: {dims}}}}}\n"
             f"model: {{kind: chakra, traces: {job.name}}}\n"
             "system: {kind: replay, mode: symmetric, collective: {algorithm: ring, hierarchical: true}}\n"
             "run: {mode: timing-only}\n",
@@ -38,7 +42,7 @@ def replay_row() -> dict:
         outcome = simulate(scenario)
         wall = time.perf_counter() - start
     return {
-        "benchmark": "chakra: 1,024-NPU data-parallel trace set, read and replayed (symmetric)",
+        "benchmark": f"chakra: {len(files):,}-NPU data-parallel trace set, read and replayed (symmetric)",
         "ops": len(files),
         "wall_s": wall,
         "ops_per_wall_s": len(files) / wall,

@@ -268,7 +268,7 @@ def test_a_timed_layers_report_says_na_for_flop_and_memory(root, tmp_path):
     text = describe(r.summary)
     assert "FLOP/s: n/a (work given as times (layers, recorded traces) carries no FLOP count)" in text
     assert "peak memory: n/a (work given as times (layers, recorded traces) holds nothing in the banks)" in text
-    assert "n/a (layers given as times hold nothing" in (r.write(tmp_path) / "report.html").read_text()
+    assert "n/a (work given as times (layers, recorded traces) holds nothing" in (r.write(tmp_path) / "report.html").read_text()
     gemm = "model={kind: layers, name: g, layers: [{gemm: [64, 64, 64]}], repeat: 2}"
     counted = hwsim.run(scenario(root, gemm, replicas=2))
     assert counted.summary["flops"]["achieved_flop_per_s"] > 0
