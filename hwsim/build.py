@@ -19,7 +19,7 @@ from hwsim.errors import ConfigError, Diverged, SimulatedFailure
 from hwsim.network import Cluster, build_topology
 from hwsim.systems import SYSTEMS
 from hwsim.trace import Recorder, Trace
-from hwsim.workloads import make_model
+from hwsim.workloads import RECORDED, make_model
 from hwsim.workloads.data import load_dataset
 from hwsim.workloads.layers import check_layers
 
@@ -69,10 +69,10 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
                     "set" if key == "moe" else value,
                     f"{default or 'null'} for system.kind {system.kind} (megatron runs it)",
                 )
-    if (model.kind == "chakra") != getattr(kind, "takes_traces", False):
-        if model.kind == "chakra":
-            raise ConfigError(where, "system.kind", system.kind, "replay for a chakra model (a recorded trace set)")
-        raise ConfigError(where, "model.kind", model.kind, "chakra (a recorded trace set) for system.kind replay")
+    if (model.kind in RECORDED) != getattr(kind, "takes_traces", False):
+        if model.kind in RECORDED:
+            raise ConfigError(where, "system.kind", system.kind, f"replay for a {model.kind} model (a recorded trace)")
+        raise ConfigError(where, "model.kind", model.kind, "chakra or torch_trace (a recorded trace) for system.kind replay")
     if scenario.model.kind == "layers" and not getattr(kind, "takes_layers", False):
         raise ConfigError(
             where, "model.kind", "layers", f"an mlp or a transformer for system.kind {system.kind} (layers: data_parallel)"

@@ -55,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hwsim", description="Hardware-in-the-loop simulator for distributed training.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a scenario and write its report")
-    run.add_argument("scenario", help="scenario file (YAML)")
+    run = sub.add_parser(
+        "run",
+        help="run a scenario and write its report",
+        description="Run a scenario file, or ASTRA-sim's inputs directly (--network, --system and --workload, "
+        "as `hwsim import astra` maps them; then the overrides apply to the imported scenario).",
+    )
+    run.add_argument("scenario", nargs="?", help="scenario file (YAML); omitted with --network/--system/--workload")
     run.add_argument(
         "overrides",
         nargs="*",
@@ -68,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr (auto: when a terminal)"
     )
+    _astra_options(run, required=False)
     run.set_defaults(func=_run)
 
     compare = sub.add_parser("compare", help="run several scenarios and compare time-to-accuracy, bytes and step time")
@@ -128,6 +134,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
     export.set_defaults(func=_export)
 
+    importer = sub.add_parser(
+        "import",
+        help="write a hwsim scenario from another tool's inputs (astra: ASTRA-sim's network, system and workload)",
+        description="Map ASTRA-sim's inputs onto a hwsim scenario: each setting and what it became is printed; "
+        "a setting hwsim cannot mean is refused by name, and nothing is written.",
+    )
+    importer.add_argument("format", choices=("astra",), help="astra: ASTRA-sim's analytical-backend inputs")
+    _astra_options(importer, required=True)
+    importer.add_argument("--out", help="the scenario file to write (default: astra_<workload>.yaml here)")
+    importer.set_defaults(func=_import)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -151,12 +168,84 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _astra_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--network", required=required, help="ASTRA-sim's network YAML (analytical backend)")
+    parser.add_argument("--system", required=required, help="ASTRA-sim's system JSON")
+    parser.add_argument("--workload", required=required, help="the Chakra trace prefix: files PREFIX.0.et, PREFIX.1.et, ...")
+    parser.add_argument("--memory", help="ASTRA-sim's remote-memory JSON (only NO_MEMORY_EXPANSION is modelled)")
+    parser.add_argument(
+        "--backend",
+        choices=("congestion_unaware", "congestion_aware"),
+        default="congestion_unaware",
+        help="the analytical backend whose network model to use (default congestion_unaware)",
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    from hwsim.build import check
+    from hwsim.commands.astra import astra_scenario
+    from hwsim.config import load_scenario
+
+    name = Path(args.workload).name
+    out = Path(args.out or f"astra_{name}.yaml")
+    if out.is_dir():
+        raise ConfigError("command line", "--out", str(out), "a scenario file to write (this is a folder)")
+    imported = astra_scenario(args.network, args.system, args.workload, args.memory, args.backend, out.parent)
+    text = imported.yaml()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    try:
+        check(load_scenario(partial), str(out))  # what is written runs
+    except ConfigError:
+        partial.unlink()
+        raise
+    partial.replace(out)
+    for line in imported.lines:
+        print(f"  {line}")
+    print(f"wrote {out}; run it with: hwsim run {out}")
+    return 0
+
+
+def _astra_file(args: argparse.Namespace) -> str:
+    """`hwsim run`'s scenario: the file named, or ASTRA-sim's inputs imported into a temporary one."""
+    import tempfile
+
+    from hwsim.commands.astra import astra_scenario
+
+    given = [option for option in ("network", "system", "workload") if getattr(args, option)]
+    if args.scenario is not None and "=" in args.scenario and given:  # an override in the scenario's place
+        args.overrides, args.scenario = [args.scenario, *args.overrides], None
+    if args.scenario is not None:
+        if given or args.memory:
+            raise ConfigError(
+                "command line",
+                f"--{(given or ['memory'])[0]}",
+                getattr(args, (given or ["memory"])[0]),
+                "a scenario file or ASTRA-sim's inputs, not both",
+            )
+        return args.scenario
+    if len(given) < 3:
+        missing = [f"--{o}" for o in ("network", "system", "workload") if o not in given]
+        raise ConfigError(
+            "command line", "SCENARIO", NOTHING, f"a scenario file, or ASTRA-sim's inputs (missing {', '.join(missing)})"
+        )
+    imported = astra_scenario(args.network, args.system, args.workload, args.memory, args.backend)
+    folder = Path(tempfile.mkdtemp(prefix="hwsim-astra-"))
+    path = folder / f"{imported.scenario['name']}.yaml"
+    path.write_text(imported.yaml(), encoding="utf-8")
+    for line in imported.lines:
+        print(f"  {line}")
+    return str(path)
+
+
 def _run(args: argparse.Namespace) -> int:
     from hwsim.build import check
     from hwsim.config import load_scenario
     from hwsim.report.console import describe
     from hwsim.result import run
 
+    args.scenario = _astra_file(args)
     scenario = load_scenario(args.scenario, args.overrides, args.seed)
     check(scenario, args.scenario)  # cross-field mistakes, named against the file
     if args.out is not None:

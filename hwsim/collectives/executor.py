@@ -41,6 +41,9 @@ from hwsim.network.topology import FabricError
 
 ENCODE_OPS = 3  # vector-unit operations per element: block max, scale, round
 DECODE_OPS = 1  # code x scale
+REDUCTION_PASSES = 3
+"""A reduction through local memory reads the received block and the rank's own and writes their sum: three
+passes over its bytes (ASTRA-sim's `PacketBundle::call`, astra-sim/system/PacketBundle.cc at 5f07824)."""
 
 
 class FabricTransport:
@@ -118,6 +121,7 @@ def run(
     element_bytes: int = 4,
     finished=None,
     lockstep: bool = False,
+    reduction_rate: float = 0.0,
 ) -> Generator:
     """Process: the collective `plan` over the fabric NPUs `group` (rank r on NPU group[r]), `nbytes` per
     rank; returns an `Outcome`. `data`, when given, is changed in place (its bytes are `nbytes`).
@@ -131,7 +135,9 @@ def run(
     `codec`: messages are encoded buffers (the module docstring); `seed` and `stream` key a random
     codec's draws. `transport` moves the messages (default: `FabricTransport(fabric, overhead)`). Timing-only,
     `element_bytes` is the size of an element (what a reduction adds, a codec encodes). `finished(rank)`,
-    if given, is called when a rank has taken all its steps (a broadcast's receiver has its data)."""
+    if given, is called when a rank has taken all its steps (a broadcast's receiver has its data).
+    `reduction_rate` (bytes/s; 0: none): a rank that adds what it received waits REDUCTION_PASSES x its bytes at
+    this rate before its next step (a reduction streamed through local memory: ASTRA-sim's local-mem-bw)."""
     n = plan.n
     if len(group) != n:
         raise CollectiveError(f"the plan is for {n} NPUs; the group has {len(group)}")
@@ -161,9 +167,17 @@ def run(
     carrier = transport if transport is not None else FabricTransport(fabric, overhead)
     if lockstep:
         rounds = lockstep_rounds(plan)
-        if rounds is None or data is not None or codec is not None or devices is not None or mirror or finished is not None:
+        if (
+            rounds is None
+            or data is not None
+            or codec is not None
+            or devices is not None
+            or mirror
+            or finished is not None
+            or reduction_rate
+        ):
             raise CollectiveError(
-                f"lockstep: timing only, without a codec, devices or mirroring, and a plan whose ranks take their steps in rounds (ring, direct, halving_doubling); got {plan.algorithm} {plan.op}"
+                f"lockstep: timing only, without a codec, devices, mirroring or a reduction rate, and a plan whose ranks take their steps in rounds (ring, direct, halving_doubling); got {plan.algorithm} {plan.op}"
             )
         sizes, sent = [hi - lo for lo, hi in itertools.pairwise(edge)], outcome.bytes_sent  # bytes: timing only
         for sends in rounds:
@@ -234,6 +248,8 @@ def run(
                         data[i][lo:hi] = part
             if step.reduce and devices is not None:
                 yield from devices[i].vector.elementwise(elements, 1, f"{name} add")
+            if step.reduce and reduction_rate:
+                yield env.timeout(REDUCTION_PASSES * size / reduction_rate)
         outcome.end_s[i] = max(outcome.end_s[i], env.now)
         lanes_left[i] -= 1
         if finished is not None and lanes_left[i] == 0:

@@ -95,6 +95,7 @@ def collective(
     transport=None,
     element_bytes: int = 4,
     lockstep: bool = False,
+    reduction_rate: float = 0.0,
 ) -> Generator:
     """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
     `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
@@ -105,7 +106,7 @@ def collective(
     collective shares with others (`Slots`; its `in_flight` replaces this one's), else its own.
     `transport` moves the messages (`executor.FabricTransport`, or a cluster's); `element_bytes`:
     the size of an element, timing-only (`executor.run`); `lockstep`: every plan round by round
-    (`executor.run`)."""
+    (`executor.run`); `reduction_rate`: the local-memory rate a reduction streams at (`executor.run`)."""
     if chunks < 1:
         raise CollectiveError(f"chunks: at least 1; got {chunks}")
     if in_flight < 1:
@@ -176,6 +177,7 @@ def collective(
                 transport=transport,
                 element_bytes=element_bytes,
                 lockstep=lockstep,
+                reduction_rate=reduction_rate,
             )
             out = yield env.process(play)
         for r, npu in enumerate(group):

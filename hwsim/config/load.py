@@ -242,12 +242,13 @@ def _resolve_trace(raw: dict, base_dir: Path) -> None:
 
 
 def _resolve_traces(raw: dict, base_dir: Path) -> None:
-    """A Chakra model's trace prefix, relative to the scenario file."""
+    """A Chakra model's trace prefix, a torch trace's file: relative to the scenario file."""
     model = raw.get("model")
-    if isinstance(model, dict) and model.get("kind") == "chakra":
-        traces = model.get("traces")
+    key = {"chakra": "traces", "torch_trace": "path"}.get(model.get("kind")) if isinstance(model, dict) else None
+    if key is not None:
+        traces = model.get(key)
         if isinstance(traces, str) and not Path(traces).is_absolute():
-            model["traces"] = str(base_dir / traces)
+            model[key] = str(base_dir / traces)
 
 
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from hwsim.collectives import CollectiveError, plan
+from hwsim.collectives.algorithms import SYMMETRY
+from hwsim.collectives.schedule import HIERARCHICAL
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError
+from hwsim.network import build_topology
+from hwsim.network.topology import dimension_groups
 
 
 def check_bank(memory, key: str, bank: str, fp32: bool, where: str, hardware: str = "hardware") -> None:
@@ -42,3 +47,45 @@ def check_batch(system, train: int, devices: int = 1) -> None:
     per_device = train // devices
     if system.batch > per_device:
         raise ConfigError("scenario", "system.batch", system.batch, f"at most {per_device} (training samples per device)")
+
+
+def check_collective(scenario: Scenario, npus: int, ops: tuple[str, ...], where: str):
+    """`system.collective` can run each of `ops` on the scenario's fabric over `npus` NPUs; returns the topology,
+    its dimension groups, the sizes the algorithms run on (per dimension, or all NPUs) and the algorithm names."""
+    spec = scenario.system.collective
+    names = spec.algorithm if isinstance(spec.algorithm, (list, tuple)) else [spec.algorithm]
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ConfigError(where, "system.collective.algorithm", spec.algorithm, "an algorithm name, or a list of names")
+    if len(names) > 1 and not spec.hierarchical:
+        raise ConfigError(
+            where, "system.collective.algorithm", list(names), "one name (a list is one per dimension, hierarchical: true)"
+        )
+    t = build_topology(scenario.hardware, npus, where)
+    groups = dimension_groups(t)
+    if spec.hierarchical and (len(groups) < 2 or t.npus != npus):
+        raise ConfigError(
+            where,
+            "system.collective.hierarchical",
+            True,
+            f"a dims or torus fabric of 2 or more dimensions whose every NPU takes part (this one: {t.kind} of "
+            f"{len(groups)} dimension{'s' if len(groups) != 1 else ''}, {t.npus} NPUs; {npus} take part)",
+        )
+    if spec.hierarchical and len(names) not in (1, len(groups)):
+        raise ConfigError(where, "system.collective.algorithm", list(names), f"one name, or one per dimension ({len(groups)})")
+    sizes = [len(g[0]) for g in groups] if spec.hierarchical else [npus]
+    for op in ops:
+        if spec.hierarchical and op not in HIERARCHICAL:
+            raise ConfigError(
+                where,
+                "system.collective.hierarchical",
+                True,
+                f"false: the workload runs {op}, which hwsim runs on all NPUs at once",
+            )
+        for i, size in enumerate(sizes):
+            name = names[i] if len(names) > 1 else names[0]
+            try:
+                plan("reduce_scatter" if spec.hierarchical else op, name, size, name in SYMMETRY)  # errors only
+            except CollectiveError as err:
+                key = "system.collective.algorithm" + (f"[{i}]" if len(names) > 1 else "")
+                raise ConfigError(where, key, name, str(err)) from None
+    return t, groups, sizes, names

@@ -15,7 +15,17 @@ from hwsim.config.schema.federated import (
 )
 from hwsim.config.schema.hardware import BankSpec, HardwareSpec, MacsSpec, NicSpec, SystolicSpec, VectorSpec
 from hwsim.config.schema.megatron import MegatronSpec, ParallelSpec
-from hwsim.config.schema.model import ChakraSpec, LayerSpec, LayersSpec, MlaSpec, MlpSpec, ModelSpec, MoeSpec, TransformerSpec
+from hwsim.config.schema.model import (
+    ChakraSpec,
+    LayerSpec,
+    LayersSpec,
+    MlaSpec,
+    MlpSpec,
+    ModelSpec,
+    MoeSpec,
+    TorchTraceSpec,
+    TransformerSpec,
+)
 from hwsim.config.schema.network import (
     SHARING,
     DimsNet,
@@ -52,6 +62,7 @@ __all__ = [
     "CompressedPsSpec",
     "DATAFLOWS",
     "ChakraSpec",
+    "TorchTraceSpec",
     "DataParallelSpec",
     "DeadlineSpec",
     "DimSpec",

@@ -173,4 +173,15 @@ class ChakraSpec:
     )
 
 
-ModelSpec = MlpSpec | TransformerSpec | LayersSpec | ChakraSpec
+@schema
+class TorchTraceSpec:
+    """A PyTorch profiler (Kineto) trace of one rank's training step, replayed by system kind `replay` on `ranks`
+    data-parallel ranks (`hwsim.workloads.torch_trace`): timing-only."""
+
+    kind: str = spec("torch_trace", doc="model family", choices=("torch_trace",))
+    name: str = spec("torch_trace", doc="model name")
+    path: str = spec(doc="the trace (.json or .json.gz from torch.profiler's export_chrome_trace), relative to the scenario file")
+    ranks: int | None = spec(None, doc="data-parallel ranks to replay the step on (null: the recorded world size)", min=1)
+
+
+ModelSpec = MlpSpec | TransformerSpec | LayersSpec | ChakraSpec | TorchTraceSpec

@@ -53,6 +53,19 @@ class CollectiveSpec:
         choices=("none", "fifo", "lifo"),
     )
     codec: Any = spec(None, doc="codec of every message: a name (int8), a mapping {name: qsgd, levels: 8}, or null for fp32")
+    reduction_bandwidth: float | None = spec(
+        None,
+        doc="the local-memory rate a rank reduces a received chunk at: it reads both operands and writes the sum (3 x "
+        "the chunk's bytes) before its next step, as ASTRA-sim's local-mem-bw; null: reductions take no time beyond "
+        "the vector unit's (real-math runs)",
+        unit="rate",
+        gt=0,
+    )
+
+    @property
+    def reduction_rate(self) -> float:
+        """`reduction_bandwidth` in bytes/s, 0 for none (what `collectives.collective` takes)."""
+        return self.reduction_bandwidth or 0.0
 
 
 @schema
@@ -135,9 +148,10 @@ class ReplaySpec:
     iterations: int = spec(1, doc="times the traces run, one after another (each an iteration: a step)", min=1)
     compute: str = spec(
         "recorded",
-        doc="a compute node's time: recorded (its duration_micros) or roofline (its num_ops at the arrays' peak or "
-        "tensor_size at the bank's rate, whichever is slower: ASTRA-sim's roofline mode with this hardware)",
-        choices=("recorded", "roofline"),
+        doc="a compute node's time: recorded (its duration_micros), roofline (its num_ops at the arrays' peak or "
+        "tensor_size at the bank's rate, whichever is slower: ASTRA-sim's roofline mode with this hardware) or "
+        "cycle_model (a GEMM a torch trace identifies on this hardware's arrays, the rest as recorded)",
+        choices=("recorded", "roofline", "cycle_model"),
     )
     bank: str | None = spec(None, doc="the bank memory nodes and the roofline use (null: the hardware's first)")
     collective: CollectiveSpec = spec(CollectiveSpec, doc="how the traces' collectives run")

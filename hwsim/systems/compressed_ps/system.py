@@ -379,6 +379,7 @@ class CompressedPs:
                     seed=self.seed,
                     stream=stream_id(step, 0, li, downlink=False),
                     transport=self.transport,
+                    reduction_rate=c.reduction_rate,
                 )
             )
             for li, n in enumerate(self.sizes)

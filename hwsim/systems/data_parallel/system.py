@@ -48,7 +48,7 @@ import pandas as pd
 import simpy
 
 from hwsim.codecs import CodecError, codec_from_setting
-from hwsim.collectives import CollectiveError, plan
+from hwsim.collectives import CollectiveError
 from hwsim.collectives.algorithms import SYMMETRY
 from hwsim.collectives.executor import loopbacks
 from hwsim.collectives.schedule import Slots, collective, phases
@@ -57,9 +57,8 @@ from hwsim.config.schema import Scenario
 from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError
 from hwsim.kernels import sgd_momentum
-from hwsim.network import Cluster, build_topology
-from hwsim.network.topology import dimension_groups
-from hwsim.systems.checks import check_bank
+from hwsim.network import Cluster
+from hwsim.systems.checks import check_bank, check_collective
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
@@ -84,32 +83,7 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             codec_from_setting(spec.codec)
         except CodecError as err:
             raise ConfigError(where, "system.collective.codec", to_plain(spec.codec), f"a valid codec: {err}") from None
-    names = spec.algorithm if isinstance(spec.algorithm, (list, tuple)) else [spec.algorithm]
-    if not names or not all(isinstance(name, str) for name in names):
-        raise ConfigError(where, "system.collective.algorithm", spec.algorithm, "an algorithm name, or a list of names")
-    if len(names) > 1 and not spec.hierarchical:
-        raise ConfigError(
-            where, "system.collective.algorithm", list(names), "one name (a list is one per dimension, hierarchical: true)"
-        )
-    t = build_topology(scenario.hardware, system.replicas, where)
-    groups = dimension_groups(t)
-    if spec.hierarchical and (len(groups) < 2 or t.npus != system.replicas):
-        raise ConfigError(
-            where,
-            "system.collective.hierarchical",
-            True,
-            f"a dims or torus fabric whose every NPU is a replica (this one: {t.kind}, {t.npus} NPUs, {system.replicas} replicas)",
-        )
-    if spec.hierarchical and len(names) not in (1, len(groups)):
-        raise ConfigError(where, "system.collective.algorithm", list(names), f"one name, or one per dimension ({len(groups)})")
-    sizes = [len(g[0]) for g in groups] if spec.hierarchical else [system.replicas]
-    for i, size in enumerate(sizes):
-        name = names[i] if len(names) > 1 else names[0]
-        try:
-            plan("reduce_scatter" if spec.hierarchical else "all_reduce", name, size, name in SYMMETRY)  # errors only
-        except CollectiveError as err:
-            key = "system.collective.algorithm" + (f"[{i}]" if len(names) > 1 else "")
-            raise ConfigError(where, key, name, str(err)) from None
+    t, groups, sizes, names = check_collective(scenario, system.replicas, ("all_reduce",), where)
     if system.mode in ("symmetric", "lockstep") and full:
         raise ConfigError(where, "system.mode", system.mode, "exact in full mode (the math runs transfer by transfer)")
     if system.mode == "exact":
@@ -403,6 +377,7 @@ class DataParallel:
             stream=step * len(self.names) + li,
             slots=self.slots,
             transport=self.transport,
+            reduction_rate=c.reduction_rate,
             lockstep=self.spec.mode == "lockstep",
         )
         self.rows.append(

@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections import Counter
 
 from hwsim.errors import ConfigError
-from hwsim.systems.checks import check_bank
-from hwsim.workloads.chakra import TraceSet
+from hwsim.systems.checks import check_bank, check_collective
+from hwsim.workloads import RECORDED, recorded
 
 
 def check_replay(scenario, where: str) -> None:
     """A chakra model, timing-only; every NPU's collectives alike in order; every send received; symmetric mode
     only for identical traces without messages; the bank named."""
     system, model = scenario.system, scenario.model
-    if model.kind != "chakra":
-        raise ConfigError(where, "model.kind", model.kind, "chakra (system kind replay runs a recorded trace set)")
+    if model.kind not in RECORDED:
+        raise ConfigError(where, "model.kind", model.kind, "chakra or torch_trace (system kind replay runs a recorded trace)")
     if scenario.run.mode != "timing-only":
         raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a trace has times and sizes, not math)")
     if system.bank is not None:
         check_bank(scenario.hardware.memory, "bank", system.bank, False, where)
-    traces = TraceSet(model)
+    traces = recorded(model)
     _check_collectives(traces)
+    ops = tuple(sorted({n.collective for n in traces.ranks[0] if n.kind == "collective"}))
+    check_collective(scenario, traces.npus, ops, where)
     _check_messages(traces)
     if system.mode == "symmetric":
         if any(nodes != traces.ranks[0] for nodes in traces.ranks[1:]):
@@ -30,7 +32,7 @@ def check_replay(scenario, where: str) -> None:
             raise ConfigError(where, "system.mode", "symmetric", "exact: the traces send and receive messages")
 
 
-def _check_collectives(traces: TraceSet) -> None:
+def _check_collectives(traces) -> None:
     """The k-th collective (by node id) of every NPU is the same operation on the same bytes."""
     ordered = [[n for n in sorted(nodes, key=lambda n: n.id) if n.kind == "collective"] for nodes in traces.ranks]
     for r, mine in enumerate(ordered[1:], 1):
@@ -48,7 +50,7 @@ def _check_collectives(traces: TraceSet) -> None:
                 )
 
 
-def _check_messages(traces: TraceSet) -> None:
+def _check_messages(traces) -> None:
     """Every send has its receive (same source, destination and tag) and the other way round, to NPUs of the set."""
     n = traces.npus
     sends, recvs = Counter(), Counter()

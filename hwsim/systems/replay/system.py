@@ -28,6 +28,7 @@ import simpy
 from hwsim.collectives.schedule import Slots, collective
 from hwsim.hardware.unit import Unit
 from hwsim.network import Cluster
+from hwsim.workloads import recorded
 from hwsim.workloads.chakra import EtNode, TraceSet
 
 
@@ -44,7 +45,7 @@ class Replay:
 
     @staticmethod
     def npu_names(spec, model=None) -> list[str]:
-        npus = TraceSet(model).npus if model is not None else 1
+        npus = recorded(model).npus if model is not None else 1
         return [f"npu{r}" for r in range(npus)]
 
     @staticmethod
@@ -151,6 +152,8 @@ class Replay:
                 yield from self.hosts[r].busy(n.seconds, label)
             else:
                 yield from device.systolic.busy(self._compute_s(r, n), label, n.flops)
+        elif n.kind == "delay":
+            yield self.env.timeout(n.seconds)
         elif n.kind in ("load", "store"):
             bank = device.bank(self.bank_name)
             yield from (bank.read if n.kind == "load" else bank.write)(n.bytes, label)
@@ -173,10 +176,15 @@ class Replay:
         return events[taken]
 
     def _compute_s(self, r: int, n: EtNode) -> float:
-        """A GPU compute node's time: recorded, or the roofline of the NPU's arrays and bank."""
+        """A GPU compute node's time: recorded, the roofline of the NPU's arrays and bank, or a GEMM's cycles."""
+        device = self.devices[r]
+        if self.spec.compute == "cycle_model":
+            if n.gemm is None:
+                return n.seconds
+            m, k_n, k, count, precision = n.gemm
+            return device.systolic.cycles(m, k_n, k, precision, count) / device.systolic.clock_hz
         if self.spec.compute == "recorded":
             return n.seconds
-        device = self.devices[r]
         if n.flops <= 0 or n.bytes <= 0:
             return n.seconds  # nothing to put on the roofline: as recorded
         return max(n.flops / device.systolic.peak_per_s, n.bytes / device.bank(self.bank_name).rate)
@@ -207,6 +215,7 @@ class Replay:
             symmetric=self.spec.mode == "symmetric",
             slots=self.slots,
             transport=self.transport,
+            reduction_rate=c.reduction_rate,
         )
         self.rows.append([iteration, k, first.collective, first.bytes, start, self.env.now])
         self.cluster.recorder.collective(
@@ -220,7 +229,7 @@ class Replay:
         seconds = sum(end - start for *_, start, end in self.rows)
         return {
             "replay": {
-                "traces": self.traces.spec.traces,
+                "traces": getattr(self.traces.spec, "traces", None) or self.traces.spec.path,
                 "npus": self.npus,
                 "nodes": sum(len(nodes) for nodes in self.traces.ranks),
                 "collectives_per_iteration": len(self.rows) // iterations,

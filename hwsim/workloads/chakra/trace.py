@@ -12,6 +12,8 @@ What a node means is what ASTRA-sim's `Workload::issue` makes of it (astra-sim/w
 - COMM_SEND_NODE / COMM_RECV_NODE: `comm_size` bytes to `comm_dst` / from `comm_src`, matched by `comm_tag`;
 - MEM_LOAD_NODE / MEM_STORE_NODE: `tensor_size` bytes to or from memory;
 - METADATA_NODE and INVALID_NODE: nothing to run (their dependants wait for them all the same).
+hwsim's own kind `delay` (no Chakra type: a recorded gap of a PyTorch trace, `hwsim.workloads.torch_trace`)
+waits its `seconds` on no resource.
 A node runs once every node in its `data_deps` and `ctrl_deps` has finished.
 """
 
@@ -67,6 +69,7 @@ class EtNode:
     collective: str = ""  # a collective's operation (`COLLECTIVES`)
     peer: int = -1  # send: the destination NPU; recv: the source
     tag: int = 0  # send / recv: matched by (source, destination, tag)
+    gemm: tuple | None = None  # compute: (m, n, k, count, precision) when it is a GEMM (a torch trace's)
 
 
 def read_trace(path: str | Path) -> list[EtNode]:
