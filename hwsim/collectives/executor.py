@@ -136,8 +136,10 @@ def run(
     codec's draws. `transport` moves the messages (default: `FabricTransport(fabric, overhead)`). Timing-only,
     `element_bytes` is the size of an element (what a reduction adds, a codec encodes). `finished(rank)`,
     if given, is called when a rank has taken all its steps (a broadcast's receiver has its data).
-    `reduction_rate` (bytes/s; 0: none): a rank that adds what it received waits REDUCTION_PASSES x its bytes at
-    this rate before its next step (a reduction streamed through local memory: ASTRA-sim's local-mem-bw)."""
+    `reduction_rate` (bytes/s; 0: none): adding a received block takes REDUCTION_PASSES x its bytes at this rate
+    (a reduction streamed through local memory: ASTRA-sim's local-mem-bw) from its arrival; a rank's reductions
+    overlap each other and its receives, as ASTRA-sim's delays do (astra-sim/system/PacketBundle.cc), and its next
+    send, and its end, wait for those under way."""
     n = plan.n
     if len(group) != n:
         raise CollectiveError(f"the plan is for {n} NPUs; the group has {len(group)}")
@@ -200,6 +202,7 @@ def run(
 
     def rank(i: int, lane: int) -> Generator:
         received = [0] * n
+        reduced = env.now  # when the reductions under way end
         held: dict[tuple[int, ...], object] = {}  # blocks -> the buffer that carries exactly their values now
         for k, step in enumerate(plan.steps[i]):
             if step.lane != lane:
@@ -208,6 +211,8 @@ def run(
             size = sum(hi - lo for lo, hi in spans) * width
             elements = -(-size // (4 if data is not None else element_bytes))
             if isinstance(step, Send):
+                if reduced > env.now:  # what it sends may hold what it is still adding
+                    yield env.timeout(reduced - env.now)
                 seq = sent_count.get((i, step.peer, lane), 0)
                 sent_count[i, step.peer, lane] = seq + 1
                 if codec is not None:
@@ -249,7 +254,9 @@ def run(
             if step.reduce and devices is not None:
                 yield from devices[i].vector.elementwise(elements, 1, f"{name} add")
             if step.reduce and reduction_rate:
-                yield env.timeout(REDUCTION_PASSES * size / reduction_rate)
+                reduced = max(reduced, env.now + REDUCTION_PASSES * size / reduction_rate)
+        if reduced > env.now:
+            yield env.timeout(reduced - env.now)
         outcome.end_s[i] = max(outcome.end_s[i], env.now)
         lanes_left[i] -= 1
         if finished is not None and lanes_left[i] == 0:

@@ -103,7 +103,7 @@ def astra_scenario(
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(workload).name).strip("_") or "workload"
     out.scenario = {
         "name": f"astra_{name}",
-        "title": f"ASTRA-sim inputs: {Path(network).name}, {Path(system).name}, workload {Path(workload).name}",
+        "title": f"ASTRA-sim inputs: {Path(network).name}, {Path(system).name}, {Path(workload).name}"[:100],
         "hardware": {
             "base": DEFAULT_PRESET,
             "nic": {"overhead": f"{overhead_ns:g} ns"},
@@ -276,6 +276,8 @@ def _algorithm(path: Path, raw: dict, dims: int, used: list[str]) -> tuple[str |
         if all(n in FLAT for n in names):
             if len(names) != 1:
                 raise ConfigError(str(path), key, names, "one oneRing or oneDirect (one collective over every NPU)")
+            if op == "all_to_all" and names[0] != "oneDirect":
+                raise ConfigError(str(path), key, names, "oneDirect (hwsim's all-to-all is direct)")
             chosen[op] = (FLAT[names[0]], False)
             continue
         for j, name in enumerate(names):
@@ -286,6 +288,8 @@ def _algorithm(path: Path, raw: dict, dims: int, used: list[str]) -> tuple[str |
         if len(names) != dims:
             raise ConfigError(str(path), key, names, f"{dims} names, one per dimension of the network")
         mapped = [ALGORITHMS[n] for n in names]
+        if op == "all_to_all" and set(mapped) != {"direct"}:
+            raise ConfigError(str(path), key, names, "direct on every dimension (hwsim's all-to-all is direct)")
         chosen[op] = (mapped[0] if len(set(mapped)) == 1 else tuple(mapped), dims > 1)
     if not chosen:
         return "ring", dims > 1

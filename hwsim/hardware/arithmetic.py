@@ -169,7 +169,7 @@ class ArithmeticUnit(Unit):
 
     def gemm(self, m: int, n: int, k: int, precision: str, label: str, count: int = 1) -> Generator:
         """Run `count` independent GEMMs (m, n, k)."""
-        seconds = self.cycles(m, n, k, precision, count) / self.clock_hz
+        seconds = self.cycles(m, n, k, precision, count) / self.clock_hz + self.spec.launch
         with self._resource.request() as request:
             yield request
             start = self.env.now
@@ -202,20 +202,21 @@ class VectorUnit(Unit):
     """A SIMD unit: `lanes` element operations per cycle.
 
     An element-wise op over n elements at `ops` operations per element costs
-    ceil(n * ops / lanes) cycles.
+    ceil(n * ops / lanes) cycles, and `launch` seconds more.
     """
 
     kind = "vector"
 
     def __init__(self, env: simpy.Environment, name: str, spec: VectorSpec):
         super().__init__(env, name, spec.clock)
-        self.lanes = spec.lanes
+        self.lanes, self.launch = spec.lanes, spec.launch
 
     def cycles(self, elements: int, ops: float = 1.0) -> int:
         return math.ceil(elements * ops / self.lanes)
 
     def elementwise(self, elements: int, ops: float, label: str) -> Generator:
-        return (yield from self.busy(self.cycles(elements, ops) / self.clock_hz, label, float(elements * ops)))
+        seconds = self.cycles(elements, ops) / self.clock_hz + self.launch
+        return (yield from self.busy(seconds, label, float(elements * ops)))
 
     @property
     def peak_per_s(self) -> float:

@@ -18,8 +18,8 @@ A Kineto trace (`torch.profiler.profile(...).export_chrome_trace`) is JSON: `tra
   `aten::mm`, `addmm`, `bmm`, `linear` or `matmul` with recorded `Input Dims` carries its (m, n, k, count) and
   precision, so `compute: cycle_model` can put it on another device's arrays.
 
-A collective's bytes are per rank as `hwsim.collectives` counts them: an all-gather's output, a reduce-scatter's
-input, an all-reduce's buffer. Replayed on `ranks` ranks (data parallel: every rank runs the recorded rank's
+A collective's bytes are its input on each rank, as Chakra's `comm_size` (an all-gather's output is that times the
+ranks). Replayed on `ranks` ranks (data parallel: every rank runs the recorded rank's
 step; its collectives span all ranks at the recorded per-rank sizes). Collectives over a group smaller than the
 recorded world, and point-to-point messages, are refused by name.
 """
@@ -179,8 +179,7 @@ def _nccl(e: dict, path: Path, world: int) -> tuple[str, int]:
     dtype = str(args.get("dtype", "")).lower()
     if dtype not in DTYPE_BYTES or "In msg nelems" not in args:
         raise ConfigError(str(path), f"{where}.args", args, "In msg nelems and a dtype (PyTorch 2.1 or later writes them)")
-    nelems = max(int(args["In msg nelems"]), int(args.get("Out msg nelems", 0)))
-    return op, nelems * DTYPE_BYTES[dtype]
+    return op, int(args["In msg nelems"]) * DTYPE_BYTES[dtype]
 
 
 def _cpu_item(e: dict, path: Path, world: int) -> dict:
@@ -197,7 +196,7 @@ def _gloo_item(e: dict, path: Path, world: int) -> dict:
     if not dims or not types or str(types[0]).lower() not in DTYPE_BYTES:
         raise ConfigError(str(path), f"{where}.args", args, "Input Dims and Input type (profile with record_shapes=True)")
     nbytes = math.prod(dims[0]) * DTYPE_BYTES[str(types[0]).lower()]
-    return _item(e, ("thread", e["tid"]), collective=(op, nbytes * world if op == "all_gather" else nbytes))
+    return _item(e, ("thread", e["tid"]), collective=(op, nbytes))
 
 
 def _gemm(e: dict) -> tuple | None:

@@ -65,6 +65,13 @@ class SystolicSpec:
         gt=0,
         max=1,
     )
+    launch: float = spec(
+        "0 s",
+        doc="fixed time each GEMM call takes beyond its cycles (a kernel launch, a framework's dispatch; `hwsim "
+        "calibrate` measures it): systems that run ops one by one pay it per GEMM",
+        unit="time",
+        min=0,
+    )
 
 
 @schema
@@ -73,6 +80,9 @@ class VectorSpec:
 
     lanes: int = spec(doc="elements processed per cycle", min=1)
     clock: float = spec(doc="clock of the vector unit", unit="frequency", gt=0)
+    launch: float = spec(
+        "0 s", doc="fixed time each element-wise op takes beyond its cycles (as systolic.launch)", unit="time", min=0
+    )
 
 
 @schema

@@ -72,6 +72,15 @@ def check_megatron(scenario: Scenario, where: str) -> None:
         return
     if model.kind != "transformer":
         raise ConfigError(where, "model.kind", model.kind, "transformer (timing-only) or mlp (the real math)")
+    for unit in ("systolic", "vector"):
+        if getattr(scenario.hardware, unit).launch > 0:
+            raise ConfigError(
+                where,
+                f"hardware.{unit}.launch",
+                getattr(scenario.hardware, unit).launch,
+                "0 for a transformer (the 3D cost model times kernels from cycles; a per-op launch time is modelled "
+                "where ops run one by one: the MLP systems)",
+            )
     if scenario.run.mode != "timing-only":
         raise ConfigError(where, "run.mode", scenario.run.mode, "timing-only (a transformer has shapes, not math)")
     check_bank(scenario.hardware.memory, "bank", system.bank, False, where)

@@ -10,7 +10,9 @@ the bank.
 
 The k-th collective issued on every NPU is one collective: it starts when the last NPU has issued it and ends
 for all at once (`hwsim.collectives.schedule.collective`, with the scenario's algorithm, chunks, in-flight chunks
-and dimensions). A send moves its bytes from its NPU to the peer over the fabric; the receive with the same
+and dimensions). Its `comm_size` means what ASTRA-sim takes it for (astra-sim/system/collective/Ring.cc,
+5f07824): an all-reduce's buffer, a reduce-scatter's input, an all-to-all's buffer, and an all-gather's *input*
+(its output is that times the NPUs). A send moves its bytes from its NPU to the peer over the fabric; the receive with the same
 source, destination and tag (in order, when several share them) finishes when they have arrived.
 
 Symmetric mode simulates NPU 0 alone when every NPU's trace is the same: its collectives mirror their partners'
@@ -207,7 +209,7 @@ class Replay:
             self.cluster.fabric,
             first.collective,
             names[0] if len(names) == 1 else names,
-            first.bytes,
+            first.bytes * (self.npus if first.collective == "all_gather" else 1),
             chunks=c.chunks,
             in_flight=c.in_flight,
             hierarchical=c.hierarchical,
