@@ -167,3 +167,25 @@ def test_the_command_writes_a_scenario_that_runs_like_the_three_files_do(tmp_pat
     assert main(["import", "astra", *args, "--out", str(bad)]) == 2
     assert "boost-mode" in capsys.readouterr().err
     assert not bad.exists() and not list(tmp_path.glob("bad.yaml*"))
+
+
+AGREE = [
+    "rt_template",
+    "unit_fc2_lat0_ALL_GATHER_ed10",
+    "unit_fc2_lat1000_AG_half_ed10",
+    "mb1m_ALL_REDUCE_FullyConnected",
+    "mb1m_ALL_GATHER_Switch",
+]
+
+
+@pytest.mark.parametrize("case", AGREE)
+def test_astra_sims_own_examples_take_its_recorded_iteration_time(tmp_path, case):
+    """ASTRA-sim 5f07824's example inputs (scenarios/astra) imported and run: within 2 % of the iteration time
+    ASTRA-sim printed for them, on both analytical backends (data/astra_sim_runs.csv)."""
+    from hwsim.commands.bench.astra import astra_runs, hwsim_time
+
+    runs = astra_runs()
+    for row in runs[runs.case == case].itertuples(index=False):
+        simulated, _, refused = hwsim_time(row, tmp_path)
+        assert not refused
+        assert simulated == pytest.approx(row.cycles * 1e-9, rel=0.02), row.backend

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from hwsim.commands.bench.astra import astra_rows
 from hwsim.commands.bench.collectives import compression_rows, data_parallel_rows
 from hwsim.commands.bench.fabric import fabric_rows
 from hwsim.commands.bench.megatron import megatron_rows, published_row, sweep_row
@@ -244,6 +245,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[..., None] | None = None
         ("compressed all-reduce: time to accuracy", lambda: compression_rows(quick)),
         ("megatron: 22B to 1T", lambda: megatron_rows(quick)),
         ("chakra: a 1,024-NPU trace set", lambda: [replay_row(quick)]),
+        ("ASTRA-sim's examples side by side (several minutes)", lambda: astra_rows(quick)),
         *([] if quick else [("sweep: 52B layouts (about a minute)", lambda: [sweep_row()])]),
         *([] if quick else [("validate published (about a minute)", lambda: [published_row()])]),
         *[
