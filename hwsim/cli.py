@@ -87,9 +87,20 @@ def _parser() -> argparse.ArgumentParser:
         help="check a scenario's run (what every run must hold; a pipeline's schedule: invariants, closed forms, the "
         "math), or 'published': hwsim against published Megatron figures",
     )
-    validate.add_argument("scenario", help="scenario file (YAML), or the word published")
+    validate.add_argument(
+        "scenario",
+        help="scenario file (YAML); the word published; or the word host (a real torch.distributed run on this "
+        "machine against hwsim's prediction from a calibrated preset; needs the torch extra)",
+    )
     validate.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, as for run")
     validate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bars on stderr")
+    validate.add_argument("--preset", help="host: the calibrated preset (default: run `hwsim calibrate --quick` first)")
+    validate.add_argument("--steps", type=int, default=200, help="host: training steps of each run (default %(default)s)")
+    validate.add_argument("--batch", type=int, default=16, help="host: samples per process per step (default %(default)s)")
+    validate.add_argument("--out", default="reports/validate_host", help="host: folder for the table, CSV and plot")
+    validate.add_argument(
+        "--profile", action="store_true", help="host: also write each rank's PyTorch profiler trace of one step into --out"
+    )
     validate.set_defaults(func=_validate)
 
     sweep = sub.add_parser(
@@ -145,6 +156,20 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", help="the scenario file to write (default: astra_<workload>.yaml here)")
     importer.set_defaults(func=_import)
 
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="measure this machine (GEMMs, element-wise ops, memory, loopback collectives) into a hardware preset",
+        description="Measure this machine and write a hardware preset whose every constant says how it was measured, "
+        "with the measurements (calibration.csv, .md) and a plot of measured vs fitted times beside it.",
+    )
+    calibrate.add_argument("--out", default="reports/calibrate/host.yaml", help="the preset to write (default %(default)s)")
+    calibrate.add_argument("--quick", action="store_true", help="a smaller grid and shorter timings (under 30 s)")
+    calibrate.add_argument(
+        "--threads", type=int, default=1, help="threads each process computes on (default 1: one process per core)"
+    )
+    calibrate.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr")
+    calibrate.set_defaults(func=_calibrate)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of scenario files")
     schema.set_defaults(func=_schema)
 
@@ -166,6 +191,29 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress on stderr")
     bench.set_defaults(func=_bench)
     return parser
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from hwsim.commands.calibrate import calibrate, plot, preset_yaml, table
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError("command line", "--out", args.out, "a preset file to write (this is a folder)")
+    if args.threads < 1:
+        raise ConfigError("command line", "--threads", args.threads, "at least 1")
+    folder = writable_folder(str(out.parent), "--out")
+    bar = ProgressBar("calibrate", {"auto": None, "on": True, "off": False}[args.progress])
+    cal = calibrate("quick" if args.quick else "full", args.threads, bar)
+    text = table(cal)
+    pd.DataFrame(cal.rows).to_csv(folder / "calibration.csv", index=False)
+    (folder / "calibration.md").write_text(text + "\n", encoding="utf-8")
+    plot(cal, folder / "calibration.png")
+    out.write_text(preset_yaml(cal, out.stem), encoding="utf-8")
+    print(text)
+    print(f"wrote {out} (a hardware preset: hardware: {out}), {folder}/calibration.csv, calibration.md, calibration.png")
+    return 0
 
 
 def _astra_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -321,6 +369,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     if args.scenario == "published":
         return _published(args)
+    if args.scenario == "host":
+        return _host(args)
     scenario = load_scenario(args.scenario, args.overrides)
     check(scenario, args.scenario)
     enabled = {"auto": None, "on": True, "off": False}[args.progress]
@@ -329,6 +379,52 @@ def _validate(args: argparse.Namespace) -> int:
     failed = [c for c in checks if c.result == "FAIL"]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks did not fail" + (f"; FAILED: {len(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _host(args: argparse.Namespace) -> int:
+    """`hwsim validate host`: real DDP training on 1 and 2 processes against hwsim's prediction (exit 1 if a goal
+    is missed)."""
+    import pandas as pd
+
+    from hwsim.commands import host
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError("command line", "host", "torch not installed", "the torch extra: pip install -e '.[torch]'") from None
+    if args.steps <= host.WARMUP + 1:
+        raise ConfigError(
+            "command line", "--steps", args.steps, f"more than {host.WARMUP + 1} (the first {host.WARMUP} are warm-up)"
+        )
+    if args.batch < 1:
+        raise ConfigError("command line", "--batch", args.batch, "at least 1")
+    out = writable_folder(args.out, "--out")
+    enabled = {"auto": None, "on": True, "off": False}[args.progress]
+    preset = Path(args.preset) if args.preset else None
+    if preset is None:
+        from hwsim.commands.calibrate import calibrate, preset_yaml
+
+        preset = out / "host.yaml"
+        preset.write_text(preset_yaml(calibrate("quick", 1, ProgressBar("calibrate --quick", enabled)), "host"), encoding="utf-8")
+    elif not preset.is_file():
+        raise ConfigError("command line", "--preset", args.preset, "a hardware preset file (hwsim calibrate writes one)")
+    rows = host.validate_host(
+        preset, args.steps, args.batch, ProgressBar("validate host", enabled), out if args.profile else None
+    )
+    text = host.table(rows)
+    (out / "host.md").write_text(text + "\n", encoding="utf-8")
+    pd.DataFrame(
+        [
+            {"processes": r.processes, "step": i, "measured_s": t, "measured_loss": ml, "predicted_loss": pl}
+            for r in rows
+            for i, (t, ml, pl) in enumerate(zip(r.measured_steps, r.measured_losses, r.predicted_losses, strict=False))
+        ]
+    ).to_csv(out / "host.csv", index=False)
+    host.plot(rows, out / "host.png")
+    print(text)
+    print(f"preset: {preset}; written: {out}/host.md, host.csv, host.png")
+    met = all(abs(r.error) <= host.STEP_GOAL and r.loss_difference <= host.LOSS_GOAL for r in rows)
+    return 0 if met else 1
 
 
 def _published(args: argparse.Namespace) -> int:

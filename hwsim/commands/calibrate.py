@@ -10,6 +10,12 @@ What is measured, each with `time.perf_counter` around enough calls to last `min
 - Element-wise adds c = a + b over 10^2 to 10^7 elements (PyTorch when installed, else NumPy): t = launch +
   elements / rate, the vector unit's one lane at `rate` and its `launch`.
 - Memory bandwidth: a NumPy copy of `copy_bytes`, read and written: 2 x bytes / t, both banks' bandwidth.
+- A training step's framework time (torch installed): DistributedDataParallel steps (1 process, gloo) of MLPs
+  of 1, 2, 4 and 8 layers one unit wide on one sample, where the arithmetic is nothing and what is left is the
+  framework (autograd, DDP's hooks, the optimizer's loop): t = step + L x layer. hwsim's data-parallel MLP issues
+  OPS_PER_LAYER ops a layer (3 GEMMs, 3 element-wise), so each unit's `launch` is layer / OPS_PER_LAYER; `step`
+  is the framework's fixed time per step (what `hwsim validate host` gives the data-parallel system as its
+  `optimizer` time). Without torch, `launch` is the bare call's fixed time from the GEMM and element-wise fits.
 - Collectives (torch installed): an all-reduce between 2 processes over loopback with torch.distributed (gloo)
   for each message size, t = alpha + bytes x beta. hwsim's ring all-reduce on 2 NPUs of a switch takes
   2 overhead + 4 latency + bytes / bandwidth, so the preset's switch has latency 0 (loopback has no wire), NIC
@@ -34,8 +40,15 @@ import numpy as np
 
 GEMM_SIZES = {"quick": (32, 256), "full": (16, 64, 256, 1024)}
 """Each of m, n and k takes these values (every combination)."""
+SLOW_SIZE = 256
+"""bf16 GEMMs run on shapes up to this size only: a CPU without bf16 units emulates them (here about 30 x slower
+than fp32), so a 1024^3 one takes over a second a call."""
 ELEMENTS = {"quick": (10**3, 10**5, 10**6), "full": (10**2, 10**3, 10**4, 10**5, 10**6, 10**7)}
-MESSAGE_BYTES = {"quick": (4, 4096, 2**18, 2**20), "full": tuple(4**i for i in range(1, 13)) + (2**24,)}
+OPS_PER_LAYER = 6
+"""Ops hwsim's data-parallel MLP issues per layer per step: forward GEMM and activation, backward two GEMMs and
+activation gradient, the update (`hwsim.systems.data_parallel`)."""
+FRAMEWORK_LAYERS = (1, 2, 4, 8)
+MESSAGE_BYTES = {"quick": (4, 4096, 2**18, 2**20), "full": tuple(4**i for i in range(1, 13))}
 COPY_BYTES = {"quick": 32 * 2**20, "full": 256 * 2**20}
 TIMING = {"quick": (0.003, 3), "full": (0.02, 5)}
 """(min_s, repeats): each measurement calls its operation until min_s has passed, `repeats` times; the median."""
@@ -109,7 +122,9 @@ def calibrate(mode: str = "full", threads: int = 1, progress=None) -> Calibratio
     sizes = GEMM_SIZES[mode]
     shapes = [(m, n, k) for m in sizes for n in sizes for k in sizes]
     backends = [("numpy", "fp32")] + ([("torch", "fp32"), ("torch", "bf16")] if torch else [])
-    total = len(shapes) * len(backends) + len(ELEMENTS[mode]) + 1 + (len(MESSAGE_BYTES[mode]) if torch else 0)
+    slow = [x for x in shapes if max(x) <= SLOW_SIZE]
+    total = sum(len(shapes) if precision == "fp32" else len(slow) for _, precision in backends) + len(ELEMENTS[mode]) + 1
+    total += len(MESSAGE_BYTES[mode]) + len(FRAMEWORK_LAYERS) if torch else 0
     done = 0
 
     def step(what: str) -> None:
@@ -120,7 +135,7 @@ def calibrate(mode: str = "full", threads: int = 1, progress=None) -> Calibratio
 
     rng = np.random.default_rng(0)
     for backend, precision in backends:
-        for m, n, k in shapes:
+        for m, n, k in shapes if precision == "fp32" else [x for x in shapes if max(x) <= SLOW_SIZE]:
             step(f"GEMM {backend} {precision} {m}x{n}x{k}")
             a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
             if backend == "torch":
@@ -150,12 +165,46 @@ def calibrate(mode: str = "full", threads: int = 1, progress=None) -> Calibratio
     cal.copy_rate = 2 * source.nbytes / seconds
     cal.add("copy", "numpy", "fp32", f"{source.nbytes} B", 2 * source.nbytes, seconds)
     if torch:
+        for layers in FRAMEWORK_LAYERS:
+            step(f"framework: a training step of {layers} layer(s)")
+            cal.add(
+                "framework",
+                "torch DDP, 1 process",
+                "fp32",
+                f"{layers} layers",
+                layers,
+                _training_step(torch, layers, min_s, repeats),
+            )
+        cal.fits["framework"] = _fit(cal, "framework", "torch DDP, 1 process", "fp32")
         for nbytes, seconds in _allreduce_times(MESSAGE_BYTES[mode], min_s, repeats, step):
             cal.add("all_reduce", "torch gloo, 2 processes", "fp32", f"{nbytes} B", nbytes, seconds)
         cal.fits["all_reduce"] = _fit(cal, "all_reduce", "torch gloo, 2 processes", "fp32")
     else:
         cal.notes.append("collectives not measured: torch is not installed (pip install -e .[torch])")
     return cal
+
+
+def _training_step(torch, layers: int, min_s: float, repeats: int) -> float:
+    """Seconds of one DDP training step (1 process) of an MLP `layers` deep and one unit wide on one sample."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    try:
+        stack = []
+        for _ in range(layers):
+            stack += [torch.nn.Linear(1, 1), torch.nn.ReLU()]
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Sequential(*stack[:-1]))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        x = torch.ones(1, 1)
+
+        def one() -> None:
+            optimizer.zero_grad()
+            model(x).sum().backward()
+            optimizer.step()
+
+        return timed(one, min_s, repeats)
+    finally:
+        dist.destroy_process_group()
 
 
 def _fit(cal: Calibration, what: str, backend: str, precision: str) -> Fit:
@@ -240,6 +289,8 @@ def preset_yaml(cal: Calibration, name: str = "host") -> str:
     bf16_ratio = bf16.rate / gemm.rate if bf16 else None
     bf16_macs = max(1, round(bf16_ratio)) if bf16_ratio else 1
     vector = cal.fits["elementwise"]
+    framework = cal.fits.get("framework")
+    per_op = 1 / framework.rate / OPS_PER_LAYER if framework else None
     try:
         memory = (
             int(next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")).split()[1])
@@ -250,6 +301,13 @@ def preset_yaml(cal: Calibration, name: str = "host") -> str:
     how = f"hwsim calibrate ({cal.mode}) on {cal.host}, {cal.when}, {cal.threads} thread(s)"
     lines = [
         f"# This machine as measured by {how}.",
+        *(
+            [
+                f"# framework_step: {framework.launch:.6g} s  (a DDP training step's fixed time: hwsim validate host's optimizer time)"
+            ]
+            if framework
+            else []
+        ),
         "# A CPU as hwsim's units: one 1 x 1 output-stationary array whose clock is the measured GEMM rate (MACs/s), so",
         "# a GEMM takes m n k cycles plus `launch`; a vector unit of one lane at the measured element-wise rate; banks at",
         "# the measured copy bandwidth; a loopback switch from the measured 2-process all-reduce (hwsim.commands.calibrate).",
@@ -262,11 +320,15 @@ def preset_yaml(cal: Calibration, name: str = "host") -> str:
         f"  macs_per_cycle: {{fp32: 1, bf16: {bf16_macs}, fp16: 1, int8: 1, int4: 1}}  # bf16 "
         + (f"measured at {bf16_ratio:.3g} x fp32 (at least 1)" if bf16_ratio else "not measured (torch not installed)")
         + "; fp16, int8, int4 not measured",
-        f"  launch: {gemm.launch * 1e6:.6g} us  # measured: the same fit's fixed time per GEMM call",
+        f"  launch: {per_op * 1e6:.6g} us  # measured: a DDP training step's time per layer / {OPS_PER_LAYER} ops (bare call: {gemm.launch * 1e6:.3g} us)"
+        if per_op
+        else f"  launch: {gemm.launch * 1e6:.6g} us  # measured: the GEMM fit's fixed time per call (no torch: no training-step measurement)",
         "vector:",
         "  lanes: 1  # one element per cycle at the measured rate",
         f"  clock: {vector.rate:.6g} Hz  # measured: element-wise add rate (elements/s), fit of t = launch + n / rate",
-        f"  launch: {vector.launch * 1e6:.6g} us  # measured: the same fit's fixed time per op",
+        f"  launch: {per_op * 1e6:.6g} us  # measured: as systolic.launch (bare call: {vector.launch * 1e6:.3g} us)"
+        if per_op
+        else f"  launch: {vector.launch * 1e6:.6g} us  # measured: the element-wise fit's fixed time per op",
         "memory:",
     ]
     for bank in ("params", "working"):
@@ -311,7 +373,7 @@ def table(cal: Calibration) -> str:
             f"| {r['what']} | {r['backend']} | {r['precision']} | {r['shape']} | {r['seconds'] * 1e6:.4g} us | {shown} | {error} |"
         )
     out += ["", "| fit | launch | rate |", "|---|---|---|"]
-    units = {"all_reduce": "B/s"}
+    units = {"all_reduce": "B/s", "framework": "layers/s"}
     for key, fit in cal.fits.items():
         unit = units.get(key, "elements/s" if key == "elementwise" else "MAC/s")
         out.append(f"| {key} | {fit.launch * 1e6:.4g} us | {fit.rate:.4g} {unit} |")
