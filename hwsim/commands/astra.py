@@ -97,6 +97,8 @@ def astra_scenario(
     if memory is not None:
         _memory(Path(memory), out)
     out.lines.append(f"backend {backend} -> hardware.network.model: {BACKENDS[backend]}")
+    if backend == "congestion_aware" and len(dims) > 1:
+        out.lines.append("(ASTRA-sim 5f07824's congestion-aware backend runs 1-D networks only; hwsim runs this one)")
     prefix = Path(workload)
     if traces_relative_to is not None:
         prefix = Path(os.path.relpath(prefix.resolve(), traces_relative_to.resolve()))

@@ -175,13 +175,14 @@ AGREE = [
     "unit_fc2_lat1000_AG_half_ed10",
     "mb1m_ALL_REDUCE_FullyConnected",
     "mb1m_ALL_GATHER_Switch",
+    "hwsim_export_dp8_24x4MiB",
 ]
 
 
 @pytest.mark.parametrize("case", AGREE)
 def test_astra_sims_own_examples_take_its_recorded_iteration_time(tmp_path, case):
-    """ASTRA-sim 5f07824's example inputs (scenarios/astra) imported and run: within 2 % of the iteration time
-    ASTRA-sim printed for them, on both analytical backends (data/astra_sim_runs.csv)."""
+    """ASTRA-sim 5f07824's example inputs (scenarios/astra), and a job hwsim exported, imported and run: within
+    2 % of the iteration time ASTRA-sim printed for them, on both analytical backends (data/astra_sim_runs.csv)."""
     from hwsim.commands.bench.astra import astra_runs, hwsim_time
 
     runs = astra_runs()

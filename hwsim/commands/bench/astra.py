@@ -19,7 +19,13 @@ from hwsim.workloads.chakra import EtNode, write_trace
 RUNS = Path(__file__).resolve().parents[1] / "data" / "astra_sim_runs.csv"
 INPUTS = PROJECT_ROOT / "scenarios" / "astra"
 MEMORY = INPUTS / "inputs" / "remote_memory" / "analytical" / "no_memory_expansion.json"
-QUICK = ("rt_template", "mb1m_ALL_REDUCE_Ring", "mb1m_ALL_GATHER_Switch", "unit_fc2_lat1000_ALL_GATHER_ed10")
+QUICK = (
+    "rt_template",
+    "mb1m_ALL_REDUCE_Ring",
+    "mb1m_ALL_GATHER_Switch",
+    "unit_fc2_lat1000_ALL_GATHER_ed10",
+    "hwsim_export_dp8_24x4MiB",
+)
 """The cases a quick bench runs (one each of the trace kinds, under a second each)."""
 
 
@@ -29,7 +35,19 @@ def astra_runs() -> pd.DataFrame:
 
 
 def workload(spec: str, folder: Path) -> Path:
-    """The trace prefix of a run: a path under scenarios/astra, or generate:OP:BYTES:NPUS written into `folder`."""
+    """The trace prefix of a run: a path under scenarios/astra; generate:OP:BYTES:NPUS (one collective node per
+    NPU) or export:REPEAT:PARAMS (`hwsim export chakra` of data_parallel_8x16 on 8 replicas) written into `folder`."""
+    if spec.startswith("export:"):
+        from hwsim.commands.export import export_chakra
+
+        _, repeat, params = spec.split(":")
+        layers = f"[{{name: block, forward: 0.5 ms, backward: 1 ms, params: {params}}}]"
+        job = load_scenario(
+            PROJECT_ROOT / "scenarios" / "data_parallel_8x16.yaml",
+            ["system.replicas=8", "system.collective.hierarchical=false", f"model.layers={layers}", f"model.repeat={repeat}"],
+        )
+        export_chakra(job, folder)
+        return folder / job.name
     if not spec.startswith("generate:"):
         return INPUTS / spec
     _, op, nbytes, npus = spec.split(":")

@@ -56,8 +56,8 @@ class CollectiveSpec:
     reduction_bandwidth: float | None = spec(
         None,
         doc="the local-memory rate a rank reduces a received chunk at: it reads both operands and writes the sum (3 x "
-        "the chunk's bytes) before its next step, as ASTRA-sim's local-mem-bw; null: reductions take no time beyond "
-        "the vector unit's (real-math runs)",
+        "the chunk's bytes) from the chunk's arrival; a rank's reductions overlap, and its next send waits for them "
+        "(ASTRA-sim's local-mem-bw); null: reductions take no time beyond the vector unit's (real-math runs)",
         unit="rate",
         gt=0,
     )

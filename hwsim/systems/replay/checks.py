@@ -10,8 +10,9 @@ from hwsim.workloads import RECORDED, recorded
 
 
 def check_replay(scenario, where: str) -> None:
-    """A chakra model, timing-only; every NPU's collectives alike in order; every send received; symmetric mode
-    only for identical traces without messages; the bank named."""
+    """A recorded model (chakra, torch_trace), timing-only; every NPU's collectives alike in order and runnable
+    with system.collective on the fabric; every send received; symmetric mode only for identical traces without
+    messages; the bank named."""
     system, model = scenario.system, scenario.model
     if model.kind not in RECORDED:
         raise ConfigError(where, "model.kind", model.kind, "chakra or torch_trace (system kind replay runs a recorded trace)")

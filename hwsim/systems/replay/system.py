@@ -12,8 +12,11 @@ The k-th collective issued on every NPU is one collective: it starts when the la
 for all at once (`hwsim.collectives.schedule.collective`, with the scenario's algorithm, chunks, in-flight chunks
 and dimensions). Its `comm_size` means what ASTRA-sim takes it for (astra-sim/system/collective/Ring.cc,
 5f07824): an all-reduce's buffer, a reduce-scatter's input, an all-to-all's buffer, and an all-gather's *input*
-(its output is that times the NPUs). A send moves its bytes from its NPU to the peer over the fabric; the receive with the same
-source, destination and tag (in order, when several share them) finishes when they have arrived.
+(its output is that times the NPUs). A send moves its bytes from its NPU to the peer over the fabric; the
+receive with the same source, destination and tag (in order, when several share them) finishes when they have
+arrived. A `delay` node (a torch trace's recorded gap) waits its time on no resource; with `compute:
+cycle_model`, a GEMM a torch trace identified takes the arrays' cycles (and their launch), other nodes their
+recorded time.
 
 Symmetric mode simulates NPU 0 alone when every NPU's trace is the same: its collectives mirror their partners'
 messages (`collective(symmetric=True)`), as the data-parallel system does.
@@ -183,8 +186,9 @@ class Replay:
         if self.spec.compute == "cycle_model":
             if n.gemm is None:
                 return n.seconds
-            m, k_n, k, count, precision = n.gemm
-            return device.systolic.cycles(m, k_n, k, precision, count) / device.systolic.clock_hz
+            rows, cols, depth, count, precision = n.gemm  # (m, n, k): the GEMM's shape
+            cycles = device.systolic.cycles(rows, cols, depth, precision, count)
+            return cycles / device.systolic.clock_hz + device.systolic.spec.launch
         if self.spec.compute == "recorded":
             return n.seconds
         if n.flops <= 0 or n.bytes <= 0:
