@@ -30,7 +30,9 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import queue
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +54,8 @@ MESSAGE_BYTES = {"quick": (4, 4096, 2**18, 2**20), "full": tuple(4**i for i in r
 COPY_BYTES = {"quick": 32 * 2**20, "full": 256 * 2**20}
 TIMING = {"quick": (0.003, 3), "full": (0.02, 5)}
 """(min_s, repeats): each measurement calls its operation until min_s has passed, `repeats` times; the median."""
+ALLREDUCE_TIMEOUT_S = 300
+"""The longest one message size of the loopback all-reduce may take (16 MiB takes about 20 ms here)."""
 
 
 @dataclass
@@ -188,7 +192,8 @@ def _training_step(torch, layers: int, min_s: float, repeats: int) -> float:
     """Seconds of one DDP training step (1 process) of an MLP `layers` deep and one unit wide on one sample."""
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    folder = tempfile.TemporaryDirectory(prefix="hwsim-gloo-")
+    dist.init_process_group("gloo", init_method=rendezvous(folder.name), rank=0, world_size=1)
     try:
         stack = []
         for _ in range(layers):
@@ -205,6 +210,7 @@ def _training_step(torch, layers: int, min_s: float, repeats: int) -> float:
         return timed(one, min_s, repeats)
     finally:
         dist.destroy_process_group()
+        folder.cleanup()
 
 
 def _fit(cal: Calibration, what: str, backend: str, precision: str) -> Fit:
@@ -235,29 +241,43 @@ def _host() -> str:
 
 
 def _allreduce_times(sizes, min_s: float, repeats: int, step) -> list[tuple[int, float]]:
-    """(bytes, seconds) of a gloo all-reduce between 2 processes over loopback, per size (rank 0's median)."""
+    """(bytes, seconds) of a gloo all-reduce between 2 processes over loopback, per size (rank 0's median); a
+    RuntimeError naming the rank if a worker fails or a size takes longer than ALLREDUCE_TIMEOUT_S."""
     import torch.multiprocessing as mp
 
-    port = _free_port()
-    queue = mp.get_context("spawn").SimpleQueue()
-    context = mp.spawn(_allreduce_rank, args=(2, port, tuple(sizes), min_s, repeats, queue), nprocs=2, join=False)
     out = []
-    for _ in sizes:
-        nbytes, seconds = queue.get()
-        step(f"all-reduce of {nbytes:,} B over loopback")
-        out.append((nbytes, seconds))
-    while not context.join():
-        pass
+    with tempfile.TemporaryDirectory(prefix="hwsim-gloo-") as folder:
+        results = mp.get_context("spawn").Queue()
+        context = mp.spawn(
+            _allreduce_rank, args=(2, rendezvous(folder), tuple(sizes), min_s, repeats, results), nprocs=2, join=False
+        )
+        try:
+            for _ in sizes:
+                try:
+                    item = results.get(timeout=ALLREDUCE_TIMEOUT_S)
+                except queue.Empty:
+                    raise RuntimeError(f"the 2-process all-reduce gave no result in {ALLREDUCE_TIMEOUT_S} s") from None
+                if item[0] == "error":
+                    raise RuntimeError(f"the 2-process all-reduce failed: {item[1]}")
+                nbytes, seconds = item
+                step(f"all-reduce of {nbytes:,} B over loopback")
+                out.append((nbytes, seconds))
+            while not context.join():
+                pass
+        finally:
+            for process in context.processes:
+                if process.is_alive():
+                    process.terminate()
     return out
 
 
-def _allreduce_rank(rank: int, world: int, port: int, sizes, min_s: float, repeats: int, queue) -> None:
+def _allreduce_rank(rank: int, world: int, store: str, sizes, min_s: float, repeats: int, results) -> None:
     import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
         for nbytes in sizes:
             tensor = torch.ones(max(nbytes // 4, 1))
             dist.all_reduce(tensor)  # warm up this size
@@ -270,15 +290,17 @@ def _allreduce_rank(rank: int, world: int, port: int, sizes, min_s: float, repea
                     dist.all_reduce(tensor)
                 runs.append((time.perf_counter() - start) / calls)
             if rank == 0:
-                queue.put((nbytes, float(np.median(runs))))
-    finally:
+                results.put((nbytes, float(np.median(runs))))
         dist.destroy_process_group()
+    except Exception as err:  # the parent waits on the queue: tell it, then fail
+        results.put(("error", f"rank {rank}: {err!r}"))
+        raise
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rendezvous(folder: str) -> str:
+    """torch.distributed's init_method for a group whose processes share `folder`: a file store there. No TCP port
+    is chosen, so two groups started at once (two tests, two commands) cannot meet by taking the same port."""
+    return f"file://{Path(folder).resolve()}/store"
 
 
 def preset_yaml(cal: Calibration, name: str = "host") -> str:

@@ -19,7 +19,6 @@ math against PyTorch's (goal: equal to float32 rounding, a relative difference b
 from __future__ import annotations
 
 import re
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.commands.calibrate import rendezvous
 from hwsim.config.load import PROJECT_ROOT
 
 WARMUP = 10
@@ -133,7 +133,8 @@ def _measure(plan: dict, processes: int, profile: Path | None = None) -> tuple[n
         params = {f"p{i}": a for i, a in enumerate(plan["params"])}
         np.savez(data, x=plan["x"], y=plan["y"], samples=plan["samples"], **params)
         traces = str(profile.resolve()) if profile is not None else ""
-        settings = (str(data), len(plan["params"]), plan["lr"], plan["momentum"], plan["batch"], _free_port(), traces)
+        store = rendezvous(folder)
+        settings = (str(data), len(plan["params"]), plan["lr"], plan["momentum"], plan["batch"], store, traces)
         mp.spawn(_worker, args=(processes, settings), nprocs=processes, join=True)
         times = np.load(Path(folder) / "rank0.npy")
         losses = np.mean([np.load(Path(folder) / f"loss{r}.npy") for r in range(processes)], axis=0)
@@ -145,9 +146,9 @@ def _worker(rank: int, world: int, settings: tuple) -> None:
     import torch
     import torch.distributed as dist
 
-    path, count, lr, momentum, batch, port, traces = settings
+    path, count, lr, momentum, batch, store, traces = settings
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     try:
         plan = np.load(path)
         x, y, samples = torch.from_numpy(plan["x"]), torch.from_numpy(plan["y"]), plan["samples"]
@@ -191,12 +192,6 @@ def _profiler(torch):
     profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=True)
     profiler.__enter__()
     return profiler
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def table(rows: list[HostRow]) -> str:
