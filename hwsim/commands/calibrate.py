@@ -414,9 +414,10 @@ def plot(cal: Calibration, path: Path) -> None:
     panels = [
         ("gemm", "GEMM: measured vs fitted", "fitted (s)"),
         ("elementwise", "element-wise add", "elements"),
+        ("framework", "DDP training step, width 1 (the framework)", "layers"),
         ("all_reduce", "all-reduce, 2 processes (gloo)", "bytes"),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
     for ax, (what, title, xlabel) in zip(axes, panels, strict=True):
         rows = [r for r in cal.rows if r["what"] == what]
         ax.set_title(title)

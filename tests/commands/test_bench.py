@@ -12,6 +12,7 @@ def test_bench_writes_its_table(capsys, tmp_path):
     for model in ("ideal", "flow", "store_and_forward"):
         assert f"fat tree, {model}" in table
     assert "data parallel: 24-layer iteration on 64 NPUs" in table
+    assert "ASTRA-sim side by side: rt_template (congestion_aware, 8 NPUs)" in table
     rows = pd.read_csv(tmp_path / "bench.csv").set_index("benchmark")
     cold = rows[rows.index.str.startswith("cold start:")]
     assert len(cold) == 5 and (cold.wall_s > 0).all() and cold.ratio["cold start: python -c 'import numpy'"] == 1.0
