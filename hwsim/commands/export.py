@@ -56,7 +56,7 @@ def data_parallel_step(scenario: Scenario) -> list[EtNode]:
         if layer.gemm is None:
             return layer.forward_s if what == "forward" else layer.backward_s
         gemms = (layer.gemm,) if what == "forward" else layer.gemm.backward()
-        return sum(device.systolic.cycles(g.m, g.n, g.k, precision, g.count) for g in gemms) / device.systolic.clock_hz
+        return sum(device.systolic.seconds(g.m, g.n, g.k, precision, g.count) for g in gemms)
 
     nodes: list[EtNode] = []
 

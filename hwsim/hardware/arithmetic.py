@@ -167,9 +167,13 @@ class ArithmeticUnit(Unit):
     def cycles(self, m: int, n: int, k: int, precision: str, count: int = 1) -> int:
         return array_cycles(self.spec, m, n, k, precision, count)
 
+    def seconds(self, m: int, n: int, k: int, precision: str, count: int = 1) -> float:
+        """The time of one call of `count` GEMMs (m, n, k): their cycles and the launch."""
+        return self.cycles(m, n, k, precision, count) / self.clock_hz + self.spec.launch
+
     def gemm(self, m: int, n: int, k: int, precision: str, label: str, count: int = 1) -> Generator:
         """Run `count` independent GEMMs (m, n, k)."""
-        seconds = self.cycles(m, n, k, precision, count) / self.clock_hz + self.spec.launch
+        seconds = self.seconds(m, n, k, precision, count)
         with self._resource.request() as request:
             yield request
             start = self.env.now
@@ -214,9 +218,12 @@ class VectorUnit(Unit):
     def cycles(self, elements: int, ops: float = 1.0) -> int:
         return math.ceil(elements * ops / self.lanes)
 
+    def seconds(self, elements: int, ops: float = 1.0) -> float:
+        """The time of one element-wise op: its cycles and the launch."""
+        return self.cycles(elements, ops) / self.clock_hz + self.launch
+
     def elementwise(self, elements: int, ops: float, label: str) -> Generator:
-        seconds = self.cycles(elements, ops) / self.clock_hz + self.launch
-        return (yield from self.busy(seconds, label, float(elements * ops)))
+        return (yield from self.busy(self.seconds(elements, ops), label, float(elements * ops)))
 
     @property
     def peak_per_s(self) -> float:

@@ -95,11 +95,12 @@ def stage_costs(ops: list[LayerOps], stages: list[list[int]], hardware: Hardware
     """The cost of each stage's forward and backward for one micro-batch (`ops` are the model's layers at that batch)."""
     array, vector = hardware.systolic, hardware.vector
 
-    def systolic_s(gemms) -> float:
-        return sum(array_cycles(array, g.m, g.n, g.k, precision, g.count) for g in gemms) / array.clock
+    def systolic_s(gemms) -> float:  # a stage's GEMMs run as one call: one launch
+        cycles = sum(array_cycles(array, g.m, g.n, g.k, precision, g.count) for g in gemms)
+        return cycles / array.clock + (array.launch if gemms else 0.0)
 
-    def vector_s(element_ops: int) -> float:
-        return math.ceil(element_ops / vector.lanes) / vector.clock
+    def vector_s(element_ops: int) -> float:  # one element-wise op: one launch
+        return math.ceil(element_ops / vector.lanes) / vector.clock + vector.launch
 
     out = []
     for layers in stages:

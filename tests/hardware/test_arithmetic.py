@@ -146,3 +146,24 @@ def test_a_units_peak_is_at_the_precision_it_ran():
     assert sum(flops.values()) / env.now <= unit.peak_per_s  # achieved within the peak
     unit.record("timed", env.now, env.now + 1e-6, 1000.0)  # a span timed elsewhere: at the unit's precision
     assert unit.flops_at["bf16"] == flops["bf16"] + 1000.0
+
+
+def test_each_gemm_and_element_wise_op_pays_its_launch():
+    """A launch (a kernel launch, a framework's dispatch) adds to every call, queued calls included; the units'
+    `seconds` say the same as their spans."""
+    env = simpy.Environment()
+    unit = ArithmeticUnit(env, "sa", SystolicSpec(rows=4, cols=4, clock=1e9, launch=1e-6))
+    vec = VectorUnit(env, "v", VectorSpec(lanes=64, clock=1e9, launch=5e-7))
+    ends = []
+
+    def job():
+        yield from unit.gemm(6, 5, 10, "fp32", "a")  # 64 cycles
+        yield from unit.gemm(4, 4, 4, "fp32", "b", count=2)  # 20 cycles, one launch
+        yield from vec.elementwise(640, 2, "x")  # 20 cycles
+        ends.append(env.now)
+
+    env.process(job())
+    env.run()
+    assert ends == [pytest.approx(64e-9 + 1e-6 + 20e-9 + 1e-6 + 20e-9 + 5e-7)]
+    assert unit.seconds(4, 4, 4, "fp32", 2) == pytest.approx(20e-9 + 1e-6)
+    assert vec.seconds(640, 2) == pytest.approx(20e-9 + 5e-7)

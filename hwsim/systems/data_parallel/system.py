@@ -464,12 +464,13 @@ class DataParallel:
         device = self.devices[0]
 
         def gemms(gemms) -> float:
-            cycles = sum(device.systolic.cycles(g.m, g.n, g.k, self.spec.compute_precision, g.count) for g in gemms)
-            return cycles / device.systolic.clock_hz
+            return sum(device.systolic.seconds(g.m, g.n, g.k, self.spec.compute_precision, g.count) for g in gemms)
 
         if self.timed:
             return sum(
                 x.forward_s + x.backward_s if x.gemm is None else gemms((x.gemm, *x.gemm.backward())) for x in self.model.layers
             )
-        vector = sum(device.vector.cycles(op.forward_vector_ops + op.backward_vector_ops, 1) for op in self.ops)
-        return sum(gemms(op.forward + op.backward) for op in self.ops) + vector / device.vector.clock_hz
+        vector = sum(
+            device.vector.seconds(op.forward_vector_ops) + device.vector.seconds(op.backward_vector_ops) for op in self.ops
+        )
+        return sum(gemms(op.forward + op.backward) for op in self.ops) + vector

@@ -150,7 +150,7 @@ class SecondInstance:
         return Job(
             forward=tuple(c.forward_s for c in costs),
             backward=tuple(c.backward_s for c in costs),
-            update=tuple(vector.cycles(c.params, UPDATE_OPS) / vector.clock_hz for c in costs),
+            update=tuple(vector.seconds(c.params, UPDATE_OPS) for c in costs),
             microbatches=self.spec.microbatches,
             send_forward=tuple(p.message_time(c.outputs * elem) for c in costs[:-1]),
             send_backward=tuple(p.message_time(c.inputs * elem) for c in costs[1:]),

@@ -187,8 +187,7 @@ class Replay:
             if n.gemm is None:
                 return n.seconds
             rows, cols, depth, count, precision = n.gemm  # (m, n, k): the GEMM's shape
-            cycles = device.systolic.cycles(rows, cols, depth, precision, count)
-            return cycles / device.systolic.clock_hz + device.systolic.spec.launch
+            return device.systolic.seconds(rows, cols, depth, precision, count)
         if self.spec.compute == "recorded":
             return n.seconds
         if n.flops <= 0 or n.bytes <= 0:
