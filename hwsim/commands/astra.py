@@ -168,7 +168,9 @@ def _network(path: Path, out: AstraImport) -> list[dict]:
                     value,
                     "a positive number (GB/s)" if key == "bandwidth" else "a number of ns, at least 0",
                 )
-        dims.append({"kind": TOPOLOGIES[kind], "size": size, "bandwidth": f"{bandwidth:g} GiB/s", "latency": f"{latency:g} ns"})
+        dims.append(
+            {"kind": TOPOLOGIES[kind], "size": size, "bandwidth": f"{bandwidth:.17g} GiB/s", "latency": f"{latency:.17g} ns"}
+        )
         out.lines.append(
             f"dimension {j}: {kind} of {size}, {bandwidth:g} GB/s, {latency:g} ns -> {TOPOLOGIES[kind]}, "
             f"{bandwidth:g} GiB/s (ASTRA-sim's GB is 2^30 B), {latency:g} ns"

@@ -1,6 +1,7 @@
 """`hwsim export chakra SCENARIO OUT/`: a scenario's workload as Chakra execution traces, one file per NPU.
 
-Built so far: a data-parallel job of layers (`system.kind: data_parallel`, `model.kind: layers`). Each NPU's
+Built so far: a pipeline of one replica (`system.kind: pipeline`, `data_parallel: 1`; `pipeline_step`), and a
+data-parallel job of layers (`system.kind: data_parallel`, `model.kind: layers`). Each NPU's data-parallel
 trace is the step as the data-parallel system runs it: the layers' forwards, then their backwards in reverse,
 each layer's gradient all-reduce after its backward, the optimizer after the last all-reduce (when it takes
 time). A layer given as GEMMs gets the cycle model's time on the scenario's hardware. What ASTRA-sim or hwsim's
@@ -10,6 +11,7 @@ a time (ASTRA-sim's `HardwareResource`), where the data-parallel system overlaps
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import simpy
@@ -26,9 +28,12 @@ def export_chakra(scenario: Scenario, out: Path) -> list[Path]:
     written when the scenario is not one export knows."""
     check_exportable(scenario)
     system = scenario.system
-    nodes = data_parallel_step(scenario)
-    files = [out / f"{scenario.name}.{r}.et" for r in range(system.replicas)]
-    for path in files:
+    if system.kind == "pipeline":
+        traces = pipeline_step(scenario)
+    else:
+        traces = [data_parallel_step(scenario)] * system.replicas
+    files = [out / f"{scenario.name}.{r}.et" for r in range(len(traces))]
+    for path, nodes in zip(files, traces, strict=True):
         write_trace(path, nodes)
     return files
 
@@ -36,13 +41,116 @@ def export_chakra(scenario: Scenario, out: Path) -> list[Path]:
 def check_exportable(scenario: Scenario, where: str = "scenario") -> None:
     """A scenario `export_chakra` knows, or a clear error."""
     system, model = scenario.system, scenario.model
+    if system.kind == "pipeline":
+        if system.data_parallel != 1:
+            raise ConfigError(
+                where,
+                "system.data_parallel",
+                system.data_parallel,
+                "1 (a data-parallel pipeline's all-reduces run over process groups, which the export does not write yet)",
+            )
+        if system.fill is not None:
+            raise ConfigError(where, "system.fill", "set", "null (a second instance is not exported)")
+        return
     if system.kind != "data_parallel" or model.kind != "layers":
         raise ConfigError(
             where,
             "system.kind",
             f"{system.kind} with a {model.kind} model",
-            "data_parallel with a layers model (what `hwsim export chakra` writes so far)",
+            "data_parallel with a layers model, or a pipeline (what `hwsim export chakra` writes so far)",
         )
+
+
+def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
+    """Each pipeline device's step as the pipeline system runs it (one replica): its ops in the schedule's order;
+    a forward waits for its input activations from the stage before (a receive), a backward for its output
+    gradient from the stage after, each sending what the next needs when it ends (a send; on one device, a
+    dependency); after the last op, each stage's update. Op times are the stages' cycle-model costs."""
+    from hwsim.policies import build_schedule, is_split
+    from hwsim.systems.pipeline.checks import pipeline_shape
+    from hwsim.systems.stages import UPDATE_OPS, split_layers, stage_costs
+    from hwsim.systems.storage import element_bytes
+    from hwsim.workloads import make_model
+
+    spec = scenario.system
+    shape = pipeline_shape(spec)
+    schedule = build_schedule(spec.schedule, shape)
+    split = is_split(schedule)
+    model = make_model(scenario.model)
+    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
+    layers = [model_stages[shape.model_stage(u)] for u in range(shape.stages)]
+    costs = stage_costs(model.layer_ops(spec.microbatch), layers, scenario.hardware, spec.compute_precision)
+    elem = element_bytes(scenario.hardware.memory[spec.bank].precision)
+    vector = Device(simpy.Environment(), "export", scenario.hardware).vector
+    traces: list[list[EtNode]] = [[] for _ in range(shape.devices)]
+    done: dict[tuple, int] = {}  # (kind, stage, micro-batch) -> its compute node, on its device
+
+    def add(d: int, name: str, kind: str, deps: tuple[int, ...], **fields) -> int:
+        traces[d].append(EtNode(len(traces[d]), name, kind, deps, **fields))
+        return len(traces[d]) - 1
+
+    def tag(kind: str, s: int, j: int) -> int:
+        return (s * shape.microbatches + j) * 2 + (kind == "B")
+
+    previous = [()] * shape.devices
+    pending = list(range(shape.devices))
+    position = [0] * shape.devices
+    while pending:  # walk the devices' op lists together, so a same-device input exists before its consumer
+        progressed = False
+        for d in list(pending):
+            op = schedule[d][position[d]]
+            s, j = op.stage, op.mb
+            source = None if op.kind == "W" else (s - 1 if op.kind == "F" else s + 1)
+            first_input = op.kind == "F" and shape.first(s) or op.kind == "B" and shape.last(s)
+            deps = list(previous[d])
+            if op.kind == "W":
+                deps.append(done["B", s, j])
+            elif not first_input:
+                key = ("F" if op.kind == "F" else "B", source, j)
+                if shape.device(source) == d:
+                    if key not in done:
+                        continue  # its producer on this device has not been written yet
+                    deps.append(done[key])
+                else:
+                    sent = costs[source].outputs if op.kind == "F" else costs[source].inputs
+                    deps.append(
+                        add(
+                            d,
+                            f"recv {op.kind}{s}.{j}",
+                            "recv",
+                            (),
+                            bytes=math.ceil(sent * elem),  # what the sender sends (ASTRA-sim needs it on both)
+                            peer=shape.device(source),
+                            tag=tag(op.kind, source, j),
+                        )
+                    )
+            c = costs[s]
+            if op.kind == "F":
+                seconds = c.forward_systolic_s + c.forward_vector_s
+            elif op.kind == "W":
+                seconds = c.weight_systolic_s + c.weight_vector_s
+            elif split:
+                seconds = c.input_systolic_s + c.input_vector_s
+            else:
+                seconds = c.backward_systolic_s + c.backward_vector_s
+            node = add(d, f"{op.kind}{s}.{j}", "compute", tuple(deps), seconds=seconds)
+            done[op.kind, s, j] = node
+            previous[d] = (node,)
+            target = s + 1 if op.kind == "F" else s - 1
+            if op.kind != "W" and 0 <= target < shape.stages and shape.device(target) != d:
+                nbytes = math.ceil((c.outputs if op.kind == "F" else c.inputs) * elem)
+                add(d, f"send {op.kind}{s}.{j}", "send", (node,), bytes=nbytes, peer=shape.device(target), tag=tag(op.kind, s, j))
+            position[d] += 1
+            progressed = True
+            if position[d] == len(schedule[d]):
+                pending.remove(d)
+        if not progressed:
+            raise ConfigError("scenario", "system.schedule", spec.schedule, "a schedule whose ops can run (this one deadlocks)")
+    for d in range(shape.devices):
+        for s in shape.stages_of(d):
+            update = vector.seconds(costs[s].params, UPDATE_OPS)
+            previous[d] = (add(d, f"update s{s}", "compute", previous[d], seconds=update),)
+    return traces
 
 
 def data_parallel_step(scenario: Scenario) -> list[EtNode]:

@@ -176,6 +176,7 @@ AGREE = [
     "mb1m_ALL_REDUCE_FullyConnected",
     "mb1m_ALL_GATHER_Switch",
     "hwsim_export_dp8_24x4MiB",
+    "hwsim_export_pipeline_1f1b",
 ]
 
 

@@ -30,7 +30,15 @@ def astra_runs() -> pd.DataFrame:
 
 def workload(spec: str, folder: Path) -> Path:
     """The trace prefix of a run: a path under scenarios/astra; generate:OP:BYTES:NPUS (one collective node per
-    NPU) or export:REPEAT:PARAMS (`hwsim export chakra` of data_parallel_8x16 on 8 replicas) written into `folder`."""
+    NPU), export:REPEAT:PARAMS (`hwsim export chakra` of data_parallel_8x16 on 8 replicas) or pipeline:SCHEDULE
+    (of pipeline_1f1b with that schedule, one replica) written into `folder`."""
+    if spec.startswith("pipeline:"):
+        from hwsim.commands.export import export_chakra
+
+        overrides = [f"system.schedule={spec.split(':')[1]}", "system.data_parallel=1", "system.steps=1", "run.mode=timing-only"]
+        job = load_scenario(PROJECT_ROOT / "scenarios" / "pipeline_1f1b.yaml", overrides)
+        export_chakra(job, folder)
+        return folder / job.name
     if spec.startswith("export:"):
         from hwsim.commands.export import export_chakra
 
