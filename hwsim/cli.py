@@ -255,8 +255,9 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _astra_file(args: argparse.Namespace) -> str:
-    """`hwsim run`'s scenario: the file named, or ASTRA-sim's inputs imported into a temporary one."""
+def _astra_file(args: argparse.Namespace):
+    """`hwsim run`'s scenario file and the temporary folder that holds it (None for a file named): the file named,
+    or ASTRA-sim's inputs imported into a temporary one (removed once the scenario is loaded)."""
     import tempfile
 
     from hwsim.commands.astra import astra_scenario
@@ -272,19 +273,19 @@ def _astra_file(args: argparse.Namespace) -> str:
                 getattr(args, (given or ["memory"])[0]),
                 "a scenario file or ASTRA-sim's inputs, not both",
             )
-        return args.scenario
+        return args.scenario, None
     if len(given) < 3:
         missing = [f"--{o}" for o in ("network", "system", "workload") if o not in given]
         raise ConfigError(
             "command line", "SCENARIO", NOTHING, f"a scenario file, or ASTRA-sim's inputs (missing {', '.join(missing)})"
         )
     imported = astra_scenario(args.network, args.system, args.workload, args.memory, args.backend)
-    folder = Path(tempfile.mkdtemp(prefix="hwsim-astra-"))
-    path = folder / f"{imported.scenario['name']}.yaml"
-    path.write_text(imported.yaml(), encoding="utf-8")
     for line in imported.lines:
         print(f"  {line}")
-    return str(path)
+    folder = tempfile.TemporaryDirectory(prefix="hwsim-astra-")
+    path = Path(folder.name) / f"{imported.scenario['name']}.yaml"
+    path.write_text(imported.yaml(), encoding="utf-8")
+    return str(path), folder
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -293,9 +294,13 @@ def _run(args: argparse.Namespace) -> int:
     from hwsim.report.console import describe
     from hwsim.result import run
 
-    args.scenario = _astra_file(args)
-    scenario = load_scenario(args.scenario, args.overrides, args.seed)
-    check(scenario, args.scenario)  # cross-field mistakes, named against the file
+    args.scenario, temporary = _astra_file(args)
+    try:
+        scenario = load_scenario(args.scenario, args.overrides, args.seed)
+        check(scenario, args.scenario)  # cross-field mistakes, named against the file
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
     if args.out is not None:
         writable_folder(args.out, "--out")
     enabled = {"auto": None, "on": True, "off": False}[args.progress]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +80,7 @@ def astra_scenario(
 ) -> AstraImport:
     """The hwsim scenario that means what ASTRA-sim makes of these inputs, or a ConfigError naming the file and
     key hwsim cannot mean. `traces_relative_to`: write the trace prefix relative to this folder (where the
-    scenario file goes)."""
+    scenario file goes) when they are inside it; otherwise it is absolute."""
     if backend not in BACKENDS:
         raise ConfigError("command line", "--backend", backend, f"one of {', '.join(BACKENDS)}")
     out = AstraImport({})
@@ -99,9 +98,9 @@ def astra_scenario(
     out.lines.append(f"backend {backend} -> hardware.network.model: {BACKENDS[backend]}")
     if backend == "congestion_aware" and len(dims) > 1:
         out.lines.append("(ASTRA-sim 5f07824's congestion-aware backend runs 1-D networks only; hwsim runs this one)")
-    prefix = Path(workload)
-    if traces_relative_to is not None:
-        prefix = Path(os.path.relpath(prefix.resolve(), traces_relative_to.resolve()))
+    prefix = Path(workload).resolve()  # a scenario file resolves it against its own folder
+    if traces_relative_to is not None and prefix.is_relative_to(traces_relative_to.resolve()):
+        prefix = prefix.relative_to(traces_relative_to.resolve())  # beside the scenario file: relative, movable with it
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(workload).name).strip("_") or "workload"
     out.scenario = {
         "name": f"astra_{name}",

@@ -156,7 +156,10 @@ def test_the_command_writes_a_scenario_that_runs_like_the_three_files_do(tmp_pat
     printed = capsys.readouterr().out
     assert "50 GiB/s (ASTRA-sim's GB is 2^30 B)" in printed and "hardware.nic.overhead: 10 ns" in printed
     assert Path(load_scenario(out).model.traces).resolve() == (tmp_path / "w").resolve()
-    assert "traces: ../w" in out.read_text()
+    assert f"traces: {(tmp_path / 'w').resolve()}" in out.read_text()  # outside the scenario's folder: absolute
+    inside = tmp_path / "beside.yaml"
+    assert main(["import", "astra", *args, "--out", str(inside)]) == 0
+    assert "traces: w\n" in inside.read_text()
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(out), "--out", "a", "report.plots=false"]) == 0
     first = json.loads((tmp_path / "a" / "summary.json").read_text())["step_time_s"]
