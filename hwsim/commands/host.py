@@ -195,8 +195,9 @@ def _profiler(torch):
 
 
 def table(rows: list[HostRow]) -> str:
+    steps = min(LOSS_STEPS, min((len(r.measured_losses) for r in rows), default=LOSS_STEPS))
     lines = [
-        "| processes | measured step | predicted step | error | goal | loss: largest relative difference (first 100 steps) | goal |",
+        f"| processes | measured step | predicted step | error | goal | loss: largest relative difference (first {steps} steps) | goal |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
