@@ -48,9 +48,6 @@ import pandas as pd
 import simpy
 
 from hwsim.codecs import CodecError, codec_from_setting
-from hwsim.collectives import CollectiveError
-from hwsim.collectives.algorithms import SYMMETRY
-from hwsim.collectives.executor import loopbacks
 from hwsim.collectives.schedule import Slots, collective, phases
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
@@ -58,7 +55,7 @@ from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError
 from hwsim.kernels import sgd_momentum
 from hwsim.network import Cluster
-from hwsim.systems.checks import check_bank, check_collective
+from hwsim.systems.checks import check_bank, check_collective, check_symmetric
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
@@ -89,7 +86,7 @@ def check_scenario(scenario: Scenario, where: str) -> None:
     if system.mode == "exact":
         _check_exact_size(scenario, t, groups, sizes, names, where)
     if system.mode != "exact":
-        _check_symmetric(scenario, t, groups, names, where)
+        check_symmetric(scenario, t, groups, names, system.replicas, where)
 
 
 EXACT_TRANSFERS = 30_000_000
@@ -150,7 +147,7 @@ def _check_exact_size(scenario: Scenario, t, groups, sizes: list[int], names: li
     for mode in ("symmetric", "lockstep"):
         trial = dataclasses.replace(scenario, system=dataclasses.replace(scenario.system, mode=mode))
         try:
-            _check_symmetric(trial, t, groups, names, where)
+            check_symmetric(trial, t, groups, names, scenario.system.replicas, where)
         except ConfigError as err:
             verdicts.append(f"{mode} does not apply ({err.expected.removeprefix('exact ')})")
             continue
@@ -170,32 +167,6 @@ def _check_exact_size(scenario: Scenario, t, groups, sizes: list[int], names: li
         f"{EXACT_TRANSFERS:,} transfers or {format_quantity(EXACT_PLAN_BYTES, 'size')} of plans. Here "
         f"{'; '.join(verdicts)}; else fewer replicas, layers, chunks or steps",
     )
-
-
-def _check_symmetric(scenario: Scenario, t, groups, names, where: str) -> None:
-    """Symmetric and lockstep modes are exact only for identical replicas on a symmetric fabric, with
-    algorithms whose ranks step in rounds: refuse the rest. (Lockstep on a slow link would make every
-    round wait for it: measured 23 % short under `flow` and 66 % long under `ideal` on 16 NPUs.)"""
-    mode = scenario.system.mode
-    network = scenario.hardware.network
-    if network is not None and network.overrides:
-        raise ConfigError(
-            where, "system.mode", mode, "exact (hardware.network.overrides make the replicas differ: a slow or down link)"
-        )
-    for name in names:
-        if name not in SYMMETRY:
-            raise ConfigError(
-                where, "system.mode", mode, f"exact for {name} ({mode}: {', '.join(SYMMETRY)}, whose ranks step in rounds)"
-            )
-    if mode == "lockstep":
-        return
-    spec = scenario.system.collective
-    for per_dim in groups if spec.hierarchical else [[list(range(scenario.system.replicas))]]:
-        group = next(g for g in per_dim if 0 in g)
-        try:
-            loopbacks(t, group)
-        except CollectiveError as err:
-            raise ConfigError(where, "system.mode", "symmetric", f"exact here: {err}") from None
 
 
 class DataParallel:

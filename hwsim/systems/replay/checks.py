@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from hwsim.errors import ConfigError
-from hwsim.systems.checks import check_bank, check_collective
+from hwsim.systems.checks import check_bank, check_collective, check_symmetric
 from hwsim.workloads import RECORDED, recorded
 
 
@@ -23,7 +23,7 @@ def check_replay(scenario, where: str) -> None:
     traces = recorded(model)
     _check_collectives(traces)
     ops = tuple(sorted({n.collective for n in traces.ranks[0] if n.kind == "collective"}))
-    check_collective(scenario, traces.npus, ops, where)
+    t, groups, _, names = check_collective(scenario, traces.npus, ops, where)
     _check_messages(traces)
     if system.mode == "symmetric":
         if any(nodes != traces.ranks[0] for nodes in traces.ranks[1:]):
@@ -31,6 +31,7 @@ def check_replay(scenario, where: str) -> None:
             raise ConfigError(where, "system.mode", "symmetric", f"exact: NPU {other}'s trace differs from NPU 0's")
         if any(n.kind in ("send", "recv") for n in traces.ranks[0]):
             raise ConfigError(where, "system.mode", "symmetric", "exact: the traces send and receive messages")
+        check_symmetric(scenario, t, groups, names, traces.npus, where)
 
 
 def _check_collectives(traces) -> None:

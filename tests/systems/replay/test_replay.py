@@ -217,3 +217,10 @@ def test_a_data_parallel_pipeline_is_not_exported_yet(tmp_path):
     job = load_scenario(PROJECT_ROOT / "scenarios" / "pipeline_1f1b.yaml")
     with pytest.raises(ConfigError, match="process groups"):
         check_exportable(job)
+
+
+def test_symmetric_mode_where_it_cannot_be_exact_is_refused_before_the_run(tmp_path):
+    """Identical traces on a ring (a transfer is not NPU, switch, NPU): a clear error at the check, not a
+    traceback from the run."""
+    with pytest.raises(ConfigError, match="one switch"):
+        _scenario(tmp_path, [_data_parallel_step(tmp_path)] * 8, system="{kind: replay, mode: symmetric}")
