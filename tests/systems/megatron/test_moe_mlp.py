@@ -28,20 +28,22 @@ def _flat(params: dict) -> np.ndarray:
 
 
 def test_the_reference_gradients_are_the_loss_slopes():
-    """The float64 reference's gradient against central differences of its loss, on a few random entries of every
-    parameter: steps of 1e-4 (divided by the float32 parameter's actual move), too small to change the routing or
-    cross a ReLU's kink but in rare draws."""
+    """The float64 reference's gradient against central differences of its loss, on 3 random entries of every
+    parameter where the loss is smooth: steps of 1e-4 (divided by the float32 parameter's actual move). An entry
+    whose one-sided slopes disagree sits on a kink (a ReLU's, or a routing change) within the step, where no
+    gradient is defined: it is drawn again (rare; a CI run met one)."""
     scenario, system = _run("system.steps=1", "model.moe.experts=4", "system.parallel.data=2", "system.parallel.expert=2")
     model, params = system.model, system.start_params
     data = system.data
     rows = np.random.default_rng().choice(len(data.y_train), 16, replace=False)
     x, y = data.x_train[rows], data.y_train[rows]
-    _, grads = reference_grads(model, params, x, y)
+    base, grads = reference_grads(model, params, x, y)
     rng = np.random.default_rng()
     for name, index in (("trunk", 0), ("router", None), ("experts", (1, 2)), ("out", 0)):
         target = params[name] if index is None else params[name][index] if name != "experts" else params[name][index[0]][index[1]]
         grad = grads[name] if index is None else grads[name][index] if name != "experts" else grads[name][index[0]][index[1]]
-        for flat in rng.choice(target.size, 3, replace=False):
+        checked = 0
+        for flat in rng.permutation(target.size):
             at = np.unravel_index(flat, target.shape)
             old = target[at]
             losses, moved = [], []
@@ -50,8 +52,16 @@ def test_the_reference_gradients_are_the_loss_slopes():
                 moved.append(float(target[at]))  # the float32 parameter's actual value
                 losses.append(reference_grads(model, params, x, y)[0])
             target[at] = old
+            right = (losses[0] - base) / (moved[0] - float(old))
+            left = (base - losses[1]) / (float(old) - moved[1])
+            if abs(right - left) > 1e-3 * max(abs(right), abs(left)) + 1e-7:
+                continue  # a kink within the step
             slope = (losses[0] - losses[1]) / (moved[0] - moved[1])
             assert slope == pytest.approx(grad[at], rel=1e-3, abs=1e-7), (name, at)
+            checked += 1
+            if checked == 3:
+                break
+        assert checked == 3, name
 
 
 @pytest.mark.parametrize("ranks", [1, 4])
