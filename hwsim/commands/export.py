@@ -66,20 +66,13 @@ def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
     a forward waits for its input activations from the stage before (a receive), a backward for its output
     gradient from the stage after, each sending what the next needs when it ends (a send; on one device, a
     dependency); after the last op, each stage's update. Op times are the stages' cycle-model costs."""
-    from hwsim.policies import build_schedule, is_split
-    from hwsim.systems.pipeline.checks import pipeline_shape
-    from hwsim.systems.stages import UPDATE_OPS, split_layers, stage_costs
+    from hwsim.systems.pipeline.checks import stage_plan
+    from hwsim.systems.stages import UPDATE_OPS
     from hwsim.systems.storage import element_bytes
-    from hwsim.workloads import make_model
 
     spec = scenario.system
-    shape = pipeline_shape(spec)
-    schedule = build_schedule(spec.schedule, shape)
-    split = is_split(schedule)
-    model = make_model(scenario.model)
-    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
-    layers = [model_stages[shape.model_stage(u)] for u in range(shape.stages)]
-    costs = stage_costs(model.layer_ops(spec.microbatch), layers, scenario.hardware, spec.compute_precision)
+    plan = stage_plan(scenario)
+    shape, schedule, split, costs = plan.shape, plan.schedule, plan.split, plan.costs
     elem = element_bytes(scenario.hardware.memory[spec.bank].precision)
     vector = Device(simpy.Environment(), "export", scenario.hardware).vector
     traces: list[list[EtNode]] = [[] for _ in range(shape.devices)]

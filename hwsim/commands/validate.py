@@ -37,7 +37,6 @@ from hwsim.policies import (
     Op,
     Timed,
     bubbles,
-    build_schedule,
     dependencies,
     execute,
     idle_windows,
@@ -49,9 +48,7 @@ from hwsim.policies import (
 )
 from hwsim.policies.filling import dependencies as fill_dependencies
 from hwsim.report.pipeline import PIPELINE_OPS, device_index, op_times
-from hwsim.systems.pipeline.system import pipeline_shape
-from hwsim.systems.stages import split_layers, stage_costs
-from hwsim.workloads import make_model
+from hwsim.systems.pipeline.checks import stage_plan
 
 MATH_RTOL = 1e-5  # of the largest weight: float32 rounding of a few hundred accumulated terms
 TIME_RTOL = 1e-9  # of the makespan: float rounding of sums of op times
@@ -179,17 +176,8 @@ def _with(scenario: Scenario, **system) -> Scenario:
 def _policy_checks(scenario: Scenario) -> list[Check]:
     """The schedule as data, with the pipeline's stage times from the cycle model."""
     spec = scenario.system
-    shape = pipeline_shape(spec)
-    schedule = build_schedule(spec.schedule, shape)
-    split = is_split(schedule)
-    model = make_model(scenario.model)
-    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
-    costs = stage_costs(
-        model.layer_ops(spec.microbatch),
-        [model_stages[shape.model_stage(u)] for u in range(shape.stages)],
-        scenario.hardware,
-        spec.compute_precision,
-    )
+    plan = stage_plan(scenario)
+    shape, schedule, split, costs = plan.shape, plan.schedule, plan.split, plan.costs
     tf = float(np.mean([c.forward_s for c in costs]))
     if split:  # B the input gradient, W the weight gradient
         tb, tw = float(np.mean([c.input_s for c in costs])), float(np.mean([c.weight_s for c in costs]))

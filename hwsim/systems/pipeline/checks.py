@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
 from hwsim.errors import ConfigError
-from hwsim.policies import SCHEDULES, ScheduleError, Shape, build_schedule, resolve_schedule
+from hwsim.policies import SCHEDULES, ScheduleError, Shape, build_schedule, is_split, resolve_schedule
 from hwsim.policies.filling import FillError, resolve_filler
 from hwsim.systems.checks import check_bank, check_mode
 from hwsim.systems.pipeline.filling import fill_stages
-from hwsim.systems.stages import split_layers
+from hwsim.systems.stages import StageCost, split_layers, stage_costs
 from hwsim.workloads import make_model
 
 
@@ -17,6 +19,30 @@ def pipeline_shape(spec) -> Shape:
     """The schedule shape of a `PipelineSpec` (the placement defaults to what the schedule needs)."""
     placement = spec.placement or resolve_schedule(spec.schedule).placement or "contiguous"
     return Shape(spec.devices, spec.stages_per_device, spec.microbatches, placement, spec.group, spec.reverse_backward)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a pipeline scenario runs, before any simulation: its shape, its schedule, each stage's layers and
+    each stage's cost per micro-batch on the scenario's hardware (`stage_costs`)."""
+
+    shape: Shape
+    schedule: tuple
+    split: bool
+    stage_layers: list
+    costs: list[StageCost]
+
+
+def stage_plan(scenario: Scenario, model=None) -> StagePlan:
+    """The `StagePlan` of a pipeline scenario (`model`: its workload, made from the scenario when not given)."""
+    spec = scenario.system
+    model = make_model(scenario.model) if model is None else model
+    shape = pipeline_shape(spec)
+    schedule = build_schedule(spec.schedule, shape)
+    model_stages = split_layers(model, shape.model_stages, spec.layers_per_stage)
+    layers = [model_stages[shape.model_stage(u)] for u in range(shape.stages)]
+    costs = stage_costs(model.layer_ops(spec.microbatch), layers, scenario.hardware, spec.compute_precision)
+    return StagePlan(shape, schedule, is_split(schedule), layers, costs)
 
 
 def check_pipeline(scenario: Scenario, where: str) -> None:

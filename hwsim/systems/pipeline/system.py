@@ -48,15 +48,12 @@ from hwsim.config.schema import Scenario
 from hwsim.errors import InvalidSchedule
 from hwsim.hardware import Device, Placeholder
 from hwsim.network import Cluster
-from hwsim.policies import Op, ScheduleError, build_schedule, execute, is_split
-from hwsim.systems.pipeline.checks import check_pipeline, check_samples, pipeline_shape
+from hwsim.policies import Op, ScheduleError, execute
+from hwsim.systems.pipeline.checks import check_pipeline, check_samples, stage_plan
 from hwsim.systems.pipeline.filling import SecondInstance
 from hwsim.systems.stages import (
     UPDATE_OPS,
-    StageCost,
-    split_layers,
     stage_backward,
-    stage_costs,
     stage_forward,
     stage_input_backward,
     stage_update,
@@ -109,13 +106,10 @@ class Pipeline:
         self.cluster = cluster
         self.env, self.model, self.data, self.recorder, self.progress = env, model, data, recorder, progress
         self.eval_every = scenario.run.eval_every
-        self.shape = pipeline_shape(spec)
-        self.schedule = build_schedule(spec.schedule, self.shape)
-        self.split = is_split(self.schedule)
-        model_stages = split_layers(model, self.shape.model_stages, spec.layers_per_stage)
-        self.stage_layers = [model_stages[self.shape.model_stage(u)] for u in range(self.shape.stages)]
+        plan = stage_plan(scenario, model)
+        self.shape, self.schedule, self.split = plan.shape, plan.schedule, plan.split
+        self.stage_layers, self.costs = plan.stage_layers, plan.costs
         self.layer_ops = model.layer_ops(spec.microbatch)
-        self.costs: list[StageCost] = stage_costs(self.layer_ops, self.stage_layers, scenario.hardware, spec.compute_precision)
         self.math = data is not None
         self.replicas = spec.data_parallel if spec.replicas == "all" else 1
         self.elem = element_bytes(scenario.hardware.memory[spec.bank].precision)

@@ -16,9 +16,14 @@ RING8 = "{base: datacenter_npu, network: {kind: ring, npus: 8, bandwidth: 50 GB/
 def _scenario(tmp_path, traces: list[list[EtNode]], hardware: str = RING8, system: str = "{kind: replay}"):
     for r, nodes in enumerate(traces):
         write_trace(tmp_path / f"t.{r}.et", nodes)
+    return _replay(tmp_path, "t", hardware, system)
+
+
+def _replay(tmp_path, prefix: str, hardware: str = RING8, system: str = "{kind: replay}"):
+    """The checked replay scenario of the trace set `tmp_path/prefix`."""
     path = tmp_path / "replay.yaml"
     path.write_text(
-        f"name: replay\nhardware: {hardware}\nmodel: {{kind: chakra, traces: t}}\nsystem: {system}\n"
+        f"name: replay\nhardware: {hardware}\nmodel: {{kind: chakra, traces: {prefix}}}\nsystem: {system}\n"
         "run: {mode: timing-only}\nreport: {plots: false}\n"
     )
     scenario = load_scenario(path)
@@ -201,14 +206,7 @@ def test_an_exported_pipeline_replays_in_the_pipeline_systems_step_time(tmp_path
     alone = _step(simulate(job))
     files = export_chakra(job, tmp_path)
     assert len(files) == 4
-    path = tmp_path / "replay.yaml"
-    path.write_text(
-        f"name: replay\nhardware: {EDGE}\nmodel: {{kind: chakra, traces: {job.name}}}\nsystem: {{kind: replay}}\n"
-        "run: {mode: timing-only}\nreport: {plots: false}\n"
-    )
-    replayed = load_scenario(path)
-    check(replayed, str(path))
-    assert _step(simulate(replayed)) == pytest.approx(alone, rel=tolerance)
+    assert _step(simulate(_replay(tmp_path, job.name, EDGE))) == pytest.approx(alone, rel=tolerance)
 
 
 def test_a_data_parallel_pipeline_is_not_exported_yet(tmp_path):
