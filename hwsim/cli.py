@@ -324,8 +324,13 @@ def _export(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     check(scenario, args.scenario)
     check_exportable(scenario, args.scenario)
-    files = export_chakra(scenario, writable_folder(args.out, "out"))
-    print(f"wrote {len(files)} Chakra ET files: {files[0].parent / scenario.name}.{{0..{len(files) - 1}}}.et")
+    from hwsim.commands.progress import ProgressBar
+
+    files = export_chakra(scenario, writable_folder(args.out, "out"), ProgressBar("export"))
+    traces = [f for f in files if f.suffix == ".et"]
+    print(f"wrote {len(traces)} Chakra ET files: {files[0].parent / scenario.name}.{{0..{len(traces) - 1}}}.et")
+    if len(files) > len(traces):
+        print(f"and their process groups (pg_name -> NPUs): {files[-1]}; a replay finds it beside the traces")
     return 0
 
 

@@ -96,8 +96,10 @@ def collective(
     element_bytes: int = 4,
     lockstep: bool = False,
     reduction_rate: float = 0.0,
+    members: Sequence[int] | None = None,
 ) -> Generator:
-    """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU),
+    """Process: `op` over NPUs 0..npus-1 of `fabric` (default: every NPU; hierarchical: always every NPU), or
+    over `members` (a process group's NPUs in rank order; not hierarchical, not symmetric),
     `nbytes` per NPU (`data`, if given, one float32 array per NPU, changed in place); returns an
     `Outcome` (per NPU: end time, bytes sent). `symmetric`: simulate NPU 0 alone, in the group of each
     dimension that holds it, its partners mirrored (`executor.run`'s `mirror`); every NPU's outcome is
@@ -115,7 +117,12 @@ def collective(
     n = t.npus if npus is None else npus
     if hierarchical and n != t.npus:
         raise CollectiveError(f"a hierarchical collective runs on every NPU of the fabric ({t.npus}); asked for {n}")
-    groups = dimension_groups(t) if hierarchical else [[list(range(n))]]
+    if members is not None:
+        if hierarchical or symmetric:
+            raise CollectiveError("a collective over a process group (members) is neither hierarchical nor symmetric")
+        n = t.npus
+    everyone = list(range(n)) if members is None else list(members)
+    groups = dimension_groups(t) if hierarchical else [[everyone]]
     if symmetric:
         groups = [[g for g in per_dim if 0 in g] for per_dim in groups]
     if hierarchical and len(groups) < 2:
@@ -188,7 +195,7 @@ def collective(
 
     for chunk in range(chunks):
         for phase in range(len(steps)):
-            for npu in range(n):
+            for npu in everyone:
                 done[chunk, phase, npu] = env.event()
     processes = [
         env.process(one(chunk, phase, group))

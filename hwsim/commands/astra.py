@@ -86,6 +86,15 @@ def astra_scenario(
     out = AstraImport({})
     dims = _network(Path(network), out)
     traces = TraceSet(_Traces(str(workload)))
+    if traces.groups:
+        raise ConfigError(
+            str(workload),
+            "pg_name",
+            f"process groups ({', '.join(list(traces.groups)[:4])})",
+            "collectives over every NPU: ASTRA-sim 5f07824 ignores a node's pg_name (it runs every collective of "
+            "an NPU over the one group --comm-group-configuration gives it); hwsim runs each over the group its "
+            "pg_name names, so run these traces from a scenario (model: {kind: chakra, traces, groups})",
+        )
     npus = math.prod(d["size"] for d in dims)
     if traces.npus != npus:
         raise ConfigError(
@@ -119,9 +128,10 @@ def astra_scenario(
 
 @dataclass(frozen=True)
 class _Traces:
-    """What TraceSet reads: a chakra model's trace prefix."""
+    """What TraceSet reads: a chakra model's trace prefix (and its process groups: PREFIX.groups.json if any)."""
 
     traces: str
+    groups: str | None = None
 
 
 def _network(path: Path, out: AstraImport) -> list[dict]:

@@ -1,6 +1,6 @@
 """`hwsim export chakra SCENARIO OUT/`: a scenario's workload as Chakra execution traces, one file per NPU.
 
-Built so far: a pipeline of one replica (`system.kind: pipeline`, `data_parallel: 1`; `pipeline_step`), and a
+Built so far: a pipeline of D replicas (`system.kind: pipeline`; `pipeline_step`), and a
 data-parallel job of layers (`system.kind: data_parallel`, `model.kind: layers`). Each NPU's data-parallel
 trace is the step as the data-parallel system runs it: the layers' forwards, then their backwards in reverse,
 each layer's gradient all-reduce after its backward, the optimizer after the last all-reduce (when it takes
@@ -11,7 +11,10 @@ a time (ASTRA-sim's `HardwareResource`), where the data-parallel system overlaps
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import simpy
@@ -22,19 +25,32 @@ from hwsim.hardware.device import Device
 from hwsim.workloads.chakra import EtNode, write_trace
 from hwsim.workloads.layers import Layers
 
+Progress = Callable[..., None]
 
-def export_chakra(scenario: Scenario, out: Path) -> list[Path]:
-    """Write the scenario's traces into `out` as NAME.0.et, NAME.1.et, ...; returns the files. Nothing is
-    written when the scenario is not one export knows."""
+
+def export_chakra(scenario: Scenario, out: Path, progress: Progress | None = None) -> list[Path]:
+    """Write the scenario's traces into `out` as NAME.0.et, NAME.1.et, ... and, when its collectives run over
+    process groups, NAME.groups.json; returns the files. Nothing is written when the scenario is not one export
+    knows. `progress(done, total, what)` hears of each rank built and each file written."""
     check_exportable(scenario)
     system = scenario.system
+    groups: dict[str, list[int]] = {}
     if system.kind == "pipeline":
-        traces = pipeline_step(scenario)
+        traces, groups = pipeline_step(scenario)
+    elif system.kind == "megatron":
+        from hwsim.commands.export_megatron import megatron_step
+
+        traces, groups = megatron_step(scenario, progress)
     else:
         traces = [data_parallel_step(scenario)] * system.replicas
     files = [out / f"{scenario.name}.{r}.et" for r in range(len(traces))]
-    for path, nodes in zip(files, traces, strict=True):
+    for r, (path, nodes) in enumerate(zip(files, traces, strict=True)):
         write_trace(path, nodes)
+        if progress:
+            progress(r + 1, len(files), "writing")
+    if groups:  # the process groups the collectives' pg_name names (read as PREFIX.groups.json)
+        files.append(out / f"{scenario.name}.groups.json")
+        files[-1].write_text(json.dumps(groups, indent=1) + "\n")
     return files
 
 
@@ -42,30 +58,31 @@ def check_exportable(scenario: Scenario, where: str = "scenario") -> None:
     """A scenario `export_chakra` knows, or a clear error."""
     system, model = scenario.system, scenario.model
     if system.kind == "pipeline":
-        if system.data_parallel != 1:
-            raise ConfigError(
-                where,
-                "system.data_parallel",
-                system.data_parallel,
-                "1 (a data-parallel pipeline's all-reduces run over process groups, which the export does not write yet)",
-            )
         if system.fill is not None:
             raise ConfigError(where, "system.fill", "set", "null (a second instance is not exported)")
+        return
+    if system.kind == "megatron":
+        from hwsim.commands.export_megatron import check_megatron_exportable
+
+        check_megatron_exportable(scenario, where)
         return
     if system.kind != "data_parallel" or model.kind != "layers":
         raise ConfigError(
             where,
             "system.kind",
             f"{system.kind} with a {model.kind} model",
-            "data_parallel with a layers model, or a pipeline (what `hwsim export chakra` writes so far)",
+            "data_parallel with a layers model, a pipeline, or megatron (what `hwsim export chakra` writes)",
         )
 
 
-def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
-    """Each pipeline device's step as the pipeline system runs it (one replica): its ops in the schedule's order;
-    a forward waits for its input activations from the stage before (a receive), a backward for its output
-    gradient from the stage after, each sending what the next needs when it ends (a send; on one device, a
-    dependency); after the last op, each stage's update. Op times are the stages' cycle-model costs."""
+def pipeline_step(scenario: Scenario) -> tuple[list[list[EtNode]], dict[str, list[int]]]:
+    """Each pipeline device's step as the pipeline system runs it: its ops in the schedule's order; a forward
+    waits for its input activations from the stage before (a receive), a backward for its output gradient from
+    the stage after, each sending what the next needs when it ends (a send; on one device, a dependency); with
+    data_parallel D > 1, after a stage's last backward (or W) the all-reduce of its gradient over the D replicas'
+    devices at its position (process group `stage_device{d}`: NPUs d, p + d, ..., as the system lays replicas
+    out); after the last op and the device's all-reduces, each stage's update. Op times are the stages'
+    cycle-model costs. Returns the traces of NPUs 0 .. D p - 1 and the process groups."""
     from hwsim.systems.pipeline.checks import stage_plan
     from hwsim.systems.stages import UPDATE_OPS
     from hwsim.systems.storage import element_bytes
@@ -85,6 +102,11 @@ def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
     def tag(kind: str, s: int, j: int) -> int:
         return (s * shape.microbatches + j) * 2 + (kind == "B")
 
+    replicas, p = spec.data_parallel, shape.devices
+    group = [f"stage_device{d}" for d in range(p)]
+    last = "W" if split else "B"
+    backwards = dict.fromkeys(range(shape.stages), 0)  # a stage's ops that have added into its gradient
+    reduces: list[list[int]] = [[] for _ in range(p)]
     previous = [()] * shape.devices
     pending = list(range(shape.devices))
     position = [0] * shape.devices
@@ -133,6 +155,13 @@ def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
             if op.kind != "W" and 0 <= target < shape.stages and shape.device(target) != d:
                 nbytes = math.ceil((c.outputs if op.kind == "F" else c.inputs) * elem)
                 add(d, f"send {op.kind}{s}.{j}", "send", (node,), bytes=nbytes, peer=shape.device(target), tag=tag(op.kind, s, j))
+            if op.kind == last:
+                backwards[s] += 1
+                if replicas > 1 and backwards[s] == len(shape.microbatches_of(s)):
+                    nbytes = math.ceil(c.params * elem)
+                    reduces[d].append(
+                        add(d, f"all-reduce s{s}", "collective", (node,), bytes=nbytes, collective="all_reduce", group=group[d])
+                    )
             position[d] += 1
             progressed = True
             if position[d] == len(schedule[d]):
@@ -140,10 +169,17 @@ def pipeline_step(scenario: Scenario) -> list[list[EtNode]]:
         if not progressed:
             raise ConfigError("scenario", "system.schedule", spec.schedule, "a schedule whose ops can run (this one deadlocks)")
     for d in range(shape.devices):
+        previous[d] = (*previous[d], *reduces[d])
         for s in shape.stages_of(d):
             update = vector.seconds(costs[s].params, UPDATE_OPS)
             previous[d] = (add(d, f"update s{s}", "compute", previous[d], seconds=update),)
-    return traces
+    shifted = [  # replica r's devices are NPUs r p .. r p + p - 1, its messages among them
+        [dataclasses.replace(n, peer=n.peer + r * p) if n.kind in ("send", "recv") else n for n in nodes]
+        for r in range(replicas)
+        for nodes in traces
+    ]
+    groups = {group[d]: [r * p + d for r in range(replicas)] for d in range(p)} if replicas > 1 else {}
+    return shifted, groups
 
 
 def data_parallel_step(scenario: Scenario) -> list[EtNode]:

@@ -242,13 +242,16 @@ def _resolve_trace(raw: dict, base_dir: Path) -> None:
 
 
 def _resolve_traces(raw: dict, base_dir: Path) -> None:
-    """A Chakra model's trace prefix, a torch trace's file: relative to the scenario file."""
+    """A Chakra model's trace prefix and groups file, a torch trace's file: relative to the scenario file."""
     model = raw.get("model")
     key = {"chakra": "traces", "torch_trace": "path"}.get(model.get("kind")) if isinstance(model, dict) else None
     if key is not None:
         traces = model.get(key)
         if isinstance(traces, str) and not Path(traces).is_absolute():
             model[key] = str(base_dir / traces)
+        groups = model.get("groups") if key == "traces" else None
+        if isinstance(groups, str) and not Path(groups).is_absolute():
+            model["groups"] = str(base_dir / groups)
 
 
 def _merge_hardware_changes(raw: dict, base_dir: Path, where: str) -> None:

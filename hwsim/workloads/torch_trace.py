@@ -271,6 +271,7 @@ class TorchTrace:
         self.npus = spec.ranks or self.world
         self.files = [Path(spec.path)] * self.npus
         self.ranks = [nodes] * self.npus
+        self.groups: dict[str, tuple[int, ...]] = {}  # every collective runs over every rank
         self.recorded_s = _span(nodes)
 
 

@@ -171,6 +171,12 @@ class ChakraSpec:
         doc="the trace set's prefix: files PREFIX.0.et, PREFIX.1.et, ... (ASTRA-sim's --workload-configuration), "
         "relative to the scenario file"
     )
+    groups: str | None = spec(
+        None,
+        doc="the process groups a collective's pg_name names: a JSON file {name: [NPU, ...]} (ASTRA-sim's "
+        "--comm-group-configuration format), relative to the scenario file; null: PREFIX.groups.json when it "
+        "exists, else every collective runs over every NPU",
+    )
 
 
 @schema

@@ -141,8 +141,8 @@ class DataParallelSpec:
 class ReplaySpec:
     """A recorded workload replayed (model kind chakra): each NPU runs its trace's nodes as their dependencies
     allow, one compute node at a time on its arithmetic unit (a CPU node on its host), one collective or send at
-    a time; collectives on the fabric with `collective`'s algorithm (the k-th collective of every NPU together),
-    sends and receives as messages, memory nodes on the bank."""
+    a time (or one per stream, `streams`); collectives on the fabric with `collective`'s algorithm (the k-th
+    collective of a process group's NPUs together), sends and receives as messages, memory nodes on the bank."""
 
     kind: str = spec("replay", doc="system", choices=("replay",))
     iterations: int = spec(1, doc="times the traces run, one after another (each an iteration: a step)", min=1)
@@ -155,6 +155,13 @@ class ReplaySpec:
     )
     bank: str | None = spec(None, doc="the bank memory nodes and the roofline use (null: the hardware's first)")
     collective: CollectiveSpec = spec(CollectiveSpec, doc="how the traces' collectives run")
+    streams: str = spec(
+        "one",
+        doc="an NPU's communication: one (one collective or send at a time, ASTRA-sim's HardwareResource) or group "
+        "(one at a time per process group, sends and receives on a stream of their own: NCCL's communicators, each "
+        "on its own CUDA stream)",
+        choices=("one", "group"),
+    )
     mode: str = spec(
         "exact",
         doc="exact: every NPU's trace simulated; symmetric: NPU 0's alone, its partners mirrored (every trace the "

@@ -269,48 +269,62 @@ class StageCosts:
         return out
 
     def _part(self, kernels: tuple[Kernel, ...]) -> Part:
-        """The kernels one after another, each followed by the framework's gap; with `tp_overlap` a collective
-        whose GEMM is among them runs beside it: the pair takes max(c, g + slowdown min(c, g)). A context ring
-        always runs beside its attention (it is built to); collectives beside OP (MoE's all-to-alls with
-        moe_overlap) beside all the op's GEMMs together, as another micro-batch's work hides them in DualPipe."""
+        """The kernels one after another (`timed`), each followed by the framework's gap; collectives beside OP
+        (MoE's all-to-alls with moe_overlap) beside all the op's GEMMs together, as another micro-batch's work
+        hides them in DualPipe."""
+        out = Part(gap_s=len(kernels) * self.framework.kernel_gap)
+        pooled = 0.0  # collectives beside the op's GEMMs as a whole (beside OP)
+        for _, part, seconds, where in self.timed(kernels):
+            out = out + part
+            if where == OP:
+                pooled += seconds
+        if pooled:
+            g = out.gemm_s
+            out.gemm_s = g + self.framework.comm_slowdown * min(pooled, g)
+            exposed = max(0.0, pooled - out.gemm_s)
+            out.tensor_s += exposed
+            out.hidden_s += pooled - exposed
+        return out
+
+    def timed(self, kernels: tuple[Kernel, ...]) -> list[tuple[Kernel, Part, float, str]]:
+        """Each kernel with its share of the op's Part, its own seconds and where it runs ("": in sequence; a
+        GEMM's name: beside that GEMM; OP: beside the op's GEMMs together). With `tp_overlap` a collective whose
+        GEMM is among the kernels runs beside it: the pair takes max(c, g + slowdown min(c, g)), the GEMM's
+        Part holding the slowed GEMM and what of c it does not hide. A context ring always runs beside its
+        attention (it is built to). A collective beside a GEMM or OP adds only its bytes to the Part."""
         fw = self.framework
-        out = Part(gap_s=len(kernels) * fw.kernel_gap)
-        gemms = {k.name: k for k in kernels if k.kind == "gemm"}
-        beside: dict[str, float] = {}  # a GEMM's name: seconds of the collective run beside it
+        gemms = {k.name for k in kernels if k.kind == "gemm"}
 
         def overlapped(k: Kernel) -> bool:
             return k.kind not in ("gemm", "memory") and k.beside in gemms and (fw.tp_overlap or k.group != "tensor")
 
         seconds = self._collective_seconds(kernels)
-        pooled = 0.0  # collectives beside the op's GEMMs as a whole (beside OP)
+        beside: dict[str, float] = {}  # a GEMM's name: seconds of the collective run beside it
         for i, k in enumerate(kernels):
-            if k.kind not in ("gemm", "memory") and k.beside == OP:
-                pooled += seconds[i]
-                self._count_bytes(out, k)
-            elif overlapped(k):
+            if overlapped(k) and k.beside != OP:
                 beside[k.beside] = beside.get(k.beside, 0.0) + seconds[i]
-                self._count_bytes(out, k)
+        out = []
         for i, k in enumerate(kernels):
             if k.kind == "gemm":
-                gemm = self._gemm(k.gemm, k.out_bytes, k.attention, quantize=not k.name.endswith(" dw"))
+                part = self._gemm(k.gemm, k.out_bytes, k.attention, quantize=not k.name.endswith(" dw"))
                 c = beside.get(k.name, 0.0)
                 if c:
-                    g = gemm.gemm_s
-                    gemm.gemm_s = g + fw.comm_slowdown * min(c, g)
-                    gemm.tensor_s = max(0.0, c - gemm.gemm_s)
-                    gemm.hidden_s = c - gemm.tensor_s
-                out = out + gemm
+                    g = part.gemm_s
+                    part.gemm_s = g + fw.comm_slowdown * min(c, g)
+                    part.tensor_s = max(0.0, c - part.gemm_s)
+                    part.hidden_s = c - part.tensor_s
+                out.append((k, part, part.gemm_s + part.memory_s, ""))
             elif k.kind == "memory":
-                self._memory(out, k.bytes)
-            elif not overlapped(k) and k.beside != OP:
-                out.tensor_s += seconds[i]
-                self._count_bytes(out, k)
-        if pooled:
-            g = out.gemm_s
-            out.gemm_s = g + fw.comm_slowdown * min(pooled, g)
-            exposed = max(0.0, pooled - out.gemm_s)
-            out.tensor_s += exposed
-            out.hidden_s += pooled - exposed
+                part = Part()
+                self._memory(part, k.bytes)
+                out.append((k, part, part.memory_s, ""))
+            else:
+                part = Part()
+                self._count_bytes(part, k)
+                where = OP if k.beside == OP else k.beside if overlapped(k) else ""
+                if not where:
+                    part.tensor_s = seconds[i]
+                out.append((k, part, seconds[i], where))
         return out
 
     def _collective_seconds(self, kernels: tuple[Kernel, ...]) -> dict[int, float]:

@@ -664,14 +664,7 @@ class Megatron:
             row["data_comm_s"] += self.env.now - start
         # each rank's updated shard back to every rank; with overlap_param_gather in the next step's forwards
         gather_s, gather_bytes = self._param_gather(j, params, routed) if distributed and not self.prefetch else (0.0, 0.0)
-        every, shard = optimizer_bytes(self.spec.precision)
-        shards = 1 if self.spec.optimizer == "allreduce" else self.d
-        routed_shards = 1 if self.spec.optimizer == "allreduce" else self.ed
-        owned = (params - routed) / shards + routed / routed_shards  # the master weights this rank updates
-        adam_bytes = params / (self.d if sharded else 1) * every + owned * shard
-        if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
-            adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
-        adam_s = adam_bytes / self.hardware.memory[self.spec.bank].rate
+        adam_s, adam_bytes = self.optimizer_step(j)
         self.traffic.data[j] += gather_bytes
         if tied is not None and j in (0, self.p - 1):
             yield from self._tied_embedding(j, row, tied)
@@ -682,6 +675,19 @@ class Megatron:
         if turn is not None:
             self.fill.locks[j].release(turn)
         yield from self._busy(self.data_units[j], gather_s, "parameter all-gather", row, "data_comm_s", gather_bytes)
+
+    def optimizer_step(self, j: int) -> tuple[float, float]:
+        """(seconds, bytes moved) of device j's optimizer step at the bank's achieved rate: every parameter's
+        16-bit weight and gradient, and the master weights this rank owns (`optimizer_bytes`)."""
+        params, routed = self.params[j], self.routed[j]
+        every, shard = optimizer_bytes(self.spec.precision)
+        shards = 1 if self.spec.optimizer == "allreduce" else self.d
+        routed_shards = 1 if self.spec.optimizer == "allreduce" else self.ed
+        owned = (params - routed) / shards + routed / routed_shards  # the master weights this rank updates
+        adam_bytes = params / (self.d if self.sharded else 1) * every + owned * shard
+        if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
+            adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
+        return adam_bytes / self.hardware.memory[self.spec.bank].rate, adam_bytes
 
     def _param_gather(self, j: int, params: float, routed: float) -> tuple[float, float]:
         """(seconds, bytes sent) of the distributed optimizer's all-gather of `params` updated 16-bit weights over

@@ -4,15 +4,16 @@ Each NPU takes the nodes of its trace as ASTRA-sim's `Workload` does (astra-sim/
 HardwareResource.cc, 518bd51): a node is ready once every node it depends on has finished; ready nodes are
 issued in the order of their ids, each when its resource is free. An NPU runs one GPU compute node at a time
 (on its arithmetic unit), one CPU node at a time (on its host), and one collective or send at a time; a receive
-waits beside them. A compute node takes its recorded duration, or with `compute: roofline` its num_ops at the
+waits beside them. With `streams: group` it runs one collective at a time per process group and one send at a
+time beside them (NCCL's communicators, each on a CUDA stream of its own). A compute node takes its recorded duration, or with `compute: roofline` its num_ops at the
 arrays' peak or its tensor_size at the bank's rate, whichever is longer. A memory node moves its bytes through
 the bank.
 
-The k-th collective issued on every NPU is one collective: it starts when the last NPU has issued it and ends
-for all at once (`hwsim.collectives.schedule.collective`, with the scenario's algorithm, chunks, in-flight chunks
+The k-th collective issued on every NPU of a process group (a node's `pg_name`; none: every NPU) is one
+collective: it starts when the group's last NPU has issued it and ends for all of them at once (`hwsim.collectives.schedule.collective`, with the scenario's algorithm, chunks, in-flight chunks
 and dimensions). Its `comm_size` means what ASTRA-sim takes it for (astra-sim/system/collective/Ring.cc,
 5f07824): an all-reduce's buffer, a reduce-scatter's input, an all-to-all's buffer, and an all-gather's *input*
-(its output is that times the NPUs). A send moves its bytes from its NPU to the peer over the fabric; the
+(its output is that times the group's NPUs). A send moves its bytes from its NPU to the peer over the fabric; the
 receive with the same source, destination and tag (in order, when several share them) finishes when they have
 arrived. A `delay` node (a torch trace's recorded gap) waits its time on no resource; with `compute:
 cycle_model`, a GEMM a torch trace identified takes the arrays' cycles (and their launch), other nodes their
@@ -106,15 +107,20 @@ class Replay:
                 children[d].append(n.id)
         ready = [i for i, count in waiting.items() if count == 0]
         heapq.heapify(ready)
-        busy = {"compute": False, "cpu": False, "comm": False}
+        busy: dict[str, bool] = defaultdict(bool)  # a resource is busy
+        streams = self.spec.streams == "group"
         changed = env.event()
         left = len(nodes)
-        collectives = 0  # issued so far: the k-th of every NPU meet
+        collectives: dict[str, int] = defaultdict(int)  # issued so far per group: the k-th of its NPUs meet
 
         def resource(n: EtNode) -> str | None:
             if n.kind == "compute":
                 return "cpu" if n.cpu else "compute"
-            return "comm" if n.kind in ("collective", "send") else None
+            if n.kind not in ("collective", "send"):
+                return None
+            if not streams:
+                return "comm"
+            return f"comm {n.group}" if n.kind == "collective" else "p2p"
 
         def finish(n: EtNode, unit: str | None, k: int) -> Generator:
             nonlocal changed, left
@@ -141,8 +147,8 @@ class Replay:
                 if unit is not None:
                     busy[unit] = True
                 if n.kind == "collective":
-                    collectives += 1
-                env.process(finish(n, unit, collectives))
+                    collectives[n.group] += 1
+                env.process(finish(n, unit, collectives[n.group]))
             for i in held:
                 heapq.heappush(ready, i)
             if left:
@@ -150,7 +156,7 @@ class Replay:
                 changed = env.event()
 
     def _node(self, r: int, n: EtNode, iteration: int, k: int) -> Generator:
-        """Run node n of NPU r (k: the collectives NPU r has issued, this one included)."""
+        """Run node n of NPU r (k: the collectives of n's group NPU r has issued, this one included)."""
         device, label = self.devices[r], f"{n.name or n.kind} ({n.id})"
         if n.kind == "compute":
             if n.cpu:
@@ -195,15 +201,17 @@ class Replay:
         return max(n.flops / device.systolic.peak_per_s, n.bytes / device.bank(self.bank_name).rate)
 
     def _collective(self, r: int, n: EtNode, iteration: int, k: int) -> Generator:
-        """NPU r's k-th collective: wait for every NPU's k-th, run it once, end together."""
-        meet = self._collectives.setdefault(k, {"nodes": {}, "done": self.env.event()})
+        """NPU r's k-th collective of its group: wait for the group's NPUs' k-th, run it once, end together."""
+        meet = self._collectives.setdefault((n.group, k), {"nodes": {}, "done": self.env.event()})
         meet["nodes"][r] = n
-        if len(meet["nodes"]) == len(self.devices):
-            self.env.process(self._run_collective(meet, iteration, k))
+        members = self.traces.groups[n.group] if n.group else None
+        if len(meet["nodes"]) == (len(self.devices) if members is None else len(members)):
+            self.env.process(self._run_collective(meet, iteration, k, members))
         yield meet["done"]
 
-    def _run_collective(self, meet: dict, iteration: int, k: int) -> Generator:
-        first = meet["nodes"][0]  # every NPU's k-th collective is alike (`check_replay`)
+    def _run_collective(self, meet: dict, iteration: int, k: int, members: tuple[int, ...] | None) -> Generator:
+        first = next(iter(meet["nodes"].values()))  # the group's k-th collectives are alike (`check_replay`)
+        size = self.npus if members is None else len(members)
         c = self.spec.collective
         names = [c.algorithm] if isinstance(c.algorithm, str) else list(c.algorithm)
         start = self.env.now
@@ -212,7 +220,7 @@ class Replay:
             self.cluster.fabric,
             first.collective,
             names[0] if len(names) == 1 else names,
-            first.bytes * (self.npus if first.collective == "all_gather" else 1),
+            first.bytes * (size if first.collective == "all_gather" else 1),
             chunks=c.chunks,
             in_flight=c.in_flight,
             hierarchical=c.hierarchical,
@@ -221,10 +229,11 @@ class Replay:
             slots=self.slots,
             transport=self.transport,
             reduction_rate=c.reduction_rate,
+            members=members,
         )
         self.rows.append([iteration, k, first.collective, first.bytes, start, self.env.now])
         self.cluster.recorder.collective(
-            f"{first.name or first.collective} ({k})", first.collective, str(c.algorithm), first.bytes, start, self.env.now
+            f"{first.name or first.collective} ({first.group + ' ' if first.group else ''}{k})", first.collective, str(c.algorithm), first.bytes, start, self.env.now
         )
         meet["done"].succeed()
 

@@ -8,7 +8,9 @@ names it. The messages are decoded with the `protobuf` package (`et_pb2`, genera
 What a node means is what ASTRA-sim's `Workload::issue` makes of it (astra-sim/workload/Workload.cc, 518bd51):
 - COMP_NODE: runs for `duration_micros` (1 ns when 0), on the CPU when its `is_cpu_op` attribute is true; its
   `num_ops` and `tensor_size` attributes are kept for the cycle model;
-- COMM_COLL_NODE: a collective of `comm_type` on `comm_size` bytes per NPU;
+- COMM_COLL_NODE: a collective of `comm_type` on `comm_size` bytes per NPU, over the process group its `pg_name`
+  names (the trace set's groups file: {name: [NPU, ...]}, ASTRA-sim's --comm-group-configuration format), else
+  over every NPU;
 - COMM_SEND_NODE / COMM_RECV_NODE: `comm_size` bytes to `comm_dst` / from `comm_src`, matched by `comm_tag`;
 - MEM_LOAD_NODE / MEM_STORE_NODE: `tensor_size` bytes to or from memory;
 - METADATA_NODE and INVALID_NODE: nothing to run (their dependants wait for them all the same).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +73,7 @@ class EtNode:
     peer: int = -1  # send: the destination NPU; recv: the source
     tag: int = 0  # send / recv: matched by (source, destination, tag)
     gemm: tuple | None = None  # compute: (m, n, k, count, precision) when it is a GEMM (a torch trace's)
+    group: str = ""  # a collective's process group (pg_name; empty: every NPU)
 
 
 def read_trace(path: str | Path) -> list[EtNode]:
@@ -174,14 +178,12 @@ def _node(node, path: Path) -> EtNode:
             raise ConfigError(
                 str(path), f"{where}.involved_dim", dims, "every dimension (collectives over part of the fabric are not read yet)"
             )
-        if attrs.get("pg_name"):
-            raise ConfigError(
-                str(path),
-                f"{where}.pg_name",
-                attrs["pg_name"],
-                "none (process groups are not read yet: a collective over every NPU)",
-            )
-        return EtNode(**base, collective=COLLECTIVES[comm_type], bytes=_size(attrs, "comm_size", path, where))
+        return EtNode(
+            **base,
+            collective=COLLECTIVES[comm_type],
+            bytes=_size(attrs, "comm_size", path, where),
+            group=str(attrs.get("pg_name", "")),
+        )
     if kind in ("send", "recv"):
         key = "comm_dst" if kind == "send" else "comm_src"
         if key not in attrs:
@@ -202,13 +204,17 @@ def _size(attrs: dict, key: str, path: Path, where: str) -> int:
 
 class TraceSet:
     """A trace set's nodes, one list per NPU in rank order (`trace_files`, `read_trace`), each node's
-    dependencies checked to be nodes of its file."""
+    dependencies checked to be nodes of its file; its process groups (`read_groups`), each collective's group
+    one that holds its NPU."""
 
     def __init__(self, spec):
         self.spec = spec
         self.files = trace_files(spec.traces)
         self.ranks = [_read_cached(str(path), path.stat().st_mtime_ns) for path in self.files]
-        for path, nodes in zip(self.files, self.ranks, strict=True):
+        default = Path(f"{spec.traces}.groups.json")
+        where = spec.groups or (str(default) if default.is_file() else None)
+        self.groups = read_groups(where, len(self.files)) if where else {}
+        for r, (path, nodes) in enumerate(zip(self.files, self.ranks, strict=True)):
             ids = {n.id for n in nodes}
             for n in nodes:
                 missing = [d for d in n.deps if d not in ids]
@@ -216,6 +222,9 @@ class TraceSet:
                     raise ConfigError(
                         str(path), f"node {n.id} ({n.name})", f"a dependency on node {missing[0]}", "nodes of its own file"
                     )
+                if n.group and r not in self.groups.get(n.group, ()):
+                    known = f"a group of {where} that holds NPU {r}" if where else "none (no groups file: give model.groups)"
+                    raise ConfigError(str(path), f"node {n.id} ({n.name}).pg_name", n.group, known)
             _check_acyclic(nodes, path)
 
     @property
@@ -241,6 +250,26 @@ def _check_acyclic(nodes, path: Path) -> None:
         raise ConfigError(
             str(path), f"node {stuck[0]}", "a cycle of dependencies", "dependencies that end (a graph without cycles)"
         )
+
+
+def read_groups(path: str, npus: int) -> dict[str, tuple[int, ...]]:
+    """A groups file: a JSON object of group name -> its NPUs in rank order, each NPU of the set and once in a
+    group; a clear error otherwise."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(path, "model.groups", path, f"a readable JSON file of process groups ({err.strerror})") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(path, "", "text that is not JSON", f"a JSON object {{name: [NPU, ...]}} ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "", type(raw).__name__, "a JSON object {name: [NPU, ...]}")
+    out = {}
+    for name, members in raw.items():
+        ok = isinstance(members, list) and members and all(isinstance(m, int) and 0 <= m < npus for m in members)
+        if not ok or len(set(members)) != len(members):
+            raise ConfigError(path, name, members, f"a list of distinct NPUs of the trace set, 0 to {npus - 1}")
+        out[str(name)] = tuple(members)
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -290,6 +319,8 @@ def write_trace(path: str | Path, nodes: list[EtNode], version: str = "0.0.4") -
             attrs += [("num_ops", "int64_val", int(n.flops)), ("tensor_size", "uint64_val", n.bytes)]
         elif n.kind == "collective":
             attrs += [("comm_type", "int64_val", comm_types[n.collective]), ("comm_size", "int64_val", n.bytes)]
+            if n.group:
+                attrs += [("pg_name", "string_val", n.group)]
         elif n.kind in ("send", "recv"):
             peer = "comm_dst" if n.kind == "send" else "comm_src"
             attrs += [(peer, "int32_val", n.peer), ("comm_size", "int64_val", n.bytes), ("comm_tag", "int32_val", n.tag)]
