@@ -233,7 +233,12 @@ class Replay:
         )
         self.rows.append([iteration, k, first.collective, first.bytes, start, self.env.now])
         self.cluster.recorder.collective(
-            f"{first.name or first.collective} ({first.group + ' ' if first.group else ''}{k})", first.collective, str(c.algorithm), first.bytes, start, self.env.now
+            f"{first.name or first.collective} ({first.group + ' ' if first.group else ''}{k})",
+            first.collective,
+            str(c.algorithm),
+            first.bytes,
+            start,
+            self.env.now,
         )
         meet["done"].succeed()
 
