@@ -84,10 +84,13 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
 
 
 def npu_names(scenario: Scenario) -> list[str]:
-    """The device on each NPU of the scenario's cluster: its system's, from its model for a replay."""
+    """The device on each NPU of the scenario's cluster: its system's, from its model for a replay, from the
+    fabric's size for jobs."""
     kind = SYSTEMS[scenario.system.kind]
     if getattr(kind, "takes_traces", False):
         return kind.npu_names(scenario.system, scenario.model)
+    if getattr(kind, "takes_fabric", False):
+        return kind.npu_names(scenario.system, scenario.hardware.network)
     return kind.npu_names(scenario.system)
 
 

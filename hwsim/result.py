@@ -70,6 +70,7 @@ FIGURES = {
     "Fill map": ("plot_fill_map", "filled pipeline runs (system.fill) that finished"),
     "Online training": ("plot_online", "online runs that finished"),
     "Federated learning": ("plot_federated", "federated runs that finished"),
+    "Jobs": ("plot_jobs", "runs of several jobs (system.kind: jobs) that finished"),
 }
 """Every plot of a run, in the report's order: caption (its PNG is the caption in lower case with
 underscores, `Pipeline Gantt` -> `pipeline_gantt.png`): the RunResult helper, and the runs it applies to."""
@@ -185,6 +186,8 @@ class RunResult:
                 return self.online
             case "plot_federated":
                 return self.federated
+            case "plot_jobs":
+                return self.status == "ok" and "jobs" in self.summary
         raise ValueError(f"no plot helper {name!r}; the plots are " + ", ".join(n for n, _ in FIGURES.values()))
 
     def _require(self, name: str) -> None:
@@ -279,6 +282,14 @@ class RunResult:
         self._require("plot_megatron")
         return megatron.megatron_figure(self.summary["megatron"])
 
+    def plot_jobs(self):
+        """Runs of several jobs that finished: the jobs per node over time, the NPUs they held, and their step
+        times alone and in the mix (PlotNotApplicable otherwise)."""
+        from hwsim.report.jobs import jobs_figure
+
+        self._require("plot_jobs")
+        return jobs_figure(self.summary["jobs"], self.outcome.cluster.topology.npus)
+
     def plot_activations(self):
         """Pipeline and megatron runs: activation bytes held per device over time (PlotNotApplicable otherwise)."""
         self._require("plot_activations")
@@ -309,7 +320,11 @@ class RunResult:
         t, links = self.outcome.cluster.topology, self.links
         mirrored = "mirrored" in links and links.mirrored.any()
         title = f"Fabric: {t.kind}, {t.npus} NPUs (symmetric: replica 0's links, mirrored on the others)" if mirrored else ""
-        return fabric.fabric_figure(t, links, title)
+        jobs = self.summary.get("jobs")
+        placed = {name: job["npus"] for name, job in jobs["jobs"].items()} if jobs else None
+        if placed:
+            title = f"Fabric: {t.kind}, {t.npus} NPUs coloured by the first job on each"
+        return fabric.fabric_figure(t, links, title, placed)
 
     @property
     def filled(self) -> bool:

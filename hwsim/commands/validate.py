@@ -68,6 +68,9 @@ def validate_run(scenario: Scenario, progress: Callable[[str], Callable] | None 
         outcome = simulate(scenario, progress("simulate") if progress else None)
         checks = run_checks(scenario, outcome)
         return checks + (_trace_checks(scenario, outcome) if outcome.status == "ok" else []), outcome
+    if scenario.system.kind == "jobs":
+        outcome = simulate(scenario, progress("simulate") if progress else None)
+        return run_checks(scenario, outcome) + (_jobs_checks(outcome.system) if outcome.status == "ok" else []), outcome
     if scenario.system.kind != "pipeline":
         outcome = simulate(scenario, progress("simulate") if progress else None)
         return run_checks(scenario, outcome), outcome
@@ -88,6 +91,32 @@ def validate_run(scenario: Scenario, progress: Callable[[str], Callable] | None 
     if scenario.system.fill is not None:
         checks += _fill_checks(scenario, outcome, progress)
     return checks, outcome
+
+
+def _jobs_checks(system) -> list[Check]:
+    """A shared cluster's jobs: no NPU held by two jobs at once; each started at or after its arrival; under
+    fifo, in arrival order."""
+    jobs = [job for job in system.jobs if job.start_s is not None]
+    clash = next(
+        (
+            f"{a.name} and {b.name} both on NPU {min(set(a.npus) & set(b.npus))}"
+            for i, a in enumerate(jobs)
+            for b in jobs[i + 1 :]
+            if set(a.npus) & set(b.npus) and a.start_s < b.end_s and b.start_s < a.end_s
+        ),
+        None,
+    )
+    early = [job.name for job in jobs if job.start_s < job.spec.start]
+    out = [
+        check("jobs: no NPU held by two jobs at once", clash is None, clash or f"{len(jobs)} jobs"),
+        check("jobs: none started before it arrived", not early, ", ".join(early) or "every start >= its arrival"),
+    ]
+    if system.spec.scheduler == "fifo":
+        by_arrival = sorted(jobs, key=lambda job: (job.spec.start, job.index))
+        starts = [job.start_s for job in by_arrival]
+        ordered = all(a <= b for a, b in zip(starts, starts[1:], strict=False))
+        out.append(check("jobs: fifo starts them in arrival order", ordered, " <= ".join(j.name for j in by_arrival)))
+    return out
 
 
 def _megatron_checks(scenario: Scenario, outcome) -> list[Check]:

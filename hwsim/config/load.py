@@ -208,6 +208,7 @@ def _resolve_file(path: Path, overrides, seed: int | None) -> tuple[dict, list, 
         _set(raw, key, value, text)
     _network_kind(raw)
     _merge_hardware_changes(raw, path.parent, str(path))
+    _resolve_jobs(raw, path.parent, str(path))
     _resolve_trace(raw, path.parent)
     _resolve_traces(raw, path.parent)
     return raw, parsed, scenario_keys, sources
@@ -231,6 +232,22 @@ def _resolve_framework(raw: dict, base_dir: Path, where: str) -> None:
     if isinstance(value, str) or (isinstance(value, dict) and "base" in value):
         value = _resolve(value, "framework profile", base_dir, where, FRAMEWORK_KEY)[0]
     system["framework"] = value
+
+
+def _resolve_jobs(raw: dict, base_dir: Path, where: str) -> None:
+    """A jobs system's models: each job's name, path or mapping with `base` read into a mapping; none: the
+    scenario's model."""
+    system = raw.get("system")
+    if not isinstance(system, dict) or system.get("kind") != "jobs" or not isinstance(system.get("jobs"), list):
+        return
+    for i, job in enumerate(system["jobs"]):
+        if not isinstance(job, dict):
+            continue
+        model = job.get("model")
+        if model is None:
+            job["model"] = copy.deepcopy(raw.get("model"))
+        else:
+            job["model"] = _resolve(model, "model", base_dir, where, f"system.jobs[{i}].model")[0]
 
 
 def _resolve_trace(raw: dict, base_dir: Path) -> None:
@@ -392,15 +409,41 @@ def parse_value(text: str) -> Any:
 
 
 def _set(raw: dict, key: str, value: Any, text: str) -> None:
-    node = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            prefix = ".".join(parts[: i + 1])
-            raise ConfigError(f"command-line override {text}", key, NOTHING, f"a key inside a mapping, but {prefix} is {child!r}")
-        node = child
-    node[parts[-1]] = value
+    """Set `key` (dotted; `name[i]` steps into item i of a list, `system.jobs[1].start`) to `value`."""
+    steps: list[str | int] = []
+    for part in key.split("."):
+        name, *indices = part.replace("]", "").split("[")
+        steps += ([name] if name else []) + [int(i) if i.isdigit() else i for i in indices]
+    node: Any = raw
+    for i, step in enumerate(steps):
+        last = i == len(steps) - 1
+        if isinstance(step, int):
+            if not isinstance(node, list) or step >= len(node):
+                size = f"a list of {len(node)} items" if isinstance(node, list) else repr(node)
+                raise ConfigError(
+                    f"command-line override {text}", key, NOTHING, f"an item of a list, but {_path(steps[:i])} is {size}"
+                )
+            if last:
+                node[step] = value
+            else:
+                node = node[step]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"command-line override {text}", key, NOTHING, f"a key inside a mapping, but {_path(steps[:i])} is {node!r}"
+            )
+        if last:
+            node[step] = value
+        else:
+            node = node.setdefault(step, {})
+
+
+def _path(steps: list) -> str:
+    """Steps of a key written back: system.jobs[1]."""
+    out = ""
+    for step in steps:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out
 
 
 def _origin(key: str, overrides: list, scenario_raw: dict, sources: dict, path: Path) -> str:

@@ -182,6 +182,8 @@ class Cluster:
         self.npu: dict[str, int] = {}  # device (and NIC) name -> NPU
         self.loss_observers: list[DeliveryObserver] = []
         """Called as observer(message, lost_s) when a message is lost to an outage."""
+        self.placement: list[int] | None = None
+        """The NPUs a system's ranks 0, 1, ... run on (None: rank r on NPU r); a job's view sets it."""
 
     # --- devices ----------------------------------------------------------------------
 
@@ -192,6 +194,10 @@ class Cluster:
     def add_server(self, npu: int, name: str, hardware: HardwareSpec, handler: Callable) -> Server:
         """A device on NPU `npu` whose controller hands each message it receives to `handler`."""
         return self._place(npu, Server(self.env, name, hardware, handler, self.precision), 1.0)
+
+    def release(self, npu: int) -> None:
+        """NPU `npu` free for another device (a job that ended: its device keeps what it recorded)."""
+        del self.devices[npu]
 
     def set_links(self, npu: int, hardware: HardwareSpec, factor: float = 1.0) -> None:
         """NPU `npu`'s links for a device of `hardware` (its NIC's, on a switch without links of its own),

@@ -27,6 +27,9 @@ def _headline(s: dict) -> str:
         return f"  {simulated}{rounds}; clients trained {s['steps']:,} local steps on {s['samples']:,} samples; {wall}"
     if kind == "online":
         return f"  {simulated} of the stream; training workers took {s['steps']:,} steps; {wall}"
+    if kind == "jobs" and "jobs" in s:
+        jobs = s["jobs"]["jobs"]
+        return f"  {simulated}: {len(jobs)} jobs took {sum(j['steps'] for j in jobs.values()):,} steps in all; {wall}"
     step = f"{format_quantity(s['step_time_s'], 'time')}/step, " if s["step_time_s"] is not None else ""
     return f"  {simulated} in {s['steps']:,} steps ({step}{s['samples_per_s']:,.0f} samples/s); {wall}"
 
@@ -145,11 +148,30 @@ def describe(summary: dict) -> str:
             f"  replay of {rp['traces']} ({rp['npus']} NPUs, {rp['nodes']:,} nodes, compute {rp['compute']}, {rp['mode']}): "
             f"{rp['collectives_per_iteration']} collectives per iteration taking {format_quantity(rp['collective_s'], 'time')}"
         )
+    if "jobs" in s:
+        lines.extend(_describe_jobs(s["jobs"]))
     if "online" in s:
         lines.append(_describe_online(s["online"]))
     if "federated" in s:
         lines.append(_describe_federated(s["federated"]))
     return "\n".join(lines)
+
+
+def _describe_jobs(section: dict) -> list[str]:
+    """One line per job of a shared cluster: where, when, its step time in the mix and alone."""
+    t = lambda x: format_quantity(x, "time")  # noqa: E731
+    lines = [f"  {len(section['jobs'])} jobs, placement {section['placement']}, scheduler {section['scheduler']}:"]
+    for name, j in section["jobs"].items():
+        if j["start_s"] is None:
+            lines.append(f"    {name}: never started")
+            continue
+        alone = f", alone {t(j['alone_step_time_s'])} (x{j['slowdown']:.3f})" if j["slowdown"] is not None else ""
+        hot = f"; {j['hot_link_share']:.0%} of its busiest link {j['hot_link']}" if j["hot_link"] else ""
+        lines.append(
+            f"    {name}: {len(j['npus'])} NPUs on {j['nodes']} node{'s' if j['nodes'] != 1 else ''}, queued {t(j['queued_s'])}, "
+            f"ran {t(j['start_s'])} to {t(j['end_s'])}; {j['steps']} step{'s' if j['steps'] != 1 else ''} of {t(j['step_time_s'])} in the mix{alone}{hot}"
+        )
+    return lines
 
 
 LEARNING = [

@@ -70,8 +70,9 @@ def _row(t: Topology, node: int) -> str:
     return name.split(".")[0] if "." in name else name.rstrip("0123456789")
 
 
-def fabric_figure(t: Topology, links: pd.DataFrame, title: str = "") -> Figure:
-    """The topology with each cable coloured by its utilization (max of its two directions)."""
+def fabric_figure(t: Topology, links: pd.DataFrame, title: str = "", jobs: dict[str, list[int]] | None = None) -> Figure:
+    """The topology with each cable coloured by its utilization (max of its two directions); with `jobs` (a
+    shared cluster's: name -> NPUs), each NPU coloured by the first job that ran on it."""
     util = links.util.fillna(0.0).to_numpy()
     cables: dict[tuple[int, int], float] = {}
     for i, (u, v) in enumerate(zip(t.src, t.dst, strict=True)):
@@ -108,7 +109,24 @@ def fabric_figure(t: Topology, links: pd.DataFrame, title: str = "") -> Figure:
     lines.set_clim(0.0, 1.0)  # an absolute scale: 0 to 100 % busy, whatever the hottest cable is
     ax.add_collection(lines)
     n = t.npus
-    ax.scatter(xy[:n, 0], xy[:n, 1], s=max(4, 60 - n / 10), color="#4C72B0", zorder=3, label="NPU")
+    size = max(4, 60 - n / 10)
+    if jobs:
+        from hwsim.report.jobs import job_colours
+
+        first: dict[int, str] = {}
+        for name, npus in jobs.items():
+            for npu in npus:
+                first.setdefault(npu, name)
+        colours = job_colours(list(jobs))
+        idle = [i for i in range(n) if i not in first]
+        if idle:
+            ax.scatter(xy[idle, 0], xy[idle, 1], s=size, color="#BBBBBB", zorder=3, label="NPU no job ran on")
+        for k, name in enumerate(jobs):
+            mine = [i for i in range(n) if first.get(i) == name]
+            label = f"job {name}" if k < 12 else None
+            ax.scatter(xy[mine, 0], xy[mine, 1], s=size, color=colours[name], zorder=3, label=label)
+    else:
+        ax.scatter(xy[:n, 0], xy[:n, 1], s=size, color="#4C72B0", zorder=3, label="NPU")
     if len(t.nodes) > n:
         ax.scatter(xy[n:, 0], xy[n:, 1], s=50, marker="s", color="#555555", zorder=3, label="switch")
     hot = links.loc[links.util.idxmax()] if len(links) and links.util.notna().any() else None
@@ -122,7 +140,7 @@ def fabric_figure(t: Topology, links: pd.DataFrame, title: str = "") -> Figure:
     _label_levels(ax, t, xy, bool(arcs))
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color=UTIL_COLOURS(0.0), linewidth=1.5, label="cable that carried nothing"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small", frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize="small", frameon=False)
     over = " (above 100 %: capped)" if len(values) and values.max() > 1.0 + 1e-9 else ""
     bar = fig.colorbar(
         lines,

@@ -3,6 +3,7 @@
 from hwsim.systems.compressed_ps import CompressedPs
 from hwsim.systems.data_parallel import DataParallel
 from hwsim.systems.federated import Federated
+from hwsim.systems.jobs import Jobs
 from hwsim.systems.megatron import Megatron
 from hwsim.systems.online import Online
 from hwsim.systems.pipeline import Pipeline
@@ -18,6 +19,7 @@ SYSTEMS = {
     "data_parallel": DataParallel,
     "megatron": Megatron,
     "replay": Replay,
+    "jobs": Jobs,
 }
 """System classes by the `system.kind` that names them in scenario files.
 
@@ -27,4 +29,15 @@ A system class has `npu_names(spec)` (the device on each NPU of the cluster, in 
 and is built as `kind(scenario, cluster, model, data, rng, progress)`; `run()` is its
 SimPy process. A new system is a class with these and an entry here."""
 
-__all__ = ["SYSTEMS", "CompressedPs", "DataParallel", "Federated", "Megatron", "Online", "Pipeline", "Replay", "SingleDevice"]
+__all__ = [
+    "SYSTEMS",
+    "CompressedPs",
+    "DataParallel",
+    "Federated",
+    "Jobs",
+    "Megatron",
+    "Online",
+    "Pipeline",
+    "Replay",
+    "SingleDevice",
+]

@@ -233,3 +233,16 @@ def test_base_is_not_followed_inside_a_model_or_preset_file(write_yaml):
         ConfigError, match=r"mine\.yaml: hardware\.base: got 'edge_npu'; expected no base in a hardware preset file"
     ):
         load_scenario(write_yaml(MINIMAL.replace("hardware: edge_npu", "hardware: {base: mine.yaml}")))
+
+
+def test_an_override_steps_into_a_list_item(write_yaml):
+    """`system.jobs[1].start=...` sets a key of the second job; an index past the list is a clear error."""
+    path = write_yaml(
+        "name: j\nhardware: datacenter_npu\nmodel: {kind: layers, layers: [{name: l, forward: 1 us, backward: 1 us, params: 1 KiB}]}\n"
+        "system: {kind: jobs, jobs: [{name: a, system: {kind: data_parallel, replicas: 2}}, "
+        "{name: b, system: {kind: data_parallel, replicas: 2}}]}\nrun: {mode: timing-only}\n"
+    )
+    scenario = load_scenario(path, ["system.jobs[1].start=3 ms", "system.jobs[0].system.replicas=4"])
+    assert scenario.system.jobs[1].start == pytest.approx(3e-3) and scenario.system.jobs[0].system.replicas == 4
+    with pytest.raises(ConfigError, match=r"an item of a list, but system.jobs is a list of 2 items"):
+        load_scenario(path, ["system.jobs[2].start=1 ms"])

@@ -38,6 +38,8 @@ def test_scenario_runs(path, tmp_path):
         scenario = hwsim.load_scenario(path, ["system.steps=1", "system.batch=384"])
     elif path.stem.startswith("replay"):  # iterations of a trace set, not training steps
         scenario = hwsim.load_scenario(path, ["system.iterations=1"])
+    elif path.stem.startswith("cluster_jobs"):  # each job's steps are its own
+        scenario = hwsim.load_scenario(path)
     elif path.stem in SMALLER:  # fewer replicas: the same pipeline per replica
         scenario = hwsim.load_scenario(path, ["system.steps=1", *SMALLER[path.stem]])
     else:
@@ -51,6 +53,8 @@ def test_scenario_runs(path, tmp_path):
         assert result.summary["online"]["requests"] > 0
     elif path.stem.startswith("federated"):
         assert result.summary["federated"]["rounds"] == 2
+    elif path.stem.startswith("cluster_jobs"):
+        assert all(job["steps"] == 2 for job in result.summary["jobs"]["jobs"].values())
     else:
         assert result.summary["steps"] == 1
     assert (result.write(tmp_path) / "report.html").is_file()

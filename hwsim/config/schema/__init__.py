@@ -14,6 +14,7 @@ from hwsim.config.schema.federated import (
     SelectionSpec,
 )
 from hwsim.config.schema.hardware import BankSpec, HardwareSpec, MacsSpec, NicSpec, SystolicSpec, VectorSpec
+from hwsim.config.schema.jobs import JobSpec, JobsSpec
 from hwsim.config.schema.megatron import MegatronSpec, ParallelSpec
 from hwsim.config.schema.model import (
     ChakraSpec,
@@ -54,6 +55,8 @@ from hwsim.config.schema.systems import (
 )
 
 __all__ = [
+    "JobSpec",
+    "JobsSpec",
     "AvailabilitySpec",
     "BANK_PRECISIONS",
     "BankSpec",

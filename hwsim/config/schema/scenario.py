@@ -6,6 +6,7 @@ from hwsim.config.fields import spec
 from hwsim.config.schema.common import schema
 from hwsim.config.schema.federated import FederatedSpec
 from hwsim.config.schema.hardware import HardwareSpec
+from hwsim.config.schema.jobs import JobsSpec
 from hwsim.config.schema.megatron import MegatronSpec
 from hwsim.config.schema.model import ModelSpec
 from hwsim.config.schema.online import OnlineSpec
@@ -18,7 +19,15 @@ TITLE_LENGTH = 100
 """The most characters of a scenario's `title`."""
 
 SystemSpec = (
-    SingleDeviceSpec | CompressedPsSpec | PipelineSpec | OnlineSpec | FederatedSpec | DataParallelSpec | MegatronSpec | ReplaySpec
+    SingleDeviceSpec
+    | CompressedPsSpec
+    | PipelineSpec
+    | OnlineSpec
+    | FederatedSpec
+    | DataParallelSpec
+    | MegatronSpec
+    | ReplaySpec
+    | JobsSpec
 )
 
 

@@ -350,6 +350,7 @@ class DataParallel:
             transport=self.transport,
             reduction_rate=c.reduction_rate,
             lockstep=self.spec.mode == "lockstep",
+            members=self.cluster.placement,
         )
         self.rows.append(
             [step, self.names[li], self.grad_bytes[li], out.bytes_sent[0], str(c.algorithm), start, self.env.now, 0.0]
