@@ -203,6 +203,14 @@ def _describe_megatron(m: dict) -> list[str]:
     ]
     if "fill" in m:
         out.append(_describe_fill(m["fill"], lay["tensor"] * lay["pipeline"] * lay["data"]))
+    if "straggler" in m:
+        st = m["straggler"]
+        waits = [w["wait_s"] for w in st["waits"]]
+        out.append(
+            f"  straggler NPU {st['npu']} ({st['rank']}, kernels x{st['slowdown']:g}): step {q(st['step_s'])} against "
+            f"{q(st['healthy_step_s'])} without it (x{st['cost']:.3f}); the healthy replicas wait {q(min(waits))} to "
+            f"{q(max(waits))} per step for its gradients"
+        )
     return out
 
 

@@ -1,6 +1,6 @@
 """`hwsim bench` rows for Megatron 3D runs: the wall time of each `validate published` row, of a 1T
-model on 3,072 GPUs, of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library (the
-simulation alone, no report), of Llama 3 405B on 16,384 GPUs and DeepSeek-V3 on 2,048, of the 52B layout sweep (`sweep_megatron_52b`: its points on a pool of
+model on 3,072 GPUs, of GPT-3 175B on 1,024 GPUs with each pipeline schedule of the library and with a
+straggler (the simulation alone, no report), of Llama 3 405B on 16,384 GPUs and DeepSeek-V3 on 2,048, of the 52B layout sweep (`sweep_megatron_52b`: its points on a pool of
 two processes, as `hwsim sweep` runs them, the table and plots included), and of `hwsim validate
 published` whole (every table, as a user runs it)."""
 
@@ -43,6 +43,13 @@ def megatron_rows(quick: bool = False) -> list[dict]:
                 [*SCHEDULE_RUN, f"system.schedule={name}", f"system.parallel.virtual={v}"],
             )
         )
+    runs.append(
+        (
+            "megatron 175B on 1,024 GPUs (t8 p8 d16 v3) with one GPU 20 % slower (and its healthy twin; goal 10 s)",
+            gpt3,
+            ["system.batch=1024", "system.parallel.data=16", "report.trace=false", "system.straggler={npu: 300, slowdown: 1.2}"],
+        )
+    )
     if not quick:
         big = ["report.trace=false", "hardware.memory.hbm.capacity=1 TiB"]
         runs += [

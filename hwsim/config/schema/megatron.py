@@ -123,6 +123,17 @@ class MegatronFillSpec:
 
 
 @schema
+class StragglerSpec:
+    """One slow GPU of a 3D job: its kernels (GEMMs and memory-bound) take `slowdown` times as long (its arrays'
+    clock and its memory's rate divided by it: a GPU held at a lower clock, a hotter one); its tensor group waits
+    for it at every collective, its pipeline for its stage, and every other replica for its gradients. The
+    healthy replicas' time comes from a second run of the job without it."""
+
+    npu: int = spec(doc="the slow GPU's NPU index on the fabric (`placement` in summary.json names each)", min=0)
+    slowdown: float = spec(doc="how many times as long its kernels take (1.2: 20 % slower)", min=1)
+
+
+@schema
 class FrameworkSpec:
     """What the training framework runs around the model's math, as a version of it does by default: a profile
     (`hwsim/config/frameworks/NAME.yaml`, each switch with its source) or these switches written out."""
@@ -257,6 +268,9 @@ class MegatronSpec:
     )
     compression: CompressionSpec = spec(CompressionSpec, doc="codecs on the communication (all null: none)")
     fill: MegatronFillSpec | None = spec(None, doc="a second job in the pipeline's bubbles (timing-only); null: none")
+    straggler: StragglerSpec | None = spec(
+        None, doc="one slow GPU (a transformer): the step with it, and where the healthy replicas wait; null: none"
+    )
     precision: str = spec(
         "bf16",
         doc="compute precision (fp32 master weights, gradients and Adam state); fp8: the linear layers' GEMMs in fp8 "

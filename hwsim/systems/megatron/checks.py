@@ -122,6 +122,11 @@ def check_megatron(scenario: Scenario, where: str) -> None:
             f"a multiple of data x microbatch ({d} x {system.microbatch} = {d * system.microbatch})",
         )
     _check_compression(system, where)
+    if system.straggler is not None:
+        if system.straggler.npu >= needed:
+            raise ConfigError(where, "system.straggler.npu", system.straggler.npu, f"an NPU of the job, 0 to {needed - 1}")
+        if system.fill is not None:
+            raise ConfigError(where, "system.straggler", "set", "null with a fill job (a straggler is for one job alone)")
     if system.fill is not None:
         if system.fill.model.kind != "transformer":
             raise ConfigError(where, "system.fill.model", system.fill.model.kind, "a transformer (the fill job is timing-only)")
@@ -219,6 +224,8 @@ def _check_mlp(scenario: Scenario, where: str) -> None:
     placement."""
     if scenario.system.parallel.context > 1:
         raise ConfigError(where, "system.parallel.context", scenario.system.parallel.context, "1 for an mlp (it has no sequence)")
+    if scenario.system.straggler is not None:
+        raise ConfigError(where, "system.straggler", "set", "null for an mlp (a straggler slows a transformer's kernels)")
     if scenario.model.moe is not None:
         _check_moe_mlp(scenario, where)
         return

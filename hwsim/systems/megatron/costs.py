@@ -484,3 +484,17 @@ def stage_memory(
     kept = 1 / d if optimizer == "sharded" else 1
     weights = params * (weight_bytes * kept + (WEIGHT_BYTES / secondary if secondary else 0.0))
     return Memory(weights, params * GRAD_BYTES * kept, state, activations, gathered, fill)
+
+
+def slowed(hardware: HardwareSpec, bank: str, slowdown: float) -> HardwareSpec:
+    """`hardware` whose every GEMM and memory-bound kernel on `bank` takes `slowdown` times as long (a straggler):
+    the arrays' clock divided by it, the bank's rate divided and its latency multiplied by it."""
+    array = hardware.systolic
+    boost = array.boost_clock / slowdown if array.boost_clock else array.boost_clock
+    systolic = dataclasses.replace(array, clock=array.clock / slowdown, boost_clock=boost)
+    held = hardware.memory[bank]
+    memory = {
+        **hardware.memory,
+        bank: dataclasses.replace(held, efficiency=held.efficiency / slowdown, latency=held.latency * slowdown),
+    }
+    return dataclasses.replace(hardware, systolic=systolic, memory=memory)

@@ -71,6 +71,7 @@ from hwsim.systems.megatron.costs import (
     optimizer_bytes,
     ring_wire_bytes,
     routed_params,
+    slowed,
     stage_memory,
     stage_params,
     weight_grad_bytes,
@@ -82,6 +83,7 @@ from hwsim.systems.megatron.moe_mlp import MegatronMoeMlp
 from hwsim.systems.megatron.sharded import runs
 from hwsim.systems.megatron.traffic import Traffic, node_parts
 from hwsim.systems.megatron.wire import Wire
+from hwsim.trace.recorder import Recorder
 from hwsim.workloads.megatron import ACT_BYTES, activation_bytes, block_params, block_work, layer_is_moe, model_flops
 from hwsim.workloads.moe import ExpertShare, busiest_load, moe_activation_bytes
 
@@ -152,6 +154,7 @@ class Megatron:
         self, scenario: Scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None
     ):
         self.spec = spec = scenario.system
+        self.scenario = scenario
         self.model = m = scenario.model
         self.env, self.cluster, self.progress = cluster.env, cluster, progress
         self.hardware = scenario.hardware
@@ -184,23 +187,14 @@ class Megatron:
             size_curves(self.hardware),
         )
         self.timer = timer
-        self.costs = StageCosts(
-            self.hardware,
-            spec.bank,
-            m,
-            self.group("tensor", 0, 0),
-            timer,
-            microbatch=spec.microbatch,
-            sequence=par.sequence,
-            recompute=spec.recompute,
-            precision=spec.precision,
-            framework=spec.framework,
-            context_group=self.group("context", 0, 0) if self.c > 1 else (),
-            context_comm=par.context_comm,
-            expert_groups=self.expert_groups(),
-            experts=self.experts(scenario),
-            fp8_scaling=spec.fp8_scaling,
-        )
+        self.costs = self._stage_costs(scenario, self.hardware)
+        # a straggler (system.straggler): the simulated replica is its replica, the simulated tensor rank of its
+        # pipeline device stands for its tensor group, which waits for it at every collective
+        self.slow_device, self.slow_costs = None, None
+        if spec.straggler is not None:
+            self.slow_rank = next(key for key, npu in self.place.items() if npu == spec.straggler.npu)
+            self.slow_device = self.slow_rank[1]
+            self.slow_costs = self._stage_costs(scenario, slowed(self.hardware, spec.bank, spec.straggler.slowdown))
         self.ops = {kind: self._stage_parts(kind) for kind in ("F", "B", "W")}
         flash = spec.framework.flash_attention
         self.act_block = activation_bytes(m, self.t, spec.microbatch, par.sequence, spec.recompute, flash, self.c)
@@ -397,17 +391,40 @@ class Megatron:
         load = busiest_load(moe, self.e, scenario.seed)
         return ExpertShare(self.e, load, self.spec.moe_overlap, per, nodes, self.et)
 
+    def _stage_costs(self, scenario: Scenario, hardware) -> StageCosts:
+        """The cost model of one tensor rank's ops on `hardware`."""
+        spec, par = scenario.system, scenario.system.parallel
+        return StageCosts(
+            hardware,
+            spec.bank,
+            self.model,
+            self.group("tensor", 0, 0),
+            self.timer,
+            microbatch=spec.microbatch,
+            sequence=par.sequence,
+            recompute=spec.recompute,
+            precision=spec.precision,
+            framework=spec.framework,
+            context_group=self.group("context", 0, 0) if self.c > 1 else (),
+            context_comm=par.context_comm,
+            expert_groups=self.expert_groups(),
+            experts=self.experts(scenario),
+            fp8_scaling=spec.fp8_scaling,
+        )
+
     def _stage_parts(self, kind: str) -> list[dict[str, Part]]:
         """Per stage, the parts of an F, B or W op: a fused backward is the recompute, the input and the weight
         gradients; a split one's B the recompute and the input gradients, its W the weight-gradient GEMMs
-        (with their fp32 main-grad accumulation) and the embedding's scatter-add."""
-        c, out, shape = self.costs, [], self.shape
+        (with their fp32 main-grad accumulation) and the embedding's scatter-add. A straggler's stages: its
+        slowed kernels."""
+        out, shape = [], self.shape
         for s in range(self.stages):
+            c = self.slow_costs if shape.device(s) == self.slow_device else self.costs
             edge = c.edge(shape.first(s), shape.last(s))
             moe = self.moe_blocks(s)
             dense = self.blocks(s) - moe
 
-            def times(name: str, moe=moe, dense=dense) -> Part:
+            def times(name: str, moe=moe, dense=dense, c=c) -> Part:
                 return c.block[name].times(dense) + (c.moe_block[name].times(moe) if moe else Part())
 
             block = {name: times(name) + edge.get(name, Part()) for name in c.block}
@@ -446,6 +463,7 @@ class Megatron:
         if self.fill is not None:
             self.fill.allocate()
         filling = []
+        self.healthy = self._healthy() if self.slow_device is not None else None
         for step in range(1, self.spec.steps + 1):
             start = self.env.now
             sent: set[tuple] = set()  # ops (kind, stage, mb) whose output has reached the device that needs it
@@ -467,6 +485,40 @@ class Megatron:
             raise OutOfMemory(
                 self.overflow[0] + (f" (and {more} more device{'s' if more > 1 else ''} past capacity)" if more else "")
             )
+
+    def _healthy(self) -> list[dict]:
+        """The last step's per-device rows of the same job without its straggler: a run of its own, what every
+        healthy replica does until the gradient reductions make it wait."""
+        scenario = dataclasses.replace(self.scenario, system=dataclasses.replace(self.spec, straggler=None))
+        env = simpy.Environment()
+        cluster = Cluster(env, self.hardware, self.cluster.names, Recorder(), precision=self.cluster.precision)
+        twin = Megatron(scenario, cluster, None, None, np.random.default_rng(scenario.seed))
+        env.run(env.process(twin.run()))
+        return [r for r in twin.records if r["step"] == self.spec.steps]
+
+    def _straggler_summary(self, step_s: float, last: list[dict]) -> dict:
+        """With a straggler: where it is, the step with it and without it, and per pipeline device how long the
+        healthy replicas' ranks there wait for its replica before their gradients can be reduced."""
+        if self.slow_device is None or not last:
+            return {}
+        healthy = self.healthy
+        healthy_s = max(r["step_s"] for r in healthy)
+        i, j, k = self.slow_rank
+        waits = [
+            {"device": f"p{d}", "wait_s": max(0.0, mine["ops_s"] - theirs["ops_s"])}
+            for d, (mine, theirs) in enumerate(zip(last, healthy, strict=True))
+        ]
+        return {
+            "straggler": {
+                "npu": self.spec.straggler.npu,
+                "rank": f"t{i}.p{j}.d{k}",
+                "slowdown": self.spec.straggler.slowdown,
+                "step_s": step_s,
+                "healthy_step_s": healthy_s,
+                "cost": step_s / healthy_s if healthy_s else None,
+                "waits": waits,
+            }
+        }
 
     @functools.cached_property
     def decompress_s(self) -> list[float]:
@@ -624,6 +676,7 @@ class Megatron:
         if rebuilt:
             self._free(j, bank, "recomputed block", transient)
         row["bubble_s"] = env.now - first - busy
+        row["ops_s"] = env.now - first  # its last op done: from here it waits for (and runs) the reductions
         if reducing:  # what of the overlapped reductions outlasts the device's last op is exposed
             waited = env.now
             yield simpy.AllOf(env, reducing)
@@ -687,7 +740,8 @@ class Megatron:
         adam_bytes = params / (self.d if self.sharded else 1) * every + owned * shard
         if self.wire.storage is not None:  # the update writes the stored encoding, not 16-bit, after reading the masters again
             adam_bytes += params * (self.weight_bytes[j] - WEIGHT_BYTES + GRAD_BYTES)
-        return adam_bytes / self.hardware.memory[self.spec.bank].rate, adam_bytes
+        slowdown = self.spec.straggler.slowdown if j == self.slow_device else 1.0  # its bank, as its kernels
+        return adam_bytes / self.hardware.memory[self.spec.bank].rate * slowdown, adam_bytes
 
     def _param_gather(self, j: int, params: float, routed: float) -> tuple[float, float]:
         """(seconds, bytes sent) of the distributed optimizer's all-gather of `params` updated 16-bit weights over
@@ -946,6 +1000,7 @@ class Megatron:
                 "mfu": model / (step_s * npus * peak) if step_s else None,
                 "hfu": hardware / (step_s * npus * peak) if step_s else None,
                 **self._fill_summary(step_s, last),
+                **self._straggler_summary(step_s, last),
             }
         }
 
