@@ -17,6 +17,7 @@ from hwsim.config.schema import HardwareSpec, Scenario
 from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError, Diverged, SimulatedFailure
 from hwsim.network import Cluster, build_topology
+from hwsim.network.failures import failure_links
 from hwsim.systems import SYSTEMS
 from hwsim.trace import Recorder, Trace
 from hwsim.workloads import RECORDED, make_model
@@ -80,7 +81,10 @@ def check(scenario: Scenario, where: str = "scenario") -> None:
     kind.check(scenario, where)
     for key, hardware in _hardware_specs(scenario):
         _check_energy(hardware, key, where)
-    build_topology(scenario.hardware, len(npu_names(scenario)), where)
+    names = npu_names(scenario)
+    t = build_topology(scenario.hardware, len(names), where)
+    if scenario.hardware.network is not None:  # the cables that fail mid-run name links of this fabric
+        failure_links(t, names + t.nodes[len(names) :], scenario.hardware.network, where)
 
 
 def npu_names(scenario: Scenario) -> list[str]:

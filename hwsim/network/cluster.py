@@ -24,6 +24,7 @@ from hwsim.hardware import Device, Message, Placeholder, Server
 from hwsim.hardware.network import DeliveryObserver
 from hwsim.network import topology as topo
 from hwsim.network.fabric import Fabric
+from hwsim.network.failures import FlowFailures, failure_links
 from hwsim.network.topology import Topology
 
 MAX_NPUS = 1 << 16
@@ -173,6 +174,9 @@ class Cluster:
         model = hardware.network.model if hardware.network is not None else "flow"
         self.fabric = Fabric(env, self.topology, model, names)
         self.fabric.first_use = self._register
+        if hardware.network is not None and hardware.network.failures:
+            links = failure_links(self.topology, self.fabric.names, hardware.network, where)
+            self.fabric.model.failures = FlowFailures(env, self.fabric.model, self.topology, hardware.network, links)
         # links from each device's own NIC: no fabric described, or a switch without a bandwidth of its own
         net = hardware.network
         self.own_links = net is None or (net.kind == "switch" and net.bandwidth is None and net.latency is None)

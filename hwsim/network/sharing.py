@@ -143,7 +143,7 @@ class Flow(Sharing):
 
     def __init__(self, env, fabric):
         super().__init__(env, fabric)
-        self.capacity = np.asarray(fabric.bandwidth, float)
+        self.capacity = np.array(fabric.bandwidth, float)  # a copy: a failed link is 0 here, not in the fabric
         self.left = np.zeros(0)
         self.rate = np.zeros(0)
         self.done: list[simpy.Event | None] = []
@@ -157,6 +157,8 @@ class Flow(Sharing):
         self.flows = 0
         self.touched: list[int] = []  # links where flows started or ended since the last solve
         self._grow()
+        self.failures = None  # cables that fail mid-run (`FlowFailures`), when the scenario has any
+        self.moved: dict[simpy.Event, tuple[int, ...]] = {}  # a rerouted flow's completion -> its new path
         self.clock = 0.0  # when `left` was last brought up to date
         self.pending = False  # a solve is scheduled for this instant
         self.version = 0  # of the scheduled next completion; an older one is void
@@ -167,16 +169,24 @@ class Flow(Sharing):
             f = self.fabric
             if overhead:
                 yield self.env.timeout(overhead)
+            path = self._around(path)
             if nbytes > 0:
-                done = self._start(path, float(nbytes))
+                done = self._start(path, float(nbytes), label)
                 f.started(path, nbytes, label)
                 yield done
+                path = self.moved.pop(done, path)  # rerouted on the way (`_reroute`)
                 f.ended(path)
         _succeed(sent)
         if path:
             yield self.env.timeout(self.fabric.path_latency(path))
 
     def transfer_group(self, paths, sizes, label, overhead):
+        if self.failures is not None:  # each message a flow of its own, so each can be rerouted
+            yield from super().transfer_group(paths, sizes, label, overhead)
+            return
+        yield from self._merged_group(paths, sizes, label, overhead)
+
+    def _merged_group(self, paths, sizes, label, overhead):
         """Messages that leave together, as few flows as can carry them exactly alike: messages of one
         size whose paths share no link become one flow over the union of their links (each link then
         carries one of them, at the flow's rate, as it would carry the message alone). A ring step on
@@ -232,10 +242,12 @@ class Flow(Sharing):
         self.paths += [()] * more
         self.free = list(range(n + more - 1, n - 1, -1)) + self.free
 
-    def _start(self, path: tuple[int, ...], nbytes: float) -> simpy.Event:
+    def _start(self, path: tuple[int, ...], nbytes: float, label: str = "") -> simpy.Event:
         if not self.free:
             self._grow()
         slot = self.free.pop()
+        if self.failures is not None:
+            self.failures.started(slot, path, label)
         self.left[slot], self.rate[slot] = nbytes, 0.0
         self.paths[slot] = path
         if len(path) > self.hops.shape[1]:
@@ -288,6 +300,8 @@ class Flow(Sharing):
             self._schedule(next_end(self.left, self.rate))
             return
         for slot in slots.tolist():
+            if self.failures is not None:
+                self.failures.ended(slot)
             self.left[slot] = self.rate[slot] = 0.0
             self.touched += self.paths[slot]
             detach(self.hops, self.on_link, self.degree, slot)
@@ -299,6 +313,36 @@ class Flow(Sharing):
             event.succeed()
         if not self.pending:  # (a flow that starts later at this instant solves again)
             self._solve()
+
+    def _around(self, path: tuple[int, ...]) -> tuple[int, ...]:
+        """A new flow's path: round the failed cables the routes already avoid (`FlowFailures`)."""
+        return path if self.failures is None else self.failures.around(path)
+
+    def move(self, slot: int, path: tuple[int, ...]) -> None:
+        """Put flow `slot` on `path` with the bytes it has left (a reroute)."""
+        old, left = self.paths[slot], float(self.left[slot])
+        detach(self.hops, self.on_link, self.degree, slot)
+        self.hops[slot] = -1
+        if len(path) > self.hops.shape[1]:
+            self.hops = np.pad(self.hops, ((0, 0), (0, len(path) - self.hops.shape[1])), constant_values=-1)
+        self.hops[slot, : len(path)] = path
+        while not attach(self.hops, self.on_link, self.degree, slot):
+            self.on_link = np.pad(self.on_link, ((0, 0), (0, self.on_link.shape[1])))
+        self.paths[slot] = path
+        self.moved[self.done[slot]] = path
+        self.fabric.add_bytes(old, -left)  # the old links carried what was sent before
+        self.fabric.ended(old)
+        self.fabric.started(path, left, "rerouted")
+        self.touched += old + path
+        self._soon()
+
+    def set_down(self, links, down: bool) -> None:
+        """Links down (capacity 0: the flows on them stall) or back (their bandwidth): the rates are solved
+        again at this instant."""
+        for link in links:
+            self.capacity[link] = 0.0 if down else float(self.fabric.bandwidth[link])
+        self.touched += list(links)
+        self._soon()
 
 
 def _succeed(event: simpy.Event | None) -> None:

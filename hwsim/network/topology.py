@@ -52,6 +52,7 @@ class Topology:
     _routes: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
     _costs: dict[tuple[int, ...], tuple[float, float]] = field(default_factory=dict)
     _by_npu: dict[int, list[int]] = field(default_factory=dict)
+    _out: dict[int, list[int]] = field(default_factory=dict)
 
     def node(self, name: str) -> int:
         self.nodes.append(name)
@@ -112,6 +113,13 @@ class Topology:
 
     def hops(self, a: int, b: int) -> int:
         return len(self.route(a, b))
+
+    def out_links(self, node: int) -> list[int]:
+        """The links that start at `node`, in link order."""
+        if not self._out:
+            for i, u in enumerate(self.src):
+                self._out.setdefault(u, []).append(i)
+        return self._out.get(node, [])
 
     def npu_links(self, npu: int) -> list[int]:
         """The links that start or end at NPU `npu`."""

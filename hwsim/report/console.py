@@ -110,6 +110,8 @@ def describe(summary: dict) -> str:
             f"  network: {format_quantity(net['up_bytes'], 'size')} up ({net['uplink']}), "
             f"{format_quantity(net['down_bytes'], 'size')} down ({net['downlink']}): {net['fraction_of_fp32']:.1%} of fp32 messages"
         )
+    if "network_failures" in s:
+        lines.append(_describe_failures(s["network_failures"]))
     if "pipeline" in s:
         pipe = s["pipeline"]
         lines.append(
@@ -155,6 +157,23 @@ def describe(summary: dict) -> str:
     if "federated" in s:
         lines.append(_describe_federated(s["federated"]))
     return "\n".join(lines)
+
+
+def _describe_failures(section: dict) -> str:
+    """The cables that failed mid-run and what their flows did."""
+    t = lambda x: format_quantity(x, "time")  # noqa: E731
+    how = (
+        f"reroute after {t(section['reroute_delay_s'])}"
+        if section["on_failure"] == "reroute"
+        else f"abort after {t(section['timeout_s'])}"
+    )
+    parts = [
+        f"{f['link']} down at {t(f['at_s'])}"
+        + (f" to {t(f['until_s'])}" if f["until_s"] is not None else "")
+        + f": {f['flows_stalled']} flows stalled, {f['flows_rerouted']} rerouted, {t(f['stalled_s'])} of flow time lost"
+        for f in section["failures"]
+    ]
+    return f"  network failures ({how}): " + "; ".join(parts)
 
 
 def _describe_jobs(section: dict) -> list[str]:

@@ -153,6 +153,9 @@ def summarize(scenario, outcome, units: pd.DataFrame, memory: pd.DataFrame, ener
             **time_to_accuracy(trace, scenario.run.target_accuracy),
         },
     }
+    failures = getattr(getattr(getattr(outcome, "cluster", None), "fabric", None), "model", None)
+    if getattr(failures, "failures", None) is not None:
+        out["network_failures"] = failures.failures.summary(sim)
     if energy is None:
         from hwsim.report.energy import EnergyModel
 

@@ -20,8 +20,17 @@ class LinkOverride:
 
 
 @schema
+class LinkFailure:
+    """A cable that fails while the run goes on: both directions of the link named, from `at` for `duration`."""
+
+    link: str = spec(doc="a link as links.csv names it (leaf0->spine1, npu3.nic.up, ...); its reverse fails with it")
+    at: float = spec(doc="when it goes down (simulated time)", unit="time", min=0)
+    duration: float | None = spec(None, doc="how long it stays down (null: to the end of the run)", unit="time", gt=0)
+
+
+@schema
 class FabricSpec:
-    """What every fabric has: the link-sharing model and per-NPU link changes."""
+    """What every fabric has: the link-sharing model, per-NPU link changes and cables that fail mid-run."""
 
     model: str = spec(
         "flow",
@@ -30,6 +39,29 @@ class FabricSpec:
         choices=SHARING,
     )
     overrides: tuple[LinkOverride, ...] = spec((), doc="links of single NPUs that differ (bandwidth, latency)")
+    failures: tuple[LinkFailure, ...] = spec(
+        (), doc="cables that go down mid-run (model flow): the flows on them stall, then on_failure decides"
+    )
+    on_failure: str = spec(
+        "reroute",
+        doc="what a stalled flow does: reroute (after reroute_delay, its bytes left go round the failed cables, on "
+        "the shortest path left; new flows too) or abort (NCCL-like: it waits for the cable; still down after "
+        "timeout, the run fails)",
+        choices=("reroute", "abort"),
+    )
+    reroute_delay: float = spec(
+        "0 s",
+        doc="reroute: from a cable's failure to the flows' new routes (give your fabric's failover time)",
+        unit="time",
+        min=0,
+    )
+    timeout: float = spec(
+        "10 min",
+        doc="abort: how long a flow may stall before the run fails (PyTorch's default NCCL process-group timeout, "
+        "torch.distributed.init_process_group: 10 minutes)",
+        unit="time",
+        gt=0,
+    )
 
 
 @schema

@@ -1,0 +1,106 @@
+"""Cables that fail mid-run (hardware.network.failures, the flow model): flows stall, then reroute or abort,
+against closed forms; bytes on the failed cable; bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwsim.build import check, simulate
+from hwsim.config.load import load_scenario
+from hwsim.errors import ConfigError
+
+# 2 leaves of 1 NPU, 2 spines, 100 Gb/s NPU links: each leaf's uplink to a spine carries 50 Gb/s. Two replicas
+# all-reduce a 100 MB gradient: two rounds of 50 MB each way over spine 1 (ECMP: (0 + 1) mod 2), 8 ms each.
+ROUND = 1e-6 + 4e-6 + 50e6 / 6.25e9  # NIC overhead, 4 hops of 1 us, 50 MB at 50 Gb/s
+BASE = 20e-6 + 2 * ROUND  # forward and backward, then the ring's two rounds
+
+
+def _run(write_yaml, network: str = "", spines: int = 2):
+    path = write_yaml(
+        f"""
+name: failures
+hardware:
+  base: datacenter_npu
+  network: {{kind: fat_tree, leaves: 2, npus_per_leaf: 1, spines: {spines}, bandwidth: 100 Gb/s, latency: 1 us,
+             spine_latency: 1 us, {network}}}
+model: {{kind: layers, layers: [{{name: l, forward: 10 us, backward: 10 us, params: 100 MB}}]}}
+system: {{kind: data_parallel, replicas: 2, steps: 1}}
+run: {{mode: timing-only}}
+report: {{plots: false}}
+"""
+    )
+    scenario = load_scenario(path)
+    check(scenario, str(path))
+    return simulate(scenario)
+
+
+def _step(outcome) -> float:
+    metrics = outcome.trace.metrics
+    return float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+
+
+def _failures(outcome) -> list[dict]:
+    return outcome.cluster.fabric.model.failures.summary(outcome.sim_time_s)["failures"]
+
+
+def test_without_failures_the_step_is_its_closed_form(write_yaml):
+    assert _step(_run(write_yaml)) == pytest.approx(BASE, rel=1e-9)
+
+
+def test_a_cable_down_for_a_while_stalls_its_flows_that_long_when_they_wait(write_yaml):
+    """on_failure abort, the cable back before the timeout: both flows of the first round stall 2 ms, then go on."""
+    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 2 ms}], on_failure: abort")
+    assert out.status == "ok"
+    assert _step(out) == pytest.approx(BASE + 2e-3, rel=1e-9)
+    (failure,) = _failures(out)
+    assert failure["flows_stalled"] == 2 and failure["flows_rerouted"] == 0
+    assert failure["stalled_s"] == pytest.approx(2 * 2e-3)
+
+
+def test_reroute_moves_the_stalled_flows_to_the_other_spine_after_the_delay(write_yaml):
+    """The other spine's uplinks are as fast: the step is late by the reroute delay alone; the failed cable
+    carried only the bytes sent before the failure, the other spine the rest."""
+    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 50 ms}], reroute_delay: 0.5 ms")
+    assert _step(out) == pytest.approx(BASE + 0.5e-3, rel=1e-9)
+    (failure,) = _failures(out)
+    assert failure["flows_stalled"] == failure["flows_rerouted"] == 2
+    assert failure["stalled_s"] == pytest.approx(2 * 0.5e-3)
+    links = out.cluster.fabric.links(out.sim_time_s).set_index("link").bytes
+    sent_before = (1e-3 - 20e-6 - 1e-6) * 6.25e9  # the first round's bytes on leaf0 -> spine1 until the failure
+    assert links["leaf0->spine1"] == pytest.approx(sent_before, rel=1e-6)
+    assert links["leaf0->spine1"] + links["leaf0->spine0"] == pytest.approx(2 * 50e6, rel=1e-9)
+
+
+def test_with_no_way_round_a_rerouted_flow_waits_for_the_cable(write_yaml):
+    """One spine (its uplinks then carry 100 Gb/s): nowhere to go, the flows wait the 2 ms out."""
+    out = _run(write_yaml, "failures: [{link: leaf0->spine0, at: 1 ms, duration: 2 ms}]", spines=1)
+    one_spine = 20e-6 + 2 * (1e-6 + 4e-6 + 50e6 / 12.5e9)
+    assert _step(out) == pytest.approx(one_spine + 2e-3, rel=1e-9)
+    assert _failures(out)[0]["flows_rerouted"] == 0
+
+
+def test_flows_that_start_after_the_reroute_go_round_at_once(write_yaml):
+    """A cable down from the start: the routes change at once (delay 0), the all-reduce never touches it."""
+    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 0 s}]")
+    assert _step(out) == pytest.approx(BASE, rel=1e-9)
+    assert _failures(out)[0]["flows_stalled"] == 0
+
+
+def test_abort_fails_the_run_a_timeout_after_the_failure_with_the_time_lost(write_yaml):
+    """NCCL-like: the cable stays down; the stalled flows hit the timeout and the run stops there."""
+    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms}], on_failure: abort, timeout: 5 ms")
+    assert out.status == "network_timeout"
+    assert out.sim_time_s == pytest.approx(6e-3)
+    assert "leaf0->spine1" in out.diagnosis and "2 flow(s)" in out.diagnosis and "0.01 s of flow time lost" in out.diagnosis
+
+
+@pytest.mark.parametrize(
+    ("network", "match"),
+    [
+        ("failures: [{link: leaf9->spine1, at: 1 ms}]", r"failures\[0\].link.*a link of the fabric.*leaf0->spine0"),
+        ("model: ideal, failures: [{link: leaf0->spine1, at: 1 ms}]", "model flow"),
+    ],
+)
+def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, network, match):
+    with pytest.raises(ConfigError, match=match):
+        _run(write_yaml, network)
