@@ -174,10 +174,14 @@ class RunResult:
                 return bool((self.metrics.metric == "staleness").any())
             case "plot_megatron":
                 return self.status == "ok" and "megatron" in self.summary
-            case "plot_gantt":
-                return not ops.empty
+            case "plot_gantt":  # one pipeline's (a jobs run's pipelines have their job's names)
+                return not ops.empty and self.scenario.system.kind != "jobs"
             case "plot_activations":
-                return not ops.empty and bool(self.trace.memory.event.str.startswith(pipeline.ACTIVATION_EVENTS).any())
+                return (
+                    not ops.empty
+                    and self.scenario.system.kind != "jobs"
+                    and bool(self.trace.memory.event.str.startswith(pipeline.ACTIVATION_EVENTS).any())
+                )
             case "plot_fill":
                 return self.filled
             case "plot_fill_map":

@@ -248,6 +248,7 @@ def _resolve_jobs(raw: dict, base_dir: Path, where: str) -> None:
             job["model"] = copy.deepcopy(raw.get("model"))
         else:
             job["model"] = _resolve(model, "model", base_dir, where, f"system.jobs[{i}].model")[0]
+            _resolve_traces(job, base_dir)  # a recorded model's files: relative to the scenario file
 
 
 def _resolve_trace(raw: dict, base_dir: Path) -> None:

@@ -8,8 +8,11 @@ import re
 from hwsim.errors import ConfigError
 from hwsim.network.cluster import build_topology
 from hwsim.policies.placement import PlacementError, resolve_placement
+from hwsim.workloads import RECORDED, recorded
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+PLACED = ("data_parallel", "pipeline", "replay")
+"""The system kinds a job may have."""
 
 
 def job_scenario(scenario, job):
@@ -18,14 +21,22 @@ def job_scenario(scenario, job):
 
 
 def job_size(job) -> int:
-    """The NPUs a job runs on (a data-parallel job's replicas; 1 for a kind `check_jobs` refuses)."""
-    return getattr(job.system, "replicas", 1)
+    """The NPUs a job runs on: a data-parallel job's replicas, a pipeline's devices x replicas, a replay's traces
+    (1 for a kind `check_jobs` refuses)."""
+    system = job.system
+    if system.kind == "data_parallel":
+        return system.replicas
+    if system.kind == "pipeline":
+        return system.devices * system.data_parallel
+    if system.kind == "replay" and job.model.kind in RECORDED:
+        return recorded(job.model).npus
+    return 1
 
 
 def check_jobs(scenario, where: str) -> None:
     """Named jobs of kinds that can be placed, each a scenario its system accepts; explicit places of the right
     size that do not overlap; a placement policy that loads; jobs that fit the fabric."""
-    from hwsim.systems.data_parallel import DataParallel
+    from hwsim.systems import SYSTEMS
     from hwsim.systems.jobs.system import Jobs
 
     spec = scenario.system
@@ -40,20 +51,14 @@ def check_jobs(scenario, where: str) -> None:
         if job.name in seen:
             raise ConfigError(where, f"{key}.name", job.name, f"a name of its own (system.jobs[{seen[job.name]}] has it)")
         seen[job.name] = i
-        if job.system.kind != "data_parallel":
-            raise ConfigError(
-                where, f"{key}.system.kind", job.system.kind, "data_parallel (jobs of other kinds are not placed yet)"
-            )
+        kind = job.system.kind
+        if kind not in PLACED:
+            raise ConfigError(where, f"{key}.system.kind", kind, f"{', '.join(PLACED)} (jobs of other kinds are not placed yet)")
+        _check_placed(job, key, where)
         if job_size(job) > npus:
-            raise ConfigError(where, f"{key}.system.replicas", job_size(job), f"at most the fabric's {npus} NPUs")
-        if job.system.mode != "exact":
-            raise ConfigError(where, f"{key}.system.mode", job.system.mode, "exact (a placed job's ranks are not mirrored)")
-        if job.system.collective.hierarchical:
-            raise ConfigError(
-                where, f"{key}.system.collective.hierarchical", True, "false (a placed job's collectives run over its NPUs)"
-            )
+            raise ConfigError(where, f"{key}.system", f"{job_size(job)} NPUs", f"at most the fabric's {npus} NPUs")
         try:
-            DataParallel.check(job_scenario(scenario, job), where)
+            SYSTEMS[kind].check(job_scenario(scenario, job), where)
         except ConfigError as err:
             raise ConfigError(err.where, _job_key(key, err.key), err.got, err.expected) from None
     _check_places(spec, npus, where)
@@ -68,6 +73,25 @@ def check_jobs(scenario, where: str) -> None:
         resolve_placement(spec.placement)
     except PlacementError as err:
         raise ConfigError(where, "system.placement", spec.placement, str(err)) from None
+
+
+def _check_placed(job, key: str, where: str) -> None:
+    """What a placed job cannot do: mirror ranks it does not simulate, run a collective dimension by dimension
+    of a fabric it holds only part of, or (a pipeline) fill its bubbles with a second job."""
+    system = job.system
+    mirrored = {"data_parallel": ("mode", "exact"), "replay": ("mode", "exact"), "pipeline": ("replicas", "all")}
+    field, needed = mirrored[system.kind]
+    if getattr(system, field) != needed:
+        raise ConfigError(
+            where, f"{key}.system.{field}", getattr(system, field), f"{needed} (a placed job's ranks are not mirrored)"
+        )
+    collective = getattr(system, "collective", None)
+    if collective is not None and collective.hierarchical:
+        raise ConfigError(
+            where, f"{key}.system.collective.hierarchical", True, "false (a placed job's collectives run over its NPUs)"
+        )
+    if system.kind == "pipeline" and system.fill is not None:
+        raise ConfigError(where, f"{key}.system.fill", "set", "null (a placed pipeline runs alone on its NPUs)")
 
 
 def _check_places(spec, npus: int, where: str) -> None:

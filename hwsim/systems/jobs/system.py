@@ -28,11 +28,13 @@ from hwsim.policies.placement import check_placement, fabric_nodes, resolve_plac
 from hwsim.systems.data_parallel import DataParallel
 from hwsim.systems.jobs.checks import check_jobs, job_scenario, job_size
 from hwsim.systems.jobs.view import JobView
+from hwsim.systems.pipeline import Pipeline
+from hwsim.systems.replay import Replay
 from hwsim.trace.recorder import Recorder
 from hwsim.workloads import make_model
 
 Progress = Callable[[int, int], None]
-KINDS = {"data_parallel": DataParallel}
+KINDS = {"data_parallel": DataParallel, "pipeline": Pipeline, "replay": Replay}
 """The systems a job can run (`check_jobs` refuses the others by name)."""
 
 

@@ -39,6 +39,9 @@ class JobView:
     def transport(self, tag: str, name_of=None, in_order: bool = False):
         return self.cluster.transport(f"{self.job}.{tag}", name_of, in_order)
 
+    def send(self, src, dst, payload, tag: str = "", **meta):
+        return self.cluster.send(src, dst, payload, tag, **meta)
+
     @property
     def devices(self):
         return self.cluster.devices

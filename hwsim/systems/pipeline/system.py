@@ -310,7 +310,7 @@ class Pipeline:
             self.env,
             self.cluster.fabric,
             plan("all_reduce", "ring", D, self.replicas == 1),
-            [r * p + d for r in range(D)],
+            self._npus([r * p + d for r in range(D)]),
             nbytes,
             data=[self._flat[r, s] for r in range(D)] if self.math else None,
             devices=[self.devices[r, d] for r in range(self.replicas)],
@@ -322,6 +322,11 @@ class Pipeline:
         self.recorder.collective(f"all-reduce s{s} (step {step + 1})", "all_reduce", "ring", nbytes, start, self.env.now)
         self._reductions.pop((step, s))
         done.succeed(out)
+
+    def _npus(self, local: list[int]) -> list[int]:
+        """The fabric's NPUs of the system's NPUs `local` (a placed job's are elsewhere: `cluster.placement`)."""
+        placement = self.cluster.placement
+        return local if placement is None else [placement[n] for n in local]
 
     def _twin_sum(self, r: int, step: int, s: int, device: Device) -> Generator:
         """DualPipe: each model stage's parameters live on two devices (stage s and its twin s +- p, the

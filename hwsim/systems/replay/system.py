@@ -171,10 +171,14 @@ class Replay:
         elif n.kind == "collective":
             yield from self._collective(r, n, iteration, k)
         elif n.kind == "send":
-            yield from self.transport.move(r, n.peer, n.bytes, label)
+            yield from self.transport.move(self._npu(r), self._npu(n.peer), n.bytes, label)
             self._arrival(r, n.peer, n.tag).succeed()
         elif n.kind == "recv":
             yield self._arrival(n.peer, r, n.tag, receive=True)
+
+    def _npu(self, r: int) -> int:
+        """The fabric's NPU of trace rank r."""
+        return r if self.cluster.placement is None else self.cluster.placement[r]
 
     def _arrival(self, src: int, dst: int, tag: int, receive: bool = False) -> simpy.Event:
         """The next message from src to dst with `tag`: a send takes the first event no send has taken, a receive
@@ -206,6 +210,9 @@ class Replay:
         meet["nodes"][r] = n
         members = self.traces.groups[n.group] if n.group else None
         if len(meet["nodes"]) == (len(self.devices) if members is None else len(members)):
+            placement = self.cluster.placement  # a placed job's NPUs are elsewhere on the fabric
+            if placement is not None:
+                members = [placement[m] for m in (members or range(self.npus))]
             self.env.process(self._run_collective(meet, iteration, k, members))
         yield meet["done"]
 

@@ -125,7 +125,7 @@ def test_the_same_jobs_give_the_same_results(write_yaml):
         ("[]", "", "at least one job"),
         (TWO.replace("name: b", "name: a"), "", r"jobs\[1\].name.*a name of its own"),
         (TWO.replace("name: b", "name: b/c"), "", "letters, digits"),
-        (TWO.replace("replicas: 4}}]", "replicas: 32}}]"), "", r"jobs\[1\].system.replicas.*16 NPUs"),
+        (TWO.replace("replicas: 4}}]", "replicas: 32}}]"), "", r"jobs\[1\].system: got .32 NPUs.*16 NPUs"),
         (TWO, "scheduler: none", None),
         (
             TWO.replace("name: a,", "name: a, place: [0, 1, 2, 3],").replace("name: b,", "name: b, place: [3, 4, 5, 6],"),
@@ -134,7 +134,7 @@ def test_the_same_jobs_give_the_same_results(write_yaml):
         ),
         (TWO.replace("name: a,", "name: a, place: [0, 1],"), "", "4 distinct NPUs"),
         (TWO.replace("replicas: 4}}]", "replicas: 4, mode: symmetric}}]"), "", "not mirrored"),
-        (TWO.replace("{kind: data_parallel, replicas: 4}}]", "{kind: replay}}]"), "", "not placed yet"),
+        (TWO.replace("{kind: data_parallel, replicas: 4}}]", "{kind: megatron, batch: 8}}]"), "", "not placed yet"),
         (TWO, "placement: nowhere", "no placement policy named 'nowhere'"),
     ],
 )
@@ -200,3 +200,57 @@ def test_cassinis_two_jobs_on_one_link_interleave_when_one_is_shifted():
         assert aligned[name]["step_time_s"] == pytest.approx(0.141 + 2 * (alone - 0.141), rel=1e-4)
         assert shifted[name]["step_time_s"] == pytest.approx(alone, rel=1e-4)
     assert shifted["j2"]["start_s"] == pytest.approx(0.120)
+
+
+FAT16 = (
+    "{base: datacenter_npu, network: {kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, "
+    "latency: 1 us, spine_latency: 1 us, oversubscription: 2}}"
+)
+PIPE = "{kind: pipeline, devices: 4, data_parallel: 2, microbatches: 8, microbatch: 8, steps: 1, schedule: 1f1b}"
+TRACE = "{kind: chakra, traces: %s}"
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "replay"])
+def test_a_placed_pipeline_or_replay_alone_takes_what_it_takes_as_its_own_scenario(write_yaml, kind):
+    """One job packed on NPUs 0 .. n - 1 of the fat tree: its step in the jobs run equals the same system's
+    step as a scenario of its own on that fabric (the view maps its ranks one to one)."""
+    from hwsim.config.load import PROJECT_ROOT
+
+    traces = PROJECT_ROOT / "scenarios" / "traces" / "data_parallel_8x16"
+    model, system = ("mlp_digits_deep", PIPE) if kind == "pipeline" else (TRACE % traces, "{kind: replay, iterations: 1}")
+    own = write_yaml(
+        f"name: own\nhardware: {FAT16}\nmodel: {model}\nsystem: {system}\nrun: {{mode: timing-only}}\nreport: {{plots: false}}\n",
+        "own.yaml",
+    )
+    alone = simulate(load_scenario(own))
+    metrics = alone.trace.metrics
+    expected = float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+    jobs = write_yaml(
+        f"name: jobs\nhardware: {FAT16}\nmodel: mlp_digits\nsystem: {{kind: jobs, placement: packed, jobs: "
+        f"[{{name: j, model: {model}, system: {system}}}]}}\nrun: {{mode: timing-only}}\nreport: {{plots: false}}\n",
+        "jobs.yaml",
+    )
+    scenario = load_scenario(jobs)
+    check(scenario)
+    job = _summary(scenario)["j"]
+    assert job["npus"] == list(range(8))
+    assert job["step_time_s"] == pytest.approx(expected, rel=1e-12)
+    assert job["alone_step_time_s"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_jobs_of_three_kinds_share_one_cluster(write_yaml):
+    """A data-parallel job, a pipeline and a replay on 16 NPUs: the replay (8) waits for room behind the
+    other two (12), then runs."""
+    from hwsim.config.load import PROJECT_ROOT
+
+    traces = PROJECT_ROOT / "scenarios" / "traces" / "data_parallel_8x16"
+    jobs = (
+        f"[{{name: dp, system: {{kind: data_parallel, replicas: 4}}}}, {{name: pipe, model: mlp_digits_deep, system: {PIPE}}}, "
+        f"{{name: trace, model: {TRACE % traces}, system: {{kind: replay, iterations: 1}}}}]"
+    )
+    out = _summary(_jobs(write_yaml, jobs, 2, "placement: spread"))
+    assert out["trace"]["start_s"] == pytest.approx(min(out["dp"]["end_s"], out["pipe"]["end_s"]))
+    assert all(job["steps"] == 1 for job in out.values())
+    assert set(out["trace"]["npus"]).isdisjoint(
+        set(out["dp"]["npus"]) if out["dp"]["end_s"] > out["trace"]["start_s"] else out["pipe"]["npus"]
+    )
