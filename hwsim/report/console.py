@@ -144,6 +144,13 @@ def describe(summary: dict) -> str:
             f"of which exposed {format_quantity(dp['exposed_allreduce_s'], 'time')}, optimizer {format_quantity(dp['optimizer_s'], 'time')} per step; "
             f"each NPU sends {format_quantity(dp['wire_bytes'], 'size')} per step" + (f" ({codec})" if codec else "")
         )
+        if "stragglers" in dp:
+            st = dp["stragglers"]
+            lines.append(
+                f"  {st['count']} straggler{'s' if st['count'] != 1 else ''} (compute x{st['slowdown']:g}): "
+                f"{format_quantity(st['compute_s'], 'time')} of compute per step; the others wait "
+                f"{format_quantity(st['healthy_wait_s'], 'time')} per step for them"
+            )
     if "replay" in s:
         rp = s["replay"]
         lines.append(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from hwsim.collectives import CollectiveError, plan
 from hwsim.collectives.algorithms import SYMMETRY
 from hwsim.collectives.executor import loopbacks
@@ -116,3 +120,36 @@ def check_symmetric(scenario: Scenario, t, groups, names, npus: int, where: str)
             loopbacks(t, group)
         except CollectiveError as err:
             raise ConfigError(where, "system.mode", "symmetric", f"exact here: {err}") from None
+
+
+def stragglers(spec, seed: int) -> set[int]:
+    """The replicas `spec.stragglers` slows: those named, or `fraction` of them (at least one) drawn with the
+    scenario's seed."""
+    given = spec.stragglers
+    if given is None:
+        return set()
+    if given.replicas:
+        return set(given.replicas)
+    if given.fraction <= 0:
+        return set()
+    count = max(1, round(given.fraction * spec.replicas))
+    return {int(r) for r in np.random.default_rng([seed, 0x57A6]).choice(spec.replicas, count, replace=False)}
+
+
+def slowed_compute(hardware, slowdown: float):
+    """`hardware` whose arithmetic and vector units run at 1/slowdown of their clock (a straggler's)."""
+    systolic = dataclasses.replace(hardware.systolic, clock=hardware.systolic.clock / slowdown)
+    vector = dataclasses.replace(hardware.vector, clock=hardware.vector.clock / slowdown)
+    return dataclasses.replace(hardware, systolic=systolic, vector=vector)
+
+
+def check_stragglers(spec, where: str) -> None:
+    """Stragglers named among the replicas, or a fraction, not both."""
+    given = spec.stragglers
+    if given is None:
+        return
+    bad = [r for r in given.replicas if not 0 <= r < spec.replicas]
+    if bad:
+        raise ConfigError(where, "system.stragglers.replicas", list(given.replicas), f"replicas 0 to {spec.replicas - 1}")
+    if given.replicas and given.fraction:
+        raise ConfigError(where, "system.stragglers", "replicas and fraction", "one of them (the replicas, or a fraction)")

@@ -52,9 +52,11 @@ from hwsim.config.schema.systems import (
     LocalTrainingSpec,
     ReplaySpec,
     SingleDeviceSpec,
+    StragglersSpec,
 )
 
 __all__ = [
+    "StragglersSpec",
     "JobSpec",
     "JobsSpec",
     "AvailabilitySpec",

@@ -21,7 +21,7 @@ class JobSpec:
 
     name: str = spec(doc="the job's name (prefixes its devices, metrics and collectives)")
     system: DataParallelSpec | PipelineSpec | MegatronSpec | ReplaySpec = spec(
-        doc="the job's system, as a scenario's `system` (placed jobs: data_parallel)"
+        doc="the job's system, as a scenario's `system`: data_parallel, pipeline or replay"
     )
     model: ModelSpec | None = spec(None, doc="the job's model: a name, a path or a mapping; null: the scenario's model")
     start: float = spec(

@@ -111,6 +111,18 @@ class CompressedPsSpec(LocalTrainingSpec):
 
 
 @schema
+class StragglersSpec:
+    """Replicas that compute slower than the rest: their forward, backward and optimizer take `slowdown` times as
+    long (a given time multiplied, a GEMM or vector op on arrays at 1/slowdown of the clock)."""
+
+    replicas: tuple[int, ...] = spec((), doc="the slow replicas by index")
+    fraction: float = spec(
+        0.0, doc="or this fraction of the replicas (at least one), drawn with the scenario's seed", min=0, max=1
+    )
+    slowdown: float = spec(doc="how many times as long their compute takes (1.3: 30 % slower)", min=1)
+
+
+@schema
 class DataParallelSpec:
     """Data parallelism: every NPU holds a replica; each step runs forward and backward, and each
     layer's gradient is all-reduced over the replicas as soon as its backward is done, overlapped
@@ -128,11 +140,13 @@ class DataParallelSpec:
     bank: str = spec("working", doc="bank for weights, gradients and activations (mlp)")
     compute_precision: str = spec("fp32", doc="precision of the GEMMs (mlp)", choices=PRECISIONS)
     collective: CollectiveSpec = spec(CollectiveSpec, doc="the gradient all-reduce")
+    stragglers: StragglersSpec | None = spec(None, doc="replicas that compute slower (null: none)")
     mode: str = spec(
         "exact",
-        doc="exact: every replica and transfer simulated; symmetric: replica 0 alone, its partners mirrored "
-        "(identical replicas on a symmetric switch fabric; ring, direct or halving_doubling); lockstep: every "
-        "replica, each all-reduce round's messages moved together (timing-only; ring, direct or halving_doubling)",
+        doc="exact: every replica and transfer simulated; symmetric: one replica per compute class (the healthy, the "
+        "stragglers) alone, its partners mirrored (a symmetric switch fabric; ring, direct or halving_doubling); "
+        "lockstep: every replica, each all-reduce round's messages moved together (timing-only; ring, direct or "
+        "halving_doubling)",
         choices=("exact", "symmetric", "lockstep"),
     )
 

@@ -55,7 +55,14 @@ from hwsim.config.units import format_quantity
 from hwsim.errors import ConfigError
 from hwsim.kernels import sgd_momentum
 from hwsim.network import Cluster
-from hwsim.systems.checks import check_bank, check_collective, check_symmetric
+from hwsim.systems.checks import (
+    check_bank,
+    check_collective,
+    check_stragglers,
+    check_symmetric,
+    slowed_compute,
+    stragglers,
+)
 from hwsim.systems.stages import UPDATE_OPS
 from hwsim.systems.training import finite_loss, flatten, unflatten
 from hwsim.workloads.data import BatchStream
@@ -80,6 +87,7 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             codec_from_setting(spec.codec)
         except CodecError as err:
             raise ConfigError(where, "system.collective.codec", to_plain(spec.codec), f"a valid codec: {err}") from None
+    check_stragglers(system, where)
     t, groups, sizes, names = check_collective(scenario, system.replicas, ("all_reduce",), where)
     if system.mode in ("symmetric", "lockstep") and full:
         raise ConfigError(where, "system.mode", system.mode, "exact in full mode (the math runs transfer by transfer)")
@@ -198,9 +206,20 @@ class DataParallel:
         self.metric = cluster.recorder.metric
         self.eval_every = scenario.run.eval_every
         self.seed = scenario.seed
-        simulated = 1 if spec.mode == "symmetric" else spec.replicas  # symmetric: replica 0 stands for all
-        self.represented = lambda device: spec.replicas // simulated  # NPUs a simulated device stands for
-        self.devices = [cluster.add(r, name, scenario.hardware) for r, name in enumerate(self.npu_names(spec)[:simulated])]
+        self.slow = stragglers(spec, scenario.seed)  # the replicas that compute slower
+        slow_hw = slowed_compute(scenario.hardware, spec.stragglers.slowdown) if self.slow else None
+        # symmetric: one replica per compute class stands for its class (replica 0, and the first of the other)
+        classes = (
+            [0, next(r for r in range(spec.replicas) if (r in self.slow) != (0 in self.slow))]
+            if self.slow and len(self.slow) < spec.replicas
+            else [0]
+        )
+        self.simulated = classes if spec.mode == "symmetric" else list(range(spec.replicas))
+        names = self.npu_names(spec)
+        self.devices = [cluster.add(r, names[r], slow_hw if r in self.slow else scenario.hardware) for r in self.simulated]
+        self.factor = [spec.stragglers.slowdown if r in self.slow else 1.0 for r in self.simulated]
+        count = {names[r]: (len(self.slow) if r in self.slow else spec.replicas - len(self.slow)) for r in classes}
+        self.represented = lambda device: count[device] if spec.mode == "symmetric" else 1  # NPUs it stands for
         self.samples_per_step = spec.batch * spec.replicas
         self.timed = scenario.model.kind == "layers"
         self.ops = None if self.timed else model.layer_ops(spec.batch)
@@ -257,28 +276,28 @@ class DataParallel:
     def _replica(self, r: int, ready: list[simpy.Event], waiting: list[int]) -> Generator:
         """One replica's forward and backward; the last replica to finish a layer's backward releases its
         all-reduce."""
-        device, last = self.devices[r], len(self.names) - 1
+        device, last, factor = self.devices[r], len(self.names) - 1, self.factor[r]
         if self.timed:
             for layer in self.model.layers:
-                yield from self._timed(device, layer, "forward")
+                yield from self._timed(device, layer, "forward", factor)
         else:
             acts, pre = yield from self._forward(r)
             grad = self._loss(r, acts[-1])
         for li in reversed(range(last + 1)):
             if self.timed:
-                yield from self._timed(device, self.model.layers[li], "backward")
+                yield from self._timed(device, self.model.layers[li], "backward", factor)
             else:
                 grad = yield from self._backward(r, li, acts, pre, grad)
             waiting[li] -= 1
             if waiting[li] == 0:
                 ready[li].succeed()
 
-    def _timed(self, device, layer, what: str) -> Generator:
-        """A `layers` model's forward or backward of `layer`: its given time, or its GEMMs on the systolic
-        array (the backward of a GEMM is its two GEMMs)."""
+    def _timed(self, device, layer, what: str, factor: float = 1.0) -> Generator:
+        """A `layers` model's forward or backward of `layer`: its given time (times a straggler's `factor`), or
+        its GEMMs on the systolic array (the backward of a GEMM is its two GEMMs)."""
         label = f"{'fwd' if what == 'forward' else 'bwd'} {layer.name}"
         if layer.gemm is None:
-            yield from device.systolic.busy(layer.forward_s if what == "forward" else layer.backward_s, label)
+            yield from device.systolic.busy((layer.forward_s if what == "forward" else layer.backward_s) * factor, label)
         else:
             for g in (layer.gemm,) if what == "forward" else layer.gemm.backward():
                 yield from device.systolic.gemm(g.m, g.n, g.k, self.spec.compute_precision, label, g.count)
@@ -372,7 +391,7 @@ class DataParallel:
                 sgd_momentum(w, dw, vw, self.spec.lr, self.spec.momentum)
                 sgd_momentum(b, db, vb, self.spec.lr, self.spec.momentum)
         if self.spec.optimizer > 0:
-            yield from device.vector.busy(self.spec.optimizer, "optimizer")
+            yield from device.vector.busy(self.spec.optimizer * self.factor[r], "optimizer")
 
     def _learning_metrics(self, step: int) -> None:
         """The step's mean training loss over the replicas and, every eval_every steps, test loss and accuracy."""
@@ -429,11 +448,20 @@ class DataParallel:
                 "order": c.order,
             },
         }
+        if self.slow:  # compute-only stragglers: the healthy replicas wait out the difference at each all-reduce
+            slowdown = self.spec.stragglers.slowdown
+            section["stragglers"] = {
+                "count": len(self.slow),
+                "replicas": sorted(self.slow),
+                "slowdown": slowdown,
+                "compute_s": section["compute_s"] * slowdown,
+                "healthy_wait_s": section["compute_s"] * (slowdown - 1),
+            }
         return {"data_parallel": section}
 
     def _compute_s(self) -> float:
-        """One replica's forward and backward time per step (given, or the cycle model's)."""
-        device = self.devices[0]
+        """One healthy replica's forward and backward time per step (given, or the cycle model's)."""
+        device = next((d for d, f in zip(self.devices, self.factor, strict=True) if f == 1.0), self.devices[0])
 
         def gemms(gemms) -> float:
             return sum(device.systolic.seconds(g.m, g.n, g.k, self.spec.compute_precision, g.count) for g in gemms)
