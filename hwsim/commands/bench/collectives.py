@@ -6,7 +6,8 @@ fabric and the replicas changed), one step, `flow` link sharing: on a 1-D switch
 GB/s per NPU, flat ring) and on 8 x n/8 (400 GB/s NVSwitch, 50 GB/s scale-out,
 hierarchical ring), in `symmetric` mode; 256 NPUs of 8 x 32 in `exact` mode, and 256 on
 the switch in `lockstep` mode (every replica and every transfer, each round's messages
-moved together; equal to `exact` there, as the tests check on smaller shapes).
+moved together; equal to `exact` there, as the tests check on smaller shapes); 1,024 on 8 x 128 with 1 % of the
+replicas 30 % slower (symmetric: one replica per compute class).
 
 `compression_rows`: the real-math data-parallel MLP of `scenarios/data_parallel_mlp.yaml`
 (8 replicas on a 10 Gb/s switch) with its ring all-reduce in fp32 and compressed by a
@@ -21,7 +22,7 @@ from hwsim.config import load_scenario
 from hwsim.config.load import PROJECT_ROOT
 
 
-def _run(npus: int, fabric: str, mode: str) -> tuple[float, dict]:
+def _run(npus: int, fabric: str, mode: str, more: tuple[str, ...] = ()) -> tuple[float, dict]:
     from hwsim.result import run  # the engine, imported late like the other bench rows
 
     if fabric == "switch":
@@ -35,11 +36,16 @@ def _run(npus: int, fabric: str, mode: str) -> tuple[float, dict]:
         f"system.mode={mode}",
         "system.steps=1",
         f"system.collective={collective}",
+        *more,
     ]
     scenario = load_scenario(PROJECT_ROOT / "scenarios" / "data_parallel_8x16.yaml", overrides + ["report.plots=false"])
     start = time.perf_counter()
     result = run(scenario)
     return time.perf_counter() - start, result.summary
+
+
+STRAGGLERS = ("system.stragglers={fraction: 0.01, slowdown: 1.3}",)
+"""`scenarios/data_parallel_1024_straggler.yaml`'s stragglers."""
 
 
 def data_parallel_rows(quick: bool = False) -> list[dict]:
@@ -55,14 +61,16 @@ def data_parallel_rows(quick: bool = False) -> list[dict]:
             (256, "switch", "lockstep"),
         ]
     )
+    cases = [(*case, ()) for case in cases] + [(1024, "dims", "symmetric", STRAGGLERS)]
     rows = []
-    for npus, fabric, mode in cases:
-        wall, summary = _run(npus, fabric, mode)
+    for npus, fabric, mode, more in cases:
+        wall, summary = _run(npus, fabric, mode, more)
         dp = summary["data_parallel"]
         shape = "1-D switch, flat ring" if fabric == "switch" else f"8 x {npus // 8}, hierarchical ring"
+        slow = ", 1 % of the replicas 30 % slower: one replica per class; goal 10 s" if more else ""
         rows.append(
             {
-                "benchmark": f"data parallel: 24-layer iteration on {npus:,} NPUs ({shape}, {mode})",
+                "benchmark": f"data parallel: 24-layer iteration on {npus:,} NPUs ({shape}, {mode}{slow})",
                 "ops": 24,
                 "wall_s": wall,
                 "ops_per_wall_s": 24 / wall,
