@@ -66,6 +66,8 @@ def check_exportable(scenario: Scenario, where: str = "scenario") -> None:
 
         check_megatron_exportable(scenario, where)
         return
+    if system.kind == "data_parallel" and system.stragglers is not None:
+        raise ConfigError(where, "system.stragglers", "set", "null (every replica's trace is the same step)")
     if system.kind != "data_parallel" or model.kind != "layers":
         raise ConfigError(
             where,

@@ -54,6 +54,7 @@ def check_megatron_exportable(scenario: Scenario, where: str) -> None:
         ("system.parallel.context", system.parallel.context, system.parallel.context > 1, "1 (not written yet)"),
         ("system.optimizer", system.optimizer, system.optimizer == "sharded", "allreduce or distributed (not written yet)"),
         ("system.fill", "set", system.fill is not None, "null (a second job is not exported)"),
+        ("system.straggler", "set", system.straggler is not None, "null (one slow GPU is not written)"),
         ("system.framework.overlap_param_gather", True, gather, "false (the next step's gathers are not written)"),
     ]
     for key in ("weights", "gradients", "pipeline", "storage"):
@@ -122,7 +123,7 @@ def megatron_step(scenario: Scenario, progress=None) -> tuple[list[list[EtNode]]
                 last = (add(f"{label} kernel gaps", "compute", last, seconds=gap * count * m.blocks(stage)),)
             closed = m.closes[j].get(index) if m.overlap and data else None
             if closed is not None:  # the first chunk's bucket by bucket, each once its share of the op is done
-                n = m._buckets(m.stage_params[0]) if closed == 0 else 1
+                n = m.buckets(m.stage_params[0]) if closed == 0 else 1
                 for bucket in range(n):
                     after = last if bucket == n - 1 else ends[min(len(ends), math.ceil((bucket + 1) * len(ends) / n)) - 1]
                     nbytes = m.stage_params[closed] * GRAD_BYTES / n

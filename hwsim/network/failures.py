@@ -11,7 +11,7 @@ max-min rates give it nothing). Then `on_failure` decides:
   (`NetworkTimeout`), with the time lost in its diagnosis.
 
 When a cable comes back its capacity returns and flows still on it go on. Every stalled flow's time counts
-as lost (`Failures.log`: per failure, the flows it stalled, rerouted, and their seconds stalled).
+as lost (`FlowFailures.summary`: per failure, the flows it stalled and rerouted, and their seconds stalled).
 """
 
 from __future__ import annotations

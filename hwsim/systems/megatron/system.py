@@ -759,7 +759,7 @@ class Megatron:
 
     def _prefetch(self, j: int) -> dict[int, tuple[simpy.Event, simpy.Event]]:
         """overlap_param_gather: the previous step's all-gather of device j's updated weights, model chunk by model
-        chunk in the order its forwards first need them, bucket by bucket (`_buckets`): {model chunk: (its first
+        chunk in the order its forwards first need them, bucket by bucket (`buckets`): {model chunk: (its first
         bucket is in, all of it is in)}. Megatron-core dispatches the first bucket's all-gather at the optimizer step and each
         next one from the forward pre-hook of the bucket before (distributed optimizer, f2e5db4), so a forward
         waits for its chunk's first bucket before it starts and for the rest before it ends."""
@@ -771,7 +771,7 @@ class Megatron:
             for chunk, (first, done) in pairs:
                 params = self._chunk_params(chunk)
                 routed = routed_params(self.model, self.chunk_blocks[chunk], self.start(chunk), self.e * self.et)
-                n = self._buckets(params)
+                n = self.buckets(params)
                 seconds, sent = self._param_gather(j, params / n, routed / n)
                 self.traffic.data[j] += sent * n
                 for i in range(n):
@@ -783,7 +783,7 @@ class Megatron:
         self.env.process(gather(list(events.items())))
         return events
 
-    def _buckets(self, params: float) -> int:
+    def buckets(self, params: float) -> int:
         """How many of Megatron-core's default buckets (at least max(40M, 1M x d) parameters) `params` fill."""
         return max(1, int(params // max(DDP_BUCKET, DDP_BUCKET_PER_RANK * self.spec.parallel.data)))
 
@@ -799,7 +799,7 @@ class Megatron:
         (the others' reductions are off the critical path; disable_bucketing for chunks after the first): there,
         one bucket. Here the gradients arrive evenly over the op."""
         params, routed = self.stage_params[0], self._routed(0)
-        n = self._buckets(params)
+        n = self.buckets(params)
         for i in range(n):
             ready = begin + seconds * (i + 1) / n
             if ready > self.env.now:
