@@ -84,8 +84,10 @@ def _write_report(result, folder: Path, written: list[str]) -> None:
         tables |= {"power": result.power, "energy_devices": result.energy.devices}
     if trace.rows("phases"):
         tables |= {"step_phases": result.phases}
-    if trace.rows("ops"):
+    if trace.rows("ops") and not result.pipeline_devices.empty:
         tables |= {"pipeline_devices": result.pipeline_devices}
+    if hasattr(result.outcome.system, "link_shares"):  # a shared cluster: what each job sent over each link
+        tables |= {"job_links": result.outcome.system.link_shares(trace)}
     if result.filled:
         tables |= {"fill_devices": result.fill_devices, "fill_map": result.fill_map}
     if result.online:

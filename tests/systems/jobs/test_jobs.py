@@ -154,7 +154,7 @@ def test_the_shipped_cluster_scenario_runs_from_the_command_line(tmp_path, capsy
     assert main(["run", str(PROJECT_ROOT / "scenarios" / "cluster_jobs_fat_tree.yaml"), "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "jobs, placement" in printed and "alone" in printed
-    assert (tmp_path / "jobs.png").is_file()
+    assert (tmp_path / "jobs.png").is_file() and (tmp_path / "job_links.csv").is_file()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert all(job["slowdown"] is not None for job in summary["jobs"]["jobs"].values())
 
