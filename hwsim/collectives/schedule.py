@@ -122,6 +122,7 @@ def collective(
             raise CollectiveError("a collective over a process group (members) is neither hierarchical nor symmetric")
         n = t.npus
     everyone = list(range(n)) if members is None else list(members)
+    rank = {npu: r for r, npu in enumerate(everyone)}  # `data` and `devices` are by rank, NPU ids by fabric
     groups = dimension_groups(t) if hierarchical else [[everyone]]
     if symmetric:
         groups = [[g for g in per_dim if 0 in g] for per_dim in groups]
@@ -164,8 +165,8 @@ def collective(
         with turn:
             yield turn
             lo, hi = piece(chunk, j, group[0])
-            views = [data[npu][lo:hi] for npu in group] if data is not None else None
-            mine = [devices[npu] for npu in (group[:1] if symmetric else group)] if devices is not None else None
+            views = [data[rank[npu]][lo:hi] for npu in group] if data is not None else None
+            mine = [devices[rank[npu]] for npu in (group[:1] if symmetric else group)] if devices is not None else None
             label = f"{op} c{chunk} {o} d{j}"
             play = run(
                 env,

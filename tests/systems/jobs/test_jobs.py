@@ -254,3 +254,24 @@ def test_jobs_of_three_kinds_share_one_cluster(write_yaml):
     assert set(out["trace"]["npus"]).isdisjoint(
         set(out["dp"]["npus"]) if out["dp"]["end_s"] > out["trace"]["start_s"] else out["pipe"]["npus"]
     )
+
+
+def test_a_job_trains_with_the_real_math_and_another_job_beside_it_leaves_its_losses_alone(write_yaml):
+    """Full mode: job a (its own seed stream) trains, and its loss curve is the same, to the bit, alone and
+    beside job b on the same switch."""
+
+    def losses(jobs: str) -> list[float]:
+        path = write_yaml(
+            "name: j\nhardware: {base: edge_npu, network: {kind: switch, bandwidth: 10 Gb/s, latency: 1 us}}\n"
+            f"model: mlp_digits\nsystem: {{kind: jobs, alone: false, jobs: {jobs}}}\n"
+            "run: {mode: full, eval_every: 5}\nreport: {plots: false}\n"
+        )
+        outcome = simulate(load_scenario(path))
+        metrics = outcome.trace.metrics
+        return list(metrics[metrics.metric == "a.loss"].value)
+
+    a = "{name: a, system: {kind: data_parallel, replicas: 2, steps: 10, batch: 16}}"
+    b = "{name: b, system: {kind: data_parallel, replicas: 2, steps: 10, batch: 16}}"
+    alone, beside = losses(f"[{a}]"), losses(f"[{a}, {b}]")
+    assert len(alone) == 10 and alone == beside
+    assert alone[-1] < alone[0]
