@@ -136,6 +136,7 @@ def test_the_same_jobs_give_the_same_results(write_yaml):
         (TWO.replace("replicas: 4}}]", "replicas: 4, mode: symmetric}}]"), "", "not mirrored"),
         (TWO.replace("{kind: data_parallel, replicas: 4}}]", "{kind: megatron, batch: 8}}]"), "", "not placed yet"),
         (TWO, "placement: nowhere", "no placement policy named 'nowhere'"),
+        (TWO.replace("name: b,", "name: b, hardware: edge_npu,"), "", r"jobs\[1\].hardware.*known keys: name, system"),
     ],
 )
 def test_jobs_the_cluster_cannot_run_are_refused_by_key(write_yaml, jobs, more, match):
