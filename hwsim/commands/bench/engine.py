@@ -21,6 +21,7 @@ import simpy
 from hwsim.commands.bench.astra import astra_rows
 from hwsim.commands.bench.collectives import compression_rows, data_parallel_rows
 from hwsim.commands.bench.fabric import fabric_rows
+from hwsim.commands.bench.jobs import jobs_rows
 from hwsim.commands.bench.megatron import megatron_rows, published_row, sweep_row
 from hwsim.commands.bench.replay import replay_row
 from hwsim.config import load_scenario
@@ -244,6 +245,7 @@ def run_bench(n_ops: int, out: Path, progress: Callable[..., None] | None = None
         ("data parallel at 64 to 4,096 NPUs (several minutes)", lambda: data_parallel_rows(quick)),
         ("compressed all-reduce: time to accuracy", lambda: compression_rows(quick)),
         ("megatron: 22B to 1T", lambda: megatron_rows(quick)),
+        ("jobs: several on one fat tree", lambda: jobs_rows(quick)),
         ("chakra: a 1,024-NPU trace set", lambda: [replay_row(quick)]),
         ("ASTRA-sim's examples side by side (several minutes)", lambda: astra_rows(quick)),
         *([] if quick else [("sweep: 52B layouts (about a minute)", lambda: [sweep_row()])]),
