@@ -14,6 +14,7 @@ import pandas as pd
 
 from hwsim.build import Outcome, Progress, simulate
 from hwsim.config import Scenario, resolved_dict
+from hwsim.report.downsample import busy_fractions
 from hwsim.report.summary import memory_table, phase_table, summarize, unit_table
 from hwsim.report.write import write_report
 from hwsim.systems.pipeline.fill_map import fill_map
@@ -54,6 +55,8 @@ class PlotNotApplicable(ValueError):
     plots that apply to a run."""
 
 
+HOT_LINKS = 5
+"""The links a jobs run's figure follows over time: the busiest by utilization."""
 FIGURES = {
     "Unit timeline": ("plot_timeline", "every run"),
     "Utilization": ("plot_utilization", "every run"),
@@ -292,7 +295,15 @@ class RunResult:
         from hwsim.report.jobs import jobs_figure
 
         self._require("plot_jobs")
-        return jobs_figure(self.summary["jobs"], self.outcome.cluster.topology.npus)
+        end = max((job["end_s"] or 0.0) for job in self.summary["jobs"]["jobs"].values())
+        hottest = (
+            self.links.sort_values("util", kind="stable").link.tail(HOT_LINKS).tolist()[::-1] if not self.links.empty else []
+        )
+        shares = busy_fractions(
+            self.trace.chunks("busy"), hottest, ["busy"], lambda labels: labels.map(lambda _: "busy"), end, 200
+        )
+        links = {name: shares[0, i] for i, name in enumerate(hottest) if shares[0, i].any()}
+        return jobs_figure(self.summary["jobs"], self.outcome.cluster.topology.npus, links)
 
     def plot_activations(self):
         """Pipeline and megatron runs: activation bytes held per device over time (PlotNotApplicable otherwise)."""

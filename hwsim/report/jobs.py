@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from hwsim.config.units import format_quantity
@@ -18,17 +19,20 @@ def job_colours(names: list[str]) -> dict[str, tuple]:
     return {name: palette(i % palette.N) for i, name in enumerate(names)}
 
 
-def jobs_figure(section: dict, npus: int) -> Figure:
+def jobs_figure(section: dict, npus: int, links: dict[str, np.ndarray] | None = None) -> Figure:
     """Top left: a Gantt of jobs per node (rows: the fabric's nodes; a job's bar in each node it ran on, from
-    its start to its end; its queueing before it as a thin line). Bottom left: the NPUs each job held over time,
-    stacked, against the cluster's. Right: each job's step time alone and in the mix, with its slowdown."""
+    its start to its end; its queueing before it as a thin line). Middle left: the NPUs each job held over time,
+    stacked, against the cluster's. Bottom left: the hottest links' busy share over time (`links`: per link,
+    the share of each equal bin of the run it carried something). Right: each job's step time alone and in the
+    mix, with its slowdown."""
     jobs = section["jobs"]
     names = list(jobs)
     colours = job_colours(names)
     end = max((j["end_s"] or 0.0) for j in jobs.values()) or 1.0
     scale, unit = time_scale(end)
-    fig = Figure(figsize=(13, 7))
-    grid = fig.add_gridspec(2, 2, width_ratios=(2.2, 1), height_ratios=(2, 1))
+    fig = Figure(figsize=(13, 9 if links else 7))
+    rows = 3 if links else 2
+    grid = fig.add_gridspec(rows, 2, width_ratios=(2.2, 1), height_ratios=(2, 1, 1)[:rows])
     gantt, held, steps = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1])
     nodes = sorted({node for j in jobs.values() for node in j["node_ids"]})[:MOST_NODES]
     row = {node: i for i, node in enumerate(nodes)}
@@ -63,6 +67,22 @@ def jobs_figure(section: dict, npus: int) -> Figure:
     held.set_xlabel(f"simulated time ({unit})")
     held.set_ylabel("NPUs held")
     held.legend(fontsize=7, ncol=min(len(names) + 1, 5), loc="upper right")
+    if links:
+        busy = fig.add_subplot(grid[2, 0])
+        grid_ = np.vstack(list(links.values()))
+        busy.imshow(
+            grid_,
+            aspect="auto",
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+            extent=(0, end * scale, len(links) - 0.5, -0.5),
+            interpolation="nearest",
+        )
+        busy.set_yticks(range(len(links)), list(links), fontsize=7)
+        busy.set_xlim(0, end * scale)
+        busy.set_xlabel(f"simulated time ({unit})")
+        busy.set_title("the hottest links over time (black: carrying something the whole moment)", fontsize=9)
     y = range(len(names))
     step_scale, step_unit = time_scale(max((jobs[n]["step_time_s"] or 0.0) for n in names) or 1.0)
     mix = [(jobs[n]["step_time_s"] or 0.0) * step_scale for n in names]
