@@ -122,7 +122,8 @@ def collective(
             raise CollectiveError("a collective over a process group (members) is neither hierarchical nor symmetric")
         n = t.npus
     everyone = list(range(n)) if members is None else list(members)
-    rank = {npu: r for r, npu in enumerate(everyone)}  # `data` and `devices` are by rank, NPU ids by fabric
+    # `data` and `devices` are by rank, NPU ids by fabric
+    rank = {npu: r for r, npu in enumerate(everyone)} if data is not None or devices is not None else {}
     groups = dimension_groups(t) if hierarchical else [[everyone]]
     if symmetric:
         groups = [[g for g in per_dim if 0 in g] for per_dim in groups]

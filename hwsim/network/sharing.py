@@ -169,7 +169,8 @@ class Flow(Sharing):
             f = self.fabric
             if overhead:
                 yield self.env.timeout(overhead)
-            path = self._around(path)
+            if self.failures is not None:  # round the failed cables the routes already avoid
+                path = self.failures.around(path)
             if nbytes > 0:
                 done = self._start(path, float(nbytes), label)
                 f.started(path, nbytes, label)
@@ -313,10 +314,6 @@ class Flow(Sharing):
             event.succeed()
         if not self.pending:  # (a flow that starts later at this instant solves again)
             self._solve()
-
-    def _around(self, path: tuple[int, ...]) -> tuple[int, ...]:
-        """A new flow's path: round the failed cables the routes already avoid (`FlowFailures`)."""
-        return path if self.failures is None else self.failures.around(path)
 
     def move(self, slot: int, path: tuple[int, ...]) -> None:
         """Put flow `slot` on `path` with the bytes it has left (a reroute)."""

@@ -7,35 +7,28 @@ import json
 
 import pytest
 
-from hwsim.build import check, simulate
+from hwsim.build import simulate
 from hwsim.commands.export import check_exportable, export_chakra
-from hwsim.config.load import load_scenario
 from hwsim.errors import ConfigError
 from hwsim.systems.megatron.checks import layout
-from tests.systems.megatron.layouts import SMALL, small
+from tests.systems.megatron.layouts import small
+from tests.systems.replay.traces import replay_scenario, step_time
 
 # kernels of 0.1 ms and more: Chakra's durations are whole microseconds
 BIGGER = ("model.d_model=2048", "model.d_ff=8192", "model.seq_len=2048", "model.heads=16", "model.layers=8")
 
 
-def _step(outcome) -> float:
-    metrics = outcome.trace.metrics
-    return float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+HARDWARE = (  # the small 3D layout's (tests/systems/megatron/layouts.py), ideal links
+    "{base: a100_80gb, network: {model: ideal, dims: [{kind: switch, size: 8, bandwidth: 300 GB/s, latency: 1 us}, "
+    "{kind: switch, size: 0, bandwidth: 200 Gb/s, latency: 2 us}]}}"
+)
 
 
 def _replayed(job, tmp_path, streams: str = "one") -> float:
     """The exported job's step replayed on the job's own fabric."""
     (tmp_path / "et").mkdir(parents=True)
     export_chakra(job, tmp_path / "et")
-    network = SMALL.split("\nmodel:")[0].format(model="ideal", eff=1)
-    path = tmp_path / "replay.yaml"
-    path.write_text(
-        f"{network}\nmodel: {{kind: chakra, traces: et/{job.name}}}\nsystem: {{kind: replay, streams: {streams}}}\n"
-        "run: {mode: timing-only}\nreport: {plots: false}\n"
-    )
-    replay = load_scenario(path)
-    check(replay, str(path))
-    return _step(simulate(replay))
+    return step_time(simulate(replay_scenario(tmp_path, f"et/{job.name}", HARDWARE, f"{{kind: replay, streams: {streams}}}")))
 
 
 @pytest.mark.parametrize(
@@ -52,7 +45,7 @@ def test_an_exported_megatron_step_replays_in_the_3d_systems_step_time(write_yam
     """The replay of every GPU's trace takes the 3D system's step to 0.2 % (measured: -0.01 to -0.11 %; the
     replay plays each collective on the fabric where the system times it from the collective library once)."""
     job = small(write_yaml, **{"batch": 8, **layout_}, more=(*BIGGER, *more))
-    alone = _step(simulate(job))
+    alone = step_time(simulate(job))
     assert _replayed(job, tmp_path) == pytest.approx(alone, rel=0.002)
 
 
@@ -62,7 +55,7 @@ def test_overlapped_gradient_reductions_replay_on_streams_of_their_own(write_yam
     stream per NPU (ASTRA-sim's), the reductions hold up the tensor-parallel collectives and sends, and the step
     is longer (measured +2.95 %)."""
     job = small(write_yaml, t=2, p=2, d=2, more=(*BIGGER, "system.framework=megatron-core"))
-    alone = _step(simulate(job))
+    alone = step_time(simulate(job))
     grouped = _replayed(job, tmp_path / "group", "group")
     assert grouped == pytest.approx(alone, rel=0.002)
     assert _replayed(job, tmp_path / "one", "one") > grouped * 1.02

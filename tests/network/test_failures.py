@@ -8,6 +8,7 @@ import pytest
 from hwsim.build import check, simulate
 from hwsim.config.load import load_scenario
 from hwsim.errors import ConfigError
+from tests.systems.replay.traces import step_time
 
 # 2 leaves of 1 NPU, 2 spines, 100 Gb/s NPU links: each leaf's uplink to a spine carries 50 Gb/s. Two replicas
 # all-reduce a 100 MB gradient: two rounds of 50 MB each way over spine 1 (ECMP: (0 + 1) mod 2), 8 ms each.
@@ -34,24 +35,19 @@ report: {{plots: false}}
     return simulate(scenario)
 
 
-def _step(outcome) -> float:
-    metrics = outcome.trace.metrics
-    return float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
-
-
 def _failures(outcome) -> list[dict]:
     return outcome.cluster.fabric.model.failures.summary(outcome.sim_time_s)["failures"]
 
 
 def test_without_failures_the_step_is_its_closed_form(write_yaml):
-    assert _step(_run(write_yaml)) == pytest.approx(BASE, rel=1e-9)
+    assert step_time(_run(write_yaml)) == pytest.approx(BASE, rel=1e-9)
 
 
 def test_a_cable_down_for_a_while_stalls_its_flows_that_long_when_they_wait(write_yaml):
     """on_failure abort, the cable back before the timeout: both flows of the first round stall 2 ms, then go on."""
     out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 2 ms}], on_failure: abort")
     assert out.status == "ok"
-    assert _step(out) == pytest.approx(BASE + 2e-3, rel=1e-9)
+    assert step_time(out) == pytest.approx(BASE + 2e-3, rel=1e-9)
     (failure,) = _failures(out)
     assert failure["flows_stalled"] == 2 and failure["flows_rerouted"] == 0
     assert failure["stalled_s"] == pytest.approx(2 * 2e-3)
@@ -61,7 +57,7 @@ def test_reroute_moves_the_stalled_flows_to_the_other_spine_after_the_delay(writ
     """The other spine's uplinks are as fast: the step is late by the reroute delay alone; the failed cable
     carried only the bytes sent before the failure, the other spine the rest."""
     out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 50 ms}], reroute_delay: 0.5 ms")
-    assert _step(out) == pytest.approx(BASE + 0.5e-3, rel=1e-9)
+    assert step_time(out) == pytest.approx(BASE + 0.5e-3, rel=1e-9)
     (failure,) = _failures(out)
     assert failure["flows_stalled"] == failure["flows_rerouted"] == 2
     assert failure["stalled_s"] == pytest.approx(2 * 0.5e-3)
@@ -75,14 +71,14 @@ def test_with_no_way_round_a_rerouted_flow_waits_for_the_cable(write_yaml):
     """One spine (its uplinks then carry 100 Gb/s): nowhere to go, the flows wait the 2 ms out."""
     out = _run(write_yaml, "failures: [{link: leaf0->spine0, at: 1 ms, duration: 2 ms}]", spines=1)
     one_spine = 20e-6 + 2 * (1e-6 + 4e-6 + 50e6 / 12.5e9)
-    assert _step(out) == pytest.approx(one_spine + 2e-3, rel=1e-9)
+    assert step_time(out) == pytest.approx(one_spine + 2e-3, rel=1e-9)
     assert _failures(out)[0]["flows_rerouted"] == 0
 
 
 def test_flows_that_start_after_the_reroute_go_round_at_once(write_yaml):
     """A cable down from the start: the routes change at once (delay 0), the all-reduce never touches it."""
     out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 0 s}]")
-    assert _step(out) == pytest.approx(BASE, rel=1e-9)
+    assert step_time(out) == pytest.approx(BASE, rel=1e-9)
     assert _failures(out)[0]["flows_stalled"] == 0
 
 

@@ -108,6 +108,7 @@ class Jobs:
         self.done = self.env.event()
         self.samples_per_step = 0  # per job: in its own section
         self.holds_memory = any(job.model.kind != "layers" for job in self.spec.jobs)
+        self._shares: pd.DataFrame | None = None  # `link_shares`, once the run is over
 
     def run(self) -> Generator:
         for job in sorted(self.jobs, key=lambda j: (j.spec.start, j.index)):
@@ -178,7 +179,13 @@ class Jobs:
     # --- what the report shows ------------------------------------------------------
 
     def link_shares(self, trace) -> pd.DataFrame:
-        """Bytes each job sent over each link (rows: link, job, bytes), from the delivered messages' routes."""
+        """Bytes each job sent over each link (rows: link, job, bytes), from the delivered messages' routes
+        (worked out once: the summary and job_links.csv both ask)."""
+        if self._shares is None:
+            self._shares = self._link_shares(trace)
+        return self._shares
+
+    def _link_shares(self, trace) -> pd.DataFrame:
         npu, route = self.cluster.npu, self.cluster.topology.route
         totals: dict[tuple[str, int, int], float] = {}
         for chunk in trace.chunks("messages", ["src", "dst", "bytes"]):

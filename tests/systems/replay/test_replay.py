@@ -9,31 +9,13 @@ from hwsim.build import check, simulate
 from hwsim.config.load import PROJECT_ROOT, load_scenario
 from hwsim.errors import ConfigError
 from hwsim.workloads.chakra import EtNode, write_trace
-
-RING8 = "{base: datacenter_npu, network: {kind: ring, npus: 8, bandwidth: 50 GB/s, latency: 500 ns}}"
+from tests.systems.replay.traces import RING8, replay_scenario, step_time
 
 
 def _scenario(tmp_path, traces: list[list[EtNode]], hardware: str = RING8, system: str = "{kind: replay}"):
     for r, nodes in enumerate(traces):
         write_trace(tmp_path / f"t.{r}.et", nodes)
-    return _replay(tmp_path, "t", hardware, system)
-
-
-def _replay(tmp_path, prefix: str, hardware: str = RING8, system: str = "{kind: replay}"):
-    """The checked replay scenario of the trace set `tmp_path/prefix`."""
-    path = tmp_path / "replay.yaml"
-    path.write_text(
-        f"name: replay\nhardware: {hardware}\nmodel: {{kind: chakra, traces: {prefix}}}\nsystem: {system}\n"
-        "run: {mode: timing-only}\nreport: {plots: false}\n"
-    )
-    scenario = load_scenario(path)
-    check(scenario, str(path))
-    return scenario
-
-
-def _step(outcome) -> float:
-    metrics = outcome.trace.metrics
-    return float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+    return replay_scenario(tmp_path, "t", hardware, system)
 
 
 def _data_parallel_step(tmp_path) -> list[EtNode]:
@@ -57,8 +39,8 @@ def test_a_data_parallel_step_replays_as_the_data_parallel_system_runs_it(tmp_pa
     )
     alone = simulate(load_scenario(path))
     assert replayed.status == alone.status == "ok"
-    assert _step(replayed) == pytest.approx(_step(alone), rel=1e-9)
-    assert _step(replayed) > 310e-6  # the all-reduce takes time
+    assert step_time(replayed) == pytest.approx(step_time(alone), rel=1e-9)
+    assert step_time(replayed) > 310e-6  # the all-reduce takes time
 
 
 def test_symmetric_mode_equals_the_exact_run(tmp_path):
@@ -74,7 +56,7 @@ def test_symmetric_mode_equals_the_exact_run(tmp_path):
     switch = "{base: datacenter_npu, network: {kind: switch, npus: 16, bandwidth: 100 GB/s, latency: 1 us}}"
     exact = simulate(_scenario(tmp_path, [nodes] * 16, switch))
     symmetric = simulate(_scenario(tmp_path, [nodes] * 16, switch, "{kind: replay, mode: symmetric}"))
-    assert _step(symmetric) == pytest.approx(_step(exact), rel=1e-9) and len(symmetric.system.devices) == 1
+    assert step_time(symmetric) == pytest.approx(step_time(exact), rel=1e-9) and len(symmetric.system.devices) == 1
 
 
 def test_dependencies_and_one_node_per_resource(tmp_path):
@@ -88,7 +70,7 @@ def test_dependencies_and_one_node_per_resource(tmp_path):
     ]
     two = "{base: datacenter_npu, network: {kind: switch, npus: 2, bandwidth: 100 GB/s, latency: 1 us}}"
     outcome = simulate(_scenario(tmp_path, [nodes] * 2, two))
-    assert _step(outcome) == pytest.approx(35e-6)
+    assert step_time(outcome) == pytest.approx(35e-6)
     busy = outcome.trace.busy
     after = busy[busy.label.str.startswith("after") & busy.unit.str.startswith("npu0")]
     assert float(after.start_s.iloc[0]) == pytest.approx(30e-6)
@@ -103,7 +85,7 @@ def test_a_send_and_its_receive(tmp_path):
     two = "{base: datacenter_npu, network: {kind: switch, npus: 2, bandwidth: 100 GB/s, latency: 1 us}}"
     outcome = simulate(_scenario(tmp_path, [sender, receiver], two))
     message = outcome.cluster.unloaded(0, 1, size)
-    assert _step(outcome) == pytest.approx(40e-6 + message + 30e-6, rel=1e-9)
+    assert step_time(outcome) == pytest.approx(40e-6 + message + 30e-6, rel=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -174,12 +156,23 @@ def test_an_exported_data_parallel_job_replays_to_its_step_time(tmp_path):
         "name: r\nhardware: cluster_8x16\nmodel: {kind: chakra, traces: out/data_parallel_8x16}\n"
         "system: {kind: replay}\nrun: {mode: timing-only}\nreport: {plots: false}\n"
     )
-    assert _step(simulate(load_scenario(path))) == pytest.approx(_step(simulate(load_scenario(job, small))), rel=1e-9)
+    assert step_time(simulate(load_scenario(path))) == pytest.approx(step_time(simulate(load_scenario(job, small))), rel=1e-9)
     assert main(["export", "chakra", str(PROJECT_ROOT / "scenarios" / "quickstart.yaml"), str(tmp_path / "no")]) == 2
     assert not (tmp_path / "no").exists()
 
 
 EDGE = "{base: edge_npu, memory: {working: {precision: fp32, capacity: 16 MiB, bandwidth: 64 GB/s, latency: 10 ns}}}"
+
+
+def _exported_pipeline(tmp_path, *overrides: str):
+    """`pipeline_1f1b` with `overrides`, one step, timing-only: the scenario, its simulated step, and its export
+    into `tmp_path`."""
+    from hwsim.commands.export import export_chakra
+
+    more = ["system.steps=1", "run.mode=timing-only", "report.plots=false"]
+    job = load_scenario(PROJECT_ROOT / "scenarios" / "pipeline_1f1b.yaml", [*overrides, *more])
+    check(job)
+    return job, step_time(simulate(job)), export_chakra(job, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -190,23 +183,15 @@ def test_an_exported_pipeline_replays_in_the_pipeline_systems_step_time(tmp_path
     """`hwsim export chakra` of a one-replica pipeline (4 devices, 8 micro-batches): each device's ops, sends and
     receives replayed take the step the pipeline system simulates, to `tolerance` (measured: 0.06 to 0.11 %,
     interleaved 1.5 %: the pipeline sends each message as its own process, the replay one at a time per NPU)."""
-    from hwsim.commands.export import export_chakra
-
-    overrides = [
+    job, alone, files = _exported_pipeline(
+        tmp_path,
         f"system.schedule={schedule}",
         f"system.stages_per_device={per_device}",
         "system.data_parallel=1",
-        "system.steps=1",
         "system.placement=null",
-        "run.mode=timing-only",
-        "report.plots=false",
-    ]
-    job = load_scenario(PROJECT_ROOT / "scenarios" / "pipeline_1f1b.yaml", overrides)
-    check(job)
-    alone = _step(simulate(job))
-    files = export_chakra(job, tmp_path)
+    )
     assert len(files) == 4
-    assert _step(simulate(_replay(tmp_path, job.name, EDGE))) == pytest.approx(alone, rel=tolerance)
+    assert step_time(simulate(replay_scenario(tmp_path, job.name, EDGE))) == pytest.approx(alone, rel=tolerance)
 
 
 @pytest.mark.parametrize(("schedule", "replicas"), [("1f1b", 4), ("zb_h1", 2)])
@@ -218,24 +203,12 @@ def test_an_exported_data_parallel_pipeline_replays_its_all_reduces_over_process
     all-reduce has no reduction cost unless system.collective.reduction_bandwidth gives one)."""
     import json
 
-    from hwsim.commands.export import export_chakra
-
-    overrides = [
-        f"system.schedule={schedule}",
-        f"system.data_parallel={replicas}",
-        "system.steps=1",
-        "run.mode=timing-only",
-        "report.plots=false",
-    ]
-    job = load_scenario(PROJECT_ROOT / "scenarios" / "pipeline_1f1b.yaml", overrides)
-    check(job)
-    alone = _step(simulate(job))
-    files = export_chakra(job, tmp_path)
+    job, alone, files = _exported_pipeline(tmp_path, f"system.schedule={schedule}", f"system.data_parallel={replicas}")
     assert len(files) == 4 * replicas + 1
     groups = json.loads((tmp_path / f"{job.name}.groups.json").read_text())
     assert groups == {f"stage_device{d}": [r * 4 + d for r in range(replicas)] for d in range(4)}
-    replay = _replay(tmp_path, job.name, EDGE)
-    assert _step(simulate(replay)) == pytest.approx(alone, rel=0.01)
+    replay = replay_scenario(tmp_path, job.name, EDGE)
+    assert step_time(simulate(replay)) == pytest.approx(alone, rel=0.01)
 
 
 def test_symmetric_mode_where_it_cannot_be_exact_is_refused_before_the_run(tmp_path):
@@ -266,8 +239,8 @@ def test_collectives_of_two_process_groups_share_one_stream_or_run_side_by_side(
     """Without contention (ideal links) two independent collectives of two groups take twice one's time on one
     stream per NPU (ASTRA-sim's), and one's time with a stream per group (NCCL's communicators)."""
     _two_groups(tmp_path, {"x": [0, 1], "y": [1, 0]})
-    one = _step(simulate(_replay(tmp_path, "t", SWITCH2, "{kind: replay, streams: one}")))
-    group = _step(simulate(_replay(tmp_path, "t", SWITCH2, "{kind: replay, streams: group}")))
+    one = step_time(simulate(replay_scenario(tmp_path, "t", SWITCH2, "{kind: replay, streams: one}")))
+    group = step_time(simulate(replay_scenario(tmp_path, "t", SWITCH2, "{kind: replay, streams: group}")))
     assert one == pytest.approx(2 * group, rel=1e-9)
 
 
@@ -283,7 +256,7 @@ def test_collectives_of_two_process_groups_share_one_stream_or_run_side_by_side(
 def test_a_groups_file_that_does_not_fit_the_traces_is_refused(tmp_path, groups, match):
     _two_groups(tmp_path, groups)
     with pytest.raises(ConfigError, match=match):
-        _replay(tmp_path, "t", SWITCH2)
+        replay_scenario(tmp_path, "t", SWITCH2)
 
 
 def test_a_process_group_without_a_groups_file_is_refused_by_node(tmp_path):
