@@ -73,6 +73,38 @@ def phases(op: str, dims: int) -> list[tuple[str, int]]:
     return {"all_reduce": down + up, "reduce_scatter": down, "all_gather": up}[op]
 
 
+def layout(t, op: str, algorithm: str | Sequence[str], everyone: list[int], hierarchical: bool, symmetric: bool = False):
+    """(groups, phases, plans) of `op` over the NPUs `everyone` of topology `t`: per dimension its groups (one
+    group of `everyone` unless hierarchical; symmetric: only the groups that hold NPU 0), the phases
+    (operation, dimension) and the plan of each."""
+    groups = dimension_groups(t) if hierarchical else [[everyone]]
+    if symmetric:
+        groups = [[g for g in per_dim if 0 in g] for per_dim in groups]
+    if hierarchical and len(groups) < 2:
+        raise CollectiveError(
+            f"a hierarchical collective needs a fabric of 2 or more dimensions (dims or torus); this one is a {t.kind}"
+        )
+    names = [algorithm] * len(groups) if isinstance(algorithm, str) else list(algorithm)
+    if len(names) != len(groups):
+        raise CollectiveError(f"one algorithm per dimension: {len(groups)}; got {len(names)}")
+    steps = phases(op, len(groups)) if hierarchical else [(op, 0)]
+    plans = {(o, j): plan(o, names[j], len(groups[j][0]), symmetric and names[j] in SYMMETRY) for o, j in steps}
+    return groups, steps, plans
+
+
+def piece(edges: list[int], group_of: list[dict], chunk: int, dim: int, npu: int) -> tuple[int, int]:
+    """The element (or byte) range an NPU works on along `dim`: its chunk (`edges`), narrowed by the
+    reduce-scatters of the dimensions before (a rank keeps block r of its group's piece; `group_of[k]`:
+    NPU -> its group along dimension k)."""
+    lo, hi = edges[chunk], edges[chunk + 1]
+    for k in range(dim):
+        group = group_of[k][npu]
+        edge = bounds(hi - lo, len(group))
+        r = group.index(npu)
+        lo, hi = lo + edge[r], lo + edge[r + 1]
+    return lo, hi
+
+
 def collective(
     env: simpy.Environment,
     fabric,
@@ -124,18 +156,7 @@ def collective(
     everyone = list(range(n)) if members is None else list(members)
     # `data` and `devices` are by rank, NPU ids by fabric
     rank = {npu: r for r, npu in enumerate(everyone)} if data is not None or devices is not None else {}
-    groups = dimension_groups(t) if hierarchical else [[everyone]]
-    if symmetric:
-        groups = [[g for g in per_dim if 0 in g] for per_dim in groups]
-    if hierarchical and len(groups) < 2:
-        raise CollectiveError(
-            f"a hierarchical collective needs a fabric of 2 or more dimensions (dims or torus); this one is a {t.kind}"
-        )
-    names = [algorithm] * len(groups) if isinstance(algorithm, str) else list(algorithm)
-    if len(names) != len(groups):
-        raise CollectiveError(f"one algorithm per dimension: {len(groups)}; got {len(names)}")
-    steps = phases(op, len(groups)) if hierarchical else [(op, 0)]
-    plans = {(o, j): plan(o, names[j], len(groups[j][0]), symmetric and names[j] in SYMMETRY) for o, j in steps}
+    groups, steps, plans = layout(t, op, algorithm, everyone, hierarchical, symmetric)
     width = 4 if data is not None else 1
     size = data[0].size if data is not None else nbytes
     edges = bounds(size, chunks)
@@ -146,17 +167,6 @@ def collective(
 
     group_of = [{npu: g for g in per_dim for npu in g} for per_dim in groups]
 
-    def piece(chunk: int, dim: int, npu: int) -> tuple[int, int]:
-        """The element (or byte) range an NPU works on along `dim`: its chunk, narrowed by the
-        reduce-scatters of the dimensions before (a rank keeps block r of its group's piece)."""
-        lo, hi = edges[chunk], edges[chunk + 1]
-        for k in range(dim):
-            group = group_of[k][npu]
-            edge = bounds(hi - lo, len(group))
-            r = group.index(npu)
-            lo, hi = lo + edge[r], lo + edge[r + 1]
-        return lo, hi
-
     def one(chunk: int, phase: int, group: list[int]) -> Generator:
         waits = [0] if symmetric else group  # symmetric: NPU 0 stands for every NPU of its group
         before = [done[chunk, phase - 1, npu] for npu in waits] if phase else []
@@ -165,7 +175,7 @@ def collective(
         turn = own[j][tuple(group)].request() if own is not None else slots.request((j, tuple(group)), priority)
         with turn:
             yield turn
-            lo, hi = piece(chunk, j, group[0])
+            lo, hi = piece(edges, group_of, chunk, j, group[0])
             views = [data[rank[npu]][lo:hi] for npu in group] if data is not None else None
             mine = [devices[rank[npu]] for npu in (group[:1] if symmetric else group)] if devices is not None else None
             label = f"{op} c{chunk} {o} d{j}"

@@ -89,11 +89,30 @@ def detach(hops, on_link, degree, f):
 
 
 @njit(cache=True)
-def _fill(hops, on_link, degree, left, chosen, members, rate):
+def scratch(n_flows, n_links):
+    """The work arrays of `_fill` and `update` for up to `n_flows` flow slots and `n_links` links: each call
+    leaves them as it found them (or, for the marks, stamped older than the next call's), so a caller that
+    solves again and again allocates them once. The last holds the stamp."""
+    count = np.zeros(n_links, np.int64)
+    heap_key = np.empty(n_links + 1)
+    heap_link = np.empty(n_links + 1, np.int64)
+    fixed = np.zeros(n_flows, np.bool_)
+    chosen = np.zeros(n_flows, np.bool_)
+    members = np.empty(n_flows, np.int64)
+    left = np.empty(n_links)
+    mark = np.zeros(n_links, np.int64)
+    checked = np.zeros(n_flows, np.int64)
+    links = np.empty(n_links, np.int64)
+    stamp = np.zeros(1, np.int64)
+    return count, heap_key, heap_link, fixed, chosen, members, left, mark, checked, links, stamp
+
+
+@njit(cache=True)
+def _fill(hops, on_link, degree, left, chosen, members, rate, work):
     """Progressive filling of the flows `members` (marked in `chosen`) on the capacities `left` (what the
-    other flows leave); writes their rates into `rate`. Only the links they cross take part."""
-    count = np.zeros(left.size, np.int64)
-    heap_link = np.empty(hops.shape[1] * members.size + 1, np.int64)
+    other flows leave); writes their rates into `rate`. Only the links they cross take part. `work`:
+    `scratch`'s arrays."""
+    count, heap_key, heap_link, fixed = work[0], work[1], work[2], work[3]
     n = 0
     for f in members:
         for link in _links(hops, f):
@@ -101,12 +120,10 @@ def _fill(hops, on_link, degree, left, chosen, members, rate):
                 heap_link[n] = link
                 n += 1
             count[link] += 1
-    heap_key = np.empty(n + 1)
     size = 0
     for i in range(n):
         link = heap_link[i]
         size = _push(heap_key, heap_link, size, max(left[link], 0.0) / count[link], link)
-    fixed = np.zeros(rate.size, np.bool_)
     while size > 0:
         key, link, size = _pop(heap_key, heap_link, size)
         if count[link] == 0:
@@ -123,6 +140,8 @@ def _fill(hops, on_link, degree, left, chosen, members, rate):
             for other in _links(hops, f):
                 left[other] -= share
                 count[other] -= 1
+    for f in members:
+        fixed[f] = False
 
 
 @njit(cache=True)
@@ -145,7 +164,7 @@ def max_min_rates(hops, capacity):
             members[m] = f
             m += 1
     rate = np.zeros(n_flows)
-    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), live, members[:m], rate)
+    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), live, members[:m], rate, scratch(n_flows, capacity.size))
     return rate
 
 
@@ -171,11 +190,16 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
     moves a handful of rates. If S grows past `GIVE_UP`, the connected components of
     the flow-link graph that hold a touched link are solved whole instead (their rates do not depend
     on the other components; SimGrid's lazy max-min update works by component too)."""
-    n_flows, n_links = rate.size, capacity.size
+    update(hops, on_link, degree, capacity, rate, load, most, touched, flows, scratch(rate.size, capacity.size))
+
+
+@njit(cache=True)
+def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, work):
+    """`max_min_update` with its work arrays given (`scratch`); returns how many flows it solved again,
+    which it leaves first in `work[5]` (no other flow's rate changed)."""
+    chosen, members, left, mark, checked, links, stamps = work[4], work[5], work[6], work[7], work[8], work[9], work[10]
     for link in touched:
         _measure(link, on_link, degree, rate, load, most)
-    chosen = np.zeros(n_flows, np.bool_)
-    members = np.empty(n_flows, np.int64)
     m = 0
     for link in touched:
         for f in on_link[link, : degree[link]]:
@@ -183,16 +207,13 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
                 chosen[f] = True
                 members[m] = f
                 m += 1
-    left = np.empty(n_links)
-    mark = np.zeros(n_links, np.int64)  # == stamp: a link of S this round
-    checked = np.zeros(n_flows, np.int64)  # == stamp: a flow checked for a bottleneck this round
-    links = np.empty(n_links, np.int64)
-    stamp = 0
     while m > 0:
         if m > GIVE_UP[0] * flows and m > GIVE_UP[1]:
-            _solve_components(hops, on_link, degree, capacity, rate, load, most, touched)
-            return
-        stamp += 1
+            for f in members[:m]:
+                chosen[f] = False
+            return _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work)
+        stamps[0] += 1
+        stamp = stamps[0]
         k = 0
         for f in members[:m]:
             for link in _links(hops, f):
@@ -204,7 +225,7 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
                 left[link] += rate[f]
         for f in members[:m]:
             rate[f] = 0.0
-        _fill(hops, on_link, degree, left, chosen, members[:m], rate)
+        _fill(hops, on_link, degree, left, chosen, members[:m], rate, work)
         for link in links[:k]:
             _measure(link, on_link, degree, rate, load, most)
         grown = m
@@ -229,8 +250,11 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
                             members[grown] = g
                             grown += 1
         if grown == m:
-            return
+            break
         m = grown
+    for f in members[:m]:
+        chosen[f] = False
+    return m
 
 
 @njit(cache=True)
@@ -256,12 +280,11 @@ def _bottlenecked(f, hops, capacity, rate, load, most):
 
 
 @njit(cache=True)
-def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched):
+def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work):
     """Progressive filling of the connected components of the flow-link graph that hold a touched link,
-    on the links' whole capacities."""
-    n_flows, n_links = rate.size, capacity.size
-    chosen = np.zeros(n_flows, np.bool_)
-    members = np.empty(n_flows, np.int64)
+    on the links' whole capacities; returns how many flows it solved (first in `work[5]`)."""
+    n_links = capacity.size
+    chosen, members = work[4], work[5]
     seen = np.zeros(n_links, np.bool_)
     queue = np.empty(n_links, np.int64)
     m = head = tail = 0
@@ -283,9 +306,12 @@ def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched
                     queue[tail] = link
                     tail += 1
         head += 1
-    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), chosen, members[:m], rate)
+    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), chosen, members[:m], rate, work)
     for link in queue[:tail]:
         _measure(link, on_link, degree, rate, load, most)
+    for f in members[:m]:
+        chosen[f] = False
+    return m
 
 
 @njit(cache=True)

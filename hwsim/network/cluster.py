@@ -186,6 +186,8 @@ class Cluster:
         self.npu: dict[str, int] = {}  # device (and NIC) name -> NPU
         self.loss_observers: list[DeliveryObserver] = []
         """Called as observer(message, lost_s) when a message is lost to an outage."""
+        self.shared: dict[str, object] = {}
+        """What the systems on this cluster share beyond the fabric (the compiled engine: `collectives.compiled`)."""
         self.placement: list[int] | None = None
         """The NPUs a system's ranks 0, 1, ... run on (None: rank r on NPU r); a job's view sets it."""
 
@@ -305,13 +307,14 @@ class ClusterTransport:
         self._names: dict[int, str] = {}
         self.name_of = name_of or (lambda npu: f"npu{npu}")
 
-    def _overhead(self, npu: int) -> float:
+    def overhead(self, npu: int) -> float:
+        """The NIC overhead of a message NPU `npu` sends."""
         device = self.cluster.devices.get(npu)
         return (device.spec if device is not None else self.cluster.hardware).nic.overhead
 
     def move(self, src: int, dst: int, nbytes: int, label: str) -> Generator:
         """Process: `nbytes` from NPU `src` to NPU `dst`, recorded on delivery."""
-        sent, overhead = self.cluster.env.now, self._overhead(src)
+        sent, overhead = self.cluster.env.now, self.overhead(src)
         if self.in_order:
             yield from self.cluster.carry(src, dst, nbytes, label, overhead)
         else:
@@ -322,14 +325,14 @@ class ClusterTransport:
         """Process: messages (src, dst, nbytes) that leave together (`Fabric.transfer_group`), each
         recorded as delivered when the last has landed; in order per pair (or with senders' overheads
         that differ), one by one."""
-        overheads = {self._overhead(src) for src in {src for src, _, _ in moves}}
+        overheads = {self.overhead(src) for src in {src for src, _, _ in moves}}
         sent = self.cluster.env.now
         if self.in_order or len(overheads) > 1:
             env = self.cluster.env
             yield simpy.AllOf(env, [env.process(self.move(a, b, n, label)) for a, b, n in moves])
             return
         yield from self.cluster.fabric.transfer_group(moves, label, overheads.pop() if overheads else 0.0)
-        now, nic, tag = self.cluster.env.now, self._nic, self.tag
+        now, nic, tag = self.cluster.env.now, self.nic_name, self.tag
         self.cluster.recorder.messages([(nic(src), nic(dst), tag, nbytes, sent, now) for src, dst, nbytes in moves])
 
     def mirror(self, me: int, partner: int, nbytes: int, label: str) -> Generator:
@@ -337,15 +340,16 @@ class ClusterTransport:
         on its downlink: `Topology.loopback`), recorded as the partner's message as `me` receives it."""
         sent = self.cluster.env.now
         path = self.cluster.topology.loopback(me, partner)
-        yield from self.cluster.fabric.model.transfer(path, nbytes, label, self._overhead(me))
+        yield from self.cluster.fabric.model.transfer(path, nbytes, label, self.overhead(me))
         self._record(partner, me, nbytes, sent, self.cluster.devices[me])
 
     def _record(self, src: int, dst: int, nbytes: int, sent: float, observed: Device) -> None:
-        message = Message(self._nic(src), self._nic(dst), self.tag, Placeholder(nbytes), sent, {})
+        message = Message(self.nic_name(src), self.nic_name(dst), self.tag, Placeholder(nbytes), sent, {})
         for notify in observed.nic.delivery_observers:
             notify(message, self.cluster.env.now)
 
-    def _nic(self, npu: int) -> str:
+    def nic_name(self, npu: int) -> str:
+        """The name messages.csv gives NPU `npu`'s NIC."""
         name = self._names.get(npu)
         if name is None:
             device = self.cluster.devices.get(npu)

@@ -146,8 +146,9 @@ class DataParallelSpec:
         doc="exact: every replica and transfer simulated; symmetric: one replica per compute class (the healthy, the "
         "stragglers) alone, its partners mirrored (a symmetric switch fabric; ring, direct or halving_doubling); "
         "lockstep: every replica, each all-reduce round's messages moved together (timing-only; ring, direct or "
-        "halving_doubling)",
-        choices=("exact", "symmetric", "lockstep"),
+        "halving_doubling); compiled: every transfer as exact, in a compiled event loop, one replica's compute per "
+        "compute class (timing-only, no codec or failing cables)",
+        choices=("exact", "symmetric", "lockstep", "compiled"),
     )
 
 

@@ -48,6 +48,7 @@ import pandas as pd
 import simpy
 
 from hwsim.codecs import CodecError, codec_from_setting
+from hwsim.collectives.compiled import MESSAGES, engine_of
 from hwsim.collectives.schedule import Slots, collective, phases
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
@@ -89,11 +90,13 @@ def check_scenario(scenario: Scenario, where: str) -> None:
             raise ConfigError(where, "system.collective.codec", to_plain(spec.codec), f"a valid codec: {err}") from None
     check_stragglers(system, where)
     t, groups, sizes, names = check_collective(scenario, system.replicas, ("all_reduce",), where)
-    if system.mode in ("symmetric", "lockstep") and full:
+    if system.mode in ("symmetric", "lockstep", "compiled") and full:
         raise ConfigError(where, "system.mode", system.mode, "exact in full mode (the math runs transfer by transfer)")
     if system.mode == "exact":
         _check_exact_size(scenario, t, groups, sizes, names, where)
-    if system.mode != "exact":
+    elif system.mode == "compiled":
+        check_compiled(scenario, sizes, names, where)
+    else:
         check_symmetric(scenario, t, groups, names, system.replicas, where)
 
 
@@ -113,6 +116,33 @@ every block past the first a halving-doubling step names. (65,536 replicas on 8 
 EXACT_TRANSFERS_PER_S = 9_500
 """Transfers an exact run simulates per second of wall time, measured here at 1,024 replicas (EXACT_TRANSFERS;
 faster at fewer: 17,000 at 64 and 256)."""
+
+
+COMPILED_TRANSFERS = 500_000_000
+"""The most transfers a compiled run may simulate: about 10 minutes at COMPILED_TRANSFERS_PER_S."""
+COMPILED_TRANSFERS_PER_S = 800_000
+"""Transfers the compiled engine plays per second of wall time, measured here (`hwsim bench`'s data-parallel rows:
+256 NPUs on one switch, flow)."""
+
+
+def check_compiled(scenario: Scenario, sizes: list[int], names: list[str], where: str) -> None:
+    """Compiled mode plays what exact plays, timing-only: no codec, no failing cables, and a size it finishes."""
+    system, network = scenario.system, scenario.hardware.network
+    if system.collective.codec is not None:
+        raise ConfigError(where, "system.mode", "compiled", "exact with a codec (compiled moves bytes, not encoded buffers)")
+    if network is not None and network.failures:
+        raise ConfigError(
+            where, "system.mode", "compiled", "exact with hardware.network.failures (cut flows are rerouted in SimPy)"
+        )
+    transfers, _ = exact_cost(scenario, sizes, names)
+    if transfers > COMPILED_TRANSFERS:
+        raise ConfigError(
+            where,
+            "system.mode",
+            "compiled",
+            f"at most {COMPILED_TRANSFERS:,} transfers (about {COMPILED_TRANSFERS / COMPILED_TRANSFERS_PER_S / 60:.0f} "
+            f"minutes); here {transfers:,.0f}: symmetric or lockstep where they apply, or fewer replicas, layers, chunks or steps",
+        )
 
 
 def _sends_per_rank(op: str, algorithm: str, n: int) -> float:
@@ -214,12 +244,13 @@ class DataParallel:
             if self.slow and len(self.slow) < spec.replicas
             else [0]
         )
-        self.simulated = classes if spec.mode == "symmetric" else list(range(spec.replicas))
+        by_class = spec.mode in ("symmetric", "compiled")
+        self.simulated = classes if by_class else list(range(spec.replicas))
         names = self.npu_names(spec)
         self.devices = [cluster.add(r, names[r], slow_hw if r in self.slow else scenario.hardware) for r in self.simulated]
         self.factor = [spec.stragglers.slowdown if r in self.slow else 1.0 for r in self.simulated]
         count = {names[r]: (len(self.slow) if r in self.slow else spec.replicas - len(self.slow)) for r in classes}
-        self.represented = lambda device: count[device] if spec.mode == "symmetric" else 1  # NPUs it stands for
+        self.represented = lambda device: count[device] if by_class else 1  # NPUs it stands for
         self.samples_per_step = spec.batch * spec.replicas
         self.timed = scenario.model.kind == "layers"
         self.ops = None if self.timed else model.layer_ops(spec.batch)
@@ -229,6 +260,12 @@ class DataParallel:
         order = spec.collective.order
         self.slots = None if order == "none" else Slots(self.env, spec.collective.in_flight, order)
         self.transport = cluster.transport("allreduce", lambda npu: f"r{npu}")
+        self.engine = engine_of(cluster, self.transport) if spec.mode == "compiled" else None
+        if (
+            self.engine is not None
+            and exact_cost(scenario, *check_collective(scenario, spec.replicas, ("all_reduce",), "")[2:])[0] > MESSAGES
+        ):
+            self.engine.watch((cluster.placement or [0])[0])  # messages.csv: the first NPU's
         self.math = data is not None
         self.initial = model.init_params(rng) if self.math else None
         self.batches = BatchStream(len(data.y_train), self.samples_per_step, rng) if self.math else None
@@ -349,6 +386,22 @@ class DataParallel:
         c = self.spec.collective
         names = [c.algorithm] if isinstance(c.algorithm, str) else list(c.algorithm)
         start = self.env.now
+        if self.engine is not None:
+            members = self.cluster.placement or range(self.spec.replicas)
+            ended, wire = self.engine.launch(
+                "all_reduce",
+                names[0] if len(names) == 1 else names,
+                self.grad_bytes[li],
+                members,
+                chunks=c.chunks,
+                in_flight=c.in_flight,
+                hierarchical=c.hierarchical,
+                order=c.order,
+                reduction_rate=c.reduction_rate,
+            )
+            yield ended
+            self._row(step, li, wire, start)
+            return
         out = yield from collective(
             self.env,
             self.cluster.fabric,
@@ -371,11 +424,14 @@ class DataParallel:
             lockstep=self.spec.mode == "lockstep",
             members=self.cluster.placement,
         )
-        self.rows.append(
-            [step, self.names[li], self.grad_bytes[li], out.bytes_sent[0], str(c.algorithm), start, self.env.now, 0.0]
-        )
+        self._row(step, li, out.bytes_sent[0], start)
+
+    def _row(self, step: int, li: int, wire: int, start: float) -> None:
+        """An all-reduce's row (`collectives`) and its entry in the trace."""
+        algorithm = str(self.spec.collective.algorithm)
+        self.rows.append([step, self.names[li], self.grad_bytes[li], wire, algorithm, start, self.env.now, 0.0])
         name = f"all-reduce {self.names[li]} (step {step})"
-        self.cluster.recorder.collective(name, "all_reduce", str(c.algorithm), self.grad_bytes[li], start, self.env.now)
+        self.cluster.recorder.collective(name, "all_reduce", algorithm, self.grad_bytes[li], start, self.env.now)
 
     def _optimizer(self, r: int) -> Generator:
         """The update after the last all-reduce: an mlp's SGD + momentum on the mean gradient (vector unit),

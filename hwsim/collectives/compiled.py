@@ -1,0 +1,453 @@
+"""The compiled exact engine: every message of every collective, as `exact` plays them, in a Numba event loop.
+
+`exact` mode plays each rank's steps as SimPy processes, about 18,000 transfers a second. This engine plays
+the same collectives (`schedule.collective`: chunks, hierarchical phases, `in_flight` slots shared or
+not, `executor.run`: each rank's steps, reductions at a rate) with the same sharing models
+(`hwsim.network.sharing`) on arrays (`hwsim.kernels.transfers`). A system launches a collective at a
+SimPy time and gets an event that succeeds when it ends. The engine plays its events up to the next
+SimPy event (`env.peek()`): nothing the rest of the simulation does can reach the fabric before then, so
+both timelines stay one. Tests hold it to `exact` to float rounding on 16 to 64 NPUs, with stragglers and
+slow links, in every sharing model.
+
+What it leaves out: the data (timing only), codecs, devices' vector units (reductions at a rate only),
+failures, and links' busy spans in the timeline (links.csv has each link's bytes and busy time). messages.csv
+gets every message up to `MESSAGES` of them in a run, beyond that those of the first NPU of each collective
+(`watch`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import simpy
+
+from hwsim.collectives.algorithms import Plan, Send
+from hwsim.collectives.executor import bounds
+from hwsim.collectives.schedule import layout, piece
+from hwsim.kernels import transfers as k
+from hwsim.kernels.maxmin import scratch
+
+MODELS = {"ideal": k.IDEAL, "flow": k.FLOW, "store_and_forward": k.STORE}
+MESSAGES = 1_000_000
+"""The most messages a run records one by one (about 100 MB of table); beyond, the watched NPU's."""
+
+
+class PlanArrays:
+    """A plan's steps as the arrays the loop reads (rank-major): kind, peer, lane, reduce, blocks (CSR),
+    a send's pair (its index in `pairs`), a receive's match (the plan-relative index of its send)."""
+
+    def __init__(self, p: Plan):
+        self.n, self.blocks = p.n, p.blocks
+        self.lanes = 1 + max((s.lane for steps in p.steps for s in steps), default=0)
+        kind, peer, lane, reduce, bptr, blocks, pair, match = [], [], [], [], [0], [], [], []
+        pairs: dict[tuple[int, int], int] = {}
+        sends: dict[tuple[int, int, int], list[int]] = {}
+        self.rank_ptr = [0]
+        for i, steps in enumerate(p.steps):
+            for j, s in enumerate(steps):
+                if isinstance(s, Send):
+                    sends.setdefault((i, s.peer, s.lane), []).append(self.rank_ptr[-1] + j)
+            self.rank_ptr.append(self.rank_ptr[-1] + len(steps))
+            kind += [k.SEND if isinstance(s, Send) else 1 for s in steps]
+            peer += [s.peer for s in steps]
+            lane += [s.lane for s in steps]
+            reduce += [not isinstance(s, Send) and s.reduce for s in steps]
+            for s in steps:
+                blocks += s.blocks
+                bptr.append(len(blocks))
+        seen: dict[tuple[int, int, int], int] = {}
+        for i, steps in enumerate(p.steps):
+            for s in steps:
+                if isinstance(s, Send):
+                    pair.append(pairs.setdefault((i, s.peer), len(pairs)))
+                    match.append(-1)
+                else:  # the j-th receive from a peer in a lane matches its j-th send to this rank there
+                    j = seen.get((i, s.peer, s.lane), 0)
+                    seen[i, s.peer, s.lane] = j + 1
+                    match.append(sends[s.peer, i, s.lane][j])
+                    pair.append(-1)
+        self.pairs = list(pairs)
+        self.arrays = [
+            np.array(a, t) for a, t in zip((kind, peer, lane, reduce, bptr, blocks, pair, match), _STEP_TYPES, strict=True)
+        ]
+        self.steps = len(kind)
+        self.sends = [[j for j in range(self.rank_ptr[i], self.rank_ptr[i + 1]) if kind[j] == k.SEND] for i in range(p.n)]
+
+
+_STEP_TYPES = (np.int8, np.int64, np.int64, np.bool_, np.int64, np.int64, np.int64, np.int64)
+_PLANS: dict[int, tuple[Plan, PlanArrays]] = {}
+
+
+def plan_arrays(p: Plan) -> PlanArrays:
+    """Cached per plan (plans are cached and do not change)."""
+    cached = _PLANS.get(id(p))
+    if cached is None or cached[0] is not p:
+        cached = _PLANS[id(p)] = (p, PlanArrays(p))
+    return cached[1]
+
+
+def _grown(a: np.ndarray, size: int, fill=0) -> np.ndarray:
+    """`a` with at least `size` entries along its first axis (doubling), the new ones `fill`."""
+    if a.shape[0] >= size:
+        return a
+    new = max(size, 2 * a.shape[0], 16)
+    out = np.full((new, *a.shape[1:]), fill, a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+class Engine:
+    """The compiled exact engine on one fabric (`fabric.model`'s sharing). `overhead_of(npu)`: a sender's NIC
+    overhead; `record(rows)`: takes delivered messages (src NPU, dst NPU, bytes, sent, delivered)."""
+
+    def __init__(self, env: simpy.Environment, fabric, overhead_of: Callable[[int], float], record: Callable | None = None):
+        if fabric.model.name not in MODELS:
+            raise ValueError(f"the compiled engine runs {', '.join(MODELS)}; got {fabric.model.name}")
+        if getattr(fabric.model, "failures", None) is not None:
+            raise ValueError("the compiled engine does not run failing cables")
+        self.env, self.fabric, self.overhead_of, self.record = env, fabric, overhead_of, record
+        t = fabric.topology
+        n_links = t.links
+        self.routes: dict[tuple[int, int], int] = {}
+        self.route_blocks: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.plan_ids: dict[int, int] = {}
+        self.events: dict[int, simpy.Event] = {}  # live collective -> its event
+        self.launched = 0  # collectives launched since the engine was last idle
+        self.messages = 0  # delivered so far (recorded one by one while at most MESSAGES)
+        self.watch_all = True
+        self.driving = False
+        self.slot_ids: dict[tuple, int] = {}
+        self.tickets = 0
+        i64, f64 = np.int64, np.float64
+        e = np.empty
+        n = np.zeros(k.WIDE + 1, i64)
+        n[k.MODEL] = MODELS[fabric.model.name]
+        n[k.WATCH] = -2
+        self.s = k.State(
+            n=n, clock=np.zeros(1),
+            cap=np.array(getattr(fabric.model, "capacity", fabric.bandwidth), f64), lat=np.array(fabric.latency, f64),
+            on_link=np.zeros((n_links, 8), i64), degree=np.zeros(n_links, i64), load=np.zeros(n_links), most=np.zeros(n_links),
+            active=np.zeros(n_links, i64), since=np.zeros(n_links), busy=np.zeros(n_links), nbytes=np.zeros(n_links),
+            free_at=np.zeros(n_links),
+            route_ptr=np.zeros(1, i64), route_links=e(0, i64), route_lat=e(0), route_bw=e(0), overhead=np.zeros(t.npus),
+            st_kind=e(0, np.int8), st_peer=e(0, i64), st_lane=e(0, i64), st_reduce=e(0, np.bool_), st_bptr=e(0, i64),
+            st_blocks=e(0, i64), st_pair=e(0, i64), st_match=e(0, i64),
+            pl_base=e(0, i64), pl_rank=e(0, i64), pl_n=e(0, i64), pl_blocks=e(0, i64), pl_lanes=e(0, i64), rank_ptr=e(0, i64),
+            tk_plan=e(0, i64), tk_group=e(0, i64), tk_bytes=e(0, i64), tk_routes=e(0, i64), tk_mail=e(0, i64),
+            tk_cursor=e(0, i64), tk_wait=e(0, i64), tk_left=e(0, i64), tk_slot=e(0, i64), tk_prio=e(0, i64),
+            tk_coll=e(0, i64), tk_succ=e(0, i64), tk_nsucc=e(0, i64), tk_next=e(0, i64), tk_req=e(0, i64), tk_rate=e(0),
+            npus=e(0, i64), task_routes=e(0, i64), succ=e(0, i64), mailbox=e(0, np.int8),
+            sl_cap=e(0, i64), sl_used=e(0, i64), sl_head=e(0, i64),
+            co_left=e(0, i64), co_end=e(0), done=e(0, i64),
+            cu_task=e(0, i64), cu_rank=e(0, i64), cu_lane=e(0, i64), cu_pos=e(0, i64), cu_reduced=e(0), cu_blocked=e(0, np.int8),
+            ms_task=e(0, i64), ms_step=e(0, i64), ms_route=e(0, i64), ms_size=e(0, i64), ms_sent=e(0), ms_hop=e(0, i64),
+            ms_version=e(0, i64), ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
+            hops=np.full((0, 4), -1, i64), left=e(0), rate=e(0), lazy=e(0), stamp=e(0),
+            hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64), hp_aux=e(64, i64),
+            touched=e(64, i64), work=scratch(0, n_links),
+            rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0),
+        )  # fmt: skip
+        self.counts = {"tasks": 0, "cursors": 0, "mail": 0, "succ": 0, "npus": 0, "slots": 0, "collectives": 0}
+
+    # --- launching ------------------------------------------------------------------
+
+    def launch(
+        self,
+        op: str,
+        algorithm: str | Sequence[str],
+        nbytes: int,
+        everyone: Sequence[int],
+        *,
+        chunks: int = 1,
+        in_flight: int = 1,
+        hierarchical: bool = False,
+        order: str = "none",
+        reduction_rate: float = 0.0,
+    ) -> tuple[simpy.Event, int]:
+        """`op` over the NPUs `everyone` (rank order), now: (an event that succeeds with the end time when
+        it ends, the bytes its first NPU sends). `order`: none (its own `in_flight` slots per group and
+        dimension) or fifo / lifo (slots shared with every collective launched so, oldest or newest first:
+        `schedule.Slots`)."""
+        t = self.fabric.topology
+        everyone = list(everyone)
+        groups, steps, plans = layout(t, op, algorithm, everyone, hierarchical)
+        group_of = [{npu: g for g in per_dim for npu in g} for per_dim in groups]
+        edges = bounds(nbytes, chunks)
+        self.tickets += 1
+        priority = 0 if order == "none" else (self.tickets if order == "fifo" else -self.tickets)
+        c = self._next("collectives", 1)
+        first = self.counts["tasks"]
+        index: dict[tuple[int, int, tuple[int, ...]], int] = {}
+        preds: list[list[int]] = []
+        wire = 0
+        for chunk in range(chunks):
+            for phase, (o, j) in enumerate(steps):
+                arrays = plan_arrays(plans[o, j])
+                for group in groups[j]:
+                    lo, hi = piece(edges, group_of, chunk, j, group[0])
+                    key = (j, tuple(group)) if order != "none" else (c, j, tuple(group))
+                    task = self._task(arrays, group, hi - lo, key, in_flight, priority, c, reduction_rate)
+                    index[chunk, phase, tuple(group)] = task
+                    before = {tuple(group_of[steps[phase - 1][1]][npu]) for npu in group} if phase else set()
+                    preds.append(sorted(index[chunk, phase - 1, g] for g in before))
+                    if everyone[0] in group:
+                        wire += self._sent(arrays, group.index(everyone[0]), hi - lo)
+        last = self.counts["tasks"]
+        self._successors(first, preds)
+        s = self.s
+        s.co_left[c] = last - first
+        cursors = int(s.tk_left[first:last].sum())
+        s.n[k.BURST] = max(s.n[k.BURST], cursors)  # a task's end starts at most every other task of its collective
+        self._ensure_heap(last - first)
+        k.release(self.s, first, last, self.env.now)
+        event = self.events[c] = self.env.event()
+        self.launched += 1
+        if not self.driving:
+            self.driving = True
+            self.env.process(self._drive())
+        return event, wire
+
+    def _next(self, what: str, count: int) -> int:
+        """The first of `count` new entries of `what`, the arrays grown for them."""
+        first = self.counts[what]
+        self.counts[what] = end = first + count
+        s = self.s
+        fields = {
+            "tasks": ("tk_plan", "tk_group", "tk_bytes", "tk_routes", "tk_mail", "tk_cursor", "tk_wait", "tk_left",
+                      "tk_slot", "tk_prio", "tk_coll", "tk_succ", "tk_nsucc", "tk_next", "tk_req", "tk_rate"),
+            "cursors": ("cu_task", "cu_rank", "cu_lane", "cu_pos", "cu_reduced", "cu_blocked"),
+            "mail": ("mailbox",), "succ": ("succ",), "npus": ("npus",),
+            "slots": ("sl_cap", "sl_used", "sl_head"), "collectives": ("co_left", "co_end", "done"),
+        }[what]  # fmt: skip
+        if getattr(s, fields[0]).shape[0] < end:
+            self.s = s._replace(**{f: _grown(getattr(s, f), end) for f in fields})
+        return first
+
+    def _task(
+        self, arrays: PlanArrays, group: list[int], nbytes: int, key: tuple, in_flight: int, priority: int, c: int, rate: float
+    ) -> int:
+        s0 = self._next("tasks", 1)
+        p = self._plan(arrays)
+        routes = self._route_block(arrays, group)
+        g = self._next("npus", len(group))
+        cursors = self._next("cursors", arrays.n * arrays.lanes)
+        mail = self._next("mail", arrays.steps)
+        slot = self.slot_ids.get(key)
+        if slot is None:
+            slot = self.slot_ids[key] = self._next("slots", 1)
+            s = self.s
+            s.sl_cap[slot], s.sl_used[slot], s.sl_head[slot] = in_flight, 0, -1
+        s = self.s
+        s.npus[g : g + len(group)] = group
+        for npu in set(group):
+            s.overhead[npu] = self.overhead_of(npu)
+        s.mailbox[mail : mail + arrays.steps] = 0
+        base = s.pl_base[p]
+        ranks = np.repeat(np.arange(arrays.n), arrays.lanes)
+        end = cursors + arrays.n * arrays.lanes
+        s.cu_task[cursors:end], s.cu_rank[cursors:end] = s0, ranks
+        s.cu_lane[cursors:end] = np.tile(np.arange(arrays.lanes), arrays.n)
+        s.cu_pos[cursors:end] = base + np.asarray(arrays.rank_ptr[:-1])[ranks]
+        s.cu_reduced[cursors:end], s.cu_blocked[cursors:end] = 0.0, 0
+        s.tk_plan[s0], s.tk_group[s0], s.tk_bytes[s0], s.tk_routes[s0], s.tk_mail[s0] = p, g, nbytes, routes, mail
+        s.tk_cursor[s0], s.tk_left[s0], s.tk_slot[s0], s.tk_prio[s0], s.tk_coll[s0] = cursors, end - cursors, slot, priority, c
+        s.tk_next[s0], s.tk_req[s0], s.tk_rate[s0] = -1, 0, rate
+        s.n[k.WIDE] = max(s.n[k.WIDE], arrays.n)
+        return s0
+
+    def _successors(self, first: int, preds: list[list[int]]) -> None:
+        """Each task's successors (CSR in `succ`) and how many it waits for (its release, its predecessors)."""
+        after: list[list[int]] = [[] for _ in preds]
+        for i, before in enumerate(preds):
+            for task in before:
+                after[task - first].append(first + i)
+        at = self._next("succ", sum(map(len, after)))
+        s = self.s
+        for i, (before, later) in enumerate(zip(preds, after, strict=True)):
+            s.tk_wait[first + i] = 1 + len(before)
+            s.tk_succ[first + i], s.tk_nsucc[first + i] = at, len(later)
+            s.succ[at : at + len(later)] = later
+            at += len(later)
+
+    def _sent(self, arrays: PlanArrays, rank: int, nbytes: int) -> int:
+        """Bytes rank `rank` sends in a plan on `nbytes`."""
+        bptr, blocks = arrays.arrays[4], arrays.arrays[5]
+        edge = bounds(nbytes, arrays.blocks)
+        return sum(edge[b + 1] - edge[b] for j in arrays.sends[rank] for b in blocks[bptr[j] : bptr[j + 1]])
+
+    def _plan(self, arrays: PlanArrays) -> int:
+        p = self.plan_ids.get(id(arrays))
+        if p is not None:
+            return p
+        s = self.s
+        p = self.plan_ids[id(arrays)] = len(self.plan_ids)
+        base, blocks_base, rank_base = s.st_kind.size, s.st_blocks.size, s.rank_ptr.size
+        kind, peer, lane, reduce, bptr, blocks, pair, match = arrays.arrays
+        self.s = s._replace(
+            st_kind=np.concatenate([s.st_kind, kind]), st_peer=np.concatenate([s.st_peer, peer]),
+            st_lane=np.concatenate([s.st_lane, lane]), st_reduce=np.concatenate([s.st_reduce, reduce]),
+            st_bptr=np.concatenate([s.st_bptr[:-1] if s.st_bptr.size else s.st_bptr, bptr + blocks_base]),
+            st_blocks=np.concatenate([s.st_blocks, blocks]), st_pair=np.concatenate([s.st_pair, pair]),
+            st_match=np.concatenate([s.st_match, match]),
+            pl_base=np.append(s.pl_base, base), pl_rank=np.append(s.pl_rank, rank_base), pl_n=np.append(s.pl_n, arrays.n),
+            pl_blocks=np.append(s.pl_blocks, arrays.blocks), pl_lanes=np.append(s.pl_lanes, arrays.lanes),
+            rank_ptr=np.concatenate([s.rank_ptr, base + np.asarray(arrays.rank_ptr, np.int64)]),
+        )  # fmt: skip
+        return p
+
+    def _route_block(self, arrays: PlanArrays, group: list[int]) -> int:
+        """Where the routes of a plan's pairs on `group` start in `task_routes` (added once per plan and group)."""
+        key = (id(arrays), tuple(group))
+        at = self.route_blocks.get(key)
+        if at is not None:
+            return at
+        ids = [self._route(group[i], group[j]) for i, j in arrays.pairs]
+        s = self.s
+        at = self.route_blocks[key] = s.task_routes.size
+        self.s = s._replace(task_routes=np.concatenate([s.task_routes, np.array(ids, np.int64)]))
+        return at
+
+    def _route(self, a: int, b: int) -> int:
+        r = self.routes.get((a, b))
+        if r is not None:
+            return r
+        t = self.fabric.topology
+        path = t.route(a, b) if a != b else ()
+        latency, bandwidth = t.cost(path) if path else (0.0, np.inf)
+        s = self.s
+        if len(path) > s.hops.shape[1]:
+            s = s._replace(hops=np.pad(s.hops, ((0, 0), (0, len(path) - s.hops.shape[1])), constant_values=-1))
+        r = self.routes[a, b] = s.route_lat.size
+        self.s = s._replace(
+            route_ptr=np.append(s.route_ptr, s.route_ptr[-1] + len(path)),
+            route_links=np.concatenate([s.route_links, np.array(path, np.int64)]),
+            route_lat=np.append(s.route_lat, latency),
+            route_bw=np.append(s.route_bw, bandwidth),
+        )
+        return r
+
+    # --- playing --------------------------------------------------------------------
+
+    def _drive(self):
+        """Process: play the engine up to each next SimPy event; succeed each collective's event at its end."""
+        env = self.env
+        while self.events:
+            until = env.peek()
+            status = self._run(until)
+            now = float(self.s.clock[0])
+            if status == k.COMPLETED:
+                if now > env.now:
+                    yield env.timeout(now - env.now)
+                for c in self.s.done[: self.s.n[k.DONE]].tolist():
+                    self.events.pop(c).succeed(now)
+                continue
+            if until == np.inf:
+                raise RuntimeError(f"the compiled engine stalled with {len(self.events)} collectives under way")
+            yield env.timeout(until - env.now)
+        self.driving = False
+        self._idle()
+
+    def _run(self, until: float) -> int:
+        while True:
+            status = k.run(self.s, until)
+            self._take_records()
+            if status != k.GROW:
+                return status
+            self._grow(int(self.s.n[k.NEED]))
+
+    def _grow(self, need: int) -> None:
+        s = self.s
+        if need & k.NEED_MESSAGES:
+            old = s.ms_task.size
+            new = max(2 * old, 256, int(s.n[k.WIDE]) * 2)
+            fields = ("ms_task", "ms_step", "ms_route", "ms_size", "ms_sent", "ms_hop", "ms_version", "ms_src", "ms_dst",
+                      "left", "rate", "lazy", "stamp")  # fmt: skip
+            grown = {f: _grown(getattr(s, f), new) for f in fields}
+            grown["hops"] = _grown(s.hops, new, -1)
+            free = _grown(s.ms_free, new)
+            count = int(s.n[k.FREE])
+            free[count : count + new - old] = np.arange(old, new)
+            s.n[k.FREE] = count + new - old
+            grown["ms_free"] = free
+            grown["work"] = scratch(new, s.cap.size)
+            s = s._replace(**grown)
+        if need & k.NEED_HEAP:
+            want = 2 * s.hp_time.size + int(s.n[k.FLOWS]) + 2 * int(s.n[k.BURST] + s.n[k.WIDE])
+            s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux")})
+        if need & k.NEED_TOUCHED:
+            s = s._replace(touched=_grown(s.touched, s.touched.size + 1))
+        if need & k.NEED_RECORDS:
+            s = s._replace(
+                **{f: _grown(getattr(s, f), s.rc_src.size + 1) for f in ("rc_src", "rc_dst", "rc_size", "rc_sent", "rc_arrived")}
+            )
+        if need & k.NEED_WIDTH:
+            width = max(2 * s.on_link.shape[1], int(s.n[k.MOST] + s.n[k.WIDE]) + 1)
+            s = s._replace(on_link=np.pad(s.on_link, ((0, 0), (0, width - s.on_link.shape[1]))))
+        self.s = s
+
+    def _ensure_heap(self, more: int) -> None:
+        s = self.s
+        if s.n[k.HEAP] + more + 16 > s.hp_time.size:
+            want = s.n[k.HEAP] + more + 16
+            self.s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux")})
+
+    def _take_records(self) -> None:
+        s = self.s
+        count = int(s.n[k.RECORDS])
+        if not count:
+            return
+        s.n[k.RECORDS] = 0
+        self.messages += count
+        if self.record is not None:
+            self.record(
+                s.rc_src[:count].copy(),
+                s.rc_dst[:count].copy(),
+                s.rc_size[:count].copy(),
+                s.rc_sent[:count].copy(),
+                s.rc_arrived[:count].copy(),
+            )
+
+    def watch(self, npu: int | None) -> None:
+        """Record every message (None), or only those from or to `npu` (-1: none)."""
+        self.s.n[k.WATCH] = -2 if npu is None else npu
+        self.watch_all = npu is None
+
+    def _idle(self) -> None:
+        """No collective under way: the links' totals go to the fabric, the per-launch arrays start over."""
+        s, f = self.s, self.fabric
+        used = np.flatnonzero(s.nbytes)
+        for i in used.tolist():
+            f.touch(i)
+        f._bytes = (np.array(f._bytes) + s.nbytes).tolist()
+        if s.n[k.MODEL] == k.FLOW:
+            f._busy = (np.array(f._busy) + s.busy).tolist()
+        elif s.n[k.MODEL] == k.STORE:
+            for i in used.tolist():
+                f.units[i].busy_total += float(s.busy[i])
+        s.nbytes[:] = 0.0
+        s.busy[:] = 0.0
+        self.slot_ids.clear()
+        for what in self.counts:
+            self.counts[what] = 0
+
+    @property
+    def events_played(self) -> int:
+        return int(self.s.n[k.EVENTS])
+
+
+def engine_of(cluster, transport) -> Engine:
+    """The cluster's compiled engine (one per cluster: the jobs on it share the fabric), each message recorded
+    in messages.csv as `transport` names and tags it (`ClusterTransport`)."""
+    engine = cluster.shared.get("compiled")
+    if engine is None:
+        name, tag = transport.nic_name, transport.tag
+
+        def record(src, dst, size, sent, arrived) -> None:
+            names = [name(npu) for npu in src.tolist()], [name(npu) for npu in dst.tolist()]
+            rows = zip(*names, itertools.repeat(tag), size.tolist(), sent.tolist(), arrived.tolist(), strict=False)
+            cluster.recorder.messages(list(rows))
+
+        engine = cluster.shared["compiled"] = Engine(cluster.env, cluster.fabric, transport.overhead, record)
+    return engine
