@@ -100,23 +100,23 @@ def _grown(a: np.ndarray, size: int, fill=0) -> np.ndarray:
 
 class Engine:
     """The compiled exact engine on one fabric (`fabric.model`'s sharing). `overhead_of(npu)`: a sender's NIC
-    overhead; `record(rows)`: takes delivered messages (src NPU, dst NPU, bytes, sent, delivered)."""
+    overhead."""
 
-    def __init__(self, env: simpy.Environment, fabric, overhead_of: Callable[[int], float], record: Callable | None = None):
+    def __init__(self, env: simpy.Environment, fabric, overhead_of: Callable[[int], float]):
         if fabric.model.name not in MODELS:
             raise ValueError(f"the compiled engine runs {', '.join(MODELS)}; got {fabric.model.name}")
         if getattr(fabric.model, "failures", None) is not None:
             raise ValueError("the compiled engine does not run failing cables")
-        self.env, self.fabric, self.overhead_of, self.record = env, fabric, overhead_of, record
+        self.env, self.fabric, self.overhead_of = env, fabric, overhead_of
         t = fabric.topology
         n_links = t.links
         self.routes: dict[tuple[int, int], int] = {}
         self.route_blocks: dict[tuple[int, tuple[int, ...]], int] = {}
         self.plan_ids: dict[int, int] = {}
         self.events: dict[int, simpy.Event] = {}  # live collective -> its event
+        self.recorders: dict[int, Callable | None] = {}  # collective -> what takes its messages
         self.launched = 0  # collectives launched since the engine was last idle
         self.messages = 0  # delivered so far (recorded one by one while at most MESSAGES)
-        self.watch_all = True
         self.driving = False
         self.slot_ids: dict[tuple, int] = {}
         self.tickets = 0
@@ -124,7 +124,6 @@ class Engine:
         e = np.empty
         n = np.zeros(k.WIDE + 1, i64)
         n[k.MODEL] = MODELS[fabric.model.name]
-        n[k.WATCH] = -2
         self.s = k.State(
             n=n, clock=np.zeros(1),
             cap=np.array(getattr(fabric.model, "capacity", fabric.bandwidth), f64), lat=np.array(fabric.latency, f64),
@@ -140,14 +139,14 @@ class Engine:
             tk_coll=e(0, i64), tk_succ=e(0, i64), tk_nsucc=e(0, i64), tk_next=e(0, i64), tk_req=e(0, i64), tk_rate=e(0),
             npus=e(0, i64), task_routes=e(0, i64), succ=e(0, i64), mailbox=e(0, np.int8),
             sl_cap=e(0, i64), sl_used=e(0, i64), sl_head=e(0, i64),
-            co_left=e(0, i64), co_end=e(0), done=e(0, i64),
+            co_left=e(0, i64), co_end=e(0), co_watch=e(0, i64), done=e(0, i64),
             cu_task=e(0, i64), cu_rank=e(0, i64), cu_lane=e(0, i64), cu_pos=e(0, i64), cu_reduced=e(0), cu_blocked=e(0, np.int8),
             ms_task=e(0, i64), ms_step=e(0, i64), ms_route=e(0, i64), ms_size=e(0, i64), ms_sent=e(0), ms_hop=e(0, i64),
             ms_version=e(0, i64), ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
             hops=np.full((0, 4), -1, i64), left=e(0), rate=e(0), lazy=e(0), stamp=e(0),
             hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64), hp_aux=e(64, i64),
             touched=e(64, i64), work=scratch(0, n_links),
-            rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0),
+            rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0), rc_coll=e(0, i64),
         )  # fmt: skip
         self.counts = {"tasks": 0, "cursors": 0, "mail": 0, "succ": 0, "npus": 0, "slots": 0, "collectives": 0}
 
@@ -165,11 +164,14 @@ class Engine:
         hierarchical: bool = False,
         order: str = "none",
         reduction_rate: float = 0.0,
+        record: Callable | None = None,
+        watch: int | None = None,
     ) -> tuple[simpy.Event, int]:
         """`op` over the NPUs `everyone` (rank order), now: (an event that succeeds with the end time when
         it ends, the bytes its first NPU sends). `order`: none (its own `in_flight` slots per group and
         dimension) or fifo / lifo (slots shared with every collective launched so, oldest or newest first:
-        `schedule.Slots`)."""
+        `schedule.Slots`). `record(src, dst, bytes, sent, delivered)` takes its delivered messages (arrays): all, or with
+        `watch` those from or to that NPU."""
         t = self.fabric.topology
         everyone = list(everyone)
         groups, steps, plans = layout(t, op, algorithm, everyone, hierarchical)
@@ -178,6 +180,8 @@ class Engine:
         self.tickets += 1
         priority = 0 if order == "none" else (self.tickets if order == "fifo" else -self.tickets)
         c = self._next("collectives", 1)
+        self.recorders[c] = record
+        self.s.co_watch[c] = -1 if record is None else (-2 if watch is None else watch)
         first = self.counts["tasks"]
         index: dict[tuple[int, int, tuple[int, ...]], int] = {}
         preds: list[list[int]] = []
@@ -219,7 +223,7 @@ class Engine:
                       "tk_slot", "tk_prio", "tk_coll", "tk_succ", "tk_nsucc", "tk_next", "tk_req", "tk_rate"),
             "cursors": ("cu_task", "cu_rank", "cu_lane", "cu_pos", "cu_reduced", "cu_blocked"),
             "mail": ("mailbox",), "succ": ("succ",), "npus": ("npus",),
-            "slots": ("sl_cap", "sl_used", "sl_head"), "collectives": ("co_left", "co_end", "done"),
+            "slots": ("sl_cap", "sl_used", "sl_head"), "collectives": ("co_left", "co_end", "co_watch", "done"),
         }[what]  # fmt: skip
         if getattr(s, fields[0]).shape[0] < end:
             self.s = s._replace(**{f: _grown(getattr(s, f), end) for f in fields})
@@ -380,7 +384,10 @@ class Engine:
             s = s._replace(touched=_grown(s.touched, s.touched.size + 1))
         if need & k.NEED_RECORDS:
             s = s._replace(
-                **{f: _grown(getattr(s, f), s.rc_src.size + 1) for f in ("rc_src", "rc_dst", "rc_size", "rc_sent", "rc_arrived")}
+                **{
+                    f: _grown(getattr(s, f), s.rc_src.size + 1)
+                    for f in ("rc_src", "rc_dst", "rc_size", "rc_sent", "rc_arrived", "rc_coll")
+                }
             )
         if need & k.NEED_WIDTH:
             width = max(2 * s.on_link.shape[1], int(s.n[k.MOST] + s.n[k.WIDE]) + 1)
@@ -394,25 +401,19 @@ class Engine:
             self.s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux")})
 
     def _take_records(self) -> None:
+        """Hand the messages delivered since the last call to their collectives' `record`."""
         s = self.s
         count = int(s.n[k.RECORDS])
         if not count:
             return
         s.n[k.RECORDS] = 0
         self.messages += count
-        if self.record is not None:
-            self.record(
-                s.rc_src[:count].copy(),
-                s.rc_dst[:count].copy(),
-                s.rc_size[:count].copy(),
-                s.rc_sent[:count].copy(),
-                s.rc_arrived[:count].copy(),
-            )
-
-    def watch(self, npu: int | None) -> None:
-        """Record every message (None), or only those from or to `npu` (-1: none)."""
-        self.s.n[k.WATCH] = -2 if npu is None else npu
-        self.watch_all = npu is None
+        coll = s.rc_coll[:count]
+        for c in np.unique(coll).tolist():
+            record = self.recorders[c]
+            if record is not None:
+                i = np.flatnonzero(coll == c)
+                record(s.rc_src[i], s.rc_dst[i], s.rc_size[i], s.rc_sent[i], s.rc_arrived[i])
 
     def _idle(self) -> None:
         """No collective under way: the links' totals go to the fabric, the per-launch arrays start over."""
@@ -437,17 +438,25 @@ class Engine:
         return int(self.s.n[k.EVENTS])
 
 
-def engine_of(cluster, transport) -> Engine:
-    """The cluster's compiled engine (one per cluster: the jobs on it share the fabric), each message recorded
-    in messages.csv as `transport` names and tags it (`ClusterTransport`)."""
+def engine_of(cluster) -> Engine:
+    """The cluster's compiled engine (one per cluster: the jobs on it share the fabric)."""
     engine = cluster.shared.get("compiled")
     if engine is None:
-        name, tag = transport.nic_name, transport.tag
-
-        def record(src, dst, size, sent, arrived) -> None:
-            names = [name(npu) for npu in src.tolist()], [name(npu) for npu in dst.tolist()]
-            rows = zip(*names, itertools.repeat(tag), size.tolist(), sent.tolist(), arrived.tolist(), strict=False)
-            cluster.recorder.messages(list(rows))
-
-        engine = cluster.shared["compiled"] = Engine(cluster.env, cluster.fabric, transport.overhead, record)
+        overhead = cluster.transport("").overhead
+        engine = cluster.shared["compiled"] = Engine(cluster.env, cluster.fabric, overhead)
     return engine
+
+
+def recorder(cluster, transport) -> Callable:
+    """A `launch`'s `record` that puts its messages in messages.csv as `transport` names and tags them
+    (`ClusterTransport`)."""
+    names: list[str] = []  # NPU -> its NIC's name, filled as NPUs appear
+
+    def record(src, dst, size, sent, arrived) -> None:
+        top = int(max(src.max(), dst.max()))
+        names.extend(transport.nic_name(npu) for npu in range(len(names), top + 1))
+        table = np.array(names, object)
+        rows = zip(table[src], table[dst], itertools.repeat(transport.tag), size.tolist(), sent.tolist(), arrived.tolist())
+        cluster.recorder.messages(list(rows))
+
+    return record

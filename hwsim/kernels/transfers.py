@@ -47,7 +47,6 @@ REACHED, COMPLETED, GROW = 0, 1, 2
     RECORDS,
     FREE,
     MODEL,
-    WATCH,
     BURST,
     NEED,
     REQUESTS,
@@ -56,7 +55,7 @@ REACHED, COMPLETED, GROW = 0, 1, 2
     SOLVED,
     MOST,
     WIDE,
-) = range(18)
+) = range(17)
 # what GROW asks for (bits of n[NEED])
 NEED_MESSAGES, NEED_HEAP, NEED_TOUCHED, NEED_RECORDS, NEED_WIDTH = 1, 2, 4, 8, 16
 
@@ -124,9 +123,10 @@ State = namedtuple(
         "sl_cap",
         "sl_used",
         "sl_head",
-        # collectives: tasks left, end
+        # collectives: tasks left, end, whose messages to record (-2: all, -1: none, else those of that NPU)
         "co_left",
         "co_end",
+        "co_watch",
         "done",
         # cursors: task, rank, lane, next step (global), reductions' end, waiting for a message
         "cu_task",
@@ -159,22 +159,240 @@ State = namedtuple(
         "hp_aux",
         "touched",
         "work",
-        # delivered messages: src, dst, bytes, sent, delivered
+        # delivered messages: src, dst, bytes, sent, delivered, collective
         "rc_src",
         "rc_dst",
         "rc_size",
         "rc_sent",
         "rc_arrived",
+        "rc_coll",
+    ],
+)
+
+Heap = namedtuple("Heap", ["n", "clock", "hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux"])
+Links = namedtuple(
+    "Links",
+    [
+        "cap",
+        "lat",
+        "on_link",
+        "degree",
+        "load",
+        "most",
+        "active",
+        "since",
+        "busy",
+        "nbytes",
+        "free_at",
+        "hops",
+        "left",
+        "rate",
+        "lazy",
+        "stamp",
+        "touched",
+        "work",
+    ],
+)
+RoutesPlans = namedtuple(
+    "RoutesPlans",
+    [
+        "route_ptr",
+        "route_links",
+        "route_lat",
+        "route_bw",
+        "overhead",
+        "st_kind",
+        "st_peer",
+        "st_lane",
+        "st_reduce",
+        "st_bptr",
+        "st_blocks",
+        "st_pair",
+        "st_match",
+        "pl_base",
+        "pl_rank",
+        "pl_n",
+        "pl_blocks",
+        "pl_lanes",
+        "rank_ptr",
+    ],
+)
+Tasks = namedtuple(
+    "Tasks",
+    [
+        "tk_plan",
+        "tk_group",
+        "tk_bytes",
+        "tk_routes",
+        "tk_mail",
+        "tk_cursor",
+        "tk_wait",
+        "tk_left",
+        "tk_slot",
+        "tk_prio",
+        "tk_coll",
+        "tk_succ",
+        "tk_nsucc",
+        "tk_next",
+        "tk_req",
+        "tk_rate",
+        "npus",
+        "task_routes",
+        "succ",
+        "mailbox",
+    ],
+)
+Cursors = namedtuple(
+    "Cursors",
+    [
+        "sl_cap",
+        "sl_used",
+        "sl_head",
+        "co_left",
+        "co_end",
+        "co_watch",
+        "done",
+        "cu_task",
+        "cu_rank",
+        "cu_lane",
+        "cu_pos",
+        "cu_reduced",
+        "cu_blocked",
+    ],
+)
+Messages = namedtuple(
+    "Messages",
+    [
+        "ms_task",
+        "ms_step",
+        "ms_route",
+        "ms_size",
+        "ms_sent",
+        "ms_hop",
+        "ms_version",
+        "ms_src",
+        "ms_dst",
+        "ms_free",
+        "rc_src",
+        "rc_dst",
+        "rc_size",
+        "rc_sent",
+        "rc_arrived",
+        "rc_coll",
     ],
 )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _groups(s):
+    """The state in the small tuples the loop works on (a tuple of ~100 arrays is slow to work on in Numba: measured
+    3.5x slower heap operations)."""
+    h = Heap(s.n, s.clock, s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux)
+    lk = Links(
+        s.cap,
+        s.lat,
+        s.on_link,
+        s.degree,
+        s.load,
+        s.most,
+        s.active,
+        s.since,
+        s.busy,
+        s.nbytes,
+        s.free_at,
+        s.hops,
+        s.left,
+        s.rate,
+        s.lazy,
+        s.stamp,
+        s.touched,
+        s.work,
+    )
+    rp = RoutesPlans(
+        s.route_ptr,
+        s.route_links,
+        s.route_lat,
+        s.route_bw,
+        s.overhead,
+        s.st_kind,
+        s.st_peer,
+        s.st_lane,
+        s.st_reduce,
+        s.st_bptr,
+        s.st_blocks,
+        s.st_pair,
+        s.st_match,
+        s.pl_base,
+        s.pl_rank,
+        s.pl_n,
+        s.pl_blocks,
+        s.pl_lanes,
+        s.rank_ptr,
+    )
+    tk = Tasks(
+        s.tk_plan,
+        s.tk_group,
+        s.tk_bytes,
+        s.tk_routes,
+        s.tk_mail,
+        s.tk_cursor,
+        s.tk_wait,
+        s.tk_left,
+        s.tk_slot,
+        s.tk_prio,
+        s.tk_coll,
+        s.tk_succ,
+        s.tk_nsucc,
+        s.tk_next,
+        s.tk_req,
+        s.tk_rate,
+        s.npus,
+        s.task_routes,
+        s.succ,
+        s.mailbox,
+    )
+    cq = Cursors(
+        s.sl_cap,
+        s.sl_used,
+        s.sl_head,
+        s.co_left,
+        s.co_end,
+        s.co_watch,
+        s.done,
+        s.cu_task,
+        s.cu_rank,
+        s.cu_lane,
+        s.cu_pos,
+        s.cu_reduced,
+        s.cu_blocked,
+    )
+    ms = Messages(
+        s.ms_task,
+        s.ms_step,
+        s.ms_route,
+        s.ms_size,
+        s.ms_sent,
+        s.ms_hop,
+        s.ms_version,
+        s.ms_src,
+        s.ms_dst,
+        s.ms_free,
+        s.rc_src,
+        s.rc_dst,
+        s.rc_size,
+        s.rc_sent,
+        s.rc_arrived,
+        s.rc_coll,
+    )
+    return h, lk, rp, tk, cq, ms
+
+
+@njit(cache=True, inline="always")
 def _before(time, seq, i, j):
     return time[i] < time[j] or (time[i] == time[j] and seq[i] < seq[j])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _swap(time, seq, kind, ident, aux, i, j):
     time[i], time[j] = time[j], time[i]
     seq[i], seq[j] = seq[j], seq[i]
@@ -183,7 +401,7 @@ def _swap(time, seq, kind, ident, aux, i, j):
     aux[i], aux[j] = aux[j], aux[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sift_up(time, seq, kind, ident, aux, i):
     while i > 0:
         parent = (i - 1) // 2
@@ -193,7 +411,7 @@ def _sift_up(time, seq, kind, ident, aux, i):
         i = parent
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sift_down(time, seq, kind, ident, aux, size):
     i = 0
     while True:
@@ -209,285 +427,286 @@ def _sift_down(time, seq, kind, ident, aux, size):
 
 
 @njit(cache=True, inline="always")
-def push(s, time, kind, ident, aux):
+def push(h, time, kind, ident, aux):
     """Schedule event `kind` of `ident` at `time`."""
-    i = s.n[HEAP]
-    s.hp_time[i], s.hp_seq[i], s.hp_kind[i], s.hp_id[i], s.hp_aux[i] = time, s.n[SEQ], kind, ident, aux
-    s.n[SEQ] += 1
-    s.n[HEAP] += 1
-    _sift_up(s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux, i)
+    i = h.n[HEAP]
+    h.hp_time[i], h.hp_seq[i], h.hp_kind[i], h.hp_id[i], h.hp_aux[i] = time, h.n[SEQ], kind, ident, aux
+    h.n[SEQ] += 1
+    h.n[HEAP] += 1
+    _sift_up(h.hp_time, h.hp_seq, h.hp_kind, h.hp_id, h.hp_aux, i)
 
 
 @njit(cache=True, inline="always")
-def _pop(s):
-    last = s.n[HEAP] - 1
-    _swap(s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux, 0, last)
-    s.n[HEAP] = last
-    _sift_down(s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux, last)
-    return s.hp_kind[last], s.hp_id[last], s.hp_aux[last]
+def _pop(h):
+    last = h.n[HEAP] - 1
+    _swap(h.hp_time, h.hp_seq, h.hp_kind, h.hp_id, h.hp_aux, 0, last)
+    h.n[HEAP] = last
+    _sift_down(h.hp_time, h.hp_seq, h.hp_kind, h.hp_id, h.hp_aux, last)
+    return h.hp_kind[last], h.hp_id[last], h.hp_aux[last]
 
 
 @njit(cache=True)
 def release(s, first, last, time):
     """Tasks first..last-1 released at `time` (a collective launched)."""
+    h = Heap(s.n, s.clock, s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux)
     for t in range(first, last):
-        push(s, time, RELEASE, t, 0)
+        push(h, time, RELEASE, t, 0)
 
 
 # --- tasks and slots --------------------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _request(s, t, now):
+def _request(h, lk, rp, tk, cq, ms, t, now):
     """Task t asks its slot; it runs at once if one is free, else it queues."""
-    slot = s.tk_slot[t]
-    if s.sl_used[slot] < s.sl_cap[slot]:
-        s.sl_used[slot] += 1
-        _grant(s, t, now)
+    slot = tk.tk_slot[t]
+    if cq.sl_used[slot] < cq.sl_cap[slot]:
+        cq.sl_used[slot] += 1
+        _grant(h, lk, rp, tk, cq, ms, t, now)
         return
-    s.tk_req[t] = s.n[REQUESTS]
-    s.n[REQUESTS] += 1
-    s.tk_next[t] = s.sl_head[slot]
-    s.sl_head[slot] = t
+    tk.tk_req[t] = h.n[REQUESTS]
+    h.n[REQUESTS] += 1
+    tk.tk_next[t] = cq.sl_head[slot]
+    cq.sl_head[slot] = t
 
 
 @njit(cache=True, inline="always")
-def _grant(s, t, now):
+def _grant(h, lk, rp, tk, cq, ms, t, now):
     """Task t has its slot: each of its cursors takes its first steps now."""
-    p = s.tk_plan[t]
-    for c in range(s.tk_cursor[t], s.tk_cursor[t] + s.pl_n[p] * s.pl_lanes[p]):
-        push(s, now, WAKE, c, 0)
+    p = tk.tk_plan[t]
+    for c in range(tk.tk_cursor[t], tk.tk_cursor[t] + rp.pl_n[p] * rp.pl_lanes[p]):
+        push(h, now, WAKE, c, 0)
 
 
 @njit(cache=True, inline="always")
-def _task_done(s, t, now):
-    slot = s.tk_slot[t]
-    s.sl_used[slot] -= 1
+def _task_done(h, lk, rp, tk, cq, ms, t, now):
+    slot = tk.tk_slot[t]
+    cq.sl_used[slot] -= 1
     best, best_before = -1, -1  # the queued task first by (priority, request order)
-    prev, q = -1, s.sl_head[slot]
+    prev, q = -1, cq.sl_head[slot]
     while q >= 0:
-        if best < 0 or s.tk_prio[q] < s.tk_prio[best] or (s.tk_prio[q] == s.tk_prio[best] and s.tk_req[q] < s.tk_req[best]):
+        if best < 0 or tk.tk_prio[q] < tk.tk_prio[best] or (tk.tk_prio[q] == tk.tk_prio[best] and tk.tk_req[q] < tk.tk_req[best]):
             best, best_before = q, prev
-        prev, q = q, s.tk_next[q]
+        prev, q = q, tk.tk_next[q]
     if best >= 0:
         if best_before < 0:
-            s.sl_head[slot] = s.tk_next[best]
+            cq.sl_head[slot] = tk.tk_next[best]
         else:
-            s.tk_next[best_before] = s.tk_next[best]
-        s.sl_used[slot] += 1
-        _grant(s, best, now)
-    for i in range(s.tk_succ[t], s.tk_succ[t] + s.tk_nsucc[t]):
-        u = s.succ[i]
-        s.tk_wait[u] -= 1
-        if s.tk_wait[u] == 0:
-            _request(s, u, now)
-    c = s.tk_coll[t]
-    s.co_left[c] -= 1
-    if s.co_left[c] == 0:
-        s.co_end[c] = now
-        s.done[s.n[DONE]] = c
-        s.n[DONE] += 1
+            tk.tk_next[best_before] = tk.tk_next[best]
+        cq.sl_used[slot] += 1
+        _grant(h, lk, rp, tk, cq, ms, best, now)
+    for i in range(tk.tk_succ[t], tk.tk_succ[t] + tk.tk_nsucc[t]):
+        u = tk.succ[i]
+        tk.tk_wait[u] -= 1
+        if tk.tk_wait[u] == 0:
+            _request(h, lk, rp, tk, cq, ms, u, now)
+    c = tk.tk_coll[t]
+    cq.co_left[c] -= 1
+    if cq.co_left[c] == 0:
+        cq.co_end[c] = now
+        cq.done[h.n[DONE]] = c
+        h.n[DONE] += 1
 
 
 # --- cursors ----------------------------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _size(s, k, nbytes, blocks):
+def _size(h, lk, rp, tk, cq, ms, k, nbytes, blocks):
     """Bytes of step k on a buffer of `nbytes` cut into `blocks` blocks (`executor.bounds`)."""
     total = 0
-    for i in range(s.st_bptr[k], s.st_bptr[k + 1]):
-        b = s.st_blocks[i]
+    for i in range(rp.st_bptr[k], rp.st_bptr[k + 1]):
+        b = rp.st_blocks[i]
         total += ((b + 1) * nbytes) // blocks - (b * nbytes) // blocks
     return total
 
 
 @njit(cache=True, inline="always")
-def _step(s, c, now):
+def _step(h, lk, rp, tk, cq, ms, c, now):
     """Cursor c takes its steps until it must wait (a message, its reductions) or has none left."""
-    t = s.cu_task[c]
-    p, r, lane = s.tk_plan[t], s.cu_rank[c], s.cu_lane[c]
-    end = s.rank_ptr[s.pl_rank[p] + r + 1]
-    k = s.cu_pos[c]
+    t = cq.cu_task[c]
+    p, r, lane = tk.tk_plan[t], cq.cu_rank[c], cq.cu_lane[c]
+    end = rp.rank_ptr[rp.pl_rank[p] + r + 1]
+    k = cq.cu_pos[c]
     while k < end:
-        if s.st_lane[k] != lane:
+        if rp.st_lane[k] != lane:
             k += 1
             continue
-        size = _size(s, k, s.tk_bytes[t], s.pl_blocks[p])
-        if s.st_kind[k] == SEND:
-            if s.cu_reduced[c] > now:  # what it sends may hold what it is still adding
-                s.cu_pos[c] = k
-                push(s, s.cu_reduced[c], WAKE, c, 0)
+        size = _size(h, lk, rp, tk, cq, ms, k, tk.tk_bytes[t], rp.pl_blocks[p])
+        if rp.st_kind[k] == SEND:
+            if cq.cu_reduced[c] > now:  # what it sends may hold what it is still adding
+                cq.cu_pos[c] = k
+                push(h, cq.cu_reduced[c], WAKE, c, 0)
                 return
-            _send(s, t, k, r, size, now)
+            _send(h, lk, rp, tk, cq, ms, t, k, r, size, now)
             k += 1
             continue
-        if s.mailbox[s.tk_mail[t] + s.st_match[k]] == 0:
-            s.cu_pos[c] = k
-            s.cu_blocked[c] = 1
+        if tk.mailbox[tk.tk_mail[t] + rp.st_match[k]] == 0:
+            cq.cu_pos[c] = k
+            cq.cu_blocked[c] = 1
             return
-        if s.st_reduce[k] and s.tk_rate[t] > 0:
-            s.cu_reduced[c] = max(s.cu_reduced[c], now + 3.0 * size / s.tk_rate[t])
+        if rp.st_reduce[k] and tk.tk_rate[t] > 0:
+            cq.cu_reduced[c] = max(cq.cu_reduced[c], now + 3.0 * size / tk.tk_rate[t])
         k += 1
-    s.cu_pos[c] = end
-    if s.cu_reduced[c] > now:
-        push(s, s.cu_reduced[c], WAKE, c, 0)
+    cq.cu_pos[c] = end
+    if cq.cu_reduced[c] > now:
+        push(h, cq.cu_reduced[c], WAKE, c, 0)
         return
-    t = s.cu_task[c]
-    s.tk_left[t] -= 1
-    if s.tk_left[t] == 0:
-        _task_done(s, t, now)
+    t = cq.cu_task[c]
+    tk.tk_left[t] -= 1
+    if tk.tk_left[t] == 0:
+        _task_done(h, lk, rp, tk, cq, ms, t, now)
 
 
 # --- messages ---------------------------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _send(s, t, k, r, size, now):
-    p = s.tk_plan[t]
-    g = s.tk_group[t]
-    src, dst = s.npus[g + r], s.npus[g + s.st_peer[k]]
-    route = s.task_routes[s.tk_routes[t] + s.st_pair[k]]
-    s.n[FREE] -= 1
-    m = s.ms_free[s.n[FREE]]
-    s.ms_task[m], s.ms_step[m], s.ms_route[m], s.ms_size[m] = t, k - s.pl_base[p], route, size
-    s.ms_sent[m], s.ms_hop[m], s.ms_src[m], s.ms_dst[m] = now, 0, src, dst
-    lo, hi = s.route_ptr[route], s.route_ptr[route + 1]
+def _send(h, lk, rp, tk, cq, ms, t, k, r, size, now):
+    p = tk.tk_plan[t]
+    g = tk.tk_group[t]
+    src, dst = tk.npus[g + r], tk.npus[g + rp.st_peer[k]]
+    route = tk.task_routes[tk.tk_routes[t] + rp.st_pair[k]]
+    h.n[FREE] -= 1
+    m = ms.ms_free[h.n[FREE]]
+    ms.ms_task[m], ms.ms_step[m], ms.ms_route[m], ms.ms_size[m] = t, k - rp.pl_base[p], route, size
+    ms.ms_sent[m], ms.ms_hop[m], ms.ms_src[m], ms.ms_dst[m] = now, 0, src, dst
+    lo, hi = rp.route_ptr[route], rp.route_ptr[route + 1]
     if lo == hi:  # to itself: nothing moves
-        push(s, now, ARRIVE, m, 0)
+        push(h, now, ARRIVE, m, 0)
         return
-    model = s.n[MODEL]
+    model = h.n[MODEL]
     if model == IDEAL:
         for i in range(lo, hi):
-            s.nbytes[s.route_links[i]] += size
-        push(s, now + s.overhead[src] + size / s.route_bw[route] + s.route_lat[route], ARRIVE, m, 0)
+            lk.nbytes[rp.route_links[i]] += size
+        push(h, now + rp.overhead[src] + size / rp.route_bw[route] + rp.route_lat[route], ARRIVE, m, 0)
     elif model == FLOW:
-        if s.overhead[src] > 0:
-            push(s, now + s.overhead[src], START, m, 0)
+        if rp.overhead[src] > 0:
+            push(h, now + rp.overhead[src], START, m, 0)
         else:  # as `Flow.transfer`: no overhead, the flow starts at once
-            _start_flow(s, m, now)
+            _start_flow(h, lk, rp, tk, cq, ms, m, now)
     else:
-        _hop(s, m, now, s.overhead[src])
+        _hop(h, lk, rp, tk, cq, ms, m, now, rp.overhead[src])
 
 
 @njit(cache=True, inline="always")
-def _hop(s, m, now, extra):
+def _hop(h, lk, rp, tk, cq, ms, m, now, extra):
     """Store and forward: message m asks for its next link (FIFO: it holds it once the messages before
     it have), for `extra` + its bytes at the link's rate."""
-    link = s.route_links[s.route_ptr[s.ms_route[m]] + s.ms_hop[m]]
-    start = max(now, s.free_at[link])
-    hold = extra + s.ms_size[m] / s.cap[link]
-    s.free_at[link] = start + hold
-    s.busy[link] += hold
-    push(s, start + hold, HOP_DONE, m, 0)
+    link = rp.route_links[rp.route_ptr[ms.ms_route[m]] + ms.ms_hop[m]]
+    start = max(now, lk.free_at[link])
+    hold = extra + ms.ms_size[m] / lk.cap[link]
+    lk.free_at[link] = start + hold
+    lk.busy[link] += hold
+    push(h, start + hold, HOP_DONE, m, 0)
 
 
 @njit(cache=True, inline="always")
-def _start_flow(s, m, now):
-    size = s.ms_size[m]
-    route = s.ms_route[m]
-    lo, hi = s.route_ptr[route], s.route_ptr[route + 1]
+def _start_flow(h, lk, rp, tk, cq, ms, m, now):
+    size = ms.ms_size[m]
+    route = ms.ms_route[m]
+    lo, hi = rp.route_ptr[route], rp.route_ptr[route + 1]
     if size <= 0:
-        push(s, now + s.route_lat[route], ARRIVE, m, 0)
+        push(h, now + rp.route_lat[route], ARRIVE, m, 0)
         return
-    s.left[m], s.rate[m], s.lazy[m], s.stamp[m] = size, 0.0, 0.0, now
+    lk.left[m], lk.rate[m], lk.lazy[m], lk.stamp[m] = size, 0.0, 0.0, now
     for i in range(lo, hi):
-        link = s.route_links[i]
-        s.hops[m, i - lo] = link
-        s.touched[s.n[TOUCHED]] = link
-        s.n[TOUCHED] += 1
-        s.nbytes[link] += size
-        if s.active[link] == 0:
-            s.since[link] = now
-        s.active[link] += 1
-    attach(s.hops, s.on_link, s.degree, m)
+        link = rp.route_links[i]
+        lk.hops[m, i - lo] = link
+        lk.touched[h.n[TOUCHED]] = link
+        h.n[TOUCHED] += 1
+        lk.nbytes[link] += size
+        if lk.active[link] == 0:
+            lk.since[link] = now
+        lk.active[link] += 1
+    attach(lk.hops, lk.on_link, lk.degree, m)
     for i in range(lo, hi):
-        s.n[MOST] = max(s.n[MOST], s.degree[s.route_links[i]])
-    s.n[FLOWS] += 1
-    s.n[PENDING] = 1
+        h.n[MOST] = max(h.n[MOST], lk.degree[rp.route_links[i]])
+    h.n[FLOWS] += 1
+    h.n[PENDING] = 1
 
 
 @njit(cache=True, inline="always")
-def _end_flow(s, m, now):
-    route = s.ms_route[m]
-    lo, hi = s.route_ptr[route], s.route_ptr[route + 1]
-    detach(s.hops, s.on_link, s.degree, m)
+def _end_flow(h, lk, rp, tk, cq, ms, m, now):
+    route = ms.ms_route[m]
+    lo, hi = rp.route_ptr[route], rp.route_ptr[route + 1]
+    detach(lk.hops, lk.on_link, lk.degree, m)
     for i in range(lo, hi):
-        link = s.route_links[i]
-        s.hops[m, i - lo] = -1
-        s.touched[s.n[TOUCHED]] = link
-        s.n[TOUCHED] += 1
-        s.active[link] -= 1
-        if s.active[link] == 0:
-            s.busy[link] += now - s.since[link]
-    s.rate[m] = s.lazy[m] = 0.0
-    s.ms_version[m] += 1
-    s.n[FLOWS] -= 1
-    s.n[PENDING] = 1
-    push(s, now + s.route_lat[route], ARRIVE, m, 0)
+        link = rp.route_links[i]
+        lk.hops[m, i - lo] = -1
+        lk.touched[h.n[TOUCHED]] = link
+        h.n[TOUCHED] += 1
+        lk.active[link] -= 1
+        if lk.active[link] == 0:
+            lk.busy[link] += now - lk.since[link]
+    lk.rate[m] = lk.lazy[m] = 0.0
+    ms.ms_version[m] += 1
+    h.n[FLOWS] -= 1
+    h.n[PENDING] = 1
+    push(h, now + rp.route_lat[route], ARRIVE, m, 0)
 
 
 @njit(cache=True, inline="always")
-def _arrive(s, m, now):
-    t = s.ms_task[m]
-    p = s.tk_plan[t]
-    k = s.pl_base[p] + s.ms_step[m]
-    s.mailbox[s.tk_mail[t] + s.ms_step[m]] = 1
-    watch = s.n[WATCH]
-    if watch == -2 or (watch >= 0 and (s.ms_src[m] == watch or s.ms_dst[m] == watch)):
-        i = s.n[RECORDS]
-        s.rc_src[i], s.rc_dst[i], s.rc_size[i] = s.ms_src[m], s.ms_dst[m], s.ms_size[m]
-        s.rc_sent[i], s.rc_arrived[i] = s.ms_sent[m], now
-        s.n[RECORDS] += 1
-    c = s.tk_cursor[t] + s.st_peer[k] * s.pl_lanes[p] + s.st_lane[k]
-    if s.cu_blocked[c] and s.st_match[s.cu_pos[c]] == s.ms_step[m]:
-        s.cu_blocked[c] = 0
-        push(s, now, WAKE, c, 0)
-    s.ms_free[s.n[FREE]] = m
-    s.n[FREE] += 1
+def _arrive(h, lk, rp, tk, cq, ms, m, now):
+    t = ms.ms_task[m]
+    p = tk.tk_plan[t]
+    k = rp.pl_base[p] + ms.ms_step[m]
+    tk.mailbox[tk.tk_mail[t] + ms.ms_step[m]] = 1
+    watch = cq.co_watch[tk.tk_coll[t]]
+    if watch == -2 or (watch >= 0 and (ms.ms_src[m] == watch or ms.ms_dst[m] == watch)):
+        i = h.n[RECORDS]
+        ms.rc_src[i], ms.rc_dst[i], ms.rc_size[i] = ms.ms_src[m], ms.ms_dst[m], ms.ms_size[m]
+        ms.rc_sent[i], ms.rc_arrived[i], ms.rc_coll[i] = ms.ms_sent[m], now, tk.tk_coll[t]
+        h.n[RECORDS] += 1
+    c = tk.tk_cursor[t] + rp.st_peer[k] * rp.pl_lanes[p] + rp.st_lane[k]
+    if cq.cu_blocked[c] and rp.st_match[cq.cu_pos[c]] == ms.ms_step[m]:
+        cq.cu_blocked[c] = 0
+        push(h, now, WAKE, c, 0)
+    ms.ms_free[h.n[FREE]] = m
+    h.n[FREE] += 1
 
 
 @njit(cache=True, inline="always")
-def _solve(s, now):
+def _solve(h, lk, rp, tk, cq, ms, now):
     """The flows' max-min rates after this instant's starts and ends; a new end event for each flow whose
     rate changed (its bytes left brought up to date first)."""
-    touched = s.touched[: s.n[TOUCHED]]
-    m = update(s.hops, s.on_link, s.degree, s.cap, s.rate, s.load, s.most, touched, s.n[FLOWS], s.work)
-    s.n[TOUCHED] = 0
-    s.n[PENDING] = 0
-    s.n[SOLVES] += 1
-    s.n[SOLVED] += m
-    members = s.work[5]
+    touched = lk.touched[: h.n[TOUCHED]]
+    m = update(lk.hops, lk.on_link, lk.degree, lk.cap, lk.rate, lk.load, lk.most, touched, h.n[FLOWS], lk.work)
+    h.n[TOUCHED] = 0
+    h.n[PENDING] = 0
+    h.n[SOLVES] += 1
+    h.n[SOLVED] += m
+    members = lk.work[5]
     for i in range(m):
         f = members[i]
-        s.left[f] -= s.lazy[f] * (now - s.stamp[f])
-        s.stamp[f] = now
-        if s.rate[f] != s.lazy[f]:
-            s.lazy[f] = s.rate[f]
-            s.ms_version[f] += 1
-            if s.rate[f] > 0:
-                push(s, now + max(s.left[f], 0.0) / s.rate[f], END, f, s.ms_version[f])
+        lk.left[f] -= lk.lazy[f] * (now - lk.stamp[f])
+        lk.stamp[f] = now
+        if lk.rate[f] != lk.lazy[f]:
+            lk.lazy[f] = lk.rate[f]
+            ms.ms_version[f] += 1
+            if lk.rate[f] > 0:
+                push(h, now + max(lk.left[f], 0.0) / lk.rate[f], END, f, ms.ms_version[f])
 
 
 # --- the loop ---------------------------------------------------------------------
 
 
 @njit(cache=True, inline="always")
-def _needs(s):
+def _needs(h, lk, rp, tk, cq, ms):
     """What must grow before the next event may be taken (bits of NEED), or 0. One event pushes at most
     `BURST` events (a task's end: the cursors of the tasks it lets start) and sends at most `WIDE` messages
     (a cursor's sends in a row)."""
     need = 0
-    wide = s.n[WIDE]
-    if s.n[FREE] < wide:
+    wide = h.n[WIDE]
+    if h.n[FREE] < wide:
         need |= NEED_MESSAGES
-    if s.n[HEAP] + s.n[FLOWS] + s.n[BURST] + wide + 16 > s.hp_time.size:
+    if h.n[HEAP] + h.n[FLOWS] + h.n[BURST] + wide + 16 > h.hp_time.size:
         need |= NEED_HEAP
-    if s.n[TOUCHED] + (wide + 2) * s.hops.shape[1] > s.touched.size:
+    if h.n[TOUCHED] + (wide + 2) * lk.hops.shape[1] > lk.touched.size:
         need |= NEED_TOUCHED
-    if s.n[WATCH] != -1 and s.n[RECORDS] + 1 > s.rc_src.size:
+    if h.n[RECORDS] + 1 > ms.rc_src.size:
         need |= NEED_RECORDS
-    if s.n[MOST] + wide >= s.on_link.shape[1]:
+    if h.n[MOST] + wide >= lk.on_link.shape[1]:
         need |= NEED_WIDTH
     return need
 
@@ -495,45 +714,46 @@ def _needs(s):
 @njit(cache=True)
 def run(s, until):
     """Play events up to `until` (the module docstring)."""
-    s.n[DONE] = 0
-    while s.n[HEAP] > 0:
-        now = s.hp_time[0]
+    h, lk, rp, tk, cq, ms = _groups(s)
+    h.n[DONE] = 0
+    while h.n[HEAP] > 0:
+        now = h.hp_time[0]
         if now > until:
             return REACHED
-        need = _needs(s)
+        need = _needs(h, lk, rp, tk, cq, ms)
         if need:
-            s.n[NEED] = need
+            h.n[NEED] = need
             return GROW
-        s.clock[0] = now
-        kind, ident, aux = _pop(s)
-        s.n[EVENTS] += 1
+        h.clock[0] = now
+        kind, ident, aux = _pop(h)
+        h.n[EVENTS] += 1
         if kind == WAKE:
-            _step(s, ident, now)
+            _step(h, lk, rp, tk, cq, ms, ident, now)
         elif kind == RELEASE:
-            s.tk_wait[ident] -= 1
-            if s.tk_wait[ident] == 0:
-                _request(s, ident, now)
+            tk.tk_wait[ident] -= 1
+            if tk.tk_wait[ident] == 0:
+                _request(h, lk, rp, tk, cq, ms, ident, now)
         elif kind == START:
-            _start_flow(s, ident, now)
+            _start_flow(h, lk, rp, tk, cq, ms, ident, now)
         elif kind == END:
-            if s.ms_version[ident] == aux:
-                _end_flow(s, ident, now)
+            if ms.ms_version[ident] == aux:
+                _end_flow(h, lk, rp, tk, cq, ms, ident, now)
         elif kind == ARRIVE:
-            _arrive(s, ident, now)
+            _arrive(h, lk, rp, tk, cq, ms, ident, now)
         elif kind == HOP_DONE:
-            link = s.route_links[s.route_ptr[s.ms_route[ident]] + s.ms_hop[ident]]
-            s.nbytes[link] += s.ms_size[ident]
-            push(s, now + s.lat[link], HOP_NEXT, ident, 0)
+            link = rp.route_links[rp.route_ptr[ms.ms_route[ident]] + ms.ms_hop[ident]]
+            lk.nbytes[link] += ms.ms_size[ident]
+            push(h, now + lk.lat[link], HOP_NEXT, ident, 0)
         else:  # HOP_NEXT
-            s.ms_hop[ident] += 1
-            route = s.ms_route[ident]
-            if s.ms_hop[ident] < s.route_ptr[route + 1] - s.route_ptr[route]:
-                _hop(s, ident, now, 0.0)
+            ms.ms_hop[ident] += 1
+            route = ms.ms_route[ident]
+            if ms.ms_hop[ident] < rp.route_ptr[route + 1] - rp.route_ptr[route]:
+                _hop(h, lk, rp, tk, cq, ms, ident, now, 0.0)
             else:
-                _arrive(s, ident, now)
-        if s.n[HEAP] == 0 or s.hp_time[0] > now:  # the instant is over
-            if s.n[PENDING]:
-                _solve(s, now)
-            if s.n[DONE] and (s.n[HEAP] == 0 or s.hp_time[0] > now):
+                _arrive(h, lk, rp, tk, cq, ms, ident, now)
+        if h.n[HEAP] == 0 or h.hp_time[0] > now:  # the instant is over
+            if h.n[PENDING]:
+                _solve(h, lk, rp, tk, cq, ms, now)
+            if h.n[DONE] and (h.n[HEAP] == 0 or h.hp_time[0] > now):
                 return COMPLETED
     return REACHED

@@ -202,8 +202,9 @@ class Cluster:
         return self._place(npu, Server(self.env, name, hardware, handler, self.precision), 1.0)
 
     def release(self, npu: int) -> None:
-        """NPU `npu` free for another device (a job that ended: its device keeps what it recorded)."""
-        del self.devices[npu]
+        """NPU `npu` free for another device (a job that ended: its device keeps what it recorded; a compiled
+        job holds devices on one NPU per compute class only)."""
+        self.devices.pop(npu, None)
 
     def set_links(self, npu: int, hardware: HardwareSpec, factor: float = 1.0) -> None:
         """NPU `npu`'s links for a device of `hardware` (its NIC's, on a switch without links of its own),

@@ -48,7 +48,7 @@ import pandas as pd
 import simpy
 
 from hwsim.codecs import CodecError, codec_from_setting
-from hwsim.collectives.compiled import MESSAGES, engine_of
+from hwsim.collectives.compiled import MESSAGES, engine_of, recorder
 from hwsim.collectives.schedule import Slots, collective, phases
 from hwsim.config.fields import to_plain
 from hwsim.config.schema import Scenario
@@ -260,12 +260,13 @@ class DataParallel:
         order = spec.collective.order
         self.slots = None if order == "none" else Slots(self.env, spec.collective.in_flight, order)
         self.transport = cluster.transport("allreduce", lambda npu: f"r{npu}")
-        self.engine = engine_of(cluster, self.transport) if spec.mode == "compiled" else None
-        if (
-            self.engine is not None
-            and exact_cost(scenario, *check_collective(scenario, spec.replicas, ("all_reduce",), "")[2:])[0] > MESSAGES
-        ):
-            self.engine.watch((cluster.placement or [0])[0])  # messages.csv: the first NPU's
+        self.engine = engine_of(cluster) if spec.mode == "compiled" else None
+        self.record = recorder(cluster, self.transport)
+        self.watch = None  # compiled: messages.csv gets every message, or beyond MESSAGES the first NPU's
+        if self.engine is not None:
+            shape = check_collective(scenario, spec.replicas, ("all_reduce",), "")[2:]
+            if exact_cost(scenario, *shape)[0] > MESSAGES:
+                self.watch = (cluster.placement or [0])[0]
         self.math = data is not None
         self.initial = model.init_params(rng) if self.math else None
         self.batches = BatchStream(len(data.y_train), self.samples_per_step, rng) if self.math else None
@@ -398,6 +399,8 @@ class DataParallel:
                 hierarchical=c.hierarchical,
                 order=c.order,
                 reduction_rate=c.reduction_rate,
+                record=self.record,
+                watch=self.watch,
             )
             yield ended
             self._row(step, li, wire, start)

@@ -62,6 +62,14 @@ def check_jobs(scenario, where: str) -> None:
         except ConfigError as err:
             raise ConfigError(err.where, _job_key(key, err.key), err.got, err.expected) from None
     _check_places(spec, npus, where)
+    compiled = [job.name for job in spec.jobs if getattr(job.system, "mode", None) == "compiled"]
+    if compiled and len(compiled) < len(spec.jobs):
+        raise ConfigError(
+            where,
+            "system.jobs",
+            f"{', '.join(compiled)} compiled",
+            "every job a compiled data_parallel job, or none (the compiled engine's flows and SimPy's share no links)",
+        )
     if spec.scheduler == "none" and sum(map(job_size, spec.jobs)) > npus:
         raise ConfigError(
             where,
@@ -79,11 +87,18 @@ def _check_placed(job, key: str, where: str) -> None:
     """What a placed job cannot do: mirror ranks it does not simulate, run a collective dimension by dimension
     of a fabric it holds only part of, or (a pipeline) fill its bubbles with a second job."""
     system = job.system
-    mirrored = {"data_parallel": ("mode", "exact"), "replay": ("mode", "exact"), "pipeline": ("replicas", "all")}
+    mirrored = {
+        "data_parallel": ("mode", ("exact", "compiled")),
+        "replay": ("mode", ("exact",)),
+        "pipeline": ("replicas", ("all",)),
+    }
     field, needed = mirrored[system.kind]
-    if getattr(system, field) != needed:
+    if getattr(system, field) not in needed:
         raise ConfigError(
-            where, f"{key}.system.{field}", getattr(system, field), f"{needed} (a placed job's ranks are not mirrored)"
+            where,
+            f"{key}.system.{field}",
+            getattr(system, field),
+            f"{' or '.join(needed)} (a placed job's ranks are not mirrored)",
         )
     collective = getattr(system, "collective", None)
     if collective is not None and collective.hierarchical:

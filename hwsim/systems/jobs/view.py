@@ -30,6 +30,7 @@ class JobView:
     def __init__(self, cluster: Cluster, job: str, placement: list[int]):
         self.cluster, self.job, self.placement = cluster, job, list(placement)
         self.env, self.fabric, self.topology = cluster.env, cluster.fabric, cluster.topology
+        self.shared = cluster.shared  # one compiled engine for every job on the fabric
         self.hardware, self.precision = cluster.hardware, cluster.precision
         self.recorder = JobRecorder(cluster.recorder, job)
 
