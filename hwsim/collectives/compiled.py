@@ -129,6 +129,7 @@ class Engine:
             cap=np.array(getattr(fabric.model, "capacity", fabric.bandwidth), f64), lat=np.array(fabric.latency, f64),
             on_link=np.zeros((n_links, 8), i64), degree=np.zeros(n_links, i64), load=np.zeros(n_links), most=np.zeros(n_links),
             active=np.zeros(n_links, i64), since=np.zeros(n_links), busy=np.zeros(n_links), nbytes=np.zeros(n_links),
+            acct_bytes=np.zeros((1, n_links)),
             free_at=np.zeros(n_links),
             route_ptr=np.zeros(1, i64), route_links=e(0, i64), route_lat=e(0), route_bw=e(0), overhead=np.zeros(t.npus),
             st_kind=e(0, np.int8), st_peer=e(0, i64), st_lane=e(0, i64), st_reduce=e(0, np.bool_), st_bptr=e(0, i64),
@@ -137,13 +138,15 @@ class Engine:
             tk_plan=e(0, i64), tk_group=e(0, i64), tk_bytes=e(0, i64), tk_routes=e(0, i64), tk_mail=e(0, i64),
             tk_cursor=e(0, i64), tk_wait=e(0, i64), tk_left=e(0, i64), tk_slot=e(0, i64), tk_prio=e(0, i64),
             tk_coll=e(0, i64), tk_succ=e(0, i64), tk_nsucc=e(0, i64), tk_next=e(0, i64), tk_req=e(0, i64), tk_rate=e(0),
+            tk_acct=e(0, i64),
             npus=e(0, i64), task_routes=e(0, i64), succ=e(0, i64), mailbox=e(0, np.int8),
             sl_cap=e(0, i64), sl_used=e(0, i64), sl_head=e(0, i64),
             co_left=e(0, i64), co_end=e(0), co_watch=e(0, i64), done=e(0, i64),
             cu_task=e(0, i64), cu_rank=e(0, i64), cu_lane=e(0, i64), cu_pos=e(0, i64), cu_reduced=e(0), cu_blocked=e(0, np.int8),
             ms_task=e(0, i64), ms_step=e(0, i64), ms_route=e(0, i64), ms_size=e(0, i64), ms_sent=e(0), ms_hop=e(0, i64),
-            ms_version=e(0, i64), ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
+            ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
             hops=np.full((0, 4), -1, i64), left=e(0), rate=e(0), lazy=e(0), stamp=e(0),
+            fh_pos=e(0, i64), fh_time=e(0), fh_seq=e(0, i64), fh_flow=e(0, i64),
             hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64), hp_aux=e(64, i64),
             touched=e(64, i64), work=scratch(0, n_links),
             rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0), rc_coll=e(0, i64),
@@ -166,12 +169,13 @@ class Engine:
         reduction_rate: float = 0.0,
         record: Callable | None = None,
         watch: int | None = None,
+        account: int = 0,
     ) -> tuple[simpy.Event, int]:
         """`op` over the NPUs `everyone` (rank order), now: (an event that succeeds with the end time when
         it ends, the bytes its first NPU sends). `order`: none (its own `in_flight` slots per group and
         dimension) or fifo / lifo (slots shared with every collective launched so, oldest or newest first:
         `schedule.Slots`). `record(src, dst, bytes, sent, delivered)` takes its delivered messages (arrays): all, or with
-        `watch` those from or to that NPU."""
+        `watch` those from or to that NPU. `account`: whose bytes its messages are on each link (`link_bytes`)."""
         t = self.fabric.topology
         everyone = list(everyone)
         groups, steps, plans = layout(t, op, algorithm, everyone, hierarchical)
@@ -182,6 +186,8 @@ class Engine:
         c = self._next("collectives", 1)
         self.recorders[c] = record
         self.s.co_watch[c] = -1 if record is None else (-2 if watch is None else watch)
+        if account >= self.s.acct_bytes.shape[0]:
+            self.s = self.s._replace(acct_bytes=_grown(self.s.acct_bytes, account + 1))
         first = self.counts["tasks"]
         index: dict[tuple[int, int, tuple[int, ...]], int] = {}
         preds: list[list[int]] = []
@@ -193,6 +199,7 @@ class Engine:
                     lo, hi = piece(edges, group_of, chunk, j, group[0])
                     key = (j, tuple(group)) if order != "none" else (c, j, tuple(group))
                     task = self._task(arrays, group, hi - lo, key, in_flight, priority, c, reduction_rate)
+                    self.s.tk_acct[task] = account
                     index[chunk, phase, tuple(group)] = task
                     before = {tuple(group_of[steps[phase - 1][1]][npu]) for npu in group} if phase else set()
                     preds.append(sorted(index[chunk, phase - 1, g] for g in before))
@@ -220,7 +227,7 @@ class Engine:
         s = self.s
         fields = {
             "tasks": ("tk_plan", "tk_group", "tk_bytes", "tk_routes", "tk_mail", "tk_cursor", "tk_wait", "tk_left",
-                      "tk_slot", "tk_prio", "tk_coll", "tk_succ", "tk_nsucc", "tk_next", "tk_req", "tk_rate"),
+                      "tk_slot", "tk_prio", "tk_coll", "tk_succ", "tk_nsucc", "tk_next", "tk_req", "tk_rate", "tk_acct"),
             "cursors": ("cu_task", "cu_rank", "cu_lane", "cu_pos", "cu_reduced", "cu_blocked"),
             "mail": ("mailbox",), "succ": ("succ",), "npus": ("npus",),
             "slots": ("sl_cap", "sl_used", "sl_head"), "collectives": ("co_left", "co_end", "co_watch", "done"),
@@ -366,9 +373,10 @@ class Engine:
         if need & k.NEED_MESSAGES:
             old = s.ms_task.size
             new = max(2 * old, 256, int(s.n[k.WIDE]) * 2)
-            fields = ("ms_task", "ms_step", "ms_route", "ms_size", "ms_sent", "ms_hop", "ms_version", "ms_src", "ms_dst",
-                      "left", "rate", "lazy", "stamp")  # fmt: skip
+            fields = ("ms_task", "ms_step", "ms_route", "ms_size", "ms_sent", "ms_hop", "ms_src", "ms_dst",
+                      "left", "rate", "lazy", "stamp", "fh_time", "fh_seq", "fh_flow")  # fmt: skip
             grown = {f: _grown(getattr(s, f), new) for f in fields}
+            grown["fh_pos"] = _grown(s.fh_pos, new, -1)
             grown["hops"] = _grown(s.hops, new, -1)
             free = _grown(s.ms_free, new)
             count = int(s.n[k.FREE])
@@ -432,6 +440,11 @@ class Engine:
         self.slot_ids.clear()
         for what in self.counts:
             self.counts[what] = 0
+
+    def link_bytes(self, account: int) -> np.ndarray:
+        """Bytes each link has carried of the collectives launched with `account`."""
+        a = self.s.acct_bytes
+        return a[account].copy() if account < a.shape[0] else np.zeros(a.shape[1])
 
     @property
     def events_played(self) -> int:

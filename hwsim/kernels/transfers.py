@@ -27,18 +27,20 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from hwsim.kernels.maxmin import attach, detach, update
 
 IDEAL, FLOW, STORE = 0, 1, 2  # sharing models
 SEND = 0
-WAKE, RELEASE, START, END, ARRIVE, HOP_DONE, HOP_NEXT = 0, 1, 2, 3, 4, 5, 6  # event kinds
+WAKE, RELEASE, START, ARRIVE, HOP_DONE, HOP_NEXT = 0, 1, 2, 3, 4, 5  # event kinds (a flow's end: the flow heap)
 REACHED, COMPLETED, GROW = 0, 1, 2
 
 # counters in `State.n`
 (
     HEAP,
+    FHEAP,
     SEQ,
     FLOWS,
     TOUCHED,
@@ -55,7 +57,7 @@ REACHED, COMPLETED, GROW = 0, 1, 2
     SOLVED,
     MOST,
     WIDE,
-) = range(17)
+) = range(18)
 # what GROW asks for (bits of n[NEED])
 NEED_MESSAGES, NEED_HEAP, NEED_TOUCHED, NEED_RECORDS, NEED_WIDTH = 1, 2, 4, 8, 16
 
@@ -75,6 +77,7 @@ State = namedtuple(
         "since",
         "busy",
         "nbytes",
+        "acct_bytes",
         "free_at",
         # routes (CSR of links), their latency and slowest bandwidth; NIC overhead per NPU
         "route_ptr",
@@ -115,6 +118,7 @@ State = namedtuple(
         "tk_next",
         "tk_req",
         "tk_rate",
+        "tk_acct",
         "npus",
         "task_routes",
         "succ",
@@ -142,7 +146,6 @@ State = namedtuple(
         "ms_size",
         "ms_sent",
         "ms_hop",
-        "ms_version",
         "ms_src",
         "ms_dst",
         "ms_free",
@@ -151,6 +154,11 @@ State = namedtuple(
         "rate",
         "lazy",
         "stamp",
+        # the flows' end times as an indexed heap: per flow its position (-1: none), end, sequence; per position its flow
+        "fh_pos",
+        "fh_time",
+        "fh_seq",
+        "fh_flow",
         # the event heap
         "hp_time",
         "hp_seq",
@@ -183,12 +191,17 @@ Links = namedtuple(
         "since",
         "busy",
         "nbytes",
+        "acct_bytes",
         "free_at",
         "hops",
         "left",
         "rate",
         "lazy",
         "stamp",
+        "fh_pos",
+        "fh_time",
+        "fh_seq",
+        "fh_flow",
         "touched",
         "work",
     ],
@@ -236,6 +249,7 @@ Tasks = namedtuple(
         "tk_next",
         "tk_req",
         "tk_rate",
+        "tk_acct",
         "npus",
         "task_routes",
         "succ",
@@ -269,7 +283,6 @@ Messages = namedtuple(
         "ms_size",
         "ms_sent",
         "ms_hop",
-        "ms_version",
         "ms_src",
         "ms_dst",
         "ms_free",
@@ -299,12 +312,17 @@ def _groups(s):
         s.since,
         s.busy,
         s.nbytes,
+        s.acct_bytes,
         s.free_at,
         s.hops,
         s.left,
         s.rate,
         s.lazy,
         s.stamp,
+        s.fh_pos,
+        s.fh_time,
+        s.fh_seq,
+        s.fh_flow,
         s.touched,
         s.work,
     )
@@ -346,6 +364,7 @@ def _groups(s):
         s.tk_next,
         s.tk_req,
         s.tk_rate,
+        s.tk_acct,
         s.npus,
         s.task_routes,
         s.succ,
@@ -373,7 +392,6 @@ def _groups(s):
         s.ms_size,
         s.ms_sent,
         s.ms_hop,
-        s.ms_version,
         s.ms_src,
         s.ms_dst,
         s.ms_free,
@@ -445,7 +463,71 @@ def _pop(h):
     return h.hp_kind[last], h.hp_id[last], h.hp_aux[last]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _flow_before(lk, a, b):
+    """Whether flow a ends before flow b (then by when their ends were set)."""
+    return lk.fh_time[a] < lk.fh_time[b] or (lk.fh_time[a] == lk.fh_time[b] and lk.fh_seq[a] < lk.fh_seq[b])
+
+
+@njit(cache=True, inline="always")
+def _flow_place(lk, i, f):
+    lk.fh_flow[i] = f
+    lk.fh_pos[f] = i
+
+
+@njit(cache=True, inline="always")
+def _flow_sift(lk, i, size):
+    """Move the flow at heap position i up or down to its place."""
+    f = lk.fh_flow[i]
+    while i > 0:
+        parent = (i - 1) // 2
+        g = lk.fh_flow[parent]
+        if not _flow_before(lk, f, g):
+            break
+        _flow_place(lk, i, g)
+        i = parent
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and _flow_before(lk, lk.fh_flow[child + 1], lk.fh_flow[child]):
+            child += 1
+        g = lk.fh_flow[child]
+        if not _flow_before(lk, g, f):
+            break
+        _flow_place(lk, i, g)
+        i = child
+    _flow_place(lk, i, f)
+
+
+@njit(cache=True, inline="always")
+def _flow_ends_at(h, lk, f, time):
+    """Flow f's last byte leaves at `time` (set, or moved: an indexed heap, so no stale events)."""
+    lk.fh_time[f] = time
+    lk.fh_seq[f] = h.n[SEQ]
+    h.n[SEQ] += 1
+    i = lk.fh_pos[f]
+    if i < 0:
+        i = h.n[FHEAP]
+        h.n[FHEAP] += 1
+        lk.fh_flow[i] = f
+    _flow_sift(lk, i, h.n[FHEAP])
+
+
+@njit(cache=True, inline="always")
+def _flow_pop(h, lk):
+    """The flow that ends first, out of the heap."""
+    f = lk.fh_flow[0]
+    lk.fh_pos[f] = -1
+    h.n[FHEAP] -= 1
+    size = h.n[FHEAP]
+    if size > 0:
+        lk.fh_flow[0] = lk.fh_flow[size]
+        _flow_sift(lk, 0, size)
+    return f
+
+
+@njit(cache=True, _nrt=False)
 def release(s, first, last, time):
     """Tasks first..last-1 released at `time` (a collective launched)."""
     h = Heap(s.n, s.clock, s.hp_time, s.hp_seq, s.hp_kind, s.hp_id, s.hp_aux)
@@ -579,6 +661,7 @@ def _send(h, lk, rp, tk, cq, ms, t, k, r, size, now):
     if model == IDEAL:
         for i in range(lo, hi):
             lk.nbytes[rp.route_links[i]] += size
+            lk.acct_bytes[tk.tk_acct[t], rp.route_links[i]] += size
         push(h, now + rp.overhead[src] + size / rp.route_bw[route] + rp.route_lat[route], ARRIVE, m, 0)
     elif model == FLOW:
         if rp.overhead[src] > 0:
@@ -616,6 +699,7 @@ def _start_flow(h, lk, rp, tk, cq, ms, m, now):
         lk.touched[h.n[TOUCHED]] = link
         h.n[TOUCHED] += 1
         lk.nbytes[link] += size
+        lk.acct_bytes[tk.tk_acct[ms.ms_task[m]], link] += size
         if lk.active[link] == 0:
             lk.since[link] = now
         lk.active[link] += 1
@@ -640,7 +724,6 @@ def _end_flow(h, lk, rp, tk, cq, ms, m, now):
         if lk.active[link] == 0:
             lk.busy[link] += now - lk.since[link]
     lk.rate[m] = lk.lazy[m] = 0.0
-    ms.ms_version[m] += 1
     h.n[FLOWS] -= 1
     h.n[PENDING] = 1
     push(h, now + rp.route_lat[route], ARRIVE, m, 0)
@@ -683,9 +766,7 @@ def _solve(h, lk, rp, tk, cq, ms, now):
         lk.stamp[f] = now
         if lk.rate[f] != lk.lazy[f]:
             lk.lazy[f] = lk.rate[f]
-            ms.ms_version[f] += 1
-            if lk.rate[f] > 0:
-                push(h, now + max(lk.left[f], 0.0) / lk.rate[f], END, f, ms.ms_version[f])
+            _flow_ends_at(h, lk, f, now + max(lk.left[f], 0.0) / lk.rate[f])
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -700,7 +781,7 @@ def _needs(h, lk, rp, tk, cq, ms):
     wide = h.n[WIDE]
     if h.n[FREE] < wide:
         need |= NEED_MESSAGES
-    if h.n[HEAP] + h.n[FLOWS] + h.n[BURST] + wide + 16 > h.hp_time.size:
+    if h.n[HEAP] + h.n[BURST] + wide + 16 > h.hp_time.size:
         need |= NEED_HEAP
     if h.n[TOUCHED] + (wide + 2) * lk.hops.shape[1] > lk.touched.size:
         need |= NEED_TOUCHED
@@ -711,13 +792,27 @@ def _needs(h, lk, rp, tk, cq, ms):
     return need
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _next(h, lk):
+    """(when the next event is, whether it is a flow's end): the earlier of the two heaps' first, by (time,
+    sequence); inf if none."""
+    if h.n[FHEAP] == 0:
+        return (h.hp_time[0] if h.n[HEAP] > 0 else np.inf), False
+    f = lk.fh_flow[0]
+    if h.n[HEAP] == 0:
+        return lk.fh_time[f], True
+    if lk.fh_time[f] < h.hp_time[0] or (lk.fh_time[f] == h.hp_time[0] and lk.fh_seq[f] < h.hp_seq[0]):
+        return lk.fh_time[f], True
+    return h.hp_time[0], False
+
+
+@njit(cache=True, _nrt=False)
 def run(s, until):
     """Play events up to `until` (the module docstring)."""
     h, lk, rp, tk, cq, ms = _groups(s)
     h.n[DONE] = 0
-    while h.n[HEAP] > 0:
-        now = h.hp_time[0]
+    now, flow = _next(h, lk)
+    while now < np.inf:
         if now > until:
             return REACHED
         need = _needs(h, lk, rp, tk, cq, ms)
@@ -725,35 +820,39 @@ def run(s, until):
             h.n[NEED] = need
             return GROW
         h.clock[0] = now
-        kind, ident, aux = _pop(h)
         h.n[EVENTS] += 1
-        if kind == WAKE:
-            _step(h, lk, rp, tk, cq, ms, ident, now)
-        elif kind == RELEASE:
-            tk.tk_wait[ident] -= 1
-            if tk.tk_wait[ident] == 0:
-                _request(h, lk, rp, tk, cq, ms, ident, now)
-        elif kind == START:
-            _start_flow(h, lk, rp, tk, cq, ms, ident, now)
-        elif kind == END:
-            if ms.ms_version[ident] == aux:
-                _end_flow(h, lk, rp, tk, cq, ms, ident, now)
-        elif kind == ARRIVE:
-            _arrive(h, lk, rp, tk, cq, ms, ident, now)
-        elif kind == HOP_DONE:
-            link = rp.route_links[rp.route_ptr[ms.ms_route[ident]] + ms.ms_hop[ident]]
-            lk.nbytes[link] += ms.ms_size[ident]
-            push(h, now + lk.lat[link], HOP_NEXT, ident, 0)
-        else:  # HOP_NEXT
-            ms.ms_hop[ident] += 1
-            route = ms.ms_route[ident]
-            if ms.ms_hop[ident] < rp.route_ptr[route + 1] - rp.route_ptr[route]:
-                _hop(h, lk, rp, tk, cq, ms, ident, now, 0.0)
-            else:
+        if flow:
+            _end_flow(h, lk, rp, tk, cq, ms, _flow_pop(h, lk), now)
+        else:
+            kind, ident, _ = _pop(h)
+            if kind == WAKE:
+                _step(h, lk, rp, tk, cq, ms, ident, now)
+            elif kind == RELEASE:
+                tk.tk_wait[ident] -= 1
+                if tk.tk_wait[ident] == 0:
+                    _request(h, lk, rp, tk, cq, ms, ident, now)
+            elif kind == START:
+                _start_flow(h, lk, rp, tk, cq, ms, ident, now)
+            elif kind == ARRIVE:
                 _arrive(h, lk, rp, tk, cq, ms, ident, now)
-        if h.n[HEAP] == 0 or h.hp_time[0] > now:  # the instant is over
+            elif kind == HOP_DONE:
+                link = rp.route_links[rp.route_ptr[ms.ms_route[ident]] + ms.ms_hop[ident]]
+                lk.nbytes[link] += ms.ms_size[ident]
+                lk.acct_bytes[tk.tk_acct[ms.ms_task[ident]], link] += ms.ms_size[ident]
+                push(h, now + lk.lat[link], HOP_NEXT, ident, 0)
+            else:  # HOP_NEXT
+                ms.ms_hop[ident] += 1
+                route = ms.ms_route[ident]
+                if ms.ms_hop[ident] < rp.route_ptr[route + 1] - rp.route_ptr[route]:
+                    _hop(h, lk, rp, tk, cq, ms, ident, now, 0.0)
+                else:
+                    _arrive(h, lk, rp, tk, cq, ms, ident, now)
+        later, flow = _next(h, lk)
+        if later > now:  # the instant is over
             if h.n[PENDING]:
                 _solve(h, lk, rp, tk, cq, ms, now)
-            if h.n[DONE] and (h.n[HEAP] == 0 or h.hp_time[0] > now):
+                later, flow = _next(h, lk)
+            if h.n[DONE] and later > now:
                 return COMPLETED
+        now = later
     return REACHED

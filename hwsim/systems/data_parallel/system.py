@@ -259,7 +259,8 @@ class DataParallel:
         self.codec = None if spec.collective.codec is None else codec_from_setting(spec.collective.codec)
         order = spec.collective.order
         self.slots = None if order == "none" else Slots(self.env, spec.collective.in_flight, order)
-        self.transport = cluster.transport("allreduce", lambda npu: f"r{npu}")
+        rank = {npu: r for r, npu in enumerate(cluster.placement)} if cluster.placement else {}
+        self.transport = cluster.transport("allreduce", lambda npu: f"r{rank.get(npu, npu)}")
         self.engine = engine_of(cluster) if spec.mode == "compiled" else None
         self.record = recorder(cluster, self.transport)
         self.watch = None  # compiled: messages.csv gets every message, or beyond MESSAGES the first NPU's
@@ -401,6 +402,7 @@ class DataParallel:
                 reduction_rate=c.reduction_rate,
                 record=self.record,
                 watch=self.watch,
+                account=getattr(self.cluster, "account", 0),
             )
             yield ended
             self._row(step, li, wire, start)

@@ -147,7 +147,7 @@ class Jobs:
             taken = set(npus)
             self.free = [n for n in self.free if n not in taken]
         job.npus, job.start_s = npus, self.env.now
-        view = JobView(self.cluster, job.name, npus)
+        view = JobView(self.cluster, job.name, npus, account=job.index + 1)
         view.recorder = StepRecorder(view.recorder, job.steps)
         system = KINDS[job.spec.system.kind](job.scenario, view, job.model, self.data, np.random.default_rng(job.rng_seed))
         self.running += 1
@@ -186,6 +186,18 @@ class Jobs:
         return self._shares
 
     def _link_shares(self, trace) -> pd.DataFrame:
+        names = [unit.name for unit in self.cluster.fabric.units]
+        engine = self.cluster.shared.get("compiled")
+        if engine is not None:  # compiled jobs: the engine counted each job's bytes on each link
+            shares = {
+                (link, job.name): float(nbytes)
+                for job in self.jobs
+                for link, nbytes in enumerate(engine.link_bytes(job.index + 1))
+                if nbytes > 0
+            }
+            return pd.DataFrame(
+                [(names[link], job, b) for (link, job), b in sorted(shares.items())], columns=["link", "job", "bytes"]
+            )
         npu, route = self.cluster.npu, self.cluster.topology.route
         totals: dict[tuple[str, int, int], float] = {}
         for chunk in trace.chunks("messages", ["src", "dst", "bytes"]):
@@ -197,7 +209,6 @@ class Jobs:
         for (job, a, b), nbytes in totals.items():
             for link in route(a, b):
                 rows[link, job] = rows.get((link, job), 0.0) + nbytes
-        names = [unit.name for unit in self.cluster.fabric.units]
         return pd.DataFrame(
             [(names[link], job, nbytes) for (link, job), nbytes in sorted(rows.items())], columns=["link", "job", "bytes"]
         )

@@ -27,8 +27,9 @@ class JobView:
     collectives' members), its devices and transports named `job.<name>`; the environment, fabric and
     topology are the cluster's."""
 
-    def __init__(self, cluster: Cluster, job: str, placement: list[int]):
+    def __init__(self, cluster: Cluster, job: str, placement: list[int], account: int = 0):
         self.cluster, self.job, self.placement = cluster, job, list(placement)
+        self.account = account  # what the compiled engine counts the job's bytes on each link under
         self.env, self.fabric, self.topology = cluster.env, cluster.fabric, cluster.topology
         self.shared = cluster.shared  # one compiled engine for every job on the fabric
         self.hardware, self.precision = cluster.hardware, cluster.precision
@@ -38,7 +39,8 @@ class JobView:
         return self.cluster.add(self.placement[rank], f"{self.job}.{name}", hardware, link_factor)
 
     def transport(self, tag: str, name_of=None, in_order: bool = False):
-        return self.cluster.transport(f"{self.job}.{tag}", name_of, in_order)
+        named = None if name_of is None else (lambda npu: f"{self.job}.{name_of(npu)}")
+        return self.cluster.transport(f"{self.job}.{tag}", named, in_order)
 
     def send(self, src, dst, payload, tag: str = "", **meta):
         return self.cluster.send(src, dst, payload, tag, **meta)
