@@ -115,8 +115,6 @@ class Engine:
         self.plan_ids: dict[int, int] = {}
         self.events: dict[int, simpy.Event] = {}  # live collective -> its event
         self.recorders: dict[int, Callable | None] = {}  # collective -> what takes its messages
-        self.launched = 0  # collectives launched since the engine was last idle
-        self.messages = 0  # delivered so far (recorded one by one while at most MESSAGES)
         self.driving = False
         self.slot_ids: dict[tuple, int] = {}
         self.tickets = 0
@@ -147,7 +145,7 @@ class Engine:
             ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
             hops=np.full((0, 4), -1, i64), left=e(0), rate=e(0), lazy=e(0), stamp=e(0),
             fh_pos=e(0, i64), fh_time=e(0), fh_seq=e(0, i64), fh_flow=e(0, i64),
-            hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64), hp_aux=e(64, i64),
+            hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64),
             touched=e(64, i64), work=scratch(0, n_links),
             rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0), rc_coll=e(0, i64),
         )  # fmt: skip
@@ -214,7 +212,6 @@ class Engine:
         self._ensure_heap(last - first)
         k.release(self.s, first, last, self.env.now)
         event = self.events[c] = self.env.event()
-        self.launched += 1
         if not self.driving:
             self.driving = True
             self.env.process(self._drive())
@@ -387,7 +384,7 @@ class Engine:
             s = s._replace(**grown)
         if need & k.NEED_HEAP:
             want = 2 * s.hp_time.size + int(s.n[k.FLOWS]) + 2 * int(s.n[k.BURST] + s.n[k.WIDE])
-            s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux")})
+            s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id")})
         if need & k.NEED_TOUCHED:
             s = s._replace(touched=_grown(s.touched, s.touched.size + 1))
         if need & k.NEED_RECORDS:
@@ -406,7 +403,7 @@ class Engine:
         s = self.s
         if s.n[k.HEAP] + more + 16 > s.hp_time.size:
             want = s.n[k.HEAP] + more + 16
-            self.s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id", "hp_aux")})
+            self.s = s._replace(**{f: _grown(getattr(s, f), want) for f in ("hp_time", "hp_seq", "hp_kind", "hp_id")})
 
     def _take_records(self) -> None:
         """Hand the messages delivered since the last call to their collectives' `record`."""
@@ -415,7 +412,6 @@ class Engine:
         if not count:
             return
         s.n[k.RECORDS] = 0
-        self.messages += count
         coll = s.rc_coll[:count]
         for c in np.unique(coll).tolist():
             record = self.recorders[c]
@@ -445,10 +441,6 @@ class Engine:
         """Bytes each link has carried of the collectives launched with `account`."""
         a = self.s.acct_bytes
         return a[account].copy() if account < a.shape[0] else np.zeros(a.shape[1])
-
-    @property
-    def events_played(self) -> int:
-        return int(self.s.n[k.EVENTS])
 
 
 def engine_of(cluster) -> Engine:

@@ -57,21 +57,26 @@ def _pop(heap_key, heap_link, size):
 
 
 @njit(cache=True)
-def _links(hops, f):
+def _width(hops, f):
+    """How many links flow f crosses (its row of `hops` up to the first -1). The kernels go through a flow's
+    links by index, so they allocate nothing and return no array: the compiled engine's loop runs them without
+    reference counting (`kernels.transfers`)."""
     n = 0
     while n < hops.shape[1] and hops[f, n] >= 0:
         n += 1
-    return hops[f, :n]
+    return n
 
 
 @njit(cache=True)
 def attach(hops, on_link, degree, f):
     """Enter flow f (its row of `hops` set) on its links; False (and nothing entered) if a link's row
     of `on_link` is full."""
-    for link in _links(hops, f):
+    for q_link in range(_width(hops, f)):
+        link = hops[f, q_link]
         if degree[link] == on_link.shape[1]:
             return False
-    for link in _links(hops, f):
+    for q_link in range(_width(hops, f)):
+        link = hops[f, q_link]
         on_link[link, degree[link]] = f
         degree[link] += 1
     return True
@@ -80,7 +85,8 @@ def attach(hops, on_link, degree, f):
 @njit(cache=True)
 def detach(hops, on_link, degree, f):
     """Take flow f off its links (the last flow of a link's row fills its place)."""
-    for link in _links(hops, f):
+    for q_link in range(_width(hops, f)):
+        link = hops[f, q_link]
         for q in range(degree[link]):
             if on_link[link, q] == f:
                 degree[link] -= 1
@@ -115,7 +121,8 @@ def _fill(hops, on_link, degree, left, chosen, members, rate, work):
     count, heap_key, heap_link, fixed = work[0], work[1], work[2], work[3]
     n = 0
     for f in members:
-        for link in _links(hops, f):
+        for q_link in range(_width(hops, f)):
+            link = hops[f, q_link]
             if count[link] == 0:
                 heap_link[n] = link
                 n += 1
@@ -137,7 +144,8 @@ def _fill(hops, on_link, degree, left, chosen, members, rate, work):
                 continue
             fixed[f] = True
             rate[f] = share
-            for other in _links(hops, f):
+            for q_other in range(_width(hops, f)):
+                other = hops[f, q_other]
                 left[other] -= share
                 count[other] -= 1
     for f in members:
@@ -150,7 +158,8 @@ def max_min_rates(hops, capacity):
     n_flows = hops.shape[0]
     degree = np.zeros(capacity.size, np.int64)
     for f in range(n_flows):
-        for link in _links(hops, f):
+        for q_link in range(_width(hops, f)):
+            link = hops[f, q_link]
             degree[link] += 1
     on_link = np.empty((capacity.size, max(degree.max(), 1)), np.int64)
     degree[:] = 0
@@ -158,7 +167,7 @@ def max_min_rates(hops, capacity):
     live = np.zeros(n_flows, np.bool_)
     m = 0
     for f in range(n_flows):
-        if _links(hops, f).size:
+        if _width(hops, f):
             attach(hops, on_link, degree, f)
             live[f] = True
             members[m] = f
@@ -216,7 +225,8 @@ def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, wo
         stamp = stamps[0]
         k = 0
         for f in members[:m]:
-            for link in _links(hops, f):
+            for q_link in range(_width(hops, f)):
+                link = hops[f, q_link]
                 if mark[link] != stamp:
                     mark[link] = stamp
                     links[k] = link
@@ -240,7 +250,8 @@ def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, wo
                     chosen[f] = True
                     members[grown] = f
                     grown += 1
-                for full in _links(hops, f):
+                for q_full in range(_width(hops, f)):
+                    full = hops[f, q_full]
                     if load[full] < capacity[full] * (1 - SLACK):
                         continue
                     over = load[full] > capacity[full] * (1 + SLACK)
@@ -271,7 +282,8 @@ def _measure(link, on_link, degree, rate, load, most):
 def _bottlenecked(f, hops, capacity, rate, load, most):
     """Whether flow f has a full link on which no flow gets more, and no link of f is over capacity."""
     found = False
-    for link in _links(hops, f):
+    for q_link in range(_width(hops, f)):
+        link = hops[f, q_link]
         if load[link] > capacity[link] * (1 + SLACK):
             return False
         if load[link] >= capacity[link] * (1 - SLACK) and rate[f] >= most[link] * (1 - SLACK):
@@ -283,14 +295,13 @@ def _bottlenecked(f, hops, capacity, rate, load, most):
 def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work):
     """Progressive filling of the connected components of the flow-link graph that hold a touched link,
     on the links' whole capacities; returns how many flows it solved (first in `work[5]`)."""
-    n_links = capacity.size
-    chosen, members = work[4], work[5]
-    seen = np.zeros(n_links, np.bool_)
-    queue = np.empty(n_links, np.int64)
+    chosen, members, left, mark, queue, stamps = work[4], work[5], work[6], work[7], work[9], work[10]
+    stamps[0] += 1
+    seen = stamps[0]  # mark[link] == seen: the link is queued
     m = head = tail = 0
     for link in touched:
-        if not seen[link]:
-            seen[link] = True
+        if mark[link] != seen:
+            mark[link] = seen
             queue[tail] = link
             tail += 1
     while head < tail:  # breadth first over links, through the flows that cross them
@@ -300,13 +311,16 @@ def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched
             chosen[f] = True
             members[m] = f
             m += 1
-            for link in _links(hops, f):
-                if not seen[link]:
-                    seen[link] = True
+            for q_link in range(_width(hops, f)):
+                link = hops[f, q_link]
+                if mark[link] != seen:
+                    mark[link] = seen
                     queue[tail] = link
                     tail += 1
         head += 1
-    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), chosen, members[:m], rate, work)
+    for link in queue[:tail]:
+        left[link] = capacity[link]
+    _fill(hops, on_link, degree, left, chosen, members[:m], rate, work)
     for link in queue[:tail]:
         _measure(link, on_link, degree, rate, load, most)
     for f in members[:m]:

@@ -135,7 +135,17 @@ def _apply_overrides(t: Topology, net, needed: int, where: str) -> None:
             raise ConfigError(where, f"{key}.npu", o.npu, f"an NPU of the fabric (0 to {t.npus - 1})")
         if o.down:
             down.add(o.npu)
+        if o.dim is not None and (net.kind != "dims" or o.dim >= len(net.dims)):
+            dims = len(net.dims) if net.kind == "dims" else 0
+            raise ConfigError(
+                where,
+                f"{key}.dim",
+                o.dim,
+                f"a dimension of a dims fabric (0 to {dims - 1})" if dims else "null (the fabric has no dimensions)",
+            )
         for link in t.npu_links(o.npu):
+            if o.dim is not None and t.level[link] != f"dim{o.dim}":
+                continue
             if o.bandwidth is not None:
                 t.bandwidth[link] = o.bandwidth
             if o.latency is not None:

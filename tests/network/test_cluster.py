@@ -7,7 +7,9 @@ import pytest
 import simpy
 
 import hwsim
-from hwsim.config.schema import FatTreeNet, LinkOverride, SwitchNet
+from hwsim.config.schema import DimSpec, DimsNet, FatTreeNet, LinkOverride, SwitchNet
+from hwsim.errors import ConfigError
+from hwsim.network.cluster import build_topology
 from hwsim.hardware import Placeholder
 from hwsim.network import Cluster
 from hwsim.trace import Recorder
@@ -97,6 +99,24 @@ def test_a_slow_nic_override_slows_only_its_npu(hardware):
     times = dict((k, t) for t, k in deliver(env, c, [(0.0, d[0], d[1], 10**6), (0.0, d[1], d[2], 10**6)]))
     o = hardware.nic.overhead
     assert times[0] == pytest.approx(o + 1e-3) and times[1] == pytest.approx(o + 1e-2)
+
+
+def test_an_override_of_one_dimension_changes_only_that_nics_links(hardware):
+    """`dim: 1` on a dims fabric: NPU 5's scale-out links slow down, its NVSwitch links and every other NPU's stay."""
+    dims = (
+        DimSpec(kind="switch", size=4, bandwidth=4e11, latency=1e-6),
+        DimSpec(kind="switch", size=2, bandwidth=5e10, latency=2e-6),
+    )
+    net = DimsNet(dims=dims, overrides=(LinkOverride(npu=5, dim=1, bandwidth=1e9),))
+    t = build_topology(dataclasses.replace(hardware, network=net), 8)
+    for npu in range(8):
+        for link in t.npu_links(npu):
+            level = t.level[link]
+            want = 1e9 if (npu == 5 and level == "dim1") else (5e10 if level == "dim1" else 4e11)
+            assert t.bandwidth[link] == want, (npu, level)
+    bad = DimsNet(dims=dims, overrides=(LinkOverride(npu=5, dim=2, bandwidth=1e9),))
+    with pytest.raises(ConfigError, match=r"overrides\[0\]\.dim"):
+        build_topology(dataclasses.replace(hardware, network=bad), 8)
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -7,7 +7,8 @@ GB/s per NPU, flat ring) and on 8 x n/8 (400 GB/s NVSwitch, 50 GB/s scale-out,
 hierarchical ring), in `symmetric` mode; 256 NPUs of 8 x 32 in `exact` mode, and 256 on
 the switch in `lockstep` mode (every replica and every transfer, each round's messages
 moved together; equal to `exact` there, as the tests check on smaller shapes); 1,024 on 8 x 128 with 1 % of the
-replicas 30 % slower (symmetric: one replica per compute class).
+replicas 30 % slower (symmetric: one replica per compute class). In `compiled` mode (every transfer, as exact):
+256 on the switch, and 1,024 on 8 x 128 with one slow scale-out NIC and with the stragglers.
 
 `compression_rows`: the real-math data-parallel MLP of `scenarios/data_parallel_mlp.yaml`
 (8 replicas on a 10 Gb/s switch) with its ring all-reduce in fp32 and compressed by a
@@ -46,6 +47,8 @@ def _run(npus: int, fabric: str, mode: str, more: tuple[str, ...] = ()) -> tuple
 
 STRAGGLERS = ("system.stragglers={fraction: 0.01, slowdown: 1.3}",)
 """`scenarios/data_parallel_1024_straggler.yaml`'s stragglers."""
+SLOW_NIC = ("hardware.network.overrides=[{npu: 300, dim: 1, bandwidth: 25 Gb/s}]",)
+"""`scenarios/data_parallel_1024_slow_nic.yaml`'s slow NIC (the bench's scale-out is 50 GB/s, the scenario's 400 Gb/s)."""
 
 
 def data_parallel_rows(quick: bool = False) -> list[dict]:
@@ -62,12 +65,18 @@ def data_parallel_rows(quick: bool = False) -> list[dict]:
         ]
     )
     cases = [(*case, ()) for case in cases] + [(1024, "dims", "symmetric", STRAGGLERS)]
+    if not quick:
+        cases += [(256, "switch", "compiled", ()), (1024, "dims", "compiled", SLOW_NIC), (1024, "dims", "compiled", STRAGGLERS)]
     rows = []
     for npus, fabric, mode, more in cases:
         wall, summary = _run(npus, fabric, mode, more)
         dp = summary["data_parallel"]
         shape = "1-D switch, flat ring" if fabric == "switch" else f"8 x {npus // 8}, hierarchical ring"
-        slow = ", 1 % of the replicas 30 % slower: one replica per class; goal 10 s" if more else ""
+        slow = {
+            (): "",
+            STRAGGLERS: ", 1 % of the replicas 30 % slower; goal 10 s",
+            SLOW_NIC: ", NPU 300's scale-out NIC at 25 Gb/s; goal 10 s",
+        }[more]
         rows.append(
             {
                 "benchmark": f"data parallel: 24-layer iteration on {npus:,} NPUs ({shape}, {mode}{slow})",

@@ -17,6 +17,7 @@ class LinkOverride:
     bandwidth: float | None = spec(None, doc="its links' bandwidth (null: unchanged)", unit="rate", gt=0)
     latency: float | None = spec(None, doc="its links' latency (null: unchanged)", unit="time", min=0)
     down: bool = spec(False, doc="the NPU is out: its links carry nothing, and routes go round it")
+    dim: int | None = spec(None, doc="a dims fabric: only its links of this dimension (its scale-out NIC, say); null: all", min=0)
 
 
 @schema

@@ -32,6 +32,13 @@ all-reduce with its partners mirrored (`hwsim.collectives.executor`, `mirror`); 
 identical replicas on a symmetric switch fabric (a test holds it to `exact` on 16 NPUs and
 on 4 x 4 in every link-sharing model), refused otherwise, and timing-only.
 
+`mode: compiled` plays every transfer of every replica as `exact` does, in the compiled engine
+(`hwsim.collectives.compiled`, a Numba event loop), and the compute of one replica per compute class (the
+healthy, the stragglers), as symmetric mode does: it accepts what the mirrored modes refuse (a slow or down
+link, any algorithm, any fabric), timing-only. A test holds it to `exact` to float rounding on 16 and 64 NPUs
+with stragglers and a slow NIC in every sharing model. messages.csv gets every message up to a million in a
+run, beyond that those of NPU 0.
+
 `collectives` holds one row per all-reduce: step, layer, bytes (of the gradient; `wire_bytes`
 what replica 0 sent), start, end, and its exposed time (the part after the step's last
 backward).
