@@ -7,11 +7,11 @@ import pytest
 import simpy
 
 import hwsim
-from hwsim.config.schema import DimSpec, DimsNet, FatTreeNet, LinkOverride, SwitchNet
+from hwsim.config.schema import DimsNet, DimSpec, FatTreeNet, LinkOverride, SwitchNet
 from hwsim.errors import ConfigError
-from hwsim.network.cluster import build_topology
 from hwsim.hardware import Placeholder
 from hwsim.network import Cluster
+from hwsim.network.cluster import build_topology
 from hwsim.trace import Recorder
 
 MODELS = ("flow", "ideal", "store_and_forward")
