@@ -15,6 +15,11 @@ SCENARIOS = sorted(
 SMALLER = {
     "megatron_175b_fill": ["system.parallel.data=2", "system.batch=48"],  # 256 GPUs, still 24 micro-batches
     "megatron_zeropp": ["system.parallel.data=32", "system.batch=64"],  # two nodes, still ZeRO-3 over them
+    "data_parallel_1024_slow_nic": [  # 128 NPUs, NPU 100 the slow one
+        "system.replicas=128",
+        "hardware.network.dims[1].size=16",
+        "hardware.network.overrides=[{npu: 100, dim: 1, bandwidth: 25 Gb/s}]",
+    ],
 }
 
 
