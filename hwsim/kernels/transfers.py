@@ -745,11 +745,14 @@ def _arrive(h, lk, rp, tk, cq, ms, m, now):
         ms.rc_sent[i], ms.rc_arrived[i], ms.rc_coll[i] = ms.ms_sent[m], now, tk.tk_coll[t]
         h.n[RECORDS] += 1
     c = tk.tk_cursor[t] + rp.st_peer[k] * rp.pl_lanes[p] + rp.st_lane[k]
-    if cq.cu_blocked[c] and rp.st_match[cq.cu_pos[c]] == ms.ms_step[m]:
-        cq.cu_blocked[c] = 0
-        push(h, now, WAKE, c)
     ms.ms_free[h.n[FREE]] = m
     h.n[FREE] += 1
+    if cq.cu_blocked[c] and rp.st_match[cq.cu_pos[c]] == ms.ms_step[m]:
+        cq.cu_blocked[c] = 0
+        if h.n[MODEL] == STORE:  # FIFO links: the receiver's next sends queue after this instant's others
+            push(h, now, WAKE, c)
+        else:  # its rate or time does not depend on the order within the instant: go on at once
+            _step(h, lk, rp, tk, cq, ms, c, now)
 
 
 @njit(cache=True, inline="always")
