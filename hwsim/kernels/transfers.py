@@ -17,11 +17,14 @@ It plays what `hwsim.collectives.schedule.collective` and `executor.run` play in
 A flow's bytes left are brought up to date only when its rate changes (its end time is `stamp + left /
 rate`, kept in an indexed heap of the flows, moved when the rate changes), so an instant costs the flows it
 re-solves, not every flow. Events at one time are taken in the order they were scheduled (a sequence number
-breaks ties, as SimPy's event ids do).
+breaks ties, as SimPy's event ids do). Under `ideal` and `flow` a receiver whose message arrives takes its next
+steps at once (no rate or time depends on the order within an instant: flows are solved once it is over);
+under `store_and_forward` it waits for an event of its own, as in SimPy, since a FIFO link serves an instant's
+requests in order.
 
 Speed (measured here, `hwsim bench`'s compiled rows): the loop holds the state as a few small tuples of arrays
 (a single tuple of ~100 arrays made heap operations 3.5x slower) and `run` is compiled without reference
-counting (2.8x faster heap operations in a micro-benchmark): about 0.4 us an event, 3 to 4 events a transfer.
+counting (2.8x faster heap operations in a micro-benchmark): about 0.4 us an event, 3 events a transfer.
 
 `run(s, until)` plays events up to time `until` and returns `REACHED` (nothing left at or before it),
 `COMPLETED` (collectives ended at `s.clock[0]`: their ids are `s.done[:s.n[DONE]]`) or `GROW` (an array
