@@ -69,347 +69,69 @@ REACHED, COMPLETED, GROW = 0, 1, 2
 # what GROW asks for (bits of n[NEED])
 NEED_MESSAGES, NEED_HEAP, NEED_TOUCHED, NEED_RECORDS, NEED_WIDTH = 1, 2, 4, 8, 16
 
-State = namedtuple(
-    "State",
-    [
-        "n",  # counters (above)
-        "clock",  # [now]
-        # links
-        "cap",
-        "lat",
-        "on_link",
-        "degree",
-        "load",
-        "most",
-        "active",
-        "since",
-        "busy",
-        "nbytes",
-        "acct_bytes",
-        "free_at",
-        # routes (CSR of links), their latency and slowest bandwidth; NIC overhead per NPU
-        "route_ptr",
-        "route_links",
-        "route_lat",
-        "route_bw",
-        "overhead",
-        # plan steps (global index): kind, peer rank, lane, reduce, blocks (CSR), a send's pair, a recv's match
-        "st_kind",
-        "st_peer",
-        "st_lane",
-        "st_reduce",
-        "st_bptr",
-        "st_blocks",
-        "st_pair",
-        "st_match",
-        # plans: first step, first entry of `rank_ptr` (a plan of n ranks has n + 1), ranks, blocks, lanes
-        "pl_base",
-        "pl_rank",
-        "pl_n",
-        "pl_blocks",
-        "pl_lanes",
-        "rank_ptr",
-        # tasks
-        "tk_plan",
-        "tk_group",
-        "tk_bytes",
-        "tk_routes",
-        "tk_mail",
-        "tk_cursor",
-        "tk_wait",
-        "tk_left",
-        "tk_slot",
-        "tk_prio",
-        "tk_coll",
-        "tk_succ",
-        "tk_nsucc",
-        "tk_next",
-        "tk_req",
-        "tk_rate",
-        "tk_acct",
-        "npus",
-        "task_routes",
-        "succ",
-        "mailbox",
-        # slots: capacity, in use, queue head
-        "sl_cap",
-        "sl_used",
-        "sl_head",
-        # collectives: tasks left, end, whose messages to record (-2: all, -1: none, else those of that NPU)
-        "co_left",
-        "co_end",
-        "co_watch",
-        "done",
-        # cursors: task, rank, lane, next step (global), reductions' end, waiting for a message
-        "cu_task",
-        "cu_rank",
-        "cu_lane",
-        "cu_pos",
-        "cu_reduced",
-        "cu_blocked",
-        # messages (and their flows, one slot each)
-        "ms_task",
-        "ms_step",
-        "ms_route",
-        "ms_size",
-        "ms_sent",
-        "ms_hop",
-        "ms_src",
-        "ms_dst",
-        "ms_free",
-        "hops",
-        "left",
-        "rate",
-        "lazy",
-        "stamp",
-        # the flows' end times as an indexed heap: per flow its position (-1: none), end, sequence; per position its flow
-        "fh_pos",
-        "fh_time",
-        "fh_seq",
-        "fh_flow",
-        # the event heap
-        "hp_time",
-        "hp_seq",
-        "hp_kind",
-        "hp_id",
-        "touched",
-        "work",
-        # delivered messages: src, dst, bytes, sent, delivered, collective
-        "rc_src",
-        "rc_dst",
-        "rc_size",
-        "rc_sent",
-        "rc_arrived",
-        "rc_coll",
-    ],
-)
-
-Heap = namedtuple("Heap", ["n", "clock", "hp_time", "hp_seq", "hp_kind", "hp_id"])
+# The state, in the groups the loop works on (a tuple of ~100 arrays is slow to work on in Numba: heap operations
+# measured 3.5x slower); `State` is all of them at once, as the caller keeps and grows them.
+Heap = namedtuple("Heap", "n clock hp_time hp_seq hp_kind hp_id")
+"""Counters (above), [now], and the event heap: time, sequence, kind, id."""
 Links = namedtuple(
     "Links",
-    [
-        "cap",
-        "lat",
-        "on_link",
-        "degree",
-        "load",
-        "most",
-        "active",
-        "since",
-        "busy",
-        "nbytes",
-        "acct_bytes",
-        "free_at",
-        "hops",
-        "left",
-        "rate",
-        "lazy",
-        "stamp",
-        "fh_pos",
-        "fh_time",
-        "fh_seq",
-        "fh_flow",
-        "touched",
-        "work",
-    ],
+    "cap lat on_link degree load most active since busy nbytes acct_bytes free_at "
+    "hops left rate lazy stamp fh_pos fh_time fh_seq fh_flow touched work",
 )
+"""Per link: capacity, latency, its flows (`maxmin`), what it carried (bytes, per account), a FIFO link's free
+time; per flow (one per message slot): links, bytes left, rate, the rate `left` was counted at, when; the flows'
+end times as an indexed heap (per flow its position, -1: none; end; sequence; per position its flow); the links
+touched this instant; `maxmin.scratch`."""
 RoutesPlans = namedtuple(
     "RoutesPlans",
-    [
-        "route_ptr",
-        "route_links",
-        "route_lat",
-        "route_bw",
-        "overhead",
-        "st_kind",
-        "st_peer",
-        "st_lane",
-        "st_reduce",
-        "st_bptr",
-        "st_blocks",
-        "st_pair",
-        "st_match",
-        "pl_base",
-        "pl_rank",
-        "pl_n",
-        "pl_blocks",
-        "pl_lanes",
-        "rank_ptr",
-    ],
+    "route_ptr route_links route_lat route_bw overhead st_kind st_peer st_lane st_reduce st_bptr st_blocks "
+    "st_pair st_match pl_base pl_rank pl_n pl_blocks pl_lanes rank_ptr",
 )
+"""Routes (CSR of links), their latency and slowest bandwidth; NIC overhead per NPU; plan steps (global index):
+kind, peer rank, lane, reduce, blocks (CSR), a send's pair, a receive's match; plans: first step, first entry of
+`rank_ptr` (a plan of n ranks has n + 1), ranks, blocks, lanes."""
 Tasks = namedtuple(
     "Tasks",
-    [
-        "tk_plan",
-        "tk_group",
-        "tk_bytes",
-        "tk_routes",
-        "tk_mail",
-        "tk_cursor",
-        "tk_wait",
-        "tk_left",
-        "tk_slot",
-        "tk_prio",
-        "tk_coll",
-        "tk_succ",
-        "tk_nsucc",
-        "tk_next",
-        "tk_req",
-        "tk_rate",
-        "tk_acct",
-        "npus",
-        "task_routes",
-        "succ",
-        "mailbox",
-    ],
+    "tk_plan tk_group tk_bytes tk_routes tk_mail tk_cursor tk_wait tk_left tk_slot tk_prio tk_coll tk_succ "
+    "tk_nsucc tk_next tk_req tk_rate tk_acct npus task_routes succ mailbox",
 )
+"""Per task: plan, group, bytes, routes, mailbox, first cursor, what it waits for, cursors left, slot, priority,
+collective, successors, next in its slot's queue, request order, reduction rate, account; and the arrays these
+point into."""
 Cursors = namedtuple(
-    "Cursors",
-    [
-        "sl_cap",
-        "sl_used",
-        "sl_head",
-        "co_left",
-        "co_end",
-        "co_watch",
-        "done",
-        "cu_task",
-        "cu_rank",
-        "cu_lane",
-        "cu_pos",
-        "cu_reduced",
-        "cu_blocked",
-    ],
+    "Cursors", "sl_cap sl_used sl_head co_left co_end co_watch done cu_task cu_rank cu_lane cu_pos cu_reduced cu_blocked"
 )
+"""Slots: capacity, in use, queue head; collectives: tasks left, end, whose messages to record (-2: all, -1: none,
+else those of that NPU), the ones done; cursors: task, rank, lane, next step (global), reductions' end, waiting
+for a message."""
 Messages = namedtuple(
     "Messages",
-    [
-        "ms_task",
-        "ms_step",
-        "ms_route",
-        "ms_size",
-        "ms_sent",
-        "ms_hop",
-        "ms_src",
-        "ms_dst",
-        "ms_free",
-        "rc_src",
-        "rc_dst",
-        "rc_size",
-        "rc_sent",
-        "rc_arrived",
-        "rc_coll",
-    ],
+    "ms_task ms_step ms_route ms_size ms_sent ms_hop ms_src ms_dst ms_free rc_src rc_dst rc_size rc_sent rc_arrived rc_coll",
 )
+"""Per message slot: task, send step, route, bytes, sent, hop, source and destination NPU; the free slots; the
+delivered messages to record: source, destination, bytes, sent, delivered, collective."""
+State = namedtuple(
+    "State", Heap._fields + Links._fields + RoutesPlans._fields + Tasks._fields + Cursors._fields + Messages._fields
+)
+
+
+_H, _L, _R, _T, _C, _M = (
+    sum(len(group._fields) for group in (Heap, Links, RoutesPlans, Tasks, Cursors, Messages)[:i]) for i in range(1, 7)
+)
+"""Where each group's fields end in `State`'s (constants, so Numba cuts the tuple at compile time)."""
 
 
 @njit(cache=True, inline="always")
 def _groups(s):
-    """The state in the small tuples the loop works on (a tuple of ~100 arrays is slow to work on in Numba: measured
-    3.5x slower heap operations)."""
-    h = Heap(s.n, s.clock, s.hp_time, s.hp_seq, s.hp_kind, s.hp_id)
-    lk = Links(
-        s.cap,
-        s.lat,
-        s.on_link,
-        s.degree,
-        s.load,
-        s.most,
-        s.active,
-        s.since,
-        s.busy,
-        s.nbytes,
-        s.acct_bytes,
-        s.free_at,
-        s.hops,
-        s.left,
-        s.rate,
-        s.lazy,
-        s.stamp,
-        s.fh_pos,
-        s.fh_time,
-        s.fh_seq,
-        s.fh_flow,
-        s.touched,
-        s.work,
+    """`State` cut into its groups (`Heap`, `Links`, ...)."""
+    return (
+        Heap(*s[:_H]),
+        Links(*s[_H:_L]),
+        RoutesPlans(*s[_L:_R]),
+        Tasks(*s[_R:_T]),
+        Cursors(*s[_T:_C]),
+        Messages(*s[_C:_M]),
     )
-    rp = RoutesPlans(
-        s.route_ptr,
-        s.route_links,
-        s.route_lat,
-        s.route_bw,
-        s.overhead,
-        s.st_kind,
-        s.st_peer,
-        s.st_lane,
-        s.st_reduce,
-        s.st_bptr,
-        s.st_blocks,
-        s.st_pair,
-        s.st_match,
-        s.pl_base,
-        s.pl_rank,
-        s.pl_n,
-        s.pl_blocks,
-        s.pl_lanes,
-        s.rank_ptr,
-    )
-    tk = Tasks(
-        s.tk_plan,
-        s.tk_group,
-        s.tk_bytes,
-        s.tk_routes,
-        s.tk_mail,
-        s.tk_cursor,
-        s.tk_wait,
-        s.tk_left,
-        s.tk_slot,
-        s.tk_prio,
-        s.tk_coll,
-        s.tk_succ,
-        s.tk_nsucc,
-        s.tk_next,
-        s.tk_req,
-        s.tk_rate,
-        s.tk_acct,
-        s.npus,
-        s.task_routes,
-        s.succ,
-        s.mailbox,
-    )
-    cq = Cursors(
-        s.sl_cap,
-        s.sl_used,
-        s.sl_head,
-        s.co_left,
-        s.co_end,
-        s.co_watch,
-        s.done,
-        s.cu_task,
-        s.cu_rank,
-        s.cu_lane,
-        s.cu_pos,
-        s.cu_reduced,
-        s.cu_blocked,
-    )
-    ms = Messages(
-        s.ms_task,
-        s.ms_step,
-        s.ms_route,
-        s.ms_size,
-        s.ms_sent,
-        s.ms_hop,
-        s.ms_src,
-        s.ms_dst,
-        s.ms_free,
-        s.rc_src,
-        s.rc_dst,
-        s.rc_size,
-        s.rc_sent,
-        s.rc_arrived,
-        s.rc_coll,
-    )
-    return h, lk, rp, tk, cq, ms
 
 
 @njit(cache=True, inline="always")
@@ -536,7 +258,7 @@ def _flow_pop(h, lk):
 @njit(cache=True, _nrt=False)
 def release(s, first, last, time):
     """Tasks first..last-1 released at `time` (a collective launched)."""
-    h = Heap(s.n, s.clock, s.hp_time, s.hp_seq, s.hp_kind, s.hp_id)
+    h = Heap(*s[:_H])
     for t in range(first, last):
         push(h, time, RELEASE, t)
 
