@@ -311,30 +311,32 @@ class Engine:
         at = self.route_blocks.get(key)
         if at is not None:
             return at
-        ids = [self._route(group[i], group[j]) for i, j in arrays.pairs]
+        pairs = [(group[i], group[j]) for i, j in arrays.pairs]
+        self._add_routes([pair for pair in dict.fromkeys(pairs) if pair not in self.routes])
         s = self.s
         at = self.route_blocks[key] = s.task_routes.size
-        self.s = s._replace(task_routes=np.concatenate([s.task_routes, np.array(ids, np.int64)]))
+        ids = np.array([self.routes[pair] for pair in pairs], np.int64)
+        self.s = s._replace(task_routes=np.concatenate([s.task_routes, ids]))
         return at
 
-    def _route(self, a: int, b: int) -> int:
-        r = self.routes.get((a, b))
-        if r is not None:
-            return r
-        t = self.fabric.topology
-        path = t.route(a, b) if a != b else ()
-        latency, bandwidth = t.cost(path) if path else (0.0, np.inf)
-        s = self.s
-        if len(path) > s.hops.shape[1]:
-            s = s._replace(hops=np.pad(s.hops, ((0, 0), (0, len(path) - s.hops.shape[1])), constant_values=-1))
-        r = self.routes[a, b] = s.route_lat.size
+    def _add_routes(self, pairs: list[tuple[int, int]]) -> None:
+        """The routes between NPU pairs not seen before, appended at once (a direct all-reduce on n NPUs has n^2)."""
+        if not pairs:
+            return
+        t, s = self.fabric.topology, self.s
+        paths = [t.route(a, b) if a != b else () for a, b in pairs]
+        costs = [t.cost(path) if path else (0.0, np.inf) for path in paths]
+        for r, pair in enumerate(pairs, start=s.route_lat.size):
+            self.routes[pair] = r
+        width = max(s.hops.shape[1], *map(len, paths))
+        if width > s.hops.shape[1]:
+            s = s._replace(hops=np.pad(s.hops, ((0, 0), (0, width - s.hops.shape[1])), constant_values=-1))
         self.s = s._replace(
-            route_ptr=np.append(s.route_ptr, s.route_ptr[-1] + len(path)),
-            route_links=np.concatenate([s.route_links, np.array(path, np.int64)]),
-            route_lat=np.append(s.route_lat, latency),
-            route_bw=np.append(s.route_bw, bandwidth),
+            route_ptr=np.concatenate([s.route_ptr, s.route_ptr[-1] + np.cumsum([len(path) for path in paths])]),
+            route_links=np.concatenate([s.route_links, np.fromiter((i for path in paths for i in path), np.int64)]),
+            route_lat=np.concatenate([s.route_lat, [latency for latency, _ in costs]]),
+            route_bw=np.concatenate([s.route_bw, [bandwidth for _, bandwidth in costs]]),
         )
-        return r
 
     # --- playing --------------------------------------------------------------------
 
