@@ -143,8 +143,9 @@ class Engine:
             cu_task=e(0, i64), cu_rank=e(0, i64), cu_lane=e(0, i64), cu_pos=e(0, i64), cu_reduced=e(0), cu_blocked=e(0, np.int8),
             ms_task=e(0, i64), ms_step=e(0, i64), ms_route=e(0, i64), ms_size=e(0, i64), ms_sent=e(0), ms_hop=e(0, i64),
             ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
-            hops=np.full((0, 4), -1, i64), left=e(0), rate=e(0), lazy=e(0), stamp=e(0),
-            fh_pos=e(0, i64), fh_time=e(0), fh_seq=e(0, i64), fh_flow=e(0, i64),
+            hops=np.full((0, 4), -1, i64), weight=e(0, i64), rate=e(0), lazy=e(0), stamp=e(0), sent=e(0), head=e(0, i64),
+            dirty=e(0, np.int8), fh_pos=e(0, i64), fh_time=e(0), fh_seq=e(0, i64), fh_route=e(0, i64),
+            key=e(0), after=e(0, i64),
             hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64),
             touched=e(64, i64), work=scratch(0, n_links),
             rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0), rc_coll=e(0, i64),
@@ -329,9 +330,17 @@ class Engine:
         for r, pair in enumerate(pairs, start=s.route_lat.size):
             self.routes[pair] = r
         width = max(s.hops.shape[1], *map(len, paths))
-        if width > s.hops.shape[1]:
-            s = s._replace(hops=np.pad(s.hops, ((0, 0), (0, width - s.hops.shape[1])), constant_values=-1))
+        hops = np.full((len(paths), width), -1, np.int64)
+        for r, path in enumerate(paths):
+            hops[r, : len(path)] = path
+        new = s.route_lat.size + len(paths)
+        per_route = ("weight", "rate", "lazy", "stamp", "sent", "dirty", "fh_time", "fh_seq", "fh_route")
         self.s = s._replace(
+            hops=np.concatenate([np.pad(s.hops, ((0, 0), (0, width - s.hops.shape[1])), constant_values=-1), hops]),
+            **{f: _grown(getattr(s, f), new) for f in per_route},
+            head=_grown(s.head, new, -1),
+            fh_pos=_grown(s.fh_pos, new, -1),
+            work=scratch(new, s.cap.size),
             route_ptr=np.concatenate([s.route_ptr, s.route_ptr[-1] + np.cumsum([len(path) for path in paths])]),
             route_links=np.concatenate([s.route_links, np.fromiter((i for path in paths for i in path), np.int64)]),
             route_lat=np.concatenate([s.route_lat, [latency for latency, _ in costs]]),
@@ -372,17 +381,13 @@ class Engine:
         if need & k.NEED_MESSAGES:
             old = s.ms_task.size
             new = max(2 * old, 256, int(s.n[k.WIDE]) * 2)
-            fields = ("ms_task", "ms_step", "ms_route", "ms_size", "ms_sent", "ms_hop", "ms_src", "ms_dst",
-                      "left", "rate", "lazy", "stamp", "fh_time", "fh_seq", "fh_flow")  # fmt: skip
+            fields = ("ms_task", "ms_step", "ms_route", "ms_size", "ms_sent", "ms_hop", "ms_src", "ms_dst", "key", "after")
             grown = {f: _grown(getattr(s, f), new) for f in fields}
-            grown["fh_pos"] = _grown(s.fh_pos, new, -1)
-            grown["hops"] = _grown(s.hops, new, -1)
             free = _grown(s.ms_free, new)
             count = int(s.n[k.FREE])
             free[count : count + new - old] = np.arange(old, new)
             s.n[k.FREE] = count + new - old
             grown["ms_free"] = free
-            grown["work"] = scratch(new, s.cap.size)
             s = s._replace(**grown)
         if need & k.NEED_HEAP:
             want = 2 * s.hp_time.size + int(s.n[k.FLOWS]) + 2 * int(s.n[k.BURST] + s.n[k.WIDE])

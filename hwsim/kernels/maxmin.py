@@ -10,7 +10,9 @@ take their rate off the other links they cross. A link's share never falls as fl
 whose share has risen since it was pushed goes back in, gives the links in order:
 O(P log L) for P (flow, link) pairs and L links.
 
-`max_min_update` keeps the rates of a changing flow set without solving it whole each time.
+`max_min_update` keeps the rates of a changing flow set without solving it whole each time. `update`, its
+kernel, also takes rows that stand for several flows on the same links (a weight per row), as the compiled
+engine's routes do.
 `tests/network/test_sharing.py` checks both against a textbook version on random flow sets.
 """
 
@@ -114,10 +116,10 @@ def scratch(n_flows, n_links):
 
 
 @njit(cache=True)
-def _fill(hops, on_link, degree, left, chosen, members, rate, work):
+def _fill(hops, on_link, degree, left, chosen, members, rate, work, weight):
     """Progressive filling of the flows `members` (marked in `chosen`) on the capacities `left` (what the
     other flows leave); writes their rates into `rate`. Only the links they cross take part. `work`:
-    `scratch`'s arrays."""
+    `scratch`'s arrays; `weight`: how many flows each row stands for (`update`)."""
     count, heap_key, heap_link, fixed = work[0], work[1], work[2], work[3]
     n = 0
     for f in members:
@@ -126,7 +128,7 @@ def _fill(hops, on_link, degree, left, chosen, members, rate, work):
             if count[link] == 0:
                 heap_link[n] = link
                 n += 1
-            count[link] += 1
+            count[link] += weight[f]
     size = 0
     for i in range(n):
         link = heap_link[i]
@@ -146,8 +148,8 @@ def _fill(hops, on_link, degree, left, chosen, members, rate, work):
             rate[f] = share
             for q_other in range(_width(hops, f)):
                 other = hops[f, q_other]
-                left[other] -= share
-                count[other] -= 1
+                left[other] -= share * weight[f]
+                count[other] -= weight[f]
     for f in members:
         fixed[f] = False
 
@@ -173,7 +175,8 @@ def max_min_rates(hops, capacity):
             members[m] = f
             m += 1
     rate = np.zeros(n_flows)
-    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), live, members[:m], rate, scratch(n_flows, capacity.size))
+    work = scratch(n_flows, capacity.size)
+    _fill(hops, on_link, degree, capacity.astype(np.float64).copy(), live, members[:m], rate, work, np.ones(n_flows, np.int64))
     return rate
 
 
@@ -199,16 +202,19 @@ def max_min_update(hops, on_link, degree, capacity, rate, load, most, touched, f
     moves a handful of rates. If S grows past `GIVE_UP`, the connected components of
     the flow-link graph that hold a touched link are solved whole instead (their rates do not depend
     on the other components; SimGrid's lazy max-min update works by component too)."""
-    update(hops, on_link, degree, capacity, rate, load, most, touched, flows, scratch(rate.size, capacity.size))
+    work = scratch(rate.size, capacity.size)
+    update(hops, on_link, degree, capacity, rate, load, most, touched, flows, work, np.ones(rate.size, np.int64))
 
 
 @njit(cache=True)
-def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, work):
+def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, work, weight):
     """`max_min_update` with its work arrays given (`scratch`); returns how many flows it solved again,
-    which it leaves first in `work[5]` (no other flow's rate changed)."""
+    which it leaves first in `work[5]` (no other flow's rate changed). A row of `hops` may stand for
+    `weight` of its flows (flows that cross the same links: their max-min rates are equal, since swapping
+    two of them changes nothing); `rate` is then the rate of each, and `flows` counts rows."""
     chosen, members, left, mark, checked, links, stamps = work[4], work[5], work[6], work[7], work[8], work[9], work[10]
     for link in touched:
-        _measure(link, on_link, degree, rate, load, most)
+        _measure(link, on_link, degree, rate, load, most, weight)
     m = 0
     for link in touched:
         for f in on_link[link, : degree[link]]:
@@ -220,7 +226,7 @@ def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, wo
         if m > GIVE_UP[0] * flows and m > GIVE_UP[1]:
             for f in members[:m]:
                 chosen[f] = False
-            return _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work)
+            return _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work, weight)
         stamps[0] += 1
         stamp = stamps[0]
         k = 0
@@ -232,12 +238,12 @@ def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, wo
                     links[k] = link
                     k += 1
                     left[link] = capacity[link] - load[link]
-                left[link] += rate[f]
+                left[link] += rate[f] * weight[f]
         for f in members[:m]:
             rate[f] = 0.0
-        _fill(hops, on_link, degree, left, chosen, members[:m], rate, work)
+        _fill(hops, on_link, degree, left, chosen, members[:m], rate, work, weight)
         for link in links[:k]:
-            _measure(link, on_link, degree, rate, load, most)
+            _measure(link, on_link, degree, rate, load, most, weight)
         grown = m
         for link in links[:k]:  # the flows on the links of S: each needs a bottleneck
             for f in on_link[link, : degree[link]]:
@@ -269,11 +275,11 @@ def update(hops, on_link, degree, capacity, rate, load, most, touched, flows, wo
 
 
 @njit(cache=True)
-def _measure(link, on_link, degree, rate, load, most):
+def _measure(link, on_link, degree, rate, load, most, weight):
     """The total and the largest rate of the flows on `link`."""
     total = top = 0.0
     for f in on_link[link, : degree[link]]:
-        total += rate[f]
+        total += rate[f] * weight[f]
         top = max(top, rate[f])
     load[link], most[link] = total, top
 
@@ -292,7 +298,7 @@ def _bottlenecked(f, hops, capacity, rate, load, most):
 
 
 @njit(cache=True)
-def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work):
+def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched, work, weight):
     """Progressive filling of the connected components of the flow-link graph that hold a touched link,
     on the links' whole capacities; returns how many flows it solved (first in `work[5]`)."""
     chosen, members, left, mark, queue, stamps = work[4], work[5], work[6], work[7], work[9], work[10]
@@ -320,9 +326,9 @@ def _solve_components(hops, on_link, degree, capacity, rate, load, most, touched
         head += 1
     for link in queue[:tail]:
         left[link] = capacity[link]
-    _fill(hops, on_link, degree, left, chosen, members[:m], rate, work)
+    _fill(hops, on_link, degree, left, chosen, members[:m], rate, work, weight)
     for link in queue[:tail]:
-        _measure(link, on_link, degree, rate, load, most)
+        _measure(link, on_link, degree, rate, load, most, weight)
     for f in members[:m]:
         chosen[f] = False
     return m

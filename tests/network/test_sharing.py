@@ -60,6 +60,32 @@ def test_max_min_rates_are_fair(case):
         )
 
 
+@settings(max_examples=200, deadline=None)
+@given(flow_sets(), st.data())
+def test_a_row_standing_for_several_flows_gets_the_rate_each_of_them_would(case, data):
+    """The compiled engine solves a route once for all its flows (`maxmin.update`'s `weight`): the rates equal
+    the textbook's on the flows written out one by one."""
+    from hwsim.kernels.maxmin import attach, scratch, update
+
+    paths, capacity = case
+    weight = np.array(data.draw(st.lists(st.integers(1, 4), min_size=len(paths), max_size=len(paths))), np.int64)
+    hops = np.full((len(paths), 4), -1, np.int64)
+    for f, path in enumerate(paths):
+        hops[f, : len(path)] = path
+    on_link, degree = np.zeros((len(capacity), len(paths)), np.int64), np.zeros(len(capacity), np.int64)
+    for f in range(len(paths)):
+        attach(hops, on_link, degree, f)
+    rate, load, most = np.zeros(len(paths)), np.zeros(len(capacity)), np.zeros(len(capacity))
+    cap = np.array(capacity)
+    work = scratch(len(paths), len(capacity))
+    update(hops, on_link, degree, cap, rate, load, most, np.arange(len(capacity)), len(paths), work, weight)
+    written_out = [path for path, w in zip(paths, weight, strict=True) for _ in range(w)]
+    np.testing.assert_allclose(np.repeat(rate, weight), reference_max_min(written_out, capacity), rtol=1e-9)
+    np.testing.assert_allclose(
+        load, [sum(r * w for r, w, p in zip(rate, weight, paths, strict=True) if k in p) for k in range(len(cap))]
+    )
+
+
 def run(model: str, t: topo.Topology, sends: list[tuple[float, int, int, int]]) -> list[float]:
     """Start each (time, from, to, bytes) transfer; return when each arrived."""
     env = simpy.Environment()
