@@ -38,7 +38,7 @@ def export_chakra(scenario: Scenario, out: Path, progress: Progress | None = Non
     if system.kind == "pipeline":
         traces, groups = pipeline_step(scenario)
     elif system.kind == "megatron":
-        from hwsim.commands.export_megatron import megatron_step
+        from hwsim.systems.megatron.export import megatron_step
 
         traces, groups = megatron_step(scenario, progress)
     else:
@@ -62,7 +62,7 @@ def check_exportable(scenario: Scenario, where: str = "scenario") -> None:
             raise ConfigError(where, "system.fill", "set", "null (a second instance is not exported)")
         return
     if system.kind == "megatron":
-        from hwsim.commands.export_megatron import check_megatron_exportable
+        from hwsim.systems.megatron.export import check_megatron_exportable
 
         check_megatron_exportable(scenario, where)
         return

@@ -8,11 +8,12 @@ import re
 from hwsim.errors import ConfigError
 from hwsim.network.cluster import build_topology
 from hwsim.policies.placement import PlacementError, resolve_placement
+from hwsim.systems.megatron.export import check_megatron_exportable
 from hwsim.workloads import RECORDED, recorded
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
-PLACED = ("data_parallel", "pipeline", "replay")
-"""The system kinds a job may have."""
+PLACED = ("data_parallel", "pipeline", "replay", "megatron")
+"""The system kinds a job may have (a Megatron job runs as the replay of its export: `systems.jobs.system`)."""
 
 
 def job_scenario(scenario, job):
@@ -20,9 +21,26 @@ def job_scenario(scenario, job):
     return dataclasses.replace(scenario, model=job.model, system=job.system)
 
 
+def megatron_scenario(scenario, job, where: str = "scenario"):
+    """A Megatron job's own scenario: its 3D system takes a fabric of exactly its GPUs, so it gets a switch of them
+    with the cluster's NPU link (NPU 0's first link: its bandwidth and latency) under the cluster's sharing model.
+    That switch times only what the export folds into compute nodes (the embedding's and the head's
+    tensor-parallel collectives); every other collective and message of the job plays on the shared fabric."""
+    from hwsim.config.schema.network import SwitchNet
+
+    size = job_size(job)
+    topology = build_topology(scenario.hardware, max(size, 2), where)
+    link = topology.route(0, 1)[0]
+    switch = SwitchNet(
+        model=scenario.hardware.network.model, npus=size, bandwidth=topology.bandwidth[link], latency=topology.latency[link]
+    )
+    hardware = dataclasses.replace(scenario.hardware, network=switch)
+    return dataclasses.replace(scenario, hardware=hardware, model=job.model, system=job.system)
+
+
 def job_size(job) -> int:
-    """The NPUs a job runs on: a data-parallel job's replicas, a pipeline's devices x replicas, a replay's traces
-    (1 for a kind `check_jobs` refuses)."""
+    """The NPUs a job runs on: a data-parallel job's replicas, a pipeline's devices x replicas, a replay's traces,
+    a Megatron job's t x p x d GPUs (1 for a kind `check_jobs` refuses)."""
     system = job.system
     if system.kind == "data_parallel":
         return system.replicas
@@ -30,6 +48,8 @@ def job_size(job) -> int:
         return system.devices * system.data_parallel
     if system.kind == "replay" and job.model.kind in RECORDED:
         return recorded(job.model).npus
+    if system.kind == "megatron":
+        return system.parallel.tensor * system.parallel.pipeline * system.parallel.data
     return 1
 
 
@@ -58,7 +78,11 @@ def check_jobs(scenario, where: str) -> None:
         if job_size(job) > npus:
             raise ConfigError(where, f"{key}.system", f"{job_size(job)} NPUs", f"at most the fabric's {npus} NPUs")
         try:
-            SYSTEMS[kind].check(job_scenario(scenario, job), where)
+            if kind == "megatron":  # it runs as its export's replay
+                SYSTEMS[kind].check(megatron_scenario(scenario, job, where), where)
+                check_megatron_exportable(job_scenario(scenario, job), where)
+            else:
+                SYSTEMS[kind].check(job_scenario(scenario, job), where)
         except ConfigError as err:
             raise ConfigError(err.where, _job_key(key, err.key), err.got, err.expected) from None
     _check_places(spec, npus, where)
@@ -87,6 +111,8 @@ def _check_placed(job, key: str, where: str) -> None:
     """What a placed job cannot do: mirror ranks it does not simulate, run a collective dimension by dimension
     of a fabric it holds only part of, or (a pipeline) fill its bubbles with a second job."""
     system = job.system
+    if system.kind == "megatron":
+        return  # its export's replay runs every GPU's trace, collectives over the job's NPUs
     mirrored = {
         "data_parallel": ("mode", ("exact", "compiled")),
         "replay": ("mode", ("exact",)),

@@ -8,6 +8,11 @@ rank r on its r-th NPU, its devices, metrics and collectives under its name. Job
 its sharing model and nothing else; when a job's last step ends its NPUs are free for the queue. An explicit
 `place` is held for its job from the start of the run.
 
+A Megatron job (timing-only) runs as the replay of its export (`systems.megatron.export`: every GPU's kernels
+with the 3D system's times, its collectives and pipeline messages over its process groups), each collective on
+the shared fabric, one stream per process group (`streams: group`, as NCCL's communicators): alone, the replay
+takes the 3D system's step to 0.2 % (`tests/commands/test_export_megatron.py`).
+
 With `alone`, each job is then run by itself on the same NPUs (a fresh simulation with nothing else on the
 fabric): its slowdown in the mix is its mean step time there over its mean step time alone. What each job sent
 over each link comes from the delivered messages and their routes (`link_shares`).
@@ -15,6 +20,7 @@ over each link comes from the delivered messages and their routes (`link_shares`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -22,20 +28,24 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from hwsim.config.schema.systems import ReplaySpec
 from hwsim.network import Cluster
 from hwsim.network.cluster import fabric_npus
 from hwsim.policies.placement import check_placement, fabric_nodes, resolve_placement
 from hwsim.systems.data_parallel import DataParallel
-from hwsim.systems.jobs.checks import check_jobs, job_scenario, job_size
+from hwsim.systems.jobs.checks import check_jobs, job_scenario, job_size, megatron_scenario
 from hwsim.systems.jobs.view import JobView
+from hwsim.systems.megatron import Megatron
+from hwsim.systems.megatron.export import megatron_step
 from hwsim.systems.pipeline import Pipeline
 from hwsim.systems.replay import Replay
 from hwsim.trace.recorder import Recorder
 from hwsim.workloads import make_model
+from hwsim.workloads.chakra import TraceSet
 
 Progress = Callable[[int, int], None]
 KINDS = {"data_parallel": DataParallel, "pipeline": Pipeline, "replay": Replay}
-"""The systems a job can run (`check_jobs` refuses the others by name)."""
+"""The systems a job runs (a Megatron job: the replay of its export; `check_jobs` refuses the others by name)."""
 
 
 @dataclass
@@ -56,6 +66,17 @@ class Job:
     @property
     def name(self) -> str:
         return self.spec.name
+
+
+def _runnable(scenario, job) -> tuple[object, object]:
+    """The scenario and model job `job` runs: its own, or a Megatron job's export replayed (`system.steps`
+    iterations, a stream per process group)."""
+    own = job_scenario(scenario, job)
+    if job.system.kind != "megatron":
+        return own, make_model(job.model)
+    ranks, groups = megatron_step(megatron_scenario(scenario, job))
+    replay = ReplaySpec(iterations=job.system.steps, streams="group")
+    return dataclasses.replace(own, system=replay), TraceSet.built(ranks, groups)
 
 
 class StepRecorder:
@@ -90,17 +111,14 @@ class Jobs:
     @staticmethod
     def check_samples(spec, train: int) -> None:
         for job in spec.jobs:
-            KINDS[job.system.kind].check_samples(job.system, train)
+            {**KINDS, "megatron": Megatron}[job.system.kind].check_samples(job.system, train)
 
     def __init__(self, scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None):
         self.spec, self.scenario = scenario.system, scenario
         self.env, self.cluster, self.data, self.progress = cluster.env, cluster, data, progress
         self.nodes = fabric_nodes(cluster.topology)
         self.policy = resolve_placement(self.spec.placement)
-        self.jobs = [
-            Job(i, job, job_scenario(scenario, job), make_model(job.model), (scenario.seed, i))
-            for i, job in enumerate(self.spec.jobs)
-        ]
+        self.jobs = [Job(i, job, *_runnable(scenario, job), (scenario.seed, i)) for i, job in enumerate(self.spec.jobs)]
         reserved = {n for job in self.spec.jobs if job.place for n in job.place}
         self.free = [n for n in range(cluster.topology.npus) if n not in reserved]  # for the policy
         self.queue: list[Job] = []
@@ -149,7 +167,7 @@ class Jobs:
         job.npus, job.start_s = npus, self.env.now
         view = JobView(self.cluster, job.name, npus, account=job.index + 1)
         view.recorder = StepRecorder(view.recorder, job.steps)
-        system = KINDS[job.spec.system.kind](job.scenario, view, job.model, self.data, np.random.default_rng(job.rng_seed))
+        system = KINDS[job.scenario.system.kind](job.scenario, view, job.model, self.data, np.random.default_rng(job.rng_seed))
         self.running += 1
         self.env.process(self._finish(job, system))
 
@@ -172,7 +190,7 @@ class Jobs:
         steps: list[float] = []
         view = JobView(cluster, job.name, job.npus)
         view.recorder = StepRecorder(view.recorder, steps)
-        system = KINDS[job.spec.system.kind](job.scenario, view, job.model, self.data, np.random.default_rng(job.rng_seed))
+        system = KINDS[job.scenario.system.kind](job.scenario, view, job.model, self.data, np.random.default_rng(job.rng_seed))
         env.run(env.process(system.run()))
         return steps
 

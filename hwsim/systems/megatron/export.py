@@ -1,5 +1,6 @@
-"""`hwsim export chakra` of a Megatron job (system kind megatron, a transformer, timing-only): every GPU's step,
-kernel by kernel, as the 3D system times it.
+"""A Megatron job (system kind megatron, a transformer, timing-only) as Chakra traces, for `hwsim export chakra`
+and for a Megatron job on a shared cluster (`systems.jobs`, which replays them): every GPU's step, kernel by
+kernel, as the 3D system times it.
 
 Rank (i, j, k) (tensor, pipeline, data) is NPU `layout(parallel)[(i, j, k)]`. Its trace is its pipeline device's
 ops in the schedule's order (`Megatron.plan`); each op is its blocks' kernels (`BlockWork`: a fused backward's
@@ -68,15 +69,13 @@ def check_megatron_exportable(scenario: Scenario, where: str) -> None:
 def megatron_step(scenario: Scenario, progress=None) -> tuple[list[list[EtNode]], dict[str, list[int]]]:
     """Every GPU's trace (by NPU index) and the process groups (the module's docstring); `progress(done, total,
     what)` hears of each rank built."""
-    from hwsim.build import compute_precision, npu_names
     from hwsim.network import Cluster
     from hwsim.systems.megatron.costs import GRAD_BYTES, WEIGHT_BYTES
     from hwsim.systems.megatron.system import Megatron
     from hwsim.trace.recorder import Recorder
 
-    cluster = Cluster(
-        simpy.Environment(), scenario.hardware, npu_names(scenario), Recorder(), precision=compute_precision(scenario)
-    )
+    names = Megatron.npu_names(scenario.system)
+    cluster = Cluster(simpy.Environment(), scenario.hardware, names, Recorder(), precision=scenario.system.precision)
     m = Megatron(scenario, cluster, None, None, np.random.default_rng(scenario.seed))
     costs, shape, work = m.costs, m.shape, m.costs.work
     block_kernels = {"F": work.forward, "B": work.input_grad if m.split else work.backward, "W": work.weight_grad}

@@ -70,8 +70,7 @@ class Replay:
         self.npus = model.npus
         simulated = 1 if spec.mode == "symmetric" else self.npus
         self.represented = lambda device: self.npus // simulated  # NPUs a simulated device stands for
-        names = self.npu_names(spec, model.spec)
-        self.devices = [cluster.add(r, names[r], scenario.hardware) for r in range(simulated)]
+        self.devices = [cluster.add(r, f"npu{r}", scenario.hardware) for r in range(simulated)]
         self.bank_name = spec.bank or next(iter(scenario.hardware.memory))
         self.hosts = []
         for device in self.devices:

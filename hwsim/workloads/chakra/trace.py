@@ -227,6 +227,14 @@ class TraceSet:
                     raise ConfigError(str(path), f"node {n.id} ({n.name}).pg_name", n.group, known)
             _check_acyclic(nodes, path)
 
+    @classmethod
+    def built(cls, ranks: list[list[EtNode]], groups: dict[str, list[int]]) -> TraceSet:
+        """A trace set made in memory (a Megatron job's export, `systems.jobs`), not read from files."""
+        out = cls.__new__(cls)
+        out.spec, out.files, out.ranks = None, [], [tuple(nodes) for nodes in ranks]
+        out.groups = {name: tuple(members) for name, members in groups.items()}
+        return out
+
     @property
     def npus(self) -> int:
         return len(self.ranks)

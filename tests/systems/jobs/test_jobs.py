@@ -47,6 +47,8 @@ def _summary(scenario) -> dict:
 
 
 TWO = "[{name: a, system: {kind: data_parallel, replicas: 4}}, {name: b, system: {kind: data_parallel, replicas: 4}}]"
+MEGATRON = "parallel: {tensor: 2, pipeline: 2, data: 2}, batch: 8"
+GPT = "{kind: transformer, layers: 8, d_model: 2048, heads: 16, d_ff: 8192, vocab: 1024, seq_len: 2048}"
 
 
 def _ring_step(hops: int, rate: float) -> float:
@@ -134,7 +136,20 @@ def test_the_same_jobs_give_the_same_results(write_yaml):
         ),
         (TWO.replace("name: a,", "name: a, place: [0, 1],"), "", "4 distinct NPUs"),
         (TWO.replace("replicas: 4}}]", "replicas: 4, mode: symmetric}}]"), "", "not mirrored"),
-        (TWO.replace("{kind: data_parallel, replicas: 4}}]", "{kind: megatron, batch: 8}}]"), "", "not placed yet"),
+        (
+            TWO.replace("{kind: data_parallel, replicas: 4}}]", "{kind: single_device}}]"),
+            "",
+            "one of data_parallel, pipeline, megatron",
+        ),
+        (
+            TWO.replace(
+                "name: b, system: {kind: data_parallel, replicas: 4}}]",
+                f"name: b, model: {GPT}, system: "
+                f"{{kind: megatron, {MEGATRON}, bank: params, straggler: {{npu: 1, slowdown: 2}}}}}}]",
+            ),
+            "",
+            r"jobs\[1\].system.straggler.*one slow GPU is not written",
+        ),
         (TWO, "placement: nowhere", "no placement policy named 'nowhere'"),
         (TWO.replace("name: b,", "name: b, hardware: edge_npu,"), "", r"jobs\[1\].hardware.*known keys: name, system"),
     ],
@@ -276,3 +291,47 @@ def test_a_job_trains_with_the_real_math_and_another_job_beside_it_leaves_its_lo
     alone, beside = losses(f"[{a}]"), losses(f"[{a}, {b}]")
     assert len(alone) == 10 and alone == beside
     assert alone[-1] < alone[0]
+
+
+def _megatron_on_a_fat_tree(write_yaml, sharing: str, system: str, leaves: int = 2) -> object:
+    path = write_yaml(
+        f"""
+name: megatron_jobs
+hardware:
+  base: a100_80gb
+  network: {{model: {sharing}, kind: fat_tree, leaves: {leaves}, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s,
+             latency: 1 us, spine_latency: 1 us, oversubscription: 2}}
+model: {GPT}
+system: {system}
+run: {{mode: timing-only}}
+report: {{plots: false, trace: false, html: false}}
+"""
+    )
+    scenario = load_scenario(path)
+    check(scenario, str(path))
+    return scenario
+
+
+def test_a_megatron_job_runs_as_its_exports_replay_in_the_3d_systems_step_time(write_yaml):
+    """A Megatron job (t = p = d = 2) alone on the 8 NPUs of a fat tree, links unshared (ideal): the replay of its
+    export takes the 3D system's own step on that fabric to 2.5 % (measured +1.8 %: 147.1 ms against 144.5 ms)."""
+    own = simulate(_megatron_on_a_fat_tree(write_yaml, "ideal", f"{{kind: megatron, {MEGATRON}}}"))
+    metrics = own.trace.metrics
+    expected = float(metrics[metrics.metric == "step_time_s"].value.iloc[-1])
+    jobs = f"{{kind: jobs, placement: packed, jobs: [{{name: m, model: {GPT}, system: {{kind: megatron, {MEGATRON}}}}}]}}"
+    job = _summary(_megatron_on_a_fat_tree(write_yaml, "ideal", jobs))["m"]
+    assert job["kind"] == "megatron" and job["steps"] == 1 and job["npus"] == list(range(8))
+    assert job["step_time_s"] == pytest.approx(expected, rel=0.025)
+
+
+def test_a_megatron_job_beside_a_data_parallel_job_shares_the_spines(write_yaml):
+    """A Megatron job (8 GPUs) and a data-parallel job (8 NPUs) spread over the 4 leaves of a 2:1 tree under
+    max-min sharing: each sends over the spines, so each is slower in the mix than alone."""
+    jobs = (
+        f"{{kind: jobs, placement: spread, jobs: [{{name: m, model: {GPT}, system: {{kind: megatron, {MEGATRON}}}}}, "
+        "{name: dp, model: {kind: layers, layers: [{name: block, forward: 1 ms, backward: 2 ms, params: 64 MiB}], "
+        "repeat: 8}, system: {kind: data_parallel, replicas: 8}}]}"
+    )
+    out = _summary(_megatron_on_a_fat_tree(write_yaml, "flow", jobs, leaves=4))
+    assert out["m"]["kind"] == "megatron" and out["m"]["steps"] == 1
+    assert out["m"]["slowdown"] > 1.001 and out["dp"]["slowdown"] > 1.001
