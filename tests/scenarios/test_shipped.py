@@ -20,6 +20,7 @@ SMALLER = {
         "hardware.network.dims[1].size=16",
         "hardware.network.overrides=[{npu: 100, dim: 1, bandwidth: 25 Gb/s}]",
     ],
+    "cluster_jobs_megatron": ["system.jobs[0].model.layers=4", "system.alone=false"],  # a GPT of 4 layers, no lone runs
 }
 
 
@@ -44,7 +45,7 @@ def test_scenario_runs(path, tmp_path):
     elif path.stem.startswith("replay"):  # iterations of a trace set, not training steps
         scenario = hwsim.load_scenario(path, ["system.iterations=1"])
     elif path.stem.startswith("cluster_jobs"):  # each job's steps are its own
-        scenario = hwsim.load_scenario(path)
+        scenario = hwsim.load_scenario(path, SMALLER.get(path.stem, []))
     elif path.stem in SMALLER:  # fewer replicas: the same pipeline per replica
         scenario = hwsim.load_scenario(path, ["system.steps=1", *SMALLER[path.stem]])
     else:
