@@ -9,8 +9,9 @@ SimPy event (`env.peek()`): nothing the rest of the simulation does can reach th
 both timelines stay one. Tests hold it to `exact` to float rounding on 16 to 64 NPUs, with stragglers and
 slow links, in every sharing model.
 
-What it leaves out: the data (timing only), codecs, devices' vector units (reductions at a rate only),
-failures, and links' busy spans in the timeline (links.csv has each link's bytes and busy time). messages.csv
+Cables that fail mid-run (`hardware.network.failures`, the flow model) cut its flows as they cut SimPy's
+(`compiled_failures`). What it leaves out: the data (timing only), codecs, devices' vector units (reductions at
+a rate only), and links' busy spans in the timeline (links.csv has each link's bytes and busy time). messages.csv
 gets every message up to `MESSAGES` of them in a run, beyond that those of the first NPU of each collective
 (`watch`).
 """
@@ -24,6 +25,7 @@ import numpy as np
 import simpy
 
 from hwsim.collectives.algorithms import Plan, Send
+from hwsim.collectives.compiled_failures import EngineFailures
 from hwsim.collectives.executor import bounds
 from hwsim.collectives.schedule import layout, piece
 from hwsim.kernels import transfers as k
@@ -105,8 +107,6 @@ class Engine:
     def __init__(self, env: simpy.Environment, fabric, overhead_of: Callable[[int], float]):
         if fabric.model.name not in MODELS:
             raise ValueError(f"the compiled engine runs {', '.join(MODELS)}; got {fabric.model.name}")
-        if getattr(fabric.model, "failures", None) is not None:
-            raise ValueError("the compiled engine does not run failing cables")
         self.env, self.fabric, self.overhead_of = env, fabric, overhead_of
         t = fabric.topology
         n_links = t.links
@@ -145,12 +145,15 @@ class Engine:
             ms_src=e(0, i64), ms_dst=e(0, i64), ms_free=e(0, i64),
             hops=np.full((0, 4), -1, i64), weight=e(0, i64), rate=e(0), lazy=e(0), stamp=e(0), sent=e(0), head=e(0, i64),
             dirty=e(0, np.int8), fh_pos=e(0, i64), fh_time=e(0), fh_seq=e(0, i64), fh_route=e(0, i64),
+            cut=e(0, np.int8), stall_n=e(0, i64), stall_t=e(0), redirect=e(0, i64),
             key=e(0), after=e(0, i64),
             hp_time=e(64), hp_seq=e(64, i64), hp_kind=e(64, i64), hp_id=e(64, i64),
             touched=e(64, i64), work=scratch(0, n_links),
             rc_src=e(0, i64), rc_dst=e(0, i64), rc_size=e(0, i64), rc_sent=e(0), rc_arrived=e(0), rc_coll=e(0, i64),
         )  # fmt: skip
         self.counts = {"tasks": 0, "cursors": 0, "mail": 0, "succ": 0, "npus": 0, "slots": 0, "collectives": 0}
+        failures = getattr(fabric.model, "failures", None)  # cables that fail mid-run: the engine's flows see them
+        self.failures = None if failures is None else EngineFailures(self, failures)
 
     # --- launching ------------------------------------------------------------------
 
@@ -324,28 +327,50 @@ class Engine:
         """The routes between NPU pairs not seen before, appended at once (a direct all-reduce on n NPUs has n^2)."""
         if not pairs:
             return
-        t, s = self.fabric.topology, self.s
-        paths = [t.route(a, b) if a != b else () for a, b in pairs]
-        costs = [t.cost(path) if path else (0.0, np.inf) for path in paths]
-        for r, pair in enumerate(pairs, start=s.route_lat.size):
+        t = self.fabric.topology
+        first = self.append_routes([t.route(a, b) if a != b else () for a, b in pairs])
+        for r, pair in enumerate(pairs, start=first):
             self.routes[pair] = r
+        if self.failures is not None:
+            self.failures.added(first)
+
+    def append_routes(self, paths: list[tuple[int, ...]]) -> int:
+        """Routes along `paths` (lists of links) appended; returns the first's id."""
+        t, s = self.fabric.topology, self.s
+        costs = [t.cost(path) if path else (0.0, np.inf) for path in paths]
+        first = s.route_lat.size
         width = max(s.hops.shape[1], *map(len, paths))
         hops = np.full((len(paths), width), -1, np.int64)
         for r, path in enumerate(paths):
             hops[r, : len(path)] = path
         new = s.route_lat.size + len(paths)
-        per_route = ("weight", "rate", "lazy", "stamp", "sent", "dirty", "fh_time", "fh_seq", "fh_route")
+        per_route = (
+            "weight",
+            "rate",
+            "lazy",
+            "stamp",
+            "sent",
+            "dirty",
+            "fh_time",
+            "fh_seq",
+            "fh_route",
+            "cut",
+            "stall_n",
+            "stall_t",
+        )
         self.s = s._replace(
             hops=np.concatenate([np.pad(s.hops, ((0, 0), (0, width - s.hops.shape[1])), constant_values=-1), hops]),
             **{f: _grown(getattr(s, f), new) for f in per_route},
             head=_grown(s.head, new, -1),
             fh_pos=_grown(s.fh_pos, new, -1),
+            redirect=_grown(s.redirect, new, -1),
             work=scratch(new, s.cap.size),
             route_ptr=np.concatenate([s.route_ptr, s.route_ptr[-1] + np.cumsum([len(path) for path in paths])]),
             route_links=np.concatenate([s.route_links, np.fromiter((i for path in paths for i in path), np.int64)]),
             route_lat=np.concatenate([s.route_lat, [latency for latency, _ in costs]]),
             route_bw=np.concatenate([s.route_bw, [bandwidth for _, bandwidth in costs]]),
         )
+        return first
 
     # --- playing --------------------------------------------------------------------
 

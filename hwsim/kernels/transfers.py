@@ -80,13 +80,16 @@ Heap = namedtuple("Heap", "n clock hp_time hp_seq hp_kind hp_id")
 Links = namedtuple(
     "Links",
     "cap lat on_link degree load most active since busy nbytes acct_bytes free_at "
-    "hops weight rate lazy stamp sent head dirty fh_pos fh_time fh_seq fh_route key after touched work",
+    "hops weight rate lazy stamp sent head dirty fh_pos fh_time fh_seq fh_route cut stall_n stall_t redirect key after "
+    "touched work",
 )
 """Per link: capacity, latency, its routes (`maxmin`), what it carried (bytes, per account), a FIFO link's free
 time. Per route (the flow model's rows: `maxmin` solves a route once for all its flows): links, flows on it, the
 rate of each, the rate `sent` was counted at, when; `sent`: the bytes each of its flows has sent since the route
 was last empty; its first flow to end; whether that changed since the last solve; the routes' next ends as an
-indexed heap (per route its position, -1: none; end; sequence; per position its route). Per flow (message slot):
+indexed heap (per route its position, -1: none; end; sequence; per position its route); with failing cables
+(`hwsim.collectives.compiled_failures`), whether the route crosses a cable that is down, the flows stalled on it
+since and the sum of their stall starts, and the route its new flows take instead (-1: none). Per flow (message slot):
 the route's `sent` at which it ends, the next flow of its route. The links touched this instant;
 `maxmin.scratch`."""
 RoutesPlans = namedtuple(
@@ -264,6 +267,71 @@ def _flow_pop(h, lk):
 
 
 @njit(cache=True, _nrt=False)
+def settle(s, now):
+    """The rates solved at `now` if links or flows changed (a cable failed or came back, flows moved)."""
+    h, lk, rp, tk, cq, ms = _groups(s)
+    if h.n[PENDING]:
+        _solve(h, lk, rp, tk, cq, ms, now)
+
+
+@njit(cache=True, _nrt=False)
+def move(s, r, r2, now):
+    """Every flow of route r moves to route r2 with the bytes it has left (a reroute round a failed cable): the
+    links of r are credited with what crossed them, those of r2 with the rest. `settle` solves the rates."""
+    h, lk, rp, tk, cq, ms = _groups(s)
+    _catch_up(lk, r, now)
+    _catch_up(lk, r2, now)
+    m = lk.head[r]
+    while m >= 0:
+        following = lk.after[m]
+        left = lk.key[m] - lk.sent[r]
+        account = tk.tk_acct[ms.ms_task[m]]
+        for i in range(rp.route_ptr[r], rp.route_ptr[r + 1]):
+            link = rp.route_links[i]
+            lk.nbytes[link] -= left
+            lk.acct_bytes[account, link] -= left
+            lk.active[link] -= 1
+            if lk.active[link] == 0:
+                lk.busy[link] += now - lk.since[link]
+        for i in range(rp.route_ptr[r2], rp.route_ptr[r2 + 1]):
+            link = rp.route_links[i]
+            lk.nbytes[link] += left
+            lk.acct_bytes[account, link] += left
+            if lk.active[link] == 0:
+                lk.since[link] = now
+            lk.active[link] += 1
+        lk.key[m] = key = lk.sent[r2] + left
+        before, q = -1, lk.head[r2]
+        while q >= 0 and lk.key[q] <= key:
+            before, q = q, lk.after[q]
+        lk.after[m] = q
+        if before < 0:
+            lk.head[r2] = m
+        else:
+            lk.after[before] = m
+        ms.ms_route[m] = r2
+        if lk.weight[r2] == 0:
+            attach(lk.hops, lk.on_link, lk.degree, r2)
+            for i in range(rp.route_ptr[r2], rp.route_ptr[r2 + 1]):
+                h.n[MOST] = max(h.n[MOST], lk.degree[rp.route_links[i]])
+            h.n[FLOWS] += 1
+        lk.weight[r2] += 1
+        m = following
+    for route in (r, r2):
+        for i in range(rp.route_ptr[route], rp.route_ptr[route + 1]):
+            lk.touched[h.n[TOUCHED]] = rp.route_links[i]
+            h.n[TOUCHED] += 1
+    lk.head[r] = -1
+    lk.dirty[r2] = 1
+    if lk.weight[r] > 0:
+        detach(lk.hops, lk.on_link, lk.degree, r)
+        h.n[FLOWS] -= 1
+    lk.weight[r] = 0
+    lk.rate[r] = lk.lazy[r] = lk.sent[r] = 0.0
+    h.n[PENDING] = 1
+
+
+@njit(cache=True, _nrt=False)
 def release(s, first, last, time):
     """Tasks first..last-1 released at `time` (a collective launched)."""
     h = Heap(*s[:_H])
@@ -433,10 +501,15 @@ def _start_flow(h, lk, rp, tk, cq, ms, m, now):
     flows all move at one rate), so it goes into the route's list of flows in that order."""
     size = ms.ms_size[m]
     route = ms.ms_route[m]
+    if lk.redirect[route] >= 0:  # round a failed cable
+        route = ms.ms_route[m] = lk.redirect[route]
     lo, hi = rp.route_ptr[route], rp.route_ptr[route + 1]
     if size <= 0:
         push(h, now + rp.route_lat[route], ARRIVE, m)
         return
+    if lk.cut[route]:  # on a cable that is down: it stalls from now
+        lk.stall_n[route] += 1
+        lk.stall_t[route] += now
     _catch_up(lk, route, now)
     lk.key[m] = key = lk.sent[route] + size
     before, q = -1, lk.head[route]

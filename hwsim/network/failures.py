@@ -101,6 +101,7 @@ class FlowFailures:
         self.routed: set[int] = set()  # down links the routes go round (reroute, once the delay has passed)
         self.stalled: dict[int, tuple[float, FailureRecord]] = {}  # a stalled flow's slot -> since when, and why
         self.records: list[FailureRecord] = []
+        self.watchers: list = []  # others whose flows the failures cut (the compiled engine): told of each change
         for failure, down in zip(network.failures, links, strict=True):
             until = failure.at + failure.duration if failure.duration is not None else None
             record = FailureRecord(failure.link, failure.at, until)
@@ -130,6 +131,8 @@ class FlowFailures:
         for link in links:
             self.down[link] = record
         self.flow.set_down(links, True)
+        for watcher in self.watchers:
+            watcher.failed(record, links)
         for slot, path in enumerate(self.flow.paths):
             if path and not set(links).isdisjoint(path):
                 self._stall(slot, record)
@@ -153,6 +156,8 @@ class FlowFailures:
         if not any(link in self.down for link in links):
             return  # back before the routes changed
         self.routed.update(links)
+        for watcher in self.watchers:
+            watcher.rerouted()
         down = set(self.down)
         for slot in sorted(self.stalled):
             path = self.flow.paths[slot]
@@ -165,12 +170,17 @@ class FlowFailures:
 
     def _watchdog(self, record: FailureRecord, links: tuple[int, ...]) -> None:
         """NCCL-like: flows still stalled on this failure's cables a timeout after it: the run fails."""
-        stuck = [slot for slot, (_, why) in self.stalled.items() if why is record and any(link in self.down for link in links)]
-        if not stuck:
+        if not any(link in self.down for link in links):
             return
-        lost = sum(self.env.now - self.stalled[slot][0] for slot in stuck)
+        stuck = [slot for slot, (_, why) in self.stalled.items() if why is record]
+        count, lost = len(stuck), sum(self.env.now - self.stalled[slot][0] for slot in stuck)
+        for watcher in self.watchers:
+            more, more_lost = watcher.stuck(record)
+            count, lost = count + more, lost + more_lost
+        if not count:
+            return
         raise NetworkTimeout(
-            f"cable {record.link} down at {record.at:.6g} s: {len(stuck)} flow(s) stalled on it until the timeout "
+            f"cable {record.link} down at {record.at:.6g} s: {count} flow(s) stalled on it until the timeout "
             f"({self.timeout:.6g} s), so the run stops at {self.env.now:.6g} s (on_failure: abort, NCCL-like); "
             f"{lost:.6g} s of flow time lost"
         )
@@ -180,6 +190,8 @@ class FlowFailures:
             self.down.pop(link, None)
         self.routed.difference_update(links)
         self.flow.set_down(links, False)
+        for watcher in self.watchers:
+            watcher.restored(links)
         for slot in sorted(self.stalled):
             if set(self.down).isdisjoint(self.flow.paths[slot]):
                 self._unstall(slot)
@@ -190,6 +202,11 @@ class FlowFailures:
         pending: dict[int, float] = {}
         for since, record in self.stalled.values():
             pending[id(record)] = pending.get(id(record), 0.0) + now - since
+        waiting: dict[int, int] = {}  # a watcher's flows still stalled: counted when they go on
+        for watcher in self.watchers:
+            for record, count, seconds in watcher.pending(now):
+                waiting[id(record)] = waiting.get(id(record), 0) + count
+                pending[id(record)] = pending.get(id(record), 0.0) + seconds
         return {
             "on_failure": self.policy,
             "reroute_delay_s": self.delay,
@@ -199,7 +216,7 @@ class FlowFailures:
                     "link": r.link,
                     "at_s": r.at,
                     "until_s": r.until,
-                    "flows_stalled": r.stalled,
+                    "flows_stalled": r.stalled + waiting.get(id(r), 0),
                     "flows_rerouted": r.rerouted,
                     "stalled_s": r.stalled_s + pending.get(id(r), 0.0),
                 }

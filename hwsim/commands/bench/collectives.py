@@ -49,6 +49,8 @@ STRAGGLERS = ("system.stragglers={fraction: 0.01, slowdown: 1.3}",)
 """`scenarios/data_parallel_1024_straggler.yaml`'s stragglers."""
 SLOW_NIC = ("hardware.network.overrides=[{npu: 300, dim: 1, bandwidth: 25 Gb/s}]",)
 """`scenarios/data_parallel_1024_slow_nic.yaml`'s slow NIC (the bench's scale-out is 50 GB/s, the scenario's 400 Gb/s)."""
+CABLE_DOWN = ("hardware.network.failures=[{link: r300.nic1.up, at: 10 ms, duration: 5 ms}]", "hardware.network.on_failure=abort")
+"""NPU 300's scale-out uplink down for 5 ms in the middle of the backward (no way round it: its flows wait)."""
 
 
 def data_parallel_rows(quick: bool = False) -> list[dict]:
@@ -67,6 +69,7 @@ def data_parallel_rows(quick: bool = False) -> list[dict]:
     cases = [(*case, ()) for case in cases] + [(1024, "dims", "symmetric", STRAGGLERS)]
     if not quick:
         cases += [(256, "switch", "compiled", ()), (1024, "dims", "compiled", SLOW_NIC), (1024, "dims", "compiled", STRAGGLERS)]
+        cases += [(1024, "dims", "compiled", CABLE_DOWN)]
     rows = []
     for npus, fabric, mode, more in cases:
         wall, summary = _run(npus, fabric, mode, more)
@@ -76,6 +79,7 @@ def data_parallel_rows(quick: bool = False) -> list[dict]:
             (): "",
             STRAGGLERS: ", 1 % of the replicas 30 % slower; goal 10 s",
             SLOW_NIC: ", NPU 300's scale-out NIC at 25 Gb/s; goal 10 s",
+            CABLE_DOWN: ", NPU 300's scale-out uplink down from 10 to 15 ms; goal 10 s",
         }[more]
         rows.append(
             {
