@@ -32,6 +32,8 @@ from hwsim.kernels import transfers as k
 from hwsim.kernels.maxmin import scratch
 
 MODELS = {"ideal": k.IDEAL, "flow": k.FLOW, "store_and_forward": k.STORE}
+PER_ROUTE = ("weight", "rate", "lazy", "stamp", "sent", "dirty", "fh_time", "fh_seq", "fh_route", "cut", "stall_n", "stall_t")
+"""The loop's per-route arrays that start at 0 (`head`, `fh_pos` and `redirect` start at -1)."""
 MESSAGES = 1_000_000
 """The most messages a run records one by one (about 100 MB of table); beyond, the watched NPU's."""
 
@@ -344,23 +346,9 @@ class Engine:
         for r, path in enumerate(paths):
             hops[r, : len(path)] = path
         new = s.route_lat.size + len(paths)
-        per_route = (
-            "weight",
-            "rate",
-            "lazy",
-            "stamp",
-            "sent",
-            "dirty",
-            "fh_time",
-            "fh_seq",
-            "fh_route",
-            "cut",
-            "stall_n",
-            "stall_t",
-        )
         self.s = s._replace(
             hops=np.concatenate([np.pad(s.hops, ((0, 0), (0, width - s.hops.shape[1])), constant_values=-1), hops]),
-            **{f: _grown(getattr(s, f), new) for f in per_route},
+            **{f: _grown(getattr(s, f), new) for f in PER_ROUTE},
             head=_grown(s.head, new, -1),
             fh_pos=_grown(s.fh_pos, new, -1),
             redirect=_grown(s.redirect, new, -1),

@@ -20,11 +20,12 @@ sent. A flow ends when `sent` has grown by its bytes, so a route's flows end in 
 at, and only its first is in the heap of ends: one entry per route, moved when the route's rate changes. An
 instant costs the routes it re-solves, not every flow. (Eight 128-NPU jobs on a 1,024-NPU fat tree, placed by
 topology, about four gradient buckets in flight on each ring pair, `hwsim bench engine`'s case run by itself:
-12.6 s, 99 routes a solve, against 40 s and 2,750 flows a solve when each flow was solved.) Events at one time are taken in the order they were scheduled (a sequence number
-breaks ties, as SimPy's event ids do). Under `ideal` and `flow` a receiver whose message arrives takes its next
-steps at once (no rate or time depends on the order within an instant: flows are solved once it is over);
-under `store_and_forward` it waits for an event of its own, as in SimPy, since a FIFO link serves an instant's
-requests in order.
+12.6 s, 99 routes a solve, against 40 s and 2,750 flows a solve when each flow was solved.)
+
+Events at one time are taken in the order they were scheduled (a sequence number breaks ties, as SimPy's event
+ids do). Under `ideal` and `flow` a receiver whose message arrives takes its next steps at once (no rate or time
+depends on the order within an instant: flows are solved once it is over); under `store_and_forward` it waits
+for an event of its own, as in SimPy, since a FIFO link serves an instant's requests in order.
 
 Speed (measured here, `hwsim bench`'s compiled rows): the loop holds the state as a few small tuples of arrays
 (a single tuple of ~100 arrays made heap operations 3.5x slower) and `run` is compiled without reference
@@ -89,8 +90,8 @@ rate of each, the rate `sent` was counted at, when; `sent`: the bytes each of it
 was last empty; its first flow to end; whether that changed since the last solve; the routes' next ends as an
 indexed heap (per route its position, -1: none; end; sequence; per position its route); with failing cables
 (`hwsim.collectives.compiled_failures`), whether the route crosses a cable that is down, the flows stalled on it
-since and the sum of their stall starts, and the route its new flows take instead (-1: none). Per flow (message slot):
-the route's `sent` at which it ends, the next flow of its route. The links touched this instant;
+since and the sum of their stall starts, and the route its new flows take instead (-1: none). Per flow (message
+slot): the route's `sent` at which it ends, the next flow of its route. The links touched this instant;
 `maxmin.scratch`."""
 RoutesPlans = namedtuple(
     "RoutesPlans",
@@ -300,22 +301,8 @@ def move(s, r, r2, now):
             if lk.active[link] == 0:
                 lk.since[link] = now
             lk.active[link] += 1
-        lk.key[m] = key = lk.sent[r2] + left
-        before, q = -1, lk.head[r2]
-        while q >= 0 and lk.key[q] <= key:
-            before, q = q, lk.after[q]
-        lk.after[m] = q
-        if before < 0:
-            lk.head[r2] = m
-        else:
-            lk.after[before] = m
+        _join(h, lk, rp, m, r2, lk.sent[r2] + left)
         ms.ms_route[m] = r2
-        if lk.weight[r2] == 0:
-            attach(lk.hops, lk.on_link, lk.degree, r2)
-            for i in range(rp.route_ptr[r2], rp.route_ptr[r2 + 1]):
-                h.n[MOST] = max(h.n[MOST], lk.degree[rp.route_links[i]])
-            h.n[FLOWS] += 1
-        lk.weight[r2] += 1
         m = following
     for route in (r, r2):
         for i in range(rp.route_ptr[route], rp.route_ptr[route + 1]):
@@ -511,16 +498,8 @@ def _start_flow(h, lk, rp, tk, cq, ms, m, now):
         lk.stall_n[route] += 1
         lk.stall_t[route] += now
     _catch_up(lk, route, now)
-    lk.key[m] = key = lk.sent[route] + size
-    before, q = -1, lk.head[route]
-    while q >= 0 and lk.key[q] <= key:
-        before, q = q, lk.after[q]
-    lk.after[m] = q
-    if before < 0:
-        lk.head[route] = m
+    if _join(h, lk, rp, m, route, lk.sent[route] + size):
         lk.dirty[route] = 1
-    else:
-        lk.after[before] = m
     for i in range(lo, hi):
         link = rp.route_links[i]
         lk.touched[h.n[TOUCHED]] = link
@@ -530,13 +509,29 @@ def _start_flow(h, lk, rp, tk, cq, ms, m, now):
         if lk.active[link] == 0:
             lk.since[link] = now
         lk.active[link] += 1
+    h.n[PENDING] = 1
+
+
+@njit(cache=True, inline="always")
+def _join(h, lk, rp, m, route, key):
+    """Flow m joins `route`, to end when the route's `sent` reaches `key`: into the route's list in that order
+    (after flows that end at the same), the route onto its links if it had no flow. True if m is now first."""
+    lk.key[m] = key
+    before, q = -1, lk.head[route]
+    while q >= 0 and lk.key[q] <= key:
+        before, q = q, lk.after[q]
+    lk.after[m] = q
+    if before < 0:
+        lk.head[route] = m
+    else:
+        lk.after[before] = m
     if lk.weight[route] == 0:
         attach(lk.hops, lk.on_link, lk.degree, route)
-        for i in range(lo, hi):
+        for i in range(rp.route_ptr[route], rp.route_ptr[route + 1]):
             h.n[MOST] = max(h.n[MOST], lk.degree[rp.route_links[i]])
         h.n[FLOWS] += 1
     lk.weight[route] += 1
-    h.n[PENDING] = 1
+    return before < 0
 
 
 @njit(cache=True, inline="always")

@@ -12,6 +12,8 @@ max-min rates give it nothing). Then `on_failure` decides:
 
 When a cable comes back its capacity returns and flows still on it go on. Every stalled flow's time counts
 as lost (`FlowFailures.summary`: per failure, the flows it stalled and rerouted, and their seconds stalled).
+The compiled engine's flows follow the same failures: it watches them (`watchers`) and is told of each change
+(`hwsim.collectives.compiled_failures`).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ its sharing model and nothing else; when a job's last step ends its NPUs are fre
 
 A Megatron job (timing-only) runs as the replay of its export (`systems.megatron.export`: every GPU's kernels
 with the 3D system's times, its collectives and pipeline messages over its process groups), each collective on
-the shared fabric, one stream per process group (`streams: group`, as NCCL's communicators): alone, the replay
-takes the 3D system's step to 0.2 % (`tests/commands/test_export_megatron.py`).
+the shared fabric, one stream per process group (`streams: group`, as NCCL's communicators). Alone with unshared
+links the replay takes the 3D system's step to 0.2 % on its own dims fabric (`tests/commands/test_export_megatron.py`)
+and to +1.8 % on a fat tree (`tests/systems/jobs/test_jobs.py`).
 
 With `alone`, each job is then run by itself on the same NPUs (a fresh simulation with nothing else on the
 fabric): its slowdown in the mix is its mean step time there over its mean step time alone. What each job sent
