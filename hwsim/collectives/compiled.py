@@ -30,6 +30,7 @@ from hwsim.collectives.executor import bounds
 from hwsim.collectives.schedule import layout, piece
 from hwsim.kernels import transfers as k
 from hwsim.kernels.maxmin import scratch
+from hwsim.network.sharing import Unshared
 
 MODELS = {"ideal": k.IDEAL, "flow": k.FLOW, "store_and_forward": k.STORE}
 PER_ROUTE = ("weight", "rate", "lazy", "stamp", "sent", "dirty", "fh_time", "fh_seq", "fh_route", "cut", "stall_n", "stall_t")
@@ -123,7 +124,7 @@ class Engine:
         i64, f64 = np.int64, np.float64
         e = np.empty
         n = np.zeros(k.WIDE + 1, i64)
-        n[k.MODEL] = MODELS[fabric.model.name]
+        n[k.MODEL] = k.UNSHARED if isinstance(fabric.model, Unshared) else MODELS[fabric.model.name]
         self.s = k.State(
             n=n, clock=np.zeros(1),
             cap=np.array(getattr(fabric.model, "capacity", fabric.bandwidth), f64), lat=np.array(fabric.latency, f64),
@@ -446,7 +447,7 @@ class Engine:
         for i in used.tolist():
             f.touch(i)
         f._bytes = (np.array(f._bytes) + s.nbytes).tolist()
-        if s.n[k.MODEL] == k.FLOW:
+        if s.n[k.MODEL] in (k.FLOW, k.UNSHARED):
             f._busy = (np.array(f._busy) + s.busy).tolist()
         elif s.n[k.MODEL] == k.STORE:
             for i in used.tolist():

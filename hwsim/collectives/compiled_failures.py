@@ -13,9 +13,13 @@ at its instant; the watcher brings the engine's arrays along and solves the rate
 - a cable back: its capacity returns, routes that cross no cable down any more are no longer cut (their flows
   go on), and the redirects are worked out again.
 
-The stalled flows' count and seconds go to the records the summary reads (`FailureRecord`). A route counts its
-stall per flow: `stall_n` flows have stalled on it since it was cut, `stall_t` is the sum of the times each began,
-so when they move or go on at T they have stalled `stall_n * T - stall_t` seconds in all.
+The stalled flows' count and seconds go to the records the summary reads (`FailureRecord`), each flow's to the
+failure that stalled it, as SimPy's: those on a route when a cable fails, that failure's; one that starts on a
+cut route, the failure of the first cable down along it. A route counts its stall per flow: `stall_n` flows have
+stalled on it for its failure (`why`) since it was cut, `stall_t` is the sum of the times each began, so when they
+move or go on at T they have stalled `stall_n * T - stall_t` seconds in all. When the first cable down along a
+cut route changes (another fails, or one comes back), the flows stalled so far are set aside (`held`) with
+theirs, and the counts start again for the new one.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ class EngineFailures:
 
     def __init__(self, engine, failures):
         self.engine, self.failures = engine, failures
-        self.why: dict[int, FailureRecord] = {}  # a cut route -> the failure that cut it first
+        self.why: dict[int, FailureRecord] = {}  # a cut route -> the failure its new flows stall for
+        self.held: dict[int, list[tuple[FailureRecord, int, float]]] = {}  # a cut route's earlier stalls: why, n, t
         self.detours: dict[tuple[int, ...], int] = {}  # a detour's links -> its route
         failures.watchers.append(self)
 
@@ -41,9 +46,11 @@ class EngineFailures:
         s, now = self.engine.s, self.engine.env.now
         self._capacity(links, down=True)
         for r in self._crossing(links).tolist():
-            if not s.cut[r]:
+            if not s.cut[r]:  # the flows on it stall for this failure
                 s.cut[r], self.why[r] = 1, record
                 s.stall_n[r], s.stall_t[r] = s.weight[r], s.weight[r] * now
+            else:
+                self._recut(r)
         self._redirect()
         k.settle(self.engine.s, now)
 
@@ -58,7 +65,8 @@ class EngineFailures:
             new = detour(t, t.src[path[0]], t.dst[path[-1]], down)
             if new is None:
                 continue  # no way round: its flows wait for a cable to come back
-            self.why[r].rerouted += int(e.s.stall_n[r])
+            for why, n, _ in self._stalls(r):
+                why.rerouted += n
             self._unstall(r, now)
             r2 = self._route(new)
             self._room(len(path) + len(new))
@@ -69,25 +77,25 @@ class EngineFailures:
     def restored(self, links: tuple[int, ...]) -> None:
         s, now = self.engine.s, self.engine.env.now
         self._capacity(links, down=False)
-        down = self.failures.down
         for r in sorted(self.why):
-            if not any(link in down for link in self._path(r)):
+            if self._first_down(r) is None:
                 self._unstall(r, now)
                 s.cut[r] = 0
                 del self.why[r]
+            else:
+                self._recut(r)
         self._redirect()
         k.settle(self.engine.s, now)
 
     def stuck(self, record: FailureRecord) -> tuple[int, float]:
         """The flows `record` has stalled that still wait, and the seconds they have lost so far."""
-        s, now = self.engine.s, self.engine.env.now
-        routes = [r for r, why in self.why.items() if why is record and s.stall_n[r] > 0]
-        return sum(int(s.stall_n[r]) for r in routes), sum(float(s.stall_n[r] * now - s.stall_t[r]) for r in routes)
+        now = self.engine.env.now
+        stalls = [(n, t) for r in self.why for why, n, t in self._stalls(r) if why is record]
+        return sum(n for n, _ in stalls), sum(n * now - t for n, t in stalls)
 
     def pending(self, now: float) -> list[tuple[FailureRecord, int, float]]:
         """Per cut route with stalled flows: its failure, the flows and the seconds they have stalled so far."""
-        s = self.engine.s
-        return [(why, int(s.stall_n[r]), float(s.stall_n[r] * now - s.stall_t[r])) for r, why in self.why.items() if s.stall_n[r]]
+        return [(why, n, n * now - t) for r in self.why for why, n, t in self._stalls(r)]
 
     # --- what the engine tells ------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class EngineFailures:
         if down:
             for r in self._crossing(tuple(down), first).tolist():
                 s.cut[r] = 1
-                self.why[r] = down[next(link for link in self._path(r) if link in down)]
+                self.why[r] = self._first_down(r)
         self._redirect(first)
 
     # --- helpers --------------------------------------------------------------------------
@@ -120,12 +128,37 @@ class EngineFailures:
         if want > s.touched.size:
             self.engine.s = s._replace(touched=np.concatenate([s.touched, np.empty(want, np.int64)]))
 
-    def _unstall(self, r: int, now: float) -> None:
+    def _stalls(self, r: int) -> list[tuple[FailureRecord, int, float]]:
+        """Route r's stalled flows by the failure each stalls for: (failure, flows, sum of their stall starts)."""
         s = self.engine.s
-        record = self.why[r]
-        record.stalled += int(s.stall_n[r])
-        record.stalled_s += float(s.stall_n[r] * now - s.stall_t[r])
+        now = [(self.why[r], int(s.stall_n[r]), float(s.stall_t[r]))] if s.stall_n[r] else []
+        return self.held.get(r, []) + now
+
+    def _unstall(self, r: int, now: float) -> None:
+        """Route r's stalled flows go on (or move) at `now`: their flows and seconds to their failures."""
+        for record, n, t in self._stalls(r):
+            record.stalled += n
+            record.stalled_s += n * now - t
+        s = self.engine.s
         s.stall_n[r], s.stall_t[r] = 0, 0.0
+        self.held.pop(r, None)
+
+    def _first_down(self, r: int) -> FailureRecord | None:
+        """The failure of the first cable down along route r (None: none is)."""
+        down = self.failures.down
+        return next((down[link] for link in self._path(r) if link in down), None)
+
+    def _recut(self, r: int) -> None:
+        """Route r is still cut: its new flows stall for the first cable down along it (as SimPy's `started`
+        says); those stalled so far keep their failure."""
+        new = self._first_down(r)
+        if new is self.why[r]:
+            return
+        s = self.engine.s
+        if s.stall_n[r]:
+            self.held.setdefault(r, []).append((self.why[r], int(s.stall_n[r]), float(s.stall_t[r])))
+            s.stall_n[r], s.stall_t[r] = 0, 0.0
+        self.why[r] = new
 
     def _path(self, r: int) -> tuple[int, ...]:
         s = self.engine.s

@@ -45,7 +45,7 @@ from numba import njit
 
 from hwsim.kernels.maxmin import attach, detach, update
 
-IDEAL, FLOW, STORE = 0, 1, 2  # sharing models
+IDEAL, FLOW, STORE, UNSHARED = 0, 1, 2, 3  # sharing models (UNSHARED: ideal with failing cables, `sharing.Unshared`)
 SEND = 0
 WAKE, RELEASE, START, ARRIVE, HOP_DONE, HOP_NEXT = 0, 1, 2, 3, 4, 5  # event kinds (a flow's end: the flow heap)
 REACHED, COMPLETED, GROW = 0, 1, 2
@@ -454,7 +454,7 @@ def _send(h, lk, rp, tk, cq, ms, t, k, r, size, now):
             lk.nbytes[rp.route_links[i]] += size
             lk.acct_bytes[tk.tk_acct[t], rp.route_links[i]] += size
         push(h, now + rp.overhead[src] + size / rp.route_bw[route] + rp.route_lat[route], ARRIVE, m)
-    elif model == FLOW:
+    elif model == FLOW or model == UNSHARED:
         if rp.overhead[src] > 0:
             push(h, now + rp.overhead[src], START, m)
         else:  # as `Flow.transfer`: no overhead, the flow starts at once
@@ -595,6 +595,9 @@ def _arrive(h, lk, rp, tk, cq, ms, m, now):
 def _solve(h, lk, rp, tk, cq, ms, now):
     """The routes' max-min rates after this instant's starts and ends; a new end event for each route whose
     rate or first flow changed (its `sent` brought up to date first)."""
+    if h.n[MODEL] == UNSHARED:
+        _solve_unshared(h, lk, rp, now)
+        return
     touched = lk.touched[: h.n[TOUCHED]]
     m = update(lk.hops, lk.on_link, lk.degree, lk.cap, lk.rate, lk.load, lk.most, touched, h.n[FLOWS], lk.work, lk.weight)
     h.n[TOUCHED] = 0
@@ -609,6 +612,28 @@ def _solve(h, lk, rp, tk, cq, ms, now):
             lk.lazy[r] = lk.rate[r]
             lk.dirty[r] = 0
             _flow_ends_at(h, lk, r, _route_end(lk, r, now))
+
+
+@njit(cache=True, inline="always")
+def _solve_unshared(h, lk, rp, now):
+    """`ideal` with failing cables: each route on a touched link at its slowest link's capacity (0 while one is
+    down), shared with nothing; a new end event for each whose rate or first flow changed."""
+    for i in range(h.n[TOUCHED]):
+        link = lk.touched[i]
+        for q in range(lk.degree[link]):
+            r = lk.on_link[link, q]
+            rate = np.inf
+            for j in range(rp.route_ptr[r], rp.route_ptr[r + 1]):
+                rate = min(rate, lk.cap[rp.route_links[j]])
+            lk.rate[r] = rate
+            if rate != lk.lazy[r] or lk.dirty[r]:
+                _catch_up(lk, r, now)
+                lk.lazy[r] = rate
+                lk.dirty[r] = 0
+                _flow_ends_at(h, lk, r, _route_end(lk, r, now))
+    h.n[TOUCHED] = 0
+    h.n[PENDING] = 0
+    h.n[SOLVES] += 1
 
 
 # --- the loop ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from hwsim.hardware.network import DeliveryObserver
 from hwsim.network import topology as topo
 from hwsim.network.fabric import Fabric
 from hwsim.network.failures import FlowFailures, failure_links
+from hwsim.network.sharing import Unshared
 from hwsim.network.topology import Topology
 
 MAX_NPUS = 1 << 16
@@ -186,6 +187,8 @@ class Cluster:
         self.fabric.first_use = self._register
         if hardware.network is not None and hardware.network.failures:
             links = failure_links(self.topology, self.fabric.names, hardware.network, where)
+            if model == "ideal":  # messages as unshared flows, so that a failure can cut them
+                self.fabric.model = Unshared(env, self.fabric)
             self.fabric.model.failures = FlowFailures(env, self.fabric.model, self.topology, hardware.network, links)
         # links from each device's own NIC: no fabric described, or a switch without a bandwidth of its own
         net = hardware.network

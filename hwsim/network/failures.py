@@ -1,4 +1,5 @@
-"""Cables that fail mid-run (`hardware.network.failures`, the flow model): what a flow on them does.
+"""Cables that fail mid-run (`hardware.network.failures`; the flow model, and the ideal one, whose messages are
+then flows that share nothing, `sharing.Unshared`): what a flow on them does.
 
 At a failure's `at` both directions of the cable lose their capacity: every flow crossing them stalls (the
 max-min rates give it nothing). Then `on_failure` decides:
@@ -36,9 +37,12 @@ def failure_links(t: Topology, names: list[str], network, where: str) -> list[tu
     for a name the fabric does not have or a sharing model that does not cut flows."""
     if not network.failures:
         return []
-    if network.model != "flow":
+    if network.model not in ("flow", "ideal"):
         raise ConfigError(
-            where, "hardware.network.failures", "set", f"model flow (the {network.model} model does not cut flows yet)"
+            where,
+            "hardware.network.failures",
+            "set",
+            f"model flow or ideal (the {network.model} model's hop-by-hop messages are not cut yet)",
         )
     by_name = {t.link_name(i, names): i for i in range(t.links)}
     out = []

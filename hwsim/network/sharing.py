@@ -342,6 +342,25 @@ class Flow(Sharing):
         self._soon()
 
 
+class Unshared(Flow):
+    """`ideal` links with cables that fail mid-run: each message is a flow at its path's slowest bandwidth, shared
+    with nothing (alone it takes what `Ideal` gives it: overhead, bytes over the bandwidth, latency), so a failure
+    can stall it mid-transfer and `FlowFailures` can move it, as under `flow`. The cluster puts it in `Ideal`'s
+    place when the scenario has failures."""
+
+    name = "ideal"
+
+    def _solve(self, _event=None) -> None:
+        self.pending = False
+        self.left -= self.rate * self._elapsed()
+        links = self.hops >= 0
+        slowest = np.where(links, self.capacity[np.maximum(self.hops, 0)], np.inf).min(axis=1)
+        self.rate = np.where(links.any(axis=1), slowest, 0.0)
+        self.touched = []
+        self.solves += 1
+        self._schedule(next_end(self.left, self.rate))
+
+
 def _succeed(event: simpy.Event | None) -> None:
     if event is not None:
         event.succeed()

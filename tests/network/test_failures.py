@@ -17,14 +17,14 @@ ROUND = 1e-6 + 4e-6 + 50e6 / 6.25e9  # NIC overhead, 4 hops of 1 us, 50 MB at 50
 BASE = 20e-6 + 2 * ROUND  # forward and backward, then the ring's two rounds
 
 
-def _run(write_yaml, network: str = "", spines: int = 2, mode: str = "exact"):
+def _run(write_yaml, network: str = "", spines: int = 2, mode: str = "exact", sharing: str = "flow"):
     path = write_yaml(
         f"""
 name: failures
 hardware:
   base: datacenter_npu
   network: {{kind: fat_tree, leaves: 2, npus_per_leaf: 1, spines: {spines}, bandwidth: 100 Gb/s, latency: 1 us,
-             spine_latency: 1 us, {network}}}
+             spine_latency: 1 us, model: {sharing}, {network}}}
 model: {{kind: layers, layers: [{{name: l, forward: 10 us, backward: 10 us, params: 100 MB}}]}}
 system: {{kind: data_parallel, replicas: 2, steps: 1, mode: {mode}}}
 run: {{mode: timing-only}}
@@ -38,8 +38,12 @@ report: {{plots: false}}
     return out
 
 
-MODES = pytest.mark.parametrize("mode", ["exact", "compiled"])
-"""SimPy's flows, and the compiled engine's (`hwsim.collectives.compiled_failures`): the same closed forms."""
+MODES = pytest.mark.parametrize(
+    ("mode", "sharing"), [("exact", "flow"), ("compiled", "flow"), ("exact", "ideal"), ("compiled", "ideal")]
+)
+"""SimPy's flows and the compiled engine's (`hwsim.collectives.compiled_failures`), under `flow` and under `ideal`
+(its messages then flows that share nothing, `sharing.Unshared`): the same closed forms (no two flows here share
+a link)."""
 
 
 def _failures(outcome) -> list[dict]:
@@ -47,14 +51,16 @@ def _failures(outcome) -> list[dict]:
 
 
 @MODES
-def test_without_failures_the_step_is_its_closed_form(write_yaml, mode):
-    assert step_time(_run(write_yaml, mode=mode)) == pytest.approx(BASE, rel=1e-9)
+def test_without_failures_the_step_is_its_closed_form(write_yaml, mode, sharing):
+    assert step_time(_run(write_yaml, mode=mode, sharing=sharing)) == pytest.approx(BASE, rel=1e-9)
 
 
 @MODES
-def test_a_cable_down_for_a_while_stalls_its_flows_that_long_when_they_wait(write_yaml, mode):
+def test_a_cable_down_for_a_while_stalls_its_flows_that_long_when_they_wait(write_yaml, mode, sharing):
     """on_failure abort, the cable back before the timeout: both flows of the first round stall 2 ms, then go on."""
-    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 2 ms}], on_failure: abort", mode=mode)
+    out = _run(
+        write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 2 ms}], on_failure: abort", mode=mode, sharing=sharing
+    )
     assert out.status == "ok"
     assert step_time(out) == pytest.approx(BASE + 2e-3, rel=1e-9)
     (failure,) = _failures(out)
@@ -63,10 +69,15 @@ def test_a_cable_down_for_a_while_stalls_its_flows_that_long_when_they_wait(writ
 
 
 @MODES
-def test_reroute_moves_the_stalled_flows_to_the_other_spine_after_the_delay(write_yaml, mode):
+def test_reroute_moves_the_stalled_flows_to_the_other_spine_after_the_delay(write_yaml, mode, sharing):
     """The other spine's uplinks are as fast: the step is late by the reroute delay alone; the failed cable
     carried only the bytes sent before the failure, the other spine the rest."""
-    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms, duration: 50 ms}], reroute_delay: 0.5 ms", mode=mode)
+    out = _run(
+        write_yaml,
+        "failures: [{link: leaf0->spine1, at: 1 ms, duration: 50 ms}], reroute_delay: 0.5 ms",
+        mode=mode,
+        sharing=sharing,
+    )
     assert step_time(out) == pytest.approx(BASE + 0.5e-3, rel=1e-9)
     (failure,) = _failures(out)
     assert failure["flows_stalled"] == failure["flows_rerouted"] == 2
@@ -78,41 +89,43 @@ def test_reroute_moves_the_stalled_flows_to_the_other_spine_after_the_delay(writ
 
 
 @MODES
-def test_with_no_way_round_a_rerouted_flow_waits_for_the_cable(write_yaml, mode):
+def test_with_no_way_round_a_rerouted_flow_waits_for_the_cable(write_yaml, mode, sharing):
     """One spine (its uplinks then carry 100 Gb/s): nowhere to go, the flows wait the 2 ms out."""
-    out = _run(write_yaml, "failures: [{link: leaf0->spine0, at: 1 ms, duration: 2 ms}]", spines=1, mode=mode)
+    out = _run(write_yaml, "failures: [{link: leaf0->spine0, at: 1 ms, duration: 2 ms}]", spines=1, mode=mode, sharing=sharing)
     one_spine = 20e-6 + 2 * (1e-6 + 4e-6 + 50e6 / 12.5e9)
     assert step_time(out) == pytest.approx(one_spine + 2e-3, rel=1e-9)
     assert _failures(out)[0]["flows_rerouted"] == 0
 
 
 @MODES
-def test_flows_that_start_after_the_reroute_go_round_at_once(write_yaml, mode):
+def test_flows_that_start_after_the_reroute_go_round_at_once(write_yaml, mode, sharing):
     """A cable down from the start: the routes change at once (delay 0), the all-reduce never touches it."""
-    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 0 s}]", mode=mode)
+    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 0 s}]", mode=mode, sharing=sharing)
     assert step_time(out) == pytest.approx(BASE, rel=1e-9)
     assert _failures(out)[0]["flows_stalled"] == 0
 
 
 @MODES
-def test_abort_fails_the_run_a_timeout_after_the_failure_with_the_time_lost(write_yaml, mode):
+def test_abort_fails_the_run_a_timeout_after_the_failure_with_the_time_lost(write_yaml, mode, sharing):
     """NCCL-like: the cable stays down; the stalled flows hit the timeout and the run stops there."""
-    out = _run(write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms}], on_failure: abort, timeout: 5 ms", mode=mode)
+    out = _run(
+        write_yaml, "failures: [{link: leaf0->spine1, at: 1 ms}], on_failure: abort, timeout: 5 ms", mode=mode, sharing=sharing
+    )
     assert out.status == "network_timeout"
     assert out.sim_time_s == pytest.approx(6e-3)
     assert "leaf0->spine1" in out.diagnosis and "2 flow(s)" in out.diagnosis and "0.01 s of flow time lost" in out.diagnosis
 
 
 @pytest.mark.parametrize(
-    ("network", "match"),
+    ("sharing", "network", "match"),
     [
-        ("failures: [{link: leaf9->spine1, at: 1 ms}]", r"failures\[0\].link.*a link of the fabric.*leaf0->spine0"),
-        ("model: ideal, failures: [{link: leaf0->spine1, at: 1 ms}]", "model flow"),
+        ("flow", "failures: [{link: leaf9->spine1, at: 1 ms}]", r"failures\[0\].link.*a link of the fabric.*leaf0->spine0"),
+        ("store_and_forward", "failures: [{link: leaf0->spine1, at: 1 ms}]", "model flow or ideal"),
     ],
 )
-def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, network, match):
+def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, sharing, network, match):
     with pytest.raises(ConfigError, match=match):
-        _run(write_yaml, network)
+        _run(write_yaml, network, sharing=sharing)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +137,8 @@ def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, network, match)
     ],
     ids=["reroute", "abort"],
 )
-def test_the_compiled_engine_cuts_flows_as_simpy_does(write_yaml, failures):
+@pytest.mark.parametrize("sharing", ["flow", "ideal"])
+def test_the_compiled_engine_cuts_flows_as_simpy_does(write_yaml, failures, sharing):
     """16 replicas on a 2:1 fat tree (4 leaves of 4, 2 spines), two layers' ring all-reduces beside the backward,
     two cables failing in the middle (with reroute, the second for good): the compiled engine's step, every link's
     bytes and each failure's stalled and rerouted flows and seconds equal SimPy's to float rounding (measured:
@@ -137,7 +151,7 @@ name: failures16
 hardware:
   base: datacenter_npu
   network: {{kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, latency: 1 us,
-             spine_latency: 1 us, oversubscription: 2, {failures}}}
+             spine_latency: 1 us, oversubscription: 2, model: {sharing}, {failures}}}
 model: {{kind: layers, layers: [{{name: l, forward: 100 us, backward: 200 us, params: 8 MiB}}], repeat: 2}}
 system: {{kind: data_parallel, replicas: 16, steps: 2, mode: {mode}}}
 run: {{mode: timing-only}}
@@ -158,3 +172,31 @@ report: {{plots: false}}
         assert a["stalled_s"] == pytest.approx(b["stalled_s"], rel=1e-9, abs=1e-15)
     links = [r.cluster.fabric.links(r.sim_time_s).set_index("link").bytes for r in (compiled, exact)]
     np.testing.assert_allclose(links[0].sort_index(), links[1].sort_index(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["exact", "compiled"])
+def test_ideal_messages_as_unshared_flows_take_the_ideal_models_time(write_yaml, mode):
+    """With failures the ideal model's messages are flows that share nothing (`sharing.Unshared`): a cable that
+    fails only after the run leaves every step as plain `ideal` gives it (16 replicas on a 2:1 tree, where flows
+    would share the uplinks)."""
+    steps = []
+    for failures in ("", ", failures: [{link: leaf0->spine1, at: 10 s}]"):
+        path = write_yaml(
+            f"""
+name: unshared
+hardware:
+  base: datacenter_npu
+  network: {{kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, latency: 1 us,
+             spine_latency: 1 us, oversubscription: 2, model: ideal{failures}}}
+model: {{kind: layers, layers: [{{name: l, forward: 100 us, backward: 200 us, params: 8 MiB}}], repeat: 2}}
+system: {{kind: data_parallel, replicas: 16, steps: 2, mode: {mode}}}
+run: {{mode: timing-only}}
+report: {{plots: false}}
+"""
+        )
+        scenario = load_scenario(path)
+        check(scenario, str(path))
+        out = simulate(scenario)
+        assert out.status == "ok"
+        steps.append(out.sim_time_s)
+    assert steps[1] == pytest.approx(steps[0], rel=1e-9)
