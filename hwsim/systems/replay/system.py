@@ -252,9 +252,10 @@ class Replay:
         """The `replay` section of summary.json: the trace set, its NPUs, the collectives' count and time."""
         iterations = max(self.spec.iterations, 1)
         seconds = sum(end - start for *_, start, end in self.rows)
+        spec = self.traces.spec
         return {
             "replay": {
-                "traces": getattr(self.traces.spec, "traces", None) or self.traces.spec.path,
+                "traces": None if spec is None else getattr(spec, "traces", None) or spec.path,  # None: built in memory
                 "npus": self.npus,
                 "nodes": sum(len(nodes) for nodes in self.traces.ranks),
                 "collectives_per_iteration": len(self.rows) // iterations,
