@@ -2,7 +2,8 @@
 `scenarios/cluster_jobs_fat_tree.yaml` (4 jobs on 32 NPUs), and of eight 16-NPU jobs of the 24-layer model
 spread over a 128-NPU fat tree (16 leaves of 8, 4 spines, 2:1), each also run alone; every transfer
 simulated (jobs run in exact mode), and the same in compiled mode; then eight 128-NPU jobs on a 1,024-NPU fat
-tree in compiled mode (the issue's goal: 30 s), placed by topology and spread."""
+tree in compiled mode (the issue's goal: 30 s), placed by topology and spread; and `scenarios/cluster_jobs_megatron.yaml`
+(a Megatron job, replayed, beside two data-parallel jobs)."""
 
 from __future__ import annotations
 
@@ -44,21 +45,30 @@ def jobs_rows(quick: bool = False) -> list[dict]:
     from hwsim.result import run
 
     path = PROJECT_ROOT / "scenarios" / "cluster_jobs_fat_tree.yaml"
-    cases = [("4 jobs on 32 NPUs (cluster_jobs_fat_tree, spread)", ["report.plots=false"])]
+    megatron = PROJECT_ROOT / "scenarios" / "cluster_jobs_megatron.yaml"
+    cases = [("4 jobs on 32 NPUs (cluster_jobs_fat_tree, spread)", ["report.plots=false"], path)]
     if not quick:
-        cases.append(("8 jobs of 16 NPUs on a 128-NPU fat tree (24 layers, spread)", EIGHT))
-        cases.append(("8 jobs of 16 NPUs on a 128-NPU fat tree (24 layers, spread), compiled", [*EIGHT, *COMPILED]))
+        cases.append(
+            (
+                "a 16-GPU Megatron job and two 8-NPU data-parallel jobs (cluster_jobs_megatron, spread)",
+                ["report.plots=false"],
+                megatron,
+            )
+        )
+        cases.append(("8 jobs of 16 NPUs on a 128-NPU fat tree (24 layers, spread)", EIGHT, path))
+        cases.append(("8 jobs of 16 NPUs on a 128-NPU fat tree (24 layers, spread), compiled", [*EIGHT, *COMPILED], path))
         for placement in ("topology", "spread"):
             cases.append(
                 (
                     f"8 jobs of 128 NPUs on a 1,024-NPU fat tree (24 layers, {placement}), compiled, not alone",
                     [*THOUSAND, f"system.placement={placement}"],
+                    path,
                 )
             )
     rows = []
-    for name, overrides in cases:
+    for name, overrides, scenario in cases:
         start = time.perf_counter()
-        result = run(load_scenario(path, overrides))
+        result = run(load_scenario(scenario, overrides))
         wall = time.perf_counter() - start
         jobs = result.summary["jobs"]["jobs"]
         worst = max(job["slowdown"] or 0.0 for job in jobs.values())
