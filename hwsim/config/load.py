@@ -222,27 +222,28 @@ def _network_kind(raw: dict) -> None:
         network["kind"] = "dims" if "dims" in network else "switch"
 
 
-def _resolve_framework(raw: dict, base_dir: Path, where: str) -> None:
-    """A Megatron system's framework: a profile name or {base: NAME, ...} read from its file (default
-    DEFAULT_FRAMEWORK), or the switches as written."""
+def _resolve_framework(raw: dict, base_dir: Path, where: str, key: str = FRAMEWORK_KEY) -> None:
+    """A Megatron system's framework (`raw`: the scenario, or a job, with its `system`): a profile name or
+    {base: NAME, ...} read from its file (default DEFAULT_FRAMEWORK), or the switches as written."""
     system = raw.get("system")
     if not isinstance(system, dict) or system.get("kind") != "megatron":
         return
     value = system.get("framework", DEFAULT_FRAMEWORK)
     if isinstance(value, str) or (isinstance(value, dict) and "base" in value):
-        value = _resolve(value, "framework profile", base_dir, where, FRAMEWORK_KEY)[0]
+        value = _resolve(value, "framework profile", base_dir, where, key)[0]
     system["framework"] = value
 
 
 def _resolve_jobs(raw: dict, base_dir: Path, where: str) -> None:
     """A jobs system's models: each job's name, path or mapping with `base` read into a mapping; none: the
-    scenario's model."""
+    scenario's model. A Megatron job's framework profile is read as a Megatron scenario's is."""
     system = raw.get("system")
     if not isinstance(system, dict) or system.get("kind") != "jobs" or not isinstance(system.get("jobs"), list):
         return
     for i, job in enumerate(system["jobs"]):
         if not isinstance(job, dict):
             continue
+        _resolve_framework(job, base_dir, where, f"system.jobs[{i}].system.framework")
         model = job.get("model")
         if model is None:
             job["model"] = copy.deepcopy(raw.get("model"))
