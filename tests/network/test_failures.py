@@ -128,6 +128,29 @@ def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, sharing, networ
         _run(write_yaml, network, sharing=sharing)
 
 
+def _sixteen(write_yaml, network: str, mode: str):
+    """16 replicas on a 2:1 fat tree (4 leaves of 4, 2 spines): two layers' ring all-reduces beside the backward,
+    two steps; `network`: the fabric's sharing model and failures."""
+    path = write_yaml(
+        f"""
+name: sixteen
+hardware:
+  base: datacenter_npu
+  network: {{kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, latency: 1 us,
+             spine_latency: 1 us, oversubscription: 2, {network}}}
+model: {{kind: layers, layers: [{{name: l, forward: 100 us, backward: 200 us, params: 8 MiB}}], repeat: 2}}
+system: {{kind: data_parallel, replicas: 16, steps: 2, mode: {mode}}}
+run: {{mode: timing-only}}
+report: {{plots: false}}
+"""
+    )
+    scenario = load_scenario(path)
+    check(scenario, str(path))
+    out = simulate(scenario)
+    assert out.status == "ok", out.diagnosis
+    return out
+
+
 @pytest.mark.parametrize(
     "failures",
     [
@@ -139,31 +162,11 @@ def test_a_failure_the_fabric_cannot_have_is_refused(write_yaml, sharing, networ
 )
 @pytest.mark.parametrize("sharing", ["flow", "ideal"])
 def test_the_compiled_engine_cuts_flows_as_simpy_does(write_yaml, failures, sharing):
-    """16 replicas on a 2:1 fat tree (4 leaves of 4, 2 spines), two layers' ring all-reduces beside the backward,
-    two cables failing in the middle (with reroute, the second for good): the compiled engine's step, every link's
-    bytes and each failure's stalled and rerouted flows and seconds equal SimPy's to float rounding (measured:
-    1e-14; reroute: 9 and 6 flows stalled and moved, abort: 21 and 6 flows waiting 18.7 and 11.3 ms in all)."""
-    runs = {}
-    for mode in ("exact", "compiled"):
-        path = write_yaml(
-            f"""
-name: failures16
-hardware:
-  base: datacenter_npu
-  network: {{kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, latency: 1 us,
-             spine_latency: 1 us, oversubscription: 2, model: {sharing}, {failures}}}
-model: {{kind: layers, layers: [{{name: l, forward: 100 us, backward: 200 us, params: 8 MiB}}], repeat: 2}}
-system: {{kind: data_parallel, replicas: 16, steps: 2, mode: {mode}}}
-run: {{mode: timing-only}}
-report: {{plots: false}}
-""",
-            f"{mode}.yaml",
-        )
-        scenario = load_scenario(path)
-        check(scenario, str(path))
-        runs[mode] = simulate(scenario)
-    exact, compiled = runs["exact"], runs["compiled"]
-    assert exact.status == compiled.status == "ok"
+    """Two cables failing in the middle of the all-reduces (with reroute, the second for good): the compiled
+    engine's step, every link's bytes and each failure's stalled and rerouted flows and seconds equal SimPy's to
+    float rounding (measured: 1e-14; flow, reroute: 9 and 6 flows stalled and moved; flow, abort: 21 and 6 flows
+    waiting 18.7 and 11.3 ms in all)."""
+    exact, compiled = (_sixteen(write_yaml, f"model: {sharing}, {failures}", mode) for mode in ("exact", "compiled"))
     assert compiled.sim_time_s == pytest.approx(exact.sim_time_s, rel=1e-9)
     mine, theirs = _failures(compiled), _failures(exact)
     assert all(f["flows_stalled"] > 0 for f in theirs)  # every ring that crossed spine 1 (ECMP) was cut
@@ -177,26 +180,8 @@ report: {{plots: false}}
 @pytest.mark.parametrize("mode", ["exact", "compiled"])
 def test_ideal_messages_as_unshared_flows_take_the_ideal_models_time(write_yaml, mode):
     """With failures the ideal model's messages are flows that share nothing (`sharing.Unshared`): a cable that
-    fails only after the run leaves every step as plain `ideal` gives it (16 replicas on a 2:1 tree, where flows
-    would share the uplinks)."""
-    steps = []
-    for failures in ("", ", failures: [{link: leaf0->spine1, at: 10 s}]"):
-        path = write_yaml(
-            f"""
-name: unshared
-hardware:
-  base: datacenter_npu
-  network: {{kind: fat_tree, leaves: 4, npus_per_leaf: 4, spines: 2, bandwidth: 100 Gb/s, latency: 1 us,
-             spine_latency: 1 us, oversubscription: 2, model: ideal{failures}}}
-model: {{kind: layers, layers: [{{name: l, forward: 100 us, backward: 200 us, params: 8 MiB}}], repeat: 2}}
-system: {{kind: data_parallel, replicas: 16, steps: 2, mode: {mode}}}
-run: {{mode: timing-only}}
-report: {{plots: false}}
-"""
-        )
-        scenario = load_scenario(path)
-        check(scenario, str(path))
-        out = simulate(scenario)
-        assert out.status == "ok"
-        steps.append(out.sim_time_s)
-    assert steps[1] == pytest.approx(steps[0], rel=1e-9)
+    fails only after the run leaves every step as plain `ideal` gives it (on the 2:1 tree, where flows would
+    share the uplinks)."""
+    plain = _sixteen(write_yaml, "model: ideal", mode).sim_time_s
+    unshared = _sixteen(write_yaml, "model: ideal, failures: [{link: leaf0->spine1, at: 10 s}]", mode).sim_time_s
+    assert unshared == pytest.approx(plain, rel=1e-9)
