@@ -606,12 +606,18 @@ def _solve(h, lk, rp, tk, cq, ms, now):
     h.n[SOLVED] += m
     members = lk.work[5]
     for i in range(m):
-        r = members[i]
-        if lk.rate[r] != lk.lazy[r] or lk.dirty[r]:
-            _catch_up(lk, r, now)
-            lk.lazy[r] = lk.rate[r]
-            lk.dirty[r] = 0
-            _flow_ends_at(h, lk, r, _route_end(lk, r, now))
+        _rerate(h, lk, members[i], now)
+
+
+@njit(cache=True, inline="always")
+def _rerate(h, lk, r, now):
+    """Route r at its newly solved rate: if that or its first flow changed, `sent` counted to `now` at the old
+    rate and its next end moved."""
+    if lk.rate[r] != lk.lazy[r] or lk.dirty[r]:
+        _catch_up(lk, r, now)
+        lk.lazy[r] = lk.rate[r]
+        lk.dirty[r] = 0
+        _flow_ends_at(h, lk, r, _route_end(lk, r, now))
 
 
 @njit(cache=True, inline="always")
@@ -626,11 +632,7 @@ def _solve_unshared(h, lk, rp, now):
             for j in range(rp.route_ptr[r], rp.route_ptr[r + 1]):
                 rate = min(rate, lk.cap[rp.route_links[j]])
             lk.rate[r] = rate
-            if rate != lk.lazy[r] or lk.dirty[r]:
-                _catch_up(lk, r, now)
-                lk.lazy[r] = rate
-                lk.dirty[r] = 0
-                _flow_ends_at(h, lk, r, _route_end(lk, r, now))
+            _rerate(h, lk, r, now)
     h.n[TOUCHED] = 0
     h.n[PENDING] = 0
     h.n[SOLVES] += 1

@@ -47,6 +47,8 @@ from hwsim.workloads.chakra import TraceSet
 Progress = Callable[[int, int], None]
 KINDS = {"data_parallel": DataParallel, "pipeline": Pipeline, "replay": Replay}
 """The systems a job runs (a Megatron job: the replay of its export; `check_jobs` refuses the others by name)."""
+SAMPLES = {**KINDS, "megatron": Megatron}
+"""Whose `check_samples` a job's system kind takes."""
 
 
 @dataclass
@@ -112,7 +114,7 @@ class Jobs:
     @staticmethod
     def check_samples(spec, train: int) -> None:
         for job in spec.jobs:
-            {**KINDS, "megatron": Megatron}[job.system.kind].check_samples(job.system, train)
+            SAMPLES[job.system.kind].check_samples(job.system, train)
 
     def __init__(self, scenario, cluster: Cluster, model, data, rng: np.random.Generator, progress: Progress | None = None):
         self.spec, self.scenario = scenario.system, scenario
